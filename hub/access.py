@@ -1,0 +1,223 @@
+"""Course access: the only place that changes JupyterHub group membership.
+
+Access to a course is membership of its JupyterHub group (`course-<id>` for learners,
+`instructors-<id>` for instructors). This module computes nothing about *why* someone has access
+(entitlements do that); it makes the Hub's groups match a desired state, through the Hub's REST API
+with a narrowly scoped token, and stops the course server of anyone it removes (their volume, and
+so their work, is kept).
+
+Applying a desired state is idempotent, so it is safe to run on every change and periodically: a
+missed call heals itself on the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from hub.courses import Catalog
+from hub.errors import HubAPIError
+
+log = logging.getLogger("learnhub.access")
+
+#: Scopes the access service needs, and no more.
+ACCESS_SCOPES = [
+    "list:users",
+    "read:users",
+    "list:groups",
+    "read:groups",
+    "admin:groups",
+    "groups",
+    "servers",
+]
+
+
+def learner_group(course_id: str) -> str:
+    """Group of the learners of a course."""
+    return f"course-{course_id}"
+
+
+def instructor_group(course_id: str) -> str:
+    """Group of the instructors of a course."""
+    return f"instructors-{course_id}"
+
+
+class HubClient:
+    """A small async client of the JupyterHub REST API (`/hub/api`)."""
+
+    def __init__(self, api_url: str, token: str, *, timeout: float = 10.0) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._client = httpx.AsyncClient(
+            headers={"Authorization": f"token {token}"}, timeout=timeout
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    async def __aenter__(self) -> HubClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def request(
+        self, method: str, path: str, *, json: Any = None, ok: Iterable[int] = (200, 201, 202, 204)
+    ) -> httpx.Response:
+        """Send a request; raise :class:`HubAPIError` on an unexpected status."""
+        url = f"{self.api_url}{path}"
+        try:
+            response = await self._client.request(method, url, json=json)
+        except httpx.HTTPError as exc:
+            raise HubAPIError(f"JupyterHub API unreachable at {self.api_url}: {exc}") from exc
+        if response.status_code not in set(ok):
+            try:
+                message = response.json().get("message", response.text)
+            except ValueError:
+                message = response.text
+            raise HubAPIError(
+                f"{method} {path} -> {response.status_code}: {message}",
+                status=response.status_code,
+            )
+        return response
+
+    async def groups(self) -> dict[str, set[str]]:
+        """All groups and their members."""
+        response = await self.request("GET", "/groups?limit=10000")
+        data = response.json()
+        items = data["items"] if isinstance(data, dict) else data
+        return {g["name"]: set(g["users"]) for g in items}
+
+    async def user(self, name: str) -> dict[str, Any] | None:
+        """The user model, or None when the user does not exist."""
+        response = await self.request("GET", f"/users/{quote(name, safe='')}", ok=(200, 404))
+        return None if response.status_code == 404 else dict(response.json())
+
+    async def create_group(self, group: str) -> None:
+        """Create a group (existing groups are fine)."""
+        await self.request("POST", f"/groups/{quote(group, safe='')}", ok=(201, 409))
+
+    async def add_members(self, group: str, users: Iterable[str]) -> None:
+        """Add users to a group."""
+        await self.request(
+            "POST", f"/groups/{quote(group, safe='')}/users", json={"users": sorted(users)}
+        )
+
+    async def remove_members(self, group: str, users: Iterable[str]) -> None:
+        """Remove users from a group."""
+        await self.request(
+            "DELETE", f"/groups/{quote(group, safe='')}/users", json={"users": sorted(users)}
+        )
+
+    async def stop_server(self, user: str, server_name: str) -> None:
+        """Stop a user's named server (a server that is not running is fine)."""
+        await self.request(
+            "DELETE",
+            f"/users/{quote(user, safe='')}/servers/{quote(server_name, safe='')}",
+            ok=(202, 204, 400, 404),
+        )
+
+
+@dataclass
+class MembershipChanges:
+    """What one application of the desired state changed."""
+
+    added: dict[str, set[str]] = field(default_factory=dict)
+    removed: dict[str, set[str]] = field(default_factory=dict)
+    skipped_unknown_users: set[str] = field(default_factory=set)
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything changed."""
+        return any(self.added.values()) or any(self.removed.values())
+
+
+async def apply_membership(
+    hub: HubClient,
+    desired: Mapping[str, set[str]],
+    *,
+    stop_removed_servers: bool = True,
+) -> MembershipChanges:
+    """Make each group in ``desired`` contain exactly the given users.
+
+    Groups not named in ``desired`` are left alone. Users that do not exist in the Hub are
+    skipped (and reported), so a deleted account never blocks everyone else. Removed learners'
+    course servers are stopped.
+    """
+    current = await hub.groups()
+    changes = MembershipChanges()
+    for group, wanted in sorted(desired.items()):
+        if group not in current:
+            await hub.create_group(group)
+            current[group] = set()
+        have = current[group]
+        to_add = set(wanted) - have
+        existing: set[str] = set()
+        for user in sorted(to_add):
+            if await hub.user(user) is None:
+                changes.skipped_unknown_users.add(user)
+            else:
+                existing.add(user)
+        to_remove = have - set(wanted)
+        if existing:
+            await hub.add_members(group, existing)
+            changes.added[group] = existing
+            for user in sorted(existing):
+                log.info("access granted", extra={"user": user, "group": group, "outcome": "added"})
+        if to_remove:
+            await hub.remove_members(group, to_remove)
+            changes.removed[group] = to_remove
+            for user in sorted(to_remove):
+                log.info(
+                    "access revoked", extra={"user": user, "group": group, "outcome": "removed"}
+                )
+            if stop_removed_servers and group.startswith("course-"):
+                course_id = group.removeprefix("course-")
+                for user in sorted(to_remove):
+                    await hub.stop_server(user, course_id)
+    return changes
+
+
+async def grant(hub: HubClient, user: str, course_id: str, catalog: Catalog) -> None:
+    """Put ``user`` in the learner group of ``course_id`` (manual grant)."""
+    _require_course(catalog, course_id)
+    if await hub.user(user) is None:
+        raise HubAPIError(f"no such user {user!r}; they must sign in once first", status=404)
+    group = learner_group(course_id)
+    groups = await hub.groups()
+    if group not in groups:
+        await hub.create_group(group)
+    await hub.add_members(group, [user])
+    log.info("access granted", extra={"user": user, "course": course_id, "outcome": "granted"})
+
+
+async def revoke(hub: HubClient, user: str, course_id: str, catalog: Catalog) -> bool:
+    """Take ``user`` out of the learner group and stop their course server.
+
+    Returns False when they were not a member. Their volume is kept.
+    """
+    _require_course(catalog, course_id)
+    group = learner_group(course_id)
+    members = (await hub.groups()).get(group, set())
+    if user not in members:
+        return False
+    await hub.remove_members(group, [user])
+    await hub.stop_server(user, course_id)
+    log.info("access revoked", extra={"user": user, "course": course_id, "outcome": "revoked"})
+    return True
+
+
+def instructor_membership(catalog: Catalog) -> dict[str, set[str]]:
+    """Desired `instructors-<id>` groups, straight from each `course.yaml`."""
+    return {instructor_group(e.course.id): set(e.course.instructors) for e in catalog}
+
+
+def _require_course(catalog: Catalog, course_id: str) -> None:
+    if course_id not in catalog:
+        known = ", ".join(catalog.ids()) or "none"
+        raise HubAPIError(f"no such course {course_id!r} (known: {known})", status=404)

@@ -1,0 +1,224 @@
+"""`learnhub`: the operator's command line.
+
+    learnhub demo                  build what is out of date, then run the platform with the demo
+    learnhub check                 validate settings and every course.yaml
+    learnhub courses list          the catalog
+    learnhub grant USER COURSE     give USER access to COURSE
+    learnhub revoke USER COURSE    take it away (stops their course server; their files are kept)
+    learnhub images build          build the container images that are out of date
+
+Settings come from `--config FILE`, `LEARNHUB_CONFIG` or `./learnhub.yaml`, plus LEARNHUB_*
+secrets in the environment. Errors print one message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from hub import access
+from hub.courses import Catalog
+from hub.errors import LearnHubError
+from hub.hubconfig import hub_api_url
+from hub.settings import Settings, load_settings, settings_from_environment
+
+#: The repository root: jupyterhub_config.py, courses/ and docker/ live here.
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    if args.config:
+        return load_settings(Path(args.config), environ)
+    return settings_from_environment(environ, Path.cwd() / "learnhub.yaml")
+
+
+def admin_token_file(settings: Settings) -> Path:
+    """Where the demo keeps its generated admin token (mode 0600)."""
+    return settings.data_dir / "admin-token"
+
+
+def ensure_admin_token(settings: Settings) -> str:
+    """The admin token: from LEARNHUB_ADMIN_TOKEN, else generated once for the demo."""
+    token = settings.secret("admin_token")
+    if token:
+        return token
+    path = admin_token_file(settings)
+    if path.exists():
+        return path.read_text().strip()
+    if settings.mode == "production":
+        raise LearnHubError("LEARNHUB_ADMIN_TOKEN: required in production mode")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+def _admin_token_for_cli(settings: Settings) -> str:
+    token = settings.secret("admin_token")
+    if token:
+        return token
+    path = admin_token_file(settings)
+    if path.exists():
+        return path.read_text().strip()
+    raise LearnHubError(
+        "no admin token: set LEARNHUB_ADMIN_TOKEN to the token the hub was started with "
+        f"(the demo writes one to {path})"
+    )
+
+
+def hub_environment(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
+    """Environment for the Hub process: ours plus the admin token and the proxy on PATH."""
+    env = dict(environ)
+    env["LEARNHUB_ADMIN_TOKEN"] = ensure_admin_token(settings)
+    tool_bins = [ROOT / "tools" / "node_modules" / ".bin", Path(sys.executable).parent]
+    env["PATH"] = os.pathsep.join([*map(str, tool_bins), env.get("PATH", "")])
+    return env
+
+
+def cmd_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Validate settings and courses."""
+    settings = _settings(args, environ)
+    catalog = Catalog.load(settings.courses_dir)
+    print(f"settings OK ({settings.source}, mode {settings.mode})")
+    print(f"{len(catalog)} courses OK: {', '.join(catalog.ids())}")
+    return 0
+
+
+def cmd_courses_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Print the catalog."""
+    settings = _settings(args, environ)
+    catalog = Catalog.load(settings.courses_dir)
+    for entry in catalog:
+        course = entry.course
+        price = f"{course.price.amount / 100:.2f} {course.price.currency.upper()}"
+        print(f"{course.id:<28} {price:>12}  {len(course.assignments)} assignments  {course.title}")
+    return 0
+
+
+def _hub_call(settings: Settings, action: str, user: str, course_id: str) -> int:
+    catalog = Catalog.load(settings.courses_dir)
+    token = _admin_token_for_cli(settings)
+
+    async def run() -> int:
+        async with access.HubClient(hub_api_url(settings), token) as hub:
+            if action == "grant":
+                await access.grant(hub, user, course_id, catalog)
+                print(f"granted: {user} can now open {course_id}")
+                return 0
+            changed = await access.revoke(hub, user, course_id, catalog)
+            print(
+                f"revoked: {user} can no longer open {course_id} (their files are kept)"
+                if changed
+                else f"nothing to do: {user} had no access to {course_id}"
+            )
+            return 0
+
+    return asyncio.run(run())
+
+
+def cmd_grant(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Give a user access to a course."""
+    return _hub_call(_settings(args, environ), "grant", args.user, args.course)
+
+
+def cmd_revoke(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Take a user's access to a course away."""
+    return _hub_call(_settings(args, environ), "revoke", args.user, args.course)
+
+
+def cmd_images_build(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Build the images that are out of date."""
+    from hub import images
+
+    extra_ca = Path(args.extra_ca) if args.extra_ca else None
+    images.ensure_base_image(ROOT, base_image=args.base_image, force=False, log=print)
+    results = images.build_images(
+        ROOT, base_image=args.base_image, extra_ca=extra_ca, force=args.force, log=print
+    )
+    for result in results:
+        print(f"{result.name}: {'built' if result.built else 'up to date'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Build what is out of date and run the platform in the foreground."""
+    settings = _settings(args, environ)
+    catalog = Catalog.load(settings.courses_dir)
+    if settings.spawner.backend == "docker" and not args.skip_images:
+        from hub import images
+
+        images.ensure_base_image(ROOT, base_image=args.base_image, force=False, log=print)
+        images.build_images(ROOT, base_image=args.base_image, log=print)
+    env = hub_environment(settings, environ)
+    if shutil.which("configurable-http-proxy", path=env["PATH"]) is None:
+        raise LearnHubError(
+            "configurable-http-proxy not found: run scripts/setup.sh (it installs it from npm)"
+        )
+    print(f"LearnHub ({settings.mode}) with {len(catalog)} courses on {settings.hub.bind_url}")
+    if settings.mode == "demo":
+        print("demo accounts: demo-learner, demo-instructor, demo-admin (see README for password)")
+    jupyterhub = str(Path(sys.executable).parent / "jupyterhub")
+    argv = [jupyterhub, "-f", str(ROOT / "jupyterhub_config.py")]
+    os.chdir(ROOT)
+    os.execve(jupyterhub, argv, env)  # noqa: S606 - replacing ourselves with the hub on purpose
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `learnhub`."""
+    parser = argparse.ArgumentParser(prog="learnhub", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--config", help="settings file (default: LEARNHUB_CONFIG or ./learnhub.yaml)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the platform with the demo courses")
+    demo.add_argument("--skip-images", action="store_true", help="do not build images")
+    demo.add_argument("--base-image", default="learnhub/base:bookworm")
+    demo.set_defaults(func=cmd_demo)
+
+    sub.add_parser("check", help="validate settings and courses").set_defaults(func=cmd_check)
+
+    courses = sub.add_parser("courses", help="the course catalog")
+    courses_sub = courses.add_subparsers(dest="courses_command", required=True)
+    courses_sub.add_parser("list", help="list courses").set_defaults(func=cmd_courses_list)
+
+    for name, func, text in (
+        ("grant", cmd_grant, "give USER access to COURSE"),
+        ("revoke", cmd_revoke, "take USER's access to COURSE away"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("user")
+        p.add_argument("course")
+        p.set_defaults(func=func)
+
+    imgs = sub.add_parser("images", help="container images")
+    imgs_sub = imgs.add_subparsers(dest="images_command", required=True)
+    build = imgs_sub.add_parser("build", help="build the images that are out of date")
+    build.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    build.add_argument("--extra-ca", help="an extra CA certificate (PEM) to trust during builds")
+    build.add_argument("--base-image", default="learnhub/base:bookworm")
+    build.set_defaults(func=cmd_images_build)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    env = os.environ if environ is None else environ
+    try:
+        return int(args.func(args, env))
+    except LearnHubError as exc:
+        print(f"learnhub: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,203 @@
+"""The course catalog: `courses/<id>/course.yaml`, validated.
+
+A course folder holds `course.yaml`, the learner-facing `materials/` that are synced into every
+learner's workspace, and nbgrader `source/<assignment>/` notebooks. A malformed `course.yaml`
+raises :class:`CourseError` naming the file, the key and the problem; the catalog never loads
+half a course.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hub.errors import CourseError
+from hub.settings import MEMORY_PATTERN, ResourceLimits
+
+#: Course ids become group names, server names, container and volume names, and URL segments.
+COURSE_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Price(_Model):
+    """A one-off course price in minor units."""
+
+    amount: int = Field(ge=0, description="Minor units (cents); 0 means free with sign-up.")
+    currency: Annotated[str, Field(pattern=r"^[a-z]{3}$")] = "usd"
+
+
+class CourseLimits(_Model):
+    """Per-course overrides of the container limits."""
+
+    memory: Annotated[str, Field(pattern=MEMORY_PATTERN)] | None = None
+    cpu: Annotated[float, Field(gt=0, le=64)] | None = None
+
+
+class Assignment(_Model):
+    """An nbgrader assignment of the course."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+    title: str = Field(min_length=1)
+    due: AwareDatetime | None = None
+
+
+class Course(_Model):
+    """One course, as declared in its `course.yaml`."""
+
+    id: Annotated[str, Field(pattern=COURSE_ID_PATTERN)]
+    title: str = Field(min_length=1, max_length=200)
+    summary: str = Field(min_length=1, max_length=500)
+    description: str = ""
+    price: Price
+    image: str | None = None
+    instructors: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    limits: CourseLimits = Field(default_factory=CourseLimits)
+    syllabus: list[str] = Field(default_factory=list)
+    outcomes: list[str] = Field(default_factory=list)
+    assignments: list[Assignment] = Field(default_factory=list)
+
+    @field_validator("assignments")
+    @classmethod
+    def _unique_assignment_ids(cls, value: list[Assignment]) -> list[Assignment]:
+        seen: set[str] = set()
+        for assignment in value:
+            if assignment.id in seen:
+                raise ValueError(f"assignment id {assignment.id!r} is listed twice")
+            seen.add(assignment.id)
+        return value
+
+    @property
+    def learner_group(self) -> str:
+        """JupyterHub group of the people who may open this course."""
+        return f"course-{self.id}"
+
+    @property
+    def instructor_group(self) -> str:
+        """JupyterHub group of the course's instructors."""
+        return f"instructors-{self.id}"
+
+    def resource_limits(self, defaults: ResourceLimits) -> ResourceLimits:
+        """The effective limits: the course's own, else the platform defaults."""
+        return ResourceLimits(
+            memory=self.limits.memory or defaults.memory,
+            cpu=self.limits.cpu or defaults.cpu,
+        )
+
+    def assignment(self, assignment_id: str) -> Assignment | None:
+        """The assignment with this id, or None."""
+        return next((a for a in self.assignments if a.id == assignment_id), None)
+
+
+@dataclass(frozen=True)
+class CourseEntry:
+    """A validated course together with where it lives on disk."""
+
+    course: Course
+    folder: Path
+
+    @property
+    def materials_dir(self) -> Path:
+        """Learner-facing files synced into each workspace."""
+        return self.folder / "materials"
+
+    @property
+    def source_dir(self) -> Path:
+        """nbgrader source assignments."""
+        return self.folder / "source"
+
+
+def _describe(error: ValidationError, path: Path) -> str:
+    lines = [f"{path}: invalid course"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "string_pattern_mismatch" and item["loc"][-1] == "id":
+            message = (
+                "must be lowercase letters, digits and dashes (at most 40), "
+                f"got {item.get('input')!r}"
+            )
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def load_course(folder: Path) -> CourseEntry:
+    """Load and validate `folder/course.yaml`; the course id must equal the folder name."""
+    path = folder / "course.yaml"
+    try:
+        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CourseError(f"{path}: missing; every course folder needs a course.yaml") from None
+    except yaml.YAMLError as exc:
+        raise CourseError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise CourseError(f"{path}: the top level must be a mapping (id:, title:, ...)")
+    try:
+        course = Course.model_validate(raw)
+    except ValidationError as exc:
+        raise CourseError(_describe(exc, path)) from None
+    if course.id != folder.name:
+        raise CourseError(f"{path}: id: {course.id!r} must equal the folder name {folder.name!r}")
+    for assignment in course.assignments:
+        if not (folder / "source" / assignment.id).is_dir():
+            raise CourseError(
+                f"{path}: assignments.{assignment.id}: no folder source/{assignment.id}/ "
+                "with its nbgrader source notebooks"
+            )
+    return CourseEntry(course=course, folder=folder.resolve())
+
+
+class Catalog:
+    """All courses, by id, in a stable order."""
+
+    def __init__(self, entries: list[CourseEntry]) -> None:
+        self._entries = {entry.course.id: entry for entry in entries}
+
+    @classmethod
+    def load(cls, courses_dir: Path) -> Catalog:
+        """Load every `courses_dir/*/course.yaml`; any invalid course fails the whole load."""
+        if not courses_dir.is_dir():
+            raise CourseError(f"{courses_dir}: courses folder not found")
+        folders = sorted(
+            p for p in courses_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+        return cls([load_course(folder) for folder in folders])
+
+    def __iter__(self) -> Iterator[CourseEntry]:
+        return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, course_id: object) -> bool:
+        return course_id in self._entries
+
+    def get(self, course_id: str) -> CourseEntry | None:
+        """The course with this id, or None."""
+        return self._entries.get(course_id)
+
+    def ids(self) -> list[str]:
+        """All course ids."""
+        return list(self._entries)
+
+
+def course_id_from_group(group: str) -> str | None:
+    """`course-x` -> `x`; anything else -> None."""
+    match = re.fullmatch(r"course-(.+)", group)
+    return match.group(1) if match else None
+
+
+def deadline_label(due: datetime | None) -> str:
+    """A human label for an assignment deadline."""
+    return "no deadline" if due is None else due.strftime("%Y-%m-%d %H:%M %Z")

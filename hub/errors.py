@@ -1,0 +1,37 @@
+"""The small exception hierarchy of LearnHub.
+
+Every error carries a message meant for the person who can fix it (an operator for settings and
+course files, a learner for access). Code catches these narrowly; nothing is swallowed.
+"""
+
+from __future__ import annotations
+
+
+class LearnHubError(Exception):
+    """Base class of every LearnHub error."""
+
+
+class SettingsError(LearnHubError):
+    """The settings file or environment is invalid; the message names file, key and problem."""
+
+
+class CourseError(LearnHubError):
+    """A `course.yaml` (or the catalog as a whole) is invalid; the message names file and key."""
+
+
+class HubAPIError(LearnHubError):
+    """The JupyterHub REST API refused or failed a request."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AccessDenied(LearnHubError):
+    """A user asked for a course they have no access to."""
+
+    def __init__(self, user: str, course_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.user = user
+        self.course_id = course_id
+        self.reason = reason

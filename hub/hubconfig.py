@@ -1,0 +1,188 @@
+"""Apply validated settings to a JupyterHub config object.
+
+One ``apply_<area>(c, settings, ...)`` function per area. Each only *sets* values, never appends,
+so applying twice gives the same config. `jupyterhub_config.py` calls :func:`apply_all`; the
+spawner backends are applied by `spawner_config.py`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+from urllib.parse import urlparse
+
+from hub.courses import Catalog
+from hub.settings import Settings
+
+#: Demo accounts and the password stated in the README (overridable with LEARNHUB_DEMO_PASSWORD).
+DEMO_USERS = ("demo-learner", "demo-instructor", "demo-admin")
+DEMO_PASSWORD = "learnhub-demo"  # noqa: S105 - the documented demo password
+#: The course the demo learner owns from the start, so the demo shows both Launch and Buy.
+DEMO_OWNED_COURSE = "python-foundations"
+
+
+def bridge_gateway(network: str = "bridge") -> str:
+    """The gateway address of a Docker network: how containers reach the host."""
+    try:
+        out = subprocess.run(
+            [
+                "docker",
+                "network",
+                "inspect",
+                network,
+                "--format",
+                "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    return out or "172.17.0.1"
+
+
+def apply_hub(c: Any, settings: Settings) -> None:
+    """Proxy, Hub API address, base URL, database, cookie secret, logging."""
+    hub = settings.hub
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    c.JupyterHub.bind_url = hub.bind_url
+    hub_ip = hub.hub_ip
+    if hub_ip == "auto":
+        hub_ip = (
+            bridge_gateway(settings.spawner.network)
+            if settings.spawner.backend in ("docker", "swarm")
+            else "127.0.0.1"
+        )
+    c.JupyterHub.hub_bind_url = f"http://{hub_ip}:{hub.hub_port}"
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub.proxy_api_port}"
+    c.ConfigurableHTTPProxy.pid_file = str(data_dir / "proxy.pid")
+    if hub.subdomain_host:
+        c.JupyterHub.subdomain_host = hub.subdomain_host
+    c.JupyterHub.db_url = settings.hub_db_url
+    c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
+    cookie_secret = settings.secret("cookie_secret")
+    if cookie_secret:
+        c.JupyterHub.cookie_secret = cookie_secret.encode()
+    c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
+    c.JupyterHub.log_level = hub.log_level
+    # Servers keep running across a hub restart; the new hub finds them again.
+    c.JupyterHub.cleanup_servers = False
+    c.JupyterHub.cleanup_proxy = False
+    c.JupyterHub.allow_named_servers = True
+    c.JupyterHub.named_server_limit_per_user = 0
+    # Every course has its own named server; people land on the page that lists them, never on
+    # a default server (which LearnHub does not use).
+    c.JupyterHub.default_url = urlparse(hub.bind_url).path + "hub/home"
+    c.JupyterHub.template_vars = {"learnhub_mode": settings.mode}
+    c.JupyterHub.authenticate_prometheus = True
+
+
+def apply_auth(c: Any, settings: Settings) -> None:
+    """Choose and configure the authenticator."""
+    auth = settings.auth
+    admins = set(settings.hub.admin_users)
+    if settings.mode == "demo":
+        admins.add("demo-admin")
+    c.Authenticator.admin_users = admins
+    if auth.kind == "native":
+        c.JupyterHub.authenticator_class = "hub.auth.LearnHubNativeAuthenticator"
+        c.Authenticator.allow_all = True
+        c.NativeAuthenticator.open_signup = auth.open_signup
+        c.NativeAuthenticator.minimum_password_length = auth.minimum_password_length
+        c.NativeAuthenticator.check_common_password = True
+        c.NativeAuthenticator.enable_signup = True
+        if settings.mode == "demo":
+            password = settings.secret("demo_password") or DEMO_PASSWORD
+            c.LearnHubNativeAuthenticator.seed_users = dict.fromkeys(DEMO_USERS, password)
+            c.Authenticator.allowed_users = set(DEMO_USERS)
+    elif auth.kind == "github":
+        c.JupyterHub.authenticator_class = "github"
+        c.GitHubOAuthenticator.client_id = auth.github.client_id
+        c.GitHubOAuthenticator.client_secret = settings.secret("oauth_client_secret") or ""
+        c.GitHubOAuthenticator.oauth_callback_url = auth.github.callback_url
+        if auth.github.allowed_organizations:
+            c.GitHubOAuthenticator.allowed_organizations = set(auth.github.allowed_organizations)
+        else:
+            c.GitHubOAuthenticator.allow_all = True
+    else:
+        generic = auth.generic
+        c.JupyterHub.authenticator_class = "generic-oauth"
+        c.GenericOAuthenticator.client_id = generic.client_id
+        c.GenericOAuthenticator.client_secret = settings.secret("oauth_client_secret") or ""
+        c.GenericOAuthenticator.oauth_callback_url = generic.callback_url
+        c.GenericOAuthenticator.authorize_url = generic.authorize_url
+        c.GenericOAuthenticator.token_url = generic.token_url
+        c.GenericOAuthenticator.userdata_url = generic.userdata_url
+        c.GenericOAuthenticator.username_claim = generic.username_claim
+        c.GenericOAuthenticator.scope = list(generic.scope)
+        c.GenericOAuthenticator.allow_all = True
+
+
+def apply_groups(c: Any, settings: Settings, catalog: Catalog) -> None:
+    """Create every course's groups; seed instructors (and the demo learner's course).
+
+    `load_groups` only adds members, so these are the starting point; later changes go through
+    `hub.access`.
+    """
+    groups: dict[str, dict[str, list[str]]] = {}
+    for entry in catalog:
+        course = entry.course
+        groups[course.learner_group] = {"users": []}
+        groups[course.instructor_group] = {"users": sorted(course.instructors)}
+    if settings.mode == "demo" and DEMO_OWNED_COURSE in catalog:
+        groups[f"course-{DEMO_OWNED_COURSE}"] = {"users": ["demo-learner"]}
+    c.JupyterHub.load_groups = groups
+
+
+def apply_services(c: Any, settings: Settings) -> None:
+    """Managed services and their roles: the idle culler and the operator's admin token."""
+    services: list[dict[str, Any]] = []
+    roles: list[dict[str, Any]] = []
+    if settings.spawner.idle_timeout > 0:
+        services.append(
+            {
+                "name": "idle-culler",
+                "command": [
+                    sys.executable,
+                    "-m",
+                    "jupyterhub_idle_culler",
+                    f"--timeout={settings.spawner.idle_timeout}",
+                    "--cull-every=60",
+                ],
+            }
+        )
+        roles.append(
+            {
+                "name": "idle-culler",
+                "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+                "services": ["idle-culler"],
+            }
+        )
+    admin_token = settings.secret("admin_token")
+    if admin_token:
+        services.append({"name": "learnhub-admin", "api_token": admin_token})
+        roles.append({"name": "admin", "services": ["learnhub-admin"]})
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
+
+
+def apply_all(c: Any, settings: Settings, catalog: Catalog) -> None:
+    """Everything but the spawner backend."""
+    apply_hub(c, settings)
+    apply_auth(c, settings)
+    apply_groups(c, settings, catalog)
+    apply_services(c, settings)
+
+
+def hub_api_url(settings: Settings) -> str:
+    """The Hub REST API as seen from this machine (through the proxy)."""
+    parsed = urlparse(settings.hub.bind_url)
+    host = parsed.hostname or "127.0.0.1"
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - translating a bind-all address
+        host = "127.0.0.1"
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    return f"{parsed.scheme}://{host}:{port}{parsed.path}hub/api"

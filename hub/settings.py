@@ -1,0 +1,365 @@
+"""LearnHub settings: one typed, validated object built from a YAML file plus environment.
+
+Layering, lowest to highest:
+
+1. the defaults declared on the models below (the embedded single-machine demo);
+2. the YAML settings file (``learnhub.yaml`` or the path given with ``--config`` /
+   ``LEARNHUB_CONFIG``);
+3. secrets from ``LEARNHUB_*`` environment variables (never from the file, so the file can be
+   committed and shared).
+
+Unknown keys, unknown ``LEARNHUB_*`` variables and bad values stop the start with one
+:class:`SettingsError` that names the file, the key and the problem. Nothing here reads the
+environment at import time: callers pass the mapping to :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from hub.errors import SettingsError
+
+#: Memory sizes as Docker and KubeSpawner understand them: a number with an optional K/M/G/T suffix.
+MEMORY_PATTERN = r"^[1-9][0-9]*(\.[0-9]+)?[KMGT]?$"
+
+#: Secret values that must never reach production.
+DEMO_SECRET_MARKER = "demo-insecure"  # noqa: S105 - a marker, not a secret
+
+
+class _Model(BaseModel):
+    """Base for every settings section: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HubSettings(_Model):
+    """Where the Hub and its proxy listen."""
+
+    bind_url: str = Field(
+        "http://127.0.0.1:8000/",
+        description="Public URL of the proxy, including the base URL path, e.g. http://0.0.0.0:8000/learn/.",
+    )
+    hub_ip: str = Field(
+        "auto",
+        description=(
+            "Address the Hub API binds to and containers connect to. `auto` uses the gateway of "
+            "the Docker network, so course containers can reach the Hub and nothing else can."
+        ),
+    )
+    hub_port: int = Field(8081, ge=1, le=65535, description="Port of the Hub API.")
+    proxy_api_port: int = Field(8001, ge=1, le=65535, description="Port of the proxy's REST API.")
+    subdomain_host: str = Field(
+        "",
+        description=(
+            "Serve each user's servers on their own subdomain of this host (e.g. "
+            "`https://learnhub.example.org`). Recommended when learners are untrusted: it isolates "
+            "one learner's JavaScript from another's cookies."
+        ),
+    )
+    data_dir: Path = Field(
+        Path("var"), description="Folder for databases, cookie secret and state."
+    )
+    admin_users: list[str] = Field(
+        default_factory=list, description="Hub usernames that are JupyterHub admins."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("bind_url")
+    @classmethod
+    def _url_has_scheme(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/]+(/.*)?$", value):
+            raise ValueError("must look like http://HOST:PORT/ or https://HOST/PATH/")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("subdomain_host")
+    @classmethod
+    def _subdomain_has_scheme(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/]+$", value):
+            raise ValueError(
+                "must be a scheme and host without a path, e.g. https://learn.example.org"
+            )
+        return value
+
+
+class GitHubAuthSettings(_Model):
+    """GitHub OAuth (oauthenticator.GitHubOAuthenticator). The client secret comes from
+    ``LEARNHUB_OAUTH_CLIENT_SECRET``."""
+
+    client_id: str = ""
+    callback_url: str = ""
+    allowed_organizations: list[str] = Field(default_factory=list)
+
+
+class GenericOAuthSettings(_Model):
+    """Any OpenID Connect / OAuth2 provider (oauthenticator.GenericOAuthenticator)."""
+
+    client_id: str = ""
+    callback_url: str = ""
+    authorize_url: str = ""
+    token_url: str = ""
+    userdata_url: str = ""
+    username_claim: str = "preferred_username"
+    scope: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+
+
+class AuthSettings(_Model):
+    """How people sign in."""
+
+    kind: Literal["native", "github", "generic"] = Field(
+        "native",
+        description=(
+            "`native`: local sign-up with passwords (jupyterhub-nativeauthenticator); `github` and "
+            "`generic`: OAuth through oauthenticator."
+        ),
+    )
+    open_signup: bool = Field(
+        True, description="Native auth: new accounts may log in without an admin approving them."
+    )
+    minimum_password_length: int = Field(8, ge=8, le=128)
+    github: GitHubAuthSettings = Field(default_factory=GitHubAuthSettings)
+    generic: GenericOAuthSettings = Field(default_factory=GenericOAuthSettings)
+
+
+class ResourceLimits(_Model):
+    """Container resource limits; `course.yaml` may override them per course."""
+
+    memory: Annotated[str, Field(pattern=MEMORY_PATTERN)] = Field(
+        "1G", description="Memory limit, e.g. 512M, 1G."
+    )
+    cpu: float = Field(1.0, gt=0, le=64, description="CPU cores.")
+
+
+class SpawnerSettings(_Model):
+    """Which engine runs the course containers and how."""
+
+    backend: Literal["docker", "swarm", "kubernetes", "local"] = Field(
+        "docker",
+        description=(
+            "`docker`: DockerSpawner on the local engine (default); `swarm`: SwarmSpawner on a "
+            "Docker Swarm; `kubernetes`: KubeSpawner; `local`: processes on this machine, for "
+            "tests only."
+        ),
+    )
+    image: str = Field("learnhub/singleuser:latest", description="Default course image.")
+    name_prefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,19}$")] = Field(
+        "learnhub", description="Prefix of every container and volume LearnHub creates."
+    )
+    network: str = Field("bridge", description="Docker network the course containers join.")
+    limits: ResourceLimits = Field(default_factory=ResourceLimits)
+    start_timeout: int = Field(
+        120, ge=5, le=3600, description="Seconds a server may take to start."
+    )
+    idle_timeout: int = Field(
+        3600, ge=0, description="Stop servers idle this many seconds (0 disables the culler)."
+    )
+    kubernetes_namespace: str = "learnhub"
+
+
+class PlanSettings(_Model):
+    """A membership plan: a subscription that grants all courses or a set of them."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+    title: str
+    interval: Literal["month", "year"]
+    amount: int = Field(gt=0, description="Price per interval in minor units (cents).")
+    currency: Annotated[str, Field(pattern=r"^[a-z]{3}$")] = "usd"
+    courses: list[str] | Literal["all"] = "all"
+    stripe_price_id: str = ""
+
+
+class PaymentSettings(_Model):
+    """How learners pay."""
+
+    provider: Literal["demo", "stripe"] = Field(
+        "demo",
+        description=(
+            "`demo`: an offline checkout that emits genuinely signed Stripe-format events into the "
+            "same webhook (refused in production); `stripe`: Stripe Checkout."
+        ),
+    )
+    plans: list[PlanSettings] = Field(default_factory=list)
+    grace_period_days: int = Field(3, ge=0, le=60)
+    course_price_ids: dict[str, str] = Field(default_factory=dict)
+
+
+class DatabaseSettings(_Model):
+    """Database URLs. SQLite files under `hub.data_dir` unless given."""
+
+    hub_url: str = Field("", description="JupyterHub's database; default sqlite under data_dir.")
+    learnhub_url: str = Field("", description="LearnHub's database; default sqlite under data_dir.")
+
+
+class Secrets(_Model):
+    """Secrets, filled only from the environment (``LEARNHUB_<NAME>``)."""
+
+    admin_token: SecretStr | None = None
+    cookie_secret: SecretStr | None = None
+    service_token: SecretStr | None = None
+    oauth_client_secret: SecretStr | None = None
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secrets: SecretStr | None = None
+    demo_password: SecretStr | None = None
+
+
+#: Environment variables that feed :class:`Secrets`, and the two that are not secrets.
+SECRET_ENV = {f"LEARNHUB_{name.upper()}": name for name in Secrets.model_fields}
+OTHER_ENV = {"LEARNHUB_CONFIG", "LEARNHUB_MODE"}
+
+
+class Settings(_Model):
+    """Everything LearnHub needs to run, validated."""
+
+    mode: Literal["demo", "production"] = Field(
+        "demo",
+        description=(
+            "`demo` seeds demo users and allows the offline checkout; `production` refuses demo "
+            "parts, default secrets and single-host-only storage."
+        ),
+    )
+    courses_dir: Path = Field(Path("courses"), description="Folder with one folder per course.")
+    hub: HubSettings = Field(default_factory=HubSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    spawner: SpawnerSettings = Field(default_factory=SpawnerSettings)
+    payments: PaymentSettings = Field(default_factory=PaymentSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    secrets: Secrets = Field(default_factory=Secrets, exclude=True)
+    source: str = Field("<defaults>", exclude=True, description="Where these settings came from.")
+
+    @model_validator(mode="after")
+    def _production_is_safe(self) -> Settings:
+        if self.mode != "production":
+            return self
+        problems: list[str] = []
+        if self.payments.provider == "demo":
+            problems.append(
+                "payments.provider: the demo checkout is refused in production; use stripe"
+            )
+        for name in ("cookie_secret", "admin_token", "service_token"):
+            value = getattr(self.secrets, name)
+            if value is None or DEMO_SECRET_MARKER in value.get_secret_value():
+                problems.append(
+                    f"LEARNHUB_{name.upper()}: must be set to a random secret in production"
+                )
+            elif len(value.get_secret_value()) < 32:
+                problems.append(f"LEARNHUB_{name.upper()}: must be at least 32 characters")
+        if self.payments.provider == "stripe":
+            if self.secrets.stripe_secret_key is None:
+                problems.append(
+                    "LEARNHUB_STRIPE_SECRET_KEY: required with payments.provider stripe"
+                )
+            if self.secrets.stripe_webhook_secrets is None:
+                problems.append(
+                    "LEARNHUB_STRIPE_WEBHOOK_SECRETS: required with payments.provider stripe"
+                )
+        if self.spawner.backend in ("swarm", "kubernetes"):
+            for key in ("hub_url", "learnhub_url"):
+                if not getattr(self.database, key) or getattr(self.database, key).startswith(
+                    "sqlite"
+                ):
+                    problems.append(
+                        f"database.{key}: SQLite cannot be shared across hosts; use PostgreSQL "
+                        f"with spawner.backend {self.spawner.backend}"
+                    )
+        if self.spawner.backend == "local":
+            problems.append(
+                "spawner.backend: `local` runs learner code on the hub host; tests only"
+            )
+        if problems:
+            raise ValueError("production mode refuses:\n  " + "\n  ".join(problems))
+        return self
+
+    @property
+    def data_dir(self) -> Path:
+        """Absolute data folder."""
+        return self.hub.data_dir.resolve()
+
+    @property
+    def hub_db_url(self) -> str:
+        """JupyterHub's database URL."""
+        return self.database.hub_url or f"sqlite:///{self.data_dir / 'jupyterhub.sqlite'}"
+
+    @property
+    def learnhub_db_url(self) -> str:
+        """LearnHub's own database URL."""
+        return self.database.learnhub_url or f"sqlite:///{self.data_dir / 'learnhub.sqlite'}"
+
+    def secret(self, name: str) -> str | None:
+        """The plain value of secret ``name``, or None. Never log what this returns."""
+        value = getattr(self.secrets, name)
+        return None if value is None else str(value.get_secret_value())
+
+
+def _format_errors(source: str, error: ValidationError) -> str:
+    lines = [f"{source}: invalid settings"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see docs/reference/settings.md)"
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
+    """Build the settings from ``path`` (optional YAML file) and ``environ``.
+
+    Raises :class:`SettingsError` naming file, key and problem when anything is wrong.
+    """
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError(f"{path}: settings file not found") from None
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"{path}: the top level must be a mapping of keys to values")
+        if "secrets" in loaded:
+            raise SettingsError(
+                f"{path}: secrets: secrets are read from LEARNHUB_* environment variables only, "
+                "never from the settings file"
+            )
+        data.update(loaded)
+    unknown = sorted(
+        name
+        for name in environ
+        if name.startswith("LEARNHUB_") and name not in SECRET_ENV and name not in OTHER_ENV
+    )
+    if unknown:
+        known = ", ".join(sorted(SECRET_ENV) + sorted(OTHER_ENV))
+        raise SettingsError(f"environment: unknown variable {unknown[0]} (known: {known})")
+    data["secrets"] = {field: environ[env] for env, field in SECRET_ENV.items() if environ.get(env)}
+    if environ.get("LEARNHUB_MODE"):
+        data["mode"] = environ["LEARNHUB_MODE"]
+    data["source"] = source
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(_format_errors(source, exc)) from None
+
+
+def settings_from_environment(environ: Mapping[str, str], default_path: Path) -> Settings:
+    """Load settings from ``LEARNHUB_CONFIG`` if set, else ``default_path`` when it exists."""
+    configured = environ.get("LEARNHUB_CONFIG")
+    if configured:
+        return load_settings(Path(configured), environ)
+    return load_settings(default_path if default_path.exists() else None, environ)

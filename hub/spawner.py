@@ -1,0 +1,193 @@
+"""Course servers: one named server per learner and course, refused without access.
+
+The server name is the course id (`/user/<name>/<course-id>/`), so a learner's courses never share
+a container. Before anything is created, :meth:`CourseSpawnerMixin.authorize_course` checks that
+the user may open the course (learner or instructor group, or admin) and refuses with a 403 that
+says why. Each backend (Docker, Swarm, Kubernetes) then applies the course's image, limits,
+labels and per-learner-per-course storage in its own terms.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from dockerspawner import DockerSpawner, SwarmSpawner
+from tornado import web
+from traitlets import Float, HasTraits, Unicode
+
+from hub.courses import COURSE_ID_PATTERN, CourseEntry, load_course
+from hub.errors import CourseError
+
+#: Where the course's materials are mounted read-only inside the container.
+MATERIALS_MOUNT = "/srv/learnhub/materials"
+#: The learner's home, backed by their per-course volume.
+HOME = "/home/jovyan"
+
+
+class CourseSpawnerMixin(HasTraits):
+    """What every LearnHub spawner does, whatever engine runs the server.
+
+    Mixed into a JupyterHub Spawner subclass; relies on `self.user`, `self.name`, `self.log`.
+    """
+
+    courses_dir = Unicode(
+        "courses", config=True, help="Folder with one folder per course (`course.yaml` inside)."
+    )
+    default_image = Unicode(
+        "learnhub/singleuser:latest", config=True, help="Image used when a course names none."
+    )
+    default_mem_limit = Unicode("1G", config=True, help="Memory limit when a course sets none.")
+    default_cpu_limit = Float(1.0, config=True, help="CPU limit when a course sets none.")
+    name_prefix = Unicode(
+        "learnhub", config=True, help="Prefix of every container and volume LearnHub creates."
+    )
+
+    # Provided by the Spawner base class.
+    user: Any
+    name: Any
+    log: Any
+    environment: Any
+
+    def course_entry(self) -> CourseEntry:
+        """Load the course this server is for; 404 when there is no such course."""
+        if not self.name:
+            raise web.HTTPError(
+                400,
+                "Every LearnHub course has its own server: open a course from the catalog "
+                "instead of the default server.",
+            )
+        if not re.match(COURSE_ID_PATTERN, self.name):
+            raise web.HTTPError(404, f"There is no course called {self.name!r}.")
+        folder = Path(self.courses_dir) / self.name
+        if not folder.is_dir():
+            raise web.HTTPError(404, f"There is no course called {self.name!r}.")
+        try:
+            return load_course(folder)
+        except CourseError as exc:
+            self.log.error("course %s cannot be opened: %s", self.name, exc)
+            raise web.HTTPError(
+                503, f"The course {self.name!r} is being updated; please try again shortly."
+            ) from exc
+
+    def authorize_course(self) -> CourseEntry:
+        """Refuse (403) anyone who is not a learner or instructor of the course, or an admin."""
+        entry = self.course_entry()
+        course = entry.course
+        groups = {group.name for group in self.user.groups}
+        allowed = (
+            self.user.admin or course.learner_group in groups or course.instructor_group in groups
+        )
+        if not allowed:
+            self.log.warning(
+                "course server refused: user=%s course=%s outcome=refused reason=no-access",
+                self.user.name,
+                course.id,
+            )
+            raise web.HTTPError(
+                403,
+                f"You do not have access to the course “{course.title}”. Buy it in the catalog, "
+                "or, if you already paid, wait a minute and reload: access is granted as soon as "
+                "the payment is confirmed.",
+            )
+        return entry
+
+    def course_limits(self, entry: CourseEntry) -> tuple[str, float]:
+        """Memory and CPU for this course: its own, else the defaults."""
+        limits = entry.course.limits
+        return (limits.memory or self.default_mem_limit, limits.cpu or self.default_cpu_limit)
+
+    def course_environment(self, entry: CourseEntry) -> dict[str, str]:
+        """Environment for the course container (never secrets beyond the Hub's own token)."""
+        return {"LEARNHUB_COURSE": entry.course.id, "LEARNHUB_USER": self.user.name}
+
+
+class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[misc]
+    """DockerSpawner for course servers on a single Docker engine."""
+
+    async def start(self) -> Any:
+        """Check access, configure the container for the course, then start it."""
+        entry = self.authorize_course()
+        memory, cpu = self.course_limits(entry)
+        self.image = entry.course.image or self.default_image
+        self.mem_limit = memory
+        self.cpu_limit = cpu
+        self.volumes = {
+            "{prefix}-{username}--{servername}": HOME,
+            str(entry.materials_dir): {"bind": MATERIALS_MOUNT, "mode": "ro"},
+        }
+        self.environment = {**self.environment, **self.course_environment(entry)}
+        self.extra_create_kwargs = {
+            "labels": {
+                "learnhub.user": self.user.name,
+                "learnhub.course": entry.course.id,
+                "learnhub.prefix": self.name_prefix,
+            },
+            "user": "1000:100",
+        }
+        self.extra_host_config = {
+            # Unprivileged: no capabilities, no privilege escalation, bounded process count.
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "pids_limit": 512,
+        }
+        self.log.info(
+            "starting course server: user=%s course=%s image=%s mem=%s cpu=%s",
+            self.user.name,
+            entry.course.id,
+            self.image,
+            memory,
+            cpu,
+        )
+        return await super().start()
+
+
+class LearnHubSwarmSpawner(CourseSpawnerMixin, SwarmSpawner):  # type: ignore[misc]
+    """SwarmSpawner for course servers on a Docker Swarm (scale-out across machines).
+
+    Course materials must be baked into the course image (bind mounts do not follow a service to
+    another node); the volume driver of the swarm decides where learner volumes live.
+    """
+
+    async def start(self) -> Any:
+        """Check access, configure the service for the course, then start it."""
+        entry = self.authorize_course()
+        memory, cpu = self.course_limits(entry)
+        self.image = entry.course.image or self.default_image
+        self.mem_limit = memory
+        self.cpu_limit = cpu
+        self.volumes = {"{prefix}-{username}--{servername}": HOME}
+        self.environment = {**self.environment, **self.course_environment(entry)}
+        self.extra_container_spec = {
+            "labels": {"learnhub.user": self.user.name, "learnhub.course": entry.course.id},
+            "user": "1000:100",
+        }
+        return await super().start()
+
+
+def kube_spawner_class() -> type:
+    """KubeSpawner with the LearnHub course checks; imported only when Kubernetes is used."""
+    from kubespawner import KubeSpawner
+
+    class LearnHubKubeSpawner(CourseSpawnerMixin, KubeSpawner):  # type: ignore[misc,valid-type]
+        """KubeSpawner for course servers on Kubernetes."""
+
+        async def start(self) -> Any:
+            entry = self.authorize_course()
+            memory, cpu = self.course_limits(entry)
+            self.image = entry.course.image or self.default_image
+            self.mem_limit = memory
+            self.cpu_limit = cpu
+            self.extra_labels = {
+                "learnhub.user": self.user.name,
+                "learnhub.course": entry.course.id,
+            }
+            self.environment = {**self.environment, **self.course_environment(entry)}
+            self.storage_pvc_ensure = True
+            self.pvc_name_template = f"{self.name_prefix}-{{user_server}}"
+            self.volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": self.pvc_name}}]
+            self.volume_mounts = [{"name": "home", "mountPath": HOME}]
+            return await super().start()
+
+    return LearnHubKubeSpawner

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Set up everything LearnHub needs on a Debian machine, as root. Idempotent: a second run only
+# checks. Used by scripts/demo.sh and scripts/test.sh.
+#
+#   scripts/setup.sh            platform: Docker engine, Python venv, proxy, images
+#   scripts/setup.sh --test     also what the test suite needs: PostgreSQL, Chromium
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+WITH_TEST=0
+[[ "${1:-}" == "--test" ]] && WITH_TEST=1
+UV_VERSION=0.13.8
+mkdir -p var/log
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# 1. Debian packages, installed only when something is missing.
+need=()
+have_cmd() { command -v "$1" >/dev/null 2>&1; }
+have_cmd python3 || need+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+have_cmd dockerd || need+=(docker.io)
+have_cmd debootstrap || need+=(debootstrap)
+have_cmd node || need+=(nodejs)
+have_cmd npm || need+=(npm)
+have_cmd git || need+=(git)
+[[ -f /etc/ssl/certs/ca-certificates.crt ]] || need+=(ca-certificates)
+if (( WITH_TEST )); then
+  [[ -x /usr/lib/postgresql/15/bin/initdb ]] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+  have_cmd chromium || need+=(chromium)
+  have_cmd chromedriver || need+=(chromium-driver)
+fi
+if (( ${#need[@]} )); then
+  say "installing Debian packages: ${need[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+# 2. A running Docker engine.
+if ! docker info >/dev/null 2>&1; then
+  say "starting the Docker engine"
+  if have_cmd systemctl && systemctl is-system-running >/dev/null 2>&1; then
+    systemctl start docker
+  else
+    nohup dockerd >var/log/dockerd.log 2>&1 &
+  fi
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { echo "Docker engine did not start; see var/log/dockerd.log" >&2; exit 1; }
+fi
+
+# 3. One virtual environment, from the lock file.
+if [[ ! -x .venv/bin/python ]]; then
+  say "creating the virtual environment"
+  python3 -m venv .venv
+fi
+if [[ ! -x .venv/bin/uv ]] || ! .venv/bin/uv --version | grep -q "$UV_VERSION"; then
+  .venv/bin/pip install -q "uv==$UV_VERSION"
+fi
+say "syncing Python packages (uv.lock)"
+UV_PROJECT_ENVIRONMENT=.venv .venv/bin/uv sync --frozen --inexact --quiet
+
+# 4. configurable-http-proxy from npm, pinned by tools/package-lock.json.
+if [[ ! -x tools/node_modules/.bin/configurable-http-proxy ]] \
+   || [[ tools/package-lock.json -nt tools/node_modules/.package-lock.json ]]; then
+  say "installing configurable-http-proxy"
+  npm ci --prefix tools --no-audit --no-fund --loglevel=error
+fi
+
+# 5. Container images: the offline base image, then whatever is out of date.
+say "building images that are out of date"
+.venv/bin/learnhub images build ${LEARNHUB_EXTRA_CA:+--extra-ca "$LEARNHUB_EXTRA_CA"}

@@ -1,0 +1,93 @@
+"""Shared fixtures: the Docker engine and images, a real hub, cleanup and failure reports."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import (
+    ROOT,
+    TEST_PREFIX,
+    HubProcess,
+    container_logs,
+    docker_cleanup,
+    hub_settings,
+)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Remember each phase's report on the item, so fixtures can tell a failed test."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    report = getattr(request.node, "rep_call", None)
+    return bool(report and report.failed)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """A reachable Docker engine. Fails (never skips) when there is none: CI starts one."""
+    result = subprocess.run(["docker", "info"], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        pytest.fail(
+            "Docker engine not reachable; run scripts/test.sh, which starts one:\n" + result.stderr
+        )
+
+
+@pytest.fixture(scope="session")
+def images(docker_engine: None) -> None:
+    """The LearnHub images, built once (a no-op when up to date)."""
+    from hub import images as image_builder
+
+    image_builder.ensure_base_image(ROOT, base_image="learnhub/base:bookworm", log=print)
+    image_builder.build_images(ROOT, log=print)
+
+
+@pytest.fixture(scope="session")
+def docker_prefix_cleanup(docker_engine: None) -> Iterator[None]:
+    """Remove test containers and volumes before and after the session."""
+    docker_cleanup(TEST_PREFIX)
+    yield
+    docker_cleanup(TEST_PREFIX)
+
+
+@pytest.fixture(scope="session")
+def courses_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the demo courses, so tests can change materials."""
+    target = tmp_path_factory.mktemp("courses") / "courses"
+    shutil.copytree(ROOT / "courses", target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def docker_hub(
+    images: None,
+    docker_prefix_cleanup: None,
+    courses_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[HubProcess]:
+    """A real hub + proxy with DockerSpawner, shared by one test module."""
+    workdir = tmp_path_factory.mktemp("hub")
+    hub = HubProcess(workdir=workdir, settings=hub_settings(workdir, courses_dir=courses_dir))
+    hub.start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+@pytest.fixture
+def report_on_failure(request: pytest.FixtureRequest, docker_hub: HubProcess) -> Iterator[None]:
+    """Print the hub log and every test container's log when the test fails."""
+    yield
+    if _failed(request):
+        print("===== hub log =====\n" + docker_hub.log_tail())
+        print("===== containers =====\n" + container_logs(TEST_PREFIX))

@@ -1,0 +1,156 @@
+"""Settings: layering, validation and the production guard rails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hub.errors import SettingsError
+from hub.settings import load_settings, settings_from_environment
+
+STRONG = "x" * 40
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "learnhub.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_file() -> None:
+    settings = load_settings(None, {})
+    assert settings.mode == "demo"
+    assert settings.spawner.backend == "docker"
+    assert settings.hub.bind_url == "http://127.0.0.1:8000/"
+    assert settings.learnhub_db_url.startswith("sqlite:///")
+
+
+def test_file_values_and_env_secrets(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "hub:\n  bind_url: http://0.0.0.0:9000/learn\nspawner:\n  limits:\n    memory: 2G\n",
+    )
+    settings = load_settings(path, {"LEARNHUB_ADMIN_TOKEN": "t0ken"})
+    assert settings.hub.bind_url == "http://0.0.0.0:9000/learn/"
+    assert settings.spawner.limits.memory == "2G"
+    assert settings.secret("admin_token") == "t0ken"
+    # Secrets never show up in a dump of the settings.
+    assert "t0ken" not in settings.model_dump_json()
+    assert "t0ken" not in repr(settings)
+
+
+def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "spawner:\n  backnd: docker\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(path, {})
+    message = str(info.value)
+    assert str(path) in message
+    assert "spawner.backnd" in message
+    assert "unknown key" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        (
+            "spawner:\n  backend: nomad\n",
+            "spawner.backend",
+            "'docker', 'swarm', 'kubernetes' or 'local'",
+        ),
+        ("spawner:\n  limits:\n    memory: lots\n", "spawner.limits.memory", "pattern"),
+        ("hub:\n  hub_port: 99999\n", "hub.hub_port", "less than or equal to 65535"),
+        ("hub:\n  bind_url: localhost:8000\n", "hub.bind_url", "must look like"),
+        ("hub:\n  subdomain_host: https://a.example/x\n", "hub.subdomain_host", "without a path"),
+        (
+            "payments:\n  plans:\n    - id: Bad Id\n      title: x\n"
+            "      interval: month\n      amount: 5\n",
+            "payments.plans.0.id",
+            "pattern",
+        ),
+    ],
+)
+def test_bad_values(tmp_path: Path, text: str, key: str, problem: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(SettingsError) as info:
+        load_settings(path, {})
+    message = str(info.value)
+    assert str(path) in message and key in message and problem in message
+
+
+def test_not_yaml_and_not_mapping(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="not valid YAML"):
+        load_settings(write(tmp_path, "hub: [unclosed\n"), {})
+    with pytest.raises(SettingsError, match="top level must be a mapping"):
+        load_settings(write(tmp_path, "- a\n- b\n"), {})
+
+
+def test_secrets_in_file_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="environment variables only"):
+        load_settings(write(tmp_path, "secrets:\n  admin_token: abc\n"), {})
+
+
+def test_unknown_environment_variable() -> None:
+    with pytest.raises(SettingsError, match="LEARNHUB_ADMN_TOKEN"):
+        load_settings(None, {"LEARNHUB_ADMN_TOKEN": "x"})
+
+
+def test_missing_file_named() -> None:
+    with pytest.raises(SettingsError, match=r"nope\.yaml: settings file not found"):
+        settings_from_environment({"LEARNHUB_CONFIG": "/nope.yaml"}, Path("/unused"))
+
+
+def test_production_refuses_demo_parts(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(write(tmp_path, "mode: production\n"), {})
+    message = str(info.value)
+    assert "payments.provider" in message
+    assert "LEARNHUB_COOKIE_SECRET" in message
+    assert "LEARNHUB_ADMIN_TOKEN" in message
+
+
+def test_production_refuses_sqlite_for_swarm(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "mode: production\npayments:\n  provider: stripe\nspawner:\n  backend: swarm\n"
+    )
+    env = {
+        "LEARNHUB_COOKIE_SECRET": STRONG,
+        "LEARNHUB_ADMIN_TOKEN": STRONG,
+        "LEARNHUB_SERVICE_TOKEN": STRONG,
+        "LEARNHUB_STRIPE_SECRET_KEY": "sk_test_x",
+        "LEARNHUB_STRIPE_WEBHOOK_SECRETS": "whsec_x",
+    }
+    with pytest.raises(SettingsError, match="SQLite cannot be shared across hosts"):
+        load_settings(path, env)
+
+
+def test_production_accepts_a_safe_setup(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        (
+            "mode: production\npayments:\n  provider: stripe\n"
+            "hub:\n  subdomain_host: https://learn.example.org\n"
+            "database:\n  hub_url: postgresql://h/db\n  learnhub_url: postgresql+psycopg://h/db\n"
+            "spawner:\n  backend: swarm\n"
+        ),
+    )
+    env = {
+        "LEARNHUB_COOKIE_SECRET": STRONG,
+        "LEARNHUB_ADMIN_TOKEN": STRONG,
+        "LEARNHUB_SERVICE_TOKEN": STRONG,
+        "LEARNHUB_STRIPE_SECRET_KEY": "sk_test_x",
+        "LEARNHUB_STRIPE_WEBHOOK_SECRETS": "whsec_a,whsec_b",
+    }
+    settings = load_settings(path, env)
+    assert settings.mode == "production"
+    assert settings.hub.subdomain_host == "https://learn.example.org"
+
+
+def test_short_production_secret(tmp_path: Path) -> None:
+    env = {
+        "LEARNHUB_COOKIE_SECRET": "short",
+        "LEARNHUB_ADMIN_TOKEN": STRONG,
+        "LEARNHUB_SERVICE_TOKEN": STRONG,
+    }
+    with pytest.raises(SettingsError, match="LEARNHUB_COOKIE_SECRET: must be at least 32"):
+        load_settings(write(tmp_path, "mode: production\n"), env)
