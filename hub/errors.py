@@ -6,6 +6,8 @@ course files, a learner for access). Code catches these narrowly; nothing is swa
 
 from __future__ import annotations
 
+from tornado.web import HTTPError
+
 
 class LearnHubError(Exception):
     """Base class of every LearnHub error."""
@@ -35,3 +37,14 @@ class AccessDenied(LearnHubError):
         self.user = user
         self.course_id = course_id
         self.reason = reason
+
+
+def user_facing_http_error(status: int, message: str) -> HTTPError:
+    """A tornado HTTPError whose `message` JupyterHub shows verbatim on its error page.
+
+    JupyterHub replaces an HTTPError's message by a generic text when the spawn machinery tags
+    the error with a reason; `jupyterhub_message` survives that.
+    """
+    error = HTTPError(status, message)
+    error.jupyterhub_message = message  # type: ignore[attr-defined]
+    return error

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from hub.courses import Catalog
+from hub.errors import CourseError
 from hub.settings import Settings
 
 #: Demo accounts and the password stated in the README (overridable with LEARNHUB_DEMO_PASSWORD).
@@ -77,7 +80,11 @@ def apply_hub(c: Any, settings: Settings) -> None:
     # Every course has its own named server; people land on the page that lists them, never on
     # a default server (which LearnHub does not use).
     c.JupyterHub.default_url = urlparse(hub.bind_url).path + "hub/home"
-    c.JupyterHub.template_vars = {"learnhub_mode": settings.mode}
+    c.JupyterHub.template_paths = [str(Path(__file__).parent / "templates")]
+    c.JupyterHub.template_vars = {
+        "learnhub_mode": settings.mode,
+        "learnhub_courses": home_courses(settings),
+    }
     c.JupyterHub.authenticate_prometheus = True
 
 
@@ -186,3 +193,40 @@ def hub_api_url(settings: Settings) -> str:
         host = "127.0.0.1"
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     return f"{parsed.scheme}://{host}:{port}{parsed.path}hub/api"
+
+
+def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
+    """A `template_vars` callable: the courses the current user may open, and the others."""
+    courses_dir = settings.courses_dir.resolve()
+
+    def for_user(user: Any) -> dict[str, Any]:
+        if user is None:
+            return {"mine": [], "others": [], "error": ""}
+        try:
+            catalog = Catalog.load(courses_dir)
+        except CourseError:
+            # The operator sees the details in `learnhub check`; members get a calm message.
+            return {"mine": [], "others": [], "error": "The catalog is being updated."}
+        groups = {group.name for group in user.groups}
+        mine: list[dict[str, Any]] = []
+        others: list[dict[str, Any]] = []
+        for entry in catalog:
+            course = entry.course
+            role = (
+                "instructor"
+                if course.instructor_group in groups
+                else "learner"
+                if course.learner_group in groups or user.admin
+                else None
+            )
+            item = {
+                "id": course.id,
+                "title": course.title,
+                "summary": course.summary,
+                "role": role,
+                "price": f"{course.price.amount / 100:.2f} {course.price.currency.upper()}",
+            }
+            (mine if role else others).append(item)
+        return {"mine": mine, "others": others, "error": ""}
+
+    return for_user

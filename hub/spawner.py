@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from dockerspawner import DockerSpawner, SwarmSpawner
-from tornado import web
 from traitlets import Float, HasTraits, Unicode
 
 from hub.courses import COURSE_ID_PATTERN, CourseEntry, load_course
-from hub.errors import CourseError
+from hub.errors import CourseError, user_facing_http_error
 
 #: Where the course's materials are mounted read-only inside the container.
 MATERIALS_MOUNT = "/srv/learnhub/materials"
@@ -53,21 +52,21 @@ class CourseSpawnerMixin(HasTraits):
     def course_entry(self) -> CourseEntry:
         """Load the course this server is for; 404 when there is no such course."""
         if not self.name:
-            raise web.HTTPError(
+            raise user_facing_http_error(
                 400,
                 "Every LearnHub course has its own server: open a course from the catalog "
                 "instead of the default server.",
             )
         if not re.match(COURSE_ID_PATTERN, self.name):
-            raise web.HTTPError(404, f"There is no course called {self.name!r}.")
+            raise user_facing_http_error(404, f"There is no course called {self.name!r}.")
         folder = Path(self.courses_dir) / self.name
         if not folder.is_dir():
-            raise web.HTTPError(404, f"There is no course called {self.name!r}.")
+            raise user_facing_http_error(404, f"There is no course called {self.name!r}.")
         try:
             return load_course(folder)
         except CourseError as exc:
             self.log.error("course %s cannot be opened: %s", self.name, exc)
-            raise web.HTTPError(
+            raise user_facing_http_error(
                 503, f"The course {self.name!r} is being updated; please try again shortly."
             ) from exc
 
@@ -85,7 +84,7 @@ class CourseSpawnerMixin(HasTraits):
                 self.user.name,
                 course.id,
             )
-            raise web.HTTPError(
+            raise user_facing_http_error(
                 403,
                 f"You do not have access to the course “{course.title}”. Buy it in the catalog, "
                 "or, if you already paid, wait a minute and reload: access is granted as soon as "

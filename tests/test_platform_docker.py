@@ -240,3 +240,18 @@ def test_bad_settings_stop_the_hub_with_one_message(docker_hub: HubProcess, tmp_
     assert f"{bad}: invalid settings" in result.stderr
     assert "spawner.backnd: unknown key" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_home_lists_my_courses_and_refusal_page(docker_hub: HubProcess) -> None:
+    with browser(docker_hub) as b:
+        home = b.login("demo-learner", PASSWORD)
+        assert home.status_code == 200
+        mine = home.text.split('id="learnhub-home"', 1)[1]
+        assert 'data-course="python-foundations"' in mine.split("More courses")[0]
+        assert 'class="learnhub-other" data-course="algorithms-in-python"' in mine
+        assert "/spawn/demo-learner/python-foundations" in mine
+        # Opening a course one has not paid for, the way a browser would: a clear page, no trace.
+        refused = b.client.get("hub/spawn/demo-learner/algorithms-in-python")
+        assert refused.status_code == 403
+        assert "do not have access" in refused.text
+        assert "Traceback" not in refused.text
