@@ -1,0 +1,113 @@
+"""Entitlements -> desired course-group membership, as pure functions.
+
+An entitlement says *why* someone may open a course (a purchase, a subscription plan, a manual
+grant, an instructor role). This module turns the entitlements into the membership that
+:func:`hub.access.apply_membership` should make real: ``{"course-<id>": {user, ...}}`` with one
+key for *every* course in the catalog, so a revoked learner is removed and a course nobody is
+entitled to ends up empty. Nothing here touches the database, Stripe or the Hub.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from hub.courses import Catalog
+from hub.settings import PlanSettings
+
+#: Statuses that may give access (``past_due`` only within its grace period).
+ACCESS_STATUSES = frozenset({"active", "past_due"})
+
+
+class EntitlementLike(Protocol):
+    """What these functions read from an entitlement (the ORM row satisfies it)."""
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def course_id(self) -> str | None: ...
+
+    @property
+    def plan_id(self) -> str | None: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def period_end(self) -> datetime | None: ...
+
+
+def grants_access(entitlement: EntitlementLike, *, now: datetime, grace: timedelta) -> bool:
+    """Whether this entitlement currently gives access.
+
+    ``active`` does; ``past_due`` does until ``period_end + grace`` (a failed renewal gets the
+    learner a few days to fix their card, not a free period); ``pending`` (payment not settled)
+    and ``revoked`` do not.
+    """
+    if entitlement.status == "active":
+        return True
+    if entitlement.status == "past_due":
+        # Without a known period end there is nothing to measure the grace from: no access.
+        return entitlement.period_end is not None and now <= entitlement.period_end + grace
+    return False
+
+
+def plan_courses(plan: PlanSettings, catalog: Catalog) -> set[str]:
+    """Courses a plan grants that are in the catalog now."""
+    if plan.courses == "all":
+        return set(catalog.ids())
+    return {course_id for course_id in plan.courses if course_id in catalog}
+
+
+def entitled_courses(
+    entitlement: EntitlementLike, catalog: Catalog, plans: Sequence[PlanSettings]
+) -> set[str]:
+    """Catalog courses named by one entitlement, whatever its status.
+
+    A course withdrawn from the catalog, or a plan no longer configured, names nothing.
+    """
+    if entitlement.course_id is not None:
+        return {entitlement.course_id} if entitlement.course_id in catalog else set()
+    plan = next((p for p in plans if p.id == entitlement.plan_id), None)
+    return set() if plan is None else plan_courses(plan, catalog)
+
+
+def desired_membership(
+    entitlements: Iterable[EntitlementLike],
+    catalog: Catalog,
+    plans: Sequence[PlanSettings],
+    *,
+    now: datetime,
+    grace: timedelta,
+) -> dict[str, set[str]]:
+    """The learner groups of every catalog course and who should be in them."""
+    desired: dict[str, set[str]] = {entry.course.learner_group: set() for entry in catalog}
+    for entitlement in entitlements:
+        if not grants_access(entitlement, now=now, grace=grace):
+            continue
+        for course_id in entitled_courses(entitlement, catalog, plans):
+            entry = catalog.get(course_id)
+            if entry is not None:
+                desired[entry.course.learner_group].add(entitlement.username)
+    return desired
+
+
+def user_has_access(
+    entitlements: Iterable[EntitlementLike],
+    user: str,
+    course_id: str,
+    catalog: Catalog,
+    plans: Sequence[PlanSettings],
+    *,
+    now: datetime,
+    grace: timedelta,
+) -> bool:
+    """Whether ``user`` may open ``course_id`` now, according to ``entitlements``."""
+    return any(
+        e.username == user
+        and grants_access(e, now=now, grace=grace)
+        and course_id in entitled_courses(e, catalog, plans)
+        for e in entitlements
+    )

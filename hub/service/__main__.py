@@ -1,0 +1,68 @@
+"""Run the billing service as a JupyterHub managed service: ``python -m hub.service``.
+
+JupyterHub passes ``JUPYTERHUB_API_URL``, ``JUPYTERHUB_API_TOKEN``, ``JUPYTERHUB_SERVICE_URL``
+and ``JUPYTERHUB_SERVICE_PREFIX``; LearnHub's own settings come from ``LEARNHUB_CONFIG`` and the
+``LEARNHUB_*`` secrets, read once here at start (never at import).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import stripe
+from tornado.ioloop import PeriodicCallback
+
+from hub.access import HubClient
+from hub.billing.reconcile import reconcile
+from hub.billing.sync import make_access_sync
+from hub.courses import Catalog
+from hub.errors import LearnHubError
+from hub.service.app import make_app
+from hub.settings import settings_from_environment
+from hub.store import Database, upgrade
+
+log = logging.getLogger("learnhub.service")
+
+#: How often missed events are caught up and membership re-applied.
+RECONCILE_SECONDS = 300
+
+
+async def main() -> None:
+    """Start the service and its periodic reconciliation; run until killed."""
+    env = dict(os.environ)
+    settings = settings_from_environment(env, Path("learnhub.yaml"))
+    logging.basicConfig(level=settings.hub.log_level)
+    catalog = Catalog.load(settings.courses_dir)
+    upgrade(settings.learnhub_db_url)
+    db = Database(settings.learnhub_db_url)
+    hub = HubClient(env["JUPYTERHUB_API_URL"], env["JUPYTERHUB_API_TOKEN"])
+    sync = make_access_sync(db, catalog, settings, hub)
+    service_url = env["JUPYTERHUB_SERVICE_URL"]
+    prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/learnhub/")
+    client = None
+    if settings.payments.provider == "stripe":
+        key = settings.secret("stripe_secret_key")
+        assert key is not None  # settings refuse provider stripe without it
+        client = stripe.StripeClient(key, max_network_retries=2)
+    app = make_app(settings, catalog, db, client, sync, prefix=prefix, service_url=service_url)
+    url = urlsplit(service_url)
+    app.listen(url.port or 80, url.hostname or "127.0.0.1")
+    billing = app.settings["learnhub_billing"]
+
+    async def reconcile_once() -> None:
+        try:
+            await reconcile(billing)
+        except LearnHubError as exc:
+            log.warning("reconcile failed; retrying later", extra={"error": str(exc)})
+
+    PeriodicCallback(reconcile_once, RECONCILE_SECONDS * 1000).start()
+    await reconcile_once()
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,151 @@
+"""The offline demo checkout (``payments.provider: demo``): a page with Pay / Refund buttons.
+
+Pressing a button makes the demo "Stripe" change its objects, then delivers genuinely signed
+Stripe-format events over HTTP to the service's own webhook, which verifies them and re-fetches
+the objects from ``{prefix}demo-stripe/v1/...`` (served from LearnHub's database). So the demo
+exercises exactly the code path real Stripe payments take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from typing import Any
+
+import httpx
+from tornado import web
+from tornado.escape import xhtml_escape
+
+from hub.billing import stripe_wire
+from hub.billing.demo import DatabaseStore, deliver
+from hub.billing.simulator import StripeSimulator
+from hub.service.app import LearnerPage
+
+
+class DemoStripeAPIHandler(web.RequestHandler):
+    """``{prefix}demo-stripe/v1/...``: the calls LearnHub makes to Stripe, from the database."""
+
+    def check_xsrf_cookie(self) -> None:
+        """API calls authenticate with the bearer key, not cookies."""
+
+    def _authorized(self) -> bool:
+        expected = self.settings.get("learnhub_demo_api_key")
+        if expected is None:
+            return False
+        given = self.request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        return secrets.compare_digest(given.encode(), str(expected).encode())
+
+    async def _answer(self, path: str) -> None:
+        if not self._authorized():
+            status, body = stripe_wire.error(401, "Invalid API Key provided", "api_key_invalid")
+        else:
+            store = DatabaseStore(self.settings["learnhub_billing"].db)
+            prefix: str = self.settings["learnhub_prefix"]
+            status, body = await asyncio.to_thread(
+                stripe_wire.handle,
+                store,
+                self.request.method or "GET",
+                "/" + path,
+                self.request.query,
+                self.request.body.decode("utf-8", "replace"),
+                checkout_url=lambda sid: f"{prefix}demo-checkout/{sid}",
+            )
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    async def get(self, path: str) -> None:
+        """Retrieve and list."""
+        await self._answer(path)
+
+    async def post(self, path: str) -> None:
+        """Create."""
+        await self._answer(path)
+
+
+class DemoCheckoutHandler(LearnerPage):
+    """``{prefix}demo-checkout/<session_id>``: the demo's stand-in for Stripe's hosted page."""
+
+    def _store(self) -> DatabaseStore:
+        return DatabaseStore(self.billing.db)
+
+    async def _session(self, session_id: str, user: str) -> dict[str, Any] | None:
+        session = await asyncio.to_thread(self._store().get, session_id)
+        if session is None or session.get("client_reference_id") != user:
+            return None
+        return session
+
+    async def get(self, session_id: str) -> None:
+        """Show what is being bought and the buttons."""
+        user = self.require_learner()
+        if user is None:
+            return
+        session = await self._session(session_id, user)
+        if session is None:
+            self.write_page(404, "Unknown checkout", "<p>This checkout is not yours.</p>")
+            return
+        meta = session.get("metadata") or {}
+        what = meta.get("learnhub_course") or f"plan {meta.get('learnhub_plan')}"
+        amount = int(session.get("amount_total") or 0) / 100
+        xsrf = self.xsrf_form_html()
+        buttons = "".join(
+            f"<form method='post'>{xsrf}<button name='action' value='{a}'>{label}</button></form>"
+            for a, label in (("pay", "Pay (demo)"), ("refund", "Refund (demo)"))
+        )
+        self.write_page(
+            200,
+            "Demo checkout (no real money)",
+            f"<p>{xhtml_escape(what)}: {amount:.2f} "
+            f"{xhtml_escape(str(session.get('currency', '')).upper())}</p>"
+            f"<p>Status: {xhtml_escape(str(session.get('status')))}</p>{buttons}",
+        )
+
+    async def post(self, session_id: str) -> None:
+        """Pay or refund, then deliver the signed events to the webhook."""
+        user = self.require_learner()
+        if user is None:
+            return
+        session = await self._session(session_id, user)
+        if session is None:
+            self.write_page(404, "Unknown checkout", "<p>This checkout is not yours.</p>")
+            return
+        action = self.get_body_argument("action", "")
+        simulator = StripeSimulator(self._store())
+        if action == "pay" and session.get("status") == "open":
+            events = await asyncio.to_thread(simulator.complete_checkout, session_id)
+        elif action == "refund" and session.get("status") == "complete":
+            events = await asyncio.to_thread(self._refund_events, simulator, session)
+        else:
+            self.write_page(409, "Nothing to do", "<p>That action does not apply now.</p>")
+            return
+        secret: str = self.settings["learnhub_webhook_secrets"][0]
+        own_url = self.settings.get("learnhub_service_url") or (
+            f"{self.request.protocol}://{self.request.host}"
+        )
+        webhook_url = f"{str(own_url).rstrip('/')}{self.prefix}stripe/webhook"
+        async with httpx.AsyncClient(timeout=30) as client:
+            for event in events:
+                await deliver(client, webhook_url, event, secret)
+        if action == "pay":
+            success = str(session.get("success_url") or f"{self.prefix}checkout/success")
+            self.redirect(success.replace("{CHECKOUT_SESSION_ID}", session_id), status=303)
+        else:
+            self.write_page(200, "Refunded (demo)", "<p>The payment was refunded.</p>")
+
+    @staticmethod
+    def _refund_events(simulator: StripeSimulator, session: dict[str, Any]) -> list[dict[str, Any]]:
+        if session.get("mode") == "subscription":
+            return simulator.cancel(str(session["subscription"]), at_period_end=False)
+        intent = simulator.store.get(str(session["payment_intent"]))
+        if intent is None or not intent.get("latest_charge"):
+            return []
+        return simulator.refund(str(intent["latest_charge"]))
+
+
+def demo_routes(prefix: str) -> list[Any]:
+    """Routes of the demo provider."""
+    return [
+        (rf"{prefix}demo-stripe/(v1/.*)", DemoStripeAPIHandler),
+        (rf"{prefix}demo-checkout/(cs_[A-Za-z0-9_]+)", DemoCheckoutHandler),
+    ]

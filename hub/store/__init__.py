@@ -1,0 +1,23 @@
+"""LearnHub's own database: models, the :class:`Database` wrapper and migrations."""
+
+from hub.store.database import Database, create_engine, upgrade
+from hub.store.models import (
+    Base,
+    CheckoutSession,
+    DemoStripeObject,
+    Entitlement,
+    StripeEvent,
+    utcnow,
+)
+
+__all__ = [
+    "Base",
+    "CheckoutSession",
+    "Database",
+    "DemoStripeObject",
+    "Entitlement",
+    "StripeEvent",
+    "create_engine",
+    "upgrade",
+    "utcnow",
+]

@@ -1,0 +1,80 @@
+"""The :class:`Database` of LearnHub (engine + sessions) and its programmatic migrations."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger("learnhub.store")
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: How long SQLite waits for a competing writer before failing (milliseconds).
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def create_engine(db_url: str) -> Engine:
+    """An engine for ``db_url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # WAL lets the hub's readers and the webhook writer work at the same time.
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def upgrade(db_url: str, revision: str = "head") -> None:
+    """Bring the database at ``db_url`` to ``revision`` (creating it when empty)."""
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            # The connection travels in attributes, so URLs with % or passwords never
+            # pass through ConfigParser interpolation or a file.
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+    log.info("database migrated", extra={"revision": revision, "outcome": "ok"})
+
+
+class Database:
+    """LearnHub's database: one engine and a session factory.
+
+    Methods are blocking; async code calls them through ``asyncio.to_thread``.
+    """
+
+    def __init__(self, db_url: str) -> None:
+        self.url = db_url
+        self.engine = create_engine(db_url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        with self.sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        """Close all pooled connections."""
+        self.engine.dispose()

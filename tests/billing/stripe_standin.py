@@ -1,0 +1,83 @@
+"""A loopback stand-in for Stripe's API, speaking its wire format, backed by a dict.
+
+``StripeClient(api_key, base_addresses={"api": standin.url})`` talks to it with the real stripe
+library. Tests change Stripe's state through ``standin.sim`` (a
+:class:`hub.billing.simulator.StripeSimulator`) or ``standin.store.objects`` directly.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+import stripe
+
+from hub.billing import stripe_wire
+from hub.billing.simulator import DictStore, StripeSimulator
+
+API_KEY = "sk_test_standin"
+
+
+class StripeStandIn:
+    """The server, its objects and a log of requests."""
+
+    def __init__(self) -> None:
+        self.store = DictStore()
+        self.sim = StripeSimulator(self.store)
+        self.requests: list[tuple[str, str]] = []
+        self.down = False
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode() if length else ""
+                standin.requests.append((self.command, parts.path))
+                if standin.down:
+                    status, payload = 500, {"error": {"type": "api_error", "message": "down"}}
+                elif self.headers.get("Authorization") != f"Bearer {API_KEY}":
+                    status, payload = stripe_wire.error(401, "Invalid API Key", "api_key_invalid")
+                else:
+                    status, payload = stripe_wire.handle(
+                        standin.store,
+                        self.command,
+                        parts.path,
+                        parts.query,
+                        body,
+                        checkout_url=lambda sid: f"https://checkout.stripe.test/c/pay/{sid}",
+                    )
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Request-Id", "req_standin")
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = _answer
+            do_POST = _answer
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> StripeStandIn:
+        """Start serving in a thread."""
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+    def client(self) -> stripe.StripeClient:
+        """A real StripeClient pointed at this stand-in."""
+        return stripe.StripeClient(API_KEY, base_addresses={"api": self.url}, max_network_retries=0)
