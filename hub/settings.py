@@ -76,7 +76,9 @@ class HubSettings(_Model):
     admin_users: list[str] = Field(
         default_factory=list, description="Hub usernames that are JupyterHub admins."
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Hub log level."
+    )
 
     @field_validator("bind_url")
     @classmethod
@@ -99,21 +101,28 @@ class GitHubAuthSettings(_Model):
     """GitHub OAuth (oauthenticator.GitHubOAuthenticator). The client secret comes from
     ``LEARNHUB_OAUTH_CLIENT_SECRET``."""
 
-    client_id: str = ""
-    callback_url: str = ""
-    allowed_organizations: list[str] = Field(default_factory=list)
+    client_id: str = Field("", description="OAuth app client id.")
+    callback_url: str = Field("", description="e.g. https://learn.example.org/hub/oauth_callback")
+    allowed_organizations: list[str] = Field(
+        default_factory=list,
+        description="Only members of these GitHub organizations; empty: anyone.",
+    )
 
 
 class GenericOAuthSettings(_Model):
     """Any OpenID Connect / OAuth2 provider (oauthenticator.GenericOAuthenticator)."""
 
-    client_id: str = ""
-    callback_url: str = ""
-    authorize_url: str = ""
-    token_url: str = ""
-    userdata_url: str = ""
-    username_claim: str = "preferred_username"
-    scope: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    client_id: str = Field("", description="OAuth client id.")
+    callback_url: str = Field("", description="e.g. https://learn.example.org/hub/oauth_callback")
+    authorize_url: str = Field("", description="The provider's authorization endpoint.")
+    token_url: str = Field("", description="The provider's token endpoint.")
+    userdata_url: str = Field("", description="The provider's userinfo endpoint.")
+    username_claim: str = Field(
+        "preferred_username", description="Claim of the user info that becomes the hub username."
+    )
+    scope: list[str] = Field(
+        default_factory=lambda: ["openid", "profile", "email"], description="Scopes requested."
+    )
 
 
 class AuthSettings(_Model):
@@ -129,7 +138,9 @@ class AuthSettings(_Model):
     open_signup: bool = Field(
         True, description="Native auth: new accounts may log in without an admin approving them."
     )
-    minimum_password_length: int = Field(8, ge=8, le=128)
+    minimum_password_length: int = Field(
+        8, ge=8, le=128, description="Native auth: shortest password accepted at sign-up."
+    )
     github: GitHubAuthSettings = Field(default_factory=GitHubAuthSettings)
     generic: GenericOAuthSettings = Field(default_factory=GenericOAuthSettings)
 
@@ -166,7 +177,9 @@ class SpawnerSettings(_Model):
     idle_timeout: int = Field(
         3600, ge=0, description="Stop servers idle this many seconds (0 disables the culler)."
     )
-    kubernetes_namespace: str = "learnhub"
+    kubernetes_namespace: str = Field(
+        "learnhub", description="Namespace of the course pods with `backend: kubernetes`."
+    )
 
 
 class PlanSettings(_Model):
@@ -191,9 +204,17 @@ class PaymentSettings(_Model):
             "same webhook (refused in production); `stripe`: Stripe Checkout."
         ),
     )
-    plans: list[PlanSettings] = Field(default_factory=list)
-    grace_period_days: int = Field(3, ge=0, le=60)
-    course_price_ids: dict[str, str] = Field(default_factory=dict)
+    plans: list[PlanSettings] = Field(
+        default_factory=list,
+        description="Membership plans (id, title, interval month/year, amount, currency, courses).",
+    )
+    grace_period_days: int = Field(
+        3, ge=0, le=60, description="Days a membership keeps access after a failed payment."
+    )
+    course_price_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="Stripe price id per course id (else `learnhub stripe sync` creates them).",
+    )
 
 
 class DatabaseSettings(_Model):

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
-import docker
 from tests.harness import TEST_PREFIX, HubProcess, browser, wait_for_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]

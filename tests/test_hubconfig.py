@@ -1,0 +1,117 @@
+"""Applying settings to JupyterHub's config: pure, idempotent, and complete."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from traitlets.config import Config
+
+from hub import settings_docs
+from hub.courses import Catalog
+from hub.hubconfig import apply_all, hub_api_url
+from hub.settings import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def spawner_config():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("spawner_config", ROOT / "spawner_config.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def configured(env: dict[str, str], yaml_text: str = "", tmp: Path | None = None) -> Config:
+    path = None
+    if yaml_text and tmp:
+        path = tmp / "learnhub.yaml"
+        path.write_text(yaml_text)
+    settings = load_settings(path, env)
+    c = Config()
+    apply_all(c, settings, Catalog.load(ROOT / "courses"))
+    spawner_config().apply_spawner(c, settings)
+    return c
+
+
+def test_applying_twice_gives_the_same_config(tmp_path: Path) -> None:
+    env = {"LEARNHUB_ADMIN_TOKEN": "a" * 40}
+    text = f"hub:\n  data_dir: {tmp_path}\n  hub_ip: 127.0.0.1\n"
+    first = configured(env, text, tmp_path)
+    settings = load_settings(tmp_path / "learnhub.yaml", env)
+    apply_all(first, settings, Catalog.load(ROOT / "courses"))
+    second = configured(env, text, tmp_path)
+    assert first.JupyterHub.services == second.JupyterHub.services
+    assert first.JupyterHub.load_groups == second.JupyterHub.load_groups
+
+
+def test_services_roles_and_groups(tmp_path: Path) -> None:
+    text = f"hub:\n  data_dir: {tmp_path}\n  hub_ip: 127.0.0.1\n"
+    c = configured({"LEARNHUB_ADMIN_TOKEN": "t" * 40}, text, tmp_path)
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    # The idle culler runs as a hub-managed service with only the scopes it needs.
+    assert "jupyterhub_idle_culler" in services["idle-culler"]["command"]
+    assert services["learnhub-admin"]["api_token"] == "t" * 40
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["idle-culler"]["scopes"] == [
+        "list:users",
+        "read:users:activity",
+        "read:servers",
+        "delete:servers",
+    ]
+    assert roles["admin"]["services"] == ["learnhub-admin"]
+    groups = c.JupyterHub.load_groups
+    assert groups["instructors-python-foundations"]["users"] == ["demo-instructor"]
+    assert groups["course-python-foundations"]["users"] == ["demo-learner"]
+    assert groups["course-algorithms-in-python"]["users"] == []
+    assert c.JupyterHub.spawner_class == "hub.spawner.LearnHubDockerSpawner"
+    assert c.DockerSpawner.remove is True
+    assert c.JupyterHub.cleanup_servers is False
+
+
+def test_no_admin_service_without_token(tmp_path: Path) -> None:
+    c = configured({}, f"hub:\n  data_dir: {tmp_path}\n  hub_ip: 127.0.0.1\n", tmp_path)
+    assert "learnhub-admin" not in {s["name"] for s in c.JupyterHub.services}
+
+
+def test_production_oauth_and_subdomains(tmp_path: Path) -> None:
+    strong = "s" * 40
+    env = {
+        "LEARNHUB_COOKIE_SECRET": strong,
+        "LEARNHUB_ADMIN_TOKEN": strong,
+        "LEARNHUB_SERVICE_TOKEN": strong,
+        "LEARNHUB_STRIPE_SECRET_KEY": "sk_test_1",
+        "LEARNHUB_STRIPE_WEBHOOK_SECRETS": "whsec_1",
+        "LEARNHUB_OAUTH_CLIENT_SECRET": "gh-secret",
+    }
+    text = (
+        f"mode: production\npayments:\n  provider: stripe\nhub:\n  data_dir: {tmp_path}\n"
+        "  hub_ip: 127.0.0.1\n  subdomain_host: https://learn.example.org\n"
+        "auth:\n  kind: github\n  github:\n    client_id: abc\n"
+        "    allowed_organizations: [learnhub-members]\n"
+    )
+    c = configured(env, text, tmp_path)
+    assert c.JupyterHub.authenticator_class == "github"
+    assert c.GitHubOAuthenticator.client_secret == "gh-secret"
+    assert c.GitHubOAuthenticator.allowed_organizations == {"learnhub-members"}
+    assert c.JupyterHub.subdomain_host == "https://learn.example.org"
+    # Production never seeds demo accounts.
+    assert "seed_users" not in c.LearnHubNativeAuthenticator
+
+
+def test_swarm_backend(tmp_path: Path) -> None:
+    text = f"hub:\n  data_dir: {tmp_path}\n  hub_ip: 127.0.0.1\nspawner:\n  backend: swarm\n"
+    c = configured({}, text, tmp_path)
+    assert c.JupyterHub.spawner_class == "hub.spawner.LearnHubSwarmSpawner"
+    assert c.LearnHubSwarmSpawner.name_prefix == "learnhub"
+
+
+def test_hub_api_url_through_the_proxy() -> None:
+    settings = load_settings(None, {})
+    assert hub_api_url(settings) == "http://127.0.0.1:8000/hub/api"
+
+
+def test_settings_reference_is_up_to_date() -> None:
+    committed = (ROOT / "docs" / "reference" / "settings.md").read_text()
+    assert committed == settings_docs.render(), "run: python -m hub.settings_docs"
