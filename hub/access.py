@@ -183,41 +183,6 @@ async def apply_membership(
     return changes
 
 
-async def grant(hub: HubClient, user: str, course_id: str, catalog: Catalog) -> None:
-    """Put ``user`` in the learner group of ``course_id`` (manual grant)."""
-    _require_course(catalog, course_id)
-    if await hub.user(user) is None:
-        raise HubAPIError(f"no such user {user!r}; they must sign in once first", status=404)
-    group = learner_group(course_id)
-    groups = await hub.groups()
-    if group not in groups:
-        await hub.create_group(group)
-    await hub.add_members(group, [user])
-    log.info("access granted", extra={"user": user, "course": course_id, "outcome": "granted"})
-
-
-async def revoke(hub: HubClient, user: str, course_id: str, catalog: Catalog) -> bool:
-    """Take ``user`` out of the learner group and stop their course server.
-
-    Returns False when they were not a member. Their volume is kept.
-    """
-    _require_course(catalog, course_id)
-    group = learner_group(course_id)
-    members = (await hub.groups()).get(group, set())
-    if user not in members:
-        return False
-    await hub.remove_members(group, [user])
-    await hub.stop_server(user, course_id)
-    log.info("access revoked", extra={"user": user, "course": course_id, "outcome": "revoked"})
-    return True
-
-
 def instructor_membership(catalog: Catalog) -> dict[str, set[str]]:
     """Desired `instructors-<id>` groups, straight from each `course.yaml`."""
     return {instructor_group(e.course.id): set(e.course.instructors) for e in catalog}
-
-
-def _require_course(catalog: Catalog, course_id: str) -> None:
-    if course_id not in catalog:
-        known = ", ".join(catalog.ids()) or "none"
-        raise HubAPIError(f"no such course {course_id!r} (known: {known})", status=404)

@@ -103,35 +103,71 @@ def cmd_courses_list(args: argparse.Namespace, environ: Mapping[str, str]) -> in
     return 0
 
 
-def _hub_call(settings: Settings, action: str, user: str, course_id: str) -> int:
+def _change_access(settings: Settings, action: str, user: str, course_id: str) -> int:
+    """Record the grant or revocation as an entitlement, then apply the desired membership.
+
+    Both go through the same path as payments: the entitlement is the truth, `hub.access`
+    makes the Hub's groups match it (and stops the server of anyone removed).
+    """
+    from hub.billing.sync import load_desired_membership
+    from hub.store import Database, upgrade
+    from hub.store import repository as repo
+
     catalog = Catalog.load(settings.courses_dir)
+    if course_id not in catalog:
+        known = ", ".join(catalog.ids()) or "none"
+        raise LearnHubError(f"no such course {course_id!r} (known: {known})")
     token = _admin_token_for_cli(settings)
 
     async def run() -> int:
         async with access.HubClient(hub_api_url(settings), token) as hub:
-            if action == "grant":
-                await access.grant(hub, user, course_id, catalog)
-                print(f"granted: {user} can now open {course_id}")
-                return 0
-            changed = await access.revoke(hub, user, course_id, catalog)
+            if action == "grant" and await hub.user(user) is None:
+                raise LearnHubError(f"no such user {user!r}: they must sign up (or in) once first")
+            upgrade(settings.learnhub_db_url)
+            db = Database(settings.learnhub_db_url)
+            try:
+                with db.transaction() as session:
+                    if action == "grant":
+                        changed = repo.set_manual_access(
+                            session, user, course_id, active=True, reason="granted by operator"
+                        )
+                        sources = ["manual"] if changed else []
+                    else:
+                        sources = repo.revoke_course(
+                            session, user, course_id, reason="revoked by operator"
+                        )
+                desired = await asyncio.to_thread(load_desired_membership, db, catalog, settings)
+            finally:
+                db.dispose()
+            changes = await access.apply_membership(hub, desired)
+        group = access.learner_group(course_id)
+        if action == "grant":
+            print(f"granted: {user} can now open {course_id}")
+        elif user in changes.removed.get(group, set()):
             print(
-                f"revoked: {user} can no longer open {course_id} (their files are kept)"
-                if changed
-                else f"nothing to do: {user} had no access to {course_id}"
+                f"revoked: {user} can no longer open {course_id} "
+                f"(withdrew: {', '.join(sources)}; their files are kept)"
             )
-            return 0
+        elif user in desired.get(group, set()):
+            print(
+                f"{user} still has {course_id} through a membership plan; "
+                "cancel the subscription to end it"
+            )
+        else:
+            print(f"nothing to do: {user} had no access to {course_id}")
+        return 0
 
     return asyncio.run(run())
 
 
 def cmd_grant(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Give a user access to a course."""
-    return _hub_call(_settings(args, environ), "grant", args.user, args.course)
+    return _change_access(_settings(args, environ), "grant", args.user, args.course)
 
 
 def cmd_revoke(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Take a user's access to a course away."""
-    return _hub_call(_settings(args, environ), "revoke", args.user, args.course)
+    return _change_access(_settings(args, environ), "revoke", args.user, args.course)
 
 
 def cmd_images_build(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from hub.access import ACCESS_SCOPES
 from hub.courses import Catalog
 from hub.errors import CourseError
-from hub.settings import Settings
+from hub.settings import SECRET_ENV, Settings
 
 #: Demo accounts and the password stated in the README (overridable with LEARNHUB_DEMO_PASSWORD).
 DEMO_USERS = ("demo-learner", "demo-instructor", "demo-admin")
@@ -169,12 +170,40 @@ def apply_services(c: Any, settings: Settings) -> None:
                 "services": ["idle-culler"],
             }
         )
+    services.append(learnhub_service(settings))
+    roles.append(
+        {"name": "learnhub-service", "services": ["learnhub"], "scopes": list(ACCESS_SCOPES)}
+    )
     admin_token = settings.secret("admin_token")
     if admin_token:
         services.append({"name": "learnhub-admin", "api_token": admin_token})
         roles.append({"name": "admin", "services": ["learnhub-admin"]})
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
+
+
+def learnhub_service(settings: Settings) -> dict[str, Any]:
+    """The LearnHub service (catalog, checkout, Stripe webhook) as a hub-managed service.
+
+    JupyterHub starts it with a clean environment, so the settings file and the secrets are
+    passed explicitly; they never appear on its command line.
+    """
+    environment = {"LEARNHUB_MODE": settings.mode}
+    if settings.source != "<defaults>":
+        environment["LEARNHUB_CONFIG"] = str(Path(settings.source).resolve())
+    for env_name, field in SECRET_ENV.items():
+        value = settings.secret(field)
+        if value:
+            environment[env_name] = value
+    return {
+        "name": "learnhub",
+        "url": f"http://127.0.0.1:{settings.hub.service_port}",
+        "command": [sys.executable, "-m", "hub.service"],
+        "cwd": str(Path.cwd()),
+        "environment": environment,
+        "oauth_no_confirm": True,
+        "display": True,
+    }
 
 
 def apply_all(c: Any, settings: Settings, catalog: Catalog) -> None:

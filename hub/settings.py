@@ -62,6 +62,12 @@ class HubSettings(_Model):
     )
     hub_port: int = Field(8081, ge=1, le=65535, description="Port of the Hub API.")
     proxy_api_port: int = Field(8001, ge=1, le=65535, description="Port of the proxy's REST API.")
+    service_port: int = Field(
+        10101,
+        ge=1,
+        le=65535,
+        description="Port of the LearnHub service (catalog, checkout, webhook), behind the proxy.",
+    )
     subdomain_host: str = Field(
         "",
         description=(

@@ -192,6 +192,7 @@ def hub_settings(workdir: Path, *, courses_dir: Path, backend: str = "docker") -
             "bind_url": f"http://127.0.0.1:{port}{HOSTILE_BASE_URL}",
             "hub_port": free_port(),
             "proxy_api_port": free_port(),
+            "service_port": free_port(),
             "data_dir": str(workdir / "var"),
             "log_level": "DEBUG",
         },

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from hub.access import HubClient, MembershipChanges, apply_membership
+from hub.access import HubClient, MembershipChanges, apply_membership, instructor_membership
 from hub.courses import Catalog
 from hub.entitlements import desired_membership
 from hub.settings import Settings
@@ -17,16 +17,21 @@ from hub.store import repository as repo
 def load_desired_membership(
     db: Database, catalog: Catalog, settings: Settings, *, now: datetime | None = None
 ) -> dict[str, set[str]]:
-    """Desired learner groups of every catalog course, from the stored entitlements (blocking)."""
+    """Desired groups of every catalog course (blocking).
+
+    Learner groups come from the stored entitlements; instructor groups from each `course.yaml`.
+    """
     with db.transaction() as session:
         rows = repo.entitlements(session)
-        return desired_membership(
+        desired = desired_membership(
             rows,
             catalog,
             settings.payments.plans,
             now=now or utcnow(),
             grace=timedelta(days=settings.payments.grace_period_days),
         )
+    desired.update(instructor_membership(catalog))
+    return desired
 
 
 def make_access_sync(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,11 +25,25 @@ from hub.errors import LearnHubError
 from hub.service.app import make_app
 from hub.settings import settings_from_environment
 from hub.store import Database, upgrade
+from hub.store import repository as repo
 
 log = logging.getLogger("learnhub.service")
 
 #: How often missed events are caught up and membership re-applied.
 RECONCILE_SECONDS = 300
+
+
+def seed_demo_entitlements(db: Database, catalog: Catalog) -> None:
+    """Demo mode: the demo learner owns one course from the start (once; a revoke sticks)."""
+    from hub.hubconfig import DEMO_OWNED_COURSE
+
+    if DEMO_OWNED_COURSE not in catalog:
+        return
+    with db.transaction() as session:
+        if not repo.has_any_entitlement(session, "demo-learner", DEMO_OWNED_COURSE):
+            repo.set_manual_access(
+                session, "demo-learner", DEMO_OWNED_COURSE, active=True, reason="demo seed"
+            )
 
 
 async def main() -> None:
@@ -39,6 +54,8 @@ async def main() -> None:
     catalog = Catalog.load(settings.courses_dir)
     upgrade(settings.learnhub_db_url)
     db = Database(settings.learnhub_db_url)
+    if settings.mode == "demo":
+        seed_demo_entitlements(db, catalog)
     hub = HubClient(env["JUPYTERHUB_API_URL"], env["JUPYTERHUB_API_TOKEN"])
     sync = make_access_sync(db, catalog, settings, hub)
     service_url = env["JUPYTERHUB_SERVICE_URL"]
@@ -61,7 +78,14 @@ async def main() -> None:
 
     PeriodicCallback(reconcile_once, RECONCILE_SECONDS * 1000).start()
     await reconcile_once()
-    await asyncio.Event().wait()
+    # JupyterHub stops managed services with SIGTERM (SIGINT when run by hand): exit cleanly.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("LearnHub service stopping")
+    db.dispose()
 
 
 if __name__ == "__main__":

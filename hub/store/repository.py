@@ -180,3 +180,75 @@ def active_subscription_ids(session: Session) -> list[str]:
             )
         )
     )
+
+
+def set_manual_access(
+    session: Session, username: str, course_id: str, *, active: bool, reason: str
+) -> bool:
+    """Grant (``active``) or withdraw an operator's manual grant of one course.
+
+    Manual grants are keyed by user and course, so granting twice keeps one row. Returns whether
+    anything changed.
+    """
+    row = session.scalars(
+        sa.select(Entitlement).where(
+            Entitlement.username == username,
+            Entitlement.course_id == course_id,
+            Entitlement.source == "manual",
+        )
+    ).first()
+    status = "active" if active else "revoked"
+    if row is None:
+        if not active:
+            return False
+        session.add(
+            Entitlement(
+                username=username,
+                course_id=course_id,
+                source="manual",
+                status=status,
+                status_reason=reason,
+            )
+        )
+        session.flush()
+        return True
+    if row.status == status:
+        return False
+    row.status = status
+    row.status_reason = reason
+    row.updated_at = utcnow()
+    session.flush()
+    return True
+
+
+def revoke_course(session: Session, username: str, course_id: str, *, reason: str) -> list[str]:
+    """Withdraw every direct entitlement of ``username`` to ``course_id`` (manual or purchase).
+
+    Returns the sources that were withdrawn. Membership plans are not touched: they are ended by
+    cancelling the subscription, so Stripe and LearnHub never disagree about a plan.
+    """
+    rows = session.scalars(
+        sa.select(Entitlement).where(
+            Entitlement.username == username,
+            Entitlement.course_id == course_id,
+            Entitlement.status != "revoked",
+        )
+    ).all()
+    for row in rows:
+        row.status = "revoked"
+        row.status_reason = reason
+        row.updated_at = utcnow()
+    session.flush()
+    return sorted({row.source for row in rows})
+
+
+def has_any_entitlement(session: Session, username: str, course_id: str) -> bool:
+    """Whether any entitlement row (in any state) links this user and course."""
+    return (
+        session.scalars(
+            sa.select(Entitlement.id).where(
+                Entitlement.username == username, Entitlement.course_id == course_id
+            )
+        ).first()
+        is not None
+    )
