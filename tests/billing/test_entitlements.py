@@ -111,7 +111,12 @@ async def test_withdrawn_course_group_left_alone_by_sync(db: Database, settings:
     hub = FakeHub({"alice"})
     hub.group_members["course-python-101"] = {"alice"}
     await make_access_sync(db, Catalog([course("data-201")]), settings, hub)()
-    assert hub.group_members == {"course-python-101": {"alice"}, "course-data-201": {"alice"}}
+    assert hub.group_members == {
+        "course-python-101": {"alice"},
+        "course-data-201": {"alice"},
+        # Instructor groups come from course.yaml (none listed for this course).
+        "instructors-data-201": set(),
+    }
     assert not any(c[1] == "course-python-101" for c in hub.calls)
 
 
