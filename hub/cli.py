@@ -26,6 +26,7 @@ from hub import access
 from hub.courses import Catalog
 from hub.errors import LearnHubError
 from hub.hubconfig import hub_api_url
+from hub.logs import configure_logging
 from hub.settings import Settings, load_settings, settings_from_environment
 
 #: The repository root: jupyterhub_config.py, courses/ and docker/ live here.
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
+    configure_logging("WARNING")
     env = os.environ if environ is None else environ
     try:
         return int(args.func(args, env))

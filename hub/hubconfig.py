@@ -188,7 +188,7 @@ def learnhub_service(settings: Settings) -> dict[str, Any]:
     JupyterHub starts it with a clean environment, so the settings file and the secrets are
     passed explicitly; they never appear on its command line.
     """
-    environment = {"LEARNHUB_MODE": settings.mode}
+    environment: dict[str, str] = {"LEARNHUB_MODE": settings.mode}
     if settings.source != "<defaults>":
         environment["LEARNHUB_CONFIG"] = str(Path(settings.source).resolve())
     for env_name, field in SECRET_ENV.items():

@@ -22,6 +22,7 @@ from hub.billing.reconcile import reconcile
 from hub.billing.sync import make_access_sync
 from hub.courses import Catalog
 from hub.errors import LearnHubError
+from hub.logs import configure_logging
 from hub.service.app import make_app
 from hub.settings import settings_from_environment
 from hub.store import Database, upgrade
@@ -50,7 +51,7 @@ async def main() -> None:
     """Start the service and its periodic reconciliation; run until killed."""
     env = dict(os.environ)
     settings = settings_from_environment(env, Path("learnhub.yaml"))
-    logging.basicConfig(level=settings.hub.log_level)
+    configure_logging(settings.hub.log_level)
     catalog = Catalog.load(settings.courses_dir)
     upgrade(settings.learnhub_db_url)
     db = Database(settings.learnhub_db_url)
