@@ -195,7 +195,7 @@ def learnhub_service(settings: Settings) -> dict[str, Any]:
         value = settings.secret(field)
         if value:
             environment[env_name] = value
-    return {
+    service: dict[str, Any] = {
         "name": "learnhub",
         "url": f"http://127.0.0.1:{settings.hub.service_port}",
         "command": [sys.executable, "-m", "hub.service"],
@@ -204,6 +204,11 @@ def learnhub_service(settings: Settings) -> dict[str, Any]:
         "oauth_no_confirm": True,
         "display": True,
     }
+    token = settings.secret("service_token")
+    if token:
+        # A fixed token survives hub restarts and can be rotated by the operator.
+        service["api_token"] = token
+    return service
 
 
 def apply_all(c: Any, settings: Settings, catalog: Catalog) -> None:
