@@ -210,6 +210,13 @@ class PaymentSettings(_Model):
             "same webhook (refused in production); `stripe`: Stripe Checkout."
         ),
     )
+    stripe_api_base: str = Field(
+        "",
+        description=(
+            "Another address for Stripe's API (stripe-mock, or a test stand-in); empty: Stripe "
+            "itself. Refused in production."
+        ),
+    )
     plans: list[PlanSettings] = Field(
         default_factory=list,
         description="Membership plans (id, title, interval month/year, amount, currency, courses).",
@@ -283,6 +290,8 @@ class Settings(_Model):
                 )
             elif len(value.get_secret_value()) < 32:
                 problems.append(f"LEARNHUB_{name.upper()}: must be at least 32 characters")
+        if self.payments.stripe_api_base:
+            problems.append("payments.stripe_api_base: production talks to Stripe itself")
         if self.payments.provider == "stripe":
             if self.secrets.stripe_secret_key is None:
                 problems.append(

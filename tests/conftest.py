@@ -16,6 +16,7 @@ from tests.harness import (
     container_logs,
     docker_cleanup,
     hub_settings,
+    remove_stale_test_objects,
 )
 
 
@@ -54,6 +55,7 @@ def images(docker_engine: None) -> None:
 @pytest.fixture(scope="session")
 def docker_prefix_cleanup(docker_engine: None) -> Iterator[None]:
     """Remove test containers and volumes before and after the session."""
+    remove_stale_test_objects()
     docker_cleanup(TEST_PREFIX)
     yield
     docker_cleanup(TEST_PREFIX)

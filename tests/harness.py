@@ -28,8 +28,11 @@ import httpx
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Every container and volume a test creates starts with this; cleanup goes by it.
-TEST_PREFIX = "lhtest"
+#: Every container and volume a test session creates starts with this; cleanup goes by it. The
+#: process id keeps two sessions on one Docker engine (a developer's and CI's) out of each other's
+#: way; leftovers of sessions that died are removed by :func:`remove_stale_test_objects`.
+TEST_PREFIX = f"lht{os.getpid():07d}"
+STALE_PATTERN = re.compile(r"^/?lht(\d{7})-")
 #: A base URL chosen to break escaping bugs (as JupyterHub's own tests do).
 HOSTILE_BASE_URL = "/@/space%20word/"
 
@@ -60,6 +63,26 @@ def docker_cleanup(prefix: str = TEST_PREFIX) -> None:
     volumes = [v for v in volumes if v.startswith(f"{prefix}-")]
     if volumes:
         subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True, check=False)
+
+
+def remove_stale_test_objects() -> None:
+    """Remove containers and volumes left by test sessions whose process is gone."""
+    out = subprocess.run(
+        ["docker", "ps", "-a", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    out += subprocess.run(
+        ["docker", "volume", "ls", "-q"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    dead = set()
+    for name in out:
+        match = STALE_PATTERN.match(name)
+        if match and not Path(f"/proc/{int(match.group(1))}").exists():
+            dead.add(f"lht{match.group(1)}")
+    for prefix in sorted(dead):
+        docker_cleanup(prefix)
 
 
 def container_logs(prefix: str = TEST_PREFIX) -> str:

@@ -65,8 +65,21 @@ async def main() -> None:
     if settings.payments.provider == "stripe":
         key = settings.secret("stripe_secret_key")
         assert key is not None  # settings refuse provider stripe without it
-        client = stripe.StripeClient(key, max_network_retries=2)
-    app = make_app(settings, catalog, db, client, sync, prefix=prefix, service_url=service_url)
+        base = settings.payments.stripe_api_base
+        client = stripe.StripeClient(
+            key, max_network_retries=2, base_addresses={"api": base} if base else {}
+        )
+    app = make_app(
+        settings,
+        catalog,
+        db,
+        client,
+        sync,
+        prefix=prefix,
+        service_url=service_url,
+        hub_base_url=env.get("JUPYTERHUB_BASE_URL"),
+        hub_client=hub,
+    )
     url = urlsplit(service_url)
     app.listen(url.port or 80, url.hostname or "127.0.0.1")
     billing = app.settings["learnhub_billing"]

@@ -1,0 +1,182 @@
+"""Payment is access, end to end on real parts.
+
+A real hub + proxy + LearnHub service on real Docker, with `payments.provider: stripe` pointed at
+a loopback stand-in of Stripe's API. Events are Stripe-shaped, signed with Stripe's algorithm by
+the real `stripe` library and posted through the public proxy to the webhook. A purchase puts the
+learner in the course group so they can start the course; a refund takes them out and stops the
+server; a re-purchase gives their files back.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import stripe
+
+from tests.billing.stripe_standin import API_KEY, StripeStandIn
+from tests.harness import TEST_PREFIX, HubProcess, browser, hub_settings, wait_for_server
+
+pytestmark = [pytest.mark.docker]
+
+COURSE = "algorithms-in-python"
+LEARNER = "lin-purchase"
+PASSWORD = "dynamic-programming-42"
+WEBHOOK_SECRET = "whsec_" + secrets.token_hex(16)
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[StripeStandIn]:
+    server = StripeStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def paid_hub(
+    images: None,
+    docker_prefix_cleanup: None,
+    courses_dir: Path,
+    standin: StripeStandIn,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[HubProcess]:
+    workdir = tmp_path_factory.mktemp("paid-hub")
+    settings = hub_settings(workdir, courses_dir=courses_dir)
+    settings["payments"] = {"provider": "stripe", "stripe_api_base": standin.url}
+    hub = HubProcess(
+        workdir=workdir,
+        settings=settings,
+        extra_env={
+            "LEARNHUB_STRIPE_SECRET_KEY": API_KEY,
+            "LEARNHUB_STRIPE_WEBHOOK_SECRETS": f"whsec_old_rotated_out,{WEBHOOK_SECRET}",
+        },
+    )
+    hub.start()
+    try:
+        yield hub
+    finally:
+        if hub.proc is not None:
+            print("===== paid hub log =====\n" + hub.log_tail(80))
+        hub.stop()
+
+
+def webhook_url(hub: HubProcess) -> str:
+    return hub.url + "services/learnhub/stripe/webhook"
+
+
+def deliver(hub: HubProcess, events: list[dict[str, Any]], secret: str = WEBHOOK_SECRET) -> None:
+    for event in events:
+        payload = json.dumps(event)
+        header = stripe.WebhookSignature.generate_signature_header(payload, secret)
+        response = httpx.post(
+            webhook_url(hub), content=payload, headers={"Stripe-Signature": header}, timeout=30
+        )
+        assert response.status_code == 200, response.text
+
+
+def new_checkout_session(standin: StripeStandIn, user: str) -> str:
+    """What Stripe holds once the learner's checkout session exists (as the service creates it)."""
+    metadata = {"learnhub_user": user, "learnhub_course": COURSE}
+    session = standin.client().v1.checkout.sessions.create(
+        {
+            "mode": "payment",
+            "client_reference_id": user,
+            "metadata": metadata,
+            "payment_intent_data": {"metadata": metadata},
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": "usd",
+                        "unit_amount": 6900,
+                        "product_data": {"name": "Algorithms in Python"},
+                    },
+                }
+            ],
+            "success_url": "http://127.0.0.1/success",
+            "cancel_url": "http://127.0.0.1/cancel",
+        }
+    )
+    return str(session.id)
+
+
+def members(hub: HubProcess, group: str) -> set[str]:
+    response = hub.api("GET", f"/groups/{group}")
+    assert response.status_code == 200, response.text
+    return set(response.json()["users"])
+
+
+def wait_until(condition: Any, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_forged_and_malformed_webhooks_are_refused_with_a_reason(paid_hub: HubProcess) -> None:
+    payload = json.dumps({"id": "evt_forged", "type": "checkout.session.completed"})
+    forged = stripe.WebhookSignature.generate_signature_header(payload, "whsec_not_ours")
+    response = httpx.post(
+        webhook_url(paid_hub), content=payload, headers={"Stripe-Signature": forged}, timeout=30
+    )
+    assert response.status_code == 400
+    assert "signature" in response.json()["error"].lower()
+    unsigned = httpx.post(webhook_url(paid_hub), content=b"{not json", timeout=30)
+    assert unsigned.status_code == 400
+    assert unsigned.json()["error"]
+
+
+def test_purchase_refund_repurchase(paid_hub: HubProcess, standin: StripeStandIn) -> None:
+    group = f"course-{COURSE}"
+    with browser(paid_hub) as b:
+        b.signup(LEARNER, PASSWORD)
+        assert b.login(LEARNER, PASSWORD).status_code == 200
+        assert b.spawn_course(LEARNER, COURSE).status_code == 403
+
+        # Pay: Stripe sends charge.succeeded and checkout.session.completed.
+        first = new_checkout_session(standin, LEARNER)
+        deliver(paid_hub, standin.sim.complete_checkout(first))
+        wait_until(lambda: LEARNER in members(paid_hub, group), "membership after payment")
+
+        assert b.spawn_course(LEARNER, COURSE).status_code in (201, 202)
+        server = wait_for_server(paid_hub, LEARNER, COURSE)
+        b.open_server(server["url"])
+        assert b.put_file(server["url"], "my-solution.py", "print(42)\n").status_code == 201
+
+        # Refund: out of the group, and the running course server is stopped.
+        intent = standin.store.objects[standin.store.objects[first]["payment_intent"]]
+        deliver(paid_hub, standin.sim.refund(str(intent["latest_charge"])))
+        wait_until(lambda: LEARNER not in members(paid_hub, group), "removal after refund")
+        wait_until(
+            lambda: COURSE not in paid_hub.api("GET", f"/users/{LEARNER}").json()["servers"],
+            "the course server to stop",
+        )
+        assert b.spawn_course(LEARNER, COURSE).status_code == 403
+
+        # The same event again changes nothing (recorded once).
+        again = standin.sim.event("charge.refunded", standin.store.objects[intent["latest_charge"]])
+        deliver(paid_hub, [again, again])
+
+        # Re-purchase: access again, and the learner's file is still there.
+        second = new_checkout_session(standin, LEARNER)
+        deliver(paid_hub, standin.sim.complete_checkout(second))
+        wait_until(lambda: LEARNER in members(paid_hub, group), "membership after re-purchase")
+        assert b.spawn_course(LEARNER, COURSE).status_code in (201, 202)
+        server = wait_for_server(paid_hub, LEARNER, COURSE)
+        b.open_server(server["url"])
+        mine = b.contents(server["url"], "my-solution.py")
+        assert mine.status_code == 200
+        assert mine.json()["content"] == "print(42)\n"
+    volumes = subprocess.run(
+        ["docker", "volume", "ls", "-q"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert f"{TEST_PREFIX}-lin-2dpurchase--algorithms-2din-2dpython" in volumes
