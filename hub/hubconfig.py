@@ -7,6 +7,7 @@ spawner backends are applied by `spawner_config.py`.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from hub.access import ACCESS_SCOPES
-from hub.courses import Catalog
+from hub.courses import Catalog, deadline_label
 from hub.errors import CourseError
 from hub.settings import SECRET_ENV, Settings
 
@@ -72,7 +73,8 @@ def apply_hub(c: Any, settings: Settings) -> None:
     if cookie_secret:
         c.JupyterHub.cookie_secret = cookie_secret.encode()
     c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
-    c.JupyterHub.log_level = hub.log_level
+    # traitlets spells it WARN; Python's logging (our service) spells it WARNING.
+    c.JupyterHub.log_level = "WARN" if hub.log_level == "WARNING" else hub.log_level
     # Servers keep running across a hub restart; the new hub finds them again.
     c.JupyterHub.cleanup_servers = False
     c.JupyterHub.cleanup_proxy = False
@@ -174,6 +176,10 @@ def apply_services(c: Any, settings: Settings) -> None:
     roles.append(
         {"name": "learnhub-service", "services": ["learnhub"], "scopes": list(ACCESS_SCOPES)}
     )
+    # JupyterHub 5+ lets users sign in to a service only with `access:services`; every member
+    # must reach the LearnHub service (catalog, checkout, purchases), so the default `user`
+    # role gets it for that one service on top of its usual `self`.
+    roles.append({"name": "user", "scopes": ["self", "access:services!service=learnhub"]})
     admin_token = settings.secret("admin_token")
     if admin_token:
         services.append({"name": "learnhub-admin", "api_token": admin_token})
@@ -229,21 +235,73 @@ def hub_api_url(settings: Settings) -> str:
     return f"{parsed.scheme}://{host}:{port}{parsed.path}hub/api"
 
 
+#: Why access ended, as the member home says it (entitlement ``status_reason`` -> words).
+ENDED_REASONS = {
+    "refunded": "refunded",
+    "dispute_lost": "payment disputed",
+    "dispute_open": "payment disputed",
+    "canceled": "membership cancelled",
+    "payment_failed": "payment failed",
+}
+
+
+def ended_courses(db: Any, username: str) -> dict[str, str]:
+    """Courses whose every direct entitlement of ``username`` was revoked: ``{course: reason}``.
+
+    Blocking, but one indexed query on a WAL database: cheap enough for a page render.
+    """
+    from hub.store import repository as repo
+
+    reasons: dict[str, str] = {}
+    live: set[str] = set()
+    with db.transaction() as session:
+        for row in repo.entitlements(session, username):
+            if row.course_id is None:
+                continue
+            if row.status == "revoked":
+                reasons[row.course_id] = ENDED_REASONS.get(row.status_reason or "", "access ended")
+            else:
+                live.add(row.course_id)
+    return {course: reason for course, reason in reasons.items() if course not in live}
+
+
 def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
-    """A `template_vars` callable: the courses the current user may open, and the others."""
+    """A `template_vars` callable: the courses the current user may open, and the others.
+
+    Also says which courses' access ended (refund, dispute, cancellation) from LearnHub's
+    database, each course's deadlines from `course.yaml`, and where the catalog is. A database
+    problem only hides the "access ended" notes; it never breaks the page.
+    """
     courses_dir = settings.courses_dir.resolve()
+    catalog_url = urlparse(settings.hub.bind_url).path + "services/learnhub/"
+    state: dict[str, Any] = {}
+
+    def learnhub_db() -> Any:
+        # One engine for the hub process, made on first use (never at import or config load).
+        if "db" not in state:
+            from hub.store import Database
+
+            state["db"] = Database(settings.learnhub_db_url)
+        return state["db"]
 
     def for_user(user: Any) -> dict[str, Any]:
+        empty = {"mine": [], "others": [], "ended": [], "error": "", "catalog_url": catalog_url}
         if user is None:
-            return {"mine": [], "others": [], "error": ""}
+            return empty
         try:
             catalog = Catalog.load(courses_dir)
         except CourseError:
             # The operator sees the details in `learnhub check`; members get a calm message.
-            return {"mine": [], "others": [], "error": "The catalog is being updated."}
+            return {**empty, "error": "The catalog is being updated."}
+        try:
+            ended = ended_courses(learnhub_db(), user.name)
+        except Exception:  # the home page must render even if LearnHub's database is down
+            logging.getLogger("learnhub.home").exception("could not read entitlements")
+            ended = {}
         groups = {group.name for group in user.groups}
         mine: list[dict[str, Any]] = []
         others: list[dict[str, Any]] = []
+        ended_items: list[dict[str, Any]] = []
         for entry in catalog:
             course = entry.course
             role = (
@@ -259,8 +317,25 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
                 "summary": course.summary,
                 "role": role,
                 "price": f"{course.price.amount / 100:.2f} {course.price.currency.upper()}",
+                "deadlines": [
+                    {"title": a.title, "due": deadline_label(a.due), "iso": a.due.isoformat()}
+                    for a in course.assignments
+                    if a.due is not None
+                ],
+                "ended": ended.get(course.id, ""),
             }
-            (mine if role else others).append(item)
-        return {"mine": mine, "others": others, "error": ""}
+            if role:
+                mine.append(item)
+            elif course.id in ended:
+                ended_items.append(item)
+            else:
+                others.append(item)
+        return {
+            "mine": mine,
+            "others": others,
+            "ended": ended_items,
+            "error": "",
+            "catalog_url": catalog_url,
+        }
 
     return for_user

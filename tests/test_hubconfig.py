@@ -107,6 +107,11 @@ def test_swarm_backend(tmp_path: Path) -> None:
     assert c.LearnHubSwarmSpawner.name_prefix == "learnhub"
 
 
+def test_warning_log_level_is_spelled_for_traitlets(tmp_path: Path) -> None:
+    text = f"hub:\n  data_dir: {tmp_path}\n  hub_ip: 127.0.0.1\n  log_level: WARNING\n"
+    assert configured({}, text, tmp_path).JupyterHub.log_level == "WARN"
+
+
 def test_hub_api_url_through_the_proxy() -> None:
     settings = load_settings(None, {})
     assert hub_api_url(settings) == "http://127.0.0.1:8000/hub/api"

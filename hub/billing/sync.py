@@ -34,21 +34,52 @@ def load_desired_membership(
     return desired
 
 
+class CoalescingSync:
+    """Run an idempotent sync so that concurrent callers share runs.
+
+    When ``await sync()`` returns, a run that *started after the call* has finished, so the
+    caller's committed change is applied. Callers that arrive while a run is in progress share one
+    follow-up run instead of queueing one each: a burst of N webhooks costs about two syncs, not
+    N, and two syncs never interleave their reads and writes of a group.
+    """
+
+    def __init__(self, run: Callable[[], Awaitable[None]]) -> None:
+        self._run = run
+        self._current: asyncio.Future[None] | None = None
+        self._follow_up: asyncio.Future[None] | None = None
+
+    async def __call__(self) -> None:
+        if self._current is None or self._current.done():
+            self._current = asyncio.ensure_future(self._run())
+            await asyncio.shield(self._current)
+            return
+        if self._follow_up is None:
+            self._follow_up = asyncio.ensure_future(self._after(self._current))
+        await asyncio.shield(self._follow_up)
+
+    async def _after(self, current: asyncio.Future[None]) -> None:
+        try:
+            await current
+        except Exception:  # noqa: S110 - its own callers got that error; we run afresh
+            pass
+        # From here on, newcomers need yet another run: this one may have read before them.
+        self._follow_up = None
+        self._current = asyncio.ensure_future(self._run())
+        await self._current
+
+
 def make_access_sync(
     db: Database, catalog: Catalog, settings: Settings, hub: HubClient
 ) -> Callable[[], Awaitable[None]]:
     """A ``sync_access`` callable for :class:`hub.billing.fulfilment.Billing` and the service.
 
-    Runs are serialized so two webhooks never interleave their reads and writes of a group.
-    Raises :class:`hub.errors.HubAPIError` when the Hub cannot be reached.
+    Concurrent calls are coalesced (:class:`CoalescingSync`). Raises
+    :class:`hub.errors.HubAPIError` when the Hub cannot be reached.
     """
-    lock = asyncio.Lock()
     last: list[MembershipChanges] = []
 
-    async def sync_access() -> None:
-        async with lock:
-            desired = await asyncio.to_thread(load_desired_membership, db, catalog, settings)
-            changes = await apply_membership(hub, desired)
-            last[:] = [changes]
+    async def run() -> None:
+        desired = await asyncio.to_thread(load_desired_membership, db, catalog, settings)
+        last[:] = [await apply_membership(hub, desired)]
 
-    return sync_access
+    return CoalescingSync(run)

@@ -1,0 +1,175 @@
+"""Webhook → membership latency and sustained webhook throughput (a measurement, not a test).
+
+Starts a real LearnHub hub + proxy + service with `payments.provider: stripe` pointed at the
+loopback Stripe stand-in of the test suite. For each purchase it signs Stripe's events with the
+real `stripe` library, posts them through the public proxy and polls the Hub API until the buyer
+is in the course group. Then it posts a burst of purchases from several concurrent clients and
+reports events per second and the time until every buyer is a member.
+
+    .venv/bin/python benchmarks/webhook.py [--latency 50] [--burst 300] [--clients 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import stripe
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.billing.stripe_standin import API_KEY, StripeStandIn  # noqa: E402
+from tests.harness import HubProcess, hub_settings  # noqa: E402
+
+COURSE = "algorithms-in-python"
+SECRET = "whsec_" + secrets.token_hex(16)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def new_session(standin: StripeStandIn, user: str) -> str:
+    meta = {"learnhub_user": user, "learnhub_course": COURSE}
+    session = standin.client().v1.checkout.sessions.create(
+        {
+            "mode": "payment",
+            "client_reference_id": user,
+            "metadata": meta,
+            "payment_intent_data": {"metadata": meta},
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": "usd",
+                        "unit_amount": 6900,
+                        "product_data": {"name": COURSE},
+                    },
+                }
+            ],
+            "success_url": "http://x/s",
+            "cancel_url": "http://x/c",
+        }
+    )
+    return str(session.id)
+
+
+def signed(event: dict[str, Any]) -> tuple[str, str]:
+    payload = json.dumps(event)
+    return payload, stripe.WebhookSignature.generate_signature_header(payload, SECRET)
+
+
+async def members(client: httpx.AsyncClient, hub: HubProcess) -> set[str]:
+    response = await client.get(
+        f"{hub.api_url}/groups/course-{COURSE}",
+        headers={"Authorization": f"token {hub.admin_token}"},
+    )
+    return set(response.json()["users"])
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    standin = StripeStandIn().start()
+    work = Path(tempfile.mkdtemp(prefix="lh-webhook-"))
+    settings = hub_settings(work, courses_dir=ROOT / "courses")
+    settings["hub"]["log_level"] = "WARNING"
+    settings["payments"] = {"provider": "stripe", "stripe_api_base": standin.url}
+    hub = HubProcess(
+        workdir=work,
+        settings=settings,
+        extra_env={
+            "LEARNHUB_STRIPE_SECRET_KEY": API_KEY,
+            "LEARNHUB_STRIPE_WEBHOOK_SECRETS": SECRET,
+        },
+    )
+    hub.start()
+    webhook = hub.url + "services/learnhub/stripe/webhook"
+    total = args.latency + args.burst
+    users = [f"buyer-{i}" for i in range(total)]
+    hub.api("POST", "/users", json={"usernames": users})
+    try:
+        async with httpx.AsyncClient(timeout=60) as client:
+            latencies = []
+            for user in users[: args.latency]:
+                events = standin.sim.complete_checkout(new_session(standin, user))
+                start = time.perf_counter()
+                for event in events:
+                    payload, header = signed(event)
+                    r = await client.post(
+                        webhook, content=payload, headers={"Stripe-Signature": header}
+                    )
+                    r.raise_for_status()
+                while user not in await members(client, hub):
+                    await asyncio.sleep(0.005)
+                latencies.append(time.perf_counter() - start)
+
+            burst_users = users[args.latency :]
+            queue: list[tuple[str, str]] = []
+            for user in burst_users:
+                for event in standin.sim.complete_checkout(new_session(standin, user)):
+                    queue.append(signed(event))
+            start = time.perf_counter()
+
+            async def worker(items: list[tuple[str, str]]) -> None:
+                for payload, header in items:
+                    r = await client.post(
+                        webhook, content=payload, headers={"Stripe-Signature": header}
+                    )
+                    r.raise_for_status()
+
+            await asyncio.gather(*(worker(queue[i :: args.clients]) for i in range(args.clients)))
+            accepted = time.perf_counter() - start
+            while not set(burst_users) <= await members(client, hub):
+                await asyncio.sleep(0.05)
+            all_members = time.perf_counter() - start
+    finally:
+        hub.stop()
+        standin.stop()
+    return {
+        "latency_runs": len(latencies),
+        "webhook_to_membership_p50_ms": statistics.median(latencies) * 1000,
+        "webhook_to_membership_p99_ms": percentile(latencies, 0.99) * 1000,
+        "burst_events": len(queue),
+        "burst_clients": args.clients,
+        "events_per_second": len(queue) / accepted,
+        "burst_all_members_s": all_members,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--latency", type=int, default=50)
+    parser.add_argument("--burst", type=int, default=300, help="purchases in the burst")
+    parser.add_argument("--clients", type=int, default=8)
+    result = asyncio.run(run(parser.parse_args()))
+    out = ROOT / "benchmarks" / "results" / "webhook.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print("| measure | LearnHub |")
+    print("|---|---|")
+    print(f"| webhook → membership p50 | {result['webhook_to_membership_p50_ms']:.0f} ms |")
+    print(f"| webhook → membership p99 | {result['webhook_to_membership_p99_ms']:.0f} ms |")
+    print(
+        f"| sustained webhook events/s ({result['burst_events']} events, "
+        f"{result['burst_clients']} clients) | {result['events_per_second']:.0f} |"
+    )
+    print(
+        f"| burst: all {len(range(result['burst_events'] // 2))} buyers members after | "
+        f"{result['burst_all_members_s']:.1f} s |"
+    )
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
