@@ -6,6 +6,8 @@
     learnhub grant USER COURSE     give USER access to COURSE
     learnhub revoke USER COURSE    take it away (stops their course server; their files are kept)
     learnhub images build          build the container images that are out of date
+    learnhub stripe sync           find or create Stripe prices for courses and plans
+    learnhub reconcile             catch up on missed Stripe events, re-apply membership
 
 Settings come from `--config FILE`, `LEARNHUB_CONFIG` or `./learnhub.yaml`, plus LEARNHUB_*
 secrets in the environment. Errors print one message and exit with status 2.
@@ -21,6 +23,8 @@ import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import stripe
 
 from hub import access
 from hub.courses import Catalog
@@ -171,6 +175,64 @@ def cmd_revoke(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return _change_access(_settings(args, environ), "revoke", args.user, args.course)
 
 
+def cmd_stripe_sync(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Find or create Stripe prices for every course and plan; print the settings to use."""
+    from hub.billing.client import stripe_client
+    from hub.billing.prices import sync_prices
+
+    settings = _settings(args, environ)
+    catalog = Catalog.load(settings.courses_dir)
+    try:
+        result = sync_prices(stripe_client(settings), catalog, settings.payments.plans)
+    except stripe.StripeError as exc:
+        raise LearnHubError(f"Stripe refused: {exc.user_message or exc}") from exc
+    for key in result.created:
+        print(f"created price {key}")
+    print(f"{len(result.courses)} course prices, {len(result.plans)} plan prices in Stripe.")
+    print("Put these in your settings file:\n")
+    print(result.as_settings_yaml())
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Catch up on missed Stripe events (with Stripe keys), then re-apply course membership."""
+    from hub.billing.fulfilment import Billing
+    from hub.billing.reconcile import reconcile
+    from hub.billing.sync import make_access_sync
+    from hub.store import Database, upgrade
+
+    settings = _settings(args, environ)
+    catalog = Catalog.load(settings.courses_dir)
+    token = _admin_token_for_cli(settings)
+
+    async def run() -> int:
+        upgrade(settings.learnhub_db_url)
+        db = Database(settings.learnhub_db_url)
+        try:
+            async with access.HubClient(hub_api_url(settings), token) as hub:
+                sync = make_access_sync(db, catalog, settings, hub)
+                if settings.payments.provider == "stripe":
+                    from hub.billing.client import stripe_client
+
+                    billing = Billing(settings, db, stripe_client(settings), sync)
+                    report = await reconcile(billing)
+                    print(
+                        f"events seen {report.events_seen}, applied {len(report.events_applied)}, "
+                        f"failed {len(report.events_failed)}; subscriptions checked "
+                        f"{report.subscriptions_checked}, changed "
+                        f"{len(report.subscriptions_changed)}"
+                    )
+                else:
+                    # The demo checkout delivers its events directly; nothing can be missed.
+                    await sync()
+                print("course membership re-applied")
+        finally:
+            db.dispose()
+        return 0
+
+    return asyncio.run(run())
+
+
 def cmd_images_build(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Build the images that are out of date."""
     from hub import images
@@ -235,6 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("user")
         p.add_argument("course")
         p.set_defaults(func=func)
+
+    stripe_parser = sub.add_parser("stripe", help="Stripe products and prices")
+    stripe_sub = stripe_parser.add_subparsers(dest="stripe_command", required=True)
+    stripe_sub.add_parser(
+        "sync", help="find or create a Stripe price for every course and plan"
+    ).set_defaults(func=cmd_stripe_sync)
+
+    sub.add_parser(
+        "reconcile", help="catch up on missed Stripe events and re-apply course membership"
+    ).set_defaults(func=cmd_reconcile)
 
     imgs = sub.add_parser("images", help="container images")
     imgs_sub = imgs.add_subparsers(dest="images_command", required=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,3 +181,25 @@ def test_purchase_refund_repurchase(paid_hub: HubProcess, standin: StripeStandIn
         ["docker", "volume", "ls", "-q"], capture_output=True, text=True, check=True
     ).stdout.split()
     assert f"{TEST_PREFIX}-lin-2dpurchase--algorithms-2din-2dpython" in volumes
+
+
+def test_missed_webhook_is_healed_by_learnhub_reconcile(
+    paid_hub: HubProcess, standin: StripeStandIn
+) -> None:
+    user = "missed-webhook"
+    paid_hub.api("POST", "/users", json={"usernames": [user]})
+    # Stripe took the payment, but the webhook never arrived (LearnHub was down).
+    standin.sim.complete_checkout(new_checkout_session(standin, user))
+    assert user not in members(paid_hub, f"course-{COURSE}")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "reconcile"],
+        env=paid_hub.env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=paid_hub.workdir,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "course membership re-applied" in result.stdout
+    assert user in members(paid_hub, f"course-{COURSE}")

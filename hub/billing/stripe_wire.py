@@ -23,6 +23,8 @@ COLLECTIONS = {
     "payment_intents": "payment_intent",
     "events": "event",
     "refunds": "refund",
+    "products": "product",
+    "prices": "price",
 }
 #: Id prefixes, for expanding ids into objects.
 PREFIXES = {
@@ -36,6 +38,8 @@ PREFIXES = {
     "pi_": "payment_intent",
     "evt_": "event",
     "re_": "refund",
+    "prod_": "product",
+    "price_": "price",
 }
 
 
@@ -120,6 +124,11 @@ def _matches(obj: dict[str, Any], params: dict[str, Any]) -> bool:
     for key, value in params.items():
         if key in ("limit", "expand", "starting_after", "ending_before"):
             continue
+        if key == "lookup_keys":
+            wanted = value if isinstance(value, list) else [value]
+            if obj.get("lookup_key") not in {str(v) for v in wanted}:
+                return False
+            continue
         if key == "created" and isinstance(value, dict):
             created = int(obj.get("created", 0))
             bounds = {k: int(v) for k, v in value.items()}
@@ -158,6 +167,8 @@ def handle(
         if rest == collection:
             if method == "POST" and object_type == "checkout.session":
                 return 200, create_checkout_session(store, params, checkout_url)
+            if method == "POST" and object_type in ("product", "price"):
+                return create_catalog_object(store, object_type, params)
             if method != "GET":
                 break
             items = [o for o in store.all(object_type) if _matches(o, params)]
@@ -193,7 +204,7 @@ def create_checkout_session(
     amount = 0
     currency = "usd"
     for item in items:
-        data = item.get("price_data") or {}
+        data = item.get("price_data") or store.get(str(item.get("price"))) or {}
         amount += int(data.get("unit_amount") or 0) * int(item.get("quantity") or 1)
         currency = str(data.get("currency") or currency)
     session: dict[str, Any] = {
@@ -223,3 +234,35 @@ def create_checkout_session(
     store.put(session)
     result: dict[str, Any] = public(session)
     return result
+
+
+def create_catalog_object(
+    store: ObjectStore, object_type: str, params: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
+    """Create a product or a price from create parameters, as Stripe would."""
+    obj: dict[str, Any] = {
+        "object": object_type,
+        "created": int(time.time()),
+        "active": True,
+        "livemode": False,
+        "metadata": params.get("metadata") or {},
+    }
+    if object_type == "product":
+        obj.update(id=new_id("prod"), name=params.get("name"))
+    else:
+        if params.get("lookup_key") and any(
+            p.get("lookup_key") == params["lookup_key"] for p in store.all("price")
+        ):
+            return error(400, "A price with this lookup_key already exists.", "lookup_key_exists")
+        recurring = params.get("recurring")
+        obj.update(
+            id=new_id("price"),
+            product=params.get("product"),
+            unit_amount=int(params.get("unit_amount") or 0),
+            currency=params.get("currency", "usd"),
+            lookup_key=params.get("lookup_key"),
+            type="recurring" if recurring else "one_time",
+            recurring={"interval": recurring.get("interval")} if recurring else None,
+        )
+    store.put(obj)
+    return 200, public(obj)

@@ -14,10 +14,10 @@ import signal
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import stripe
 from tornado.ioloop import PeriodicCallback
 
 from hub.access import HubClient
+from hub.billing.client import stripe_client
 from hub.billing.reconcile import reconcile
 from hub.billing.sync import make_access_sync
 from hub.courses import Catalog
@@ -63,12 +63,7 @@ async def main() -> None:
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/learnhub/")
     client = None
     if settings.payments.provider == "stripe":
-        key = settings.secret("stripe_secret_key")
-        assert key is not None  # settings refuse provider stripe without it
-        base = settings.payments.stripe_api_base
-        client = stripe.StripeClient(
-            key, max_network_retries=2, base_addresses={"api": base} if base else {}
-        )
+        client = stripe_client(settings)
     app = make_app(
         settings,
         catalog,
