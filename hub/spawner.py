@@ -9,10 +9,12 @@ labels and per-learner-per-course storage in its own terms.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 from dockerspawner import DockerSpawner, SwarmSpawner
 from traitlets import Float, HasTraits, Unicode
 
@@ -44,6 +46,7 @@ class CourseSpawnerMixin(HasTraits):
     )
 
     # Provided by the Spawner base class.
+    server: Any
     user: Any
     name: Any
     log: Any
@@ -97,6 +100,23 @@ class CourseSpawnerMixin(HasTraits):
         limits = entry.course.limits
         return (limits.memory or self.default_mem_limit, limits.cpu or self.default_cpu_limit)
 
+    async def wait_until_listening(self, ip: str, port: int, within: float) -> None:
+        """Poll the new server's API every 50 ms until it answers (or `within` seconds pass).
+
+        JupyterHub's own readiness check backs off exponentially up to 5 s between probes, so a
+        server that is up after 3 s is typically noticed well over a second later. Returning from
+        `start()` only once the server answers makes JupyterHub's first probe succeed at once.
+        """
+        url = f"http://{ip}:{port}{self.server.base_url}api"
+        deadline = asyncio.get_running_loop().time() + within
+        async with httpx.AsyncClient(timeout=2) as client:
+            while asyncio.get_running_loop().time() < deadline:
+                try:
+                    await client.get(url)
+                    return
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+
     def course_environment(self, entry: CourseEntry) -> dict[str, str]:
         """Environment for the course container (never secrets beyond the Hub's own token)."""
         return {"LEARNHUB_COURSE": entry.course.id, "LEARNHUB_USER": self.user.name}
@@ -139,7 +159,9 @@ class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[
             memory,
             cpu,
         )
-        return await super().start()
+        ip, port = await super().start()
+        await self.wait_until_listening(ip, port, within=float(self.start_timeout))
+        return ip, port
 
 
 class LearnHubSwarmSpawner(CourseSpawnerMixin, SwarmSpawner):  # type: ignore[misc]
