@@ -48,14 +48,21 @@ def admin_token_file(settings: Settings) -> Path:
     return settings.data_dir / "admin-token"
 
 
-def ensure_admin_token(settings: Settings) -> str:
-    """The admin token: from LEARNHUB_ADMIN_TOKEN, else generated once for the demo."""
+def known_admin_token(settings: Settings) -> str | None:
+    """LEARNHUB_ADMIN_TOKEN, else the one the demo generated, else None."""
     token = settings.secret("admin_token")
     if token:
         return token
     path = admin_token_file(settings)
-    if path.exists():
-        return path.read_text().strip()
+    return path.read_text().strip() if path.exists() else None
+
+
+def ensure_admin_token(settings: Settings) -> str:
+    """The admin token: from LEARNHUB_ADMIN_TOKEN, else generated once for the demo."""
+    token = known_admin_token(settings)
+    if token:
+        return token
+    path = admin_token_file(settings)
     if settings.mode == "production":
         raise LearnHubError("LEARNHUB_ADMIN_TOKEN: required in production mode")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,15 +74,12 @@ def ensure_admin_token(settings: Settings) -> str:
 
 
 def _admin_token_for_cli(settings: Settings) -> str:
-    token = settings.secret("admin_token")
+    token = known_admin_token(settings)
     if token:
         return token
-    path = admin_token_file(settings)
-    if path.exists():
-        return path.read_text().strip()
     raise LearnHubError(
         "no admin token: set LEARNHUB_ADMIN_TOKEN to the token the hub was started with "
-        f"(the demo writes one to {path})"
+        f"(the demo writes one to {admin_token_file(settings)})"
     )
 
 

@@ -17,8 +17,9 @@ from typing import Annotated, Any
 
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
-from hub.errors import CourseError
+from hub.errors import CourseError, describe_validation_error
 from hub.settings import MEMORY_PATTERN, ResourceLimits
 
 #: Course ids become group names, server names, container and volume names, and URL segments.
@@ -117,19 +118,17 @@ class CourseEntry:
 
 
 def _describe(error: ValidationError, path: Path) -> str:
-    lines = [f"{path}: invalid course"]
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"]
+    def explain(item: ErrorDetails) -> str | None:
         if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif item["type"] == "string_pattern_mismatch" and item["loc"][-1] == "id":
-            message = (
+            return "unknown key"
+        if item["type"] == "string_pattern_mismatch" and item["loc"][-1] == "id":
+            return (
                 "must be lowercase letters, digits and dashes (at most 40), "
                 f"got {item.get('input')!r}"
             )
-        lines.append(f"  {key}: {message}")
-    return "\n".join(lines)
+        return None
+
+    return describe_validation_error(f"{path}: invalid course", error, explain)
 
 
 def load_course(folder: Path) -> CourseEntry:

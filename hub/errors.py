@@ -6,6 +6,10 @@ course files, a learner for access). Code catches these narrowly; nothing is swa
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from tornado.web import HTTPError
 
 
@@ -48,3 +52,19 @@ def user_facing_http_error(status: int, message: str) -> HTTPError:
     error = HTTPError(status, message)
     error.jupyterhub_message = message  # type: ignore[attr-defined]
     return error
+
+
+def describe_validation_error(
+    heading: str,
+    error: ValidationError,
+    explain: Callable[[ErrorDetails], str | None] = lambda item: None,
+) -> str:
+    """One message for a pydantic error: the heading, then `  key.path: problem` per problem.
+
+    `explain` may return a friendlier problem text for an error item (None keeps pydantic's).
+    """
+    lines = [heading]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {key}: {explain(item) or item['msg']}")
+    return "\n".join(lines)

@@ -30,8 +30,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
-from hub.errors import SettingsError
+from hub.errors import SettingsError, describe_validation_error
 
 #: Memory sizes as Docker and KubeSpawner understand them: a number with an optional K/M/G/T suffix.
 MEMORY_PATTERN = r"^[1-9][0-9]*(\.[0-9]+)?[KMGT]?$"
@@ -340,14 +341,12 @@ class Settings(_Model):
 
 
 def _format_errors(source: str, error: ValidationError) -> str:
-    lines = [f"{source}: invalid settings"]
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"]
+    def explain(item: ErrorDetails) -> str | None:
         if item["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see docs/reference/settings.md)"
-        lines.append(f"  {key}: {message}")
-    return "\n".join(lines)
+            return "unknown key (check the spelling; see docs/reference/settings.md)"
+        return None
+
+    return describe_validation_error(f"{source}: invalid settings", error, explain)
 
 
 def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:

@@ -121,6 +121,15 @@ class CourseSpawnerMixin(HasTraits):
         """Environment for the course container (never secrets beyond the Hub's own token)."""
         return {"LEARNHUB_COURSE": entry.course.id, "LEARNHUB_USER": self.user.name}
 
+    def apply_course(self, entry: CourseEntry) -> tuple[str, float]:
+        """Set image, limits and environment for the course; return (memory, cpu)."""
+        memory, cpu = self.course_limits(entry)
+        self.image = entry.course.image or self.default_image
+        self.mem_limit = memory
+        self.cpu_limit = cpu
+        self.environment = {**self.environment, **self.course_environment(entry)}
+        return memory, cpu
+
 
 class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[misc]
     """DockerSpawner for course servers on a single Docker engine."""
@@ -128,15 +137,11 @@ class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[
     async def start(self) -> Any:
         """Check access, configure the container for the course, then start it."""
         entry = self.authorize_course()
-        memory, cpu = self.course_limits(entry)
-        self.image = entry.course.image or self.default_image
-        self.mem_limit = memory
-        self.cpu_limit = cpu
+        memory, cpu = self.apply_course(entry)
         self.volumes = {
             "{prefix}-{username}--{servername}": HOME,
             str(entry.materials_dir): {"bind": MATERIALS_MOUNT, "mode": "ro"},
         }
-        self.environment = {**self.environment, **self.course_environment(entry)}
         self.extra_create_kwargs = {
             "labels": {
                 "learnhub.user": self.user.name,
@@ -174,12 +179,8 @@ class LearnHubSwarmSpawner(CourseSpawnerMixin, SwarmSpawner):  # type: ignore[mi
     async def start(self) -> Any:
         """Check access, configure the service for the course, then start it."""
         entry = self.authorize_course()
-        memory, cpu = self.course_limits(entry)
-        self.image = entry.course.image or self.default_image
-        self.mem_limit = memory
-        self.cpu_limit = cpu
+        self.apply_course(entry)
         self.volumes = {"{prefix}-{username}--{servername}": HOME}
-        self.environment = {**self.environment, **self.course_environment(entry)}
         self.extra_container_spec = {
             "labels": {"learnhub.user": self.user.name, "learnhub.course": entry.course.id},
             "user": "1000:100",
@@ -196,15 +197,11 @@ def kube_spawner_class() -> type:
 
         async def start(self) -> Any:
             entry = self.authorize_course()
-            memory, cpu = self.course_limits(entry)
-            self.image = entry.course.image or self.default_image
-            self.mem_limit = memory
-            self.cpu_limit = cpu
+            self.apply_course(entry)
             self.extra_labels = {
                 "learnhub.user": self.user.name,
                 "learnhub.course": entry.course.id,
             }
-            self.environment = {**self.environment, **self.course_environment(entry)}
             self.storage_pvc_ensure = True
             self.pvc_name_template = f"{self.name_prefix}-{{user_server}}"
             self.volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": self.pvc_name}}]

@@ -120,3 +120,16 @@ def test_hub_api_url_through_the_proxy() -> None:
 def test_settings_reference_is_up_to_date() -> None:
     committed = (ROOT / "docs" / "reference" / "settings.md").read_text()
     assert committed == settings_docs.render(), "run: python -m hub.settings_docs"
+
+
+def test_kubernetes_backend(tmp_path: Path) -> None:
+    text = f"hub:\n  data_dir: {tmp_path}\n  hub_ip: 127.0.0.1\nspawner:\n  backend: kubernetes\n"
+    c = configured({}, text, tmp_path)
+    spawner_class = c.JupyterHub.spawner_class
+    assert spawner_class.__name__ == "LearnHubKubeSpawner"
+    assert [k.__name__ for k in spawner_class.__mro__[:3]] == [
+        "LearnHubKubeSpawner",
+        "CourseSpawnerMixin",
+        "KubeSpawner",
+    ]
+    assert c.KubeSpawner.namespace == "learnhub"
