@@ -30,6 +30,8 @@ if (( WITH_TEST )); then
   [[ -x /usr/lib/postgresql/15/bin/initdb ]] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   have_cmd chromium || need+=(chromium)
   have_cmd chromedriver || need+=(chromium-driver)
+  # Chinese pages are tested in Chromium; without a CJK font their screenshots show boxes.
+  [[ -d /usr/share/fonts/opentype/noto ]] && ls /usr/share/fonts/opentype/noto | grep -qi cjk || need+=(fonts-noto-cjk)
 fi
 if (( ${#need[@]} )); then
   say "installing Debian packages: ${need[*]}"

@@ -15,12 +15,11 @@ from typing import Any
 
 import httpx
 from tornado import web
-from tornado.escape import xhtml_escape
 
 from hub.billing import stripe_wire
 from hub.billing.demo import DatabaseStore, deliver
 from hub.billing.simulator import StripeSimulator
-from hub.service.app import LearnerPage
+from hub.service.app import LearnerPage, _route
 
 
 class DemoStripeAPIHandler(web.RequestHandler):
@@ -83,22 +82,19 @@ class DemoCheckoutHandler(LearnerPage):
             return
         session = await self._session(session_id, user)
         if session is None:
-            self.write_page(404, "Unknown checkout", "<p>This checkout is not yours.</p>")
+            self.show_message(404, "unknown", "unknown_checkout_title", "unknown_checkout_body")
             return
         meta = session.get("metadata") or {}
-        what = meta.get("learnhub_course") or f"plan {meta.get('learnhub_plan')}"
+        what = self.course_title(meta.get("learnhub_course"), meta.get("learnhub_plan"))
         amount = int(session.get("amount_total") or 0) / 100
-        xsrf = self.xsrf_form_html()
-        buttons = "".join(
-            f"<form method='post'>{xsrf}<button name='action' value='{a}'>{label}</button></form>"
-            for a, label in (("pay", "Pay (demo)"), ("refund", "Refund (demo)"))
-        )
-        self.write_page(
+        currency = str(session.get("currency", "")).upper()
+        self.render_page(
             200,
-            "Demo checkout (no real money)",
-            f"<p>{xhtml_escape(what)}: {amount:.2f} "
-            f"{xhtml_escape(str(session.get('currency', '')).upper())}</p>"
-            f"<p>Status: {xhtml_escape(str(session.get('status')))}</p>{buttons}",
+            "demo_checkout.html",
+            title=self.translate("demo_title"),
+            what=what,
+            amount=f"{amount:.2f} {currency}",
+            payment_status=str(session.get("status")),
         )
 
     async def post(self, session_id: str) -> None:
@@ -108,7 +104,7 @@ class DemoCheckoutHandler(LearnerPage):
             return
         session = await self._session(session_id, user)
         if session is None:
-            self.write_page(404, "Unknown checkout", "<p>This checkout is not yours.</p>")
+            self.show_message(404, "unknown", "unknown_checkout_title", "unknown_checkout_body")
             return
         action = self.get_body_argument("action", "")
         simulator = StripeSimulator(self._store())
@@ -117,7 +113,7 @@ class DemoCheckoutHandler(LearnerPage):
         elif action == "refund" and session.get("status") == "complete":
             events = await asyncio.to_thread(self._refund_events, simulator, session)
         else:
-            self.write_page(409, "Nothing to do", "<p>That action does not apply now.</p>")
+            self.show_message(409, "nothing", "demo_nothing_title", "demo_nothing_body")
             return
         secret: str = self.settings["learnhub_webhook_secrets"][0]
         own_url = self.settings.get("learnhub_service_url") or (
@@ -131,7 +127,7 @@ class DemoCheckoutHandler(LearnerPage):
             success = str(session.get("success_url") or f"{self.prefix}checkout/success")
             self.redirect(success.replace("{CHECKOUT_SESSION_ID}", session_id), status=303)
         else:
-            self.write_page(200, "Refunded (demo)", "<p>The payment was refunded.</p>")
+            self.show_message(200, "refunded", "demo_refunded_title", "demo_refunded_body")
 
     @staticmethod
     def _refund_events(simulator: StripeSimulator, session: dict[str, Any]) -> list[dict[str, Any]]:
@@ -146,6 +142,6 @@ class DemoCheckoutHandler(LearnerPage):
 def demo_routes(prefix: str) -> list[Any]:
     """Routes of the demo provider."""
     return [
-        (rf"{prefix}demo-stripe/(v1/.*)", DemoStripeAPIHandler),
-        (rf"{prefix}demo-checkout/(cs_[A-Za-z0-9_]+)", DemoCheckoutHandler),
+        (_route(prefix, "demo-stripe/(v1/.*)"), DemoStripeAPIHandler),
+        (_route(prefix, "demo-checkout/(cs_[A-Za-z0-9_]+)"), DemoCheckoutHandler),
     ]

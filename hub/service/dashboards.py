@@ -1,0 +1,271 @@
+"""Instructor and operator dashboards: numbers and SVG plots from real data only.
+
+What is not measured yet (submissions, scores, container cost, ratings) is shown as missing,
+never estimated. The grader integration fills the instructor's submission and score sections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub.access import HubClient
+from hub.entitlements import desired_membership, entitled_courses
+from hub.errors import HubAPIError
+from hub.i18n import translator
+from hub.service import charts
+from hub.service.app import LearnerPage, _route
+from hub.service.pages import teaches
+from hub.service.reports import (
+    activity_share,
+    enrolment_over_time,
+    members_by_course,
+    money,
+    revenue_from_events,
+    status_counts,
+)
+from hub.store import Entitlement, StripeEvent, utcnow
+from hub.store import repository as repo
+
+log = logging.getLogger("learnhub.service")
+
+#: Stripe events that carry money (see :func:`revenue_from_events`).
+MONEY_EVENTS = (
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "invoice.paid",
+    "charge.refunded",
+    "charge.dispute.closed",
+)
+#: Largest page the Hub API serves (JupyterHub's default ``api_page_max_limit``).
+HUB_PAGE = 200
+
+
+@dataclass(frozen=True)
+class BillingData:
+    """The rows both dashboards read, in one transaction."""
+
+    entitlements: list[Entitlement]
+    payloads: list[dict[str, Any]]
+
+
+def _read(db_sessions: Any) -> BillingData:
+    with db_sessions() as session:
+        ents = list(repo.entitlements(session))
+        payloads = list(
+            session.scalars(
+                sa.select(StripeEvent.payload).where(StripeEvent.type.in_(MONEY_EVENTS))
+            )
+        )
+        return BillingData(ents, payloads)
+
+
+def _format_revenue(amounts: dict[str, int]) -> str:
+    return ", ".join(money(v, c) for c, v in sorted(amounts.items())) or money(0, "usd")
+
+
+async def hub_users(client: HubClient) -> list[dict[str, Any]]:
+    """Every Hub user model (name, last_activity, ...), page by page."""
+    users: list[dict[str, Any]] = []
+    offset = 0
+    while True:
+        response = await client.request("GET", f"/users?limit={HUB_PAGE}&offset={offset}")
+        page = response.json()
+        items = page.get("items", []) if isinstance(page, dict) else page
+        users.extend(items)
+        if len(items) < HUB_PAGE:
+            return users
+        offset += len(items)
+
+
+class InstructorDashboard(LearnerPage):
+    """``GET {prefix}instructor/<course>``: the course's instructors and hub admins only."""
+
+    async def get(self, course_id: str) -> None:
+        """Enrolment over time, active vs ended access, revenue, deadlines."""
+        if self.require_learner() is None:
+            return
+        viewer = self.viewer()
+        entry = self.catalog.get(course_id)
+        if entry is None:
+            self.show_message(
+                404, "not-found", "not_found_title", "no_such_course", course=course_id
+            )
+            return
+        if viewer is None or not (viewer.admin or teaches(viewer, entry)):
+            self.show_message(
+                403, "forbidden", "forbidden_title", "forbidden_instructor", alert="warning"
+            )
+            return
+        _ = translator(self.lang)
+        data = await asyncio.to_thread(_read, self.billing.db.transaction)
+        plans = self.billing.settings.payments.plans
+        ents = [
+            e for e in data.entitlements if course_id in entitled_courses(e, self.catalog, plans)
+        ]
+        enrolment = enrolment_over_time(ents, {course_id}, now=utcnow())
+        counts = status_counts(ents)
+        status_rows = [
+            (_("active"), counts["active"] + counts["past_due"]),
+            (_("pending"), counts["pending"]),
+            (_("revoked"), counts["revoked"]),
+        ]
+        revenue = revenue_from_events(data.payloads).by_course.get(course_id, {})
+        self.render_page(
+            200,
+            "instructor.html",
+            viewer=viewer,
+            title=f"{_('instructor_dashboard')}: {entry.course.title}",
+            course=entry.course,
+            enrolment=enrolment,
+            enrolment_svg=charts.step_chart(_("enrolled_learners"), enrolment),
+            status_rows=status_rows,
+            status_svg=charts.bar_chart(
+                _("active_vs_revoked"),
+                [label for label, _v in status_rows],
+                [value for _l, value in status_rows],
+            ),
+            revenue=_format_revenue(revenue),
+            assignments=[
+                {
+                    "title": a.title,
+                    "due": a.due.strftime("%Y-%m-%d %H:%M UTC") if a.due else None,
+                    "due_iso": a.due.isoformat() if a.due else "",
+                }
+                for a in entry.course.assignments
+            ],
+        )
+
+
+class OperatorDashboard(LearnerPage):
+    """``GET {prefix}admin``: hub admins only. N, A, R, C, P = R - C, Q, U."""
+
+    async def get(self) -> None:
+        """The community model's figures and plots."""
+        if self.require_learner() is None:
+            return
+        viewer = self.viewer()
+        if viewer is None or not viewer.admin:
+            self.show_message(
+                403, "forbidden", "forbidden_title", "forbidden_admin", alert="warning"
+            )
+            return
+        _ = translator(self.lang)
+        now = utcnow()
+        data = await asyncio.to_thread(_read, self.billing.db.transaction)
+        settings = self.billing.settings
+        desired = desired_membership(
+            data.entitlements,
+            self.catalog,
+            settings.payments.plans,
+            now=now,
+            grace=timedelta(days=settings.payments.grace_period_days),
+        )
+        members = set().union(*desired.values()) if desired else set()
+        activity = await self.activity(members)
+        revenue = revenue_from_events(data.payloads)
+        course_ids = self.catalog.ids()
+        per_course = members_by_course(desired)
+        currency = settings.payments.plans[0].currency if settings.payments.plans else "usd"
+        currency = next(iter(revenue.net), currency)
+        revenue_values = [revenue.by_course.get(c, {}).get(currency, 0) / 100 for c in course_ids]
+        enrolment = enrolment_over_time(data.entitlements, set(course_ids), now=now)
+        metrics = [
+            {
+                "key": "N",
+                "label": _("metric_members"),
+                "value": str(len(members)),
+                "note": _("members_note"),
+                "missing": False,
+            },
+            {
+                "key": "A",
+                "label": _("metric_activity"),
+                "value": f"{activity:.0%}" if activity is not None else _("activity_unavailable"),
+                "note": "",
+                "missing": activity is None,
+            },
+            {
+                "key": "R",
+                "label": _("metric_revenue"),
+                "value": _format_revenue(revenue.net),
+                "note": "",
+                "missing": False,
+            },
+            # No container-hours are recorded yet, so cost (and with it P) is not invented.
+            {
+                "key": "C",
+                "label": _("metric_cost"),
+                "value": _("not_measured"),
+                "note": "",
+                "missing": True,
+            },
+            {
+                "key": "P",
+                "label": _("metric_profit"),
+                "value": _("missing_cost"),
+                "note": "",
+                "missing": True,
+            },
+            {
+                "key": "Q",
+                "label": _("metric_quality"),
+                "value": _("missing_grades"),
+                "note": "",
+                "missing": True,
+            },
+            {
+                "key": "U",
+                "label": _("metric_satisfaction"),
+                "value": _("missing_reviews"),
+                "note": "",
+                "missing": True,
+            },
+        ]
+        revenue_rows = [
+            (c, money(int(v * 100), currency))
+            for c, v in zip(course_ids, revenue_values, strict=True)
+        ]
+        members_rows = [(c, per_course.get(c, 0)) for c in course_ids]
+        self.render_page(
+            200,
+            "admin.html",
+            viewer=viewer,
+            title=_("admin_title"),
+            metrics=metrics,
+            revenue_rows=revenue_rows,
+            revenue_svg=charts.bar_chart(
+                _("revenue_by_course"), course_ids, revenue_values, unit=f" {currency.upper()}"
+            ),
+            members_rows=members_rows,
+            members_svg=charts.bar_chart(
+                _("members_by_course"), course_ids, [per_course.get(c, 0) for c in course_ids]
+            ),
+            enrolment=enrolment,
+            enrolment_svg=charts.step_chart(_("enrolled_learners"), enrolment),
+        )
+
+    async def activity(self, members: set[str]) -> float | None:
+        """Share of members active in the last 7 days, or None when the Hub cannot tell."""
+        client: HubClient | None = self.settings.get("learnhub_hub_client")
+        if client is None:
+            return None
+        try:
+            users = await hub_users(client)
+        except HubAPIError as exc:
+            log.warning("activity unavailable", extra={"error": str(exc)})
+            return None
+        return activity_share(users, members, now=utcnow())
+
+
+def dashboard_routes(prefix: str) -> list[Any]:
+    """Routes of the dashboards."""
+    return [
+        (_route(prefix, "instructor/([a-z0-9-]+)"), InstructorDashboard),
+        (_route(prefix, "admin"), OperatorDashboard),
+    ]

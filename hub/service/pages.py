@@ -1,0 +1,251 @@
+"""The public catalog, course pages, sign-in hop, purchase history and billing portal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+import stripe
+from tornado import web
+
+from hub.billing.checkout import user_courses
+from hub.courses import CourseEntry
+from hub.i18n import Translator, translator
+from hub.service.app import LearnerPage, Viewer, _route, spawn_url
+from hub.service.reports import PurchaseRow, purchase_history
+from hub.store import CheckoutSession, Entitlement
+from hub.store import repository as repo
+
+log = logging.getLogger("learnhub.service")
+
+#: Bootstrap badge classes per purchase status.
+STATUS_BADGES = {
+    "active": "bg-success",
+    "pending": "bg-info text-dark",
+    "past_due": "bg-warning text-dark",
+    "refunded": "bg-secondary",
+    "disputed": "bg-danger",
+    "revoked": "bg-secondary",
+    "open": "bg-light text-dark",
+}
+
+
+def format_price(amount: int, currency: str, _: Translator) -> str:
+    """``6900, usd`` -> ``69.00 USD``; 0 -> ``Free``."""
+    return _("free") if amount == 0 else f"{amount / 100:.2f} {currency.upper()}"
+
+
+def teaches(viewer: Viewer | None, entry: CourseEntry) -> bool:
+    """Whether ``viewer`` is an instructor of the course (Hub group, or listed in course.yaml)."""
+    if viewer is None:
+        return False
+    course = entry.course
+    return course.instructor_group in viewer.groups or viewer.name in course.instructors
+
+
+def may_open(viewer: Viewer | None, entry: CourseEntry, owned: set[str]) -> bool:
+    """Whether the spawner would let ``viewer`` open the course: the same rule, seen from here.
+
+    Entitlements in our database are the source of truth; the Hub groups in the viewer's model
+    are also honoured, so a grant shows up even before the next reconciliation.
+    """
+    if viewer is None:
+        return False
+    course = entry.course
+    return (
+        viewer.admin
+        or course.id in owned
+        or course.learner_group in viewer.groups
+        or teaches(viewer, entry)
+    )
+
+
+class CoursePages(LearnerPage):
+    """Shared course-card data for the catalog and the course page."""
+
+    async def owned_courses(self, viewer: Viewer | None) -> set[str]:
+        """Courses the viewer's entitlements give access to now."""
+        if viewer is None:
+            return set()
+        return await asyncio.to_thread(
+            user_courses, self.billing.db, self.catalog, self.billing.settings, viewer.name
+        )
+
+    def course_view(
+        self, entry: CourseEntry, viewer: Viewer | None, owned: set[str]
+    ) -> dict[str, Any]:
+        """What a template shows about one course."""
+        _ = translator(self.lang)
+        course = entry.course
+        course_page = f"{self.prefix}courses/{course.id}"
+        return {
+            "id": course.id,
+            "title": course.title,
+            "summary": course.summary,
+            "description_paragraphs": [
+                p.replace("**", "").strip() for p in course.description.split("\n\n") if p.strip()
+            ],
+            "instructors": course.instructors,
+            "price": format_price(course.price.amount, course.price.currency, _),
+            "syllabus": course.syllabus,
+            "outcomes": course.outcomes,
+            "assignments": [
+                {
+                    "title": a.title,
+                    "due": a.due.strftime("%Y-%m-%d %H:%M UTC") if a.due else None,
+                    "due_iso": a.due.isoformat() if a.due else "",
+                }
+                for a in course.assignments
+            ],
+            "can_open": may_open(viewer, entry, owned),
+            "teaches": teaches(viewer, entry) or bool(viewer and viewer.admin),
+            "open_url": spawn_url(self.hub_base, viewer.name, course.id) if viewer else "",
+            "login_url": self.login_url_for(course_page),
+        }
+
+
+class CatalogHandler(CoursePages):
+    """``GET {prefix}``: every course, for anyone."""
+
+    async def get(self) -> None:
+        """Course cards with Buy / Open / Sign in to buy."""
+        viewer = self.viewer()
+        owned = await self.owned_courses(viewer)
+        courses = [self.course_view(entry, viewer, owned) for entry in self.catalog]
+        self.render_page(
+            200,
+            "catalog.html",
+            viewer=viewer,
+            title=translator(self.lang)("catalog_title"),
+            courses=courses,
+        )
+
+
+class CourseHandler(CoursePages):
+    """``GET {prefix}courses/<id>``: one course in full."""
+
+    async def get(self, course_id: str) -> None:
+        """The course's description, syllabus, outcomes, deadlines and call to action."""
+        entry = self.catalog.get(course_id)
+        if entry is None:
+            self.show_message(
+                404, "not-found", "not_found_title", "no_such_course", course=course_id
+            )
+            return
+        viewer = self.viewer()
+        owned = await self.owned_courses(viewer)
+        view = self.course_view(entry, viewer, owned)
+        self.render_page(200, "course.html", viewer=viewer, title=entry.course.title, c=view)
+
+
+class LoginHandler(LearnerPage):
+    """``GET {prefix}login?next=...``: sign in through the Hub, then go back to ``next``."""
+
+    def get(self) -> None:
+        """Redirect to the Hub's OAuth (which returns here), or on to ``next`` once signed in."""
+        if self.require_learner() is None:
+            return
+        target = self.get_query_argument("next", self.prefix)
+        parts = urlsplit(target)
+        # Only our own pages: an open redirect would make a convincing phishing link.
+        if parts.scheme or parts.netloc or not target.startswith(self.prefix):
+            target = self.prefix
+        self.redirect(target)
+
+
+def _purchase_data(db_sessions: Any, user: str) -> tuple[list[CheckoutSession], list[Entitlement]]:
+    with db_sessions() as session:
+        checkouts = list(
+            session.scalars(sa.select(CheckoutSession).where(CheckoutSession.username == user))
+        )
+        ents = list(repo.entitlements(session, user))
+        return checkouts, ents
+
+
+class PurchasesHandler(LearnerPage):
+    """``GET {prefix}purchases``: the signed-in user's checkouts and what became of them."""
+
+    async def get(self) -> None:
+        """The history, newest first, and the billing portal button for memberships."""
+        user = self.require_learner()
+        if user is None:
+            return
+        checkouts, ents = await asyncio.to_thread(_purchase_data, self.billing.db.transaction, user)
+        rows = purchase_history(checkouts, ents)
+        has_customer = any(e.stripe_customer_id for e in ents)
+        portal = self.billing.settings.payments.provider == "stripe" and has_customer
+        self.render_page(
+            200,
+            "purchases.html",
+            title=translator(self.lang)("purchases_title"),
+            rows=self.rows_view(rows, user),
+            portal=portal,
+        )
+
+    def rows_view(self, rows: Sequence[PurchaseRow], user: str) -> list[dict[str, Any]]:
+        """Rows as the template shows them."""
+        _ = translator(self.lang)
+        return [
+            {
+                "when": r.when.strftime("%Y-%m-%d %H:%M UTC"),
+                "when_iso": r.when.isoformat(),
+                "what": self.course_title(r.course_id, r.plan_id),
+                "status": r.status,
+                "status_label": _(f"status_{r.status}"),
+                "badge": STATUS_BADGES.get(r.status, "bg-secondary"),
+                "open_url": spawn_url(self.hub_base, user, r.course_id)
+                if r.status in ("active", "past_due") and r.course_id
+                else "",
+            }
+            for r in rows
+        ]
+
+
+def _customer_id(db_sessions: Any, user: str) -> str | None:
+    with db_sessions() as session:
+        for row in reversed(repo.entitlements(session, user)):
+            if row.stripe_customer_id:
+                return str(row.stripe_customer_id)
+    return None
+
+
+class BillingPortalHandler(LearnerPage):
+    """``POST {prefix}billing-portal``: open Stripe's Customer Portal for this learner."""
+
+    async def post(self) -> None:
+        """Create a portal session for the learner's Stripe customer and go there."""
+        user = self.require_learner()
+        if user is None:
+            return
+        if self.billing.settings.payments.provider != "stripe":
+            raise web.HTTPError(404)
+        customer = await asyncio.to_thread(_customer_id, self.billing.db.transaction, user)
+        if customer is None:
+            self.show_message(404, "portal", "nav_purchases", "purchases_empty")
+            return
+        return_url = f"{self.request.protocol}://{self.request.host}{self.prefix}purchases"
+        try:
+            portal = await asyncio.to_thread(
+                self.billing.client.v1.billing_portal.sessions.create,
+                {"customer": customer, "return_url": return_url},
+            )
+        except stripe.StripeError as exc:
+            log.warning("billing portal unavailable", extra={"error": type(exc).__name__})
+            self.show_message(502, "portal", "manage_membership", "portal_unavailable")
+            return
+        self.redirect(str(portal.url), status=303)
+
+
+def page_routes(prefix: str) -> list[Any]:
+    """Routes of the catalog and account pages."""
+    return [
+        (_route(prefix, "(?:courses/?)?"), CatalogHandler),
+        (_route(prefix, "courses/([a-z0-9-]+)"), CourseHandler),
+        (_route(prefix, "login"), LoginHandler),
+        (_route(prefix, "purchases"), PurchasesHandler),
+        (_route(prefix, "billing-portal"), BillingPortalHandler),
+    ]

@@ -1,0 +1,309 @@
+"""What the pages and dashboards show, computed from LearnHub's database: pure functions.
+
+Everything here takes rows that were already read (ORM objects or plain dicts) and returns
+plain data, so it can be tested without a database, a hub or a web server. Money comes only from
+the Stripe events we received and verified (the amounts Stripe reported), never from today's
+catalog price, so a price change does not rewrite history.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+
+from hub.entitlements import EntitlementLike
+
+
+class CheckoutLike(Protocol):
+    """What a purchase history reads from a checkout session row."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def course_id(self) -> str | None: ...
+
+    @property
+    def plan_id(self) -> str | None: ...
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
+class DatedEntitlement(EntitlementLike, Protocol):
+    """An entitlement with its bookkeeping fields."""
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def status_reason(self) -> str | None: ...
+
+    @property
+    def stripe_checkout_session_id(self) -> str | None: ...
+
+    @property
+    def stripe_subscription_id(self) -> str | None: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+def purchase_status(entitlement: DatedEntitlement | None) -> str:
+    """The status a learner sees for a purchase: active, pending, past_due, refunded, disputed,
+    revoked, or open (checkout started, never paid)."""
+    if entitlement is None:
+        return "open"
+    if entitlement.status != "revoked":
+        return entitlement.status
+    reason = entitlement.status_reason or ""
+    if reason == "refunded":
+        return "refunded"
+    if reason.startswith("dispute"):
+        return "disputed"
+    return "revoked"
+
+
+@dataclass(frozen=True)
+class PurchaseRow:
+    """One line of a purchase history."""
+
+    when: datetime
+    course_id: str | None
+    plan_id: str | None
+    status: str
+    session_id: str | None
+
+
+def purchase_history(
+    checkouts: Iterable[CheckoutLike], entitlements: Iterable[DatedEntitlement]
+) -> list[PurchaseRow]:
+    """A user's checkouts with what became of them, newest first.
+
+    One-off purchases are matched to their entitlement by checkout session id; a subscription
+    entitlement is keyed by its subscription, so it is matched to the latest checkout of the
+    same plan. Paid entitlements with no checkout row of ours (made before checkout sessions
+    were recorded) still appear.
+    """
+    paid = [e for e in entitlements if e.source in ("purchase", "subscription")]
+    by_session = {e.stripe_checkout_session_id: e for e in paid if e.stripe_checkout_session_id}
+    by_plan: dict[str, DatedEntitlement] = {}
+    for e in paid:
+        if e.source == "subscription" and e.plan_id is not None:
+            by_plan[e.plan_id] = e
+    rows: list[PurchaseRow] = []
+    used: set[int] = set()
+    for checkout in sorted(checkouts, key=lambda c: c.created_at, reverse=True):
+        ent = by_session.get(checkout.session_id)
+        if ent is None and checkout.plan_id is not None:
+            candidate = by_plan.get(checkout.plan_id)
+            if candidate is not None and id(candidate) not in used:
+                ent = candidate
+        if ent is not None:
+            used.add(id(ent))
+        rows.append(
+            PurchaseRow(
+                when=checkout.created_at,
+                course_id=checkout.course_id,
+                plan_id=checkout.plan_id,
+                status=purchase_status(ent),
+                session_id=checkout.session_id,
+            )
+        )
+    for e in paid:
+        if id(e) not in used:
+            rows.append(
+                PurchaseRow(
+                    when=e.created_at,
+                    course_id=e.course_id,
+                    plan_id=e.plan_id,
+                    status=purchase_status(e),
+                    session_id=e.stripe_checkout_session_id,
+                )
+            )
+    return sorted(rows, key=lambda r: r.when, reverse=True)
+
+
+# -- money -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Revenue:
+    """Money received, in minor units per currency, and how it splits over courses."""
+
+    gross: dict[str, int] = field(default_factory=dict)
+    refunded: dict[str, int] = field(default_factory=dict)
+    by_course: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def net(self) -> dict[str, int]:
+        """Gross minus refunds, per currency."""
+        currencies = set(self.gross) | set(self.refunded)
+        return {c: self.gross.get(c, 0) - self.refunded.get(c, 0) for c in sorted(currencies)}
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def revenue_from_events(payloads: Iterable[Mapping[str, Any]]) -> Revenue:
+    """Revenue from verified Stripe event payloads (webhook deliveries, demo or real).
+
+    - one-off purchases: ``amount_total`` of paid ``checkout.session.completed`` /
+      ``async_payment_succeeded`` sessions, once per session;
+    - subscriptions: ``amount_paid`` of ``invoice.paid``, once per invoice (a subscription's
+      checkout session is skipped, its first invoice carries the money);
+    - refunds: the latest ``amount_refunded`` per charge; a lost dispute counts as refunded.
+    Events arrive in any order and more than once; taking the latest state per object id makes
+    the result the same either way.
+    """
+    sessions: dict[str, Mapping[str, Any]] = {}
+    invoices: dict[str, Mapping[str, Any]] = {}
+    refunds: dict[str, Mapping[str, Any]] = {}
+    lost: dict[str, Mapping[str, Any]] = {}
+    intents_course: dict[str, str] = {}
+    for event in sorted(payloads, key=lambda e: int(e.get("created") or 0)):
+        kind = str(event.get("type", ""))
+        obj = (event.get("data") or {}).get("object") or {}
+        if not isinstance(obj, Mapping) or not obj.get("id"):
+            continue
+        if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+            if obj.get("mode") == "payment" and obj.get("payment_status") == "paid":
+                sessions[str(obj["id"])] = obj
+                intent = obj.get("payment_intent")
+                intent_id = intent.get("id") if isinstance(intent, Mapping) else intent
+                course = _meta(obj).get("learnhub_course")
+                if intent_id and course:
+                    intents_course[str(intent_id)] = str(course)
+        elif kind == "invoice.paid":
+            invoices[str(obj["id"])] = obj
+        elif kind == "charge.refunded":
+            refunds[str(obj["id"])] = obj
+        elif kind == "charge.dispute.closed" and obj.get("status") == "lost":
+            lost[str(obj["id"])] = obj
+    result = Revenue()
+
+    def add(bucket: dict[str, int], currency: str, amount: int) -> None:
+        bucket[currency] = bucket.get(currency, 0) + amount
+
+    for session in sessions.values():
+        currency = str(session.get("currency") or "usd")
+        amount = int(session.get("amount_total") or 0)
+        add(result.gross, currency, amount)
+        course = _meta(session).get("learnhub_course")
+        if course:
+            add(result.by_course.setdefault(str(course), {}), currency, amount)
+    for invoice in invoices.values():
+        add(
+            result.gross,
+            str(invoice.get("currency") or "usd"),
+            int(invoice.get("amount_paid") or 0),
+        )
+    for charge in refunds.values():
+        currency = str(charge.get("currency") or "usd")
+        amount = int(charge.get("amount_refunded") or 0)
+        add(result.refunded, currency, amount)
+        course = intents_course.get(str(charge.get("payment_intent") or ""))
+        if course:
+            add(result.by_course.setdefault(course, {}), currency, -amount)
+    for dispute in lost.values():
+        currency = str(dispute.get("currency") or "usd")
+        add(result.refunded, currency, int(dispute.get("amount") or 0))
+    return result
+
+
+def money(amount_minor: int, currency: str) -> str:
+    """``6900, usd`` -> ``69.00 USD``."""
+    return f"{amount_minor / 100:.2f} {currency.upper()}"
+
+
+# -- enrolment and activity ---------------------------------------------------------------------
+
+
+def week_start(moment: datetime) -> date:
+    """The Monday of ``moment``'s week (UTC)."""
+    day = moment.astimezone(UTC).date()
+    return day - timedelta(days=day.weekday())
+
+
+def enrolment_over_time(
+    entitlements: Sequence[DatedEntitlement], course_ids: set[str], *, now: datetime
+) -> list[tuple[str, int]]:
+    """Learners with access at the end of each week, from the first entitlement to now.
+
+    An entitlement counts from its creation until it was revoked (its last update); pending
+    ones never count. Weeks are labelled by their Monday.
+    """
+    # Plan entitlements count when the plan covers the course: the caller passes those in.
+    relevant = [
+        e
+        for e in entitlements
+        if e.status != "pending" and (e.course_id in course_ids or e.plan_id is not None)
+    ]
+    if not relevant:
+        return []
+    first = week_start(min(e.created_at for e in relevant))
+    last = week_start(now)
+    series: list[tuple[str, int]] = []
+    week = first
+    while week <= last:
+        end = datetime.combine(week + timedelta(days=7), datetime.min.time(), tzinfo=UTC)
+        users = {
+            e.username
+            for e in relevant
+            if e.created_at < end and (e.status != "revoked" or e.updated_at >= end)
+        }
+        series.append((week.isoformat(), len(users)))
+        week += timedelta(days=7)
+    return series
+
+
+def status_counts(entitlements: Iterable[EntitlementLike]) -> dict[str, int]:
+    """How many entitlements are in each status."""
+    counts = Counter(e.status for e in entitlements)
+    return {
+        status: counts.get(status, 0) for status in ("active", "past_due", "pending", "revoked")
+    }
+
+
+def activity_share(
+    users: Iterable[Mapping[str, Any]], members: set[str], *, now: datetime
+) -> float:
+    """Share of ``members`` whose hub ``last_activity`` is within the last 7 days (0..1)."""
+    if not members:
+        return 0.0
+    since = now - timedelta(days=7)
+    active = 0
+    for user in users:
+        if user.get("name") not in members:
+            continue
+        raw = user.get("last_activity")
+        if not raw:
+            continue
+        seen = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+        if seen.tzinfo is None:
+            seen = seen.replace(tzinfo=UTC)
+        if seen >= since:
+            active += 1
+    return active / len(members)
+
+
+def members_by_course(desired: Mapping[str, set[str]]) -> dict[str, int]:
+    """``{"course-x": {...}}`` -> ``{"x": count}``."""
+    counts: dict[str, int] = defaultdict(int)
+    for group, users in desired.items():
+        counts[group.removeprefix("course-")] = len(users)
+    return dict(counts)

@@ -1,0 +1,176 @@
+"""The member journey in real headless Chromium against a real hub, proxy, service and Docker.
+
+A visitor sees the catalog, signs up, buys a course in the demo checkout, comes back to the
+success page, launches the course from the member home and sees its notebooks in JupyterLab.
+The grading part of the journey (fetch, submit, collect, autograde, feedback) belongs to the
+grader integration and is added as further steps of :func:`test_member_journey` then.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from tests.browser.conftest import Shots, new_context
+from tests.harness import HubProcess
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]
+
+COURSE = "algorithms-in-python"
+NOTEBOOK = "01-complexity-and-searching.ipynb"
+PASSWORD = "learnhub-demo"
+
+
+def service_url(hub: HubProcess, path: str = "") -> str:
+    """Absolute URL of a LearnHub service page."""
+    return f"{hub.url}services/learnhub/{path}"
+
+
+def sign_up(page: Page, hub: HubProcess, username: str, password: str) -> None:
+    """Create an account on the hub's sign-up page."""
+    page.goto(f"{hub.url}hub/signup")
+    page.fill("#username_input", username)
+    if page.locator("#email_input").count():  # only when the hub asks for e-mail addresses
+        page.fill("#email_input", f"{username}@example.org")
+    page.fill("#password_input", password)
+    page.fill("#password_confirmation_input", password)
+    page.click("#signup_submit")
+    expect(page.get_by_text("The signup was successful")).to_be_visible()
+
+
+def log_in(page: Page, username: str, password: str) -> None:
+    """Fill in the hub's login form that ``page`` shows."""
+    page.fill("#username_input", username)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+
+
+def sign_in_to_service(page: Page, hub: HubProcess, username: str, password: str) -> None:
+    """Sign in through the catalog's Sign in button (hub login, then OAuth back)."""
+    page.goto(service_url(hub))
+    page.click("#login")
+    log_in(page, username, password)
+    expect(page.locator("#learnhub-catalog")).to_be_visible()
+
+
+def test_member_journey(docker_hub: HubProcess, context: BrowserContext, shots: Shots) -> None:
+    page = context.new_page()
+    # 1. A visitor sees what is for sale, without signing in.
+    page.goto(service_url(docker_hub))
+    expect(page.locator(f'article[data-course="{COURSE}"]')).to_be_visible()
+    expect(page.locator('article[data-course="python-foundations"]')).to_be_visible()
+    shots.publish(shots.take(page, "catalog"), "catalog.png")
+
+    # 2. They sign up, then use "Sign in to buy" and land back on the course page.
+    sign_up(page, docker_hub, "katherine-johnson", "trajectory-1962-orbit")
+    shots.take(page, "signed-up")
+    page.goto(service_url(docker_hub))
+    page.locator(f'article[data-course="{COURSE}"] .learnhub-signin').click()
+    log_in(page, "katherine-johnson", "trajectory-1962-orbit")
+    expect(page.locator("#learnhub-course")).to_be_visible()
+    expect(page.locator(".learnhub-buy")).to_be_visible()
+    shots.take(page, "course-page")
+
+    # 3. Buy in the demo checkout: it says no money moves.
+    page.locator(".learnhub-buy").click()
+    expect(page.locator("#learnhub-demo-checkout")).to_contain_text("no money moves")
+    expect(page.locator("#learnhub-demo-checkout")).to_contain_text("69.00 USD")
+    shots.take(page, "demo-checkout")
+    page.click("#learnhub-demo-pay")
+
+    # 4. Back on the success page, with the way into the course.
+    message = page.locator("#learnhub-message")
+    expect(message).to_have_attribute("data-kind", "success")
+    expect(message).to_contain_text("Algorithms in Python")
+    shots.take(page, "success")
+
+    # 5. The member home lists the course with Launch; deadlines from course.yaml show.
+    page.goto(f"{docker_hub.url}hub/home")
+    row = page.locator(f'tr.learnhub-course[data-course="{COURSE}"]')
+    expect(row).to_be_visible()
+    expect(row.locator(".learnhub-deadlines")).to_contain_text("Problem set 1")
+    expect(page.locator("#learnhub-catalog-link")).to_be_visible()
+    shots.publish(shots.take(page, "home"), "home.png")
+
+    # 6. Launch: the hub starts the container and JupyterLab shows the course notebooks.
+    row.locator(".learnhub-launch").click()
+    listing = page.locator(".jp-DirListing-itemText", has_text=NOTEBOOK)
+    expect(listing).to_be_visible(timeout=180_000)
+    assert re.search(r"/user/katherine-johnson/algorithms-in-python/lab", page.url)
+    shots.take(page, "jupyterlab")
+
+    # 7. Back home, the running course offers Resume.
+    page.goto(f"{docker_hub.url}hub/home")
+    expect(row.locator(".learnhub-resume")).to_be_visible()
+    shots.take(page, "home-running")
+    # Later steps (grader integration): fetch and submit ps1-search-sort, instructor collects,
+    # autogrades and releases feedback, learner sees the score.
+
+
+def test_instructor_dashboard(
+    docker_hub: HubProcess, context: BrowserContext, shots: Shots
+) -> None:
+    page = context.new_page()
+    sign_in_to_service(page, docker_hub, "demo-instructor", PASSWORD)
+    page.goto(service_url(docker_hub, f"instructor/{COURSE}"))
+    expect(page.locator("#chart-enrolment svg, #chart-status svg").first).to_be_visible()
+    expect(page.locator("#learnhub-submissions")).to_contain_text("No data yet")
+    shots.publish(shots.take(page, "instructor-dashboard"), "instructor-dashboard.png")
+
+
+def test_refused_access_says_why(
+    docker_hub: HubProcess, context: BrowserContext, shots: Shots
+) -> None:
+    page = context.new_page()
+    sign_up(page, docker_hub, "alan-turing", "enigma-bombe-1940")
+    page.goto(f"{docker_hub.url}hub/login")
+    log_in(page, "alan-turing", "enigma-bombe-1940")
+    page.goto(f"{docker_hub.url}hub/spawn/alan-turing/{COURSE}")
+    body = page.locator("body")
+    expect(body).to_contain_text("You do not have access to the course")
+    expect(body).to_contain_text("Algorithms in Python")
+    expect(page.locator(".learnhub-refused-help a").first).to_be_visible()
+    shots.take(page, "refused")
+
+
+ZH_PAGES = [
+    ("catalog", "", "课程目录"),
+    ("course", f"courses/{COURSE}", "课程大纲"),
+    ("cancel", "checkout/cancel", "已取消结账"),
+    ("purchases", "purchases", "购买记录"),
+    ("instructor", f"instructor/{COURSE}", "讲师看板"),
+    ("admin", "admin", "运营看板"),
+]
+
+
+@pytest.fixture
+def zh_admin(docker_hub: HubProcess, chromium: Browser) -> Iterator[BrowserContext]:
+    """A signed-in admin whose browser prefers Simplified Chinese."""
+    ctx = new_context(chromium, locale="zh-CN")
+    page = ctx.new_page()
+    sign_in_to_service(page, docker_hub, "demo-admin", PASSWORD)
+    page.close()
+    yield ctx
+    ctx.close()
+
+
+@pytest.mark.parametrize(("name", "path", "text"), ZH_PAGES, ids=[p[0] for p in ZH_PAGES])
+def test_page_in_chinese(
+    docker_hub: HubProcess, zh_admin: BrowserContext, shots: Shots, name: str, path: str, text: str
+) -> None:
+    page = zh_admin.new_page()
+    try:
+        page.goto(service_url(docker_hub, path))
+        expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+        expect(page.locator("main")).to_contain_text(text)
+        shots.take(page, name)
+        # The visible toggle switches to English and back.
+        page.locator("#learnhub-lang-toggle a", has_text="English").click()
+        expect(page.locator("html")).to_have_attribute("lang", "en")
+        page.locator("#learnhub-lang-toggle a", has_text="简体中文").click()
+        expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    finally:
+        page.close()

@@ -1,0 +1,148 @@
+"""Every LearnHub page over HTTP through the real stack: proxy, hub, OAuth, the service.
+
+The hub runs under the hostile base URL `/@/space%20word/`, so these tests also prove the
+service's routes and links survive escaping.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.harness import Browser, HubProcess, browser
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]
+
+SERVICE = "services/learnhub/"
+PASSWORD = "learnhub-demo"
+COURSES = ("python-foundations", "algorithms-in-python")
+
+
+def sign_in_to_service(b: Browser, user: str, password: str = PASSWORD) -> None:
+    """Log in to the hub, then complete the service's OAuth hand-shake."""
+    assert b.login(user, password).status_code == 200
+    page = b.client.get(SERVICE + "login", params={"next": b.hub_path()[:-4] + SERVICE})
+    assert page.status_code == 200, page.text
+    assert 'id="learnhub-catalog"' in page.text
+    assert f'<span class="me-1">{user}</span>' in page.text
+
+
+def xsrf_of(page: httpx.Response) -> str:
+    match = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+    assert match, "no _xsrf field on the page"
+    return match.group(1)
+
+
+@pytest.fixture
+def visitor(docker_hub: HubProcess) -> Iterator[Browser]:
+    with browser(docker_hub) as b:
+        yield b
+
+
+def test_anonymous_catalog_lists_both_courses(visitor: Browser) -> None:
+    page = visitor.client.get(SERVICE, headers={"Accept-Language": "en"})
+    assert page.status_code == 200
+    assert '<html lang="en">' in page.text
+    for course in COURSES:
+        assert f'data-course="{course}"' in page.text
+    assert "Algorithms in Python" in page.text and "69.00 USD" in page.text
+    assert "Sign in to buy" in page.text and "learnhub-buy" not in page.text
+    # The stylesheet is the hub's own, under the hostile base URL.
+    assert 'href="/@/space%20word/hub/static/css/style.min.css"' in page.text
+    css = visitor.client.get("hub/static/css/style.min.css")
+    assert css.status_code == 200 and "Bootstrap" in css.text[:400]
+
+
+def test_course_page(visitor: Browser) -> None:
+    page = visitor.client.get(SERVICE + "courses/algorithms-in-python")
+    assert page.status_code == 200
+    assert "Syllabus" in page.text and "What you will build" in page.text
+    assert "Problem set 1: Searching, sorting and hashing" in page.text
+    assert 'datetime="2027-03-08T23:59:00+00:00"' in page.text
+    assert visitor.client.get(SERVICE + "courses/no-such-course").status_code == 404
+
+
+def test_chinese_from_accept_language_and_toggle_back(visitor: Browser) -> None:
+    page = visitor.client.get(SERVICE, headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
+    assert page.status_code == 200
+    assert '<html lang="zh-CN">' in page.text
+    assert "课程目录" in page.text and "登录后购买" in page.text
+    english = visitor.client.get(SERVICE + "?lang=en", headers={"Accept-Language": "zh-CN"})
+    assert '<html lang="en">' in english.text and "Course catalog" in english.text
+    # The choice sticks (cookie) even though the browser still prefers Chinese.
+    again = visitor.client.get(
+        SERVICE + "courses/python-foundations", headers={"Accept-Language": "zh-CN"}
+    )
+    assert '<html lang="en">' in again.text
+
+
+def test_checkout_needs_xsrf_then_demo_purchase_pages(docker_hub: HubProcess) -> None:
+    with browser(docker_hub) as b:
+        b.signup("mary-somerville", "connexion-1834-sciences")
+        sign_in_to_service(b, "mary-somerville", "connexion-1834-sciences")
+        course_page = b.client.get(SERVICE + "courses/algorithms-in-python")
+        assert "learnhub-buy" in course_page.text
+        forged = b.client.post(SERVICE + "checkout/algorithms-in-python", follow_redirects=False)
+        assert forged.status_code == 403
+        bad = b.client.post(
+            SERVICE + "checkout/algorithms-in-python",
+            data={"_xsrf": "not-the-token"},
+            follow_redirects=False,
+        )
+        assert bad.status_code == 403
+        created = b.client.post(
+            SERVICE + "checkout/algorithms-in-python",
+            data={"_xsrf": xsrf_of(course_page)},
+            follow_redirects=False,
+        )
+        assert created.status_code == 303, created.text
+        demo = b.client.get(b.absolute(created.headers["Location"]))
+        assert "no money moves" in demo.text
+        assert "69.00 USD" in demo.text
+        cancel = b.client.get(SERVICE + "checkout/cancel")
+        assert cancel.status_code == 200 and "Nothing was charged" in cancel.text
+        paid = b.client.post(str(demo.url), data={"_xsrf": xsrf_of(demo), "action": "pay"})
+        assert paid.status_code == 200, paid.text
+        assert 'data-kind="success"' in paid.text
+        assert "/@/space%20word/hub/spawn/mary-somerville/algorithms-in-python" in paid.text
+        # Buying again is refused with the reason and the way in.
+        again = b.client.post(
+            SERVICE + "checkout/algorithms-in-python",
+            data={"_xsrf": xsrf_of(b.client.get(SERVICE))},
+        )
+        assert again.status_code == 409
+        assert "already have access" in again.text and "learnhub-open" in again.text
+        history = b.client.get(SERVICE + "purchases")
+        assert history.status_code == 200
+        assert 'data-status="active"' in history.text and "Algorithms in Python" in history.text
+        catalog = b.client.get(SERVICE)
+        assert "/hub/spawn/mary-somerville/algorithms-in-python" in catalog.text
+        zh = b.client.get(SERVICE + "purchases?lang=zh-CN")
+        assert "购买记录" in zh.text and "有效" in zh.text
+
+
+def test_dashboards_are_for_instructors_and_admins(docker_hub: HubProcess) -> None:
+    with browser(docker_hub) as b:
+        sign_in_to_service(b, "demo-learner")
+        assert b.client.get(SERVICE + "instructor/algorithms-in-python").status_code == 403
+        assert b.client.get(SERVICE + "admin").status_code == 403
+    with browser(docker_hub) as b:
+        sign_in_to_service(b, "demo-instructor")
+        page = b.client.get(SERVICE + "instructor/algorithms-in-python")
+        assert page.status_code == 200
+        assert "<svg" in page.text and "Enrolment over time" in page.text
+        assert "No data yet" in page.text  # submissions and scores until the grader lands
+        assert b.client.get(SERVICE + "admin").status_code == 403
+    with browser(docker_hub) as b:
+        sign_in_to_service(b, "demo-admin")
+        page = b.client.get(SERVICE + "admin")
+        assert page.status_code == 200
+        assert "<svg" in page.text
+        assert 'data-metric="C"' in page.text and "not measured yet" in page.text
+        assert "missing: no reviews yet" in page.text
+        members = re.search(r'data-metric="N".*?<strong>(\d+)</strong>', page.text, re.S)
+        assert members and int(members.group(1)) >= 1  # the demo learner's seeded course
+        assert b.client.get(SERVICE + "instructor/python-foundations").status_code == 200
