@@ -230,9 +230,10 @@ def build_context(
 ) -> Iterator[Path]:
     """Assemble the build context for ``spec`` in a temporary directory and yield its path.
 
-    The context is the Dockerfile's folder plus ``materials.py`` (from ``hub/``) and
-    ``certs/`` holding the host CA bundle (``ca-certificates.crt``) and, when given, the
-    operator's extra CA (``extra-ca.crt``). The directory is removed afterwards.
+    The context is the Dockerfile's folder plus ``materials.py`` (from ``hub/``),
+    ``learnhub_exchange.py`` (``grader/exchange/client.py``) and ``certs/`` holding the host
+    CA bundle (``ca-certificates.crt``) and, when given, the operator's extra CA
+    (``extra-ca.crt``). The directory is removed afterwards.
     """
     if not (spec.context_dir / "Dockerfile").is_file():
         raise ImageBuildError(f"no Dockerfile in {spec.context_dir}")
@@ -240,6 +241,8 @@ def build_context(
         ctx = Path(tmp) / "context"
         _copy_tree(spec.context_dir, ctx)
         shutil.copy2(repo_root / "hub" / "materials.py", ctx / "materials.py")
+        # The nbgrader HTTP exchange client, installed in the image as a top-level module.
+        shutil.copy2(repo_root / "grader" / "exchange" / "client.py", ctx / "learnhub_exchange.py")
         certs = ctx / "certs"
         certs.mkdir(exist_ok=True)
         shutil.copyfile(_host_ca_bundle(), certs / "ca-certificates.crt")

@@ -1,6 +1,7 @@
 """LearnHub's own database: models, the :class:`Database` wrapper and migrations."""
 
 from hub.store.database import Database, create_engine, upgrade
+from hub.store.exchange_models import ExchangeFeedback, ExchangeRelease, ExchangeSubmission
 from hub.store.models import (
     Base,
     CheckoutSession,
@@ -16,6 +17,9 @@ __all__ = [
     "Database",
     "DemoStripeObject",
     "Entitlement",
+    "ExchangeFeedback",
+    "ExchangeRelease",
+    "ExchangeSubmission",
     "StripeEvent",
     "create_engine",
     "upgrade",

@@ -1,0 +1,13 @@
+# nbgrader configuration of every LearnHub course container (installed as
+# /opt/learnhub/venv/etc/jupyter/nbgrader_config.py, which nbgrader reads for every command and
+# for JupyterLab's Assignments tab).
+#
+# Assignments go through LearnHub's HTTP exchange (the `learnhub_exchange` module), authorised
+# per course by this server's own hub token: there is no shared exchange directory. The
+# spawner sets LEARNHUB_COURSE (this container's course) and LEARNHUB_EXCHANGE_URL.
+import os
+
+from learnhub_exchange import configure_nbgrader
+
+c = get_config()  # noqa: F821 - injected by traitlets when it loads this file
+configure_nbgrader(c, os.environ.get("LEARNHUB_COURSE"))

@@ -1,0 +1,98 @@
+"""Fixtures of the exchange tests: both databases, the exchange served on a real port."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from tornado import web
+
+from grader.exchange.auth import Caller, StaticAuthorizer
+from grader.exchange.server import exchange_routes
+from grader.exchange.storage import ExchangeStorage
+from hub.store import Database
+from tests.billing.conftest import db, db_url, postgres_server, start_app
+
+__all__ = ["db", "db_url", "postgres_server"]
+
+#: The service prefix under the hostile hub base URL the platform tests use.
+PREFIX = "/@/space%20word/services/learnhub/"
+COURSE = "python-foundations"
+OTHER_COURSE = "algorithms-in-python"
+#: Small on purpose, so the 413 test stays fast.
+LIMIT = 256 * 1024
+
+CALLERS = {
+    "tok-alice": Caller("alice", groups=frozenset({f"course-{COURSE}"})),
+    "tok-bob": Caller("bob", groups=frozenset({f"course-{COURSE}"})),
+    "tok-dave": Caller("d@ve.o'neil", groups=frozenset({f"course-{COURSE}"})),
+    "tok-eve": Caller("eve", groups=frozenset({f"course-{OTHER_COURSE}"})),
+    "tok-inst": Caller("ines", groups=frozenset({f"instructors-{COURSE}"})),
+    "tok-admin": Caller("root", admin=True),
+}
+
+
+def targz(files: dict[str, bytes]) -> bytes:
+    """A gzip'd tar holding ``files`` (name -> content)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def untargz(data: bytes) -> dict[str, bytes]:
+    """The files of a gzip'd tar."""
+    out: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        for member in archive:
+            if member.isreg():
+                handle = archive.extractfile(member)
+                assert handle is not None
+                out[member.name] = handle.read()
+    return out
+
+
+@dataclass
+class Exchange:
+    """The running exchange and an HTTP client."""
+
+    base: str  # URL of {prefix}exchange/v1/courses/
+    storage: ExchangeStorage
+    http: httpx.AsyncClient
+
+    def url(self, path: str, course: str = COURSE) -> str:
+        return f"{self.base}{course}/{path}"
+
+    async def call(
+        self, method: str, path: str, token: str | None, *, course: str = COURSE, **kw: object
+    ) -> httpx.Response:
+        headers = {"Authorization": f"token {token}"} if token else {}
+        return await self.http.request(
+            method,
+            self.url(path, course),
+            headers=headers,
+            **kw,  # type: ignore[arg-type]
+        )
+
+
+@pytest.fixture
+async def exchange(db: Database, tmp_path: Path) -> AsyncIterator[Exchange]:
+    """The exchange routes in a tornado app like the service's (XSRF on), on a free port."""
+    storage = ExchangeStorage(
+        tmp_path / "exchange", db, courses={COURSE, OTHER_COURSE}, max_submission_bytes=LIMIT
+    )
+    routes = exchange_routes(PREFIX, storage=storage, authorizer=StaticAuthorizer(CALLERS))
+    app = web.Application(routes, xsrf_cookies=True, cookie_secret=b"x" * 32)
+    server, url = await start_app(app)
+    async with httpx.AsyncClient(timeout=30) as http:
+        yield Exchange(f"{url}{PREFIX}exchange/v1/courses/", storage, http)
+    server.stop()
+    await server.close_all_connections()

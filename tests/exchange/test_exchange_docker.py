@@ -1,0 +1,140 @@
+"""A learner's real course container fetches and submits through the HTTP exchange.
+
+Real hub, real DockerSpawner container from the course image (with its baked-in nbgrader config
+and ``learnhub_exchange`` module), the container's own ``JUPYTERHUB_API_TOKEN`` checked by the
+real :class:`HubAuthorizer`. The exchange is served by this test on the Docker bridge gateway
+(as the LearnHub service will be); ``LEARNHUB_EXCHANGE_URL`` is passed to ``docker exec`` so the
+test does not depend on the spawner setting it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from tornado import web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from grader.exchange.auth import HubAuthorizer
+from grader.exchange.server import exchange_routes
+from grader.exchange.storage import ExchangeStorage
+from hub.access import HubClient
+from hub.store import Database, upgrade
+from tests.harness import TEST_PREFIX, HubProcess, browser, wait_for_server
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]
+
+COURSE = "python-foundations"
+AID = "ps1-data-model"
+PASSWORD = "learnhub-demo"
+SERVICE_PREFIX = "/@/space%20word/services/learnhub/"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[docker.DockerClient]:
+    client = docker.from_env(version="auto")
+    yield client
+    client.close()
+
+
+def release_archive(tmp_path: Path) -> bytes:
+    """``nbgrader generate_assignment`` of the real course assignment, as a ``.tar.gz``."""
+    root = tmp_path / "course"
+    source = Path(__file__).resolve().parents[2] / "courses" / COURSE / "source" / AID
+    (root / "source").mkdir(parents=True)
+    subprocess.run(["cp", "-r", str(source), str(root / "source" / AID)], check=True)
+    (root / "nbgrader_config.py").write_text(
+        "c = get_config()\n"
+        f"c.CourseDirectory.course_id = {COURSE!r}\n"
+        f"c.CourseDirectory.db_url = 'sqlite:///{tmp_path / 'gb.db'}'\n"
+    )
+    bin_dir = str(Path(sys.executable).parent)
+    subprocess.run(
+        [sys.executable, "-m", "nbgrader", "generate_assignment", AID, "--force"],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        env={"PATH": bin_dir + ":/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path in sorted((root / "release" / AID).rglob("*")):
+            if path.is_file():
+                archive.add(path, arcname=path.relative_to(root / "release" / AID).as_posix())
+    return buffer.getvalue()
+
+
+async def test_course_container_fetches_and_submits(
+    docker_hub: HubProcess, engine: docker.DockerClient, tmp_path: Path
+) -> None:
+    with browser(docker_hub) as b:
+        assert b.login("demo-learner", PASSWORD).status_code == 200
+        assert b.spawn_course("demo-learner", COURSE).status_code in (201, 202)
+    wait_for_server(docker_hub, "demo-learner", COURSE)
+    (container,) = engine.containers.list(
+        filters={
+            "label": [
+                "learnhub.user=demo-learner",
+                f"learnhub.course={COURSE}",
+                f"learnhub.prefix={TEST_PREFIX}",
+            ]
+        }
+    )
+    # No exchange folder is mounted into the learner's container.
+    assert not any("exchange" in (m.get("Destination") or "") for m in container.attrs["Mounts"])
+    networks = container.attrs["NetworkSettings"]["Networks"]
+    gateway = next(iter(networks.values()))["Gateway"]
+
+    db_url = f"sqlite:///{tmp_path / 'learnhub.sqlite'}"
+    upgrade(db_url)
+    db = Database(db_url)
+    storage = ExchangeStorage(tmp_path / "exchange", db, courses={COURSE})
+    storage.release(COURSE, AID, release_archive(tmp_path), by="demo-instructor")
+    hub_client = HubClient(docker_hub.api_url, docker_hub.admin_token)
+    authorizer = HubAuthorizer(hub_client)
+    app = web.Application(
+        exchange_routes(SERVICE_PREFIX, storage=storage, authorizer=authorizer),
+        xsrf_cookies=True,
+    )
+    sockets = bind_sockets(0, gateway)
+    server = HTTPServer(app)
+    server.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]
+    env = {"LEARNHUB_EXCHANGE_URL": f"http://{gateway}:{port}{SERVICE_PREFIX}exchange/"}
+
+    async def run(*cmd: str) -> tuple[int, str]:
+        result: Any = await asyncio.to_thread(
+            container.exec_run, list(cmd), environment=env, workdir="/home/jovyan"
+        )
+        return int(result.exit_code), result.output.decode(errors="replace")
+
+    try:
+        code, out = await run("nbgrader", "list")
+        assert code == 0 and f"{COURSE} {AID}" in out, out
+        code, out = await run("nbgrader", "fetch_assignment", AID)
+        assert code == 0, out
+        code, out = await run("test", "-f", f"/home/jovyan/{AID}/{AID}.ipynb")
+        assert code == 0
+        code, out = await run("nbgrader", "submit", AID)
+        assert code == 0 and f"Submitted as: {COURSE} {AID}" in out, out
+        [sub] = storage.submissions(COURSE)
+        assert sub.student == "demo-learner" and f"{AID}.ipynb" in sub.checksums
+        code, out = await run("nbgrader", "list", "--cached")
+        assert code == 0 and f"{COURSE} demo-learner {AID}" in out, out
+        # The container's token is refused for instructor operations.
+        code, out = await run("nbgrader", "list", "--inbound")
+        assert code != 0 and "instructor access" in out, out
+    finally:
+        server.stop()
+        await authorizer.aclose()
+        await hub_client.aclose()
+        db.dispose()

@@ -1,0 +1,163 @@
+"""The real :class:`HubAuthorizer` against a real JupyterHub (local spawner, no containers).
+
+The service token is the LearnHub service's own (``LEARNHUB_SERVICE_TOKEN``, role
+``learnhub-service``), so this also proves that role's scopes are enough. Learner tokens are
+deliberately narrow (like a course server's token): identity comes from ``GET /user`` with the
+caller's token, groups from the service's token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tornado import web
+
+from grader.exchange.auth import HubAuthorizer
+from grader.exchange.server import exchange_routes
+from grader.exchange.storage import ExchangeStorage
+from hub.access import HubClient
+from hub.store import Database, upgrade
+from tests.billing.conftest import start_app
+from tests.exchange.conftest import PREFIX, targz
+from tests.harness import ROOT, HubProcess, hub_settings
+
+#: Not a catalog course, so the service's membership reconciliation leaves its groups alone.
+COURSE = "exchange-probe"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HubProcess, str]]:
+    workdir = tmp_path_factory.mktemp("exchange-hub")
+    service_token = secrets.token_hex(32)
+    process = HubProcess(
+        workdir=workdir,
+        settings=hub_settings(workdir, courses_dir=ROOT / "courses", backend="local"),
+        extra_env={"LEARNHUB_SERVICE_TOKEN": service_token},
+    )
+    process.start()
+    try:
+        for user in ("alice", "eve", "ines"):
+            assert process.api("POST", f"/users/{user}").status_code in (201, 409)
+        for group, members in (
+            (f"course-{COURSE}", ["alice"]),
+            (f"instructors-{COURSE}", ["ines"]),
+        ):
+            assert process.api("POST", f"/groups/{group}").status_code in (201, 409)
+            response = process.api("POST", f"/groups/{group}/users", json={"users": members})
+            assert response.status_code == 200, response.text
+        yield process, service_token
+    finally:
+        process.stop()
+
+
+def user_token(hub: HubProcess, user: str) -> str:
+    """A token as narrow as a course server's: it cannot even read its owner's groups."""
+    response = hub.api(
+        "POST",
+        f"/users/{user}/tokens",
+        json={"scopes": [f"users:activity!user={user}"], "note": "exchange test"},
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["token"])
+
+
+@pytest.fixture
+async def authorizer(hub: tuple[HubProcess, str]) -> AsyncIterator[HubAuthorizer]:
+    process, service_token = hub
+    client = HubClient(process.api_url, service_token)
+    auth = HubAuthorizer(client, cache_seconds=0.5)
+    yield auth
+    await auth.aclose()
+    await client.aclose()
+
+
+async def test_identifies_users_services_and_bad_tokens(
+    hub: tuple[HubProcess, str], authorizer: HubAuthorizer
+) -> None:
+    process, service_token = hub
+    alice = await authorizer.identify(user_token(process, "alice"))
+    assert alice is not None and alice.name == "alice" and not alice.admin
+    assert alice.is_learner(COURSE) and not alice.is_instructor(COURSE)
+    ines = await authorizer.identify(user_token(process, "ines"))
+    assert ines is not None and ines.is_instructor(COURSE)
+    eve = await authorizer.identify(user_token(process, "eve"))
+    assert eve is not None and not eve.is_learner(COURSE)
+    assert await authorizer.identify("not-a-token") is None
+    # The operator's admin token (service `learnhub-admin`, role admin) acts as an admin...
+    operator = await authorizer.identify(process.admin_token)
+    assert operator is not None and operator.kind == "service" and operator.admin
+    # ...but the LearnHub service's own token does not.
+    service = await authorizer.identify(service_token)
+    assert service is not None and not service.admin and not service.is_learner(COURSE)
+
+
+async def test_membership_changes_show_up_after_the_cache(
+    hub: tuple[HubProcess, str], authorizer: HubAuthorizer
+) -> None:
+    process, _ = hub
+    assert process.api("POST", "/users/bob").status_code in (201, 409)
+    token = user_token(process, "bob")
+    before = await authorizer.identify(token)
+    assert before is not None and not before.is_learner(COURSE)
+    process.api("POST", f"/groups/course-{COURSE}/users", json={"users": ["bob"]})
+    await asyncio.sleep(0.6)
+    after = await authorizer.identify(token)
+    assert after is not None and after.is_learner(COURSE)
+    process.api("DELETE", f"/groups/course-{COURSE}/users", json={"users": ["bob"]})
+    await asyncio.sleep(0.6)
+    gone = await authorizer.identify(token)
+    assert gone is not None and not gone.is_learner(COURSE)
+    # A deleted user's token stops working.
+    process.api("DELETE", "/users/bob")
+    await asyncio.sleep(0.6)
+    assert await authorizer.identify(token) is None
+
+
+async def test_exchange_with_the_real_hub(
+    hub: tuple[HubProcess, str], authorizer: HubAuthorizer, tmp_path: Path
+) -> None:
+    process, _ = hub
+    db_url = f"sqlite:///{tmp_path / 'learnhub.sqlite'}"
+    upgrade(db_url)
+    db = Database(db_url)
+    storage = ExchangeStorage(tmp_path / "exchange", db, courses={COURSE})
+    app = web.Application(
+        exchange_routes(PREFIX, storage=storage, authorizer=authorizer), xsrf_cookies=True
+    )
+    server, url = await start_app(app)
+    base = f"{url}{PREFIX}exchange/v1/courses/{COURSE}/"
+    alice, eve, ines = (user_token(process, u) for u in ("alice", "eve", "ines"))
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+
+            def auth(token: str) -> dict[str, str]:
+                return {"Authorization": f"token {token}"}
+
+            nb = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+            response = await http.put(
+                base + "assignments/ps1", headers=auth(ines), content=targz({"ps1.ipynb": nb})
+            )
+            assert response.status_code == 201, response.text
+            assert (
+                await http.get(base + "assignments/ps1", headers=auth(alice))
+            ).status_code == 200
+            refused = await http.get(base + "assignments/ps1", headers=auth(eve))
+            assert refused.status_code == 403
+            assert refused.json()["error"] == f"you do not have access to course {COURSE}"
+            response = await http.post(
+                base + "assignments/ps1/submissions",
+                headers=auth(alice),
+                content=targz({"ps1.ipynb": nb}),
+            )
+            assert response.status_code == 201 and response.json()["student_id"] == "alice"
+            listed = await http.get(base + "submissions", headers=auth(process.admin_token))
+            assert [s["student_id"] for s in listed.json()["submissions"]] == ["alice"]
+            assert (await http.get(base + "submissions", headers=auth(alice))).status_code == 403
+    finally:
+        server.stop()
+        db.dispose()
