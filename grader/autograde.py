@@ -1,0 +1,266 @@
+"""Autograde submissions with nbgrader's own pipeline, executing student code in sandboxes.
+
+nbgrader's ``Autograde`` converter is kept as is (gradebook, restored locked and test cells,
+checksums, hidden tests, partial credit, late penalties); only its ``Execute`` step is
+replaced by :class:`~grader.preprocessors.SandboxedExecute`. Submissions are graded by a
+pool of threads, one converter per student: their sandboxes run in parallel, while an
+:class:`~grader.preprocessors.ExecutionGate` serialises the (fast) in-process nbgrader work,
+so the SQLite gradebook only ever sees one writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import glob
+import logging
+import os
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nbconvert.writers.files import FilesWriter
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.converters import Autograde
+from nbgrader.converters.base import BaseConverter, NbGraderException
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.preprocessors import Execute
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+from grader.preprocessors import ExecutionGate, SandboxedExecute
+from grader.sandbox import SandboxPolicy, SandboxResult
+
+log = logging.getLogger("learnhub.grader.autograde")
+
+
+@dataclass
+class GradeResult:
+    """The grade of one submission and how its sandbox runs ended.
+
+    ``outcome`` is ``"ok"``, ``"limit"`` (a sandbox limit was hit: ``reason`` says which)
+    or ``"error"`` (nbgrader or the sandbox failed; the submission has no new grade).
+    """
+
+    student: str
+    assignment: str
+    score: float | None
+    max_score: float | None
+    outcome: str
+    reason: str
+    detail: str = ""
+    #: ``metadata.learnhub.sandbox`` of each graded notebook, by notebook id.
+    notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class SandboxedAutograde(Autograde):  # type: ignore[misc]
+    """nbgrader's ``Autograde`` that runs its converters without changing directory.
+
+    Stock ``start()`` does ``os.chdir(course root)``, which is process-wide and races
+    between worker threads (and would move the hub's working directory); all paths here are
+    absolute, so the change of directory is not needed.
+    """
+
+    def convert_single_notebook(self, notebook_filename: str) -> None:
+        """``Autograde.convert_single_notebook`` without its ``NBGRADER_EXECUTION`` setenv.
+
+        nbgrader's ``utils.setenv`` sets that variable in the grader's own ``os.environ``
+        and then deletes it; two interleaved converters delete it twice (``KeyError``).
+        It is meant for in-process kernels; the sandbox sets it in its own environment.
+        """
+        self.log.info("Sanitizing %s", notebook_filename)
+        self._sanitizing = True
+        self._init_preprocessors()
+        BaseConverter.convert_single_notebook(self, notebook_filename)
+
+        notebook_filename = os.path.join(
+            self.writer.build_directory, os.path.basename(notebook_filename)
+        )
+        self.log.info("Autograding %s", notebook_filename)
+        self._sanitizing = False
+        self._init_preprocessors()
+        try:
+            BaseConverter.convert_single_notebook(self, notebook_filename)
+        finally:
+            self._sanitizing = True
+
+    def start(self) -> None:
+        """Same steps as ``BaseConverter.start`` minus the ``os.chdir``."""
+        self.init_notebooks()
+        self.writer = FilesWriter(parent=self, config=self.config)  # type: ignore[no-untyped-call]
+        self.exporter = self.exporter_class(parent=self, config=self.config)
+        for pp in self.preprocessors:
+            self.exporter.register_preprocessor(pp)
+        self.convert_notebooks()
+
+
+def load_course_config(course_dir: Path) -> Config:
+    """The course's ``nbgrader_config.py`` (if any), with an absolute course root."""
+    config = Config()
+    config_file = course_dir / "nbgrader_config.py"
+    if config_file.is_file():
+        loader = PyFileConfigLoader(config_file.name, path=str(course_dir))
+        config.merge(loader.load_config())
+    config.CourseDirectory.root = str(course_dir.resolve())
+    # A submission with deleted test cells is graded as if they were there (nbgrader's
+    # default is to skip them), unless the course decided otherwise.
+    if "add_missing_cells" not in config.OverwriteCells:
+        config.OverwriteCells.add_missing_cells = True
+    return config
+
+
+def find_submitted_students(course_dir: Path, assignment: str) -> list[str]:
+    """Students with a submitted folder for ``assignment``, sorted."""
+    coursedir = CourseDirectory(config=load_course_config(course_dir))
+    pattern = coursedir.format_path(coursedir.submitted_directory, "*", assignment)
+    regexp = coursedir.format_path(
+        coursedir.submitted_directory, "(?P<student_id>[^/]+)", re.escape(assignment), escape=True
+    )
+    students = set()
+    for path in glob.glob(pattern):
+        match = re.fullmatch(regexp, path)
+        if match and os.path.isdir(path):
+            students.add(match.group("student_id"))
+    return sorted(students)
+
+
+def _replace_execute(preprocessors: list[Any], sandboxed: SandboxedExecute) -> list[Any]:
+    replaced = [
+        sandboxed if isinstance(pp, type) and issubclass(pp, Execute) else pp
+        for pp in preprocessors
+    ]
+    if sandboxed not in replaced:
+        raise NbGraderException("Autograde.autograde_preprocessors has no Execute to replace")
+    return replaced
+
+
+def _summarise(results: list[tuple[str, SandboxResult]]) -> tuple[str, str, str]:
+    for _, result in results:
+        if result.outcome != "ok":
+            return result.outcome, result.reason, result.detail
+    return "ok", "", ""
+
+
+def grade_submission(
+    base_config: Config,
+    assignment: str,
+    student: str,
+    *,
+    policy: SandboxPolicy,
+    gate: ExecutionGate,
+    force: bool = True,
+) -> GradeResult:
+    """Autograde one student's submission (nbgrader + sandbox) and read back the score."""
+    config = copy.deepcopy(base_config)
+    config.CourseDirectory.assignment_id = assignment
+    config.CourseDirectory.student_id = student
+    config.Autograde.force = force
+    config.Autograde.create_student = True
+    coursedir = CourseDirectory(config=config)
+    course_id = coursedir.course_id
+    sandboxed = SandboxedExecute(config=config, policy=policy, gate=gate, course_id=course_id)
+    converter = SandboxedAutograde(
+        coursedir=coursedir, config=config, log=logging.getLogger("learnhub.grader.nbgrader")
+    )
+    converter.autograde_preprocessors = _replace_execute(
+        list(converter.autograde_preprocessors), sandboxed
+    )
+    context = {"course": course_id, "assignment": assignment, "student": student}
+    with gate:
+        try:
+            converter.start()
+        except NbGraderException as exc:
+            detail = "; ".join(sandboxed.failures) or str(exc)
+            log.error("autograde failed", extra={**context, "outcome": "error", "error": detail})
+            reason = "sandbox-error" if sandboxed.failures else "grading-failed"
+            return GradeResult(student, assignment, None, None, "error", reason, detail)
+        try:
+            with Gradebook(coursedir.db_url, course_id) as gb:
+                submission = gb.find_submission(assignment, student)
+                score, max_score = float(submission.score), float(submission.max_score)
+        except MissingEntry as exc:
+            return GradeResult(student, assignment, None, None, "error", "not-graded", str(exc))
+    outcome, reason, detail = _summarise(sandboxed.results)
+    result = GradeResult(
+        student,
+        assignment,
+        score,
+        max_score,
+        outcome,
+        reason,
+        detail,
+        {notebook: res.as_metadata() for notebook, res in sandboxed.results},
+    )
+    log.info(
+        "autograde finished",
+        extra={**context, "outcome": outcome, "reason": reason, "score": score},
+    )
+    return result
+
+
+def autograde_submissions(
+    course_dir: Path,
+    assignment: str,
+    students: list[str] | None = None,
+    *,
+    policy: SandboxPolicy,
+    parallel: int | None = None,
+    progress: Callable[[GradeResult], None] | None = None,
+    force: bool = True,
+) -> list[GradeResult]:
+    """Autograde ``assignment`` for ``students`` (default: everyone who submitted).
+
+    ``parallel`` submissions are graded at once (default: one per CPU core); ``progress`` is
+    called in the caller's thread with each result as it completes. Results come back in
+    the order of ``students``. ``force`` regrades submissions graded before (as
+    ``nbgrader autograde --force``).
+    """
+    base_config = load_course_config(course_dir)
+    if students is None:
+        students = find_submitted_students(course_dir, assignment)
+    workers = max(1, parallel if parallel is not None else (os.cpu_count() or 1))
+    gate = ExecutionGate()
+    results: dict[str, GradeResult] = {}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="autograde") as pool:
+        futures = {
+            pool.submit(
+                grade_submission,
+                base_config,
+                assignment,
+                student,
+                policy=policy,
+                gate=gate,
+                force=force,
+            ): student
+            for student in students
+        }
+        for future in as_completed(futures):
+            result = future.result()
+            results[futures[future]] = result
+            if progress is not None:
+                progress(result)
+    return [results[student] for student in students]
+
+
+async def autograde_submissions_async(
+    course_dir: Path,
+    assignment: str,
+    students: list[str] | None = None,
+    *,
+    policy: SandboxPolicy,
+    parallel: int | None = None,
+    force: bool = True,
+) -> list[GradeResult]:
+    """:func:`autograde_submissions` on a worker thread, for the hub's event loop."""
+    return await asyncio.to_thread(
+        autograde_submissions,
+        course_dir,
+        assignment,
+        students,
+        policy=policy,
+        parallel=parallel,
+        force=force,
+    )

@@ -1,0 +1,390 @@
+"""Run one notebook in a locked-down, throwaway Docker container.
+
+This is the only place where LearnHub executes student code for grading. The container has
+no network, limited memory, CPU and processes, a read-only root file system, a tmpfs
+``/tmp`` and a tmpfs scratch work dir, runs as an unprivileged user with every capability
+dropped, and gets an explicit minimal environment (nothing of the grader's environment).
+
+The notebook and the assignment's other files reach the container through a read-only bind
+of a fresh temporary folder that contains only them and the runner script
+(``grader/sandbox_runner.py``); the executed notebook comes back on the container's stdout.
+The container is always removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import stat
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import nbformat
+import requests.exceptions
+from docker.client import DockerClient
+from docker.models.containers import Container
+from docker.types import LogConfig
+from nbformat import NotebookNode
+
+from grader.sandbox_runner import RESULT_MARKER, mark_unfinished
+
+log = logging.getLogger("learnhub.grader.sandbox")
+
+RUNNER_MODULE = "learnhub_sandbox_runner"
+_RUNNER_SOURCE = Path(__file__).with_name("sandbox_runner.py")
+_INPUT_MOUNT = "/sandbox/in"
+
+#: The whole environment student code sees (besides the image's own ENV lines).
+#: The /tmp paths are inside the container, on its private tmpfs (hence the S108 noqa).
+DEFAULT_ENV: Mapping[str, str] = {
+    "PATH": "/opt/learnhub/venv/bin:/usr/local/bin:/usr/bin:/bin",
+    "HOME": "/tmp",  # noqa: S108
+    "LANG": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "MPLBACKEND": "Agg",
+    "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime",  # noqa: S108
+    "IPYTHONDIR": "/tmp/ipython",  # noqa: S108
+    # Stock nbgrader sets this while autograding; notebooks may rely on it.
+    "NBGRADER_EXECUTION": "autograde",
+}
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed (not the student's code): the submission is not graded."""
+
+
+@dataclass(frozen=True)
+class SandboxPolicy:
+    """Limits and isolation settings for one sandboxed notebook run."""
+
+    image: str = "learnhub/singleuser:latest"
+    #: Memory limit in Docker notation; swap is disabled (memswap = memory).
+    memory: str = "512m"
+    cpus: float = 1.0
+    pids: int = 128
+    #: Seconds one cell may run before it is interrupted and marked as a timeout.
+    cell_timeout: int = 30
+    #: Seconds the whole notebook (kernel start included) may run inside the container.
+    notebook_timeout: float = 300.0
+    #: Extra wall-clock seconds for container start and teardown before a hard kill.
+    startup_grace: float = 30.0
+    network_disabled: bool = True
+    read_only_root: bool = True
+    tmp_size: str = "64m"
+    work_dir: str = "/sandbox/work"
+    work_size: str = "128m"
+    user: str = "1000:100"
+    python: str = "/opt/learnhub/venv/bin/python"
+    name_prefix: str = "learnhub-sandbox-"
+    env: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ENV))
+    #: Upper bound for the assignment files copied in next to the notebook.
+    max_input_bytes: int = 50 * 1024 * 1024
+    #: Bound on the container log (the executed notebook travels through it).
+    max_log_size: str = "64m"
+    #: Where the bind-mounted input folders are made; the Docker engine must see this path.
+    host_tmp_dir: str | None = None
+
+    @property
+    def wall_clock_limit(self) -> float:
+        """Seconds after which the grader kills the container, whatever it is doing."""
+        return self.notebook_timeout + self.startup_grace
+
+
+@dataclass
+class SandboxResult:
+    """The executed notebook and how the sandbox run ended.
+
+    ``outcome`` is ``"ok"`` or ``"limit"``; ``reason`` is empty or one of ``timeout``,
+    ``memory``, ``pids``, ``kernel-died``; ``detail`` is a sentence for the instructor.
+    """
+
+    notebook: NotebookNode
+    outcome: str
+    reason: str
+    detail: str
+    cell: int | None
+    seconds: float
+    container: str
+
+    def as_metadata(self) -> dict[str, Any]:
+        """The summary stored in ``metadata.learnhub.sandbox`` of the graded notebook."""
+        return {
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "detail": self.detail,
+            "cell": self.cell,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _prepare_input(
+    workdir: Path, nb: NotebookNode, notebook_name: str, resources_dir: Path | None, limit: int
+) -> None:
+    """Fill the bind folder: runner, notebook, and the assignment's other files."""
+    shutil.copyfile(_RUNNER_SOURCE, workdir / f"{RUNNER_MODULE}.py")
+    nbformat.write(nb, workdir / notebook_name)  # type: ignore[no-untyped-call]
+    files = workdir / "files"
+    files.mkdir()
+    total = 0
+    if resources_dir is not None:
+        for path in sorted(resources_dir.rglob("*")):
+            rel = path.relative_to(resources_dir)
+            # Symlinks could point at host files (a submission can contain one); other
+            # notebooks are earlier graded outputs, not inputs.
+            if path.is_symlink() or path.suffix == ".ipynb" or ".ipynb_checkpoints" in rel.parts:
+                continue
+            if path.is_dir():
+                (files / rel).mkdir(parents=True, exist_ok=True)
+            elif path.is_file():
+                total += path.stat().st_size
+                if total > limit:
+                    raise SandboxError(f"assignment files in {resources_dir} exceed {limit} bytes")
+                (files / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, files / rel)
+    # The container user is not the grader's user: it must read (never write) the folder.
+    readable_dir = 0o755
+    for dirpath, dirnames, filenames in os.walk(workdir):
+        os.chmod(dirpath, readable_dir)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), readable_dir)
+
+
+def _create_container(
+    client: DockerClient,
+    policy: SandboxPolicy,
+    name: str,
+    input_dir: Path,
+    notebook_name: str,
+    labels: Mapping[str, str],
+) -> Container:
+    command = [
+        "--input",
+        _INPUT_MOUNT,
+        "--work",
+        policy.work_dir,
+        "--notebook",
+        notebook_name,
+        "--cell-timeout",
+        str(policy.cell_timeout),
+        "--notebook-timeout",
+        str(policy.notebook_timeout),
+    ]
+    uid, _, gid = policy.user.partition(":")
+    tmpfs = {  # container paths, on tmpfs
+        "/tmp":  # noqa: S108
+        f"rw,nosuid,nodev,size={policy.tmp_size},mode=1777",
+        policy.work_dir: (
+            f"rw,nosuid,nodev,size={policy.work_size},uid={uid},gid={gid or uid},mode=0700"
+        ),
+    }
+    container: Container = client.containers.create(
+        policy.image,
+        # The runner is PID 1 (no init): init ignores signals from student code and can kill
+        # every other process in the namespace before it reports.
+        entrypoint=[policy.python, "-E", "-s", "-m", RUNNER_MODULE],
+        command=command,
+        name=name,
+        working_dir=_INPUT_MOUNT,
+        user=policy.user,
+        environment=dict(policy.env),
+        network_mode="none" if policy.network_disabled else "bridge",
+        read_only=policy.read_only_root,
+        tmpfs=tmpfs,
+        mem_limit=policy.memory,
+        memswap_limit=policy.memory,
+        nano_cpus=int(policy.cpus * 1e9),
+        pids_limit=policy.pids,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges:true"],
+        volumes={str(input_dir): {"bind": _INPUT_MOUNT, "mode": "ro"}},
+        labels={"learnhub.role": "grader-sandbox", **labels},
+        log_config=LogConfig(
+            type=LogConfig.types.JSON, config={"max-size": policy.max_log_size, "max-file": "1"}
+        ),
+        detach=True,
+    )
+    return container
+
+
+def _as_notebook(data: Any) -> NotebookNode:
+    node: NotebookNode = nbformat.from_dict(data)  # type: ignore[no-untyped-call]
+    return node
+
+
+def _copy_notebook(nb: NotebookNode) -> NotebookNode:
+    return _as_notebook(json.loads(json.dumps(nb)))
+
+
+def _parse_result(stdout: bytes) -> dict[str, Any] | None:
+    text = stdout.decode("utf-8", errors="replace")
+    # The LAST marker is the runner's: it kills every other process before printing.
+    _, sep, tail = text.rpartition(RESULT_MARKER + "\n")
+    if not sep:
+        return None
+    try:
+        result = json.loads(tail)
+    except json.JSONDecodeError:
+        return None
+    return result if isinstance(result, dict) else None
+
+
+def _remove(container: Container, context: str) -> None:
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:  # 409: removal already in progress
+            raise
+    log.debug("sandbox removed container=%s %s", container.name, context)
+
+
+def _aborted(
+    nb: NotebookNode, outcome: str, reason: str, detail: str, seconds: float, name: str
+) -> SandboxResult:
+    """A result for a run that produced no notebook: every code cell carries the error."""
+    copy = _copy_notebook(nb)
+    ename = {"timeout": "Timeout", "memory": "MemoryLimit"}.get(reason, "SandboxAborted")
+    cell = mark_unfinished(copy, 0, ename, detail)
+    return SandboxResult(copy, outcome, reason, detail, cell, seconds, name)
+
+
+def run_notebook_in_sandbox(
+    nb: NotebookNode,
+    policy: SandboxPolicy,
+    *,
+    resources_dir: Path | None,
+    notebook_name: str = "submission.ipynb",
+    labels: Mapping[str, str] | None = None,
+    client: DockerClient | None = None,
+) -> SandboxResult:
+    """Execute ``nb`` in a fresh sandbox container and return the executed copy.
+
+    ``resources_dir`` is the assignment folder whose other (non-notebook) files the
+    notebook may read; ``labels`` (course, assignment, student, notebook) go onto the
+    container and into the logs. Limits hit by student code give a ``"limit"`` result with
+    error outputs in the offending and all later code cells; a broken sandbox (image missing,
+    engine unreachable, runner crash) raises :class:`SandboxError`.
+    """
+    labels = dict(labels or {})
+    context = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in sorted(labels.items()))
+    # Structured fields (course, assignment, student, notebook) for log handlers.
+    fields: dict[str, Any] = {k.rsplit(".", 1)[-1]: v for k, v in labels.items()}
+    own_client = client is None
+    docker_client = DockerClient.from_env() if client is None else client
+    name = f"{policy.name_prefix}{uuid.uuid4().hex[:12]}"
+    started = time.monotonic()
+    container: Container | None = None
+    try:
+        with tempfile.TemporaryDirectory(
+            prefix="learnhub-sandbox-", dir=policy.host_tmp_dir
+        ) as tmp:
+            input_dir = Path(tmp)
+            _prepare_input(input_dir, nb, notebook_name, resources_dir, policy.max_input_bytes)
+            try:
+                container = _create_container(
+                    docker_client, policy, name, input_dir, notebook_name, labels
+                )
+                container.start()
+            except docker.errors.DockerException as exc:
+                raise SandboxError(f"cannot start sandbox {name}: {exc}") from exc
+            log.info(
+                "sandbox started container=%s %s",
+                name,
+                context,
+                extra={**fields, "container": name},
+            )
+            hard_timeout = False
+            try:
+                status = container.wait(timeout=policy.wall_clock_limit)
+                exit_code = int(status.get("StatusCode", -1))
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                hard_timeout, exit_code = True, -1
+                container.kill()
+            try:
+                container.reload()
+                oom_killed = bool(container.attrs["State"].get("OOMKilled"))
+                stdout = container.logs(stdout=True, stderr=False)
+                stderr = container.logs(stdout=False, stderr=True)
+            except docker.errors.APIError as exc:
+                # 404/409: the container vanished under us (removed by someone else).
+                raise SandboxError(f"sandbox {name} disappeared before it reported: {exc}") from exc
+        seconds = time.monotonic() - started
+        result = None if hard_timeout else _parse_result(stdout)
+        if hard_timeout:
+            detail = f"notebook exceeded {policy.wall_clock_limit:g} s; the sandbox was killed"
+            outcome = _aborted(nb, "limit", "timeout", detail, seconds, name)
+        elif exit_code == 0 and result is not None:
+            outcome = SandboxResult(
+                notebook=_as_notebook(result["notebook"]),
+                outcome=str(result["outcome"]),
+                reason=str(result["reason"]),
+                detail=str(result["detail"]),
+                cell=result.get("cell"),
+                seconds=seconds,
+                container=name,
+            )
+        elif oom_killed:
+            detail = "the sandbox was killed: memory limit exceeded"
+            outcome = _aborted(nb, "limit", "memory", detail, seconds, name)
+        else:
+            tail = stderr.decode("utf-8", errors="replace")[-2000:]
+            log.error(
+                "sandbox failed container=%s %s exit_code=%s stderr=%r",
+                name,
+                context,
+                exit_code,
+                tail,
+                extra={**fields, "container": name, "outcome": "error"},
+            )
+            raise SandboxError(f"sandbox {name} exited with {exit_code} and no result: {tail}")
+        log.info(
+            "sandbox finished container=%s %s outcome=%s reason=%s seconds=%.2f",
+            name,
+            context,
+            outcome.outcome,
+            outcome.reason or "-",
+            seconds,
+            extra={
+                **fields,
+                "container": name,
+                "outcome": outcome.outcome,
+                "reason": outcome.reason,
+            },
+        )
+        return outcome
+    finally:
+        if container is not None:
+            _remove(container, context)
+        if own_client:
+            docker_client.close()
+
+
+async def run_notebook_in_sandbox_async(
+    nb: NotebookNode,
+    policy: SandboxPolicy,
+    *,
+    resources_dir: Path | None,
+    notebook_name: str = "submission.ipynb",
+    labels: Mapping[str, str] | None = None,
+) -> SandboxResult:
+    """:func:`run_notebook_in_sandbox` on a worker thread, for the hub's event loop."""
+    return await asyncio.to_thread(
+        run_notebook_in_sandbox,
+        nb,
+        policy,
+        resources_dir=resources_dir,
+        notebook_name=notebook_name,
+        labels=labels,
+    )

@@ -1,0 +1,108 @@
+"""The sandbox on its own: limits, wall clock, inputs, cleanup (real Docker)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader.sandbox import SandboxResult, run_notebook_in_sandbox, run_notebook_in_sandbox_async
+from tests.grader.conftest import sandbox_containers, short_policy
+
+pytestmark = pytest.mark.docker
+
+
+def _notebook(*sources: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    return nb
+
+
+def _outputs(result: SandboxResult) -> str:
+    return json.dumps([c.get("outputs", []) for c in result.notebook.cells])
+
+
+def test_isolation_facts(sandbox_engine: None) -> None:
+    code = (
+        "import os, socket\n"
+        "print('UID', os.getuid(), os.getgid())\n"
+        "print('CWD', os.getcwd())\n"
+        "for path in ('/', '/opt', os.getcwd(), '/tmp'):\n"
+        "    try:\n"
+        "        open(os.path.join(path, 'probe'), 'w').close(); print('WRITABLE', path)\n"
+        "    except OSError:\n"
+        "        print('READONLY', path)\n"
+        "print('CAPS', [l for l in open('/proc/self/status') if l.startswith('CapEff')])\n"
+        "print('IFACES', sorted(n for _, n in socket.if_nameindex()))\n"
+    )
+    result = run_notebook_in_sandbox(_notebook(code), short_policy(), resources_dir=None)
+    text = _outputs(result)
+    assert result.outcome == "ok", result.detail
+    assert "UID 1000 100" in text and "CWD /sandbox/work" in text
+    assert "READONLY /\\n" in text and "READONLY /opt" in text
+    assert "WRITABLE /sandbox/work" in text and "WRITABLE /tmp" in text
+    assert "CapEff" in text and "0000000000000000" in text  # no effective capabilities
+    assert "IFACES ['lo']" in text
+
+
+def test_assignment_files_are_copied_but_not_symlinks(sandbox_engine: None, tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "more.txt").write_text("more")
+    os.symlink("/etc/hostname", tmp_path / "host-link")
+    code = (
+        "import os\n"
+        "print(open('data.csv').read(), open('sub/more.txt').read())\n"
+        "print('LINK', os.path.exists('host-link'))"
+    )
+    result = run_notebook_in_sandbox(_notebook(code), short_policy(), resources_dir=tmp_path)
+    text = _outputs(result)
+    assert "a,b\\n1,2" in text and "more" in text and "LINK False" in text
+
+
+def test_notebook_deadline_marks_every_remaining_cell(sandbox_engine: None) -> None:
+    stubborn = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass"
+    nb = _notebook("x = 1", stubborn, "print('never')", "print('never either')")
+    policy = short_policy(cell_timeout=3, notebook_timeout=8.0)
+    result = run_notebook_in_sandbox(nb, policy, resources_dir=None)
+    assert (result.outcome, result.reason) == ("limit", "timeout"), result.detail
+    assert result.seconds < policy.wall_clock_limit
+    for cell in result.notebook.cells[1:]:
+        assert any(o["output_type"] == "error" for o in cell.outputs), cell
+
+
+def test_hard_wall_clock_kills_the_container(sandbox_engine: None) -> None:
+    # The grader's own limit (notebook budget + grace) fires before the runner's.
+    policy = short_policy(cell_timeout=30, notebook_timeout=30.0, startup_grace=-24.0)
+    result = run_notebook_in_sandbox(
+        _notebook("import time\ntime.sleep(60)", "print(1)"), policy, resources_dir=None
+    )
+    assert (result.outcome, result.reason) == ("limit", "timeout")
+    assert "killed" in result.detail
+    assert all(any(o["output_type"] == "error" for o in c.outputs) for c in result.notebook.cells)
+    assert result.seconds < 20
+    assert sandbox_containers() == []
+
+
+def test_async_wrapper_runs_sandboxes_concurrently(sandbox_engine: None) -> None:
+    async def both() -> list[SandboxResult]:
+        policy = short_policy()
+        return list(
+            await asyncio.gather(
+                run_notebook_in_sandbox_async(
+                    _notebook("print(6 * 7)"), policy, resources_dir=None
+                ),
+                run_notebook_in_sandbox_async(
+                    _notebook("print(6 * 9)"), policy, resources_dir=None
+                ),
+            )
+        )
+
+    first, second = asyncio.run(both())
+    assert "42" in _outputs(first) and "54" in _outputs(second)
+    assert first.container != second.container
+    assert sandbox_containers() == []
