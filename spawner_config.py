@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hub.hubconfig import exchange_url
 from hub.settings import Settings
 
 
@@ -24,6 +25,7 @@ def apply_spawner(c: Any, settings: Settings) -> None:
         "default_mem_limit": spawner.limits.memory,
         "default_cpu_limit": spawner.limits.cpu,
         "name_prefix": spawner.name_prefix,
+        "exchange_url": exchange_url(settings),
     }
     c.Spawner.start_timeout = spawner.start_timeout
     c.Spawner.http_timeout = spawner.start_timeout

@@ -8,6 +8,8 @@
     learnhub images build          build the container images that are out of date
     learnhub stripe sync           find or create Stripe prices for courses and plans
     learnhub reconcile             catch up on missed Stripe events, re-apply membership
+    learnhub grader ACTION COURSE ASSIGNMENT
+                                   release | collect | autograde | feedback | export | extend
 
 Settings come from `--config FILE`, `LEARNHUB_CONFIG` or `./learnhub.yaml`, plus LEARNHUB_*
 secrets in the environment. Errors print one message and exit with status 2.
@@ -23,6 +25,7 @@ import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import stripe
 
@@ -32,6 +35,10 @@ from hub.errors import LearnHubError
 from hub.hubconfig import hub_api_url
 from hub.logs import configure_logging
 from hub.settings import Settings, load_settings, settings_from_environment
+
+if TYPE_CHECKING:
+    from grader.autograde import GradeResult
+    from grader.course import GradingCourse
 
 #: The repository root: jupyterhub_config.py, courses/ and docker/ live here.
 ROOT = Path(__file__).resolve().parent.parent
@@ -237,6 +244,101 @@ def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return asyncio.run(run())
 
 
+def grading_course(settings: Settings, course_id: str) -> GradingCourse:
+    """The nbgrader side of a course, reaching the exchange through the local service."""
+    from grader.course import GradingCourse
+    from hub.hubconfig import service_prefix
+
+    catalog = Catalog.load(settings.courses_dir)
+    entry = catalog.get(course_id)
+    if entry is None:
+        known = ", ".join(catalog.ids()) or "none"
+        raise LearnHubError(f"no such course {course_id!r} (known: {known})")
+    return GradingCourse(
+        entry=entry,
+        root=settings.data_dir / "grader" / course_id,
+        gradebook_url=settings.gradebook_url(course_id),
+        exchange_url=(
+            f"http://127.0.0.1:{settings.hub.service_port}{service_prefix(settings)}exchange/"
+        ),
+        token=_admin_token_for_cli(settings),
+    )
+
+
+def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """release | collect | autograde | feedback | export | extend, for one assignment."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from grader.course import GradingError, grades_csv
+    from grader.sandbox import SandboxPolicy
+
+    settings = _settings(args, environ)
+    course = grading_course(settings, args.course)
+    console = Console(stderr=True)
+    what = f"{args.course}/{args.assignment}"
+    try:
+        if args.action == "release":
+            with console.status(f"releasing {what}"):
+                course.release(args.assignment, force=args.force)
+            print(f"released {what}: learners can fetch it from the Assignments tab")
+        elif args.action == "collect":
+            with console.status(f"collecting {what}"):
+                students = course.collect(args.assignment)
+            print(f"collected {len(students)} submissions of {what}: {', '.join(students)}")
+        elif args.action == "autograde":
+            limits = course.entry.course.resource_limits(settings.spawner.limits)
+            policy = SandboxPolicy(
+                image=course.entry.course.image or settings.spawner.image,
+                memory=limits.memory,
+                cpus=min(limits.cpu, 1.0),
+            )
+            from grader.autograde import find_submitted_students
+
+            course.prepare()
+            total = len(find_submitted_students(course.root, args.assignment))
+            with Progress(
+                TextColumn("autograding"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                console=console,
+            ) as progress:
+                task = progress.add_task(what, total=total)
+
+                def advance(result: GradeResult) -> None:
+                    progress.update(task, advance=1, description=result.student)
+
+                results = course.autograde(
+                    args.assignment, policy=policy, parallel=args.parallel, progress=advance
+                )
+            for r in results:
+                score = "-" if r.score is None else f"{r.score:g}/{r.max_score:g}"
+                reason = f" ({r.reason})" if r.reason else ""
+                print(f"{r.student:<24} {score:>10}  {r.outcome}{reason}")
+            if any(r.outcome == "error" for r in results):
+                return 1
+        elif args.action == "feedback":
+            with console.status(f"generating and releasing feedback for {what}"):
+                students = course.feedback(args.assignment)
+            print(f"feedback released to {len(students)} learners for {what}")
+        elif args.action == "export":
+            text = grades_csv(course.grades(args.assignment))
+            if args.output:
+                Path(args.output).write_text(text)
+                print(f"wrote {args.output}")
+            else:
+                print(text, end="")
+        elif args.action == "extend":
+            if not args.student or args.hours is None:
+                raise LearnHubError("extend needs --student NAME and --hours N")
+            course.grant_extension(args.assignment, args.student, hours=args.hours)
+            print(f"{args.student} has {args.hours:g} extra hours for {what}")
+    except GradingError as exc:
+        raise LearnHubError(str(exc)) from exc
+    return 0
+
+
 def cmd_images_build(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Build the images that are out of date."""
     from hub import images
@@ -311,6 +413,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "reconcile", help="catch up on missed Stripe events and re-apply course membership"
     ).set_defaults(func=cmd_reconcile)
+
+    grading = sub.add_parser("grader", help="assignments: release, collect, grade, feedback")
+    grading.add_argument(
+        "action", choices=["release", "collect", "autograde", "feedback", "export", "extend"]
+    )
+    grading.add_argument("course")
+    grading.add_argument("assignment")
+    grading.add_argument("--force", action="store_true", help="release: replace a release")
+    grading.add_argument(
+        "--parallel", type=int, default=None, help="autograde: sandboxes at once (default: cores)"
+    )
+    grading.add_argument("--output", help="export: write the CSV to this file")
+    grading.add_argument("--student", help="extend: the learner")
+    grading.add_argument("--hours", type=float, help="extend: extra hours (0 removes)")
+    grading.set_defaults(func=cmd_grader)
 
     imgs = sub.add_parser("images", help="container images")
     imgs_sub = imgs.add_subparsers(dest="images_command", required=True)

@@ -52,6 +52,13 @@ class Assignment(_Model):
     due: AwareDatetime | None = None
 
 
+class Grading(_Model):
+    """How late work is graded."""
+
+    late_penalty_percent_per_day: Annotated[float, Field(ge=0, le=100)] = 0.0
+    max_late_penalty_percent: Annotated[float, Field(ge=0, le=100)] = 100.0
+
+
 class Course(_Model):
     """One course, as declared in its `course.yaml`."""
 
@@ -66,6 +73,7 @@ class Course(_Model):
     syllabus: list[str] = Field(default_factory=list)
     outcomes: list[str] = Field(default_factory=list)
     assignments: list[Assignment] = Field(default_factory=list)
+    grading: Grading = Field(default_factory=Grading)
 
     @field_validator("assignments")
     @classmethod

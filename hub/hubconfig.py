@@ -49,20 +49,34 @@ def bridge_gateway(network: str = "bridge") -> str:
     return out or "172.17.0.1"
 
 
+def hub_ip(settings: Settings) -> str:
+    """Where the Hub API (and the exchange) listen: reachable from course containers only."""
+    if settings.hub.hub_ip != "auto":
+        return settings.hub.hub_ip
+    if settings.spawner.backend in ("docker", "swarm"):
+        return bridge_gateway(settings.spawner.network)
+    return "127.0.0.1"
+
+
+def service_prefix(settings: Settings) -> str:
+    """URL path of the LearnHub service, e.g. `/services/learnhub/`."""
+    return urlparse(settings.hub.bind_url).path + "services/learnhub/"
+
+
+def exchange_url(settings: Settings) -> str:
+    """The nbgrader exchange as course containers reach it (the bridge gateway, not the proxy)."""
+    return (
+        f"http://{hub_ip(settings)}:{settings.hub.service_port}{service_prefix(settings)}exchange/"
+    )
+
+
 def apply_hub(c: Any, settings: Settings) -> None:
     """Proxy, Hub API address, base URL, database, cookie secret, logging."""
     hub = settings.hub
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     c.JupyterHub.bind_url = hub.bind_url
-    hub_ip = hub.hub_ip
-    if hub_ip == "auto":
-        hub_ip = (
-            bridge_gateway(settings.spawner.network)
-            if settings.spawner.backend in ("docker", "swarm")
-            else "127.0.0.1"
-        )
-    c.JupyterHub.hub_bind_url = f"http://{hub_ip}:{hub.hub_port}"
+    c.JupyterHub.hub_bind_url = f"http://{hub_ip(settings)}:{hub.hub_port}"
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub.proxy_api_port}"
     c.ConfigurableHTTPProxy.pid_file = str(data_dir / "proxy.pid")
     if hub.subdomain_host:

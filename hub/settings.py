@@ -231,11 +231,26 @@ class PaymentSettings(_Model):
     )
 
 
+class ExchangeSettings(_Model):
+    """The nbgrader exchange served by the LearnHub service."""
+
+    max_submission_mib: int = Field(
+        20, ge=1, le=1024, description="Largest accepted submission (archive), in MiB."
+    )
+
+
 class DatabaseSettings(_Model):
     """Database URLs. SQLite files under `hub.data_dir` unless given."""
 
     hub_url: str = Field("", description="JupyterHub's database; default sqlite under data_dir.")
     learnhub_url: str = Field("", description="LearnHub's database; default sqlite under data_dir.")
+    gradebook_url: str = Field(
+        "",
+        description=(
+            "nbgrader gradebook per course; `{course}` is replaced by the course id "
+            "(e.g. postgresql://db/gradebook_{course}). Default: sqlite under data_dir/grader."
+        ),
+    )
 
 
 class Secrets(_Model):
@@ -271,6 +286,7 @@ class Settings(_Model):
     spawner: SpawnerSettings = Field(default_factory=SpawnerSettings)
     payments: PaymentSettings = Field(default_factory=PaymentSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
     source: str = Field("<defaults>", exclude=True, description="Where these settings came from.")
 
@@ -333,6 +349,13 @@ class Settings(_Model):
     def learnhub_db_url(self) -> str:
         """LearnHub's own database URL."""
         return self.database.learnhub_url or f"sqlite:///{self.data_dir / 'learnhub.sqlite'}"
+
+    def gradebook_url(self, course_id: str) -> str:
+        """The nbgrader gradebook of one course."""
+        template = self.database.gradebook_url or (
+            f"sqlite:///{self.data_dir / 'grader' / '{course}' / 'gradebook.db'}"
+        )
+        return template.replace("{course}", course_id)
 
     def secret(self, name: str) -> str | None:
         """The plain value of secret ``name``, or None. Never log what this returns."""

@@ -41,6 +41,11 @@ class CourseSpawnerMixin(HasTraits):
     )
     default_mem_limit = Unicode("1G", config=True, help="Memory limit when a course sets none.")
     default_cpu_limit = Float(1.0, config=True, help="CPU limit when a course sets none.")
+    exchange_url = Unicode(
+        "",
+        config=True,
+        help="The nbgrader exchange as course containers reach it (LEARNHUB_EXCHANGE_URL).",
+    )
     name_prefix = Unicode(
         "learnhub", config=True, help="Prefix of every container and volume LearnHub creates."
     )
@@ -119,7 +124,10 @@ class CourseSpawnerMixin(HasTraits):
 
     def course_environment(self, entry: CourseEntry) -> dict[str, str]:
         """Environment for the course container (never secrets beyond the Hub's own token)."""
-        return {"LEARNHUB_COURSE": entry.course.id, "LEARNHUB_USER": self.user.name}
+        env = {"LEARNHUB_COURSE": entry.course.id, "LEARNHUB_USER": self.user.name}
+        if self.exchange_url:
+            env["LEARNHUB_EXCHANGE_URL"] = self.exchange_url
+        return env
 
     def apply_course(self, entry: CourseEntry) -> tuple[str, float]:
         """Set image, limits and environment for the course; return (memory, cpu)."""

@@ -84,6 +84,7 @@ def docker_hub(
         yield hub
     finally:
         hub.stop()
+        docker_cleanup(hub.prefix)
 
 
 @pytest.fixture

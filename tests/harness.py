@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: process id keeps two sessions on one Docker engine (a developer's and CI's) out of each other's
 #: way; leftovers of sessions that died are removed by :func:`remove_stale_test_objects`.
 TEST_PREFIX = f"lht{os.getpid():07d}"
-STALE_PATTERN = re.compile(r"^/?lht(\d{7})-")
+STALE_PATTERN = re.compile(r"^/?lht(\d{7})")
+_hub_counter = iter(range(1, 10_000))
 #: A base URL chosen to break escaping bugs (as JupyterHub's own tests do).
 HOSTILE_BASE_URL = "/@/space%20word/"
 
@@ -47,7 +48,7 @@ def free_port() -> int:
 def docker_cleanup(prefix: str = TEST_PREFIX) -> None:
     """Remove every container and volume whose name starts with `prefix-`."""
     names = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"name=^/{prefix}-"],
+        ["docker", "ps", "-aq", "--filter", f"name=^/{prefix}"],
         capture_output=True,
         text=True,
         check=False,
@@ -55,12 +56,12 @@ def docker_cleanup(prefix: str = TEST_PREFIX) -> None:
     if names:
         subprocess.run(["docker", "rm", "-f", *names], capture_output=True, check=False)
     volumes = subprocess.run(
-        ["docker", "volume", "ls", "-q", "--filter", f"name=^{prefix}-"],
+        ["docker", "volume", "ls", "-q", "--filter", f"name=^{prefix}"],
         capture_output=True,
         text=True,
         check=False,
     ).stdout.split()
-    volumes = [v for v in volumes if v.startswith(f"{prefix}-")]
+    volumes = [v for v in volumes if v.startswith(prefix)]
     if volumes:
         subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True, check=False)
 
@@ -88,7 +89,7 @@ def remove_stale_test_objects() -> None:
 def container_logs(prefix: str = TEST_PREFIX) -> str:
     """Logs of every test container, for failure reports."""
     ids = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"name=^/{prefix}-"],
+        ["docker", "ps", "-aq", "--filter", f"name=^/{prefix}"],
         capture_output=True,
         text=True,
         check=False,
@@ -130,6 +131,11 @@ class HubProcess:
     @property
     def api_url(self) -> str:
         return self.url + "hub/api"
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of this hub's containers and volumes."""
+        return str(self.settings["spawner"]["name_prefix"])
 
     @property
     def log_path(self) -> Path:
@@ -221,7 +227,8 @@ def hub_settings(workdir: Path, *, courses_dir: Path, backend: str = "docker") -
         },
         "spawner": {
             "backend": backend,
-            "name_prefix": TEST_PREFIX,
+            # One prefix per hub: two hubs of one session never fight over a container name.
+            "name_prefix": f"{TEST_PREFIX}h{next(_hub_counter)}",
             "idle_timeout": 0,
             "start_timeout": 90,
         },

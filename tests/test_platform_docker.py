@@ -18,7 +18,7 @@ from typing import Any
 import docker
 import pytest
 
-from tests.harness import TEST_PREFIX, HubProcess, browser, wait_for_server
+from tests.harness import HubProcess, browser, wait_for_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]
 
@@ -33,8 +33,10 @@ def engine() -> Iterator[docker.DockerClient]:
     client.close()
 
 
-def containers_of(engine: docker.DockerClient, user: str, course: str | None = None) -> list[Any]:
-    labels = [f"learnhub.user={user}", f"learnhub.prefix={TEST_PREFIX}"]
+def containers_of(
+    engine: docker.DockerClient, user: str, course: str | None = None, prefix: str = ""
+) -> list[Any]:
+    labels = [f"learnhub.user={user}"] + ([f"learnhub.prefix={prefix}"] if prefix else [])
     if course:
         labels.append(f"learnhub.course={course}")
     return list(engine.containers.list(all=True, filters={"label": labels}))
@@ -88,7 +90,7 @@ def test_non_member_is_refused_before_any_container(
         )
         assert default.status_code == 400
         assert "own server" in default.json()["message"]
-    assert containers_of(engine, "grace-hopper") == []
+    assert containers_of(engine, "grace-hopper", prefix=docker_hub.prefix) == []
     assert not [v for v in engine.volumes.list() if "grace-2dhopper" in v.name]
 
 
@@ -107,10 +109,10 @@ def test_course_server_has_the_notebooks_and_limits(
         expected = {p.name for p in (courses_dir / COURSE / "materials").iterdir()}
         assert expected <= names, f"missing {expected - names}"
 
-    (container,) = containers_of(engine, "demo-learner", COURSE)
+    (container,) = containers_of(engine, "demo-learner", COURSE, docker_hub.prefix)
     attrs = container.attrs
     host = attrs["HostConfig"]
-    assert container.name.startswith(f"{TEST_PREFIX}-")
+    assert container.name.startswith(f"{docker_hub.prefix}-")
     assert container.labels["learnhub.course"] == COURSE
     assert host["Memory"] == 1024**3  # course.yaml: memory 1G
     assert host["CpuQuota"] == host["CpuPeriod"]  # cpu 1.0
@@ -162,14 +164,14 @@ def test_servers_survive_a_hub_restart(docker_hub: HubProcess, engine: docker.Do
         if COURSE not in docker_hub.api("GET", "/users/demo-learner").json()["servers"]:
             b.spawn_course("demo-learner", COURSE)
         wait_for_server(docker_hub, "demo-learner", COURSE)
-    (before,) = containers_of(engine, "demo-learner", COURSE)
+    (before,) = containers_of(engine, "demo-learner", COURSE, docker_hub.prefix)
 
     docker_hub.stop(kill_proxy=False)
     docker_hub.start()
 
     model = docker_hub.api("GET", "/users/demo-learner").json()["servers"][COURSE]
     assert model["ready"] is True
-    (after,) = containers_of(engine, "demo-learner", COURSE)
+    (after,) = containers_of(engine, "demo-learner", COURSE, docker_hub.prefix)
     assert after.id == before.id
     with browser(docker_hub) as b:
         assert b.login("demo-learner", PASSWORD).status_code == 200
@@ -208,7 +210,9 @@ def test_cli_grant_and_revoke(docker_hub: HubProcess, engine: docker.DockerClien
         assert COURSE not in servers or not servers[COURSE].get("ready")
         assert b.spawn_course("alan-turing", COURSE).status_code == 403
     # The learner's volume is kept for a re-purchase.
-    assert [v for v in engine.volumes.list() if v.name.startswith(f"{TEST_PREFIX}-alan-2dturing")]
+    assert [
+        v for v in engine.volumes.list() if v.name.startswith(f"{docker_hub.prefix}-alan-2dturing")
+    ]
 
     unknown = run_cli(docker_hub, "grant", "alan-turing", "no-such-course")
     assert unknown.returncode == 2

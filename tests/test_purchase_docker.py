@@ -23,7 +23,7 @@ import pytest
 import stripe
 
 from tests.billing.stripe_standin import API_KEY, StripeStandIn
-from tests.harness import TEST_PREFIX, HubProcess, browser, hub_settings, wait_for_server
+from tests.harness import HubProcess, browser, docker_cleanup, hub_settings, wait_for_server
 
 pytestmark = [pytest.mark.docker]
 
@@ -66,6 +66,7 @@ def paid_hub(
         if hub.proc is not None:
             print("===== paid hub log =====\n" + hub.log_tail(80))
         hub.stop()
+        docker_cleanup(hub.prefix)
 
 
 def webhook_url(hub: HubProcess) -> str:
@@ -180,7 +181,7 @@ def test_purchase_refund_repurchase(paid_hub: HubProcess, standin: StripeStandIn
     volumes = subprocess.run(
         ["docker", "volume", "ls", "-q"], capture_output=True, text=True, check=True
     ).stdout.split()
-    assert f"{TEST_PREFIX}-lin-2dpurchase--algorithms-2din-2dpython" in volumes
+    assert f"{paid_hub.prefix}-lin-2dpurchase--algorithms-2din-2dpython" in volumes
 
 
 def test_missed_webhook_is_healed_by_learnhub_reconcile(

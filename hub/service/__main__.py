@@ -14,14 +14,19 @@ import signal
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tornado import web
 from tornado.ioloop import PeriodicCallback
 
+from grader.exchange.auth import HubAuthorizer
+from grader.exchange.server import exchange_routes
+from grader.exchange.storage import ExchangeStorage
 from hub.access import HubClient
 from hub.billing.client import stripe_client
 from hub.billing.reconcile import reconcile
 from hub.billing.sync import make_access_sync
 from hub.courses import Catalog
 from hub.errors import LearnHubError
+from hub.hubconfig import hub_ip
 from hub.logs import configure_logging
 from hub.service.app import make_app
 from hub.settings import settings_from_environment
@@ -64,6 +69,14 @@ async def main() -> None:
     client = None
     if settings.payments.provider == "stripe":
         client = stripe_client(settings)
+    storage = ExchangeStorage(
+        settings.data_dir / "exchange",
+        db,
+        courses=catalog,
+        max_submission_bytes=settings.exchange.max_submission_mib * 2**20,
+    )
+    authorizer = HubAuthorizer(hub)
+    exchange = exchange_routes(prefix, storage=storage, authorizer=authorizer)
     app = make_app(
         settings,
         catalog,
@@ -74,9 +87,16 @@ async def main() -> None:
         service_url=service_url,
         hub_base_url=env.get("JUPYTERHUB_BASE_URL"),
         hub_client=hub,
+        extra_routes=exchange,
     )
     url = urlsplit(service_url)
     app.listen(url.port or 80, url.hostname or "127.0.0.1")
+    # Course containers reach the exchange (and only the exchange) on the Docker bridge gateway;
+    # everything else of the service stays behind the proxy.
+    container_side = hub_ip(settings)
+    if container_side != (url.hostname or "127.0.0.1"):
+        web.Application(exchange).listen(url.port or 80, container_side)
+        log.info("exchange listening for containers", extra={"address": container_side})
     billing = app.settings["learnhub_billing"]
 
     async def reconcile_once() -> None:
@@ -94,6 +114,7 @@ async def main() -> None:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     log.info("LearnHub service stopping")
+    await authorizer.aclose()
     db.dispose()
 
 

@@ -430,6 +430,7 @@ def make_app(
     cookie_secret: bytes | None = None,
     hub_base_url: str | None = None,
     hub_client: HubClient | None = None,
+    extra_routes: list[Any] | None = None,
 ) -> web.Application:
     """The tornado application of the LearnHub service.
 
@@ -484,6 +485,7 @@ def make_app(
         (_route(prefix, "oauth_callback"), HubOAuthCallbackHandler),
         *page_routes(prefix),
         *dashboard_routes(prefix),
+        *(extra_routes or []),
     ]
     return web.Application(
         routes,

@@ -29,7 +29,7 @@ from grader.exchange.server import exchange_routes
 from grader.exchange.storage import ExchangeStorage
 from hub.access import HubClient
 from hub.store import Database, upgrade
-from tests.harness import TEST_PREFIX, HubProcess, browser, wait_for_server
+from tests.harness import HubProcess, browser, wait_for_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]
 
@@ -85,7 +85,7 @@ async def test_course_container_fetches_and_submits(
             "label": [
                 "learnhub.user=demo-learner",
                 f"learnhub.course={COURSE}",
-                f"learnhub.prefix={TEST_PREFIX}",
+                f"learnhub.prefix={docker_hub.prefix}",
             ]
         }
     )

@@ -1,0 +1,65 @@
+"""Feedback never shows hidden tests; late penalties follow course.yaml."""
+
+from __future__ import annotations
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+from grader.course import EXPORT_COLUMNS, grades_csv
+from grader.feedback import HIDDEN_ERROR, StripHiddenTests
+from grader.late import PercentPerDayLate
+
+TEST_CELL = """assert add(1, 2) == 3
+### BEGIN HIDDEN TESTS
+assert add(-7, 7) == 0, "negative numbers"
+assert add(10**6, 1) == 1000001
+### END HIDDEN TESTS
+"""
+
+
+def notebook() -> nbformat.NotebookNode:
+    failing = new_code_cell(TEST_CELL)
+    failing.outputs = [
+        new_output(
+            "error",
+            ename="AssertionError",
+            evalue="negative numbers",
+            traceback=['----> 3 assert add(-7, 7) == 0, "negative numbers"', "AssertionError"],
+        )
+    ]
+    snooping = new_code_cell("print(In[-1])")
+    snooping.outputs = [
+        new_output("stream", name="stdout", text="x = 1\nassert add(10**6, 1) == 1000001\n")
+    ]
+    return new_notebook(cells=[failing, snooping])
+
+
+def test_hidden_tests_removed_from_source_traceback_and_outputs() -> None:
+    nb, _ = StripHiddenTests().preprocess(notebook(), {})
+    text = nbformat.writes(nb)
+    assert "add(-7, 7)" not in text
+    assert "10**6" not in text
+    assert "BEGIN HIDDEN TESTS" not in text
+    assert "hidden tests are not shown" in nb.cells[0].source
+    assert "assert add(1, 2) == 3" in nb.cells[0].source  # visible tests stay
+    error = nb.cells[0].outputs[0]
+    assert error["evalue"] == HIDDEN_ERROR
+    assert error["traceback"] == [f"AssertionError: {HIDDEN_ERROR}"]
+    assert nb.cells[1].outputs[0]["text"] == "x = 1\n"
+
+
+def test_percent_per_day_late_penalty() -> None:
+    late = PercentPerDayLate(percent_per_day=10, max_percent=50)
+    assert late.late_submission_penalty("ada", 10.0, 0) == 0.0
+    assert late.late_submission_penalty("ada", 10.0, 60) == 1.0  # a started day
+    assert late.late_submission_penalty("ada", 10.0, 86400 * 2 + 1) == 3.0
+    assert late.late_submission_penalty("ada", 10.0, 86400 * 30) == 5.0  # capped at 50 %
+    assert late.late_submission_penalty("ada", 0.0, 86400) == 0.0
+
+
+def test_grades_csv_columns() -> None:
+    row = dict.fromkeys(EXPORT_COLUMNS, "")
+    row.update(course="c", assignment="a", student="ada", score=9.5, max_score=10)
+    text = grades_csv([row])
+    assert text.splitlines()[0] == ",".join(EXPORT_COLUMNS)
+    assert text.splitlines()[1].startswith("c,a,ada,9.5,10,")

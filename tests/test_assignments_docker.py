@@ -1,0 +1,160 @@
+"""Assignments end to end on real parts: release → fetch → submit → collect → autograde → feedback.
+
+The instructor uses `learnhub grader`; learners use nbgrader's Assignments tab API in their own
+course containers (through the proxy, with their browser session), which talks to LearnHub's
+HTTP exchange on the Docker bridge gateway. Autograding runs in sandbox containers. The feedback
+a learner fetches shows their score and never the hidden tests.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tests.harness import ROOT, Browser, HubProcess, browser, wait_for_server
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]
+
+COURSE = "python-foundations"
+ASSIGNMENT = "ps1-data-model"
+PASSWORD = "learnhub-demo"
+
+
+def learnhub(hub: HubProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "hub.cli", *args],
+        env=hub.env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=os.fspath(hub.workdir),
+        timeout=600,
+    )
+    print(result.stdout, result.stderr)
+    return result
+
+
+def assignments_api(b: Browser, server_url: str, action: str | None = None) -> list[dict]:  # type: ignore[type-arg]
+    """What JupyterLab's Assignments tab calls (nbgrader's assignment_list server extension)."""
+    base = b.absolute(server_url)
+    headers = b.xsrf_headers(server_url)
+    if action is None:
+        response = b.client.get(base + "assignments", params={"course_id": COURSE}, headers=headers)
+    else:
+        response = b.client.post(
+            base + f"assignments/{action}",
+            data={"course_id": COURSE, "assignment_id": ASSIGNMENT},
+            headers=headers,
+        )
+    assert response.status_code == 200, response.text
+    body = json.loads(response.text)
+    assert body.get("success", True), body
+    return list(body["value"])
+
+
+def open_course(b: Browser, hub: HubProcess, user: str) -> str:
+    if COURSE not in hub.api("GET", f"/users/{user}").json()["servers"]:
+        assert b.spawn_course(user, COURSE).status_code in (201, 202)
+    server = wait_for_server(hub, user, COURSE)
+    b.open_server(server["url"])
+    return str(server["url"])
+
+
+def hidden_test_lines() -> list[str]:
+    source = ROOT / "courses" / COURSE / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    lines: list[str] = []
+    for cell in nbformat.read(source, as_version=4).cells:
+        inside = False
+        for line in cell.source.splitlines():
+            if "BEGIN HIDDEN TESTS" in line:
+                inside = True
+            elif "END HIDDEN TESTS" in line:
+                inside = False
+            elif inside and len(line.strip()) > 12:
+                lines.append(line.strip())
+    assert lines, "the demo assignment should have hidden tests"
+    return lines
+
+
+def test_full_assignment_cycle(docker_hub: HubProcess, courses_dir: Path) -> None:
+    released = learnhub(docker_hub, "grader", "release", COURSE, ASSIGNMENT)
+    assert released.returncode == 0, released.stderr
+
+    # Learner 1 solves it (the reference solution); learner 2 hands in the untouched release.
+    with browser(docker_hub) as b2:
+        b2.signup("ada-solver", "difference-engine-1822")
+        assert b2.login("ada-solver", "difference-engine-1822").status_code == 200
+        assert learnhub(docker_hub, "grant", "ada-solver", COURSE).returncode == 0
+        url2 = open_course(b2, docker_hub, "ada-solver")
+        listed = assignments_api(b2, url2)
+        assert [a["assignment_id"] for a in listed if a["status"] == "released"] == [ASSIGNMENT]
+        assignments_api(b2, url2, "fetch")
+        fetched = b2.contents(url2, f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb")
+        assert fetched.status_code == 200
+        text = json.dumps(fetched.json()["content"])
+        assert "BEGIN HIDDEN TESTS" not in text and "BEGIN SOLUTION" not in text
+        assignments_api(b2, url2, "submit")
+
+    with browser(docker_hub) as b:
+        assert b.login("demo-learner", PASSWORD).status_code == 200
+        url = open_course(b, docker_hub, "demo-learner")
+        assignments_api(b, url, "fetch")
+        solution = nbformat.read(
+            courses_dir / COURSE / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4
+        )
+        fetched_nb = b.contents(url, f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb").json()["content"]
+        # Keep nbgrader's cell metadata of the release; put the reference code in the cells.
+        for cell, ref in zip(fetched_nb["cells"], solution.cells, strict=True):
+            if cell["cell_type"] == "code" and cell["metadata"].get("nbgrader", {}).get("solution"):
+                cell["source"] = "\n".join(
+                    line for line in ref.source.splitlines() if "SOLUTION" not in line
+                )
+        saved = b.client.put(
+            b.absolute(url) + f"api/contents/{ASSIGNMENT}/{ASSIGNMENT}.ipynb",
+            json={"type": "notebook", "format": "json", "content": fetched_nb},
+            headers=b.xsrf_headers(url),
+        )
+        assert saved.status_code == 200, saved.text
+        submitted = assignments_api(b, url, "submit")
+        assert any(a["status"] == "submitted" for a in submitted)
+
+        collected = learnhub(docker_hub, "grader", "collect", COURSE, ASSIGNMENT)
+        assert collected.returncode == 0, collected.stderr
+        assert "collected 2 submissions" in collected.stdout
+
+        graded = learnhub(docker_hub, "grader", "autograde", COURSE, ASSIGNMENT, "--parallel", "2")
+        assert graded.returncode == 0, graded.stderr
+        scores = {
+            line.split()[0]: line.split()[1]
+            for line in graded.stdout.splitlines()
+            if line.startswith(("demo-learner", "ada-solver"))
+        }
+        assert scores == {"demo-learner": "10/10", "ada-solver": "0/10"}
+
+        feedback = learnhub(docker_hub, "grader", "feedback", COURSE, ASSIGNMENT)
+        assert feedback.returncode == 0, feedback.stderr
+
+        after = assignments_api(b, url, "fetch_feedback")
+        # The Assignments tab now shows the feedback as fetched.
+        assert '"has_local_feedback": true' in json.dumps(after)
+        folder = b.contents(url, f"{ASSIGNMENT}/feedback").json()["content"]
+        (stamp,) = [item["name"] for item in folder]
+        html = b.contents(url, f"{ASSIGNMENT}/feedback/{stamp}/{ASSIGNMENT}.html").json()["content"]
+        assert "Score: 10.0 / 10.0" in html or "10.0 / 10.0" in html
+        assert "BEGIN HIDDEN TESTS" not in html
+        for line in hidden_test_lines():
+            assert line not in html, f"hidden test leaked into feedback: {line}"
+
+    exported = learnhub(docker_hub, "grader", "export", COURSE, ASSIGNMENT)
+    assert exported.returncode == 0, exported.stderr
+    rows = {row["student"]: row for row in csv.DictReader(io.StringIO(exported.stdout))}
+    assert float(rows["demo-learner"]["score"]) == 10.0
+    assert float(rows["ada-solver"]["score"]) == 0.0
