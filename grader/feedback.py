@@ -11,6 +11,7 @@ exception type and a neutral message.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from nbformat import NotebookNode
@@ -21,6 +22,8 @@ from traitlets import Unicode
 HIDDEN_NOTE = "# (hidden tests are not shown)"
 #: Replaces the message of an error raised by a hidden test.
 HIDDEN_ERROR = "a hidden test failed"
+#: Terminal colour codes: IPython colours tracebacks, and they split code into pieces.
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 #: Shorter lines are too common (`pass`, `else:`) to say anything about a hidden test.
 MIN_HIDDEN_LINE = 6
 
@@ -66,15 +69,21 @@ class StripHiddenTests(NbGraderPreprocessor):  # type: ignore[misc]
                 self._scrub(output, hidden_lines, in_hidden_cell=index in hidden_cells)
         return nb, resources
 
-    def _scrub_text(self, text: str, hidden_lines: set[str]) -> str:
-        return "\n".join(
-            line for line in text.split("\n") if not any(h in line for h in hidden_lines)
+    def _reveals(self, text: str, hidden_lines: set[str]) -> bool:
+        plain = ANSI.sub("", text)
+        return (
+            self.begin_test_delimeter in plain
+            or self.end_test_delimeter in plain
+            or any(h in plain for h in hidden_lines)
         )
+
+    def _scrub_text(self, text: str, hidden_lines: set[str]) -> str:
+        return "\n".join(line for line in text.split("\n") if not self._reveals(line, hidden_lines))
 
     def _scrub(self, output: NotebookNode, hidden_lines: set[str], *, in_hidden_cell: bool) -> None:
         if output.get("output_type") == "error":
             traceback = "\n".join(output.get("traceback", []))
-            if in_hidden_cell and any(h in traceback for h in hidden_lines):
+            if in_hidden_cell and self._reveals(traceback, hidden_lines):
                 # The failing line is hidden test code: say which kind of error, nothing more.
                 output["evalue"] = HIDDEN_ERROR
                 output["traceback"] = [f"{output.get('ename', 'Error')}: {HIDDEN_ERROR}"]

@@ -211,6 +211,23 @@ class HubProcess:
         return httpx.request(method, self.api_url + path, headers=headers, timeout=60, **kwargs)
 
 
+def run_learnhub(
+    hub: HubProcess, *args: str, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run the `learnhub` CLI as the operator of `hub` would (same settings, admin token)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "hub.cli", *args],
+        env=hub.env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=os.fspath(hub.workdir),
+        timeout=timeout,
+    )
+    print(result.stdout, result.stderr)
+    return result
+
+
 def hub_settings(workdir: Path, *, courses_dir: Path, backend: str = "docker") -> dict[str, Any]:
     """Settings for a test hub: free ports, hostile base URL, test prefix."""
     port = free_port()

@@ -15,12 +15,13 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.browser.conftest import Shots, new_context
-from tests.harness import HubProcess
+from tests.harness import HubProcess, run_learnhub
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]
 
 COURSE = "algorithms-in-python"
 NOTEBOOK = "01-complexity-and-searching.ipynb"
+ASSIGNMENT = "ps1-search-sort"
 PASSWORD = "learnhub-demo"
 
 
@@ -95,6 +96,10 @@ def test_member_journey(docker_hub: HubProcess, context: BrowserContext, shots: 
     expect(page.locator("#learnhub-catalog-link")).to_be_visible()
     shots.publish(shots.take(page, "home"), "home.png")
 
+    # The instructor releases the first problem set (the CLI, as an operator would).
+    released = run_learnhub(docker_hub, "grader", "release", COURSE, ASSIGNMENT)
+    assert released.returncode == 0, released.stderr
+
     # 6. Launch: the hub starts the container and JupyterLab shows the course notebooks.
     row.locator(".learnhub-launch").click()
     listing = page.locator(".jp-DirListing-itemText", has_text=NOTEBOOK)
@@ -106,8 +111,47 @@ def test_member_journey(docker_hub: HubProcess, context: BrowserContext, shots: 
     page.goto(f"{docker_hub.url}hub/home")
     expect(row.locator(".learnhub-resume")).to_be_visible()
     shots.take(page, "home-running")
-    # Later steps (grader integration): fetch and submit ps1-search-sort, instructor collects,
-    # autogrades and releases feedback, learner sees the score.
+
+    # 8. In JupyterLab's Assignments tab the learner fetches the problem set and submits it.
+    row.locator(".learnhub-resume").click()
+    expect(page.locator(".jp-DirListing-itemText", has_text=NOTEBOOK)).to_be_visible(
+        timeout=120_000
+    )
+    page.get_by_text("Nbgrader", exact=True).click()
+    page.get_by_text("Assignment List", exact=True).click()
+    released_list = page.locator("#released_assignments_list")
+    expect(released_list).to_contain_text(ASSIGNMENT, timeout=60_000)
+    released_list.get_by_role("button", name="Fetch").click()
+    fetched_list = page.locator("#fetched_assignments_list")
+    expect(fetched_list).to_contain_text(ASSIGNMENT, timeout=60_000)
+    shots.take(page, "assignment-fetched")
+    fetched_list.get_by_role("button", name="Submit").click()
+    submitted_list = page.locator("#submitted_assignments_list")
+    expect(submitted_list).to_contain_text(ASSIGNMENT, timeout=60_000)
+    shots.take(page, "assignment-submitted")
+
+    # 9. The instructor collects, autogrades in the sandbox and releases feedback.
+    for action in ("collect", "autograde", "feedback"):
+        result = run_learnhub(docker_hub, "grader", action, COURSE, ASSIGNMENT)
+        assert result.returncode == 0, result.stderr
+        if action == "autograde":
+            assert "katherine-johnson" in result.stdout and "0/10" in result.stdout
+
+    # 10. The learner fetches the feedback and reads the score (untouched work: 0 of 10).
+    page.reload()
+    page.get_by_text("Nbgrader", exact=True).click()
+    page.get_by_text("Assignment List", exact=True).click()
+    submitted_list = page.locator("#submitted_assignments_list")
+    submitted_list.get_by_role("button", name="Fetch Feedback").click()
+    expect(submitted_list.get_by_text("view feedback")).to_be_visible(timeout=60_000)
+    shots.take(page, "feedback-fetched")
+    server = page.url.split("/lab")[0] + "/"
+    folder = page.request.get(f"{server}api/contents/{ASSIGNMENT}/feedback").json()
+    (stamp,) = [item["name"] for item in folder["content"]]
+    page.goto(f"{server}files/{ASSIGNMENT}/feedback/{stamp}/{ASSIGNMENT}.html")
+    expect(page.get_by_text("Score: 0.0 / 10.0").first).to_be_visible()
+    assert "BEGIN HIDDEN TESTS" not in page.content()
+    shots.take(page, "feedback")
 
 
 def test_instructor_dashboard(

@@ -48,6 +48,25 @@ def test_hidden_tests_removed_from_source_traceback_and_outputs() -> None:
     assert nb.cells[1].outputs[0]["text"] == "x = 1\n"
 
 
+def test_coloured_traceback_through_a_hidden_test_is_replaced() -> None:
+    cell = new_code_cell(TEST_CELL)
+    cell.outputs = [
+        new_output(
+            "error",
+            ename="NotImplementedError",
+            evalue="",
+            traceback=[
+                "\x1b[0;32m      2\x1b[0m \x1b[38;5;66m### BEGIN HIDDEN TESTS\x1b[39;00m",
+                "\x1b[0;32m----> 3\x1b[0m \x1b[38;5;28;01massert\x1b[39;00m "
+                "add(\x1b[38;5;241m-7\x1b[39m, 7)",
+                "NotImplementedError",
+            ],
+        )
+    ]
+    nb, _ = StripHiddenTests().preprocess(new_notebook(cells=[cell]), {})
+    assert nb.cells[0].outputs[0]["traceback"] == [f"NotImplementedError: {HIDDEN_ERROR}"]
+
+
 def test_percent_per_day_late_penalty() -> None:
     late = PercentPerDayLate(percent_per_day=10, max_percent=50)
     assert late.late_submission_penalty("ada", 10.0, 0) == 0.0
