@@ -161,6 +161,22 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "submissions": {"en": "Submissions per assignment", "zh-CN": "各作业提交数"},
     "scores": {"en": "Score distribution", "zh-CN": "成绩分布"},
+    "no_submissions_yet": {
+        "en": "No submissions collected yet.",
+        "zh-CN": "还没有收取任何提交。",
+    },
+    "late_title": {"en": "Late submissions", "zh-CN": "逾期提交"},
+    "quality_note": {
+        "en": "Average autograded score of every graded submission, all courses.",
+        "zh-CN": "所有课程已评分提交的平均自动评分。",
+    },
+    "student": {"en": "learner", "zh-CN": "学员"},
+    "hours_late": {"en": "hours late", "zh-CN": "逾期小时"},
+    "penalty": {"en": "penalty", "zh-CN": "扣分"},
+    "none_late": {"en": "Nobody handed in late.", "zh-CN": "没有逾期提交。"},
+    "download_grades": {"en": "Download grades (CSV)", "zh-CN": "下载成绩（CSV）"},
+    "average_score": {"en": "Average score", "zh-CN": "平均分"},
+    "graded_submissions": {"en": "graded submissions", "zh-CN": "份已评分提交"},
     "no_data_yet": {
         "en": "No data yet: this appears once autograding is running.",
         "zh-CN": "暂无数据：自动评分上线后将在此显示。",

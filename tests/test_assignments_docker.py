@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import nbformat
 import pytest
 
@@ -158,3 +159,25 @@ def test_full_assignment_cycle(docker_hub: HubProcess, courses_dir: Path) -> Non
     rows = {row["student"]: row for row in csv.DictReader(io.StringIO(exported.stdout))}
     assert float(rows["demo-learner"]["score"]) == 10.0
     assert float(rows["ada-solver"]["score"]) == 0.0
+
+    # The grades API: instructors and admins with a hub token; learners are refused.
+    api = f"{docker_hub.url}services/learnhub/api/v1/courses/{COURSE}/grades"
+    as_admin = httpx.get(api, headers={"Authorization": f"token {docker_hub.admin_token}"})
+    assert as_admin.status_code == 200, as_admin.text
+    graded = {g["student"]: g["score"] for g in as_admin.json()["grades"]}
+    assert graded == {"demo-learner": 10.0, "ada-solver": 0.0}
+    learner_token = docker_hub.api("POST", "/users/demo-learner/tokens", json={}).json()["token"]
+    as_learner = httpx.get(api, headers={"Authorization": f"token {learner_token}"})
+    assert as_learner.status_code == 403
+    assert httpx.get(api).status_code == 401
+
+    # The instructor dashboard plots submissions and scores, and offers the CSV.
+    with browser(docker_hub) as instructor:
+        assert instructor.login("demo-instructor", PASSWORD).status_code == 200
+        page = instructor.client.get(f"services/learnhub/instructor/{COURSE}")
+        assert page.status_code == 200
+        assert 'id="chart-submissions"' in page.text and 'id="chart-scores"' in page.text
+        assert 'id="learnhub-average-score">50.0 %' in page.text
+        download = instructor.client.get(f"services/learnhub/instructor/{COURSE}/grades.csv")
+        assert download.status_code == 200
+        assert "demo-learner" in download.text and "ada-solver" in download.text

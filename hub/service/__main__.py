@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from tornado import web
 from tornado.ioloop import PeriodicCallback
 
+from grader.api import grades_routes
 from grader.exchange.auth import HubAuthorizer
 from grader.exchange.server import exchange_routes
 from grader.exchange.storage import ExchangeStorage
@@ -77,6 +78,7 @@ async def main() -> None:
     )
     authorizer = HubAuthorizer(hub)
     exchange = exchange_routes(prefix, storage=storage, authorizer=authorizer)
+    grades = grades_routes(prefix, authorizer=authorizer, settings=settings, catalog=catalog)
     app = make_app(
         settings,
         catalog,
@@ -87,7 +89,7 @@ async def main() -> None:
         service_url=service_url,
         hub_base_url=env.get("JUPYTERHUB_BASE_URL"),
         hub_client=hub,
-        extra_routes=exchange,
+        extra_routes=[*exchange, *grades],
     )
     url = urlsplit(service_url)
     app.listen(url.port or 80, url.hostname or "127.0.0.1")

@@ -14,6 +14,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from grader.course import grades_csv
+from grader.reports import average_score, course_grades
 from hub.access import HubClient
 from hub.entitlements import desired_membership, entitled_courses
 from hub.errors import HubAPIError
@@ -116,6 +118,9 @@ class InstructorDashboard(LearnerPage):
             (_("revoked"), counts["revoked"]),
         ]
         revenue = revenue_from_events(data.payloads).by_course.get(course_id, {})
+        grades = await asyncio.to_thread(course_grades, self.billing.settings, entry)
+        submission_rows = [(a, n) for a, n in grades.submissions.items()]
+        score_rows = list(grades.buckets.items())
         self.render_page(
             200,
             "instructor.html",
@@ -131,6 +136,16 @@ class InstructorDashboard(LearnerPage):
                 [value for _l, value in status_rows],
             ),
             revenue=_format_revenue(revenue),
+            grades=grades,
+            submission_rows=submission_rows,
+            submissions_svg=charts.bar_chart(
+                _("submissions"), [a for a, _n in submission_rows], [n for _a, n in submission_rows]
+            ),
+            score_rows=score_rows,
+            scores_svg=charts.bar_chart(
+                _("scores"), [b for b, _n in score_rows], [n for _b, n in score_rows], unit=""
+            ),
+            grades_csv_url=f"{self.prefix}instructor/{course_id}/grades.csv",
             assignments=[
                 {
                     "title": a.title,
@@ -140,6 +155,31 @@ class InstructorDashboard(LearnerPage):
                 for a in entry.course.assignments
             ],
         )
+
+
+class GradesCSV(LearnerPage):
+    """``GET {prefix}instructor/<course>/grades.csv``: the course's grades, for its instructors."""
+
+    async def get(self, course_id: str) -> None:
+        """The grades export as a CSV download."""
+        if self.require_learner() is None:
+            return
+        viewer = self.viewer()
+        entry = self.catalog.get(course_id)
+        if entry is None:
+            self.show_message(
+                404, "not-found", "not_found_title", "no_such_course", course=course_id
+            )
+            return
+        if viewer is None or not (viewer.admin or teaches(viewer, entry)):
+            self.show_message(
+                403, "forbidden", "forbidden_title", "forbidden_instructor", alert="warning"
+            )
+            return
+        grades = await asyncio.to_thread(course_grades, self.billing.settings, entry)
+        self.set_header("Content-Type", "text/csv; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="{course_id}-grades.csv"')
+        self.finish(grades_csv(grades.rows))
 
 
 class OperatorDashboard(LearnerPage):
@@ -175,6 +215,7 @@ class OperatorDashboard(LearnerPage):
         currency = next(iter(revenue.net), currency)
         revenue_values = [revenue.by_course.get(c, {}).get(currency, 0) / 100 for c in course_ids]
         enrolment = enrolment_over_time(data.entitlements, set(course_ids), now=now)
+        quality = await asyncio.to_thread(average_score, settings, list(self.catalog))
         metrics = [
             {
                 "key": "N",
@@ -215,9 +256,9 @@ class OperatorDashboard(LearnerPage):
             {
                 "key": "Q",
                 "label": _("metric_quality"),
-                "value": _("missing_grades"),
-                "note": "",
-                "missing": True,
+                "value": f"{quality:.1f} %" if quality is not None else _("missing_grades"),
+                "note": _("quality_note") if quality is not None else "",
+                "missing": quality is None,
             },
             {
                 "key": "U",
@@ -267,5 +308,6 @@ def dashboard_routes(prefix: str) -> list[Any]:
     """Routes of the dashboards."""
     return [
         (_route(prefix, "instructor/([a-z0-9-]+)"), InstructorDashboard),
+        (_route(prefix, "instructor/([a-z0-9-]+)/grades.csv"), GradesCSV),
         (_route(prefix, "admin"), OperatorDashboard),
     ]

@@ -134,7 +134,12 @@ def test_dashboards_are_for_instructors_and_admins(docker_hub: HubProcess) -> No
         page = b.client.get(SERVICE + "instructor/algorithms-in-python")
         assert page.status_code == 200
         assert "<svg" in page.text and "Enrolment over time" in page.text
-        assert "No data yet" in page.text  # submissions and scores until the grader lands
+        # Nothing collected in this hub yet: the grading sections say so, never invent data.
+        assert "No submissions collected yet" in page.text
+        assert "No data yet" in page.text
+        csv_export = b.client.get(SERVICE + "instructor/algorithms-in-python/grades.csv")
+        assert csv_export.status_code == 200
+        assert csv_export.text.startswith("course,assignment,student,score")
         assert b.client.get(SERVICE + "admin").status_code == 403
     with browser(docker_hub) as b:
         sign_in_to_service(b, "demo-admin")
