@@ -166,6 +166,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh-CN": "还没有收取任何提交。",
     },
     "late_title": {"en": "Late submissions", "zh-CN": "逾期提交"},
+    "metric_container_hours": {"en": "Container-hours", "zh-CN": "容器小时数"},
+    "container_hours_note": {
+        "en": "Course servers' running time, sampled every minute.",
+        "zh-CN": "课程服务器运行时长，每分钟采样一次。",
+    },
+    "cost_rate_missing": {
+        "en": "rate not set (payments.container_hour_cost)",
+        "zh-CN": "未设置费率（payments.container_hour_cost）",
+    },
     "quality_note": {
         "en": "Average autograded score of every graded submission, all courses.",
         "zh-CN": "所有课程已评分提交的平均自动评分。",
@@ -205,8 +214,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "missing_grades": {"en": "missing: no grades yet", "zh-CN": "缺失：尚无成绩"},
     "missing_reviews": {"en": "missing: no reviews yet", "zh-CN": "缺失：尚无评价"},
     "missing_cost": {
-        "en": "missing: cost is not measured yet, so P cannot be computed",
-        "zh-CN": "缺失：成本尚未度量，无法计算 P",
+        "en": "missing: without a cost rate, P cannot be computed",
+        "zh-CN": "缺失：未设置成本费率，无法计算 P",
     },
     "activity_unavailable": {
         "en": "unavailable: the hub did not answer",

@@ -222,6 +222,14 @@ class PaymentSettings(_Model):
         default_factory=list,
         description="Membership plans (id, title, interval month/year, amount, currency, courses).",
     )
+    container_hour_cost: int = Field(
+        0,
+        ge=0,
+        description=(
+            "What one course server costs per hour, in minor units of the main currency (for the "
+            "operator dashboard's cost C = container-hours x this). 0: not configured."
+        ),
+    )
     grace_period_days: int = Field(
         3, ge=0, le=60, description="Days a membership keeps access after a failed payment."
     )

@@ -33,6 +33,7 @@ from hub.service.app import make_app
 from hub.settings import settings_from_environment
 from hub.store import Database, upgrade
 from hub.store import repository as repo
+from hub.usage import SAMPLE_SECONDS, sample
 
 log = logging.getLogger("learnhub.service")
 
@@ -108,6 +109,14 @@ async def main() -> None:
             log.warning("reconcile failed; retrying later", extra={"error": str(exc)})
 
     PeriodicCallback(reconcile_once, RECONCILE_SECONDS * 1000).start()
+
+    async def sample_usage() -> None:
+        try:
+            await sample(hub, db, set(catalog.ids()))
+        except LearnHubError as exc:
+            log.warning("usage sample failed; retrying later", extra={"error": str(exc)})
+
+    PeriodicCallback(sample_usage, SAMPLE_SECONDS * 1000).start()
     await reconcile_once()
     # JupyterHub stops managed services with SIGTERM (SIGINT when run by hand): exit cleanly.
     stop = asyncio.Event()

@@ -1,7 +1,8 @@
 """Instructor and operator dashboards: numbers and SVG plots from real data only.
 
-What is not measured yet (submissions, scores, container cost, ratings) is shown as missing,
-never estimated. The grader integration fills the instructor's submission and score sections.
+What has no data yet (grades before any autograding, cost without a configured rate, ratings
+before reviews exist) is shown as missing, never estimated. Grades come from the courses' nbgrader
+gradebooks, container-hours from the usage sampler (hub/usage.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from hub.service.reports import (
 )
 from hub.store import Entitlement, StripeEvent, utcnow
 from hub.store import repository as repo
+from hub.usage import container_hours, sample
 
 log = logging.getLogger("learnhub.service")
 
@@ -216,6 +218,12 @@ class OperatorDashboard(LearnerPage):
         revenue_values = [revenue.by_course.get(c, {}).get(currency, 0) / 100 for c in course_ids]
         enrolment = enrolment_over_time(data.entitlements, set(course_ids), now=now)
         quality = await asyncio.to_thread(average_score, settings, list(self.catalog))
+        await self.refresh_usage()
+        hours = await asyncio.to_thread(container_hours, self.billing.db)
+        total_hours = sum(hours.values())
+        rate = settings.payments.container_hour_cost
+        cost = round(total_hours * rate) if rate else None
+        net = revenue.net.get(currency, 0)
         metrics = [
             {
                 "key": "N",
@@ -238,20 +246,27 @@ class OperatorDashboard(LearnerPage):
                 "note": "",
                 "missing": False,
             },
-            # No container-hours are recorded yet, so cost (and with it P) is not invented.
+            {
+                "key": "H",
+                "label": _("metric_container_hours"),
+                "value": f"{total_hours:.2f} h",
+                "note": _("container_hours_note"),
+                "missing": False,
+            },
+            # Without a configured rate the cost (and with it P) is shown as missing, never guessed.
             {
                 "key": "C",
                 "label": _("metric_cost"),
-                "value": _("not_measured"),
+                "value": money(cost, currency) if cost is not None else _("cost_rate_missing"),
                 "note": "",
-                "missing": True,
+                "missing": cost is None,
             },
             {
                 "key": "P",
                 "label": _("metric_profit"),
-                "value": _("missing_cost"),
+                "value": money(net - cost, currency) if cost is not None else _("missing_cost"),
                 "note": "",
-                "missing": True,
+                "missing": cost is None,
             },
             {
                 "key": "Q",
@@ -290,6 +305,16 @@ class OperatorDashboard(LearnerPage):
             enrolment=enrolment,
             enrolment_svg=charts.step_chart(_("enrolled_learners"), enrolment),
         )
+
+    async def refresh_usage(self) -> None:
+        """Take a usage sample now, so container-hours include the servers running right now."""
+        client: HubClient | None = self.settings.get("learnhub_hub_client")
+        if client is None:
+            return
+        try:
+            await sample(client, self.billing.db, set(self.catalog.ids()))
+        except HubAPIError as exc:
+            log.warning("usage sample failed", extra={"error": str(exc)})
 
     async def activity(self, members: set[str]) -> float | None:
         """Share of members active in the last 7 days, or None when the Hub cannot tell."""

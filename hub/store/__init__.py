@@ -10,6 +10,7 @@ from hub.store.models import (
     StripeEvent,
     utcnow,
 )
+from hub.store.usage_models import ServerUsage
 
 __all__ = [
     "Base",
@@ -20,6 +21,7 @@ __all__ = [
     "ExchangeFeedback",
     "ExchangeRelease",
     "ExchangeSubmission",
+    "ServerUsage",
     "StripeEvent",
     "create_engine",
     "upgrade",

@@ -7,12 +7,14 @@ service's routes and links survive escaping.
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.harness import Browser, HubProcess, browser
+from tests.harness import Browser, HubProcess, browser, wait_for_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]
 
@@ -141,12 +143,29 @@ def test_dashboards_are_for_instructors_and_admins(docker_hub: HubProcess) -> No
         assert csv_export.status_code == 200
         assert csv_export.text.startswith("course,assignment,student,score")
         assert b.client.get(SERVICE + "admin").status_code == 403
+    # A running course server is metered in container-hours when the operator looks.
+    with browser(docker_hub) as learner:
+        assert learner.login("demo-learner", "learnhub-demo").status_code == 200
+        if (
+            "python-foundations"
+            not in docker_hub.api("GET", "/users/demo-learner").json()["servers"]
+        ):
+            learner.spawn_course("demo-learner", "python-foundations")
+        wait_for_server(docker_hub, "demo-learner", "python-foundations")
     with browser(docker_hub) as b:
         sign_in_to_service(b, "demo-admin")
         page = b.client.get(SERVICE + "admin")
         assert page.status_code == 200
         assert "<svg" in page.text
-        assert 'data-metric="C"' in page.text and "not measured yet" in page.text
+        assert 'data-metric="H"' in page.text
+        # No rate configured: cost and P are missing, never guessed.
+        assert 'data-metric="C"' in page.text and "rate not set" in page.text
+        db = Path(docker_hub.settings["hub"]["data_dir"]) / "learnhub.sqlite"
+        with sqlite3.connect(db) as conn:
+            runs = conn.execute(
+                "SELECT course_id FROM server_usage WHERE username = 'demo-learner'"
+            ).fetchall()
+        assert ("python-foundations",) in runs
         assert "missing: no reviews yet" in page.text
         members = re.search(r'data-metric="N".*?<strong>(\d+)</strong>', page.text, re.S)
         assert members and int(members.group(1)) >= 1  # the demo learner's seeded course

@@ -1,0 +1,25 @@
+"""Course server usage, for container-hours and the operator's cost figure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hub.store.models import Base, UTCDateTime
+
+
+class ServerUsage(Base):
+    """One run of one course server: from its start to when it was last seen running."""
+
+    __tablename__ = "server_usage"
+    __table_args__ = (
+        sa.UniqueConstraint("username", "course_id", "started_at", name="uq_server_usage_run"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(255))
+    course_id: Mapped[str] = mapped_column(sa.String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
