@@ -312,6 +312,15 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 results = course.autograde(
                     args.assignment, policy=policy, parallel=args.parallel, progress=advance
                 )
+            from hub.progress import store_grades
+            from hub.store import Database, upgrade
+
+            upgrade(settings.learnhub_db_url)
+            db = Database(settings.learnhub_db_url)
+            try:
+                store_grades(db, args.course, results)
+            finally:
+                db.dispose()
             for r in results:
                 score = "-" if r.score is None else f"{r.score:g}/{r.max_score:g}"
                 reason = f" ({r.reason})" if r.reason else ""

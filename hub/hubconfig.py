@@ -290,6 +290,8 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
     catalog_url = urlparse(settings.hub.bind_url).path + "services/learnhub/"
     state: dict[str, Any] = {}
 
+    from hub.progress import course_progress
+
     def learnhub_db() -> Any:
         # One engine for the hub process, made on first use (never at import or config load).
         if "db" not in state:
@@ -339,6 +341,11 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
                 "ended": ended.get(course.id, ""),
             }
             if role:
+                try:
+                    item["progress"] = course_progress(learnhub_db(), course, user.name)
+                except Exception:  # progress is a nicety; the page renders without it
+                    logging.getLogger("learnhub.home").exception("could not read progress")
+                    item["progress"] = []
                 mine.append(item)
             elif course.id in ended:
                 ended_items.append(item)

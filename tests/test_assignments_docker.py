@@ -140,6 +140,12 @@ def test_full_assignment_cycle(docker_hub: HubProcess, courses_dir: Path) -> Non
         }
         assert scores == {"demo-learner": "10/10", "ada-solver": "0/10"}
 
+        # The member home shows the learner's progress: the score of the graded assignment.
+        home = b.client.get("hub/home").text
+        progress = home.split('data-assignment="ps1-data-model"', 1)[1].split("</li>", 1)[0]
+        assert "score 10 / 10" in progress
+        assert "not submitted yet" in home.split('data-assignment="ps2-functions-generators"')[1]
+
         feedback = learnhub(docker_hub, "grader", "feedback", COURSE, ASSIGNMENT)
         assert feedback.returncode == 0, feedback.stderr
 

@@ -10,7 +10,7 @@ from hub.store.models import (
     StripeEvent,
     utcnow,
 )
-from hub.store.usage_models import ServerUsage
+from hub.store.usage_models import GradeSummary, ServerUsage
 
 __all__ = [
     "Base",
@@ -21,6 +21,7 @@ __all__ = [
     "ExchangeFeedback",
     "ExchangeRelease",
     "ExchangeSubmission",
+    "GradeSummary",
     "ServerUsage",
     "StripeEvent",
     "create_engine",

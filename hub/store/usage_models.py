@@ -23,3 +23,24 @@ class ServerUsage(Base):
     course_id: Mapped[str] = mapped_column(sa.String(64))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class GradeSummary(Base):
+    """A learner's latest autograded score for an assignment (copied from the gradebook).
+
+    The gradebook stays the source of truth for grading; this copy lets pages show progress
+    without opening every course's gradebook on each request.
+    """
+
+    __tablename__ = "grade_summaries"
+    __table_args__ = (
+        sa.UniqueConstraint("course_id", "assignment_id", "student", name="uq_grade_summary"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[str] = mapped_column(sa.String(64))
+    assignment_id: Mapped[str] = mapped_column(sa.String(128))
+    student: Mapped[str] = mapped_column(sa.String(255))
+    score: Mapped[float] = mapped_column(sa.Float)
+    max_score: Mapped[float] = mapped_column(sa.Float)
+    graded_at: Mapped[datetime] = mapped_column(UTCDateTime())
