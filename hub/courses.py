@@ -23,7 +23,10 @@ from hub.errors import CourseError, describe_validation_error
 from hub.settings import MEMORY_PATTERN, ResourceLimits
 
 #: Course ids become group names, server names, container and volume names, and URL segments.
-COURSE_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"
+#: JupyterHub 6 accepts as server names only "safe slugs": 1-30 characters, lowercase letters,
+#: digits and single hyphens, starting with a letter and ending with a letter or digit.
+COURSE_ID_PATTERN = r"^[a-z](?:-?[a-z0-9]){0,29}$"
+COURSE_ID_MAX = 30
 
 
 class _Model(BaseModel):
@@ -62,7 +65,7 @@ class Grading(_Model):
 class Course(_Model):
     """One course, as declared in its `course.yaml`."""
 
-    id: Annotated[str, Field(pattern=COURSE_ID_PATTERN)]
+    id: Annotated[str, Field(pattern=COURSE_ID_PATTERN, max_length=COURSE_ID_MAX)]
     title: str = Field(min_length=1, max_length=200)
     summary: str = Field(min_length=1, max_length=500)
     description: str = ""
@@ -129,10 +132,13 @@ def _describe(error: ValidationError, path: Path) -> str:
     def explain(item: ErrorDetails) -> str | None:
         if item["type"] == "extra_forbidden":
             return "unknown key"
-        if item["type"] == "string_pattern_mismatch" and item["loc"][-1] == "id":
+        if (
+            item["type"] in ("string_pattern_mismatch", "string_too_long")
+            and item["loc"][-1] == "id"
+        ):
             return (
-                "must be lowercase letters, digits and dashes (at most 40), "
-                f"got {item.get('input')!r}"
+                "must start with a letter and be lowercase letters, digits and single dashes "
+                f"(at most 30; it becomes a JupyterHub server name), got {item.get('input')!r}"
             )
         return None
 

@@ -45,7 +45,10 @@ def test_good_course(tmp_path: Path) -> None:
     ("change", "key", "problem"),
     [
         ({"titel": "x"}, "titel", "unknown key"),
-        ({"id": "Intro_Py"}, "id", "lowercase letters, digits and dashes"),
+        ({"id": "Intro_Py"}, "id", "lowercase letters, digits and single dashes"),
+        ({"id": "1st-course"}, "id", "must start with a letter"),
+        ({"id": "double--dash"}, "id", "single dashes"),
+        ({"id": "x" * 31}, "id", "at most 30"),
         ({"price": {"amount": -5}}, "price.amount", "greater than or equal to 0"),
         ({"price": {"amount": 5, "currency": "dollars"}}, "price.currency", "pattern"),
         ({"limits": {"memory": "a lot"}}, "limits.memory", "pattern"),
