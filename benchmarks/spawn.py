@@ -6,6 +6,8 @@ server ready. Then it leaves N servers idle for a while and reads their memory f
 `docker stats`. Prints a Markdown table and writes JSON to benchmarks/results/spawn.json.
 
     .venv/bin/python benchmarks/spawn.py [--runs 10] [--idle 5] [--settle 20]
+
+LearnHub only; `benchmarks/run.py` measures this and more side by side with a stock setup.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,16 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import memory_mib, percentile  # noqa: E402
 from tests.harness import HubProcess, docker_cleanup, hub_settings  # noqa: E402
 
 COURSE = "python-foundations"
 PREFIX = "lhbench"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def spawn_and_wait(hub: HubProcess, user: str) -> float:
@@ -46,25 +42,6 @@ def spawn_and_wait(hub: HubProcess, user: str) -> float:
         if model.get("ready"):
             return time.perf_counter() - start
         time.sleep(0.05)
-
-
-def memory_mib(container_prefix: str) -> list[float]:
-    out = subprocess.run(
-        ["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    values = []
-    for line in out.splitlines():
-        name, usage = line.split(" ", 1)
-        if not name.startswith(container_prefix):
-            continue
-        amount = usage.split("/")[0].strip()
-        number = float(amount.rstrip("KMGiB"))
-        unit = amount.lstrip("0123456789.")
-        values.append(number * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit])
-    return values
 
 
 def main() -> int:

@@ -1,0 +1,1 @@
+"""The stock setup the LearnHub benchmark compares against: image, hub config and hub process."""
