@@ -184,6 +184,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "penalty": {"en": "penalty", "zh-CN": "扣分"},
     "none_late": {"en": "Nobody handed in late.", "zh-CN": "没有逾期提交。"},
     "download_grades": {"en": "Download grades (CSV)", "zh-CN": "下载成绩（CSV）"},
+    "grade_by_hand": {"en": "Grade by hand (formgrader)", "zh-CN": "人工评分（formgrader）"},
     "average_score": {"en": "Average score", "zh-CN": "平均分"},
     "graded_submissions": {"en": "graded submissions", "zh-CN": "份已评分提交"},
     "no_data_yet": {

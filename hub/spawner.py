@@ -10,6 +10,7 @@ labels and per-learner-per-course storage in its own terms.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,31 @@ from hub.errors import CourseError, user_facing_http_error
 MATERIALS_MOUNT = "/srv/learnhub/materials"
 #: The learner's home, backed by their per-course volume.
 HOME = "/home/jovyan"
+#: Where an instructor's course server sees the course's nbgrader directory.
+GRADING_MOUNT = "/home/jovyan/grading"
+#: Instructor-only Jupyter configuration baked into the image (docker/singleuser/instructor).
+INSTRUCTOR_CONFIG = "/opt/learnhub/instructor"
+
+
+_PROBE: list[httpx.AsyncClient] = []
+
+
+def _probe_client() -> httpx.AsyncClient:
+    """One plain-HTTP client for readiness probes, shared by every spawn in the hub.
+
+    A client per spawn cost the hub's event loop about 24 ms (an SSL context each) and memory.
+    """
+    if not _PROBE:
+        _PROBE.append(httpx.AsyncClient(timeout=2, verify=False))  # noqa: S501 - plain http only
+    return _PROBE[0]
+
+
+def _prepare_grading_directory(folder: Path) -> None:
+    """Create the grading folder if needed and hand it to the container user (uid 1000)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        for path in [folder, *folder.rglob("*")]:
+            os.chown(path, 1000, 100, follow_symlinks=False)
 
 
 class CourseSpawnerMixin(HasTraits):
@@ -41,6 +67,15 @@ class CourseSpawnerMixin(HasTraits):
     )
     default_mem_limit = Unicode("1G", config=True, help="Memory limit when a course sets none.")
     default_cpu_limit = Float(1.0, config=True, help="CPU limit when a course sets none.")
+    grading_root = Unicode(
+        "",
+        config=True,
+        help=(
+            "Folder of the courses' nbgrader directories (`<data_dir>/grader`). Instructors' "
+            "course servers get their course's directory at /home/jovyan/grading, with the "
+            "formgrader on. Empty: no grading in course servers."
+        ),
+    )
     exchange_url = Unicode(
         "",
         config=True,
@@ -114,13 +149,22 @@ class CourseSpawnerMixin(HasTraits):
         """
         url = f"http://{ip}:{port}{self.server.base_url}api"
         deadline = asyncio.get_running_loop().time() + within
-        async with httpx.AsyncClient(timeout=2) as client:
-            while asyncio.get_running_loop().time() < deadline:
-                try:
-                    await client.get(url)
-                    return
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
+        client = _probe_client()
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                await client.get(url)
+                return
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+
+    async def grading_directory(self, entry: CourseEntry) -> Path | None:
+        """The course's nbgrader directory, for instructors of the course; else None."""
+        groups = {group.name for group in self.user.groups}
+        if not self.grading_root or entry.course.instructor_group not in groups:
+            return None
+        folder = Path(self.grading_root) / entry.course.id
+        await asyncio.to_thread(_prepare_grading_directory, folder)
+        return folder
 
     def course_environment(self, entry: CourseEntry) -> dict[str, str]:
         """Environment for the course container (never secrets beyond the Hub's own token)."""
@@ -150,6 +194,10 @@ class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[
             "{prefix}-{username}--{servername}": HOME,
             str(entry.materials_dir): {"bind": MATERIALS_MOUNT, "mode": "ro"},
         }
+        grading = await self.grading_directory(entry)
+        if grading is not None:
+            self.volumes[str(grading)] = {"bind": GRADING_MOUNT, "mode": "rw"}
+            self.environment = {**self.environment, "JUPYTER_CONFIG_PATH": INSTRUCTOR_CONFIG}
         self.extra_create_kwargs = {
             "labels": {
                 "learnhub.user": self.user.name,

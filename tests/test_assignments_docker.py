@@ -177,6 +177,29 @@ def test_full_assignment_cycle(docker_hub: HubProcess, courses_dir: Path) -> Non
     assert as_learner.status_code == 403
     assert httpx.get(api).status_code == 401
 
+    # Manual grading: the instructor's own course server runs the formgrader on the course's
+    # grading directory; a learner's server has neither.
+    with browser(docker_hub) as instructor:
+        assert instructor.login("demo-instructor", PASSWORD).status_code == 200
+        grading_url = open_course(instructor, docker_hub, "demo-instructor")
+        formgrader = instructor.client.get(
+            instructor.absolute(grading_url) + "formgrader/api/assignments",
+            headers=instructor.xsrf_headers(grading_url),
+        )
+        assert formgrader.status_code == 200, formgrader.text
+        by_name = {a["name"]: a for a in formgrader.json()}
+        assert by_name[ASSIGNMENT]["num_submissions"] == 2
+        page = instructor.client.get(instructor.absolute(grading_url) + "formgrader")
+        assert page.status_code == 200
+    with browser(docker_hub) as b:
+        assert b.login("demo-learner", PASSWORD).status_code == 200
+        learner_url = open_course(b, docker_hub, "demo-learner")
+        refused = b.client.get(
+            b.absolute(learner_url) + "formgrader/api/assignments",
+            headers=b.xsrf_headers(learner_url),
+        )
+        assert refused.status_code == 404
+
     # The instructor dashboard plots submissions and scores, and offers the CSV.
     with browser(docker_hub) as instructor:
         assert instructor.login("demo-instructor", PASSWORD).status_code == 200

@@ -148,6 +148,9 @@ class InstructorDashboard(LearnerPage):
                 _("scores"), [b for b, _n in score_rows], [n for _b, n in score_rows], unit=""
             ),
             grades_csv_url=f"{self.prefix}instructor/{course_id}/grades.csv",
+            # The formgrader runs in the instructor's own course server; JupyterHub's
+            # user-redirect finds it (and offers to start it when it is stopped).
+            formgrader_url=f"{self.hub_base}hub/user-redirect/{course_id}/formgrader",
             assignments=[
                 {
                     "title": a.title,

@@ -166,6 +166,9 @@ def test_instructor_dashboard(
     expect(page.locator("#learnhub-submissions")).to_be_visible()
     expect(page.locator("#learnhub-scores")).to_be_visible()
     expect(page.locator("#learnhub-grades-csv")).to_be_visible()
+    expect(page.locator("#learnhub-formgrader")).to_have_attribute(
+        "href", re.compile(r"hub/user-redirect/algorithms-in-python/formgrader$")
+    )
     shots.publish(shots.take(page, "instructor-dashboard"), "instructor-dashboard.png")
 
 
