@@ -35,6 +35,10 @@ def create_engine(db_url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            # In WAL mode NORMAL never corrupts the database; a power cut may lose the last
+            # commits, which Stripe's redelivery and the reconcile bring back. FULL cost 1.25 ms
+            # per commit here, the largest single cost of a webhook.
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
