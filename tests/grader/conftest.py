@@ -13,6 +13,7 @@ import docker
 import pytest
 
 from grader.sandbox import SandboxPolicy
+from tests.harness import TEST_PREFIX
 
 REPO = Path(__file__).resolve().parents[2]
 COURSE_ID = "python-foundations"
@@ -20,9 +21,9 @@ ASSIGNMENT = "ps1-data-model"
 NOTEBOOK = f"{ASSIGNMENT}.ipynb"
 SOURCE = REPO / "courses" / COURSE_ID / "source" / ASSIGNMENT
 VENV_BIN = str(Path(sys.executable).parent)
-#: Under the suite-wide "lhtest-" prefix (cleaned up by tests/harness.docker_cleanup), so a
-#: concurrent session's cleanup can remove our running sandboxes: run suites one at a time.
-SANDBOX_PREFIX = "lhtest-sandbox-"
+#: Under this session's test prefix: cleaned up with the session's other containers, and left
+#: alone by any other session running at the same time (tests/harness.py).
+SANDBOX_PREFIX = f"{TEST_PREFIX}-sandbox-"
 IMAGE = "learnhub/singleuser:latest"
 
 
