@@ -166,6 +166,29 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh-CN": "还没有收取任何提交。",
     },
     "late_title": {"en": "Late submissions", "zh-CN": "逾期提交"},
+    "reviews": {"en": "Reviews", "zh-CN": "评价"},
+    "no_reviews": {"en": "No reviews yet.", "zh-CN": "还没有评价。"},
+    "average_rating": {"en": "Average rating", "zh-CN": "平均评分"},
+    "your_review": {"en": "Your review", "zh-CN": "你的评价"},
+    "rating_label": {"en": "Rating (1 to 5)", "zh-CN": "评分（1 到 5）"},
+    "review_text_label": {
+        "en": "What was good, what could be better?",
+        "zh-CN": "哪些好，哪些可以更好？",
+    },
+    "save_review": {"en": "Save review", "zh-CN": "保存评价"},
+    "review_needs_access": {
+        "en": "Only members who have this course can review it.",
+        "zh-CN": "只有拥有本课程的会员才能评价。",
+    },
+    "review_invalid_title": {"en": "Review not saved", "zh-CN": "评价未保存"},
+    "review_invalid": {
+        "en": "Your review was not saved: {reason}",
+        "zh-CN": "评价未保存：{reason}",
+    },
+    "satisfaction_note": {
+        "en": "Average course rating from members' reviews.",
+        "zh-CN": "会员评价的课程平均评分。",
+    },
     "metric_container_hours": {"en": "Container-hours", "zh-CN": "容器小时数"},
     "container_hours_note": {
         "en": "Course servers' running time, sampled every minute.",

@@ -21,6 +21,7 @@ from hub.access import HubClient
 from hub.entitlements import desired_membership, entitled_courses
 from hub.errors import HubAPIError
 from hub.i18n import translator
+from hub.reviews import rating_summary
 from hub.service import charts
 from hub.service.app import LearnerPage, _route
 from hub.service.pages import teaches
@@ -222,6 +223,7 @@ class OperatorDashboard(LearnerPage):
         enrolment = enrolment_over_time(data.entitlements, set(course_ids), now=now)
         quality = await asyncio.to_thread(average_score, settings, list(self.catalog))
         await self.refresh_usage()
+        rating, reviews = await asyncio.to_thread(rating_summary, self.billing.db)
         hours = await asyncio.to_thread(container_hours, self.billing.db)
         total_hours = sum(hours.values())
         rate = settings.payments.container_hour_cost
@@ -281,9 +283,11 @@ class OperatorDashboard(LearnerPage):
             {
                 "key": "U",
                 "label": _("metric_satisfaction"),
-                "value": _("missing_reviews"),
-                "note": "",
-                "missing": True,
+                "value": f"{rating:.1f} / 5 ({reviews})"
+                if rating is not None
+                else _("missing_reviews"),
+                "note": _("satisfaction_note") if rating is not None else "",
+                "missing": rating is None,
             },
         ]
         revenue_rows = [

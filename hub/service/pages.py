@@ -15,6 +15,7 @@ from tornado import web
 from hub.billing.checkout import user_courses
 from hub.courses import CourseEntry
 from hub.i18n import Translator, translator
+from hub.reviews import ReviewRejected, course_reviews, rating_summary, save_review, validate
 from hub.service.app import LearnerPage, Viewer, _route, spawn_url
 from hub.service.reports import PurchaseRow, purchase_history
 from hub.store import CheckoutSession, Entitlement
@@ -139,7 +140,57 @@ class CourseHandler(CoursePages):
         viewer = self.viewer()
         owned = await self.owned_courses(viewer)
         view = self.course_view(entry, viewer, owned)
-        self.render_page(200, "course.html", viewer=viewer, title=entry.course.title, c=view)
+        db = self.billing.db
+        reviews = await asyncio.to_thread(course_reviews, db, course_id)
+        average, count = await asyncio.to_thread(rating_summary, db, course_id)
+        mine = next((r for r in reviews if viewer and r.username == viewer.name), None)
+        self.render_page(
+            200,
+            "course.html",
+            viewer=viewer,
+            title=entry.course.title,
+            c=view,
+            reviews=reviews,
+            rating_average=average,
+            rating_count=count,
+            my_review=mine,
+            review_url=f"{self.prefix}courses/{course_id}/review",
+        )
+
+
+class ReviewHandler(CoursePages):
+    """``POST {prefix}courses/<id>/review``: a member who has the course rates it."""
+
+    async def post(self, course_id: str) -> None:
+        """Save the review, then show the course page again."""
+        if self.require_learner() is None:
+            return
+        entry = self.catalog.get(course_id)
+        if entry is None:
+            self.show_message(
+                404, "not-found", "not_found_title", "no_such_course", course=course_id
+            )
+            return
+        viewer = self.viewer()
+        owned = await self.owned_courses(viewer)
+        if viewer is None or not may_open(viewer, entry, owned):
+            self.show_message(403, "forbidden", "forbidden_title", "review_needs_access")
+            return
+        try:
+            rating, text = validate(
+                self.get_body_argument("rating", ""), self.get_body_argument("text", "")
+            )
+        except ReviewRejected as exc:
+            self.show_message(
+                400, "invalid", "review_invalid_title", "review_invalid", reason=str(exc)
+            )
+            return
+        await asyncio.to_thread(save_review, self.billing.db, course_id, viewer.name, rating, text)
+        log.info(
+            "course reviewed",
+            extra={"user": viewer.name, "course": course_id, "rating": rating, "outcome": "saved"},
+        )
+        self.redirect(f"{self.prefix}courses/{course_id}#reviews", status=303)
 
 
 class LoginHandler(LearnerPage):
@@ -245,6 +296,7 @@ def page_routes(prefix: str) -> list[Any]:
     return [
         (_route(prefix, "(?:courses/?)?"), CatalogHandler),
         (_route(prefix, "courses/([a-z0-9-]+)"), CourseHandler),
+        (_route(prefix, "courses/([a-z0-9-]+)/review"), ReviewHandler),
         (_route(prefix, "login"), LoginHandler),
         (_route(prefix, "purchases"), PurchasesHandler),
         (_route(prefix, "billing-portal"), BillingPortalHandler),

@@ -10,11 +10,12 @@ from hub.store.models import (
     StripeEvent,
     utcnow,
 )
-from hub.store.usage_models import GradeSummary, ServerUsage
+from hub.store.usage_models import CourseReview, GradeSummary, ServerUsage
 
 __all__ = [
     "Base",
     "CheckoutSession",
+    "CourseReview",
     "Database",
     "DemoStripeObject",
     "Entitlement",

@@ -44,3 +44,17 @@ class GradeSummary(Base):
     score: Mapped[float] = mapped_column(sa.Float)
     max_score: Mapped[float] = mapped_column(sa.Float)
     graded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CourseReview(Base):
+    """A member's rating (1-5) and review of a course; one per member and course."""
+
+    __tablename__ = "course_reviews"
+    __table_args__ = (sa.UniqueConstraint("course_id", "username", name="uq_course_review"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[str] = mapped_column(sa.String(64))
+    username: Mapped[str] = mapped_column(sa.String(255))
+    rating: Mapped[int] = mapped_column(sa.Integer)
+    text: Mapped[str] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

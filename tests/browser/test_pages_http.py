@@ -170,3 +170,38 @@ def test_dashboards_are_for_instructors_and_admins(docker_hub: HubProcess) -> No
         members = re.search(r'data-metric="N".*?<strong>(\d+)</strong>', page.text, re.S)
         assert members and int(members.group(1)) >= 1  # the demo learner's seeded course
         assert b.client.get(SERVICE + "instructor/python-foundations").status_code == 200
+
+
+def test_members_review_courses_and_feed_satisfaction(docker_hub: HubProcess) -> None:
+    course = SERVICE + "courses/python-foundations"
+    review = course + "/review"
+    with browser(docker_hub) as b:
+        sign_in_to_service(b, "demo-learner")  # owns python-foundations in the demo
+        page = b.client.get(course)
+        assert 'id="learnhub-review-form"' in page.text
+        token = xsrf_of(page)
+        assert (
+            b.client.post(review, data={"rating": "5", "text": "Clear, deep."}).status_code == 403
+        )
+        bad = b.client.post(review, data={"_xsrf": token, "rating": "9", "text": "!"})
+        assert bad.status_code == 400 and "whole number from 1 to 5" in bad.text
+        saved = b.client.post(review, data={"_xsrf": token, "rating": "5", "text": "Clear, deep."})
+        assert saved.status_code == 200 and saved.url.path.endswith("/courses/python-foundations")
+        assert 'data-user="demo-learner"' in saved.text and "Clear, deep." in saved.text
+        assert "<strong>5.0</strong> / 5 (1)" in saved.text
+        # Writing again replaces the member's review instead of adding one.
+        again = b.client.post(review, data={"_xsrf": token, "rating": "4", "text": "Good."})
+        assert "<strong>4.0</strong> / 5 (1)" in again.text
+    with browser(docker_hub) as b:
+        b.signup("no-access-reviewer", "reviewing-without-buying")
+        sign_in_to_service(b, "no-access-reviewer", "reviewing-without-buying")
+        page = b.client.get(course)
+        assert 'id="learnhub-review-form"' not in page.text
+        refused = b.client.post(
+            review, data={"_xsrf": xsrf_of(b.client.get(SERVICE)), "rating": "1"}
+        )
+        assert refused.status_code == 403 and "Only members who have this course" in refused.text
+    with browser(docker_hub) as b:
+        sign_in_to_service(b, "demo-admin")
+        admin = b.client.get(SERVICE + "admin").text
+        assert re.search(r'data-metric="U".*?4\.0 / 5 \(1\)', admin, re.S)

@@ -1,0 +1,84 @@
+"""Course reviews: members who have a course rate it (1-5) and say why.
+
+One review per member and course (writing again replaces it). The average rating is the
+operator's satisfaction figure U; until anyone reviews, U is missing, never guessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from hub.errors import LearnHubError
+from hub.store import Database
+from hub.store.usage_models import CourseReview
+
+MAX_REVIEW_CHARS = 2000
+
+
+class ReviewRejected(LearnHubError):
+    """The review is not acceptable as written; the message says why."""
+
+
+@dataclass(frozen=True)
+class Review:
+    """A review as pages show it."""
+
+    username: str
+    rating: int
+    text: str
+    updated_at: datetime
+
+
+def validate(rating_text: str, text: str) -> tuple[int, str]:
+    """The rating as an int 1-5 and the trimmed text; :class:`ReviewRejected` otherwise."""
+    try:
+        rating = int(rating_text)
+    except ValueError:
+        raise ReviewRejected("The rating must be a whole number from 1 to 5.") from None
+    if not 1 <= rating <= 5:
+        raise ReviewRejected("The rating must be a whole number from 1 to 5.")
+    text = text.strip()
+    if len(text) > MAX_REVIEW_CHARS:
+        raise ReviewRejected(f"Please keep the review under {MAX_REVIEW_CHARS} characters.")
+    return rating, text
+
+
+def save_review(db: Database, course_id: str, username: str, rating: int, text: str) -> None:
+    """Write (or replace) the member's review of the course (blocking)."""
+    with db.transaction() as session:
+        row = session.scalars(
+            sa.select(CourseReview).where(
+                CourseReview.course_id == course_id, CourseReview.username == username
+            )
+        ).first()
+        if row is None:
+            row = CourseReview(course_id=course_id, username=username)
+            session.add(row)
+        row.rating = rating
+        row.text = text
+        row.updated_at = datetime.now(UTC)
+
+
+def course_reviews(db: Database, course_id: str, limit: int = 20) -> list[Review]:
+    """The course's most recent reviews (blocking)."""
+    with db.transaction() as session:
+        rows = session.scalars(
+            sa.select(CourseReview)
+            .where(CourseReview.course_id == course_id)
+            .order_by(CourseReview.updated_at.desc())
+            .limit(limit)
+        ).all()
+        return [Review(r.username, r.rating, r.text, r.updated_at) for r in rows]
+
+
+def rating_summary(db: Database, course_id: str | None = None) -> tuple[float | None, int]:
+    """(average rating, number of reviews) of one course, or of all courses (blocking)."""
+    query = sa.select(sa.func.avg(CourseReview.rating), sa.func.count(CourseReview.id))
+    if course_id is not None:
+        query = query.where(CourseReview.course_id == course_id)
+    with db.transaction() as session:
+        average, count = session.execute(query).one()
+    return (float(average) if average is not None else None, int(count))
