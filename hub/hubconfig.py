@@ -291,6 +291,7 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
     state: dict[str, Any] = {}
 
     from hub.progress import course_progress
+    from hub.reviews import announcements
 
     def learnhub_db() -> Any:
         # One engine for the hub process, made on first use (never at import or config load).
@@ -327,7 +328,7 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
                 if course.learner_group in groups or user.admin
                 else None
             )
-            item = {
+            item: dict[str, Any] = {
                 "id": course.id,
                 "title": course.title,
                 "summary": course.summary,
@@ -343,9 +344,12 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
             if role:
                 try:
                     item["progress"] = course_progress(learnhub_db(), course, user.name)
+                    latest = announcements(learnhub_db(), course.id, limit=1)
+                    item["announcement"] = latest[0] if latest else None
                 except Exception:  # progress is a nicety; the page renders without it
                     logging.getLogger("learnhub.home").exception("could not read progress")
                     item["progress"] = []
+                    item["announcement"] = None
                 mine.append(item)
             elif course.id in ended:
                 ended_items.append(item)

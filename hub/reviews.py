@@ -1,4 +1,4 @@
-"""Course reviews: members who have a course rate it (1-5) and say why.
+"""Course community: reviews (members rate a course 1-5 and say why) and announcements.
 
 One review per member and course (writing again replaces it). The average rating is the
 operator's satisfaction figure U; until anyone reviews, U is missing, never guessed.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from hub.errors import LearnHubError
 from hub.store import Database
-from hub.store.usage_models import CourseReview
+from hub.store.usage_models import Announcement, CourseReview
 
 MAX_REVIEW_CHARS = 2000
 
@@ -82,3 +82,42 @@ def rating_summary(db: Database, course_id: str | None = None) -> tuple[float | 
     with db.transaction() as session:
         average, count = session.execute(query).one()
     return (float(average) if average is not None else None, int(count))
+
+
+MAX_ANNOUNCEMENT_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An announcement as pages show it."""
+
+    author: str
+    text: str
+    posted_at: datetime
+
+
+def post_announcement(db: Database, course_id: str, author: str, text: str) -> None:
+    """Post an instructor's announcement to a course (blocking); rejects empty or long text."""
+    text = text.strip()
+    if not text:
+        raise ReviewRejected("An announcement needs some text.")
+    if len(text) > MAX_ANNOUNCEMENT_CHARS:
+        raise ReviewRejected(
+            f"Please keep announcements under {MAX_ANNOUNCEMENT_CHARS} characters."
+        )
+    with db.transaction() as session:
+        session.add(
+            Announcement(course_id=course_id, author=author, text=text, posted_at=datetime.now(UTC))
+        )
+
+
+def announcements(db: Database, course_id: str, limit: int = 5) -> list[Notice]:
+    """The course's latest announcements, newest first (blocking)."""
+    with db.transaction() as session:
+        rows = session.scalars(
+            sa.select(Announcement)
+            .where(Announcement.course_id == course_id)
+            .order_by(Announcement.posted_at.desc(), Announcement.id.desc())
+            .limit(limit)
+        ).all()
+        return [Notice(r.author, r.text, r.posted_at) for r in rows]

@@ -21,7 +21,7 @@ from hub.access import HubClient
 from hub.entitlements import desired_membership, entitled_courses
 from hub.errors import HubAPIError
 from hub.i18n import translator
-from hub.reviews import rating_summary
+from hub.reviews import ReviewRejected, announcements, post_announcement, rating_summary
 from hub.service import charts
 from hub.service.app import LearnerPage, _route
 from hub.service.pages import teaches
@@ -122,6 +122,7 @@ class InstructorDashboard(LearnerPage):
         ]
         revenue = revenue_from_events(data.payloads).by_course.get(course_id, {})
         grades = await asyncio.to_thread(course_grades, self.billing.settings, entry)
+        notices = await asyncio.to_thread(announcements, self.billing.db, course_id)
         submission_rows = [(a, n) for a, n in grades.submissions.items()]
         score_rows = list(grades.buckets.items())
         self.render_page(
@@ -140,6 +141,8 @@ class InstructorDashboard(LearnerPage):
             ),
             revenue=_format_revenue(revenue),
             grades=grades,
+            notices=notices,
+            announce_url=f"{self.prefix}instructor/{course_id}/announce",
             submission_rows=submission_rows,
             submissions_svg=charts.bar_chart(
                 _("submissions"), [a for a, _n in submission_rows], [n for _a, n in submission_rows]
@@ -161,6 +164,45 @@ class InstructorDashboard(LearnerPage):
                 for a in entry.course.assignments
             ],
         )
+
+
+class AnnounceHandler(LearnerPage):
+    """``POST {prefix}instructor/<course>/announce``: an instructor posts to the course."""
+
+    async def post(self, course_id: str) -> None:
+        """Post the announcement, then show the dashboard again."""
+        if self.require_learner() is None:
+            return
+        viewer = self.viewer()
+        entry = self.catalog.get(course_id)
+        if entry is None:
+            self.show_message(
+                404, "not-found", "not_found_title", "no_such_course", course=course_id
+            )
+            return
+        if viewer is None or not (viewer.admin or teaches(viewer, entry)):
+            self.show_message(
+                403, "forbidden", "forbidden_title", "forbidden_instructor", alert="warning"
+            )
+            return
+        try:
+            await asyncio.to_thread(
+                post_announcement,
+                self.billing.db,
+                course_id,
+                viewer.name,
+                self.get_body_argument("text", ""),
+            )
+        except ReviewRejected as exc:
+            self.show_message(
+                400, "invalid", "announcement_invalid_title", "review_invalid", reason=str(exc)
+            )
+            return
+        log.info(
+            "announcement posted",
+            extra={"user": viewer.name, "course": course_id, "outcome": "posted"},
+        )
+        self.redirect(f"{self.prefix}instructor/{course_id}#announcements", status=303)
 
 
 class GradesCSV(LearnerPage):
@@ -341,5 +383,6 @@ def dashboard_routes(prefix: str) -> list[Any]:
     return [
         (_route(prefix, "instructor/([a-z0-9-]+)"), InstructorDashboard),
         (_route(prefix, "instructor/([a-z0-9-]+)/grades.csv"), GradesCSV),
+        (_route(prefix, "instructor/([a-z0-9-]+)/announce"), AnnounceHandler),
         (_route(prefix, "admin"), OperatorDashboard),
     ]

@@ -15,7 +15,14 @@ from tornado import web
 from hub.billing.checkout import user_courses
 from hub.courses import CourseEntry
 from hub.i18n import Translator, translator
-from hub.reviews import ReviewRejected, course_reviews, rating_summary, save_review, validate
+from hub.reviews import (
+    ReviewRejected,
+    announcements,
+    course_reviews,
+    rating_summary,
+    save_review,
+    validate,
+)
 from hub.service.app import LearnerPage, Viewer, _route, spawn_url
 from hub.service.reports import PurchaseRow, purchase_history
 from hub.store import CheckoutSession, Entitlement
@@ -144,6 +151,7 @@ class CourseHandler(CoursePages):
         reviews = await asyncio.to_thread(course_reviews, db, course_id)
         average, count = await asyncio.to_thread(rating_summary, db, course_id)
         mine = next((r for r in reviews if viewer and r.username == viewer.name), None)
+        notices = await asyncio.to_thread(announcements, db, course_id)
         self.render_page(
             200,
             "course.html",
@@ -155,6 +163,7 @@ class CourseHandler(CoursePages):
             rating_count=count,
             my_review=mine,
             review_url=f"{self.prefix}courses/{course_id}/review",
+            notices=notices,
         )
 
 

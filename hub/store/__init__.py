@@ -10,9 +10,10 @@ from hub.store.models import (
     StripeEvent,
     utcnow,
 )
-from hub.store.usage_models import CourseReview, GradeSummary, ServerUsage
+from hub.store.usage_models import Announcement, CourseReview, GradeSummary, ServerUsage
 
 __all__ = [
+    "Announcement",
     "Base",
     "CheckoutSession",
     "CourseReview",

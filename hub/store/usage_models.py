@@ -58,3 +58,15 @@ class CourseReview(Base):
     rating: Mapped[int] = mapped_column(sa.Integer)
     text: Mapped[str] = mapped_column(sa.Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Announcement(Base):
+    """A message from a course's instructors to its members."""
+
+    __tablename__ = "announcements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    author: Mapped[str] = mapped_column(sa.String(255))
+    text: Mapped[str] = mapped_column(sa.Text)
+    posted_at: Mapped[datetime] = mapped_column(UTCDateTime())

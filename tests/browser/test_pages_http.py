@@ -205,3 +205,28 @@ def test_members_review_courses_and_feed_satisfaction(docker_hub: HubProcess) ->
         sign_in_to_service(b, "demo-admin")
         admin = b.client.get(SERVICE + "admin").text
         assert re.search(r'data-metric="U".*?4\.0 / 5 \(1\)', admin, re.S)
+
+
+def test_instructors_post_announcements_members_see_them(docker_hub: HubProcess) -> None:
+    dashboard = SERVICE + "instructor/python-foundations"
+    with browser(docker_hub) as b:
+        sign_in_to_service(b, "demo-learner")
+        token = xsrf_of(b.client.get(SERVICE))
+        refused = b.client.post(dashboard + "/announce", data={"_xsrf": token, "text": "hi"})
+        assert refused.status_code == 403
+    with browser(docker_hub) as b:
+        sign_in_to_service(b, "demo-instructor")
+        page = b.client.get(dashboard)
+        token = xsrf_of(page)
+        empty = b.client.post(dashboard + "/announce", data={"_xsrf": token, "text": "  "})
+        assert empty.status_code == 400 and "needs some text" in empty.text
+        posted = b.client.post(
+            dashboard + "/announce", data={"_xsrf": token, "text": "Office hours Friday 5pm."}
+        )
+        assert posted.status_code == 200 and "Office hours Friday 5pm." in posted.text
+    with browser(docker_hub) as b:
+        sign_in_to_service(b, "demo-learner")
+        assert (
+            "Office hours Friday 5pm." in b.client.get(SERVICE + "courses/python-foundations").text
+        )
+        assert "Office hours Friday 5pm." in b.client.get("hub/home").text
