@@ -442,6 +442,7 @@ def make_app(
     feeds the operator dashboard's activity figure; without it that figure is shown as
     unavailable.
     """
+    from hub.service.community import community_routes
     from hub.service.dashboards import dashboard_routes
     from hub.service.pages import page_routes
 
@@ -485,6 +486,7 @@ def make_app(
         (_route(prefix, "oauth_callback"), HubOAuthCallbackHandler),
         *page_routes(prefix),
         *dashboard_routes(prefix),
+        *community_routes(prefix),
         *(extra_routes or []),
     ]
     return web.Application(

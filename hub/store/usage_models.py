@@ -70,3 +70,40 @@ class Announcement(Base):
     author: Mapped[str] = mapped_column(sa.String(255))
     text: Mapped[str] = mapped_column(sa.Text)
     posted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Question(Base):
+    """A member's question in a course's Q&A."""
+
+    __tablename__ = "questions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    author: Mapped[str] = mapped_column(sa.String(255))
+    title: Mapped[str] = mapped_column(sa.String(200))
+    body: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    accepted_answer_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+
+
+class Answer(Base):
+    """An answer to a question."""
+
+    __tablename__ = "answers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    question_id: Mapped[int] = mapped_column(sa.ForeignKey("questions.id"), index=True)
+    author: Mapped[str] = mapped_column(sa.String(255))
+    body: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AnswerVote(Base):
+    """One member's upvote of an answer (at most one each)."""
+
+    __tablename__ = "answer_votes"
+    __table_args__ = (sa.UniqueConstraint("answer_id", "username", name="uq_answer_vote"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    answer_id: Mapped[int] = mapped_column(sa.ForeignKey("answers.id"), index=True)
+    username: Mapped[str] = mapped_column(sa.String(255))

@@ -230,3 +230,51 @@ def test_instructors_post_announcements_members_see_them(docker_hub: HubProcess)
             "Office hours Friday 5pm." in b.client.get(SERVICE + "courses/python-foundations").text
         )
         assert "Office hours Friday 5pm." in b.client.get("hub/home").text
+
+
+def test_course_questions_and_answers(docker_hub: HubProcess) -> None:
+    qa_page = SERVICE + "courses/python-foundations/questions"
+    with browser(docker_hub) as outsider:
+        outsider.signup("qa-outsider", "not-a-member-of-this")
+        sign_in_to_service(outsider, "qa-outsider", "not-a-member-of-this")
+        refused = outsider.client.get(qa_page)
+        assert refused.status_code == 403 and "for the members who have it" in refused.text
+    with browser(docker_hub) as asker:
+        sign_in_to_service(asker, "demo-learner")
+        page = asker.client.get(qa_page)
+        token = xsrf_of(page)
+        assert asker.client.post(qa_page, data={"title": "x", "body": "y"}).status_code == 403
+        empty = asker.client.post(qa_page, data={"_xsrf": token, "title": " ", "body": "y"})
+        assert empty.status_code == 400 and "title is empty" in empty.text
+        asked = asker.client.post(
+            qa_page,
+            data={"_xsrf": token, "title": "Why is __eq__ not enough?", "body": "Sets break."},
+        )
+        assert asked.status_code == 200 and "Why is __eq__ not enough?" in asked.text
+        question_url = str(asked.url)
+    with browser(docker_hub) as teacher:
+        sign_in_to_service(teacher, "demo-instructor")
+        page = teacher.client.get(question_url)
+        answered = teacher.client.post(
+            question_url, data={"_xsrf": xsrf_of(page), "body": "Define __hash__ as well."}
+        )
+        assert "Define __hash__ as well." in answered.text
+        answer_id = re.search(r'data-answer="(\d+)"', answered.text).group(1)  # type: ignore[union-attr]
+        # An instructor cannot upvote their own answer.
+        own = teacher.client.post(
+            SERVICE + f"courses/python-foundations/answers/{answer_id}/vote",
+            data={"_xsrf": xsrf_of(answered)},
+        )
+        assert own.status_code == 400
+    with browser(docker_hub) as asker:
+        sign_in_to_service(asker, "demo-learner")
+        page = asker.client.get(question_url)
+        token = xsrf_of(page)
+        action = SERVICE + f"courses/python-foundations/answers/{answer_id}/"
+        for _ in range(2):  # voting twice counts once
+            asker.client.post(action + "vote", data={"_xsrf": token})
+        accepted = asker.client.post(action + "accept", data={"_xsrf": token})
+        assert accepted.status_code == 200
+        assert f'data-answer="{answer_id}" data-votes="1" data-accepted="true"' in accepted.text
+        listing = asker.client.get(qa_page).text
+        assert "Why is __eq__ not enough?" in listing and "accepted" in listing

@@ -1,0 +1,183 @@
+"""Course Q&A pages: ask, answer, upvote, accept. Members of the course only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from hub import qa
+from hub.courses import CourseEntry
+from hub.service.app import Viewer, _route
+from hub.service.pages import CoursePages, may_open, teaches
+
+log = logging.getLogger("learnhub.service")
+
+
+class QAPage(CoursePages):
+    """Shared checks: the course exists and the viewer may open it."""
+
+    async def member(self, course_id: str) -> tuple[Viewer, CourseEntry] | None:
+        """The signed-in member and the course, or None after answering 404 / 403."""
+        if self.require_learner() is None:
+            return None
+        entry = self.catalog.get(course_id)
+        if entry is None:
+            self.show_message(
+                404, "not-found", "not_found_title", "no_such_course", course=course_id
+            )
+            return None
+        viewer = self.viewer()
+        owned = await self.owned_courses(viewer)
+        if viewer is None or not may_open(viewer, entry, owned):
+            self.show_message(403, "forbidden", "forbidden_title", "qa_needs_access")
+            return None
+        return viewer, entry
+
+    def refuse(self, exc: qa.QARejected) -> None:
+        """Show why a Q&A request was refused."""
+        self.show_message(
+            exc.status, "invalid", "qa_refused_title", "review_invalid", reason=str(exc)
+        )
+
+    def questions_url(self, course_id: str) -> str:
+        """The course's Q&A page."""
+        return f"{self.prefix}courses/{course_id}/questions"
+
+
+class QuestionsHandler(QAPage):
+    """``GET|POST {prefix}courses/<id>/questions``: the list, and asking."""
+
+    async def get(self, course_id: str) -> None:
+        """Every question of the course, newest first."""
+        found = await self.member(course_id)
+        if found is None:
+            return
+        _viewer, entry = found
+        items = await asyncio.to_thread(qa.questions, self.billing.db, course_id)
+        self.render_page(
+            200,
+            "questions.html",
+            title=entry.course.title,
+            course=entry.course,
+            questions=items,
+            base=self.questions_url(course_id),
+        )
+
+    async def post(self, course_id: str) -> None:
+        """Ask a question."""
+        found = await self.member(course_id)
+        if found is None:
+            return
+        viewer, _entry = found
+        try:
+            question_id = await asyncio.to_thread(
+                qa.ask,
+                self.billing.db,
+                course_id,
+                viewer.name,
+                self.get_body_argument("title", ""),
+                self.get_body_argument("body", ""),
+            )
+        except qa.QARejected as exc:
+            self.refuse(exc)
+            return
+        log.info("question asked", extra={"user": viewer.name, "course": course_id})
+        self.redirect(f"{self.questions_url(course_id)}/{question_id}", status=303)
+
+
+class QuestionHandler(QAPage):
+    """``GET|POST {prefix}courses/<id>/questions/<q>``: one question, and answering it."""
+
+    async def get(self, course_id: str, question_id: str) -> None:
+        """The question and its answers."""
+        found = await self.member(course_id)
+        if found is None:
+            return
+        viewer, entry = found
+        try:
+            item = await asyncio.to_thread(
+                qa.question, self.billing.db, course_id, int(question_id)
+            )
+        except qa.QARejected as exc:
+            self.refuse(exc)
+            return
+        self.render_page(
+            200,
+            "question.html",
+            title=item.title,
+            course=entry.course,
+            q=item,
+            base=self.questions_url(course_id),
+            may_accept=viewer.name == item.author or teaches(viewer, entry) or viewer.admin,
+            me=viewer.name,
+        )
+
+    async def post(self, course_id: str, question_id: str) -> None:
+        """Answer the question."""
+        found = await self.member(course_id)
+        if found is None:
+            return
+        viewer, _entry = found
+        try:
+            await asyncio.to_thread(
+                qa.answer,
+                self.billing.db,
+                course_id,
+                int(question_id),
+                viewer.name,
+                self.get_body_argument("body", ""),
+            )
+        except qa.QARejected as exc:
+            self.refuse(exc)
+            return
+        self.redirect(f"{self.questions_url(course_id)}/{question_id}", status=303)
+
+
+class AnswerActionHandler(QAPage):
+    """``POST {prefix}courses/<id>/answers/<a>/(vote|accept)``."""
+
+    async def post(self, course_id: str, answer_id: str, action: str) -> None:
+        """Upvote, or accept (asker or instructor only)."""
+        found = await self.member(course_id)
+        if found is None:
+            return
+        viewer, entry = found
+        db: Any = self.billing.db
+        try:
+            if action == "vote":
+                await asyncio.to_thread(qa.vote, db, course_id, int(answer_id), viewer.name)
+            else:
+                await asyncio.to_thread(
+                    qa.accept,
+                    db,
+                    course_id,
+                    int(answer_id),
+                    viewer.name,
+                    instructor=teaches(viewer, entry) or viewer.admin,
+                )
+            question_id = await asyncio.to_thread(_question_of, db, int(answer_id))
+        except qa.QARejected as exc:
+            self.refuse(exc)
+            return
+        self.redirect(f"{self.questions_url(course_id)}/{question_id}", status=303)
+
+
+def _question_of(db: Any, answer_id: int) -> int:
+    from hub.store.usage_models import Answer
+
+    with db.transaction() as session:
+        row = session.get(Answer, answer_id)
+        return int(row.question_id) if row else 0
+
+
+def community_routes(prefix: str) -> list[Any]:
+    """Routes of the course Q&A."""
+    return [
+        (_route(prefix, "courses/([a-z0-9-]+)/questions"), QuestionsHandler),
+        (_route(prefix, "courses/([a-z0-9-]+)/questions/([0-9]+)"), QuestionHandler),
+        (
+            _route(prefix, "courses/([a-z0-9-]+)/answers/([0-9]+)/(vote|accept)"),
+            AnswerActionHandler,
+        ),
+    ]
