@@ -18,12 +18,13 @@ import sqlalchemy as sa
 from grader.course import grades_csv
 from grader.reports import average_score, course_grades
 from hub.access import HubClient
+from hub.courses import CourseEntry
 from hub.entitlements import desired_membership, entitled_courses
 from hub.errors import HubAPIError
 from hub.i18n import translator
 from hub.reviews import ReviewRejected, announcements, post_announcement, rating_summary
 from hub.service import charts
-from hub.service.app import LearnerPage, _route
+from hub.service.app import LearnerPage, Viewer, _route
 from hub.service.pages import teaches
 from hub.service.reports import (
     activity_share,
@@ -88,25 +89,37 @@ async def hub_users(client: HubClient) -> list[dict[str, Any]]:
         offset += len(items)
 
 
-class InstructorDashboard(LearnerPage):
-    """``GET {prefix}instructor/<course>``: the course's instructors and hub admins only."""
+class InstructorPage(LearnerPage):
+    """A page of one course for its instructors and hub admins only."""
 
-    async def get(self, course_id: str) -> None:
-        """Enrolment over time, active vs ended access, revenue, deadlines."""
+    def instructor_course(self, course_id: str) -> tuple[Viewer, CourseEntry] | None:
+        """The viewer and the course, or None after answering (login, 404 or 403)."""
         if self.require_learner() is None:
-            return
+            return None
         viewer = self.viewer()
         entry = self.catalog.get(course_id)
         if entry is None:
             self.show_message(
                 404, "not-found", "not_found_title", "no_such_course", course=course_id
             )
-            return
+            return None
         if viewer is None or not (viewer.admin or teaches(viewer, entry)):
             self.show_message(
                 403, "forbidden", "forbidden_title", "forbidden_instructor", alert="warning"
             )
+            return None
+        return viewer, entry
+
+
+class InstructorDashboard(InstructorPage):
+    """``GET {prefix}instructor/<course>``: the course's instructors and hub admins only."""
+
+    async def get(self, course_id: str) -> None:
+        """Enrolment over time, active vs ended access, revenue, deadlines."""
+        found = self.instructor_course(course_id)
+        if found is None:
             return
+        viewer, entry = found
         _ = translator(self.lang)
         data = await asyncio.to_thread(_read, self.billing.db.transaction)
         plans = self.billing.settings.payments.plans
@@ -166,25 +179,15 @@ class InstructorDashboard(LearnerPage):
         )
 
 
-class AnnounceHandler(LearnerPage):
+class AnnounceHandler(InstructorPage):
     """``POST {prefix}instructor/<course>/announce``: an instructor posts to the course."""
 
     async def post(self, course_id: str) -> None:
         """Post the announcement, then show the dashboard again."""
-        if self.require_learner() is None:
+        found = self.instructor_course(course_id)
+        if found is None:
             return
-        viewer = self.viewer()
-        entry = self.catalog.get(course_id)
-        if entry is None:
-            self.show_message(
-                404, "not-found", "not_found_title", "no_such_course", course=course_id
-            )
-            return
-        if viewer is None or not (viewer.admin or teaches(viewer, entry)):
-            self.show_message(
-                403, "forbidden", "forbidden_title", "forbidden_instructor", alert="warning"
-            )
-            return
+        viewer, _entry = found
         try:
             await asyncio.to_thread(
                 post_announcement,
@@ -205,25 +208,15 @@ class AnnounceHandler(LearnerPage):
         self.redirect(f"{self.prefix}instructor/{course_id}#announcements", status=303)
 
 
-class GradesCSV(LearnerPage):
+class GradesCSV(InstructorPage):
     """``GET {prefix}instructor/<course>/grades.csv``: the course's grades, for its instructors."""
 
     async def get(self, course_id: str) -> None:
         """The grades export as a CSV download."""
-        if self.require_learner() is None:
+        found = self.instructor_course(course_id)
+        if found is None:
             return
-        viewer = self.viewer()
-        entry = self.catalog.get(course_id)
-        if entry is None:
-            self.show_message(
-                404, "not-found", "not_found_title", "no_such_course", course=course_id
-            )
-            return
-        if viewer is None or not (viewer.admin or teaches(viewer, entry)):
-            self.show_message(
-                403, "forbidden", "forbidden_title", "forbidden_instructor", alert="warning"
-            )
-            return
+        _viewer, entry = found
         grades = await asyncio.to_thread(course_grades, self.billing.settings, entry)
         self.set_header("Content-Type", "text/csv; charset=utf-8")
         self.set_header("Content-Disposition", f'attachment; filename="{course_id}-grades.csv"')
