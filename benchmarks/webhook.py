@@ -42,28 +42,7 @@ SECRET = "whsec_" + secrets.token_hex(16)
 
 
 def new_session(standin: StripeStandIn, user: str) -> str:
-    meta = {"learnhub_user": user, "learnhub_course": COURSE}
-    session = standin.client().v1.checkout.sessions.create(
-        {
-            "mode": "payment",
-            "client_reference_id": user,
-            "metadata": meta,
-            "payment_intent_data": {"metadata": meta},
-            "line_items": [
-                {
-                    "quantity": 1,
-                    "price_data": {
-                        "currency": "usd",
-                        "unit_amount": 6900,
-                        "product_data": {"name": COURSE},
-                    },
-                }
-            ],
-            "success_url": "http://x/s",
-            "cancel_url": "http://x/c",
-        }
-    )
-    return str(session.id)
+    return standin.course_checkout(user, COURSE, 6900, COURSE)
 
 
 def signed(event: dict[str, Any]) -> tuple[str, str]:

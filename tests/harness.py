@@ -228,6 +228,28 @@ def run_learnhub(
     return result
 
 
+def run_nbgrader(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real nbgrader CLI in ``cwd``; fail the test with its output on error.
+
+    nbgrader's gradebook shells out to `alembic`, so the venv's bin folder goes on PATH.
+    """
+    import pytest
+
+    venv_bin = str(Path(sys.executable).parent)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "nbgrader", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+            env={**os.environ, "PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")},
+        )
+    except subprocess.CalledProcessError as exc:
+        pytest.fail(f"nbgrader {' '.join(args)} failed:\n{exc.stdout}\n{exc.stderr}")
+
+
 def hub_settings(workdir: Path, *, courses_dir: Path, backend: str = "docker") -> dict[str, Any]:
     """Settings for a test hub: free ports, hostile base URL, test prefix."""
     port = free_port()

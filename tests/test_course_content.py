@@ -17,7 +17,6 @@ import datetime as dt
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import pytest
 import yaml
 
 from hub.courses import Course
+from tests.harness import run_nbgrader
 
 REPO = Path(__file__).resolve().parents[1]
 COURSES_DIR = REPO / "courses"
@@ -191,21 +191,6 @@ def test_source_notebook_metadata(course_dir: Path, aid: str) -> None:
 VENV_BIN = str(Path(sys.executable).parent)
 
 
-def _nbgrader(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "nbgrader", *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=True,
-            env={**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", "")},
-        )
-    except subprocess.CalledProcessError as exc:
-        pytest.fail(f"nbgrader {' '.join(args)} failed:\n{exc.stdout}\n{exc.stderr}")
-
-
 @pytest.fixture
 def nbgrader_course(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     # nbgrader's Gradebook shells out to the `alembic` script, which lives next to the
@@ -239,7 +224,7 @@ def test_nbgrader_roundtrip(course_dir: Path, aid: str, nbgrader_course) -> None
     from nbgrader.api import Gradebook
 
     root, db_url = nbgrader_course(course_dir, aid)
-    _nbgrader(root, "generate_assignment", aid, "--force")
+    run_nbgrader(root, "generate_assignment", aid, "--force")
 
     sources = _source_notebooks(course_dir, aid)
     for src in sources:
@@ -274,7 +259,7 @@ def test_nbgrader_roundtrip(course_dir: Path, aid: str, nbgrader_course) -> None
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(nb_file, dest)
 
-    _nbgrader(root, "autograde", aid, "--force")
+    run_nbgrader(root, "autograde", aid, "--force")
 
     with Gradebook(db_url, course_id=course_dir.name) as gb:
         assert gb.find_assignment(aid).max_score == EXPECTED_POINTS

@@ -85,28 +85,7 @@ def deliver(hub: HubProcess, events: list[dict[str, Any]], secret: str = WEBHOOK
 
 def new_checkout_session(standin: StripeStandIn, user: str) -> str:
     """What Stripe holds once the learner's checkout session exists (as the service creates it)."""
-    metadata = {"learnhub_user": user, "learnhub_course": COURSE}
-    session = standin.client().v1.checkout.sessions.create(
-        {
-            "mode": "payment",
-            "client_reference_id": user,
-            "metadata": metadata,
-            "payment_intent_data": {"metadata": metadata},
-            "line_items": [
-                {
-                    "quantity": 1,
-                    "price_data": {
-                        "currency": "usd",
-                        "unit_amount": 6900,
-                        "product_data": {"name": "Algorithms in Python"},
-                    },
-                }
-            ],
-            "success_url": "http://127.0.0.1/success",
-            "cancel_url": "http://127.0.0.1/cancel",
-        }
-    )
-    return str(session.id)
+    return standin.course_checkout(user, COURSE, 6900, "Algorithms in Python")
 
 
 def members(hub: HubProcess, group: str) -> set[str]:

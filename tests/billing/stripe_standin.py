@@ -78,6 +78,34 @@ class StripeStandIn:
         self.server.shutdown()
         self.server.server_close()
 
+    def course_checkout(self, user: str, course_id: str, amount: int, name: str) -> str:
+        """Create the Checkout Session the LearnHub service would create for a course purchase.
+
+        Returns its id: what Stripe holds once a learner has started buying ``course_id``.
+        """
+        metadata = {"learnhub_user": user, "learnhub_course": course_id}
+        session = self.client().v1.checkout.sessions.create(
+            {
+                "mode": "payment",
+                "client_reference_id": user,
+                "metadata": metadata,
+                "payment_intent_data": {"metadata": metadata},
+                "line_items": [
+                    {
+                        "quantity": 1,
+                        "price_data": {
+                            "currency": "usd",
+                            "unit_amount": amount,
+                            "product_data": {"name": name},
+                        },
+                    }
+                ],
+                "success_url": "http://127.0.0.1/success",
+                "cancel_url": "http://127.0.0.1/cancel",
+            }
+        )
+        return str(session.id)
+
     def client(self) -> stripe.StripeClient:
         """A real StripeClient pointed at this stand-in."""
         return stripe.StripeClient(API_KEY, base_addresses={"api": self.url}, max_network_retries=0)

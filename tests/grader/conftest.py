@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from grader.sandbox import SandboxPolicy
-from tests.harness import TEST_PREFIX
+from tests.harness import TEST_PREFIX, run_nbgrader
 
 REPO = Path(__file__).resolve().parents[2]
 COURSE_ID = "python-foundations"
@@ -70,22 +70,6 @@ def sandbox_engine() -> Iterator[None]:
     assert not leftovers, f"sandbox containers left behind: {leftovers}"
 
 
-def nbgrader(cwd: Path, *args: str) -> None:
-    """Run the real nbgrader CLI in ``cwd``; fail the test with its output on error."""
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "nbgrader", *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=True,
-            env={**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", "")},
-        )
-    except subprocess.CalledProcessError as exc:
-        pytest.fail(f"nbgrader {' '.join(args)} failed:\n{exc.stdout}\n{exc.stderr}")
-
-
 def make_course(root: Path) -> Path:
     """A temp nbgrader course with the assignment generated (release + gradebook)."""
     shutil.copytree(SOURCE, root / "source" / ASSIGNMENT)
@@ -100,7 +84,7 @@ def make_course(root: Path) -> Path:
 
     with Gradebook(db_url, course_id=COURSE_ID) as gb:
         gb.add_assignment(ASSIGNMENT)
-    nbgrader(root, "generate_assignment", ASSIGNMENT, "--force")
+    run_nbgrader(root, "generate_assignment", ASSIGNMENT, "--force")
     return root
 
 
