@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,14 +24,13 @@ from nbgrader.coursedir import CourseDirectory
 from traitlets.config import Config
 
 from grader.autograde import GradeResult, autograde_submissions, load_course_config
+from grader.ownership import give_to_container_user
 from grader.sandbox import SandboxPolicy
 from hub.courses import CourseEntry
 from hub.errors import LearnHubError
+from hub.settings import Settings
 
 log = logging.getLogger("learnhub.grader")
-
-#: The user of course containers (see docker/singleuser/Dockerfile).
-CONTAINER_UID, CONTAINER_GID = 1000, 100
 
 #: Columns of the grades export, in order.
 EXPORT_COLUMNS = [
@@ -61,6 +59,22 @@ class GradingCourse:
     gradebook_url: str
     exchange_url: str
     token: str
+
+    @classmethod
+    def for_course(
+        cls, settings: Settings, entry: CourseEntry, *, exchange_url: str = "", token: str = ""
+    ) -> GradingCourse:
+        """The course's grading side under the settings' grader folder.
+
+        Without an exchange URL and token it can read and grade, but not release or collect.
+        """
+        return cls(
+            entry=entry,
+            root=settings.grader_dir / entry.course.id,
+            gradebook_url=settings.gradebook_url(entry.course.id),
+            exchange_url=exchange_url,
+            token=token,
+        )
 
     @property
     def course_id(self) -> str:
@@ -106,15 +120,8 @@ class GradingCourse:
         return f"sqlite:///{self.root / 'gradebook.db'}"
 
     def hand_over(self) -> None:
-        """Give the course directory to uid 1000, the instructor's course server user.
-
-        The instructor grades by hand in their course server (formgrader), which runs as uid
-        1000 and must write the gradebook; `learnhub grader` runs as root on the host.
-        """
-        if os.geteuid() != 0:
-            return
-        for path in [self.root, *self.root.rglob("*")]:
-            os.chown(path, CONTAINER_UID, CONTAINER_GID, follow_symlinks=False)
+        """Give the course directory to the instructor's course server user (formgrader)."""
+        give_to_container_user(self.root)
 
     def prepare(self) -> None:
         """Create the course directory, copy the sources and (re)write the config."""
@@ -175,12 +182,7 @@ class GradingCourse:
         self.prepare()
         self._check("collect", self._api().collect(assignment, update=True))
         self.hand_over()
-        submitted = self.root / "submitted"
-        students = (
-            sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
-            if submitted.is_dir()
-            else []
-        )
+        students = _students_with(self.root / "submitted", assignment)
         log.info(
             "collected",
             extra={"course": self.course_id, "assignment": assignment, "count": len(students)},
@@ -213,12 +215,7 @@ class GradingCourse:
         self._check("generate_feedback", api.generate_feedback(assignment, force=True))
         self._check("release_feedback", api.release_feedback(assignment))
         self.hand_over()
-        feedback = self.root / "feedback"
-        students = (
-            sorted(p.name for p in feedback.iterdir() if (p / assignment).is_dir())
-            if feedback.is_dir()
-            else []
-        )
+        students = _students_with(self.root / "feedback", assignment)
         log.info(
             "feedback released",
             extra={"course": self.course_id, "assignment": assignment, "count": len(students)},
@@ -268,6 +265,13 @@ class GradingCourse:
                 "hours": hours,
             },
         )
+
+
+def _students_with(folder: Path, assignment: str) -> list[str]:
+    """Students that have `folder/<student>/<assignment>/` (nbgrader's layout), sorted."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / assignment).is_dir())
 
 
 def grades_csv(rows: list[dict[str, Any]]) -> str:

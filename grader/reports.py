@@ -37,17 +37,6 @@ def mean_percent(rows: list[dict[str, Any]]) -> float | None:
     return float(sum(100 * r["score"] / r["max_score"] for r in graded) / len(graded))
 
 
-def grading_course_for_reading(settings: Settings, entry: CourseEntry) -> GradingCourse:
-    """The course's grading side, for reading only (no exchange, no token)."""
-    return GradingCourse(
-        entry=entry,
-        root=settings.data_dir / "grader" / entry.course.id,
-        gradebook_url=settings.gradebook_url(entry.course.id),
-        exchange_url="",
-        token="",
-    )
-
-
 def _gradebook_exists(url: str) -> bool:
     # Reading must never create an empty SQLite gradebook as a side effect.
     if url.startswith("sqlite:///"):
@@ -60,7 +49,7 @@ def course_grades(settings: Settings, entry: CourseEntry) -> CourseGrades:
     report = CourseGrades()
     for assignment in entry.course.assignments:
         report.submissions[assignment.id] = 0
-    course = grading_course_for_reading(settings, entry)
+    course = GradingCourse.for_course(settings, entry)
     if not _gradebook_exists(course.gradebook_url):
         return report
     report.rows = course.grades()

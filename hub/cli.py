@@ -254,10 +254,9 @@ def grading_course(settings: Settings, course_id: str) -> GradingCourse:
     if entry is None:
         known = ", ".join(catalog.ids()) or "none"
         raise LearnHubError(f"no such course {course_id!r} (known: {known})")
-    return GradingCourse(
-        entry=entry,
-        root=settings.data_dir / "grader" / course_id,
-        gradebook_url=settings.gradebook_url(course_id),
+    return GradingCourse.for_course(
+        settings,
+        entry,
         exchange_url=(
             f"http://127.0.0.1:{settings.hub.service_port}{service_prefix(settings)}exchange/"
         ),
@@ -295,7 +294,7 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             )
             from grader.autograde import find_submitted_students
 
-            course.prepare()
+            # Counting needs only the collected folders; autograde() prepares the course once.
             total = len(find_submitted_students(course.root, args.assignment))
             with Progress(
                 TextColumn("autograding"),

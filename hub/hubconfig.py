@@ -7,6 +7,7 @@ spawner backends are applied by `spawner_config.py`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import subprocess
 import sys
@@ -27,8 +28,13 @@ DEMO_PASSWORD = "learnhub-demo"  # noqa: S105 - the documented demo password
 DEMO_OWNED_COURSE = "python-foundations"
 
 
+@functools.cache
 def bridge_gateway(network: str = "bridge") -> str:
-    """The gateway address of a Docker network: how containers reach the host."""
+    """The gateway address of a Docker network: how containers reach the host.
+
+    Cached: the Hub's address and the exchange URL both need it while one config loads, and
+    each lookup runs the docker CLI.
+    """
     try:
         out = subprocess.run(
             [

@@ -358,10 +358,15 @@ class Settings(_Model):
         """LearnHub's own database URL."""
         return self.database.learnhub_url or f"sqlite:///{self.data_dir / 'learnhub.sqlite'}"
 
+    @property
+    def grader_dir(self) -> Path:
+        """Folder of the courses' nbgrader directories (`<grader_dir>/<course>/`)."""
+        return self.data_dir / "grader"
+
     def gradebook_url(self, course_id: str) -> str:
         """The nbgrader gradebook of one course."""
         template = self.database.gradebook_url or (
-            f"sqlite:///{self.data_dir / 'grader' / '{course}' / 'gradebook.db'}"
+            f"sqlite:///{self.grader_dir / '{course}' / 'gradebook.db'}"
         )
         return template.replace("{course}", course_id)
 

@@ -10,7 +10,6 @@ labels and per-learner-per-course storage in its own terms.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +19,7 @@ import httpx
 from dockerspawner import DockerSpawner, SwarmSpawner
 from traitlets import Float, HasTraits, Integer, Unicode
 
+from grader.ownership import give_to_container_user
 from hub.courses import COURSE_ID_PATTERN, CourseEntry, load_course
 from hub.errors import CourseError, user_facing_http_error
 
@@ -49,9 +49,7 @@ def _probe_client() -> httpx.AsyncClient:
 def _prepare_grading_directory(folder: Path) -> None:
     """Create the grading folder if needed and hand it to the container user (uid 1000)."""
     folder.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        for path in [folder, *folder.rglob("*")]:
-            os.chown(path, 1000, 100, follow_symlinks=False)
+    give_to_container_user(folder)
 
 
 class CourseSpawnerMixin(HasTraits):

@@ -75,14 +75,20 @@ class DemoCheckoutHandler(LearnerPage):
             return None
         return session
 
-    async def get(self, session_id: str) -> None:
-        """Show what is being bought and the buttons."""
+    async def _my_session(self, session_id: str) -> dict[str, Any] | None:
+        """The signed-in learner's own checkout session; None after answering (login, 404)."""
         user = self.require_learner()
         if user is None:
-            return
+            return None
         session = await self._session(session_id, user)
         if session is None:
             self.show_message(404, "unknown", "unknown_checkout_title", "unknown_checkout_body")
+        return session
+
+    async def get(self, session_id: str) -> None:
+        """Show what is being bought and the buttons."""
+        session = await self._my_session(session_id)
+        if session is None:
             return
         meta = session.get("metadata") or {}
         what = self.course_title(meta.get("learnhub_course"), meta.get("learnhub_plan"))
@@ -99,12 +105,8 @@ class DemoCheckoutHandler(LearnerPage):
 
     async def post(self, session_id: str) -> None:
         """Pay or refund, then deliver the signed events to the webhook."""
-        user = self.require_learner()
-        if user is None:
-            return
-        session = await self._session(session_id, user)
+        session = await self._my_session(session_id)
         if session is None:
-            self.show_message(404, "unknown", "unknown_checkout_title", "unknown_checkout_body")
             return
         action = self.get_body_argument("action", "")
         simulator = StripeSimulator(self._store())
