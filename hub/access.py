@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
-from hub.courses import Catalog
+from hub.courses import Catalog, course_id_from_group, instructor_group
 from hub.errors import HubAPIError
 
 log = logging.getLogger("learnhub.access")
@@ -35,16 +35,6 @@ ACCESS_SCOPES = [
     "groups",
     "servers",
 ]
-
-
-def learner_group(course_id: str) -> str:
-    """Group of the learners of a course."""
-    return f"course-{course_id}"
-
-
-def instructor_group(course_id: str) -> str:
-    """Group of the instructors of a course."""
-    return f"instructors-{course_id}"
 
 
 class HubClient:
@@ -131,11 +121,6 @@ class MembershipChanges:
     removed: dict[str, set[str]] = field(default_factory=dict)
     skipped_unknown_users: set[str] = field(default_factory=set)
 
-    @property
-    def changed(self) -> bool:
-        """Whether anything changed."""
-        return any(self.added.values()) or any(self.removed.values())
-
 
 async def apply_membership(
     hub: HubClient,
@@ -176,8 +161,8 @@ async def apply_membership(
                 log.info(
                     "access revoked", extra={"user": user, "group": group, "outcome": "removed"}
                 )
-            if stop_removed_servers and group.startswith("course-"):
-                course_id = group.removeprefix("course-")
+            course_id = course_id_from_group(group)
+            if stop_removed_servers and course_id is not None:
                 for user in sorted(to_remove):
                     await hub.stop_server(user, course_id)
     return changes

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import stripe
 
 from hub import access
-from hub.courses import Catalog
+from hub.courses import Catalog, learner_group
 from hub.errors import LearnHubError
 from hub.hubconfig import hub_api_url
 from hub.logs import configure_logging
@@ -156,7 +156,7 @@ def _change_access(settings: Settings, action: str, user: str, course_id: str) -
             finally:
                 db.dispose()
             changes = await access.apply_membership(hub, desired)
-        group = access.learner_group(course_id)
+        group = learner_group(course_id)
         if action == "grant":
             print(f"granted: {user} can now open {course_id}")
         elif user in changes.removed.get(group, set()):

@@ -8,7 +8,6 @@ half a course.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,8 @@ from hub.settings import MEMORY_PATTERN, ResourceLimits
 #: digits and single hyphens, starting with a letter and ending with a letter or digit.
 COURSE_ID_PATTERN = r"^[a-z](?:-?[a-z0-9]){0,29}$"
 COURSE_ID_MAX = 30
+#: Learner groups are named `course-<id>`; instructor groups `instructors-<id>`.
+LEARNER_GROUP_PREFIX = "course-"
 
 
 class _Model(BaseModel):
@@ -91,12 +92,12 @@ class Course(_Model):
     @property
     def learner_group(self) -> str:
         """JupyterHub group of the people who may open this course."""
-        return f"course-{self.id}"
+        return learner_group(self.id)
 
     @property
     def instructor_group(self) -> str:
         """JupyterHub group of the course's instructors."""
-        return f"instructors-{self.id}"
+        return instructor_group(self.id)
 
     def resource_limits(self, defaults: ResourceLimits) -> ResourceLimits:
         """The effective limits: the course's own, else the platform defaults."""
@@ -205,10 +206,21 @@ class Catalog:
         return list(self._entries)
 
 
+def learner_group(course_id: str) -> str:
+    """JupyterHub group of the learners of a course."""
+    return f"{LEARNER_GROUP_PREFIX}{course_id}"
+
+
+def instructor_group(course_id: str) -> str:
+    """JupyterHub group of the instructors of a course."""
+    return f"instructors-{course_id}"
+
+
 def course_id_from_group(group: str) -> str | None:
-    """`course-x` -> `x`; anything else -> None."""
-    match = re.fullmatch(r"course-(.+)", group)
-    return match.group(1) if match else None
+    """`course-x` -> `x`; any other group (instructors-x, ...) -> None."""
+    return (
+        group.removeprefix(LEARNER_GROUP_PREFIX) if group.startswith(LEARNER_GROUP_PREFIX) else None
+    )
 
 
 def deadline_label(due: datetime | None) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from hub.access import ACCESS_SCOPES
-from hub.courses import Catalog, deadline_label
+from hub.courses import Catalog, deadline_label, learner_group
 from hub.errors import CourseError
 from hub.settings import SECRET_ENV, Settings
 
@@ -164,7 +164,7 @@ def apply_groups(c: Any, settings: Settings, catalog: Catalog) -> None:
         groups[course.learner_group] = {"users": []}
         groups[course.instructor_group] = {"users": sorted(course.instructors)}
     if settings.mode == "demo" and DEMO_OWNED_COURSE in catalog:
-        groups[f"course-{DEMO_OWNED_COURSE}"] = {"users": ["demo-learner"]}
+        groups[learner_group(DEMO_OWNED_COURSE)] = {"users": ["demo-learner"]}
     c.JupyterHub.load_groups = groups
 
 

@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from hub.access import HubClient, instructor_group, learner_group
+from hub.access import HubClient
+from hub.courses import instructor_group, learner_group
 from hub.errors import HubAPIError
 
 log = logging.getLogger("learnhub.exchange")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
+from hub.courses import course_id_from_group
 from hub.entitlements import EntitlementLike
 
 
@@ -305,5 +306,7 @@ def members_by_course(desired: Mapping[str, set[str]]) -> dict[str, int]:
     """``{"course-x": {...}}`` -> ``{"x": count}``."""
     counts: dict[str, int] = defaultdict(int)
     for group, users in desired.items():
-        counts[group.removeprefix("course-")] = len(users)
+        course_id = course_id_from_group(group)
+        if course_id is not None:
+            counts[course_id] = len(users)
     return dict(counts)
