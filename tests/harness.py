@@ -45,40 +45,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _docker(*args: str) -> list[str]:
+    """Run the docker CLI; its output split into words (nothing when it fails)."""
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=False
+    ).stdout.split()
+
+
 def docker_cleanup(prefix: str = TEST_PREFIX) -> None:
-    """Remove every container and volume whose name starts with `prefix-`."""
-    names = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"name=^/{prefix}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    if names:
-        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, check=False)
-    volumes = subprocess.run(
-        ["docker", "volume", "ls", "-q", "--filter", f"name=^{prefix}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    volumes = [v for v in volumes if v.startswith(prefix)]
+    """Remove every container and volume whose name starts with `prefix`."""
+    containers = _docker("ps", "-aq", "--filter", f"name=^/{prefix}")
+    if containers:
+        _docker("rm", "-f", *containers)
+    volumes = [v for v in _docker("volume", "ls", "-q") if v.startswith(prefix)]
     if volumes:
-        subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True, check=False)
+        _docker("volume", "rm", "-f", *volumes)
 
 
 def remove_stale_test_objects() -> None:
     """Remove containers and volumes left by test sessions whose process is gone."""
-    out = subprocess.run(
-        ["docker", "ps", "-a", "--format", "{{.Names}}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    out += subprocess.run(
-        ["docker", "volume", "ls", "-q"], capture_output=True, text=True, check=False
-    ).stdout.split()
+    names = _docker("ps", "-a", "--format", "{{.Names}}") + _docker("volume", "ls", "-q")
     dead = set()
-    for name in out:
+    for name in names:
         match = STALE_PATTERN.match(name)
         if match and not Path(f"/proc/{int(match.group(1))}").exists():
             dead.add(f"lht{match.group(1)}")
@@ -88,22 +76,10 @@ def remove_stale_test_objects() -> None:
 
 def container_logs(prefix: str = TEST_PREFIX) -> str:
     """Logs of every test container, for failure reports."""
-    ids = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"name=^/{prefix}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
     chunks = []
-    for cid in ids:
-        name = subprocess.run(
-            ["docker", "inspect", "-f", "{{.Name}}", cid],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
+    for name in _docker("ps", "-a", "--format", "{{.Names}}", "--filter", f"name=^/{prefix}"):
         logs = subprocess.run(
-            ["docker", "logs", "--tail", "80", cid], capture_output=True, text=True, check=False
+            ["docker", "logs", "--tail", "80", name], capture_output=True, text=True, check=False
         )
         chunks.append(f"----- container {name} -----\n{logs.stdout}{logs.stderr}")
     return "\n".join(chunks)
