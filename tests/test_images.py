@@ -118,6 +118,27 @@ def test_server_stack_imports(built: object) -> None:
     assert out.strip() == "ok"
 
 
+def test_image_installs_exactly_the_pinned_requirements(built: object) -> None:
+    # pip resolving on its own would add what overrides.txt leaves out (rfc3987-syntax, whose
+    # grammar compile cost every server start over a second) and could drift from the pins.
+    pinned = {
+        name.lower().replace("_", "-"): version
+        for name, version in re.findall(
+            r"^([A-Za-z0-9_.-]+)==([^\s;]+)",
+            (REPO_ROOT / "docker" / "singleuser" / "requirements.txt").read_text(),
+            re.MULTILINE,
+        )
+    }
+    frozen = run("pip", "list", "--format=freeze", "--exclude", "pip", "--exclude", "setuptools")
+    installed = {
+        name.lower().replace("_", "-"): version
+        for name, version in (line.split("==", 1) for line in frozen.stdout.split())
+    }
+    assert "rfc3987-syntax" not in installed
+    assert installed == {k: v for k, v in pinned.items() if k not in {"pip", "setuptools"}}
+    assert run("pip", "check").stdout.strip() == "No broken requirements found."
+
+
 def test_nbgrader_instructor_extensions_disabled(built: object) -> None:
     proc = run("jupyter", "labextension", "list")
     text = ANSI.sub("", proc.stdout + proc.stderr)
