@@ -6,6 +6,7 @@ single-user image (about a minute more); later runs find both up to date.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -154,7 +155,28 @@ def test_nbgrader_instructor_extensions_disabled(built: object) -> None:
     proc = run("jupyter", "server", "extension", "list")
     text = ANSI.sub("", proc.stdout + proc.stderr)
     assert re.search(r"nbgrader\.server_extensions\.formgrader\s+disabled", text)
-    assert re.search(r"nbgrader\.server_extensions\.assignment_list\s+enabled", text)
+    assert re.search(r"nbgrader\.server_extensions\.course_list\s+disabled", text)
+    # The learner routes come from learnhub_nbgrader, which loads nbgrader at first use.
+    assert re.search(r"nbgrader\.server_extensions\.assignment_list\s+disabled", text)
+    assert re.search(r"nbgrader\.server_extensions\.validate_assignment\s+disabled", text)
+    assert re.search(r"learnhub_nbgrader\s+enabled", text)
+
+
+def test_nbgrader_routes_load_nbgrader_at_first_use(built: object) -> None:
+    probes = REPO_ROOT / "tests" / "image_probes"
+    notebook = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+    script = (
+        f"mkdir -p /tmp/probe-root && printf '%s' '{notebook}' > /tmp/probe-root/hello.ipynb"
+        " && python /probes/lazy_nbgrader.py"
+    )
+    out = run("sh", "-c", script, opts=("-v", f"{probes}:/probes:ro")).stdout
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["nbgrader_imported_at_start"] is False
+    assert seen["anonymous_version_status"] == 302  # to the login page, as nbgrader's own
+    assert seen["version"] == [200, {"success": True}]
+    assert seen["validate"][0] == 200 and seen["validate"][1]["success"] is True
+    assert seen["nbgrader_imported_after_use"] is True
+    assert seen["routes_match"] is True
 
 
 def test_entrypoint_syncs_materials_and_keeps_learner_edits(
