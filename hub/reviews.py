@@ -6,6 +6,7 @@ operator's satisfaction figure U; until anyone reviews, U is missing, never gues
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,6 +17,25 @@ from hub.store import Database
 from hub.store.usage_models import Announcement, CourseReview
 
 MAX_REVIEW_CHARS = 2000
+
+_changes = itertools.count(1)
+_generation = 0
+
+
+def generation() -> int:
+    """A number that changes whenever this process changes a review or an announcement.
+
+    Pages rendered from reviews and announcements (the anonymous course pages the service keeps
+    rendered) note it when they read them and are rendered again once it differs. The service
+    is the only writer of both.
+    """
+    return _generation
+
+
+def _changed() -> None:
+    """Called after every committed write of a review or an announcement."""
+    global _generation  # one counter per process; next() hands out each value once
+    _generation = next(_changes)
 
 
 class ReviewRejected(LearnHubError):
@@ -60,6 +80,7 @@ def save_review(db: Database, course_id: str, username: str, rating: int, text: 
         row.rating = rating
         row.text = text
         row.updated_at = datetime.now(UTC)
+    _changed()
 
 
 def course_reviews(db: Database, course_id: str, limit: int = 20) -> list[Review]:
@@ -109,6 +130,7 @@ def post_announcement(db: Database, course_id: str, author: str, text: str) -> N
         session.add(
             Announcement(course_id=course_id, author=author, text=text, posted_at=datetime.now(UTC))
         )
+    _changed()
 
 
 def announcements(db: Database, course_id: str, limit: int = 5) -> list[Notice]:
