@@ -12,7 +12,9 @@ machine hits both alike:
   the servers sat idle) and hub + proxy (+ LearnHub service) RSS from /proc;
 - ``concurrent``: 20 and 50 spawns posted at once, time until all are ready; then all stopped
   at once, time until all are gone;
-- ``catalog``: 100 concurrent clients GET the LearnHub catalog vs the stock hub's login page;
+- ``catalog``: 100 concurrent clients GET the LearnHub catalog vs the stock hub's login page
+  (after a warm-up of the same load), with the CPU each process and the load generator used;
+  the catalog also straight at the service, without the proxy;
 - ``webhook``: webhook → membership latency and sustained events/s (LearnHub only;
   ``benchmarks/webhook.py``);
 - ``autograde``: 20 sandboxed submissions vs stock serial ``nbgrader autograde``
@@ -32,6 +34,7 @@ import datetime as dt
 import importlib
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -54,6 +57,7 @@ from benchmarks.common import (  # noqa: E402
     child_pids,
     cmdline,
     container_cpu_seconds,
+    cpu_seconds,
     machine,
     memory_by_container,
     percentile,
@@ -64,6 +68,8 @@ from benchmarks.stock.image import STOCK_IMAGE, ensure_stock_image  # noqa: E402
 from tests.harness import HubProcess, docker_cleanup, hub_settings  # noqa: E402
 
 COURSE = "python-foundations"
+#: The catalog measured straight at the LearnHub service's port, without the proxy.
+DIRECT = "LearnHub, no proxy"
 LEARNHUB_IMAGE = "learnhub/singleuser:latest"
 PHASES = ("spawn", "concurrent", "catalog", "webhook", "autograde")
 RESULTS = ROOT / "benchmarks" / "results"
@@ -75,6 +81,7 @@ FULL = {
     "concurrent": [20, 50],
     "catalog_requests": 3000,
     "catalog_clients": 100,
+    "catalog_warmup": 1000,
     "catalog_tool": "auto",
     "webhook_latency": 50,
     "webhook_burst": 300,
@@ -88,6 +95,7 @@ QUICK = {
     "concurrent": [4],
     "catalog_requests": 400,
     "catalog_clients": 100,
+    "catalog_warmup": 400,
     "catalog_tool": "auto",
     "webhook_latency": 10,
     "webhook_burst": 40,
@@ -308,7 +316,21 @@ async def phase_concurrent(setups: list[Setup], cfg: dict[str, Any]) -> dict[str
                 users = [f"c{n}u{i}" for i in range(n)]
                 setup.create_users(users)
                 log(f"{setup.label}: {n} concurrent spawns")
+                pids = setup.pids()
+                cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
                 result = await spawn_many(client, setup, users)
+                # Where the burst's CPU went: the hub-side processes, and the servers themselves
+                # (cgroup CPU from container start until all were ready). On 2 cores the sum
+                # bounds how soon N servers can be ready.
+                result["process_cpu_s"] = {
+                    name: round(cpu_seconds(pid) - cpu_before[name], 2)
+                    for name, pid in pids.items()
+                }
+                servers_cpu = container_cpu_seconds(f"{setup.prefix}-")
+                result["servers_cpu_s_total"] = round(sum(servers_cpu.values()), 2)
+                result["servers_cpu_s_median"] = (
+                    statistics.median(servers_cpu.values()) if servers_cpu else None
+                )
                 result["rss_mib_running"] = setup.rss()
                 log(
                     f"{setup.label}: {result['ready']}/{n} ready, last after "
@@ -325,21 +347,20 @@ async def phase_concurrent(setups: list[Setup], cfg: dict[str, Any]) -> dict[str
 # Page latency under concurrent clients
 
 
-async def load(url: str, requests: int, clients: int, tool: str = "auto") -> dict[str, Any]:
-    """Closed loop: `clients` concurrent clients, each sending its next GET when the last ends.
+def _rusage_cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
-    With ``tool="curl"`` (the default when curl is installed) the clients are curl's parallel
-    transfers (C, cheap on the CPU the server also needs); with ``"httpx"`` they are asyncio
-    tasks in this process, which costs noticeably more CPU per request on a 2-core machine.
+
+async def closed_loop(
+    url: str, requests: int, clients: int, tool: str
+) -> tuple[list[float], dict[int, int]]:
+    """`clients` concurrent clients, each sending its next GET when the last ends.
+
+    Returns each GET's latency in seconds and the count of each status code.
     """
-    if tool == "auto":
-        tool = "curl" if shutil.which("curl") else "httpx"
-    async with httpx.AsyncClient(timeout=60) as warm:
-        for _ in range(10):  # warm-up: templates, caches
-            (await warm.get(url)).raise_for_status()
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    start = time.perf_counter()
     if tool == "curl":
         with tempfile.NamedTemporaryFile("w", suffix=".curlrc") as cfg:
             cfg.write(f'url = "{url}"\noutput = "/dev/null"\n' * requests)
@@ -370,31 +391,97 @@ async def load(url: str, requests: int, clients: int, tool: str = "auto") -> dic
                     statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
 
             await asyncio.gather(*(one_client() for _ in range(clients)))
+    return latencies, statuses
+
+
+async def load(
+    url: str,
+    requests: int,
+    clients: int,
+    tool: str = "auto",
+    pids: dict[str, int | None] | None = None,
+    warmup: int = 0,
+) -> dict[str, Any]:
+    """Measure a :func:`closed_loop` of ``requests`` GETs after a warm-up.
+
+    With ``tool="curl"`` (the default when curl is installed) the clients are curl's parallel
+    transfers (C, cheap on the CPU the server also needs); with ``"httpx"`` they are asyncio
+    tasks in this process, which costs noticeably more CPU per request on a 2-core machine.
+
+    The warm-up is 10 single GETs (which must succeed), then ``warmup`` GETs of the same closed
+    loop, not counted: a proxy's upstream connection pool is filled and Node's JIT has compiled
+    its hot paths, as on a server that has been up for a while. Without it the first second of a
+    3-second run measures start-up (CHP alone used twice the CPU per request while cold).
+
+    Besides latency and throughput it records the CPU time each process in ``pids`` used during
+    the measured load and the load generator's own (curl: this process's children, which during
+    the load is curl alone; httpx: this process), in total and per request.
+    """
+    if tool == "auto":
+        tool = "curl" if shutil.which("curl") else "httpx"
+    async with httpx.AsyncClient(timeout=60) as warm:
+        for _ in range(10):  # templates, caches; and the page must work at all
+            (await warm.get(url)).raise_for_status()
+    if warmup:
+        await closed_loop(url, warmup, clients, tool)
+    pids = {k: v for k, v in (pids or {}).items() if v}
+    generator = resource.RUSAGE_CHILDREN if tool == "curl" else resource.RUSAGE_SELF
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    cpu_before["load generator"] = _rusage_cpu(generator)
+    start = time.perf_counter()
+    latencies, statuses = await closed_loop(url, requests, clients, tool)
     wall = time.perf_counter() - start
+    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    cpu["load generator"] = _rusage_cpu(generator) - cpu_before["load generator"]
     return {
         "url": url,
         "tool": tool,
         "requests": len(latencies),
         "clients": clients,
+        "warmup_requests": warmup,
         "statuses": {str(k): v for k, v in statuses.items()},
         "p50_ms": statistics.median(latencies) * 1000,
         "p95_ms": percentile(latencies, 0.95) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "requests_per_s": len(latencies) / wall,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "cpu_ms_per_request": {k: v * 1000 / max(len(latencies), 1) for k, v in cpu.items()},
+        "loadavg_after": machine()["loadavg"],
     }
 
 
 async def phase_catalog(setups: list[Setup], cfg: dict[str, Any]) -> dict[str, Any]:
+    """The same closed loop (tool, clients, GETs) against each hub's page through its proxy.
+
+    LearnHub's catalog is also measured straight at the service's own port (no proxy), which
+    shows what the proxy adds. CPU is recorded per process and for the load generator.
+    """
     out = {}
+    runs: list[tuple[str, Setup, str]] = []
     for setup in setups:
         path = "hub/login" if setup.label == "stock" else "services/learnhub/"
-        url = setup.hub.url + path
-        log(
-            f"{setup.label}: {cfg['catalog_requests']} GETs of {path}, "
-            f"{cfg['catalog_clients']} clients"
+        runs.append((setup.label, setup, setup.hub.url + path))
+        if setup.label == "LearnHub":
+            port = setup.hub.settings["hub"]["service_port"]
+            runs.append((DIRECT, setup, f"http://127.0.0.1:{port}/services/learnhub/"))
+    for label, setup, url in runs:
+        log(f"{label}: {cfg['catalog_requests']} GETs of {url}, {cfg['catalog_clients']} clients")
+        pids = setup.pids()
+        if label == DIRECT:
+            pids.pop("proxy", None)
+        out[label] = result = await load(
+            url,
+            cfg["catalog_requests"],
+            cfg["catalog_clients"],
+            cfg["catalog_tool"],
+            pids,
+            warmup=cfg["catalog_warmup"],
         )
-        out[setup.label] = await load(
-            url, cfg["catalog_requests"], cfg["catalog_clients"], cfg["catalog_tool"]
+        per = ", ".join(f"{k} {v:.3f}" for k, v in result["cpu_ms_per_request"].items())
+        log(
+            f"{label}: p50 {result['p50_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms, "
+            f"{result['requests_per_s']:.0f} req/s; CPU ms per request: {per}"
         )
     return out
 
@@ -677,7 +764,39 @@ def table(results: dict[str, Any], cfg: dict[str, Any]) -> list[Row]:
                 "—",
             )
         )
+        if "cpu_ms_per_request" in st and "cpu_ms_per_request" in lh:
+            rows.append(
+                Row(
+                    "  CPU ms per request: hub / proxy / LearnHub service / load generator",
+                    cpu_split(st["cpu_ms_per_request"]),
+                    cpu_split(lh["cpu_ms_per_request"]),
+                    "—",
+                    "—",
+                    "—",
+                )
+            )
+        direct = cat.get(DIRECT)
+        if direct:
+            rows.append(
+                Row(
+                    "  same load straight at the LearnHub service (no proxy): p50 / p95, req/s, "
+                    "CPU ms per request",
+                    "—",
+                    f"{direct['p50_ms']:.0f} / {direct['p95_ms']:.0f} ms, "
+                    f"{direct['requests_per_s']:.0f}/s, "
+                    f"{cpu_split(direct.get('cpu_ms_per_request', {}))}",
+                    "—",
+                    "—",
+                    "—",
+                )
+            )
     return rows
+
+
+def cpu_split(per_request: dict[str, float]) -> str:
+    """``hub / proxy / service / load generator`` CPU milliseconds per request, ``—`` if absent."""
+    names = ("hub", "proxy", "service", "load generator")
+    return " / ".join(f"{per_request[n]:.2f}" if n in per_request else "—" for n in names)
 
 
 def markdown(rows: list[Row]) -> str:
