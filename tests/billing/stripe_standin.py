@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,19 +25,28 @@ API_KEY = "sk_test_standin"
 class StripeStandIn:
     """The server, its objects and a log of requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, latency: float = 0.0) -> None:
         self.store = DictStore()
         self.sim = StripeSimulator(self.store)
         self.requests: list[tuple[str, str]] = []
         self.down = False
+        #: Seconds each answer waits, like Stripe's round trip over the internet (~0.1-0.3 s).
+        self.latency = latency
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive like Stripe's API, the whole answer in one write (no Nagle stall).
+            protocol_version = "HTTP/1.1"
+            wbufsize = -1
+            disable_nagle_algorithm = True
+
             def _answer(self) -> None:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode() if length else ""
                 standin.requests.append((self.command, parts.path))
+                if standin.latency:
+                    time.sleep(standin.latency)
                 if standin.down:
                     status, payload = 500, {"error": {"type": "api_error", "message": "down"}}
                 elif self.headers.get("Authorization") != f"Bearer {API_KEY}":
