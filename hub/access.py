@@ -142,15 +142,9 @@ async def apply_membership(
             current[group] = set()
         have = current[group]
         to_add = set(wanted) - have
-        existing: set[str] = set()
-        for user in sorted(to_add):
-            if await hub.user(user) is None:
-                changes.skipped_unknown_users.add(user)
-            else:
-                existing.add(user)
+        existing = await _add_known_users(hub, group, to_add, changes) if to_add else set()
         to_remove = have - set(wanted)
         if existing:
-            await hub.add_members(group, existing)
             changes.added[group] = existing
             for user in sorted(existing):
                 log.info("access granted", extra={"user": user, "group": group, "outcome": "added"})
@@ -166,6 +160,32 @@ async def apply_membership(
                 for user in sorted(to_remove):
                     await hub.stop_server(user, course_id)
     return changes
+
+
+async def _add_known_users(
+    hub: HubClient, group: str, users: set[str], changes: MembershipChanges
+) -> set[str]:
+    """Add ``users`` to ``group`` in one request; return those added.
+
+    The Hub refuses the whole request (400) if one user does not exist, so only then is each
+    user looked up, and the unknown ones are skipped: one call per group in the usual case,
+    not one per user.
+    """
+    try:
+        await hub.add_members(group, users)
+        return set(users)
+    except HubAPIError as exc:
+        if exc.status != 400:
+            raise
+    existing: set[str] = set()
+    for user in sorted(users):
+        if await hub.user(user) is None:
+            changes.skipped_unknown_users.add(user)
+        else:
+            existing.add(user)
+    if existing:
+        await hub.add_members(group, existing)
+    return existing
 
 
 def instructor_membership(catalog: Catalog) -> dict[str, set[str]]:

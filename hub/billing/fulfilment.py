@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import stripe
@@ -68,6 +70,9 @@ DISPUTE_EVENTS = frozenset(
 )
 HANDLED_EVENTS = CHECKOUT_EVENTS | SUBSCRIPTION_EVENTS | INVOICE_EVENTS | CHARGE_EVENTS
 HANDLED_EVENTS |= DISPUTE_EVENTS
+
+#: Concurrent Stripe requests of one service (re-fetches of a batch of events run together).
+STRIPE_THREADS = 16
 
 #: Dispute states in which the money is (or may be) gone: access is suspended meanwhile.
 OPEN_DISPUTE = frozenset({"needs_response", "under_review"})
@@ -157,12 +162,21 @@ class Billing:
         self.db = db
         self.client = client
         self.sync_access = sync_access
+        # Stripe calls block (the SDK's requests client) and take Stripe's round trip each, so
+        # a batch of events re-fetches on threads of its own: they neither queue behind nor
+        # hold up the database work on the default executor.
+        self._stripe_threads = ThreadPoolExecutor(STRIPE_THREADS, thread_name_prefix="stripe")
+
+    def close(self) -> None:
+        """Let the Stripe threads finish and end (the service is stopping)."""
+        self._stripe_threads.shutdown(wait=False, cancel_futures=True)
 
     # -- talking to Stripe (blocking calls go to a thread) ------------------------------------
 
     async def _call(self, what: str, func: Callable[..., Any], *args: Any) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
         try:
-            obj = await asyncio.to_thread(func, *args)
+            obj = await loop.run_in_executor(self._stripe_threads, partial(func, *args))
         except stripe.StripeError as exc:
             raise FulfilmentError(f"Stripe {what} failed: {exc.user_message or exc}") from exc
         result: dict[str, Any] = obj.to_dict()
@@ -348,6 +362,78 @@ class Billing:
                 continue
         return "duplicate", False
 
+    def apply_batch(
+        self,
+        decided: Sequence[tuple[dict[str, Any], FulfilmentResult]],
+        failed: Sequence[tuple[dict[str, Any], str]] = (),
+    ) -> dict[str, tuple[str, bool]]:
+        """Apply queued events' updates and record their outcomes, all in one transaction.
+
+        ``decided`` pairs each event with what its fresh Stripe objects mean; ``failed`` holds
+        events whose re-fetch failed, with the error, which is recorded on the still queued
+        event. Returns ``{event_id: (outcome, changed)}`` for the events of ``decided``;
+        ``duplicate`` for one that was already processed elsewhere (it changes nothing).
+        Blocking; raises ``IntegrityError`` if a concurrent writer kept conflicting.
+        """
+        ids = [str(event["id"]) for event, _ in [*decided, *failed]]
+        for attempt in range(3):
+            try:
+                with self.db.transaction() as session:
+                    mine = repo.claim_events(session, ids)
+                    results: dict[str, tuple[str, bool]] = {}
+                    recorded: dict[str, tuple[str, str | None]] = {}
+                    todo: list[tuple[str, FulfilmentResult]] = []
+                    for event, result in decided:
+                        event_id = str(event["id"])
+                        if event_id not in mine or event_id in recorded:
+                            results.setdefault(event_id, ("duplicate", False))
+                            continue
+                        todo.append((event_id, result))
+                        recorded[event_id] = (result.outcome, None)
+                    changes = iter(
+                        repo.apply_updates(session, [u for _, r in todo for u in r.updates])
+                    )
+                    for event_id, result in todo:
+                        changed = any([next(changes) for _ in result.updates])
+                        outcome = result.outcome
+                        if outcome == "applied" and not changed:
+                            outcome = "noop"
+                        results[event_id] = (outcome, changed)
+                        recorded[event_id] = (outcome, None)
+                    for event, error in failed:
+                        event_id = str(event["id"])
+                        if event_id in mine and event_id not in recorded:
+                            recorded[event_id] = (repo.QUEUED, error)
+                    repo.finish_events(session, recorded)
+                    return results
+            except IntegrityError:
+                # Another transaction created the same entitlement first (the success page):
+                # ours was rolled back whole, and the retry updates the row it created.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def log_outcome(self, event: dict[str, Any], result: FulfilmentResult, outcome: str) -> None:
+        """One structured line per event and entitlement: who, what, and what happened."""
+        for update in result.updates:
+            log.info(
+                "stripe event processed",
+                extra={
+                    "event": event["id"],
+                    "type": event.get("type"),
+                    "user": update.username,
+                    "course": update.course_id,
+                    "plan": update.plan_id,
+                    "status": update.status,
+                    "outcome": outcome,
+                },
+            )
+        if not result.updates:
+            log.info(
+                "stripe event processed",
+                extra={"event": event["id"], "type": event.get("type"), "outcome": outcome},
+            )
+
     def _record_error(self, event: dict[str, Any], error: str) -> None:
         try:
             with self.db.transaction() as session:
@@ -360,21 +446,24 @@ class Billing:
         with self.db.transaction() as session:
             return repo.event_done(session, event_id)
 
-    async def _sync(self, who: str) -> None:
+    async def sync(self, *who: str) -> None:
+        """Run the access sync after ``who``'s entitlements changed; a failure is only logged."""
         try:
             await self.sync_access()
         except HubAPIError as exc:
             # The entitlement is committed; the periodic sync or reconcile heals membership.
             log.warning(
                 "access sync failed; will heal on the next sync",
-                extra={"user": who, "outcome": "sync_failed", "error": str(exc)},
+                extra={"user": ",".join(who), "outcome": "sync_failed", "error": str(exc)},
             )
 
     async def handle_event(self, event: dict[str, Any]) -> FulfilmentResult:
         """Process one verified event exactly once; returns the outcome (``duplicate`` too).
 
-        Raises :class:`FulfilmentError` when Stripe cannot be asked; the event is then recorded
-        as ``error`` and processed again when Stripe redelivers it.
+        The webhook hands events to :class:`hub.billing.events.EventQueue`; this is the path of
+        the reconcile, one event at a time. Raises :class:`FulfilmentError` when Stripe cannot
+        be asked; the event is then recorded as ``error`` and processed again when it is
+        delivered again or the next reconcile lists it.
         """
         event_id = str(event["id"])
         if await asyncio.to_thread(self._already_done, event_id):
@@ -389,26 +478,9 @@ class Billing:
             )
             raise
         outcome, changed = await asyncio.to_thread(self._apply_with_event, event, result)
-        for update in result.updates:
-            log.info(
-                "stripe event processed",
-                extra={
-                    "event": event_id,
-                    "type": event.get("type"),
-                    "user": update.username,
-                    "course": update.course_id,
-                    "plan": update.plan_id,
-                    "status": update.status,
-                    "outcome": outcome,
-                },
-            )
-        if not result.updates:
-            log.info(
-                "stripe event processed",
-                extra={"event": event_id, "type": event.get("type"), "outcome": outcome},
-            )
+        self.log_outcome(event, result, outcome)
         if changed:
-            await self._sync(result.updates[0].username)
+            await self.sync(result.updates[0].username)
         return FulfilmentResult(outcome, result.detail, result.updates, changed)
 
     async def fulfill_checkout(self, session_id: str) -> FulfilmentResult:
@@ -427,7 +499,7 @@ class Billing:
                 },
             )
         if changed:
-            await self._sync(result.updates[0].username)
+            await self.sync(result.updates[0].username)
         return FulfilmentResult(result.outcome, result.detail, result.updates, changed)
 
     async def refresh_subscription(self, subscription_id: str) -> FulfilmentResult:

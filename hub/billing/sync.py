@@ -22,7 +22,7 @@ def load_desired_membership(
     Learner groups come from the stored entitlements; instructor groups from each `course.yaml`.
     """
     with db.transaction() as session:
-        rows = repo.entitlements(session)
+        rows = repo.access_rows(session)
         desired = desired_membership(
             rows,
             catalog,

@@ -101,9 +101,13 @@ async def main() -> None:
         web.Application(exchange).listen(url.port or 80, container_side)
         log.info("exchange listening for containers", extra={"address": container_side})
     billing = app.settings["learnhub_billing"]
+    events = app.settings["learnhub_events"]
+    # Events acknowledged to Stripe before a restart but not processed yet.
+    await events.start()
 
     async def reconcile_once() -> None:
         try:
+            await events.recover()
             await reconcile(billing)
         except LearnHubError as exc:
             log.warning("reconcile failed; retrying later", extra={"error": str(exc)})
@@ -125,6 +129,8 @@ async def main() -> None:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     log.info("LearnHub service stopping")
+    await events.aclose()
+    billing.close()
     await authorizer.aclose()
     db.dispose()
 

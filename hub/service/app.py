@@ -22,10 +22,12 @@ import jinja2
 import stripe
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from markupsafe import Markup
+from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 
 from hub.access import HubClient
 from hub.billing.checkout import CheckoutRefused, create_checkout
+from hub.billing.events import EventQueue
 from hub.billing.fulfilment import Billing, FulfilmentError, SyncAccess
 from hub.billing.webhook import WebhookRejected, split_secrets, verify_event
 from hub.courses import Catalog
@@ -100,13 +102,17 @@ class BaseHandler(web.RequestHandler):
 
 
 class WebhookHandler(BaseHandler):
-    """``POST {prefix}stripe/webhook``: verified, exactly-once event processing."""
+    """``POST {prefix}stripe/webhook``: verified events, recorded before Stripe gets its 2xx.
+
+    The event is processed (exactly once, from fresh Stripe objects) by the service's
+    :class:`~hub.billing.events.EventQueue`, moments later and batched with its neighbours.
+    """
 
     def check_xsrf_cookie(self) -> None:
         """Stripe posts without cookies; the signature is the authentication."""
 
     async def post(self) -> None:
-        """Verify the raw body, process the event, answer Stripe."""
+        """Verify the raw body, record the event durably, answer Stripe."""
         webhook_secrets: list[str] = self.settings["learnhub_webhook_secrets"]
         try:
             event = verify_event(
@@ -116,13 +122,17 @@ class WebhookHandler(BaseHandler):
             log.warning("webhook rejected", extra={"reason": exc.reason, "outcome": "rejected"})
             self.write_json(400, {"error": exc.reason})
             return
+        events: EventQueue = self.settings["learnhub_events"]
         try:
-            result = await self.billing.handle_event(event)
-        except FulfilmentError as exc:
-            # 5xx makes Stripe redeliver later; the event is recorded as `error` meanwhile.
-            self.write_json(500, {"error": str(exc)})
+            status = await events.accept(event)
+        except SQLAlchemyError:
+            # Not recorded, so not acknowledged: a 5xx makes Stripe deliver it again later.
+            log.exception(
+                "webhook not recorded", extra={"event": event["id"], "outcome": "db_error"}
+            )
+            self.write_json(500, {"error": "the event could not be recorded; deliver it again"})
             return
-        self.write_json(200, {"status": result.outcome})
+        self.write_json(200, {"status": status})
 
 
 class LearnerHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
@@ -440,7 +450,9 @@ def make_app(
     ``hub_base_url`` is the hub's base URL path (``JUPYTERHUB_BASE_URL``); by default it is
     what precedes ``services/`` in ``prefix``. ``hub_client`` (the service's Hub API client)
     feeds the operator dashboard's activity figure; without it that figure is shown as
-    unavailable.
+    unavailable. Webhook events go to the app's ``learnhub_events``
+    (:class:`~hub.billing.events.EventQueue`), which starts working with the first delivery;
+    the service awaits its ``start()`` to take up events queued before a restart.
     """
     from hub.service.community import community_routes
     from hub.service.dashboards import dashboard_routes
@@ -477,6 +489,7 @@ def make_app(
     if not webhook_secrets:
         raise ValueError("LEARNHUB_STRIPE_WEBHOOK_SECRETS is required to receive Stripe events")
     billing = Billing(settings, db, stripe_client, sync_access)
+    events = EventQueue(billing)
     routes += [
         (_route(prefix, "stripe/webhook"), WebhookHandler),
         (_route(prefix, "checkout/success"), SuccessHandler),
@@ -492,6 +505,7 @@ def make_app(
     return web.Application(
         routes,
         learnhub_billing=billing,
+        learnhub_events=events,
         learnhub_catalog=catalog,
         learnhub_prefix=prefix,
         learnhub_hub_base=hub_base_url,

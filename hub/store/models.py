@@ -19,8 +19,8 @@ from sqlalchemy.types import TypeDecorator
 SOURCES = ("purchase", "subscription", "manual", "instructor")
 #: Entitlement states; only ``active`` and ``past_due`` (within grace) give access.
 STATUSES = ("active", "pending", "past_due", "revoked")
-#: What processing a Stripe event did.
-OUTCOMES = ("applied", "noop", "ignored", "error")
+#: What processing a Stripe event did (``queued``: accepted, not processed yet).
+OUTCOMES = ("queued", "applied", "noop", "ignored", "error")
 
 
 def utcnow() -> datetime:
@@ -90,9 +90,14 @@ class Entitlement(Base):
 
 
 class StripeEvent(Base):
-    """A Stripe event we received; the unique id makes processing exactly-once."""
+    """A Stripe event we received; the unique id makes processing exactly-once.
+
+    ``outcome`` is ``queued`` from the moment the webhook accepted it until the event queue
+    processed it (then ``applied``, ``noop``, ``ignored`` or ``error``).
+    """
 
     __tablename__ = "stripe_events"
+    __table_args__ = (sa.Index("ix_stripe_events_outcome", "outcome"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[str] = mapped_column(sa.String(255), unique=True)

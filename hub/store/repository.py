@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -38,38 +38,54 @@ class EntitlementUpdate:
     stripe_payment_intent_id: str | None = None
 
 
-def _find(session: Session, update: EntitlementUpdate) -> Entitlement | None:
+def _key(update: EntitlementUpdate) -> tuple[str, str]:
     if update.stripe_subscription_id is not None:
-        column = Entitlement.stripe_subscription_id
-        key = update.stripe_subscription_id
-    elif update.stripe_checkout_session_id is not None:
-        column = Entitlement.stripe_checkout_session_id
-        key = update.stripe_checkout_session_id
-    else:
-        raise ValueError("an entitlement update needs a subscription or checkout session id")
-    return session.scalars(sa.select(Entitlement).where(column == key)).one_or_none()
+        return "stripe_subscription_id", update.stripe_subscription_id
+    if update.stripe_checkout_session_id is not None:
+        return "stripe_checkout_session_id", update.stripe_checkout_session_id
+    raise ValueError("an entitlement update needs a subscription or checkout session id")
 
 
 def apply_update(session: Session, update: EntitlementUpdate) -> bool:
     """Make the matching entitlement look like ``update``; return whether anything changed."""
-    row = _find(session, update)
-    values: dict[str, Any] = {f.name: getattr(update, f.name) for f in fields(update)}
-    if row is None:
-        session.add(Entitlement(**values))
-        session.flush()
-        return True
-    changed = False
-    for name, value in values.items():
-        # A later update never forgets a Stripe id an earlier one learned.
-        if value is None and name.startswith("stripe_"):
+    return apply_updates(session, [update])[0]
+
+
+def apply_updates(session: Session, updates: Sequence[EntitlementUpdate]) -> list[bool]:
+    """:func:`apply_update` for each of ``updates`` in order, with one query and one flush.
+
+    Later updates of the same entitlement see the earlier ones. Returns what each changed.
+    """
+    keys = [_key(update) for update in updates]
+    rows: dict[tuple[str, str], Entitlement] = {}
+    for column in ("stripe_subscription_id", "stripe_checkout_session_id"):
+        wanted = {value for name, value in keys if name == column}
+        if wanted:
+            attribute = getattr(Entitlement, column)
+            for found in session.scalars(sa.select(Entitlement).where(attribute.in_(wanted))):
+                rows[(column, getattr(found, column))] = found
+    changes: list[bool] = []
+    for key, update in zip(keys, updates, strict=True):
+        values: dict[str, Any] = {f.name: getattr(update, f.name) for f in fields(update)}
+        row = rows.get(key)
+        if row is None:
+            rows[key] = Entitlement(**values)
+            session.add(rows[key])
+            changes.append(True)
             continue
-        if getattr(row, name) != value:
-            setattr(row, name, value)
-            changed = True
-    if changed:
-        row.updated_at = utcnow()
-        session.flush()
-    return changed
+        changed = False
+        for name, value in values.items():
+            # A later update never forgets a Stripe id an earlier one learned.
+            if value is None and name.startswith("stripe_"):
+                continue
+            if getattr(row, name) != value:
+                setattr(row, name, value)
+                changed = True
+        if changed:
+            row.updated_at = utcnow()
+        changes.append(changed)
+    session.flush()
+    return changes
 
 
 def entitlements(session: Session, username: str | None = None) -> Sequence[Entitlement]:
@@ -78,6 +94,28 @@ def entitlements(session: Session, username: str | None = None) -> Sequence[Enti
     if username is not None:
         query = query.where(Entitlement.username == username)
     return session.scalars(query).all()
+
+
+def access_rows(
+    session: Session,
+) -> Sequence[sa.Row[str, str | None, str | None, str, datetime | None]]:
+    """The entitlements that may give access (``active``, ``past_due``), as light rows.
+
+    Only the columns :func:`hub.entitlements.desired_membership` reads: the access sync runs
+    after every batch of webhook events, and building ORM objects for every row would cost
+    far more than the rows themselves.
+    """
+    return session.execute(
+        sa.select(
+            Entitlement.username,
+            Entitlement.course_id,
+            Entitlement.plan_id,
+            Entitlement.status,
+            Entitlement.period_end,
+        )
+        .where(Entitlement.status.in_(("active", "past_due")))
+        .order_by(Entitlement.id)
+    ).all()
 
 
 def session_id_for_payment_intent(session: Session, payment_intent_id: str) -> str | None:
@@ -90,8 +128,17 @@ def session_id_for_payment_intent(session: Session, payment_intent_id: str) -> s
     ).first()
 
 
+#: Outcome of an event that is recorded (acknowledged to Stripe) but not processed yet.
+QUEUED = "queued"
+#: Outcomes the event queue may still process: waiting, or given up on and delivered again.
+PROCESSABLE = (QUEUED, "error")
+
+
 def event_done(session: Session, event_id: str) -> bool:
-    """Whether this Stripe event was already processed (an ``error`` outcome may be retried)."""
+    """Whether this Stripe event was processed, or is queued for processing.
+
+    Only an ``error`` outcome may be processed again by another path.
+    """
     outcome = session.scalars(
         sa.select(StripeEvent.outcome).where(StripeEvent.event_id == event_id)
     ).one_or_none()
@@ -110,7 +157,8 @@ def record_event(
         sa.select(StripeEvent).where(StripeEvent.event_id == event["id"]).with_for_update()
     ).one_or_none()
     if row is not None and row.outcome != "error":
-        # Committed by a concurrent delivery after this transaction's first look.
+        # Committed by a concurrent delivery after this transaction's first look, or queued:
+        # then the event queue owns it.
         raise EventAlreadyRecorded(str(event["id"]))
     if row is None:
         row = StripeEvent(
@@ -124,6 +172,117 @@ def record_event(
     row.error = error
     row.received_at = utcnow()
     session.flush()
+
+
+def _events_table() -> sa.Table:
+    """``stripe_events`` for Core statements (bulk inserts and updates skip the ORM's cost)."""
+    table = StripeEvent.__table__
+    assert isinstance(table, sa.Table)
+    return table
+
+
+def accept_events(
+    session: Session, events: Sequence[dict[str, Any]], handled: Callable[[str], bool]
+) -> list[str]:
+    """Record verified events before Stripe is told they arrived; one status per event.
+
+    ``queued`` (new, or an ``error`` delivered again: the event queue processes it),
+    ``ignored`` (a type LearnHub does not use: recorded as done at once) or ``duplicate``
+    (recorded already, also when the same id comes twice in ``events``). The unique event id
+    still makes concurrent acceptances of one event fail at commit, never record it twice.
+    """
+    ids = [str(event["id"]) for event in events]
+    table = _events_table()
+    known: dict[str, str] = dict(
+        session.execute(
+            sa.select(table.c.event_id, table.c.outcome).where(table.c.event_id.in_(set(ids)))
+        ).all()
+    )
+    now = utcnow()
+    statuses: list[str] = []
+    new_rows: list[dict[str, Any]] = []
+    requeue: list[str] = []
+    for event_id, event in zip(ids, events, strict=True):
+        outcome = known.get(event_id)
+        if outcome == "error":
+            requeue.append(event_id)
+            known[event_id] = QUEUED
+            statuses.append(QUEUED)
+        elif outcome is not None:
+            statuses.append("duplicate")
+        else:
+            outcome = QUEUED if handled(str(event.get("type", ""))) else "ignored"
+            known[event_id] = outcome
+            new_rows.append(
+                {
+                    "event_id": event_id,
+                    "type": str(event.get("type", "")),
+                    "created": datetime.fromtimestamp(int(event.get("created", 0)), tz=now.tzinfo),
+                    "payload": event,
+                    "received_at": now,
+                    "outcome": outcome,
+                    "error": None,
+                }
+            )
+            statuses.append(outcome)
+    if new_rows:
+        session.execute(sa.insert(table), new_rows)
+    if requeue:
+        session.execute(
+            sa.update(table)
+            .where(table.c.event_id.in_(requeue), table.c.outcome == "error")
+            .values(outcome=QUEUED, received_at=now)
+        )
+    return statuses
+
+
+def claim_events(session: Session, event_ids: Sequence[str]) -> set[str]:
+    """Lock the events of ``event_ids`` that are still to be processed; return their ids.
+
+    The first statement writes, so on SQLite this transaction holds the write lock from here
+    on, and on PostgreSQL the rows stay locked until commit: nobody else can process them in
+    between, and what this transaction then records happens exactly once.
+    """
+    if not event_ids:
+        return set()
+    table = _events_table()
+    ids = set(event_ids)
+    session.execute(
+        sa.update(table)
+        .where(table.c.event_id.in_(ids), table.c.outcome.in_(PROCESSABLE))
+        .values(error=None)
+    )
+    return set(
+        session.scalars(
+            sa.select(table.c.event_id).where(
+                table.c.event_id.in_(ids), table.c.outcome.in_(PROCESSABLE)
+            )
+        )
+    )
+
+
+def finish_events(session: Session, outcomes: dict[str, tuple[str, str | None]]) -> None:
+    """Set the outcome (and error text) of claimed events: ``{event_id: (outcome, error)}``."""
+    if not outcomes:
+        return
+    table = _events_table()
+    session.execute(
+        sa.update(table)
+        .where(table.c.event_id == sa.bindparam("eid"))
+        .values(outcome=sa.bindparam("new_outcome"), error=sa.bindparam("new_error")),
+        [{"eid": k, "new_outcome": o, "new_error": e} for k, (o, e) in outcomes.items()],
+    )
+
+
+def queued_events(session: Session) -> list[dict[str, Any]]:
+    """Payloads of the events recorded but not processed yet, oldest first."""
+    table = _events_table()
+    return [
+        dict(payload)
+        for payload in session.scalars(
+            sa.select(table.c.payload).where(table.c.outcome == QUEUED).order_by(table.c.id)
+        )
+    ]
 
 
 def recorded_event_ids(session: Session, event_ids: Sequence[str]) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import socket
@@ -21,6 +22,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from hub.access import HubClient
+from hub.billing.events import EventQueue
 from hub.billing.fulfilment import Billing
 from hub.billing.sync import make_access_sync
 from hub.courses import Catalog, Course, CourseEntry
@@ -223,6 +225,12 @@ class FakeHub(HubClient):
     async def add_members(self, group: str, users: Any) -> None:
         self._check()
         users = set(users)
+        unknown = sorted(users - self.users)
+        if unknown:
+            # As JupyterHub does: the whole request is refused, nobody is added.
+            raise HubAPIError(
+                f"POST /groups/{group}/users -> 400: No such user: {unknown[0]}", status=400
+            )
         self.calls.append(("add", group, frozenset(users)))
         self.group_members.setdefault(group, set()).update(users)
 
@@ -253,9 +261,12 @@ def fake_hub() -> FakeHub:
 class Service:
     """The running service and what tests need to drive it."""
 
-    def __init__(self, url: str, billing: Billing, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, url: str, billing: Billing, events: EventQueue, http: httpx.AsyncClient
+    ) -> None:
         self.url = url
         self.billing = billing
+        self.events = events
         self.http = http
 
     @property
@@ -279,10 +290,16 @@ class Service:
         )
 
     async def send_all(self, events: list[dict[str, Any]]) -> None:
-        """Deliver events in order; each must be accepted."""
+        """Deliver events in order; each must be accepted. Then wait until they are processed
+        and the access sync that followed them is done."""
         for event in events:
             response = await self.send(event)
             assert response.status_code == 200, response.text
+        await self.processed()
+
+    async def processed(self, timeout: float = 10) -> None:
+        """Wait until every accepted event is processed and its access sync has run."""
+        await asyncio.wait_for(self.events.join(), timeout)
 
 
 @pytest.fixture
@@ -316,8 +333,13 @@ async def service(
     """The real tornado app on a free port, wired to the stand-in and the fake Hub."""
     sync = make_access_sync(db, catalog, settings, fake_hub)
     app = make_app(settings, catalog, db, standin.client(), sync, prefix=PREFIX)
+    events: EventQueue = app.settings["learnhub_events"]
+    events.retry_initial = 0.05  # Stripe-down tests retry within moments
+    await events.start()
     server, url = await start_app(app)
     async with httpx.AsyncClient(timeout=30) as http:
-        yield Service(url, app.settings["learnhub_billing"], http)
+        yield Service(url, app.settings["learnhub_billing"], events, http)
     server.stop()
     await server.close_all_connections()
+    await events.aclose()
+    app.settings["learnhub_billing"].close()

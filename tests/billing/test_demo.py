@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 
@@ -27,6 +28,7 @@ async def test_demo_pay_and_refund(
     url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
     sync = make_access_sync(db, catalog, settings, fake_hub)
     app = make_app(settings, catalog, db, None, sync, prefix=PREFIX, service_url=url)
+    events = app.settings["learnhub_events"]
     server = HTTPServer(app)
     server.add_sockets(sockets)
     headers = {"X-Test-User": "alice"}
@@ -45,16 +47,20 @@ async def test_demo_pay_and_refund(
             paid = await http.post(page_path, data=form, headers=headers)
             assert paid.status_code == 303
             assert "checkout/success?session_id=cs_" in paid.headers["Location"]
+            # The webhook acknowledged the events; their processing follows within moments.
+            await asyncio.wait_for(events.join(), 10)
             assert fake_hub.group_members["course-python-101"] == {"alice"}
             form["action"] = "refund"
             refunded = await http.post(page_path, data=form, headers=headers)
             assert refunded.status_code == 200
+            await asyncio.wait_for(events.join(), 10)
             assert fake_hub.group_members["course-python-101"] == set()
             unauthorised = await http.get(f"{PREFIX}demo-stripe/v1/events")
             assert unauthorised.status_code == 401
     finally:
         server.stop()
         await server.close_all_connections()
+        await events.aclose()
     with db.transaction() as session:
         [ent] = session.scalars(sa.select(Entitlement)).all()
         assert (ent.status, ent.status_reason) == ("revoked", "refunded")

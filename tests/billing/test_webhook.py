@@ -8,11 +8,18 @@ import random
 import time
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 import stripe
 
+from hub.billing.events import EventQueue
 from hub.billing.reconcile import reconcile
+from hub.billing.sync import make_access_sync
+from hub.courses import Catalog
+from hub.service.app import make_app
+from hub.settings import Settings
 from hub.store import Entitlement, StripeEvent
+from hub.store import repository as repo
 from tests.billing.conftest import PREFIX, FakeHub, Service
 from tests.billing.stripe_standin import StripeStandIn
 
@@ -125,7 +132,10 @@ async def test_same_event_ten_times_grants_once(
     session_id = await checkout(service, "alice")
     completed = standin.sim.complete_checkout(session_id)[-1]
     statuses = [(await service.send(completed)).json()["status"] for _ in range(10)]
-    assert statuses == ["applied"] + ["duplicate"] * 9
+    assert statuses == ["queued"] + ["duplicate"] * 9
+    await service.processed()
+    assert events(service)[completed["id"]].outcome == "applied"
+    assert [(await service.send(completed)).json()["status"]] == ["duplicate"]
     [ent] = entitlements(service)
     assert (ent.username, ent.course_id, ent.status, ent.source) == (
         "alice",
@@ -374,19 +384,123 @@ async def test_reconcile_applies_missed_events(
     assert fake_hub.group_members[GROUP] == {"alice"}
 
 
-async def test_stripe_unreachable_returns_500_and_retry_succeeds(
+async def until(condition: Any, what: str, timeout: float = 10) -> None:
+    """Wait for ``condition()`` (the queue works in the background)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_stripe_unreachable_event_stays_queued_and_is_retried(
     service: Service, standin: StripeStandIn, fake_hub: FakeHub
 ) -> None:
     session_id = await checkout(service, "alice")
     completed = standin.sim.complete_checkout(session_id)[-1]
     standin.down = True
     response = await service.send(completed)
-    assert response.status_code == 500
-    assert events(service)[completed["id"]].outcome == "error"
+    # Recorded before the answer, so Stripe need not deliver it again; the re-fetch failed.
+    assert response.json() == {"status": "queued"}
+    await until(lambda: events(service)[completed["id"]].error, "the failed re-fetch recorded")
+    assert events(service)[completed["id"]].outcome == "queued"
+    assert "Stripe retrieve checkout session failed" in str(events(service)[completed["id"]].error)
+    assert entitlements(service) == []
     standin.down = False
-    response = await service.send(completed)
-    assert response.json() == {"status": "applied"}
+    await until(lambda: events(service)[completed["id"]].outcome == "applied", "the retry")
+    await service.processed()
+    assert events(service)[completed["id"]].error is None
     assert fake_hub.group_members[GROUP] == {"alice"}
+    # Stripe's own redelivery changes nothing.
+    assert (await service.send(completed)).json() == {"status": "duplicate"}
+
+
+async def test_event_failing_beyond_stripes_retry_window_is_given_up(
+    service: Service, standin: StripeStandIn
+) -> None:
+    session_id = await checkout(service, "alice")
+    completed = standin.sim.complete_checkout(session_id)[-1]
+    completed["created"] = int(time.time()) - 4 * 24 * 3600
+    standin.down = True
+    assert (await service.send(completed)).json() == {"status": "queued"}
+    await until(lambda: events(service)[completed["id"]].outcome == "error", "giving up")
+    assert "failed" in str(events(service)[completed["id"]].error)
+    # A later delivery (or `learnhub reconcile`) may still process it.
+    standin.down = False
+    assert (await service.send(completed)).json() == {"status": "queued"}
+    await until(lambda: events(service)[completed["id"]].outcome == "applied", "the replay")
+
+
+async def test_event_not_recorded_is_not_acknowledged(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> list[str]:
+        raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(repo, "accept_events", broken)
+    response = await service.send(_event())
+    assert response.status_code == 500
+    assert "deliver it again" in response.json()["error"]
+    monkeypatch.undo()
+    response = await service.send(_event("balance.available"))
+    assert response.json() == {"status": "ignored"}
+
+
+async def test_acknowledged_events_survive_a_restart(
+    service: Service,
+    standin: StripeStandIn,
+    fake_hub: FakeHub,
+    settings: Settings,
+    catalog: Catalog,
+) -> None:
+    sessions = [await checkout(service, user) for user in ("alice", "bob")]
+    standin.down = True  # nothing can be processed before the "crash"
+    for session_id in sessions:
+        for event in standin.sim.complete_checkout(session_id):
+            assert (await service.send(event)).status_code == 200
+    await until(lambda: service.events.waiting_for_retry == 2, "both purchases to fail once")
+    await service.events.aclose()  # the service stops; the queue lives on in the database
+    assert {e.outcome for e in events(service).values()} == {"queued", "ignored"}
+    standin.down = False
+    db = service.billing.db
+    app = make_app(
+        settings,
+        catalog,
+        db,
+        standin.client(),
+        make_access_sync(db, catalog, settings, fake_hub),
+        prefix=PREFIX,
+    )
+    restarted: EventQueue = app.settings["learnhub_events"]
+    try:
+        await restarted.start()
+        await asyncio.wait_for(restarted.join(), 10)
+    finally:
+        await restarted.aclose()
+        app.settings["learnhub_billing"].close()
+    assert {e.outcome for e in events(service).values()} == {"applied", "ignored"}
+    assert fake_hub.group_members[GROUP] == {"alice", "bob"}
+
+
+async def test_burst_is_batched_one_refetch_per_purchase(
+    service: Service, standin: StripeStandIn, fake_hub: FakeHub
+) -> None:
+    users = [f"learner-{i}" for i in range(40)]
+    fake_hub.users.update(users)
+    deliveries = []
+    for user in users:
+        deliveries += standin.sim.complete_checkout(await checkout(service, user))
+    standin.requests.clear()
+    standin.latency = 0.25  # Stripe's round trip over the internet
+    responses = await asyncio.gather(*(service.send(event) for event in deliveries))
+    assert sorted({r.json()["status"] for r in responses}) == ["ignored", "queued"]
+    await service.processed()
+    assert fake_hub.group_members[GROUP] == set(users)
+    # One re-fetch per checkout.session.completed; charge.succeeded needs none.
+    assert len(standin.requests) == len(users)
+    assert all(path.startswith("/v1/checkout/sessions/") for _, path in standin.requests)
+    # Far fewer Hub calls than purchases: the batches share their access syncs.
+    assert 1 <= len(fake_hub.adds(GROUP)) <= len(users) // 4
+    assert {e.outcome for e in events(service).values()} == {"applied", "ignored"}
 
 
 async def test_deleted_user_is_skipped_others_unaffected(
@@ -415,7 +529,9 @@ async def test_concurrent_deliveries_are_processed_once(
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
     statuses = [r.json()["status"] for r in responses]
     assert statuses.count("duplicate") == len(evs) * 3
+    await service.processed()
     assert len(events(service)) == len(evs)
+    assert {e.outcome for e in events(service).values()} <= {"applied", "noop"}
     [ent] = entitlements(service)
     assert (ent.stripe_subscription_id, ent.status) == (sub_id, "active")
     assert fake_hub.group_members["course-python-101"] == {"bob"}

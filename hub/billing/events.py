@@ -1,0 +1,297 @@
+"""The durable queue between the Stripe webhook and fulfilment.
+
+Stripe wants a quick 2xx and redelivers what it does not get. So the webhook verifies the
+signature, records the event in the database (outcome ``queued``) and only then answers; the
+work (re-fetching from Stripe, the entitlement change recorded with the event, the access sync)
+happens here, in batches:
+
+* Acceptance is group-committed: deliveries that arrive together share one transaction, and no
+  delivery is acknowledged before the transaction holding it has committed. An event type
+  LearnHub does not use is recorded as ``ignored`` right away.
+* The worker takes what is queued (up to ``max_batch`` events; under load at most one batch
+  every ``batch_interval``, a lone event at once), re-fetches their objects from Stripe
+  concurrently, then applies every entitlement change and records every event's outcome
+  in one transaction (:meth:`hub.billing.fulfilment.Billing.apply_batch`, exactly once through
+  :func:`hub.store.repository.claim_events`). One access sync follows for the whole batch, while
+  the next batch is already being fetched.
+* An event whose re-fetch fails stays queued, with the error text, and is tried again after
+  1 s, 2 s, 4 s ... at most 5 minutes apart, until Stripe's own 3-day retry window is over; then
+  it is recorded as ``error`` (``learnhub reconcile`` can still replay it).
+* On start, and before every periodic reconcile, queued events are read back from the database,
+  so a crash or restart loses nothing that was acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from hub.billing.fulfilment import HANDLED_EVENTS, Billing, FulfilmentError, FulfilmentResult
+from hub.store import repository as repo
+
+log = logging.getLogger("learnhub.billing.events")
+
+#: Stripe retries a webhook for three days; an event still failing after that is given up.
+GIVE_UP_SECONDS = 3 * 24 * 3600
+
+
+class EventQueue:
+    """Verified Stripe events: recorded before the 2xx, then processed in batches."""
+
+    def __init__(
+        self,
+        billing: Billing,
+        *,
+        max_batch: int = 200,
+        batch_interval: float = 0.05,
+        retry_initial: float = 1.0,
+        retry_max: float = 300.0,
+        give_up_seconds: float = GIVE_UP_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.billing = billing
+        self.max_batch = max_batch
+        self.batch_interval = batch_interval
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.give_up_seconds = give_up_seconds
+        self.clock = clock
+        self._incoming: list[tuple[dict[str, Any], asyncio.Future[str]]] = []
+        self._recorder: asyncio.Task[None] | None = None
+        self._ready: deque[dict[str, Any]] = deque()
+        #: Ids held in memory: ready, in the current batch, or waiting for a retry.
+        self._held: set[str] = set()
+        self._attempts: dict[str, int] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._busy = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Set whenever some work finished, for :meth:`join` to look again.
+        self._settled = asyncio.Event()
+
+    # -- accepting ----------------------------------------------------------------------------
+
+    async def accept(self, event: dict[str, Any]) -> str:
+        """Record a verified event; return ``queued``, ``ignored`` or ``duplicate``.
+
+        Returns only once the event is committed, so an acknowledged event survives a crash.
+        Raises ``SQLAlchemyError`` when the database cannot record it (Stripe should retry).
+        """
+        self._ensure_worker()
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._incoming.append((event, future))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.ensure_future(self._record_incoming())
+        return await future
+
+    async def _record_incoming(self) -> None:
+        # One transaction for everything that arrived while the previous one was committing.
+        while self._incoming:
+            group, self._incoming = self._incoming, []
+            try:
+                statuses = await asyncio.to_thread(self._record, [e for e, _ in group])
+            except Exception as exc:  # handed to each waiting delivery, which answers 5xx
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (event, future), status in zip(group, statuses, strict=True):
+                if status == repo.QUEUED:
+                    self._enqueue(event)
+                if not future.done():
+                    future.set_result(status)
+        self._settled.set()
+
+    def _record(self, events: list[dict[str, Any]]) -> list[str]:
+        for attempt in range(3):
+            try:
+                with self.billing.db.transaction() as session:
+                    return repo.accept_events(session, events, HANDLED_EVENTS.__contains__)
+            except IntegrityError:
+                # Another process recorded one of these ids first; the retry sees it.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    # -- the worker ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start processing, beginning with the events a previous run left queued."""
+        self._ensure_worker()
+        await self.recover()
+
+    async def recover(self) -> int:
+        """Queue again what the database holds as queued and memory does not; return how many."""
+
+        def queued() -> list[dict[str, Any]]:
+            with self.billing.db.transaction() as session:
+                return repo.queued_events(session)
+
+        added = sum(self._enqueue(event) for event in await asyncio.to_thread(queued))
+        if added:
+            log.info("queued stripe events recovered", extra={"events": added, "outcome": "ok"})
+        return added
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.ensure_future(self._work())
+
+    def _enqueue(self, event: dict[str, Any]) -> bool:
+        event_id = str(event["id"])
+        if event_id in self._held:
+            return False
+        self._held.add(event_id)
+        self._ready.append(event)
+        self._wake.set()
+        return True
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_start = -self.batch_interval
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._ready:
+                # A lone event goes at once; under load, batches start at most every
+                # batch_interval, so each carries more events and their transaction, access
+                # sync and Hub calls are shared by more of them.
+                wait = last_start + self.batch_interval - loop.time()
+                if wait > 0 and len(self._ready) < self.max_batch:
+                    await asyncio.sleep(wait)
+                last_start = loop.time()
+                size = min(self.max_batch, len(self._ready))
+                batch = [self._ready.popleft() for _ in range(size)]
+                self._busy = True
+                try:
+                    await self._process(batch)
+                except Exception:
+                    log.exception("stripe event batch failed; retrying", extra={"events": size})
+                    for event in batch:
+                        self._retry_later(event, "batch failed")
+                finally:
+                    self._busy = False
+                    self._settled.set()
+
+    async def _process(self, batch: list[dict[str, Any]]) -> None:
+        results = await asyncio.gather(
+            *(self.billing.updates_for_event(event) for event in batch), return_exceptions=True
+        )
+        decided: list[tuple[dict[str, Any], FulfilmentResult]] = []
+        failed: list[tuple[dict[str, Any], str]] = []
+        for event, result in zip(batch, results, strict=True):
+            if isinstance(result, FulfilmentResult):
+                decided.append((event, result))
+            elif isinstance(result, FulfilmentError):
+                failed.append((event, str(result)))
+            elif isinstance(result, Exception):
+                # Not Stripe being unreachable: a bug, or an object of an unexpected shape.
+                log.error(
+                    "stripe event could not be decided",
+                    exc_info=result,
+                    extra={"event": event["id"], "type": event.get("type"), "outcome": "retry"},
+                )
+                failed.append((event, f"{type(result).__name__}: {result}"))
+            else:
+                raise result
+        outcomes = await asyncio.to_thread(self.billing.apply_batch, decided, failed)
+        changed: set[str] = set()
+        for event, result in decided:
+            outcome, did_change = outcomes[str(event["id"])]
+            self._forget(str(event["id"]))
+            self.billing.log_outcome(event, result, outcome)
+            if did_change:
+                changed.update(update.username for update in result.updates)
+        for event, error in failed:
+            log.warning(
+                "stripe event failed; will retry",
+                extra={"event": event["id"], "type": event.get("type"), "outcome": "retry"},
+            )
+            self._retry_later(event, error)
+        if changed:
+            # Not awaited: the next batch is fetched meanwhile, and syncs asked for while one
+            # runs share a single follow-up run (CoalescingSync).
+            self._track(self.billing.sync(*sorted(changed)))
+
+    def _forget(self, event_id: str) -> None:
+        self._held.discard(event_id)
+        self._attempts.pop(event_id, None)
+        timer = self._timers.pop(event_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _track(self, coroutine: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._settled.set()
+
+    def _retry_later(self, event: dict[str, Any], error: str) -> None:
+        event_id = str(event["id"])
+        attempts = self._attempts.get(event_id, 0) + 1
+        self._attempts[event_id] = attempts
+        if self.clock() - int(event.get("created", 0)) > self.give_up_seconds:
+            self._track(self._give_up(event, error))
+            return
+        delay = min(self.retry_max, self.retry_initial * 2 ** (attempts - 1))
+        self._timers[event_id] = asyncio.get_running_loop().call_later(
+            delay, self._retry_now, event
+        )
+
+    def _retry_now(self, event: dict[str, Any]) -> None:
+        self._timers.pop(str(event["id"]), None)
+        self._ready.append(event)
+        self._wake.set()
+
+    async def _give_up(self, event: dict[str, Any], error: str) -> None:
+        event_id = str(event["id"])
+
+        def record() -> None:
+            with self.billing.db.transaction() as session:
+                if event_id in repo.claim_events(session, [event_id]):
+                    repo.finish_events(session, {event_id: ("error", error)})
+
+        await asyncio.to_thread(record)
+        self._forget(event_id)
+        log.error(
+            "stripe event given up after Stripe's retry window",
+            extra={"event": event_id, "type": event.get("type"), "outcome": "error"},
+        )
+
+    # -- observing and stopping ---------------------------------------------------------------
+
+    def idle(self) -> bool:
+        """Nothing is being recorded, processed or synced (retries may still be waiting)."""
+        recording = self._recorder is not None and not self._recorder.done()
+        return not (self._incoming or recording or self._ready or self._busy or self._tasks)
+
+    @property
+    def waiting_for_retry(self) -> int:
+        """How many events wait for their next attempt."""
+        return len(self._timers)
+
+    async def join(self) -> None:
+        """Wait until :meth:`idle`: every accepted event processed and its sync done."""
+        while not self.idle():
+            self._settled.clear()
+            await self._settled.wait()
+
+    async def aclose(self) -> None:
+        """Stop working; what is still queued stays in the database for the next start."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        tasks = [t for t in (self._worker, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._worker = None
