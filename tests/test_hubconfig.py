@@ -133,3 +133,23 @@ def test_kubernetes_backend(tmp_path: Path) -> None:
         "KubeSpawner",
     ]
     assert c.KubeSpawner.namespace == "learnhub"
+
+
+def test_jupyterhub_sqlite_runs_in_wal_mode_and_nothing_else_changes(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    text = f"hub:\n  data_dir: {tmp_path}\n  hub_ip: 127.0.0.1\n"
+    c = configured({"LEARNHUB_ADMIN_TOKEN": "a" * 40}, text, tmp_path)
+    # The Hub makes its engine from db_url; any engine on that file gets the pragmas.
+    hub_engine = sa.create_engine(c.JupyterHub.db_url)
+    other_engine = sa.create_engine(f"sqlite:///{tmp_path / 'other.sqlite'}")
+    try:
+        with hub_engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        with other_engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    finally:
+        hub_engine.dispose()
+        other_engine.dispose()
