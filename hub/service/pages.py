@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +21,7 @@ from hub.reviews import (
     ReviewRejected,
     announcements,
     course_reviews,
+    generation,
     rating_summary,
     save_review,
     validate,
@@ -72,8 +75,78 @@ def may_open(viewer: Viewer | None, entry: CourseEntry, owned: set[str]) -> bool
     )
 
 
+@dataclass(frozen=True)
+class PublicPage:
+    """One rendered anonymous view of a public page."""
+
+    body: bytes
+    etag: str
+    generation: int
+
+
+class PublicPages:
+    """The anonymous views of the catalog and the course pages, rendered once each.
+
+    What such a view shows depends only on the page's path, its language, the catalog (loaded
+    once, fixed for the life of the service) and the reviews and announcements, whose changes
+    :func:`hub.reviews.generation` counts. An entry made before the last change is never
+    served. Only anonymous requests read or fill it; the keys are the public pages' paths in
+    each language, so it cannot grow beyond them.
+    """
+
+    def __init__(self) -> None:
+        self._pages: dict[tuple[str, str], PublicPage] = {}
+
+    def get(self, key: tuple[str, str]) -> PublicPage | None:
+        """The current page for ``(path, language)``, or None."""
+        page = self._pages.get(key)
+        return page if page is not None and page.generation == generation() else None
+
+    def put(self, key: tuple[str, str], html: str, rendered_at: int) -> PublicPage:
+        """Keep ``html``, rendered from data read at generation ``rendered_at``."""
+        body = html.encode("utf-8")
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        page = PublicPage(body, etag, rendered_at)
+        self._pages[key] = page
+        return page
+
+
 class CoursePages(LearnerPage):
     """Shared course-card data for the catalog and the course page."""
+
+    def public_key(self, viewer: Viewer | None) -> tuple[str, str] | None:
+        """Where this request's page is kept among the :class:`PublicPages`, or None.
+
+        Only an anonymous request qualifies, and only when the page depends on nothing in its
+        query but ``lang`` (a signed-in person's page shows Buy or Open and their forms).
+        """
+        if viewer is not None or any(k != "lang" for k in self.request.query_arguments):
+            return None
+        return (self.request.path, self.lang)
+
+    @property
+    def public_pages(self) -> PublicPages:
+        """This application's anonymous page store."""
+        pages: PublicPages = self.application.settings.setdefault(
+            "learnhub_public_pages", PublicPages()
+        )
+        return pages
+
+    def send_public(self, key: tuple[str, str] | None) -> bool:
+        """Answer from the store when it has this page; whether it did."""
+        page = self.public_pages.get(key) if key is not None else None
+        if page is None:
+            return False
+        self.send_html(200, page.body, etag=page.etag)
+        return True
+
+    def send_rendered(self, key: tuple[str, str] | None, html: str, rendered_at: int) -> None:
+        """Send a page just rendered, keeping it first when it is an anonymous view."""
+        if key is None:
+            self.send_html(200, html)
+            return
+        page = self.public_pages.put(key, html, rendered_at)
+        self.send_html(200, page.body, etag=page.etag)
 
     async def owned_courses(self, viewer: Viewer | None) -> set[str]:
         """Courses the viewer's entitlements give access to now."""
@@ -122,15 +195,19 @@ class CatalogHandler(CoursePages):
     async def get(self) -> None:
         """Course cards with Buy / Open / Sign in to buy."""
         viewer = self.viewer()
+        key = self.public_key(viewer)
+        if self.send_public(key):
+            return
+        rendered_at = generation()
         owned = await self.owned_courses(viewer)
         courses = [self.course_view(entry, viewer, owned) for entry in self.catalog]
-        self.render_page(
-            200,
+        html = self.page_html(
             "catalog.html",
             viewer=viewer,
             title=translator(self.lang)("catalog_title"),
             courses=courses,
         )
+        self.send_rendered(key, html, rendered_at)
 
 
 class CourseHandler(CoursePages):
@@ -145,6 +222,10 @@ class CourseHandler(CoursePages):
             )
             return
         viewer = self.viewer()
+        key = self.public_key(viewer)
+        if self.send_public(key):
+            return
+        rendered_at = generation()
         owned = await self.owned_courses(viewer)
         view = self.course_view(entry, viewer, owned)
         db = self.billing.db
@@ -152,8 +233,7 @@ class CourseHandler(CoursePages):
         average, count = await asyncio.to_thread(rating_summary, db, course_id)
         mine = next((r for r in reviews if viewer and r.username == viewer.name), None)
         notices = await asyncio.to_thread(announcements, db, course_id)
-        self.render_page(
-            200,
+        html = self.page_html(
             "course.html",
             viewer=viewer,
             title=entry.course.title,
@@ -165,6 +245,7 @@ class CourseHandler(CoursePages):
             review_url=f"{self.prefix}courses/{course_id}/review",
             notices=notices,
         )
+        self.send_rendered(key, html, rendered_at)
 
 
 class ReviewHandler(CoursePages):
