@@ -246,3 +246,18 @@ def test_unreachable_engine_is_reported_clearly(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(ImageBuildError, match=r"Docker engine not reachable: .* start it"):
         build_images(REPO_ROOT, log=lambda _: None)
+
+
+def test_single_user_server_leaves_the_hub_orm_out_and_still_works(built: object) -> None:
+    # docker/singleuser/patch_jupyterhub.py: the Hub's ORM, handlers and metrics stay out of the
+    # single-user server; scope checks, the request log and catch_db_error behave as before.
+    probes = REPO_ROOT / "tests" / "image_probes"
+    out = run("python", "/probes/jupyterhub_patch.py", opts=("-v", f"{probes}:/probes:ro")).stdout
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["hub_side_imported"] == []
+    assert seen["intersection"] == ["read:users!user=ada"]
+    assert seen["orm_user_table"] == "users"
+    assert seen["log"] == [
+        ["INFO", "200 GET /user/ada/c/api/status?token=[secret] (ada@10.0.0.1) 10.00ms"]
+    ]
+    assert seen["rolled_back"] is True
