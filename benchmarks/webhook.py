@@ -16,7 +16,7 @@ the proxy (CHP), and in this process the generator, the membership poller and th
 stand-in (which the service re-fetches from), each on its own.
 
     .venv/bin/python benchmarks/webhook.py [--latency 50] [--burst 300] [--clients 8]
-        [--rate EVENTS_PER_S] [--stripe-latency-ms MS]
+        [--rate EVENTS_PER_S] [--stripe-latency-ms MS] [--log-level INFO]
 
 `--rate` paces the burst (open loop, each client at its share of the rate) instead of sending
 as fast as the webhook answers; `--stripe-latency-ms` makes the stand-in answer as slowly as
@@ -187,7 +187,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     standin = StripeStandIn().start()
     work = Path(tempfile.mkdtemp(prefix="lh-webhook-"))
     settings = hub_settings(work, courses_dir=ROOT / "courses")
-    settings["hub"]["log_level"] = "WARNING"
+    settings["hub"]["log_level"] = getattr(args, "log_level", None) or "WARNING"
     settings["payments"] = {"provider": "stripe", "stripe_api_base": standin.url}
     hub = HubProcess(
         workdir=work,
@@ -294,6 +294,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "burst_clients": args.clients,
         "burst_rate_target": rate or None,
         "stripe_latency_ms": stripe_latency * 1000,
+        "log_level": settings["hub"]["log_level"],
         "events_per_second": events / accepted,
         "processed_events_per_second": events / all_members,
         "burst_all_members_s": all_members,
@@ -317,6 +318,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rate", type=float, default=0, help="events/s (0: as fast as answered)")
     parser.add_argument("--stripe-latency-ms", type=float, default=0)
+    parser.add_argument("--log-level", default="WARNING", help="of the hub and the service")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "webhook.json"
     )

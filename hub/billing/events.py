@@ -12,8 +12,9 @@ happens here, in batches:
   every ``batch_interval``, a lone event at once), re-fetches their objects from Stripe
   concurrently, then applies every entitlement change and records every event's outcome
   in one transaction (:meth:`hub.billing.fulfilment.Billing.apply_batch`, exactly once through
-  :func:`hub.store.repository.claim_events`). One access sync follows for the whole batch, while
-  the next batch is already being fetched.
+  :func:`hub.store.repository.claim_events`). An access sync follows, while the next batch is
+  already being fetched; under load syncs start at most every ``sync_interval``, each for
+  every batch committed since the previous one started.
 * An event whose re-fetch fails stays queued, with the error text, and is tried again after
   1 s, 2 s, 4 s ... at most 5 minutes apart, until Stripe's own 3-day retry window is over; then
   it is recorded as ``error`` (``learnhub reconcile`` can still replay it).
@@ -50,6 +51,7 @@ class EventQueue:
         *,
         max_batch: int = 200,
         batch_interval: float = 0.05,
+        sync_interval: float = 0.1,
         retry_initial: float = 1.0,
         retry_max: float = 300.0,
         give_up_seconds: float = GIVE_UP_SECONDS,
@@ -58,6 +60,7 @@ class EventQueue:
         self.billing = billing
         self.max_batch = max_batch
         self.batch_interval = batch_interval
+        self.sync_interval = sync_interval
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.give_up_seconds = give_up_seconds
@@ -73,6 +76,10 @@ class EventQueue:
         self._worker: asyncio.Task[None] | None = None
         self._busy = False
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Users whose committed changes wait for the next access sync.
+        self._to_sync: set[str] = set()
+        self._syncer: asyncio.Task[None] | None = None
+        self._last_sync_start = float("-inf")
         #: Set whenever some work finished, for :meth:`join` to look again.
         self._settled = asyncio.Event()
 
@@ -215,9 +222,23 @@ class EventQueue:
             )
             self._retry_later(event, error)
         if changed:
-            # Not awaited: the next batch is fetched meanwhile, and syncs asked for while one
-            # runs share a single follow-up run (CoalescingSync).
-            self._track(self.billing.sync(*sorted(changed)))
+            # Not awaited: the next batch is fetched meanwhile.
+            self._to_sync.update(changed)
+            if self._syncer is None or self._syncer.done():
+                self._syncer = self._track(self._sync_changes())
+
+    async def _sync_changes(self) -> None:
+        # Each sync reads every group and entitlement (work that grows with the members), so
+        # under load they start at most every sync_interval, each for all batches committed
+        # since the previous one started; after a quiet spell the first starts at once.
+        loop = asyncio.get_running_loop()
+        while self._to_sync:
+            wait = self._last_sync_start + self.sync_interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            users, self._to_sync = self._to_sync, set()
+            self._last_sync_start = loop.time()
+            await self.billing.sync(*sorted(users))
 
     def _forget(self, event_id: str) -> None:
         self._held.discard(event_id)
@@ -226,10 +247,11 @@ class EventQueue:
         if timer is not None:
             timer.cancel()
 
-    def _track(self, coroutine: Any) -> None:
+    def _track(self, coroutine: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
