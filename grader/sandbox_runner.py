@@ -1,8 +1,8 @@
 """Notebook runner that executes INSIDE a LearnHub sandbox container.
 
 The grader copies this file into the container and starts it as PID 1 with
-``python -m learnhub_sandbox_runner``. It only uses the standard library, nbformat and
-nbclient (all in the course image), never the ``grader`` package.
+``python -m learnhub_sandbox_runner``. It only uses the standard library, nbformat, nbclient
+and jupyter_client (all in the course image), never the ``grader`` package.
 
 Protocol: the notebook and the assignment's other files are read from ``--input`` (a
 read-only bind), copied into the writable scratch ``--work`` dir, executed there with a
@@ -18,6 +18,11 @@ runner protects its result channel from it:
 * as PID 1 of the container's pid namespace the runner ignores signals from student code;
 * before printing the result, every other process in the container is killed, so nothing
   can write after (or interleave with) the final result; the grader reads the LAST marker.
+
+Start-up is most of a sandbox's cost, so the runner skips what a one-shot run does not need:
+ipykernel's debugger (importing debugpy is a third of a kernel's start), jupyter_client's
+0.2 s of IOPub silence at the end of ``wait_for_ready``, and a graceful kernel shutdown (the
+kernel is killed with everything else anyway).
 """
 
 from __future__ import annotations
@@ -33,11 +38,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from queue import Empty
+from typing import Any, cast
 
 import nbformat
+import zmq
+import zmq.asyncio
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
+from nbclient.util import run_hook
 
 RESULT_MARKER = "----- LEARNHUB-SANDBOX-RESULT -----"
 #: Text kept per output; nbgrader's LimitOutput trims further, this only bounds the transfer.
@@ -45,6 +57,20 @@ MAX_TEXT_CHARS = 100_000
 _OOM_FILES = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
 _PIDS_FILES = ("/sys/fs/cgroup/pids.events", "/sys/fs/cgroup/pids/pids.events")
 _PR_SET_DUMPABLE = 4
+#: Starts ipykernel as ``python -m ipykernel_launcher`` does, without its debugger: ipykernel
+#: enables the debugger whenever debugpy imports, which costs ~0.1 CPU-s per kernel, and no
+#: client can attach to it in a sandbox. The kernel's sys.path[0] (its cwd, the student's
+#: files) is dropped while ipykernel loads, as ipykernel_launcher does; IPython adds it back.
+KERNEL_LAUNCHER = (
+    "import sys\n"
+    "sys.modules['debugpy'] = None\n"
+    "if sys.path and sys.path[0] == '': del sys.path[0]\n"
+    "from ipykernel import kernelapp\n"
+    "kernelapp.launch_new_instance()\n"
+)
+#: Milliseconds between the client's attempts to reach the kernel's ports while it starts
+#: (ZeroMQ's default is 100; a local connect attempt costs next to nothing).
+RECONNECT_MS = 10
 
 
 def _log(message: str) -> None:
@@ -168,6 +194,75 @@ def _prefer_kernel_for_oom_kill() -> None:
         pass
 
 
+class SandboxKernelSpecs(KernelSpecManager):  # type: ignore[misc]
+    """One kernel, whatever the name: ipykernel in this interpreter, via KERNEL_LAUNCHER.
+
+    That is the image's ``python3`` kernel; spelling it out spares the search of the kernel
+    folders, which imports IPython into the runner just to find its folder.
+    """
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        return KernelSpec(
+            name="python3",
+            argv=[sys.executable, "-c", KERNEL_LAUNCHER, "-f", "{connection_file}"],
+            display_name="Python 3 (ipykernel)",
+            language="python",
+            interrupt_mode="signal",
+            metadata={},
+        )
+
+
+def kernel_manager() -> AsyncKernelManager:
+    """A manager for the sandbox's kernel (never one named by the submission's metadata).
+
+    The runner owns this manager, so nbclient neither shuts the kernel down gracefully at
+    the end (it waits for the kernel to exit) nor on an abort; the runner kills it.
+    """
+    context = zmq.asyncio.Context()
+    context.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
+    return AsyncKernelManager(
+        kernel_name="python3", kernel_spec_manager=SandboxKernelSpecs(), context=context
+    )
+
+
+async def wait_for_kernel(kc: AsyncKernelClient) -> None:
+    """Return once the kernel answers ``kernel_info`` and IOPub delivers.
+
+    Same handshake as jupyter_client's ``wait_for_ready`` minus its final step, which drains
+    IOPub until it has been silent for 0.2 s: nbclient ignores IOPub messages that are not
+    replies to the cell it runs, so leftovers do no harm. The caller bounds the wait.
+    """
+    while True:
+        kc.kernel_info()
+        try:
+            reply = await kc.shell_channel.get_msg(timeout=1)
+        except Empty:
+            reply = None
+        if reply is not None and reply["msg_type"] == "kernel_info_reply":
+            try:
+                await kc.iopub_channel.get_msg(timeout=0.2)
+                return
+            except Empty:
+                pass  # IOPub not connected yet: ask again
+        if not await kc.is_alive():
+            raise DeadKernelError("Kernel died before replying to kernel_info")
+
+
+class SandboxClient(NotebookClient):  # type: ignore[misc]
+    """nbclient's client with :func:`wait_for_kernel` as the readiness check."""
+
+    async def async_start_new_kernel_client(self) -> AsyncKernelClient:
+        assert self.km is not None
+        kc = cast(AsyncKernelClient, self.km.client())  # the manager is asynchronous
+        self.kc = kc
+        kc.start_channels()
+        async with asyncio.timeout(self.startup_timeout):
+            await wait_for_kernel(kc)
+        kc.allow_stdin = False
+        await run_hook(self.on_notebook_start, notebook=self.nb)
+        return kc
+
+
 async def _execute(client: NotebookClient, notebook_timeout: float) -> str | None:
     """Run the notebook; return an abort kind ("timeout", "kernel-died") or None."""
     task = asyncio.ensure_future(
@@ -197,17 +292,25 @@ async def _execute(client: NotebookClient, notebook_timeout: float) -> str | Non
     return None
 
 
+async def _shutdown(km: AsyncKernelManager) -> None:
+    await km.shutdown_kernel(now=True)
+
+
 def run(
     input_dir: Path, work: Path, notebook: str, cell_timeout: int, notebook_timeout: float
 ) -> dict[str, Any]:
     """Execute ``notebook`` and return the result document printed for the grader."""
     started = time.monotonic()
     _copy_inputs(input_dir / "files", work)
-    nb = nbformat.read(input_dir / notebook, as_version=4)  # type: ignore[no-untyped-call]
+    # Written by the grader from the notebook nbgrader has already read and validated (v4):
+    # validating again would compile nbformat's JSON schema in every sandbox.
+    text = (input_dir / notebook).read_text(encoding="utf-8")
+    nb: nbformat.NotebookNode = nbformat.v4.reads(text)  # type: ignore[no-untyped-call]
     progress = _Progress()
-    client = NotebookClient(
+    km = kernel_manager()
+    client = SandboxClient(
         nb,
-        kernel_name="python3",  # never a kernel chosen by the submission's metadata
+        km=km,
         timeout=cell_timeout,
         startup_timeout=max(int(notebook_timeout), 1),
         allow_errors=True,
@@ -223,6 +326,10 @@ def run(
         resources={"metadata": {"path": str(work)}},
     )
     abort = asyncio.run(_execute(client, notebook_timeout))
+    # At once: whatever student code left running (a fork bomb's 127 processes) would
+    # otherwise share the CPU limit with the rest of this run.
+    if not _kill_everything_else() and km.has_kernel:
+        asyncio.run(_shutdown(km))  # outside a sandbox: stop our own kernel only
 
     oom_kills = _cgroup_counter(_OOM_FILES, "oom_kill")
     pids_hits = _cgroup_counter(_PIDS_FILES, "max")
@@ -257,10 +364,14 @@ def run(
     }
 
 
-def _kill_everything_else() -> None:
-    """SIGKILL every other process in the container (we are PID 1 of its namespace)."""
+def _kill_everything_else() -> bool:
+    """SIGKILL every other process in the container (we are PID 1 of its namespace).
+
+    Returns False, killing nothing, outside a sandbox (debugging, tests): there the other
+    processes are the caller's.
+    """
     if os.getpid() != 1:
-        return  # started outside a sandbox (debugging): do not kill the caller's processes
+        return False
     try:
         os.kill(-1, signal.SIGKILL)
     except ProcessLookupError:
@@ -273,7 +384,8 @@ def _kill_everything_else() -> None:
         except ChildProcessError:
             break
         if pid == 0:
-            time.sleep(0.05)
+            time.sleep(0.005)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,7 +400,6 @@ def main(argv: list[str] | None = None) -> int:
 
     _make_non_dumpable()
     result = run(args.input, args.work, args.notebook, args.cell_timeout, args.notebook_timeout)
-    _kill_everything_else()
     sys.stdout.write("\n" + RESULT_MARKER + "\n")
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
@@ -297,4 +408,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stderr.flush()
+    # Everything else is dead and the container goes away: skip the interpreter's teardown
+    # (closing the unused kernel client's ZeroMQ sockets, nbclient's atexit cleanup).
+    os._exit(status)

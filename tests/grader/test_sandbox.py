@@ -64,6 +64,26 @@ def test_assignment_files_are_copied_but_not_symlinks(sandbox_engine: None, tmp_
     assert "a,b\\n1,2" in text and "more" in text and "LINK False" in text
 
 
+def test_kernel_is_ipykernel_with_student_files_on_path(
+    sandbox_engine: None, tmp_path: Path
+) -> None:
+    # The runner launches ipykernel itself (without its debugger); the kernel must still be
+    # the image's IPython kernel, with the working folder importable as usual.
+    (tmp_path / "helper.py").write_text("ANSWER = 42\n")
+    code = (
+        "import sys, helper\n"
+        "print('SHELL', type(get_ipython()).__name__)\n"
+        "print('HELPER', helper.ANSWER)\n"
+        "print('DEBUGPY', sys.modules.get('debugpy', 'absent'))\n"
+    )
+    result = run_notebook_in_sandbox(_notebook(code), short_policy(), resources_dir=tmp_path)
+    text = _outputs(result)
+    assert result.outcome == "ok", text
+    assert "SHELL ZMQInteractiveShell" in text and "HELPER 42" in text
+    assert "DEBUGPY None" in text
+    assert result.notebook.metadata["language_info"]["name"] == "python"
+
+
 def test_notebook_deadline_marks_every_remaining_cell(sandbox_engine: None) -> None:
     stubborn = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass"
     nb = _notebook("x = 1", stubborn, "print('never')", "print('never either')")
