@@ -663,6 +663,20 @@ def table(results: dict[str, Any], cfg: dict[str, Any]) -> list[Row]:
                     "—",
                 )
             )
+            if "process_cpu_s" in st and "process_cpu_s" in lh:
+                rows.append(
+                    Row(
+                        f"CPU to get {n} servers ready: servers (cgroups) + hub",
+                        f"{st['servers_cpu_s_total']:.0f} + {st['process_cpu_s']['hub']:.1f} CPU-s",
+                        f"{lh['servers_cpu_s_total']:.0f} + {lh['process_cpu_s']['hub']:.1f} CPU-s",
+                        ratio(
+                            st["servers_cpu_s_total"] + st["process_cpu_s"]["hub"],
+                            lh["servers_cpu_s_total"] + lh["process_cpu_s"]["hub"],
+                        ),
+                        "—",
+                        "—",
+                    )
+                )
             srss, lrss = st["rss_mib_running"], lh["rss_mib_running"]
             rows.append(
                 Row(
