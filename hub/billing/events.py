@@ -8,13 +8,15 @@ happens here, in batches:
 * Acceptance is group-committed: deliveries that arrive together share one transaction, and no
   delivery is acknowledged before the transaction holding it has committed. An event type
   LearnHub does not use is recorded as ``ignored`` right away.
-* The worker takes what is queued (up to ``max_batch`` events; under load at most one batch
-  every ``batch_interval``, a lone event at once), re-fetches their objects from Stripe
-  concurrently, then applies every entitlement change and records every event's outcome
-  in one transaction (:meth:`hub.billing.fulfilment.Billing.apply_batch`, exactly once through
+* The worker takes what is queued (up to ``max_batch`` events; an event that finds it idle at
+  once, those that arrive while it works in batches at most every ``batch_interval``),
+  re-fetches their objects from Stripe concurrently, then applies every entitlement change and
+  records every event's outcome in one transaction
+  (:meth:`hub.billing.fulfilment.Billing.apply_batch`, exactly once through
   :func:`hub.store.repository.claim_events`). An access sync follows, while the next batch is
-  already being fetched; under load syncs start at most every ``sync_interval``, each for
-  every batch committed since the previous one started.
+  already being fetched. While events keep coming, syncs start at most every
+  ``sync_interval``, each for every batch committed since the previous one started; a lone
+  event's change is synced at once.
 * An event whose re-fetch fails stays queued, with the error text, and is tried again after
   1 s, 2 s, 4 s ... at most 5 minutes apart, until Stripe's own 3-day retry window is over; then
   it is recorded as ``error`` (``learnhub reconcile`` can still replay it).
@@ -80,6 +82,8 @@ class EventQueue:
         self._to_sync: set[str] = set()
         self._syncer: asyncio.Task[None] | None = None
         self._last_sync_start = float("-inf")
+        #: The changes waiting for a sync came from a batch that found the queue idle.
+        self._sync_at_once = False
         #: Set whenever some work finished, for :meth:`join` to look again.
         self._settled = asyncio.Event()
 
@@ -161,12 +165,13 @@ class EventQueue:
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
-        last_start = -self.batch_interval
         while True:
             await self._wake.wait()
             self._wake.clear()
+            last_start = float("-inf")  # found idle: the first batch goes at once
+            from_idle = True
             while self._ready:
-                # A lone event goes at once; under load, batches start at most every
+                # Events that arrived while a batch was processed: batches start at most every
                 # batch_interval, so each carries more events and their transaction, access
                 # sync and Hub calls are shared by more of them.
                 wait = last_start + self.batch_interval - loop.time()
@@ -177,7 +182,7 @@ class EventQueue:
                 batch = [self._ready.popleft() for _ in range(size)]
                 self._busy = True
                 try:
-                    await self._process(batch)
+                    await self._process(batch, from_idle=from_idle)
                 except Exception:
                     log.exception("stripe event batch failed; retrying", extra={"events": size})
                     for event in batch:
@@ -185,8 +190,9 @@ class EventQueue:
                 finally:
                     self._busy = False
                     self._settled.set()
+                    from_idle = False
 
-    async def _process(self, batch: list[dict[str, Any]]) -> None:
+    async def _process(self, batch: list[dict[str, Any]], *, from_idle: bool = False) -> None:
         results = await asyncio.gather(
             *(self.billing.updates_for_event(event) for event in batch), return_exceptions=True
         )
@@ -224,19 +230,22 @@ class EventQueue:
         if changed:
             # Not awaited: the next batch is fetched meanwhile.
             self._to_sync.update(changed)
+            self._sync_at_once = self._sync_at_once or from_idle
             if self._syncer is None or self._syncer.done():
                 self._syncer = self._track(self._sync_changes())
 
     async def _sync_changes(self) -> None:
         # Each sync reads every group and entitlement (work that grows with the members), so
-        # under load they start at most every sync_interval, each for all batches committed
-        # since the previous one started; after a quiet spell the first starts at once.
+        # while events keep coming syncs start at most every sync_interval, each for every
+        # batch committed since the previous one started. The changes of a batch that found
+        # the queue idle (a lone purchase) are synced at once.
         loop = asyncio.get_running_loop()
         while self._to_sync:
             wait = self._last_sync_start + self.sync_interval - loop.time()
-            if wait > 0:
+            if wait > 0 and not self._sync_at_once:
                 await asyncio.sleep(wait)
             users, self._to_sync = self._to_sync, set()
+            self._sync_at_once = False
             self._last_sync_start = loop.time()
             await self.billing.sync(*sorted(users))
 
