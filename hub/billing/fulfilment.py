@@ -72,7 +72,8 @@ HANDLED_EVENTS = CHECKOUT_EVENTS | SUBSCRIPTION_EVENTS | INVOICE_EVENTS | CHARGE
 HANDLED_EVENTS |= DISPUTE_EVENTS
 
 #: Concurrent Stripe requests of one service (re-fetches of a batch of events run together).
-STRIPE_THREADS = 16
+#: Stripe answers in ~0.1-0.2 s over the internet: 32 in flight re-fetch ~200 objects/s.
+STRIPE_THREADS = 32
 
 #: Dispute states in which the money is (or may be) gone: access is suspended meanwhile.
 OPEN_DISPUTE = frozenset({"needs_response", "under_review"})
