@@ -21,10 +21,11 @@ class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Render the record and its extras; redact secret-looking keys."""
         base = super().format(record)
+        # Set difference first: most records (every access line) carry no extras at all.
+        extras = sorted(key for key in record.__dict__.keys() - _STANDARD if key[0] != "_")
         pairs = []
-        for key, value in sorted(vars(record).items()):
-            if key in _STANDARD or key.startswith("_"):
-                continue
+        for key in extras:
+            value = record.__dict__[key]
             shown = "[redacted]" if _SECRET_KEY.search(key) else value
             text = str(shown)
             if not text or any(ch.isspace() for ch in text) or '"' in text:
