@@ -105,6 +105,8 @@ class SandboxResult:
 
     ``outcome`` is ``"ok"`` or ``"limit"``; ``reason`` is empty or one of ``timeout``,
     ``memory``, ``pids``, ``kernel-died``; ``detail`` is a sentence for the instructor.
+    ``cpu_seconds`` is the CPU time the container used, as its runner last read it (None
+    when the sandbox was killed before reporting).
     """
 
     notebook: NotebookNode
@@ -114,6 +116,7 @@ class SandboxResult:
     cell: int | None
     seconds: float
     container: str
+    cpu_seconds: float | None = None
 
     def as_metadata(self) -> dict[str, Any]:
         """The summary stored in ``metadata.learnhub.sandbox`` of the graded notebook."""
@@ -123,6 +126,7 @@ class SandboxResult:
             "detail": self.detail,
             "cell": self.cell,
             "seconds": round(self.seconds, 3),
+            "cpu_seconds": None if self.cpu_seconds is None else round(self.cpu_seconds, 3),
         }
 
 
@@ -224,6 +228,10 @@ def _as_notebook(data: Any) -> NotebookNode:
 
 def _copy_notebook(nb: NotebookNode) -> NotebookNode:
     return _as_notebook(json.loads(json.dumps(nb)))
+
+
+def _optional_float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _parse_result(stdout: bytes) -> dict[str, Any] | None:
@@ -334,6 +342,7 @@ def run_notebook_in_sandbox(
                 cell=result.get("cell"),
                 seconds=seconds,
                 container=name,
+                cpu_seconds=_optional_float(result.get("cpu_seconds")),
             )
         elif oom_killed:
             detail = "the sandbox was killed: memory limit exceeded"

@@ -56,6 +56,8 @@ RESULT_MARKER = "----- LEARNHUB-SANDBOX-RESULT -----"
 MAX_TEXT_CHARS = 100_000
 _OOM_FILES = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
 _PIDS_FILES = ("/sys/fs/cgroup/pids.events", "/sys/fs/cgroup/pids/pids.events")
+_CPU_STAT_V2 = "/sys/fs/cgroup/cpu.stat"
+_CPU_USAGE_V1 = "/sys/fs/cgroup/cpuacct/cpuacct.usage"
 _PR_SET_DUMPABLE = 4
 #: Starts ipykernel as ``python -m ipykernel_launcher`` does, without its debugger: ipykernel
 #: enables the debugger whenever debugpy imports, which costs ~0.1 CPU-s per kernel, and no
@@ -89,6 +91,17 @@ def _cgroup_counter(paths: tuple[str, ...], key: str) -> int:
             if len(parts) == 2 and parts[0] == key:
                 return int(parts[1])
     return 0
+
+
+def _cgroup_cpu_seconds() -> float | None:
+    """CPU time used so far by the whole container (runner, kernel, anything else)."""
+    usec = _cgroup_counter((_CPU_STAT_V2,), "usage_usec")
+    if usec:
+        return usec / 1e6
+    try:
+        return int(Path(_CPU_USAGE_V1).read_text()) / 1e9
+    except (OSError, ValueError):
+        return None
 
 
 def _make_non_dumpable() -> None:
@@ -360,6 +373,7 @@ def run(
         "detail": detail,
         "cell": cell_index,
         "seconds": round(time.monotonic() - started, 3),
+        "cpu_seconds": _cgroup_cpu_seconds(),
         "notebook": nb,
     }
 

@@ -82,6 +82,9 @@ def test_kernel_is_ipykernel_with_student_files_on_path(
     assert "SHELL ZMQInteractiveShell" in text and "HELPER 42" in text
     assert "DEBUGPY None" in text
     assert result.notebook.metadata["language_info"]["name"] == "python"
+    # The container's CPU time (a kernel start at the very least) is reported.
+    assert result.cpu_seconds is not None and result.cpu_seconds > 0
+    assert result.as_metadata()["cpu_seconds"] == round(result.cpu_seconds, 3)
 
 
 def test_notebook_deadline_marks_every_remaining_cell(sandbox_engine: None) -> None:
