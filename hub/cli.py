@@ -430,7 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     grading.add_argument("assignment")
     grading.add_argument("--force", action="store_true", help="release: replace a release")
     grading.add_argument(
-        "--parallel", type=int, default=None, help="autograde: sandboxes at once (default: cores)"
+        "--parallel",
+        type=int,
+        default=None,
+        help="autograde: sandboxes at once (default: 2 per core)",
     )
     grading.add_argument("--output", help="export: write the CSV to this file")
     grading.add_argument("--student", help="extend: the learner")

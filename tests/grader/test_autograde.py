@@ -15,7 +15,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.autograde import GradeResult, autograde_submissions, find_submitted_students
+from grader.autograde import (
+    GradeResult,
+    autograde_submissions,
+    default_parallel,
+    find_submitted_students,
+)
 from tests.grader.conftest import (
     ASSIGNMENT,
     COURSE_ID,
@@ -267,3 +272,10 @@ def test_deleted_tests_are_restored(graded: Graded) -> None:
 
 def test_no_container_left(graded: Graded) -> None:
     assert sandbox_containers() == []
+
+
+def test_default_parallel_is_two_per_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert default_parallel() == 6
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown: as if one core
+    assert default_parallel() == 2
