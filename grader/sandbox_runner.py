@@ -59,16 +59,13 @@ _PIDS_FILES = ("/sys/fs/cgroup/pids.events", "/sys/fs/cgroup/pids/pids.events")
 _CPU_STAT_V2 = "/sys/fs/cgroup/cpu.stat"
 _CPU_USAGE_V1 = "/sys/fs/cgroup/cpuacct/cpuacct.usage"
 _PR_SET_DUMPABLE = 4
-#: Starts ipykernel as ``python -m ipykernel_launcher`` does, without its debugger: ipykernel
-#: enables the debugger whenever debugpy imports, which costs ~0.1 CPU-s per kernel, and no
-#: client can attach to it in a sandbox. The kernel's sys.path[0] (its cwd, the student's
-#: files) is dropped while ipykernel loads, as ipykernel_launcher does; IPython adds it back.
+#: ``python -m ipykernel_launcher`` (same sys.argv, same sys.path handling), without the
+#: debugger: ipykernel enables it whenever debugpy imports, which costs ~0.1 CPU-s per
+#: kernel, and no client can attach to it in a sandbox.
 KERNEL_LAUNCHER = (
-    "import sys\n"
+    "import runpy, sys\n"
     "sys.modules['debugpy'] = None\n"
-    "if sys.path and sys.path[0] == '': del sys.path[0]\n"
-    "from ipykernel import kernelapp\n"
-    "kernelapp.launch_new_instance()\n"
+    "runpy.run_module('ipykernel_launcher', run_name='__main__', alter_sys=True)\n"
 )
 #: Milliseconds between the client's attempts to reach the kernel's ports while it starts
 #: (ZeroMQ's default is 100; a local connect attempt costs next to nothing).

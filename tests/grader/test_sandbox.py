@@ -75,12 +75,13 @@ def test_kernel_is_ipykernel_with_student_files_on_path(
         "print('SHELL', type(get_ipython()).__name__)\n"
         "print('HELPER', helper.ANSWER)\n"
         "print('DEBUGPY', sys.modules.get('debugpy', 'absent'))\n"
+        "print('ARGV0', sys.argv[0].rsplit('/', 1)[-1])\n"
     )
     result = run_notebook_in_sandbox(_notebook(code), short_policy(), resources_dir=tmp_path)
     text = _outputs(result)
     assert result.outcome == "ok", text
     assert "SHELL ZMQInteractiveShell" in text and "HELPER 42" in text
-    assert "DEBUGPY None" in text
+    assert "DEBUGPY None" in text and "ARGV0 ipykernel_launcher.py" in text
     assert result.notebook.metadata["language_info"]["name"] == "python"
     # The container's CPU time (a kernel start at the very least) is reported.
     assert result.cpu_seconds is not None and result.cpu_seconds > 0
