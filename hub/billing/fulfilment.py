@@ -337,8 +337,17 @@ class Billing:
     # -- applying -----------------------------------------------------------------------------
 
     def _apply(self, updates: list[EntitlementUpdate]) -> bool:
-        with self.db.transaction() as session:
-            return any([repo.apply_update(session, update) for update in updates])
+        for attempt in range(3):
+            try:
+                with self.db.transaction() as session:
+                    return any([repo.apply_update(session, update) for update in updates])
+            except IntegrityError:
+                # The webhook's queue created the same entitlement first (the success page and
+                # the queue fulfil the same checkout at about the same moment): ours was rolled
+                # back whole, and the retry updates the row the other transaction created.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _apply_with_event(
         self, event: dict[str, Any], result: FulfilmentResult

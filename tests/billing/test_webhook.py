@@ -167,6 +167,42 @@ async def test_success_page_and_webhook_share_fulfilment(
     assert fake_hub.adds(GROUP) == [frozenset({"alice"})]
 
 
+async def test_success_page_loses_the_race_to_the_queue_and_still_answers(
+    service: Service, standin: StripeStandIn, fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The success page and the webhook's queue fulfil the same checkout at the same moment:
+    # the queue's insert commits between the page's read and its own insert.
+    session_id = await checkout(service, "alice")
+    standin.sim.complete_checkout(session_id)  # paid at Stripe; its events are not delivered
+    real_apply = repo.apply_update
+    raced: list[bool] = []
+
+    def queue_commits_first(session: Any, update: Any) -> bool:
+        add = session.add
+
+        def add_after_the_queue(row: Any) -> None:
+            # After this transaction found no entitlement, before it inserts one.
+            if not raced:
+                raced.append(True)
+                with service.billing.db.transaction() as other:
+                    real_apply(other, update)
+            add(row)
+
+        session.add = add_after_the_queue
+        return real_apply(session, update)
+
+    monkeypatch.setattr(repo, "apply_update", queue_commits_first)
+    page = await service.http.get(
+        f"{service.url}{PREFIX}checkout/success?session_id={session_id}",
+        headers={"X-Test-User": "alice", "Accept": "application/json"},
+    )
+    assert raced == [True]
+    assert page.status_code == 200, page.text
+    assert page.json() == {"status": "active", "course": "python-101", "plan": None}
+    [ent] = entitlements(service)
+    assert (ent.username, ent.course_id, ent.status) == ("alice", "python-101", "active")
+
+
 async def test_checkout_session_carries_metadata_everywhere(
     service: Service, standin: StripeStandIn
 ) -> None:
