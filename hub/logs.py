@@ -43,5 +43,7 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # The stripe library logs every request URL at INFO; keep it to warnings.
-    logging.getLogger("stripe").setLevel(logging.WARNING)
+    # The stripe and httpx libraries log every request at INFO (for httpx: every Hub API call);
+    # LearnHub logs what they were for, with who and which course. Keep theirs to warnings.
+    for noisy in ("stripe", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
