@@ -255,7 +255,9 @@ async def wait_for_kernel(kc: AsyncKernelClient) -> None:
             except Empty:
                 pass  # IOPub not connected yet: ask again
         if not await kc.is_alive():
-            raise DeadKernelError("Kernel died before replying to kernel_info")
+            # Not DeadKernelError: no student code has run, so this is the sandbox failing
+            # (the grader reports an error), never a limit the submission hit.
+            raise RuntimeError("Kernel died before replying to kernel_info")
 
 
 class SandboxClient(NotebookClient):  # type: ignore[misc]

@@ -10,7 +10,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.sandbox import SandboxResult, run_notebook_in_sandbox, run_notebook_in_sandbox_async
+from grader.sandbox import (
+    DEFAULT_ENV,
+    SandboxError,
+    SandboxResult,
+    run_notebook_in_sandbox,
+    run_notebook_in_sandbox_async,
+)
 from tests.grader.conftest import sandbox_containers, short_policy
 
 pytestmark = pytest.mark.docker
@@ -86,6 +92,15 @@ def test_kernel_is_ipykernel_with_student_files_on_path(
     # The container's CPU time (a kernel start at the very least) is reported.
     assert result.cpu_seconds is not None and result.cpu_seconds > 0
     assert result.as_metadata()["cpu_seconds"] == round(result.cpu_seconds, 3)
+
+
+def test_kernel_that_cannot_start_is_a_sandbox_error(sandbox_engine: None) -> None:
+    # Only the kernel sees PYTHONHOME (the runner runs with -E): it dies before any student
+    # code ran, which must not be graded as the submission's fault.
+    policy = short_policy(env={**DEFAULT_ENV, "PYTHONHOME": "/nonexistent"})
+    with pytest.raises(SandboxError, match="Kernel died before replying"):
+        run_notebook_in_sandbox(_notebook("print(1)"), policy, resources_dir=None)
+    assert sandbox_containers() == []
 
 
 def test_notebook_deadline_marks_every_remaining_cell(sandbox_engine: None) -> None:
