@@ -254,7 +254,17 @@ def _remove(container: Container, context: str) -> None:
         pass
     except docker.errors.APIError as exc:
         if exc.status_code != 409:  # 409: removal already in progress
-            raise
+            # Never mask the grading outcome (or the error) that is on its way out; say what
+            # is left behind and how to clear it.
+            log.error(
+                "sandbox not removed container=%s %s error=%s; remove it with: docker rm -f %s",
+                container.name,
+                context,
+                exc,
+                container.name,
+                extra={"container": container.name, "outcome": "error"},
+            )
+            return
     log.debug("sandbox removed container=%s %s", container.name, context)
 
 
@@ -319,7 +329,15 @@ def run_notebook_in_sandbox(
                 exit_code = int(status.get("StatusCode", -1))
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
                 hard_timeout, exit_code = True, -1
-                container.kill()
+                try:
+                    container.kill()
+                except docker.errors.APIError as exc:
+                    # 409: it stopped on its own just now; anything else leaves it running.
+                    if exc.status_code != 409:
+                        raise SandboxError(
+                            f"sandbox {name} exceeded {policy.wall_clock_limit:g} s and the "
+                            f"engine could not kill it: {exc}"
+                        ) from exc
             try:
                 container.reload()
                 oom_killed = bool(container.attrs["State"].get("OOMKilled"))

@@ -6,9 +6,12 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
+import docker
 import nbformat
 import pytest
+import requests
 
 from grader.sandbox import (
     DEFAULT_ENV,
@@ -145,3 +148,44 @@ def test_async_wrapper_runs_sandboxes_concurrently(sandbox_engine: None) -> None
     assert "42" in _outputs(first) and "54" in _outputs(second)
     assert first.container != second.container
     assert sandbox_containers() == []
+
+
+class _WedgedContainer:
+    """What docker-py hands back for a container the engine can neither kill nor remove."""
+
+    name = "lhtest-wedged"
+
+    def start(self) -> None:
+        pass
+
+    def wait(self, timeout: float) -> dict[str, int]:
+        raise requests.exceptions.ReadTimeout("no answer within the wall-clock limit")
+
+    def kill(self) -> None:
+        raise docker.errors.APIError("cannot kill container", response=_response(500))
+
+    def remove(self, force: bool) -> None:
+        raise docker.errors.APIError("cannot remove container", response=_response(500))
+
+
+def _response(status: int) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response.url = "http+docker://localhost/containers/lhtest-wedged"
+    response.reason = "Internal Server Error"
+    return response
+
+
+def test_a_container_the_engine_cannot_kill_is_a_sandbox_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = SimpleNamespace(containers=SimpleNamespace(create=lambda *a, **k: _WedgedContainer()))
+    policy = short_policy(cell_timeout=5, notebook_timeout=5.0)
+    with pytest.raises(SandboxError, match="could not kill it"):
+        run_notebook_in_sandbox(
+            _notebook("print(1)"),
+            policy,
+            resources_dir=None,
+            client=client,  # type: ignore[arg-type]
+        )
+    assert "remove it with: docker rm -f lhtest-wedged" in caplog.text
