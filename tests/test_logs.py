@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from hub.logs import KeyValueFormatter
 
 
@@ -28,3 +30,38 @@ def test_secret_keys_are_redacted_and_spaces_quoted() -> None:
     assert "abc123" not in line and "sk_live_x" not in line
     assert "api_token=[redacted]" in line
     assert 'reason="no access yet"' in line
+
+
+class _Handler:
+    """The parts of a Tornado RequestHandler that the access log reads."""
+
+    def __init__(self, status: int, *, public_page_view: bool = False) -> None:
+        self.status = status
+        if public_page_view:
+            self.public_page_view = True
+        self.request = type("Request", (), {"request_time": lambda self: 0.002})()
+
+    def get_status(self) -> int:
+        return self.status
+
+    def _request_summary(self) -> str:
+        return "GET /services/learnhub/ (127.0.0.1)"
+
+
+def test_service_access_log_levels(caplog: pytest.LogCaptureFixture) -> None:
+    from hub.service.app import log_request
+
+    caplog.set_level(logging.DEBUG, logger="tornado.access")
+    for handler in (
+        _Handler(200, public_page_view=True),  # an anonymous view of a public page
+        _Handler(200),
+        _Handler(403, public_page_view=True),
+        _Handler(500),
+    ):
+        log_request(handler)  # type: ignore[arg-type]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("DEBUG", "200 GET /services/learnhub/ (127.0.0.1) 2.00ms"),
+        ("INFO", "200 GET /services/learnhub/ (127.0.0.1) 2.00ms"),
+        ("WARNING", "403 GET /services/learnhub/ (127.0.0.1) 2.00ms"),
+        ("ERROR", "500 GET /services/learnhub/ (127.0.0.1) 2.00ms"),
+    ]

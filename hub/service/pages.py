@@ -137,6 +137,7 @@ class CoursePages(LearnerPage):
         page = self.public_pages.get(key) if key is not None else None
         if page is None:
             return False
+        self.public_page_view = True  # see hub.service.app.log_request
         self.send_html(200, page.body, etag=page.etag)
         return True
 
@@ -146,6 +147,7 @@ class CoursePages(LearnerPage):
             self.send_html(200, html)
             return
         page = self.public_pages.put(key, html, rendered_at)
+        self.public_page_view = True
         self.send_html(200, page.body, etag=page.etag)
 
     async def owned_courses(self, viewer: Viewer | None) -> set[str]:
