@@ -13,9 +13,8 @@ from typing import Any
 
 from tornado import web
 
-from grader.course import grades_csv
 from grader.exchange.auth import Authorizer
-from grader.reports import course_grades
+from grader.reports import course_grades, grades_csv
 from hub.courses import Catalog
 from hub.settings import Settings
 

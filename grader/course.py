@@ -9,8 +9,6 @@ late-penalty plugin. The instructor's token reaches nbgrader only in memory, nev
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import shutil
 from collections.abc import Callable
@@ -31,19 +29,6 @@ from hub.errors import LearnHubError
 from hub.settings import Settings
 
 log = logging.getLogger("learnhub.grader")
-
-#: Columns of the grades export, in order.
-EXPORT_COLUMNS = [
-    "course",
-    "assignment",
-    "student",
-    "score",
-    "max_score",
-    "late_penalty",
-    "seconds_late",
-    "submitted_at",
-    "needs_manual_grade",
-]
 
 
 class GradingError(LearnHubError):
@@ -272,13 +257,3 @@ def _students_with(folder: Path, assignment: str) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(p.name for p in folder.iterdir() if (p / assignment).is_dir())
-
-
-def grades_csv(rows: list[dict[str, Any]]) -> str:
-    """The grades export as CSV text."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(row)
-    return out.getvalue()

@@ -269,7 +269,8 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from grader.course import GradingError, grades_csv
+    from grader.course import GradingError
+    from grader.reports import grades_csv
     from grader.sandbox import SandboxPolicy
 
     settings = _settings(args, environ)

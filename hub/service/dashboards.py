@@ -15,8 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from grader.course import grades_csv
-from grader.reports import average_score, course_grades
+from grader.reports import average_score, course_grades, grades_csv
 from hub.access import HubClient
 from hub.courses import CourseEntry
 from hub.entitlements import desired_membership, entitled_courses

@@ -5,9 +5,9 @@ from __future__ import annotations
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from grader.course import EXPORT_COLUMNS, grades_csv
 from grader.feedback import HIDDEN_ERROR, StripHiddenTests
 from grader.late import PercentPerDayLate
+from grader.reports import EXPORT_COLUMNS, grades_csv
 
 TEST_CELL = """assert add(1, 2) == 3
 ### BEGIN HIDDEN TESTS
