@@ -11,36 +11,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import nbformat
 import pytest
 
-from tests.harness import ROOT, Browser, HubProcess, browser, wait_for_server
+from tests.harness import ROOT, Browser, HubProcess, browser, run_learnhub, wait_for_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]
 
 COURSE = "python-foundations"
 ASSIGNMENT = "ps1-data-model"
 PASSWORD = "learnhub-demo"
-
-
-def learnhub(hub: HubProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "hub.cli", *args],
-        env=hub.env(),
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=os.fspath(hub.workdir),
-        timeout=600,
-    )
-    print(result.stdout, result.stderr)
-    return result
 
 
 def assignments_api(b: Browser, server_url: str, action: str | None = None) -> list[dict]:  # type: ignore[type-arg]
@@ -86,14 +69,14 @@ def hidden_test_lines() -> list[str]:
 
 
 def test_full_assignment_cycle(docker_hub: HubProcess, courses_dir: Path) -> None:
-    released = learnhub(docker_hub, "grader", "release", COURSE, ASSIGNMENT)
+    released = run_learnhub(docker_hub, "grader", "release", COURSE, ASSIGNMENT)
     assert released.returncode == 0, released.stderr
 
     # Learner 1 solves it (the reference solution); learner 2 hands in the untouched release.
     with browser(docker_hub) as b2:
         b2.signup("ada-solver", "difference-engine-1822")
         assert b2.login("ada-solver", "difference-engine-1822").status_code == 200
-        assert learnhub(docker_hub, "grant", "ada-solver", COURSE).returncode == 0
+        assert run_learnhub(docker_hub, "grant", "ada-solver", COURSE).returncode == 0
         url2 = open_course(b2, docker_hub, "ada-solver")
         listed = assignments_api(b2, url2)
         assert [a["assignment_id"] for a in listed if a["status"] == "released"] == [ASSIGNMENT]
@@ -127,11 +110,13 @@ def test_full_assignment_cycle(docker_hub: HubProcess, courses_dir: Path) -> Non
         submitted = assignments_api(b, url, "submit")
         assert any(a["status"] == "submitted" for a in submitted)
 
-        collected = learnhub(docker_hub, "grader", "collect", COURSE, ASSIGNMENT)
+        collected = run_learnhub(docker_hub, "grader", "collect", COURSE, ASSIGNMENT)
         assert collected.returncode == 0, collected.stderr
         assert "collected 2 submissions" in collected.stdout
 
-        graded = learnhub(docker_hub, "grader", "autograde", COURSE, ASSIGNMENT, "--parallel", "2")
+        graded = run_learnhub(
+            docker_hub, "grader", "autograde", COURSE, ASSIGNMENT, "--parallel", "2"
+        )
         assert graded.returncode == 0, graded.stderr
         scores = {
             line.split()[0]: line.split()[1]
@@ -146,7 +131,7 @@ def test_full_assignment_cycle(docker_hub: HubProcess, courses_dir: Path) -> Non
         assert "score 10 / 10" in progress
         assert "not submitted yet" in home.split('data-assignment="ps2-functions-generators"')[1]
 
-        feedback = learnhub(docker_hub, "grader", "feedback", COURSE, ASSIGNMENT)
+        feedback = run_learnhub(docker_hub, "grader", "feedback", COURSE, ASSIGNMENT)
         assert feedback.returncode == 0, feedback.stderr
 
         after = assignments_api(b, url, "fetch_feedback")
@@ -160,7 +145,7 @@ def test_full_assignment_cycle(docker_hub: HubProcess, courses_dir: Path) -> Non
         for line in hidden_test_lines():
             assert line not in html, f"hidden test leaked into feedback: {line}"
 
-    exported = learnhub(docker_hub, "grader", "export", COURSE, ASSIGNMENT)
+    exported = run_learnhub(docker_hub, "grader", "export", COURSE, ASSIGNMENT)
     assert exported.returncode == 0, exported.stderr
     rows = {row["student"]: row for row in csv.DictReader(io.StringIO(exported.stdout))}
     assert float(rows["demo-learner"]["score"]) == 10.0
