@@ -33,8 +33,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from hub.billing.fulfilment import HANDLED_EVENTS, Billing, FulfilmentError, FulfilmentResult
 from hub.store import repository as repo
 
@@ -121,15 +119,10 @@ class EventQueue:
         self._settled.set()
 
     def _record(self, events: list[dict[str, Any]]) -> list[str]:
-        for attempt in range(3):
-            try:
-                with self.billing.db.transaction() as session:
-                    return repo.accept_events(session, events, HANDLED_EVENTS.__contains__)
-            except IntegrityError:
-                # Another process recorded one of these ids first; the retry sees it.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        # Retried when another process recorded one of these ids first; the retry sees it.
+        return self.billing.db.transact_retrying(
+            lambda session: repo.accept_events(session, events, HANDLED_EVENTS.__contains__)
+        )
 
     # -- the worker ---------------------------------------------------------------------------
 

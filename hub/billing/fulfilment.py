@@ -23,6 +23,7 @@ from typing import Any
 
 import stripe
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from hub.errors import HubAPIError, LearnHubError
 from hub.settings import Settings
@@ -337,17 +338,11 @@ class Billing:
     # -- applying -----------------------------------------------------------------------------
 
     def _apply(self, updates: list[EntitlementUpdate]) -> bool:
-        for attempt in range(3):
-            try:
-                with self.db.transaction() as session:
-                    return any([repo.apply_update(session, update) for update in updates])
-            except IntegrityError:
-                # The webhook's queue created the same entitlement first (the success page and
-                # the queue fulfil the same checkout at about the same moment): ours was rolled
-                # back whole, and the retry updates the row the other transaction created.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        # Retried: the webhook's queue may create the same entitlement at the same moment (the
+        # success page and the queue fulfil one checkout); the retry updates the queue's row.
+        return self.db.transact_retrying(
+            lambda session: any([repo.apply_update(session, update) for update in updates])
+        )
 
     def _apply_with_event(
         self, event: dict[str, Any], result: FulfilmentResult
@@ -386,42 +381,37 @@ class Billing:
         Blocking; raises ``IntegrityError`` if a concurrent writer kept conflicting.
         """
         ids = [str(event["id"]) for event, _ in [*decided, *failed]]
-        for attempt in range(3):
-            try:
-                with self.db.transaction() as session:
-                    mine = repo.claim_events(session, ids)
-                    results: dict[str, tuple[str, bool]] = {}
-                    recorded: dict[str, tuple[str, str | None]] = {}
-                    todo: list[tuple[str, FulfilmentResult]] = []
-                    for event, result in decided:
-                        event_id = str(event["id"])
-                        if event_id not in mine or event_id in recorded:
-                            results.setdefault(event_id, ("duplicate", False))
-                            continue
-                        todo.append((event_id, result))
-                        recorded[event_id] = (result.outcome, None)
-                    changes = iter(
-                        repo.apply_updates(session, [u for _, r in todo for u in r.updates])
-                    )
-                    for event_id, result in todo:
-                        changed = any([next(changes) for _ in result.updates])
-                        outcome = result.outcome
-                        if outcome == "applied" and not changed:
-                            outcome = "noop"
-                        results[event_id] = (outcome, changed)
-                        recorded[event_id] = (outcome, None)
-                    for event, error in failed:
-                        event_id = str(event["id"])
-                        if event_id in mine and event_id not in recorded:
-                            recorded[event_id] = (repo.QUEUED, error)
-                    repo.finish_events(session, recorded)
-                    return results
-            except IntegrityError:
-                # Another transaction created the same entitlement first (the success page):
-                # ours was rolled back whole, and the retry updates the row it created.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+
+        def work(session: Session) -> dict[str, tuple[str, bool]]:
+            mine = repo.claim_events(session, ids)
+            results: dict[str, tuple[str, bool]] = {}
+            recorded: dict[str, tuple[str, str | None]] = {}
+            todo: list[tuple[str, FulfilmentResult]] = []
+            for event, result in decided:
+                event_id = str(event["id"])
+                if event_id not in mine or event_id in recorded:
+                    results.setdefault(event_id, ("duplicate", False))
+                    continue
+                todo.append((event_id, result))
+                recorded[event_id] = (result.outcome, None)
+            changes = iter(repo.apply_updates(session, [u for _, r in todo for u in r.updates]))
+            for event_id, result in todo:
+                changed = any([next(changes) for _ in result.updates])
+                outcome = result.outcome
+                if outcome == "applied" and not changed:
+                    outcome = "noop"
+                results[event_id] = (outcome, changed)
+                recorded[event_id] = (outcome, None)
+            for event, error in failed:
+                event_id = str(event["id"])
+                if event_id in mine and event_id not in recorded:
+                    recorded[event_id] = (repo.QUEUED, error)
+            repo.finish_events(session, recorded)
+            return results
+
+        # Retried when another transaction created the same entitlement first (the success
+        # page): ours was rolled back whole, and the retry updates the row it created.
+        return self.db.transact_retrying(work)
 
     def log_outcome(self, event: dict[str, Any], result: FulfilmentResult, outcome: str) -> None:
         """One structured line per event and entitlement: who, what, and what happened."""

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
 
 log = logging.getLogger("learnhub.store")
 
@@ -78,6 +81,23 @@ class Database:
         """A session in one transaction: committed on success, rolled back on error."""
         with self.sessions.begin() as session:
             yield session
+
+    def transact_retrying(self, work: Callable[[Session], T], attempts: int = 3) -> T:
+        """``work(session)`` in a transaction, run again when a concurrent writer won a race.
+
+        An ``IntegrityError`` (typically a unique key another transaction committed first, e.g.
+        the same entitlement created by the webhook queue and the success page) rolls the whole
+        transaction back, so running it again is safe and then sees the other's row. The last
+        attempt's error is raised.
+        """
+        for attempt in range(attempts):
+            try:
+                with self.transaction() as session:
+                    return work(session)
+            except IntegrityError:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("attempts must be at least 1")
 
     def dispose(self) -> None:
         """Close all pooled connections."""
