@@ -31,7 +31,7 @@ from hub.billing.checkout import CheckoutRefused, create_checkout
 from hub.billing.events import EventQueue
 from hub.billing.fulfilment import Billing, FulfilmentError, SyncAccess
 from hub.billing.webhook import WebhookRejected, split_secrets, verify_event
-from hub.courses import Catalog
+from hub.courses import Catalog, CourseEntry
 from hub.i18n import LANG_COOKIE, LANGUAGE_NAMES, LANGUAGES, choose_language, translator
 from hub.settings import Settings
 from hub.store import Database
@@ -288,6 +288,15 @@ class LearnerPage(LearnerHandler, BaseHandler):
     def compute_etag(self) -> str | None:
         """The ETag of a page kept rendered (known already), else tornado's hash of the body."""
         return self._known_etag or super().compute_etag()
+
+    def course_or_404(self, course_id: str) -> CourseEntry | None:
+        """The catalog's course ``course_id``, or None after answering 404."""
+        entry = self.catalog.get(course_id)
+        if entry is None:
+            self.show_message(
+                404, "not-found", "not_found_title", "no_such_course", course=course_id
+            )
+        return entry
 
     def show_message(
         self,

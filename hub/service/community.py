@@ -21,11 +21,8 @@ class QAPage(CoursePages):
         """The signed-in member and the course, or None after answering 404 / 403."""
         if self.require_learner() is None:
             return None
-        entry = self.catalog.get(course_id)
+        entry = self.course_or_404(course_id)
         if entry is None:
-            self.show_message(
-                404, "not-found", "not_found_title", "no_such_course", course=course_id
-            )
             return None
         viewer = self.viewer()
         owned = await self.owned_courses(viewer)

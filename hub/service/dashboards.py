@@ -96,11 +96,8 @@ class InstructorPage(LearnerPage):
         if self.require_learner() is None:
             return None
         viewer = self.viewer()
-        entry = self.catalog.get(course_id)
+        entry = self.course_or_404(course_id)
         if entry is None:
-            self.show_message(
-                404, "not-found", "not_found_title", "no_such_course", course=course_id
-            )
             return None
         if viewer is None or not (viewer.admin or teaches(viewer, entry)):
             self.show_message(

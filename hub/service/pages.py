@@ -127,9 +127,10 @@ class CoursePages(LearnerPage):
     @property
     def public_pages(self) -> PublicPages:
         """This application's anonymous page store."""
-        pages: PublicPages = self.application.settings.setdefault(
-            "learnhub_public_pages", PublicPages()
-        )
+        settings = self.application.settings
+        pages: PublicPages | None = settings.get("learnhub_public_pages")
+        if pages is None:  # the first public page this application serves
+            pages = settings["learnhub_public_pages"] = PublicPages()
         return pages
 
     def send_public(self, key: tuple[str, str] | None) -> bool:
@@ -137,8 +138,7 @@ class CoursePages(LearnerPage):
         page = self.public_pages.get(key) if key is not None else None
         if page is None:
             return False
-        self.public_page_view = True  # see hub.service.app.log_request
-        self.send_html(200, page.body, etag=page.etag)
+        self._send_public_page(page)
         return True
 
     def send_rendered(self, key: tuple[str, str] | None, html: str, rendered_at: int) -> None:
@@ -146,8 +146,10 @@ class CoursePages(LearnerPage):
         if key is None:
             self.send_html(200, html)
             return
-        page = self.public_pages.put(key, html, rendered_at)
-        self.public_page_view = True
+        self._send_public_page(self.public_pages.put(key, html, rendered_at))
+
+    def _send_public_page(self, page: PublicPage) -> None:
+        self.public_page_view = True  # see hub.service.app.log_request
         self.send_html(200, page.body, etag=page.etag)
 
     async def owned_courses(self, viewer: Viewer | None) -> set[str]:
@@ -217,11 +219,8 @@ class CourseHandler(CoursePages):
 
     async def get(self, course_id: str) -> None:
         """The course's description, syllabus, outcomes, deadlines and call to action."""
-        entry = self.catalog.get(course_id)
+        entry = self.course_or_404(course_id)
         if entry is None:
-            self.show_message(
-                404, "not-found", "not_found_title", "no_such_course", course=course_id
-            )
             return
         viewer = self.viewer()
         key = self.public_key(viewer)
@@ -257,11 +256,8 @@ class ReviewHandler(CoursePages):
         """Save the review, then show the course page again."""
         if self.require_learner() is None:
             return
-        entry = self.catalog.get(course_id)
+        entry = self.course_or_404(course_id)
         if entry is None:
-            self.show_message(
-                404, "not-found", "not_found_title", "no_such_course", course=course_id
-            )
             return
         viewer = self.viewer()
         owned = await self.owned_courses(viewer)

@@ -133,6 +133,8 @@ def test_dashboards_are_for_instructors_and_admins(docker_hub: HubProcess) -> No
         assert b.client.get(SERVICE + "admin").status_code == 403
     with browser(docker_hub) as b:
         sign_in_to_service(b, "demo-instructor")
+        missing = b.client.get(SERVICE + "instructor/no-such-course")
+        assert missing.status_code == 404 and "no-such-course" in missing.text
         page = b.client.get(SERVICE + "instructor/algorithms-in-python")
         assert page.status_code == 200
         assert "<svg" in page.text and "Enrolment over time" in page.text
@@ -241,6 +243,8 @@ def test_course_questions_and_answers(docker_hub: HubProcess) -> None:
         assert refused.status_code == 403 and "for the members who have it" in refused.text
     with browser(docker_hub) as asker:
         sign_in_to_service(asker, "demo-learner")
+        missing = asker.client.get(SERVICE + "courses/no-such-course/questions")
+        assert missing.status_code == 404 and "no-such-course" in missing.text
         page = asker.client.get(qa_page)
         token = xsrf_of(page)
         assert asker.client.post(qa_page, data={"title": "x", "body": "y"}).status_code == 403
