@@ -95,6 +95,11 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def loadavg() -> list[str]:
+    """The 1, 5 and 15 minute load averages, as /proc/loadavg spells them."""
+    return Path("/proc/loadavg").read_text().split()[:3]
+
+
 def machine() -> dict[str, object]:
     """nproc, memory and load average of this machine, now."""
     mem_kib = 0
@@ -104,7 +109,7 @@ def machine() -> dict[str, object]:
     return {
         "nproc": os.cpu_count(),
         "memory_gib": round(mem_kib / 1024 / 1024, 1),
-        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+        "loadavg": loadavg(),
         "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
     }
 

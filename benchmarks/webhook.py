@@ -47,7 +47,7 @@ import stripe
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import child_pids, cmdline, cpu_seconds, percentile  # noqa: E402
+from benchmarks.common import child_pids, cmdline, cpu_seconds, loadavg, percentile  # noqa: E402
 from tests.billing.stripe_standin import API_KEY, StripeStandIn  # noqa: E402
 from tests.harness import HubProcess, hub_settings  # noqa: E402
 
@@ -176,10 +176,6 @@ def process_ids(hub: HubProcess) -> dict[str, int | None]:
     service = next((p for p in children if "hub.service" in cmdline(p)), None)
     proxy = next((p for p in children if "configurable-http-proxy" in cmdline(p)), None)
     return {"hub": hub.proc.pid, "service": service, "proxy": proxy}
-
-
-def loadavg() -> list[str]:
-    return Path("/proc/loadavg").read_text().split()[:3]
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
