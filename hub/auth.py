@@ -43,7 +43,11 @@ from traitlets import Dict, Integer, Unicode, default
 from hub.courses import Catalog
 from hub.errors import CourseError
 from hub.logins import LoginThrottle
+from hub.settings import LockoutSettings
 from hub.usernames import lookalike_of, normalize_username, username_refusal
+
+#: The lockout defaults live in the settings model; the traits below only mirror them.
+_LOCKOUT_DEFAULTS = LockoutSettings()
 
 #: bcrypt uses only the first 72 bytes of a password; bcrypt 5 raises on longer ones.
 MAX_PASSWORD_BYTES = 72
@@ -222,14 +226,22 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
         ),
     )
     lockout_name_failures = Integer(
-        5, config=True, help="Failed logins for one username before it must wait."
+        _LOCKOUT_DEFAULTS.name_failures,
+        config=True,
+        help="Failed logins for one username before it must wait (settings: auth.lockout).",
     )
     lockout_address_failures = Integer(
-        30, config=True, help="Failed logins from one client address before it must wait."
+        _LOCKOUT_DEFAULTS.address_failures,
+        config=True,
+        help="Failed logins from one client address before it must wait.",
     )
-    lockout_seconds = Integer(60, config=True, help="First wait after a limit is reached.")
+    lockout_seconds = Integer(
+        _LOCKOUT_DEFAULTS.seconds, config=True, help="First wait after a limit is reached."
+    )
     lockout_max_seconds = Integer(
-        900, config=True, help="Longest wait; failures further apart are forgotten."
+        _LOCKOUT_DEFAULTS.max_seconds,
+        config=True,
+        help="Longest wait; failures further apart are forgotten.",
     )
 
     @default("db")
