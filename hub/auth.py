@@ -74,7 +74,7 @@ def password_too_long(password: str) -> str | None:
 
 @dataclass(frozen=True)
 class LoginOutcome:
-    """Why a login attempt failed, for the login page (never for the logs' eyes only)."""
+    """Why a login attempt failed, so the login page can say so."""
 
     reason: str  # "locked", "too_long", "unauthorized", "invalid"
     wait_seconds: float = 0.0
