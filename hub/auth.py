@@ -1,27 +1,105 @@
 """Sign-in: local accounts with passwords (embedded default) or OAuth (production).
 
 Local sign-up uses jupyterhub-nativeauthenticator, a maintained JupyterHub authenticator that
-stores bcrypt password hashes in the Hub database. LearnHub adds one thing: in demo mode it seeds
-the demo accounts at start, so the platform can be tried without an email round-trip.
+stores bcrypt password hashes in the Hub database. LearnHub keeps its table and pages and
+changes what a stranger on the sign-up and login forms can do (docs/security.md, "Identities
+and logins"):
+
+- names of configured administrators and instructors, and of Hub users who have no password
+  yet, cannot be claimed: signing up under one creates a *locked* account that the operator
+  activates after checking who it is;
+- new names follow one pattern (:mod:`hub.usernames`); look-alikes and invisible characters are
+  refused with a message that names the problem;
+- logins back off per username and per client address (:mod:`hub.logins`); bcrypt runs off the
+  event loop, an unknown name costs the same bcrypt work as a known one, and passwords longer
+  than bcrypt's 72 bytes are refused with a message instead of a 500.
+
+In demo mode it also seeds the demo accounts at start, so the platform can be tried without an
+email round-trip.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import bcrypt
+from jupyterhub import orm
+from jupyterhub.apihandlers.base import APIHandler
+from jupyterhub.scopes import needs_scope
 from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator.handlers import ChangePasswordHandler as NativeChangePasswordHandler
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
-from traitlets import Dict, default
+from nativeauthenticator.handlers import SignUpHandler as NativeSignUpHandler
+from nativeauthenticator.orm import UserInfo
+from prometheus_client import Counter
+from tornado import web
+from traitlets import Dict, Integer, Unicode, default
+
+from hub.courses import Catalog
+from hub.errors import CourseError
+from hub.logins import LoginThrottle
+from hub.settings import LockoutSettings
+from hub.usernames import lookalike_of, normalize_username, username_refusal
+
+#: The lockout defaults live in the settings model; the traits below only mirror them.
+_LOCKOUT_DEFAULTS = LockoutSettings()
+
+#: bcrypt uses only the first 72 bytes of a password; bcrypt 5 raises on longer ones.
+MAX_PASSWORD_BYTES = 72
+
+#: One per bcrypt check at login, whether the name exists or not (an operator can watch it for
+#: password spraying; the tests use it to prove unknown names cost the same work).
+PASSWORD_CHECKS = Counter(
+    "learnhub_password_checks_total", "bcrypt password checks made for login attempts"
+)
+
+_SIGNED_UP = "The signup was successful! You can now go to the home page and log in to the system."
+
+
+def password_too_long(password: str) -> str | None:
+    """The message for a password bcrypt cannot take, or None when it fits."""
+    size = len(password.encode("utf-8", "replace"))
+    if size <= MAX_PASSWORD_BYTES:
+        return None
+    return (
+        f"Passwords can be at most {MAX_PASSWORD_BYTES} bytes long; this one is {size} bytes "
+        "(letters outside A-Z take 2 to 4 bytes each). Choose a shorter password."
+    )
+
+
+@dataclass(frozen=True)
+class LoginOutcome:
+    """Why a login attempt failed, so the login page can say so."""
+
+    reason: str  # "locked", "too_long", "unauthorized", "invalid"
+    wait_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class SignUpResult:
+    """What the sign-up page says, and the account it created (if any)."""
+
+    alert: str
+    message: str
+    account: Any = None
 
 
 class LoginHandler(NativeLoginHandler):  # type: ignore[misc]
-    """NativeAuthenticator's login page, made to work with JupyterHub 6.
+    """NativeAuthenticator's login page, made to work with JupyterHub 6, with clear refusals.
 
     nativeauthenticator 1.3.0 (its latest release) breaks on JupyterHub 6.1: its POST handler
     uses `self.statsd`, which JupyterHub 6 removed, and its `_render` rejects the `sync` argument
-    JupyterHub's error pages now pass. Both turn every login into a 500. This subclass keeps the
-    upstream behaviour and templates and fixes only those two calls.
+    JupyterHub's error pages now pass. Both turn every login into a 500. Its failure path also
+    ran bcrypt a second time on the event loop to word the message; here the authenticator
+    leaves its verdict on the handler (:attr:`login_outcome`) instead.
     """
+
+    login_outcome: LoginOutcome | None = None
 
     def _render(self, login_error: str | None = None, username: str | None = None, **_: Any) -> Any:
         return super()._render(login_error=login_error, username=username)
@@ -34,26 +112,136 @@ class LoginHandler(NativeLoginHandler):  # type: ignore[misc]
             self._jupyterhub_user = user
             self.redirect(self.get_next_url(user))
             return
-        error = "Invalid username or password."
         username = data.get("username", "")
-        info = self.authenticator.get_user(username)
-        if (
-            info is not None
-            and info.is_valid_password(data.get("password", ""))
-            and not info.is_authorized
-        ):
-            error = f"User {username} has not been authorized by an administrator yet."
+        outcome = self.login_outcome or LoginOutcome("invalid")
+        error = "Invalid username or password."
+        if outcome.reason == "locked":
+            self.set_status(429)
+            self.set_header("Retry-After", str(math.ceil(outcome.wait_seconds)))
+            error = (
+                "Too many failed logins for this username or from your address. "
+                f"Try again in {math.ceil(outcome.wait_seconds)} seconds."
+            )
+        elif outcome.reason == "too_long":
+            self.set_status(400)
+            error = password_too_long(data.get("password", "")) or error
+        elif outcome.reason == "unauthorized":
+            error = (
+                f"User {normalize_username(username)} has not been authorized by an "
+                "administrator yet."
+            )
         html = await self._render(login_error=error, username=username)
         self.finish(html)
 
 
+class SignUpHandler(NativeSignUpHandler):  # type: ignore[misc]
+    """NativeAuthenticator's sign-up page; `LearnHubNativeAuthenticator.sign_up` decides."""
+
+    async def post(self) -> None:
+        """Create the account, or show the form again with what to change."""
+        if not self.authenticator.enable_signup:
+            raise web.HTTPError(404)
+
+        def field(name: str) -> str:
+            return str(self.get_body_argument(name, "", strip=False))
+
+        result: SignUpResult = await self.authenticator.sign_up(
+            username=field("username"),
+            password=field("signup_password"),
+            confirmation=field("signup_password_confirmation"),
+            email=field("email"),
+            has_2fa=bool(field("2fa")),
+        )
+        account = result.account
+        html = await self.render_template(
+            "signup.html",
+            ask_email=self.authenticator.ask_email_on_signup,
+            result_message=result.message,
+            alert=result.alert,
+            two_factor_auth=self.authenticator.allow_2fa,
+            two_factor_auth_user=account.has_2fa if account is not None else "",
+            two_factor_auth_value=account.otp_secret if account is not None else "",
+            # LearnHub does not verify reCAPTCHA; never show a widget that checks nothing.
+            recaptcha_key=None,
+            tos=self.authenticator.tos,
+        )
+        self.finish(html)
+
+
+class ChangePasswordHandler(NativeChangePasswordHandler):  # type: ignore[misc]
+    """Upstream page, but a password over bcrypt's limit gets a message instead of a 500."""
+
+    @web.authenticated  # type: ignore[misc]
+    async def post(self) -> None:
+        """Refuse over-long passwords before upstream hands them to bcrypt."""
+        for name in ("old_password", "new_password"):
+            problem = password_too_long(self.get_body_argument(name, "", strip=False))
+            if problem:
+                user = await self.get_current_user()
+                html = await self.render_template(
+                    "change-password.html",
+                    user_name=user.name,
+                    result_message=problem,
+                    alert="alert-danger",
+                )
+                self.finish(html)
+                return
+        await super().post()
+
+
+class ActivateAccountHandler(APIHandler):  # type: ignore[misc]
+    """``POST /hub/api/learnhub/accounts/<name>/activate``: unlock a reserved account.
+
+    Admins can also use nativeauthenticator's `/hub/authorize` page; this is the way for the
+    operator's admin token, so the very first administrator can be activated.
+    """
+
+    @needs_scope("admin:users")  # type: ignore[untyped-decorator]
+    async def post(self, name: str) -> None:
+        """Mark the account authorized (idempotent); 404 when it has no password yet."""
+        username = self.authenticator.normalize_username(name)
+        account = self.authenticator.get_user(username)
+        if account is None:
+            raise web.HTTPError(404, f"{username} has not signed up yet")
+        account.is_authorized = True
+        self.db.commit()
+        self.log.info("account activated: user=%s by=%s", username, self.current_user.name)
+        self.finish({"name": username, "activated": True})
+
+
 class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
-    """NativeAuthenticator that can create a fixed set of accounts at start (demo mode)."""
+    """NativeAuthenticator with reserved names, safe usernames and throttled logins."""
 
     seed_users = Dict(
         {},
         config=True,
         help="Accounts to create at start if missing: {username: password}. Demo mode only.",
+    )
+    reserved_courses_dir = Unicode(
+        "",
+        config=True,
+        help=(
+            "Course catalog whose instructors' names cannot be claimed by sign-up. Read at each "
+            "sign-up, so an instructor added to a course.yaml is protected without a restart."
+        ),
+    )
+    lockout_name_failures = Integer(
+        _LOCKOUT_DEFAULTS.name_failures,
+        config=True,
+        help="Failed logins for one username before it must wait (settings: auth.lockout).",
+    )
+    lockout_address_failures = Integer(
+        _LOCKOUT_DEFAULTS.address_failures,
+        config=True,
+        help="Failed logins from one client address before it must wait.",
+    )
+    lockout_seconds = Integer(
+        _LOCKOUT_DEFAULTS.seconds, config=True, help="First wait after a limit is reached."
+    )
+    lockout_max_seconds = Integer(
+        _LOCKOUT_DEFAULTS.max_seconds,
+        config=True,
+        help="Longest wait; failures further apart are forgotten.",
     )
 
     @default("db")
@@ -62,13 +250,18 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
         # taking it explicitly avoids JupyterHub's deprecation warning on every start.
         return self._deprecated_db_session
 
-    def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
-        """Upstream handlers, with the login page replaced by the JupyterHub 6 compatible one."""
-        handlers: list[tuple[str, Any]] = super().get_handlers(app)
-        return [(path, LoginHandler if path == r"/login" else h) for path, h in handlers]
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.name_throttle = LoginThrottle(
+            self.lockout_name_failures, self.lockout_seconds, self.lockout_max_seconds
+        )
+        self.address_throttle = LoginThrottle(
+            self.lockout_address_failures, self.lockout_seconds, self.lockout_max_seconds
+        )
+        # Unknown names are checked against this, so they cost the same bcrypt work as known
+        # ones and the response time does not tell which accounts exist. Same cost factor as
+        # the stored hashes (bcrypt's default, as nativeauthenticator uses).
+        self._dummy_hash = bcrypt.hashpw(secrets.token_bytes(32), bcrypt.gensalt())
         for username, password in sorted(self.seed_users.items()):
             if self.user_exists(username):
                 continue
@@ -80,3 +273,194 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
             info.is_authorized = True
             self.db.commit()
             self.log.info("seeded account: user=%s outcome=created", username)
+
+    def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
+        """Upstream handlers with LearnHub's login, sign-up and change-password pages."""
+        replaced = {
+            r"/login": LoginHandler,
+            r"/signup": SignUpHandler,
+            r"/change-password": ChangePasswordHandler,
+        }
+        handlers: list[tuple[str, Any]] = super().get_handlers(app)
+        return [(path, replaced.get(path, h)) for path, h in handlers] + [
+            (r"/api/learnhub/accounts/([^/]+)/activate", ActivateAccountHandler)
+        ]
+
+    def normalize_username(self, username: str) -> str:
+        """NFKC, then JupyterHub's lower-casing: a full-width name finds the plain account."""
+        return str(super().normalize_username(normalize_username(username)))
+
+    def is_password_strong(self, password: str) -> bool:
+        """Upstream's length and common-password checks, plus bcrypt's 72-byte limit."""
+        return password_too_long(password) is None and bool(super().is_password_strong(password))
+
+    # -- login -------------------------------------------------------------------------------
+
+    async def authenticate(self, handler: Any, data: dict[str, str]) -> str | None:
+        """The username if the password is right and the account active; else None.
+
+        Refused before bcrypt: a username or address that must wait, a password bcrypt cannot
+        take. Every other attempt costs exactly one bcrypt check in a worker thread, whether the
+        name exists or not.
+        """
+        username = self.normalize_username(data.get("username", ""))
+        password = data.get("password", "")
+        address = str(handler.request.remote_ip) if handler is not None else ""
+        wait = max(self.name_throttle.wait(username), self.address_throttle.wait(address))
+        if wait > 0:
+            self.log.warning(
+                "login refused: user=%r address=%s outcome=locked wait=%.0fs",
+                username[:64],
+                address,
+                wait,
+            )
+            self._tell(handler, LoginOutcome("locked", wait))
+            return None
+        if password_too_long(password):
+            self._tell(handler, LoginOutcome("too_long"))
+            return None
+        self.name_throttle.count_attempt(username)
+        self.address_throttle.count_attempt(address)
+        account = self.get_user(username)
+        valid = await self._password_matches(
+            password, account.password if account is not None else self._dummy_hash
+        )
+        if account is None or not valid:
+            self._tell(handler, LoginOutcome("invalid"))
+            return None
+        if account.has_2fa and not account.is_valid_token(data.get("2fa") or ""):
+            self._tell(handler, LoginOutcome("invalid"))
+            return None
+        # A correct password is not a failure, for the name or for the address.
+        self.name_throttle.forget(username)
+        self.address_throttle.forgive(address)
+        if not account.is_authorized:
+            self._tell(handler, LoginOutcome("unauthorized"))
+            return None
+        return username
+
+    async def _password_matches(self, password: str, stored: bytes) -> bool:
+        # bcrypt takes a few hundred milliseconds of CPU by design; on the event loop that stalls
+        # every request the Hub serves, so it runs in a worker thread (bcrypt releases the GIL).
+        PASSWORD_CHECKS.inc()
+        loop = asyncio.get_running_loop()
+        try:
+            return bool(
+                await loop.run_in_executor(
+                    None, bcrypt.checkpw, password.encode("utf-8", "replace"), bytes(stored)
+                )
+            )
+        except ValueError:
+            self.log.error("stored password hash is not a bcrypt hash; login refused")
+            return False
+
+    @staticmethod
+    def _tell(handler: Any, outcome: LoginOutcome) -> None:
+        # The login page words its message from this; other callers have no use for it.
+        if isinstance(handler, LoginHandler):
+            handler.login_outcome = outcome
+
+    # -- sign-up -----------------------------------------------------------------------------
+
+    def reserved_role(self, username: str) -> str | None:
+        """Who ``username`` is reserved for ("administrator", "instructor", "member"), or None.
+
+        Raises :class:`CourseError` when the catalog cannot be read: sign-up then fails closed.
+        """
+        if username in self.admin_users:
+            return "administrator"
+        if self.reserved_courses_dir:
+            for entry in Catalog.load(Path(self.reserved_courses_dir)):
+                if username in {self.normalize_username(n) for n in entry.course.instructors}:
+                    return "instructor"
+        # Hub users without a password were made by the operator (API, grants, groups) for a
+        # particular person; the first stranger to pick the name must not become them.
+        if self.db.query(orm.User).filter_by(name=username).first() is not None:
+            return "member"
+        return None
+
+    def _known_names(self) -> set[str]:
+        names = {name for (name,) in self.db.query(UserInfo.username)}
+        names |= {name for (name,) in self.db.query(orm.User.name)}
+        names |= set(self.admin_users)
+        if self.reserved_courses_dir:
+            for entry in Catalog.load(Path(self.reserved_courses_dir)):
+                names |= {self.normalize_username(n) for n in entry.course.instructors}
+        return names
+
+    async def sign_up(
+        self, *, username: str, password: str, confirmation: str, email: str, has_2fa: bool
+    ) -> SignUpResult:
+        """Create an account from the sign-up form, or say exactly what to change."""
+        problem = username_refusal(username)
+        if problem:
+            self.log.info("sign-up refused: user=%r outcome=bad-name", username[:64])
+            return SignUpResult("alert-danger", problem)
+        name = self.normalize_username(username)
+        if password != confirmation:
+            return SignUpResult(
+                "alert-danger", "Your password did not match the confirmation. Please try again."
+            )
+        too_long = password_too_long(password)
+        if too_long:
+            return SignUpResult("alert-danger", too_long)
+        if not self.is_password_strong(password):
+            return SignUpResult(
+                "alert-danger",
+                f"Be sure your password has at least {self.minimum_password_length} characters "
+                "and is not one of the most common passwords.",
+            )
+        if self.user_exists(name):
+            return SignUpResult(
+                "alert-danger",
+                "Something went wrong!\nIt appears that this username is already in use. "
+                "Please try again with a different username.",
+            )
+        try:
+            role = self.reserved_role(name)
+            lookalike = lookalike_of(name, self._known_names())
+        except CourseError:
+            self.log.exception("sign-up refused: the course catalog cannot be read")
+            return SignUpResult(
+                "alert-danger", "Sign-up is unavailable for a moment. Please try again later."
+            )
+        if lookalike:
+            self.log.info("sign-up refused: user=%s outcome=lookalike of=%s", name, lookalike)
+            return SignUpResult(
+                "alert-danger",
+                f"The username {name} looks too much like the existing name {lookalike}. "
+                "Please choose a clearly different one.",
+            )
+        loop = asyncio.get_running_loop()
+        hashed = await loop.run_in_executor(
+            None, bcrypt.hashpw, password.encode("utf-8"), bcrypt.gensalt()
+        )
+        if self.user_exists(name):  # someone took it while the hash was computed
+            return SignUpResult(
+                "alert-danger", "This username was just taken. Please choose another one."
+            )
+        try:
+            account = UserInfo(
+                username=name,
+                password=hashed,
+                email=email or None,
+                has_2fa=has_2fa,
+                is_authorized=self.open_signup and role is None,
+            )
+        except AssertionError:
+            return SignUpResult("alert-danger", "The email address is not valid.")
+        self.db.add(account)
+        self.db.commit()
+        if role is not None:
+            self.log.warning("sign-up: user=%s outcome=locked reserved-for=%s", name, role)
+            return SignUpResult(
+                "alert-warning",
+                f"The name {name} is reserved for a configured {role} of this LearnHub, so the "
+                "account was created locked: it cannot log in until the operator activates it. "
+                f"If you are not {name}, please sign up under another name.",
+                account,
+            )
+        self.log.info("sign-up: user=%s outcome=created open=%s", name, self.open_signup)
+        if self.open_signup:
+            return SignUpResult("alert-success", _SIGNED_UP, account)
+        return SignUpResult("alert-info", "Your information has been sent to the admin.", account)

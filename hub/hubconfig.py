@@ -130,6 +130,9 @@ def apply_auth(c: Any, settings: Settings) -> None:
         c.NativeAuthenticator.minimum_password_length = auth.minimum_password_length
         c.NativeAuthenticator.check_common_password = True
         c.NativeAuthenticator.enable_signup = True
+        c.LearnHubNativeAuthenticator.reserved_courses_dir = str(settings.courses_dir.resolve())
+        for key, value in auth.lockout.model_dump().items():
+            setattr(c.LearnHubNativeAuthenticator, f"lockout_{key}", value)
         if settings.mode == "demo":
             password = settings.secret("demo_password") or DEMO_PASSWORD
             c.LearnHubNativeAuthenticator.seed_users = dict.fromkeys(DEMO_USERS, password)

@@ -132,6 +132,44 @@ class GenericOAuthSettings(_Model):
     )
 
 
+class LockoutSettings(_Model):
+    """Native auth: back-off after failed logins, per username and per client address."""
+
+    name_failures: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description=(
+            "Failed logins for one username before it must wait (every further failure doubles "
+            "the wait). The correct password is refused too while it waits."
+        ),
+    )
+    address_failures: int = Field(
+        30,
+        ge=1,
+        le=100_000,
+        description=(
+            "Failed logins from one client address, over all usernames, before that address "
+            "must wait. Higher than `name_failures`: many people can share one address (NAT)."
+        ),
+    )
+    seconds: int = Field(
+        60, ge=1, le=86_400, description="First wait, in seconds, once a limit is reached."
+    )
+    max_seconds: int = Field(
+        900,
+        ge=1,
+        le=86_400,
+        description=("Longest wait, in seconds; failures further apart than this are forgotten."),
+    )
+
+    @model_validator(mode="after")
+    def _max_is_not_below_first(self) -> LockoutSettings:
+        if self.max_seconds < self.seconds:
+            raise ValueError("max_seconds must be at least seconds")
+        return self
+
+
 class AuthSettings(_Model):
     """How people sign in."""
 
@@ -146,8 +184,15 @@ class AuthSettings(_Model):
         True, description="Native auth: new accounts may log in without an admin approving them."
     )
     minimum_password_length: int = Field(
-        8, ge=8, le=128, description="Native auth: shortest password accepted at sign-up."
+        8,
+        ge=8,
+        le=72,
+        description=(
+            "Native auth: shortest password accepted at sign-up. Passwords are at most 72 bytes "
+            "(bcrypt's limit); longer ones are refused with a message."
+        ),
     )
+    lockout: LockoutSettings = Field(default_factory=LockoutSettings)
     github: GitHubAuthSettings = Field(default_factory=GitHubAuthSettings)
     generic: GenericOAuthSettings = Field(default_factory=GenericOAuthSettings)
 
