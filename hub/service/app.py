@@ -30,7 +30,7 @@ from hub.access import HubClient
 from hub.billing.checkout import CheckoutRefused, create_checkout
 from hub.billing.events import EventQueue
 from hub.billing.fulfilment import Billing, FulfilmentError, SyncAccess
-from hub.billing.webhook import WebhookRejected, split_secrets, verify_event
+from hub.billing.webhook import WebhookRejected, bounded_body, split_secrets, verify_event
 from hub.courses import Catalog, CourseEntry
 from hub.i18n import LANG_COOKIE, LANGUAGE_NAMES, LANGUAGES, choose_language, translator
 from hub.settings import Settings
@@ -102,6 +102,7 @@ class BaseHandler(web.RequestHandler):
         return "application/json" in self.request.headers.get("Accept", "")
 
 
+@bounded_body  # over 1 MB: 413 before the body is read or any signature work
 class WebhookHandler(BaseHandler):
     """``POST {prefix}stripe/webhook``: verified events, recorded before Stripe gets its 2xx.
 
