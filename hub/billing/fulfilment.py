@@ -294,12 +294,16 @@ class Billing:
             row = repo.checkout_session(session, session_id)
             if row is None:
                 return None
+            price_id = row.price_id
+            if row.amount is None and row.course_id is not None:
+                # Recorded before 0009_payments: only the configured price id can be checked.
+                price_id = self.settings.payments.course_price_ids.get(row.course_id) or None
             return ExpectedPrice(
                 username=row.username,
                 course_id=row.course_id,
                 plan_id=row.plan_id,
                 mode=row.mode,
-                price_id=row.price_id,
+                price_id=price_id,
                 amount=row.amount,
                 currency=row.currency,
             )
