@@ -97,8 +97,11 @@ async def create_checkout(
 ) -> tuple[str, str]:
     """Create a Checkout Session for ``user``; return ``(session_id, url)``.
 
-    ``success_url`` should contain ``{CHECKOUT_SESSION_ID}``. Refuses (``CheckoutRefused``) an
-    unknown course or plan, a free course, and anything the learner already has access to.
+    ``success_url`` should contain ``{CHECKOUT_SESSION_ID}``. The session is recorded with the
+    user and the price asked for: fulfilment grants only sessions recorded so, and only when
+    what was paid matches (see :func:`hub.billing.fulfilment.line_item_problem`). Refuses
+    (``CheckoutRefused``) an unknown course or plan, a free course, and anything the learner
+    already has access to.
     """
     if (course_id is None) == (plan_id is None):
         raise ValueError("give exactly one of course_id and plan_id")
@@ -111,6 +114,10 @@ async def create_checkout(
             )
         metadata = {META_USER: user, META_COURSE: course_id}
         params["payment_intent_data"] = {"metadata": metadata}
+        entry = catalog.get(course_id)
+        assert entry is not None  # _course_params refused an unknown course
+        price_id = settings.payments.course_price_ids.get(course_id) or None
+        amount, currency = entry.course.price.amount, entry.course.price.currency
     else:
         assert plan_id is not None
         params = _plan_params(settings, plan_id)
@@ -122,11 +129,16 @@ async def create_checkout(
             )
         metadata = {META_USER: user, META_PLAN: plan_id}
         params["subscription_data"] = {"metadata": metadata}
+        price_id = plan.stripe_price_id or None
+        amount, currency = plan.amount, plan.currency
     params.update(
         {
             "client_reference_id": user,
             "metadata": metadata,
-            "allow_promotion_codes": True,
+            # Promotion codes are off: a code of the Stripe account is not limited to
+            # LearnHub's products unless its coupon says so, and LearnHub cannot check that at
+            # checkout. Discounts are given with LearnHub prices, or `learnhub grant`.
+            "allow_promotion_codes": False,
             "success_url": success_url,
             "cancel_url": cancel_url,
         }
@@ -148,6 +160,9 @@ async def create_checkout(
                 plan_id=plan_id,
                 mode=str(params["mode"]),
                 status="open",
+                price_id=price_id,
+                amount=amount,
+                currency=currency.lower(),
             )
 
     await asyncio.to_thread(record)

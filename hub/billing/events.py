@@ -19,7 +19,9 @@ happens here, in batches:
   event's change is synced at once.
 * An event whose re-fetch fails stays queued, with the error text, and is tried again after
   1 s, 2 s, 4 s ... at most 5 minutes apart, until Stripe's own 3-day retry window is over; then
-  it is recorded as ``error`` (``learnhub reconcile`` can still replay it).
+  it is recorded as ``error`` (``learnhub reconcile`` can still replay it). Except when Stripe
+  answers 404 ``resource_missing``: that object will never appear, so the event is recorded
+  once as ``failed``, with the reason, and not retried.
 * On start, and before every periodic reconcile, queued events are read back from the database,
   so a crash or restart loses nothing that was acknowledged.
 """
@@ -33,7 +35,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from hub.billing.fulfilment import HANDLED_EVENTS, Billing, FulfilmentError, FulfilmentResult
+from hub.billing.fulfilment import (
+    HANDLED_EVENTS,
+    Billing,
+    FulfilmentError,
+    FulfilmentResult,
+    StripeObjectMissing,
+)
 from hub.store import repository as repo
 
 log = logging.getLogger("learnhub.billing.events")
@@ -194,6 +202,13 @@ class EventQueue:
         for event, result in zip(batch, results, strict=True):
             if isinstance(result, FulfilmentResult):
                 decided.append((event, result))
+            elif isinstance(result, StripeObjectMissing):
+                # Asking again will not make the object appear: recorded once, as failed.
+                log.warning(
+                    "stripe event refers to an object Stripe does not have; not retried",
+                    extra={"event": event["id"], "type": event.get("type"), "outcome": "failed"},
+                )
+                decided.append((event, FulfilmentResult("failed", str(result))))
             elif isinstance(result, FulfilmentError):
                 failed.append((event, str(result)))
             elif isinstance(result, Exception):

@@ -8,6 +8,13 @@ arrive late, twice or shuffled cannot move an entitlement backwards: a late
 Every event id is recorded in the same transaction as the entitlement change it caused; the
 unique constraint on the id makes processing exactly-once. After a change the access sync runs;
 if the Hub is down the entitlement is still recorded, and the next sync heals membership.
+
+Money decides, not metadata (see ``docs/how-to/payments.md``): a checkout grants only when
+LearnHub recorded the session for that user at checkout creation, and its re-fetched line item
+is the price, amount and currency LearnHub asked for; a subscription grants only through such a
+checkout. Metadata is never read to decide who gets what. Revenue is recorded in the
+``payments`` ledger from the same verified, re-fetched objects. An object Stripe does not have
+(404 ``resource_missing``) is a permanent failure, recorded once and never retried.
 """
 
 from __future__ import annotations
@@ -26,10 +33,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.errors import HubAPIError, LearnHubError
-from hub.settings import Settings
+from hub.settings import PlanSettings, Settings
 from hub.store import Database
 from hub.store import repository as repo
-from hub.store.repository import EntitlementUpdate
+from hub.store.repository import EntitlementUpdate, PaymentRecord
 
 log = logging.getLogger("learnhub.billing")
 
@@ -84,6 +91,26 @@ class FulfilmentError(LearnHubError):
     """Stripe could not be asked, or answered something unusable; Stripe should retry."""
 
 
+class StripeObjectMissing(FulfilmentError):
+    """Stripe answered 404 ``resource_missing``: asking again will not make the object appear.
+
+    The event is recorded once as ``failed`` (permanent) instead of being retried for days.
+    """
+
+
+@dataclass(frozen=True)
+class ExpectedPrice:
+    """What LearnHub asked Stripe to charge for one checkout (recorded at creation)."""
+
+    username: str
+    course_id: str | None
+    plan_id: str | None
+    mode: str
+    price_id: str | None
+    amount: int | None
+    currency: str | None
+
+
 @dataclass(frozen=True)
 class FulfilmentResult:
     """What one fulfilment or event did."""
@@ -92,6 +119,8 @@ class FulfilmentResult:
     detail: str = ""
     updates: list[EntitlementUpdate] = field(default_factory=list)
     changed: bool = False
+    #: Revenue ledger rows, from the same verified, re-fetched objects.
+    payments: list[PaymentRecord] = field(default_factory=list)
 
 
 def _id(value: Any) -> str | None:
@@ -108,6 +137,55 @@ def _ts(value: Any) -> datetime | None:
 def _metadata(obj: dict[str, Any]) -> dict[str, str]:
     meta = obj.get("metadata") or {}
     return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+
+
+def line_item_problem(session: dict[str, Any], expected: ExpectedPrice) -> str | None:
+    """Why the re-fetched ``session`` (line items expanded) is not what LearnHub sold, or None.
+
+    One line item, quantity one, the configured Stripe price (when one is configured) at the
+    recorded amount and currency. Discounts lower the total, never the line item's price.
+    """
+    listing = session.get("line_items")
+    items = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(items, list):
+        return "line items missing from the re-fetched checkout session"
+    if len(items) != 1:
+        return f"{len(items)} line items; LearnHub sells one item per checkout"
+    item = items[0]
+    price = item.get("price") if isinstance(item.get("price"), dict) else {}
+    if int(item.get("quantity") or 0) != 1:
+        return f"quantity {item.get('quantity')}; LearnHub sells one"
+    if expected.price_id and price.get("id") != expected.price_id:
+        return f"price {price.get('id')} is not the configured {expected.price_id}"
+    if expected.amount is not None:
+        currency = str(expected.currency or "").lower()
+        paid = (price.get("unit_amount"), str(price.get("currency") or "").lower())
+        if paid != (expected.amount, currency):
+            return f"price {paid[0]} {paid[1]} is not {expected.amount} {currency}"
+        if int(item.get("amount_subtotal") or 0) != expected.amount:
+            return f"line item subtotal {item.get('amount_subtotal')} is not {expected.amount}"
+        if str(session.get("currency") or "").lower() != currency:
+            return f"session currency {session.get('currency')} is not {currency}"
+    return None
+
+
+def plan_price_problem(sub: dict[str, Any], plan: PlanSettings) -> str | None:
+    """Why the re-fetched subscription does not sell ``plan`` at its price, or None."""
+    items = (sub.get("items") or {}).get("data") or []
+    if len(items) != 1:
+        return f"{len(items)} subscription items; a LearnHub plan has one"
+    item = items[0]
+    price = item.get("price") if isinstance(item.get("price"), dict) else {}
+    if int(item.get("quantity") or 0) != 1:
+        return f"quantity {item.get('quantity')}; LearnHub sells one"
+    if plan.stripe_price_id and price.get("id") != plan.stripe_price_id:
+        return f"price {price.get('id')} is not the configured {plan.stripe_price_id}"
+    interval = (price.get("recurring") or {}).get("interval")
+    paid = (price.get("unit_amount"), str(price.get("currency") or "").lower(), interval)
+    wanted = (plan.amount, plan.currency.lower(), plan.interval)
+    if paid != wanted:
+        return f"price {paid} is not the plan's {wanted}"
+    return None
 
 
 def purchase_state(
@@ -179,17 +257,24 @@ class Billing:
         loop = asyncio.get_running_loop()
         try:
             obj = await loop.run_in_executor(self._stripe_threads, partial(func, *args))
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404 and exc.code == "resource_missing":
+                raise StripeObjectMissing(
+                    f"Stripe {what}: no such object ({exc.user_message or exc})"
+                ) from exc
+            raise FulfilmentError(f"Stripe {what} failed: {exc.user_message or exc}") from exc
         except stripe.StripeError as exc:
             raise FulfilmentError(f"Stripe {what} failed: {exc.user_message or exc}") from exc
         result: dict[str, Any] = obj.to_dict()
         return result
 
     async def _session(self, session_id: str) -> dict[str, Any]:
+        # line_items: what was actually sold (price id, amount, currency) decides, not metadata.
         return await self._call(
             "retrieve checkout session",
             self.client.v1.checkout.sessions.retrieve,
             session_id,
-            {"expand": ["payment_intent", "payment_intent.latest_charge"]},
+            {"expand": ["line_items", "payment_intent", "payment_intent.latest_charge", "invoice"]},
         )
 
     async def _latest_dispute(self, charge_id: str) -> dict[str, Any] | None:
@@ -201,29 +286,80 @@ class Billing:
 
     # -- deciding -------------------------------------------------------------------------------
 
-    def _plan_known(self, plan_id: str) -> bool:
-        return any(p.id == plan_id for p in self.settings.payments.plans)
+    def _plan(self, plan_id: str) -> PlanSettings | None:
+        return next((p for p in self.settings.payments.plans if p.id == plan_id), None)
+
+    def _expected_db(self, session_id: str) -> ExpectedPrice | None:
+        with self.db.transaction() as session:
+            row = repo.checkout_session(session, session_id)
+            if row is None:
+                return None
+            price_id = row.price_id
+            if row.amount is None and row.course_id is not None:
+                # Recorded before 0009_payments: only the configured price id can be checked.
+                price_id = self.settings.payments.course_price_ids.get(row.course_id) or None
+            return ExpectedPrice(
+                username=row.username,
+                course_id=row.course_id,
+                plan_id=row.plan_id,
+                mode=row.mode,
+                price_id=price_id,
+                amount=row.amount,
+                currency=row.currency,
+            )
+
+    def _subscription_owner_db(self, subscription_id: str) -> tuple[str, str] | None:
+        with self.db.transaction() as session:
+            return repo.subscription_owner(session, subscription_id)
+
+    @staticmethod
+    def _refused(session_id: str, detail: str) -> FulfilmentResult:
+        log.warning(
+            "checkout session refused",
+            extra={"session": session_id, "reason": detail, "outcome": "ignored"},
+        )
+        return FulfilmentResult("ignored", detail)
 
     async def _checkout_updates(self, session_id: str) -> FulfilmentResult:
         session = await self._session(session_id)
+        expected = await asyncio.to_thread(self._expected_db, session_id)
+        if expected is None:
+            # Another integration on the same Stripe account, a payment link, or a forgery:
+            # whatever its metadata says, LearnHub did not sell it.
+            return self._refused(session_id, "checkout session not created by LearnHub")
+        user = expected.username
+        if session.get("client_reference_id") != user:
+            return self._refused(session_id, "checkout session of another user")
         meta = _metadata(session)
-        user = session.get("client_reference_id") or meta.get(META_USER)
-        if not user:
-            return FulfilmentResult("ignored", "checkout session without a LearnHub user")
-        if session.get("mode") == "subscription":
+        if (
+            meta.get(META_COURSE, expected.course_id) != expected.course_id
+            or meta.get(META_PLAN, expected.plan_id) != expected.plan_id
+        ):
+            return self._refused(session_id, "checkout session metadata does not match")
+        if session.get("mode") != expected.mode:
+            return self._refused(session_id, f"checkout session mode {session.get('mode')}")
+        if expected.mode == "subscription":
             sub_id = _id(session.get("subscription"))
-            if sub_id is None:
+            if sub_id is None or expected.plan_id is None:
                 return FulfilmentResult("noop", "subscription not created yet")
-            return await self._subscription_updates(
-                sub_id, fallback_user=str(user), fallback_plan=meta.get(META_PLAN)
-            )
-        course_id = meta.get(META_COURSE)
-        if not course_id:
-            return FulfilmentResult("ignored", "checkout session without a LearnHub course")
+            result = await self._subscription_updates(sub_id, owner=(user, expected.plan_id))
+            invoice = session.get("invoice")
+            if result.updates and isinstance(invoice, dict):
+                # The first invoice is paid before the subscription is known to be LearnHub's;
+                # its invoice.paid event was refused, so it enters the ledger here.
+                result.payments.extend(self._invoice_payments(invoice, user, expected.plan_id))
+            return result
+        course_id = expected.course_id
+        if course_id is None:
+            return self._refused(session_id, "checkout session without a LearnHub course")
         if session.get("status") != "complete":
             return FulfilmentResult("noop", f"checkout session is {session.get('status')}")
+        problem = line_item_problem(session, expected)
+        if problem is not None:
+            return self._refused(session_id, f"not what LearnHub sold: {problem}")
         intent = session.get("payment_intent")
         intent = intent if isinstance(intent, dict) else None
+        payments: list[PaymentRecord] = []
         if session.get("payment_status") in ("paid", "no_payment_required"):
             charge = intent.get("latest_charge") if intent else None
             charge = charge if isinstance(charge, dict) else None
@@ -231,13 +367,29 @@ class Billing:
             if charge is not None and charge.get("disputed"):
                 dispute = await self._latest_dispute(str(charge["id"]))
             status, reason = purchase_state(charge, dispute)
+            amount = int(session.get("amount_total") or 0)
+            refunded = int(charge.get("amount_refunded") or 0) if charge else 0
+            if dispute is not None and dispute.get("status") == "lost":
+                refunded = amount
+            payments.append(
+                PaymentRecord(
+                    stripe_id=str(session["id"]),
+                    kind="purchase",
+                    username=user,
+                    course_id=course_id,
+                    currency=str(session.get("currency") or expected.currency or "usd").lower(),
+                    amount=amount,
+                    amount_refunded=min(refunded, amount),
+                    paid_at=_ts(charge.get("created")) if charge else None,
+                )
+            )
         elif intent is not None and intent.get("status") in ("requires_payment_method", "canceled"):
             status, reason = "revoked", "payment_failed"
         else:
             # Bank debits and the like settle days later: async_payment_succeeded/failed follow.
             status, reason = "pending", "awaiting_payment"
         update = EntitlementUpdate(
-            username=str(user),
+            username=user,
             course_id=course_id,
             source="purchase",
             status=status,
@@ -246,26 +398,73 @@ class Billing:
             stripe_checkout_session_id=str(session["id"]),
             stripe_payment_intent_id=_id(intent) if intent else _id(session.get("payment_intent")),
         )
-        return FulfilmentResult("applied", reason, [update])
+        return FulfilmentResult("applied", reason, [update], payments=payments)
+
+    @staticmethod
+    def _invoice_payments(invoice: dict[str, Any], user: str, plan_id: str) -> list[PaymentRecord]:
+        if invoice.get("status") != "paid" or not invoice.get("id"):
+            return []
+        return [
+            PaymentRecord(
+                stripe_id=str(invoice["id"]),
+                kind="invoice",
+                username=user,
+                plan_id=plan_id,
+                currency=str(invoice.get("currency") or "usd").lower(),
+                amount=int(invoice.get("amount_paid") or 0),
+                paid_at=_ts(invoice.get("created")),
+            )
+        ]
+
+    async def _subscription_checkout_owner(self, subscription_id: str) -> tuple[str, str] | None:
+        """(user, plan) of the recorded LearnHub checkout that started this subscription."""
+        listing = await self._call(
+            "list checkout sessions",
+            self.client.v1.checkout.sessions.list,
+            {"subscription": subscription_id, "limit": 1},
+        )
+        data = listing.get("data") or []
+        if not data:
+            return None
+        expected = await asyncio.to_thread(self._expected_db, str(data[0]["id"]))
+        if (
+            expected is None
+            or expected.mode != "subscription"
+            or expected.plan_id is None
+            or data[0].get("client_reference_id") != expected.username
+        ):
+            return None
+        return expected.username, expected.plan_id
 
     async def _subscription_updates(
-        self,
-        subscription_id: str,
-        *,
-        fallback_user: str | None = None,
-        fallback_plan: str | None = None,
+        self, subscription_id: str, *, owner: tuple[str, str] | None = None
     ) -> FulfilmentResult:
+        """The entitlement of a subscription LearnHub sold: ``owner`` (user, plan) comes from
+        the recorded checkout that created it, or from the entitlement that checkout made."""
         sub = await self._call(
             "retrieve subscription", self.client.v1.subscriptions.retrieve, subscription_id
         )
-        meta = _metadata(sub)
-        user = meta.get(META_USER) or fallback_user
-        plan_id = meta.get(META_PLAN) or fallback_plan
-        if not user or not plan_id:
-            return FulfilmentResult("ignored", "subscription without LearnHub user and plan")
-        if not self._plan_known(plan_id):
+        if owner is None:
+            owner = await asyncio.to_thread(self._subscription_owner_db, subscription_id)
+        if owner is None:
+            owner = await self._subscription_checkout_owner(subscription_id)
+        if owner is None:
+            # Metadata alone never vouches for a subscription: only a checkout LearnHub
+            # recorded does.
+            return FulfilmentResult("ignored", "subscription not sold by a LearnHub checkout")
+        user, plan_id = owner
+        plan = self._plan(plan_id)
+        if plan is None:
             # Still recorded: if the plan comes back in the settings, access follows.
             log.warning("subscription for an unknown plan", extra={"user": user, "plan": plan_id})
+        else:
+            problem = plan_price_problem(sub, plan)
+            if problem is not None:
+                log.warning(
+                    "subscription refused",
+                    extra={"user": user, "plan": plan_id, "reason": problem, "outcome": "ignored"},
+                )
+                return FulfilmentResult("ignored", f"not what LearnHub sold: {problem}")
         status, reason, period_end = subscription_state(sub)
         update = EntitlementUpdate(
             username=user,
@@ -319,7 +518,13 @@ class Billing:
             sub_id = _id(details.get("subscription")) or _id(invoice.get("subscription"))
             if sub_id is None:
                 return FulfilmentResult("ignored", "invoice not for a subscription")
-            return await self._subscription_updates(sub_id)
+            result = await self._subscription_updates(sub_id)
+            for update in result.updates:
+                assert update.plan_id is not None
+                result.payments.extend(
+                    self._invoice_payments(invoice, update.username, update.plan_id)
+                )
+            return result
         if event_type in CHARGE_EVENTS:
             charge_id = _id(obj.get("charge")) if obj.get("object") == "refund" else obj["id"]
             if charge_id is None:
@@ -337,12 +542,15 @@ class Billing:
 
     # -- applying -----------------------------------------------------------------------------
 
-    def _apply(self, updates: list[EntitlementUpdate]) -> bool:
+    def _apply(self, updates: list[EntitlementUpdate], payments: list[PaymentRecord]) -> bool:
         # Retried: the webhook's queue may create the same entitlement at the same moment (the
         # success page and the queue fulfil one checkout); the retry updates the queue's row.
-        return self.db.transact_retrying(
-            lambda session: any([repo.apply_update(session, update) for update in updates])
-        )
+        def work(session: Session) -> bool:
+            changed = any([repo.apply_update(session, update) for update in updates])
+            repo.record_payments(session, payments)
+            return changed
+
+        return self.db.transact_retrying(work)
 
     def _apply_with_event(
         self, event: dict[str, Any], result: FulfilmentResult
@@ -353,10 +561,12 @@ class Billing:
                     if repo.event_done(session, str(event["id"])):
                         return "duplicate", False
                     changed = any([repo.apply_update(session, u) for u in result.updates])
+                    repo.record_payments(session, result.payments)
                     outcome = result.outcome
                     if outcome == "applied" and not changed:
                         outcome = "noop"
-                    repo.record_event(session, event, outcome, None)
+                    failure = result.detail if outcome == "failed" else None
+                    repo.record_event(session, event, outcome, failure)
                     return outcome, changed
             except repo.EventAlreadyRecorded:
                 return "duplicate", False
@@ -395,13 +605,15 @@ class Billing:
                 todo.append((event_id, result))
                 recorded[event_id] = (result.outcome, None)
             changes = iter(repo.apply_updates(session, [u for _, r in todo for u in r.updates]))
+            repo.record_payments(session, [p for _, r in todo for p in r.payments])
             for event_id, result in todo:
                 changed = any([next(changes) for _ in result.updates])
                 outcome = result.outcome
                 if outcome == "applied" and not changed:
                     outcome = "noop"
                 results[event_id] = (outcome, changed)
-                recorded[event_id] = (outcome, None)
+                # A permanent failure keeps its reason; it is never tried again.
+                recorded[event_id] = (outcome, result.detail if outcome == "failed" else None)
             for event, error in failed:
                 event_id = str(event["id"])
                 if event_id in mine and event_id not in recorded:
@@ -470,6 +682,8 @@ class Billing:
             return FulfilmentResult("duplicate")
         try:
             result = await self.updates_for_event(event)
+        except StripeObjectMissing as exc:
+            result = FulfilmentResult("failed", str(exc))
         except FulfilmentError as exc:
             await asyncio.to_thread(self._record_error, event, str(exc))
             log.error(
@@ -486,7 +700,7 @@ class Billing:
     async def fulfill_checkout(self, session_id: str) -> FulfilmentResult:
         """Idempotently grant what checkout ``session_id`` paid for (webhook and success page)."""
         result = await self._checkout_updates(session_id)
-        changed = await asyncio.to_thread(self._apply, result.updates)
+        changed = await asyncio.to_thread(self._apply, result.updates, result.payments)
         for update in result.updates:
             log.info(
                 "checkout fulfilled",
@@ -505,5 +719,5 @@ class Billing:
     async def refresh_subscription(self, subscription_id: str) -> FulfilmentResult:
         """Re-read one subscription from Stripe and store its state (reconciliation)."""
         result = await self._subscription_updates(subscription_id)
-        changed = await asyncio.to_thread(self._apply, result.updates)
+        changed = await asyncio.to_thread(self._apply, result.updates, result.payments)
         return FulfilmentResult(result.outcome, result.detail, result.updates, changed)

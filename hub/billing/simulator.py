@@ -228,6 +228,7 @@ class StripeSimulator:
             "created": self.now(),
             "customer": sub["customer"],
             "status": "paid" if paid else "open",
+            "currency": item["price"].get("currency", "usd"),
             "amount_due": item["price"]["unit_amount"],
             "amount_paid": item["price"]["unit_amount"] if paid else 0,
             "period_start": item["current_period_start"],

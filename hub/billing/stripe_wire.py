@@ -86,9 +86,19 @@ def decode_form(text: str) -> dict[str, Any]:
     return root
 
 
-def error(status: int, message: str, code: str = "resource_missing") -> tuple[int, dict[str, Any]]:
-    """A Stripe error envelope."""
-    return status, {"error": {"type": "invalid_request_error", "code": code, "message": message}}
+def error(
+    status: int, message: str, code: str = "resource_missing", param: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """A Stripe error envelope, as Stripe sends it (``param`` names the offending parameter)."""
+    body: dict[str, Any] = {
+        "type": "invalid_request_error",
+        "code": code,
+        "doc_url": f"https://stripe.com/docs/error-codes/{code.replace('_', '-')}",
+        "message": message,
+    }
+    if param is not None:
+        body["param"] = param
+    return status, {"error": body}
 
 
 def public(value: Any) -> Any:
@@ -190,8 +200,17 @@ def handle(
             object_id = rest[len(collection) + 1 :]
             found = store.get(object_id)
             if found is None or found.get("object") != object_type or method != "GET":
-                return error(404, f"No such {object_type.split('.')[-1]}: '{object_id}'")
-            return 200, _expand(store, found, expand)
+                return error(404, f"No such {object_type}: '{object_id}'", param="id")
+            result = _expand(store, found, expand)
+            if "line_items" in expand and "_line_item_objects" in found:
+                # Stripe sends a session's line items only when asked to expand them.
+                result["line_items"] = {
+                    "object": "list",
+                    "url": f"/v1/checkout/sessions/{object_id}/line_items",
+                    "has_more": False,
+                    "data": public(found["_line_item_objects"]),
+                }
+            return 200, result
     return error(404, f"Unrecognized request URL ({method}: {path})", "url_invalid")
 
 
@@ -203,10 +222,27 @@ def create_checkout_session(
     items = params.get("line_items") or []
     amount = 0
     currency = "usd"
+    line_items: list[dict[str, Any]] = []
     for item in items:
-        data = item.get("price_data") or store.get(str(item.get("price"))) or {}
-        amount += int(data.get("unit_amount") or 0) * int(item.get("quantity") or 1)
-        currency = str(data.get("currency") or currency)
+        price = _line_item_price(store, item)
+        quantity = int(item.get("quantity") or 1)
+        subtotal = int(price.get("unit_amount") or 0) * quantity
+        amount += subtotal
+        currency = str(price.get("currency") or currency)
+        line_items.append(
+            {
+                "id": new_id("li"),
+                "object": "item",
+                "amount_discount": 0,
+                "amount_subtotal": subtotal,
+                "amount_tax": 0,
+                "amount_total": subtotal,
+                "currency": price.get("currency"),
+                "description": price.get("nickname") or "",
+                "price": price,
+                "quantity": quantity,
+            }
+        )
     session: dict[str, Any] = {
         "id": session_id,
         "object": "checkout.session",
@@ -228,12 +264,34 @@ def create_checkout_session(
         "livemode": False,
         # Kept so a completed checkout can copy them, like Stripe does; not part of Stripe's shape.
         "_line_items": items,
+        "_line_item_objects": line_items,
         "_payment_intent_data": params.get("payment_intent_data") or {},
         "_subscription_data": params.get("subscription_data") or {},
     }
     store.put(session)
     result: dict[str, Any] = public(session)
     return result
+
+
+def _line_item_price(store: ObjectStore, item: dict[str, Any]) -> dict[str, Any]:
+    """The Price object of one line item: a stored price, or one made from ``price_data``."""
+    data = item.get("price_data")
+    if not data:
+        found = store.get(str(item.get("price")))
+        return public(found) if found is not None else {"id": item.get("price")}
+    recurring = data.get("recurring")
+    return {
+        "id": new_id("price"),
+        "object": "price",
+        "active": False,
+        "currency": data.get("currency", "usd"),
+        "unit_amount": int(data.get("unit_amount") or 0),
+        "product": new_id("prod"),
+        "nickname": (data.get("product_data") or {}).get("name"),
+        "type": "recurring" if recurring else "one_time",
+        "recurring": {"interval": recurring.get("interval")} if recurring else None,
+        "livemode": False,
+    }
 
 
 def create_catalog_object(

@@ -2,16 +2,70 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import stripe
+from tornado import web
+from tornado.http1connection import HTTP1Connection
 
 from hub.errors import LearnHubError
 
+log = logging.getLogger("learnhub.billing")
+
 #: Stripe's own default: a signed timestamp older than this is a replay.
 TOLERANCE_SECONDS = 300
+#: Largest webhook body read. Stripe's events are a few kilobytes (the biggest, with expanded
+#: line items, stay far below this); without a limit Tornado buffers up to 100 MB from anyone
+#: before the signature can be checked.
+MAX_BODY_BYTES = 1024 * 1024
+
+_Handler = TypeVar("_Handler", bound=web.RequestHandler)
+
+
+def body_too_large(content_length: str | None, limit: int = MAX_BODY_BYTES) -> bool:
+    """Whether a declared ``Content-Length`` is over ``limit`` (or is not a length at all)."""
+    if content_length is None:
+        return False  # chunked: the connection's max_body_size cuts it off at the limit
+    text = content_length.strip()
+    return not text.isdigit() or int(text) > limit
+
+
+def bounded_body(handler: type[_Handler]) -> type[_Handler]:
+    """Class decorator: the handler's body streams in and is refused (413) over the limit.
+
+    The check happens on the headers, before a byte of the body is buffered and before any
+    signature work; a chunked body is cut off by Tornado at :data:`MAX_BODY_BYTES`. The
+    handler still finds the whole body in ``self.request.body`` when ``post`` runs.
+    """
+    own_prepare = handler.prepare
+
+    async def prepare(self: web.RequestHandler) -> None:
+        if body_too_large(self.request.headers.get("Content-Length")):
+            log.warning(
+                "webhook rejected",
+                extra={"reason": "body over the limit", "outcome": "rejected"},
+            )
+            self.set_status(413)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(json.dumps({"error": f"body larger than {MAX_BODY_BYTES} bytes; not read"}))
+            return
+        if isinstance(self.request.connection, HTTP1Connection):
+            self.request.connection.set_max_body_size(MAX_BODY_BYTES)
+        self.request.body = b""
+        result = own_prepare(self)
+        if inspect.isawaitable(result):
+            await result
+
+    def data_received(self: web.RequestHandler, chunk: bytes) -> None:
+        self.request.body += chunk
+
+    handler.prepare = prepare  # type: ignore[assignment,method-assign]
+    handler.data_received = data_received  # type: ignore[method-assign]
+    return web.stream_request_body(handler)
 
 
 class WebhookRejected(LearnHubError):

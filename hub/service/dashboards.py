@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
 from grader.reports import average_score, course_grades, grades_csv
 from hub.access import HubClient
 from hub.courses import CourseEntry
@@ -30,23 +28,15 @@ from hub.service.reports import (
     enrolment_over_time,
     members_by_course,
     money,
-    revenue_from_events,
+    revenue_from_payments,
     status_counts,
 )
-from hub.store import Entitlement, StripeEvent, utcnow
+from hub.store import Entitlement, Payment, utcnow
 from hub.store import repository as repo
 from hub.usage import container_hours, sample
 
 log = logging.getLogger("learnhub.service")
 
-#: Stripe events that carry money (see :func:`revenue_from_events`).
-MONEY_EVENTS = (
-    "checkout.session.completed",
-    "checkout.session.async_payment_succeeded",
-    "invoice.paid",
-    "charge.refunded",
-    "charge.dispute.closed",
-)
 #: Largest page the Hub API serves (JupyterHub's default ``api_page_max_limit``).
 HUB_PAGE = 200
 
@@ -56,18 +46,13 @@ class BillingData:
     """The rows both dashboards read, in one transaction."""
 
     entitlements: list[Entitlement]
-    payloads: list[dict[str, Any]]
+    payments: list[Payment]
 
 
 def _read(db_sessions: Any) -> BillingData:
     with db_sessions() as session:
         ents = list(repo.entitlements(session))
-        payloads = list(
-            session.scalars(
-                sa.select(StripeEvent.payload).where(StripeEvent.type.in_(MONEY_EVENTS))
-            )
-        )
-        return BillingData(ents, payloads)
+        return BillingData(ents, list(repo.payments(session)))
 
 
 def _format_revenue(amounts: dict[str, int]) -> str:
@@ -131,7 +116,7 @@ class InstructorDashboard(InstructorPage):
             (_("pending"), counts["pending"]),
             (_("revoked"), counts["revoked"]),
         ]
-        revenue = revenue_from_events(data.payloads).by_course.get(course_id, {})
+        revenue = revenue_from_payments(data.payments).by_course.get(course_id, {})
         grades = await asyncio.to_thread(course_grades, self.ctx.settings, entry)
         notices = await asyncio.to_thread(announcements, self.ctx.db, course_id)
         submission_rows = [(a, n) for a, n in grades.submissions.items()]
@@ -247,7 +232,7 @@ class OperatorDashboard(LearnerPage):
         )
         members = set().union(*desired.values()) if desired else set()
         activity = await self.activity(members)
-        revenue = revenue_from_events(data.payloads)
+        revenue = revenue_from_payments(data.payments)
         course_ids = self.ctx.catalog.ids()
         per_course = members_by_course(desired)
         currency = settings.payments.plans[0].currency if settings.payments.plans else "usd"

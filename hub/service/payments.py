@@ -16,13 +16,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hub.billing.checkout import CheckoutRefused, create_checkout
 from hub.billing.fulfilment import FulfilmentError
-from hub.billing.webhook import WebhookRejected, verify_event
+from hub.billing.webhook import WebhookRejected, bounded_body, verify_event
 from hub.i18n import translator
 from hub.service.base import BaseHandler, LearnerPage, route, spawn_url
 
 log = logging.getLogger("learnhub.service")
 
 
+@bounded_body  # over 1 MB: 413 before the body is read or any signature work
 class WebhookHandler(BaseHandler):
     """``POST {prefix}stripe/webhook``: verified events, recorded before Stripe gets its 2xx.
 

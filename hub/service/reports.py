@@ -2,8 +2,8 @@
 
 Everything here takes rows that were already read (ORM objects or plain dicts) and returns
 plain data, so it can be tested without a database, a hub or a web server. Money comes only from
-the Stripe events we received and verified (the amounts Stripe reported), never from today's
-catalog price, so a price change does not rewrite history.
+the ledger of verified LearnHub payments (amounts of re-fetched Stripe objects), never from
+webhook payloads or today's catalog price, so a price change does not rewrite history.
 """
 
 from __future__ import annotations
@@ -155,74 +155,44 @@ class Revenue:
         return {c: self.gross.get(c, 0) - self.refunded.get(c, 0) for c in sorted(currencies)}
 
 
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, Mapping) else {}
+class PaymentLike(Protocol):
+    """A row of the revenue ledger (:class:`hub.store.Payment`)."""
+
+    @property
+    def currency(self) -> str: ...
+
+    @property
+    def amount(self) -> int: ...
+
+    @property
+    def amount_refunded(self) -> int: ...
+
+    @property
+    def course_id(self) -> str | None: ...
 
 
-def revenue_from_events(payloads: Iterable[Mapping[str, Any]]) -> Revenue:
-    """Revenue from verified Stripe event payloads (webhook deliveries, demo or real).
+def revenue_from_payments(payments: Iterable[PaymentLike]) -> Revenue:
+    """Revenue from the ledger of verified LearnHub payments.
 
-    - one-off purchases: ``amount_total`` of paid ``checkout.session.completed`` /
-      ``async_payment_succeeded`` sessions, once per session;
-    - subscriptions: ``amount_paid`` of ``invoice.paid``, once per invoice (a subscription's
-      checkout session is skipped, its first invoice carries the money);
-    - refunds: the latest ``amount_refunded`` per charge; a lost dispute counts as refunded.
-    Events arrive in any order and more than once; taking the latest state per object id makes
-    the result the same either way.
+    The ledger is written only by fulfilment, from objects re-fetched from Stripe and checked to
+    be LearnHub's (a recorded checkout session that paid for what LearnHub sold, or an invoice
+    of a subscription such a checkout started), one row per Stripe id with its latest refunded
+    amount. So neither an event for someone else's checkout on the same Stripe account nor a
+    later payload with another amount moves it. ``by_course`` is net of refunds.
     """
-    sessions: dict[str, Mapping[str, Any]] = {}
-    invoices: dict[str, Mapping[str, Any]] = {}
-    refunds: dict[str, Mapping[str, Any]] = {}
-    lost: dict[str, Mapping[str, Any]] = {}
-    intents_course: dict[str, str] = {}
-    for event in sorted(payloads, key=lambda e: int(e.get("created") or 0)):
-        kind = str(event.get("type", ""))
-        obj = (event.get("data") or {}).get("object") or {}
-        if not isinstance(obj, Mapping) or not obj.get("id"):
-            continue
-        if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
-            if obj.get("mode") == "payment" and obj.get("payment_status") == "paid":
-                sessions[str(obj["id"])] = obj
-                intent = obj.get("payment_intent")
-                intent_id = intent.get("id") if isinstance(intent, Mapping) else intent
-                course = _meta(obj).get("learnhub_course")
-                if intent_id and course:
-                    intents_course[str(intent_id)] = str(course)
-        elif kind == "invoice.paid":
-            invoices[str(obj["id"])] = obj
-        elif kind == "charge.refunded":
-            refunds[str(obj["id"])] = obj
-        elif kind == "charge.dispute.closed" and obj.get("status") == "lost":
-            lost[str(obj["id"])] = obj
     result = Revenue()
 
     def add(bucket: dict[str, int], currency: str, amount: int) -> None:
         bucket[currency] = bucket.get(currency, 0) + amount
 
-    for session in sessions.values():
-        currency = str(session.get("currency") or "usd")
-        amount = int(session.get("amount_total") or 0)
-        add(result.gross, currency, amount)
-        course = _meta(session).get("learnhub_course")
-        if course:
-            add(result.by_course.setdefault(str(course), {}), currency, amount)
-    for invoice in invoices.values():
-        add(
-            result.gross,
-            str(invoice.get("currency") or "usd"),
-            int(invoice.get("amount_paid") or 0),
-        )
-    for charge in refunds.values():
-        currency = str(charge.get("currency") or "usd")
-        amount = int(charge.get("amount_refunded") or 0)
-        add(result.refunded, currency, amount)
-        course = intents_course.get(str(charge.get("payment_intent") or ""))
-        if course:
-            add(result.by_course.setdefault(course, {}), currency, -amount)
-    for dispute in lost.values():
-        currency = str(dispute.get("currency") or "usd")
-        add(result.refunded, currency, int(dispute.get("amount") or 0))
+    for payment in payments:
+        currency = payment.currency
+        add(result.gross, currency, payment.amount)
+        if payment.amount_refunded:
+            add(result.refunded, currency, payment.amount_refunded)
+        if payment.course_id:
+            net = payment.amount - payment.amount_refunded
+            add(result.by_course.setdefault(payment.course_id, {}), currency, net)
     return result
 
 

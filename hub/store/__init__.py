@@ -7,6 +7,7 @@ from hub.store.models import (
     CheckoutSession,
     DemoStripeObject,
     Entitlement,
+    Payment,
     StripeEvent,
     utcnow,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "ExchangeRelease",
     "ExchangeSubmission",
     "GradeSummary",
+    "Payment",
     "ServerUsage",
     "StripeEvent",
     "create_engine",

@@ -19,8 +19,9 @@ from sqlalchemy.types import TypeDecorator
 SOURCES = ("purchase", "subscription", "manual", "instructor")
 #: Entitlement states; only ``active`` and ``past_due`` (within grace) give access.
 STATUSES = ("active", "pending", "past_due", "revoked")
-#: What processing a Stripe event did (``queued``: accepted, not processed yet).
-OUTCOMES = ("queued", "applied", "noop", "ignored", "error")
+#: What processing a Stripe event did (``queued``: accepted, not processed yet; ``failed``:
+#: permanently, e.g. Stripe has no such object, so it is never retried).
+OUTCOMES = ("queued", "applied", "noop", "ignored", "error", "failed")
 
 
 def utcnow() -> datetime:
@@ -121,7 +122,38 @@ class CheckoutSession(Base):
     plan_id: Mapped[str | None] = mapped_column(sa.String(64))
     mode: Mapped[str] = mapped_column(sa.String(16))
     status: Mapped[str] = mapped_column(sa.String(16))
+    #: What LearnHub asked Stripe to charge: the configured Stripe price (if any), the amount
+    #: in minor units and the currency. Fulfilment checks the paid line item against these.
+    price_id: Mapped[str | None] = mapped_column(sa.String(255))
+    amount: Mapped[int | None] = mapped_column(sa.BigInteger)
+    currency: Mapped[str | None] = mapped_column(sa.String(3))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Payment(Base):
+    """Money a verified LearnHub checkout or subscription invoice brought in (the revenue ledger).
+
+    Written only from objects re-fetched from Stripe after they were checked to be LearnHub's
+    (a recorded checkout session, a subscription LearnHub fulfilled), keyed by the Stripe id,
+    so a webhook payload can neither add a row nor change an amount.
+    """
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: The checkout session (one-off purchase) or invoice (subscription) id.
+    stripe_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    username: Mapped[str] = mapped_column(sa.String(255))
+    course_id: Mapped[str | None] = mapped_column(sa.String(64))
+    plan_id: Mapped[str | None] = mapped_column(sa.String(64))
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    #: Paid, in minor units (after discounts), and how much of it went back (refunds, lost
+    #: disputes).
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    amount_refunded: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    paid_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 

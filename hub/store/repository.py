@@ -10,7 +10,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from hub.store.models import CheckoutSession, Entitlement, StripeEvent, utcnow
+from hub.store.models import CheckoutSession, Entitlement, Payment, StripeEvent, utcnow
+
+#: ``status_reason`` of an entitlement an operator revoked (``learnhub revoke``). Such a row
+#: keeps its status whatever a later Stripe event about the same checkout says: only a new
+#: payment (a new checkout, a new row) or a new grant gives access again.
+OPERATOR_REVOKED = "revoked by operator"
 
 
 class EventAlreadyRecorded(Exception):
@@ -74,9 +79,12 @@ def apply_updates(session: Session, updates: Sequence[EntitlementUpdate]) -> lis
             changes.append(True)
             continue
         changed = False
+        held = row.status == "revoked" and row.status_reason == OPERATOR_REVOKED
         for name, value in values.items():
             # A later update never forgets a Stripe id an earlier one learned.
             if value is None and name.startswith("stripe_"):
+                continue
+            if held and name in ("status", "status_reason", "period_end"):
                 continue
             if getattr(row, name) != value:
                 setattr(row, name, value)
@@ -86,6 +94,63 @@ def apply_updates(session: Session, updates: Sequence[EntitlementUpdate]) -> lis
         changes.append(changed)
     session.flush()
     return changes
+
+
+def subscription_owner(session: Session, subscription_id: str) -> tuple[str, str] | None:
+    """(username, plan id) of the entitlement a LearnHub checkout created for a subscription."""
+    row = session.execute(
+        sa.select(Entitlement.username, Entitlement.plan_id).where(
+            Entitlement.stripe_subscription_id == subscription_id,
+            Entitlement.plan_id.is_not(None),
+        )
+    ).first()
+    return None if row is None or row[1] is None else (str(row[0]), str(row[1]))
+
+
+@dataclass(frozen=True)
+class PaymentRecord:
+    """Money one verified LearnHub checkout session or subscription invoice brought in."""
+
+    stripe_id: str
+    kind: str
+    username: str
+    currency: str
+    amount: int
+    amount_refunded: int = 0
+    course_id: str | None = None
+    plan_id: str | None = None
+    paid_at: datetime | None = None
+
+
+def record_payments(session: Session, records: Sequence[PaymentRecord]) -> None:
+    """Insert or update ledger rows, keyed by Stripe id, from freshly re-fetched objects."""
+    if not records:
+        return
+    wanted = {r.stripe_id for r in records}
+    rows = {
+        row.stripe_id: row
+        for row in session.scalars(sa.select(Payment).where(Payment.stripe_id.in_(wanted)))
+    }
+    for record in records:
+        values: dict[str, Any] = {f.name: getattr(record, f.name) for f in fields(record)}
+        if values["paid_at"] is None:
+            values["paid_at"] = utcnow()
+        row = rows.get(record.stripe_id)
+        if row is None:
+            rows[record.stripe_id] = Payment(**values)
+            session.add(rows[record.stripe_id])
+            continue
+        values.pop("paid_at")
+        if any(getattr(row, name) != value for name, value in values.items()):
+            for name, value in values.items():
+                setattr(row, name, value)
+            row.updated_at = utcnow()
+    session.flush()
+
+
+def payments(session: Session) -> Sequence[Payment]:
+    """The whole revenue ledger, oldest first."""
+    return session.scalars(sa.select(Payment).order_by(Payment.id)).all()
 
 
 def entitlements(session: Session, username: str | None = None) -> Sequence[Entitlement]:
@@ -307,8 +372,11 @@ def record_checkout_session(
     plan_id: str | None,
     mode: str,
     status: str,
+    price_id: str | None = None,
+    amount: int | None = None,
+    currency: str | None = None,
 ) -> None:
-    """Insert or update our copy of a Checkout Session."""
+    """Insert or update our copy of a Checkout Session (with the price LearnHub asked for)."""
     row = session.scalars(
         sa.select(CheckoutSession).where(CheckoutSession.session_id == session_id)
     ).one_or_none()
@@ -321,12 +389,22 @@ def record_checkout_session(
                 plan_id=plan_id,
                 mode=mode,
                 status=status,
+                price_id=price_id,
+                amount=amount,
+                currency=currency,
             )
         )
     elif row.status != status:
         row.status = status
         row.updated_at = utcnow()
     session.flush()
+
+
+def checkout_session(session: Session, session_id: str) -> CheckoutSession | None:
+    """LearnHub's record of a Checkout Session it created, or None (not ours)."""
+    return session.scalars(
+        sa.select(CheckoutSession).where(CheckoutSession.session_id == session_id)
+    ).one_or_none()
 
 
 def active_subscription_ids(session: Session) -> list[str]:
@@ -383,8 +461,10 @@ def set_manual_access(
 def revoke_course(session: Session, username: str, course_id: str, *, reason: str) -> list[str]:
     """Withdraw every direct entitlement of ``username`` to ``course_id`` (manual or purchase).
 
-    Returns the sources that were withdrawn. Membership plans are not touched: they are ended by
-    cancelling the subscription, so Stripe and LearnHub never disagree about a plan.
+    With ``reason`` :data:`OPERATOR_REVOKED` the rows are held revoked: a later Stripe event
+    about the same checkout does not give access back (see :func:`apply_updates`).
+    Returns the sources that were withdrawn. Membership plans are not touched: they are ended
+    by cancelling the subscription, so Stripe and LearnHub never disagree about a plan.
     """
     rows = session.scalars(
         sa.select(Entitlement).where(

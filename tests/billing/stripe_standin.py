@@ -18,6 +18,8 @@ import stripe
 
 from hub.billing import stripe_wire
 from hub.billing.simulator import DictStore, StripeSimulator
+from hub.store import Database
+from hub.store import repository as repo
 
 API_KEY = "sk_test_standin"
 
@@ -32,6 +34,9 @@ class StripeStandIn:
         self.down = False
         #: Seconds each answer waits, like Stripe's round trip over the internet (~0.1-0.3 s).
         self.latency = latency
+        #: LearnHub database URL in which :meth:`course_checkout` records its sessions, as the
+        #: service does when it creates one (None: the session is foreign to LearnHub).
+        self.record_sessions_in: str | None = None
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -96,7 +101,10 @@ class StripeStandIn:
     def course_checkout(self, user: str, course_id: str, amount: int, name: str) -> str:
         """Create the Checkout Session the LearnHub service would create for a course purchase.
 
-        Returns its id: what Stripe holds once a learner has started buying ``course_id``.
+        Returns its id: what Stripe holds once a learner has started buying ``course_id``. With
+        :attr:`record_sessions_in` set, LearnHub's record of the session (user, course, price
+        asked for) is written there too, so fulfilment accepts it; otherwise it is a session
+        LearnHub did not create, which grants nothing.
         """
         metadata = {"learnhub_user": user, "learnhub_course": course_id}
         session = self.client().v1.checkout.sessions.create(
@@ -119,6 +127,23 @@ class StripeStandIn:
                 "cancel_url": "http://127.0.0.1/cancel",
             }
         )
+        if self.record_sessions_in is not None:
+            db = Database(self.record_sessions_in)
+            try:
+                with db.transaction() as s:
+                    repo.record_checkout_session(
+                        s,
+                        session_id=str(session.id),
+                        username=user,
+                        course_id=course_id,
+                        plan_id=None,
+                        mode="payment",
+                        status="open",
+                        amount=amount,
+                        currency="usd",
+                    )
+            finally:
+                db.dispose()
         return str(session.id)
 
     def client(self) -> stripe.StripeClient:

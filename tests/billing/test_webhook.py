@@ -212,7 +212,7 @@ async def test_checkout_session_carries_metadata_everywhere(
     assert session["client_reference_id"] == "d@ve.o'neil"
     assert session["metadata"] == meta
     assert session["_payment_intent_data"]["metadata"] == meta
-    assert session["allow_promotion_codes"] is True
+    assert session["allow_promotion_codes"] is False
     assert session["mode"] == "payment"
 
 

@@ -16,8 +16,9 @@ from hub.service.reports import (
     enrolment_over_time,
     purchase_history,
     purchase_status,
-    revenue_from_events,
+    revenue_from_payments,
 )
+from hub.store import Payment
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 
@@ -127,43 +128,20 @@ def test_purchase_history_statuses() -> None:
     assert purchase_status(None) == "open"
 
 
-def _event(kind: str, created: int, obj: dict[str, object]) -> dict[str, object]:
-    return {"type": kind, "created": created, "data": {"object": obj}}
+def test_revenue_sums_the_ledger_net_of_refunds() -> None:
+    def paid(amount: int, refunded: int = 0, **kw: str) -> Payment:
+        return Payment(currency="usd", amount=amount, amount_refunded=refunded, **kw)
 
-
-def test_revenue_counts_each_payment_once_and_subtracts_refunds() -> None:
-    session = {
-        "id": "cs_1",
-        "mode": "payment",
-        "payment_status": "paid",
-        "amount_total": 6900,
-        "currency": "usd",
-        "payment_intent": "pi_1",
-        "metadata": {"learnhub_course": "algo"},
-    }
-    events = [
-        _event("checkout.session.completed", 1, session),
-        _event("checkout.session.completed", 2, session),  # redelivered
-        _event(
-            "checkout.session.completed", 3, {**session, "id": "cs_2", "payment_intent": "pi_2"}
-        ),
-        _event(
-            "charge.refunded",
-            4,
-            {"id": "ch_1", "payment_intent": "pi_1", "currency": "usd", "amount_refunded": 6900},
-        ),
-        _event("invoice.paid", 5, {"id": "in_1", "amount_paid": 2900, "currency": "usd"}),
-        _event(
-            "checkout.session.completed",
-            6,
-            {"id": "cs_3", "mode": "payment", "payment_status": "unpaid", "amount_total": 100},
-        ),
+    ledger = [
+        paid(6900, 6900, stripe_id="cs_1", course_id="algo"),  # refunded in full
+        paid(6900, 1000, stripe_id="cs_2", course_id="algo"),  # partly refunded
+        paid(2900, stripe_id="in_1", plan_id="all-access"),
     ]
-    revenue = revenue_from_events(events)
+    revenue = revenue_from_payments(ledger)
     assert revenue.gross == {"usd": 6900 * 2 + 2900}
-    assert revenue.refunded == {"usd": 6900}
-    assert revenue.net == {"usd": 6900 + 2900}
-    assert revenue.by_course == {"algo": {"usd": 6900}}
+    assert revenue.refunded == {"usd": 6900 + 1000}
+    assert revenue.net == {"usd": 5900 + 2900}
+    assert revenue.by_course == {"algo": {"usd": 5900}}
 
 
 def test_enrolment_over_time_and_activity() -> None:
