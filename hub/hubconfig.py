@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from hub.access import ACCESS_SCOPES
+from hub.access.hub_groups import ACCESS_SCOPES
 from hub.courses import Catalog, deadline_label, learner_group
 from hub.errors import CourseError
 from hub.settings import SECRET_ENV, Settings
@@ -161,7 +161,7 @@ def apply_groups(c: Any, settings: Settings, catalog: Catalog) -> None:
     """Create every course's groups; seed instructors (and the demo learner's course).
 
     `load_groups` only adds members, so these are the starting point; later changes go through
-    `hub.access`.
+    `hub.access.hub_groups`.
     """
     groups: dict[str, dict[str, list[str]]] = {}
     for entry in catalog:

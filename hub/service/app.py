@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 from tornado.log import access_log
 
-from hub.access import HubClient
+from hub.access.hub_groups import HubClient
 from hub.billing.checkout import CheckoutRefused, create_checkout
 from hub.billing.events import EventQueue
 from hub.billing.fulfilment import Billing, FulfilmentError, SyncAccess

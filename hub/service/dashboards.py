@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from grader.reports import average_score, course_grades, grades_csv
-from hub.access import HubClient
+from hub.access.hub_groups import HubClient
 from hub.courses import CourseEntry
 from hub.entitlements import desired_membership, entitled_courses
 from hub.errors import HubAPIError
