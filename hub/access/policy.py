@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from hub.courses import COURSE_ID_PATTERN, Course, instructor_group, learner_group
 
@@ -49,7 +49,7 @@ class Member:
     #: Courses whose `course.yaml` lists them as an instructor.
     listed: frozenset[str] = field(default_factory=frozenset)
     #: ``user``, or ``service`` for a Hub service token.
-    kind: str = "user"
+    kind: Literal["user", "service"] = "user"
 
     @classmethod
     def from_hub_model(cls, model: Mapping[str, Any]) -> Member:

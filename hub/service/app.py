@@ -27,6 +27,7 @@ from tornado import web
 from tornado.log import access_log
 
 from hub.access.hub_groups import HubClient
+from hub.access.status import EntitlementStatus
 from hub.billing.checkout import CheckoutRefused, create_checkout
 from hub.billing.events import EventQueue
 from hub.billing.fulfilment import Billing, FulfilmentError, SyncAccess
@@ -450,7 +451,7 @@ class SuccessHandler(LearnerPage):
             )
             return
         what = self.course_title(update.course_id, update.plan_id)
-        if update.status == "active":
+        if update.status == EntitlementStatus.ACTIVE:
             open_url = (
                 spawn_url(self.hub_base, user, update.course_id)
                 if update.course_id
@@ -465,7 +466,7 @@ class SuccessHandler(LearnerPage):
                 open_url=open_url,
                 what=what,
             )
-        elif update.status == "pending":
+        elif update.status == EntitlementStatus.PENDING:
             self.show_message(
                 200, "pending", "pending_title", "pending_body", alert="info", what=what
             )

@@ -15,6 +15,7 @@ import stripe
 from tornado import web
 
 from hub.access.policy import Member, listed_instructor_of
+from hub.access.status import PurchaseStatus
 from hub.billing.checkout import user_courses
 from hub.courses import CourseEntry
 from hub.i18n import Translator, translator
@@ -36,13 +37,13 @@ log = logging.getLogger("learnhub.service")
 
 #: Bootstrap badge classes per purchase status.
 STATUS_BADGES = {
-    "active": "bg-success",
-    "pending": "bg-info text-dark",
-    "past_due": "bg-warning text-dark",
-    "refunded": "bg-secondary",
-    "disputed": "bg-danger",
-    "revoked": "bg-secondary",
-    "open": "bg-light text-dark",
+    PurchaseStatus.ACTIVE: "bg-success",
+    PurchaseStatus.PENDING: "bg-info text-dark",
+    PurchaseStatus.PAST_DUE: "bg-warning text-dark",
+    PurchaseStatus.REFUNDED: "bg-secondary",
+    PurchaseStatus.DISPUTED: "bg-danger",
+    PurchaseStatus.REVOKED: "bg-secondary",
+    PurchaseStatus.OPEN: "bg-light text-dark",
 }
 
 
@@ -335,10 +336,10 @@ class PurchasesHandler(LearnerPage):
                 "when_iso": r.when.isoformat(),
                 "what": self.course_title(r.course_id, r.plan_id),
                 "status": r.status,
-                "status_label": _(f"status_{r.status}"),
+                "status_label": _(r.status.i18n_key),
                 "badge": STATUS_BADGES.get(r.status, "bg-secondary"),
                 "open_url": spawn_url(self.hub_base, user, r.course_id)
-                if r.status in ("active", "past_due") and r.course_id
+                if r.status in (PurchaseStatus.ACTIVE, PurchaseStatus.PAST_DUE) and r.course_id
                 else "",
             }
             for r in rows

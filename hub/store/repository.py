@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from hub.access.status import ACCESS_STATUSES, EntitlementStatus
 from hub.store.models import CheckoutSession, Entitlement, StripeEvent, utcnow
 
 
@@ -113,7 +114,7 @@ def access_rows(
             Entitlement.status,
             Entitlement.period_end,
         )
-        .where(Entitlement.status.in_(("active", "past_due")))
+        .where(Entitlement.status.in_(sorted(ACCESS_STATUSES)))
         .order_by(Entitlement.id)
     ).all()
 
@@ -335,7 +336,7 @@ def active_subscription_ids(session: Session) -> list[str]:
         session.scalars(
             sa.select(Entitlement.stripe_subscription_id).where(
                 Entitlement.stripe_subscription_id.is_not(None),
-                Entitlement.status != "revoked",
+                Entitlement.status != EntitlementStatus.REVOKED,
             )
         )
     )
@@ -356,7 +357,7 @@ def set_manual_access(
             Entitlement.source == "manual",
         )
     ).first()
-    status = "active" if active else "revoked"
+    status = EntitlementStatus.ACTIVE if active else EntitlementStatus.REVOKED
     if row is None:
         if not active:
             return False
@@ -390,11 +391,11 @@ def revoke_course(session: Session, username: str, course_id: str, *, reason: st
         sa.select(Entitlement).where(
             Entitlement.username == username,
             Entitlement.course_id == course_id,
-            Entitlement.status != "revoked",
+            Entitlement.status != EntitlementStatus.REVOKED,
         )
     ).all()
     for row in rows:
-        row.status = "revoked"
+        row.status = EntitlementStatus.REVOKED
         row.status_reason = reason
         row.updated_at = utcnow()
     session.flush()
