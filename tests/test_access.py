@@ -29,30 +29,47 @@ def rights(member: Member, course_id: str = COURSE) -> tuple[bool, bool, bool, b
     )
 
 
-def test_learner_by_group_or_entitlement_opens_but_does_not_run_the_course() -> None:
-    by_group = Member("alice", groups=frozenset({f"course-{COURSE}"}))
-    by_entitlement = Member("alice", entitled=frozenset({COURSE}))
-    for learner in (by_group, by_entitlement):
-        assert rights(learner) == (True, False, False, True)
-        assert rights(learner, OTHER) == (False, False, False, False)
+NOTHING = (False, False, False, False)
 
 
-def test_instructor_by_group_or_course_yaml_runs_the_course() -> None:
-    by_group = Member("ines", groups=frozenset({f"instructors-{COURSE}"}))
-    by_listing = Member("ines", listed=frozenset({COURSE}))
-    for instructor in (by_group, by_listing):
-        assert rights(instructor) == (False, True, True, True)
-        assert rights(instructor, OTHER) == (False, False, False, False)
-
-
-def test_admin_runs_every_course_without_teaching_it() -> None:
-    root = Member("root", admin=True)
-    assert rights(root) == (False, False, True, True)
-    assert rights(root, OTHER) == (False, False, True, True)
-
-
-def test_nobody_gets_nothing() -> None:
-    assert rights(Member("mallory")) == (False, False, False, False)
+@pytest.mark.parametrize(
+    ("member", "here", "elsewhere"),
+    [
+        # A learner opens the course but does not run it.
+        (
+            Member("alice", groups=frozenset({f"course-{COURSE}"})),
+            (True, False, False, True),
+            NOTHING,
+        ),
+        (Member("alice", entitled=frozenset({COURSE})), (True, False, False, True), NOTHING),
+        # An instructor (Hub group, or listed in course.yaml before the sync) runs it.
+        (
+            Member("ines", groups=frozenset({f"instructors-{COURSE}"})),
+            (False, True, True, True),
+            NOTHING,
+        ),
+        (Member("ines", listed=frozenset({COURSE})), (False, True, True, True), NOTHING),
+        # An admin runs every course without teaching it.
+        (Member("root", admin=True), (False, False, True, True), (False, False, True, True)),
+        # Nobody gets nothing.
+        (Member("mallory"), NOTHING, NOTHING),
+    ],
+    ids=[
+        "learner-group",
+        "learner-entitled",
+        "instructor-group",
+        "instructor-listed",
+        "admin",
+        "none",
+    ],
+)
+def test_roles(
+    member: Member,
+    here: tuple[bool, bool, bool, bool],
+    elsewhere: tuple[bool, bool, bool, bool],
+) -> None:
+    assert rights(member) == here
+    assert rights(member, OTHER) == elsewhere
 
 
 @pytest.mark.parametrize(
@@ -68,7 +85,7 @@ def test_nobody_gets_nothing() -> None:
     ],
 )
 def test_near_miss_groups_give_nothing(groups: set[str]) -> None:
-    assert rights(Member("mallory", groups=frozenset(groups))) == (False, False, False, False)
+    assert rights(Member("mallory", groups=frozenset(groups))) == NOTHING
 
 
 @pytest.mark.parametrize(
@@ -95,7 +112,7 @@ def test_malformed_course_ids_open_nothing_even_for_admins(course_id: str) -> No
         listed=frozenset({course_id}),
     )
     assert not is_course_id(course_id)
-    assert rights(everyone, course_id) == (False, False, False, False)
+    assert rights(everyone, course_id) == NOTHING
 
 
 def test_hostile_names_are_compared_exactly() -> None:
