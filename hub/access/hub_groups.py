@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -27,8 +27,9 @@ from hub.courses import Catalog, course_id_from_group, instructor_group
 from hub.entitlements import desired_membership
 from hub.errors import HubAPIError
 from hub.settings import Settings
-from hub.store import Database, utcnow
-from hub.store import repository as repo
+
+if TYPE_CHECKING:
+    from hub.store import Database
 
 log = logging.getLogger("learnhub.access")
 
@@ -207,6 +208,11 @@ def load_desired_membership(
 
     Learner groups come from the stored entitlements; instructor groups from each `course.yaml`.
     """
+    # Imported here: the Hub's config and the CLI import this module for ACCESS_SCOPES and
+    # HubClient, and should not load SQLAlchemy and Alembic to start.
+    from hub.store import repository as repo
+    from hub.store import utcnow
+
     with db.transaction() as session:
         rows = repo.access_rows(session)
         desired = desired_membership(
