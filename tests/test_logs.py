@@ -49,7 +49,7 @@ class _Handler:
 
 
 def test_service_access_log_levels(caplog: pytest.LogCaptureFixture) -> None:
-    from hub.service.app import log_request
+    from hub.service.base import log_request
 
     caplog.set_level(logging.DEBUG, logger="tornado.access")
     for handler in (

@@ -1,5 +1,1 @@
-"""The LearnHub hub-managed service."""
-
-from hub.service.app import make_app
-
-__all__ = ["make_app"]
+"""The LearnHub hub-managed service: ``python -m hub.service`` (see ``__main__.py``)."""

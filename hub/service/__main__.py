@@ -29,6 +29,7 @@ from hub.errors import LearnHubError
 from hub.hubconfig import hub_ip
 from hub.logs import configure_logging
 from hub.service.app import make_app
+from hub.service.context import build_context
 from hub.settings import settings_from_environment
 from hub.store import Database, upgrade
 from hub.store import repository as repo
@@ -79,7 +80,7 @@ async def main() -> None:
     authorizer = HubAuthorizer(hub)
     exchange = exchange_routes(prefix, storage=storage, authorizer=authorizer)
     grades = grades_routes(prefix, authorizer=authorizer, settings=settings, catalog=catalog)
-    app = make_app(
+    ctx = build_context(
         settings,
         catalog,
         db,
@@ -89,8 +90,8 @@ async def main() -> None:
         service_url=service_url,
         hub_base_url=env.get("JUPYTERHUB_BASE_URL"),
         hub_client=hub,
-        extra_routes=[*exchange, *grades],
     )
+    app = make_app(ctx, extra_routes=[*exchange, *grades])
     url = urlsplit(service_url)
     app.listen(url.port or 80, url.hostname or "127.0.0.1")
     # Course containers reach the exchange (and only the exchange) on the Docker bridge gateway;
@@ -99,8 +100,7 @@ async def main() -> None:
     if container_side != (url.hostname or "127.0.0.1"):
         web.Application(exchange).listen(url.port or 80, container_side)
         log.info("exchange listening for containers", extra={"address": container_side})
-    billing = app.settings["learnhub_billing"]
-    events = app.settings["learnhub_events"]
+    billing, events = ctx.billing, ctx.events
     # Events acknowledged to Stripe before a restart but not processed yet.
     await events.start()
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from hub import qa
 from hub.courses import CourseEntry
-from hub.service.app import Viewer, _route
+from hub.service.base import Viewer, route
 from hub.service.pages import CoursePages, may_open, teaches
 
 log = logging.getLogger("learnhub.service")
@@ -39,7 +39,7 @@ class QAPage(CoursePages):
 
     def questions_url(self, course_id: str) -> str:
         """The course's Q&A page."""
-        return f"{self.prefix}courses/{course_id}/questions"
+        return f"{self.ctx.prefix}courses/{course_id}/questions"
 
 
 class QuestionsHandler(QAPage):
@@ -51,7 +51,7 @@ class QuestionsHandler(QAPage):
         if found is None:
             return
         _viewer, entry = found
-        items = await asyncio.to_thread(qa.questions, self.billing.db, course_id)
+        items = await asyncio.to_thread(qa.questions, self.ctx.db, course_id)
         self.render_page(
             200,
             "questions.html",
@@ -70,7 +70,7 @@ class QuestionsHandler(QAPage):
         try:
             question_id = await asyncio.to_thread(
                 qa.ask,
-                self.billing.db,
+                self.ctx.db,
                 course_id,
                 viewer.name,
                 self.get_body_argument("title", ""),
@@ -93,9 +93,7 @@ class QuestionHandler(QAPage):
             return
         viewer, entry = found
         try:
-            item = await asyncio.to_thread(
-                qa.question, self.billing.db, course_id, int(question_id)
-            )
+            item = await asyncio.to_thread(qa.question, self.ctx.db, course_id, int(question_id))
         except qa.QARejected as exc:
             self.refuse(exc)
             return
@@ -119,7 +117,7 @@ class QuestionHandler(QAPage):
         try:
             await asyncio.to_thread(
                 qa.answer,
-                self.billing.db,
+                self.ctx.db,
                 course_id,
                 int(question_id),
                 viewer.name,
@@ -140,7 +138,7 @@ class AnswerActionHandler(QAPage):
         if found is None:
             return
         viewer, entry = found
-        db: Any = self.billing.db
+        db: Any = self.ctx.db
         try:
             if action == "vote":
                 await asyncio.to_thread(qa.vote, db, course_id, int(answer_id), viewer.name)
@@ -171,10 +169,10 @@ def _question_of(db: Any, answer_id: int) -> int:
 def community_routes(prefix: str) -> list[Any]:
     """Routes of the course Q&A."""
     return [
-        (_route(prefix, "courses/([a-z0-9-]+)/questions"), QuestionsHandler),
-        (_route(prefix, "courses/([a-z0-9-]+)/questions/([0-9]+)"), QuestionHandler),
+        (route(prefix, "courses/([a-z0-9-]+)/questions"), QuestionsHandler),
+        (route(prefix, "courses/([a-z0-9-]+)/questions/([0-9]+)"), QuestionHandler),
         (
-            _route(prefix, "courses/([a-z0-9-]+)/answers/([0-9]+)/(vote|accept)"),
+            route(prefix, "courses/([a-z0-9-]+)/answers/([0-9]+)/(vote|accept)"),
             AnswerActionHandler,
         ),
     ]

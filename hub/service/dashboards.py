@@ -24,7 +24,7 @@ from hub.errors import HubAPIError
 from hub.i18n import translator
 from hub.reviews import ReviewRejected, announcements, post_announcement, rating_summary
 from hub.service import charts
-from hub.service.app import LearnerPage, Viewer, _route
+from hub.service.base import LearnerPage, Viewer, route
 from hub.service.pages import teaches
 from hub.service.reports import (
     activity_share,
@@ -118,10 +118,12 @@ class InstructorDashboard(InstructorPage):
             return
         viewer, entry = found
         _ = translator(self.lang)
-        data = await asyncio.to_thread(_read, self.billing.db.transaction)
-        plans = self.billing.settings.payments.plans
+        data = await asyncio.to_thread(_read, self.ctx.db.transaction)
+        plans = self.ctx.settings.payments.plans
         ents = [
-            e for e in data.entitlements if course_id in entitled_courses(e, self.catalog, plans)
+            e
+            for e in data.entitlements
+            if course_id in entitled_courses(e, self.ctx.catalog, plans)
         ]
         enrolment = enrolment_over_time(ents, {course_id}, now=utcnow())
         counts = status_counts(ents)
@@ -131,8 +133,8 @@ class InstructorDashboard(InstructorPage):
             (_("revoked"), counts[EntitlementStatus.REVOKED]),
         ]
         revenue = revenue_from_events(data.payloads).by_course.get(course_id, {})
-        grades = await asyncio.to_thread(course_grades, self.billing.settings, entry)
-        notices = await asyncio.to_thread(announcements, self.billing.db, course_id)
+        grades = await asyncio.to_thread(course_grades, self.ctx.settings, entry)
+        notices = await asyncio.to_thread(announcements, self.ctx.db, course_id)
         submission_rows = [(a, n) for a, n in grades.submissions.items()]
         score_rows = list(grades.buckets.items())
         self.render_page(
@@ -152,7 +154,7 @@ class InstructorDashboard(InstructorPage):
             revenue=_format_revenue(revenue),
             grades=grades,
             notices=notices,
-            announce_url=f"{self.prefix}instructor/{course_id}/announce",
+            announce_url=f"{self.ctx.prefix}instructor/{course_id}/announce",
             submission_rows=submission_rows,
             submissions_svg=charts.bar_chart(
                 _("submissions"), [a for a, _n in submission_rows], [n for _a, n in submission_rows]
@@ -161,10 +163,10 @@ class InstructorDashboard(InstructorPage):
             scores_svg=charts.bar_chart(
                 _("scores"), [b for b, _n in score_rows], [n for _b, n in score_rows], unit=""
             ),
-            grades_csv_url=f"{self.prefix}instructor/{course_id}/grades.csv",
+            grades_csv_url=f"{self.ctx.prefix}instructor/{course_id}/grades.csv",
             # The formgrader runs in the instructor's own course server; JupyterHub's
             # user-redirect finds it (and offers to start it when it is stopped).
-            formgrader_url=f"{self.hub_base}hub/user-redirect/{course_id}/formgrader",
+            formgrader_url=f"{self.ctx.hub_base}hub/user-redirect/{course_id}/formgrader",
             assignments=[
                 {
                     "title": a.title,
@@ -188,7 +190,7 @@ class AnnounceHandler(InstructorPage):
         try:
             await asyncio.to_thread(
                 post_announcement,
-                self.billing.db,
+                self.ctx.db,
                 course_id,
                 viewer.name,
                 self.get_body_argument("text", ""),
@@ -202,7 +204,7 @@ class AnnounceHandler(InstructorPage):
             "announcement posted",
             extra={"user": viewer.name, "course": course_id, "outcome": "posted"},
         )
-        self.redirect(f"{self.prefix}instructor/{course_id}#announcements", status=303)
+        self.redirect(f"{self.ctx.prefix}instructor/{course_id}#announcements", status=303)
 
 
 class GradesCSV(InstructorPage):
@@ -214,7 +216,7 @@ class GradesCSV(InstructorPage):
         if found is None:
             return
         _viewer, entry = found
-        grades = await asyncio.to_thread(course_grades, self.billing.settings, entry)
+        grades = await asyncio.to_thread(course_grades, self.ctx.settings, entry)
         self.set_header("Content-Type", "text/csv; charset=utf-8")
         self.set_header("Content-Disposition", f'attachment; filename="{course_id}-grades.csv"')
         self.finish(grades_csv(grades.rows))
@@ -235,11 +237,11 @@ class OperatorDashboard(LearnerPage):
             return
         _ = translator(self.lang)
         now = utcnow()
-        data = await asyncio.to_thread(_read, self.billing.db.transaction)
-        settings = self.billing.settings
+        data = await asyncio.to_thread(_read, self.ctx.db.transaction)
+        settings = self.ctx.settings
         desired = desired_membership(
             data.entitlements,
-            self.catalog,
+            self.ctx.catalog,
             settings.payments.plans,
             now=now,
             grace=timedelta(days=settings.payments.grace_period_days),
@@ -247,16 +249,16 @@ class OperatorDashboard(LearnerPage):
         members = set().union(*desired.values()) if desired else set()
         activity = await self.activity(members)
         revenue = revenue_from_events(data.payloads)
-        course_ids = self.catalog.ids()
+        course_ids = self.ctx.catalog.ids()
         per_course = members_by_course(desired)
         currency = settings.payments.plans[0].currency if settings.payments.plans else "usd"
         currency = next(iter(revenue.net), currency)
         revenue_values = [revenue.by_course.get(c, {}).get(currency, 0) / 100 for c in course_ids]
         enrolment = enrolment_over_time(data.entitlements, set(course_ids), now=now)
-        quality = await asyncio.to_thread(average_score, settings, list(self.catalog))
+        quality = await asyncio.to_thread(average_score, settings, list(self.ctx.catalog))
         await self.refresh_usage()
-        rating, reviews = await asyncio.to_thread(rating_summary, self.billing.db)
-        hours = await asyncio.to_thread(container_hours, self.billing.db)
+        rating, reviews = await asyncio.to_thread(rating_summary, self.ctx.db)
+        hours = await asyncio.to_thread(container_hours, self.ctx.db)
         total_hours = sum(hours.values())
         rate = settings.payments.container_hour_cost
         cost = round(total_hours * rate) if rate else None
@@ -347,17 +349,17 @@ class OperatorDashboard(LearnerPage):
 
     async def refresh_usage(self) -> None:
         """Take a usage sample now, so container-hours include the servers running right now."""
-        client: HubClient | None = self.settings.get("learnhub_hub_client")
+        client = self.ctx.hub_client
         if client is None:
             return
         try:
-            await sample(client, self.billing.db, set(self.catalog.ids()))
+            await sample(client, self.ctx.db, set(self.ctx.catalog.ids()))
         except HubAPIError as exc:
             log.warning("usage sample failed", extra={"error": str(exc)})
 
     async def activity(self, members: set[str]) -> float | None:
         """Share of members active in the last 7 days, or None when the Hub cannot tell."""
-        client: HubClient | None = self.settings.get("learnhub_hub_client")
+        client = self.ctx.hub_client
         if client is None:
             return None
         try:
@@ -371,8 +373,8 @@ class OperatorDashboard(LearnerPage):
 def dashboard_routes(prefix: str) -> list[Any]:
     """Routes of the dashboards."""
     return [
-        (_route(prefix, "instructor/([a-z0-9-]+)"), InstructorDashboard),
-        (_route(prefix, "instructor/([a-z0-9-]+)/grades.csv"), GradesCSV),
-        (_route(prefix, "instructor/([a-z0-9-]+)/announce"), AnnounceHandler),
-        (_route(prefix, "admin"), OperatorDashboard),
+        (route(prefix, "instructor/([a-z0-9-]+)"), InstructorDashboard),
+        (route(prefix, "instructor/([a-z0-9-]+)/grades.csv"), GradesCSV),
+        (route(prefix, "instructor/([a-z0-9-]+)/announce"), AnnounceHandler),
+        (route(prefix, "admin"), OperatorDashboard),
     ]

@@ -9,38 +9,36 @@ exercises exactly the code path real Stripe payments take.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from typing import Any
 
 import httpx
-from tornado import web
 
 from hub.billing import stripe_wire
 from hub.billing.demo import DatabaseStore, deliver
 from hub.billing.simulator import StripeSimulator
-from hub.service.app import LearnerPage, _route
+from hub.service.base import BaseHandler, LearnerPage, route
 
 
-class DemoStripeAPIHandler(web.RequestHandler):
+class DemoStripeAPIHandler(BaseHandler):
     """``{prefix}demo-stripe/v1/...``: the calls LearnHub makes to Stripe, from the database."""
 
     def check_xsrf_cookie(self) -> None:
         """API calls authenticate with the bearer key, not cookies."""
 
     def _authorized(self) -> bool:
-        expected = self.settings.get("learnhub_demo_api_key")
+        expected = self.ctx.demo_api_key
         if expected is None:
             return False
         given = self.request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        return secrets.compare_digest(given.encode(), str(expected).encode())
+        return secrets.compare_digest(given.encode(), expected.encode())
 
     async def _answer(self, path: str) -> None:
         if not self._authorized():
             status, body = stripe_wire.error(401, "Invalid API Key provided", "api_key_invalid")
         else:
-            store = DatabaseStore(self.settings["learnhub_billing"].db)
-            prefix: str = self.settings["learnhub_prefix"]
+            store = DatabaseStore(self.ctx.db)
+            prefix = self.ctx.prefix
             status, body = await asyncio.to_thread(
                 stripe_wire.handle,
                 store,
@@ -50,9 +48,7 @@ class DemoStripeAPIHandler(web.RequestHandler):
                 self.request.body.decode("utf-8", "replace"),
                 checkout_url=lambda sid: f"{prefix}demo-checkout/{sid}",
             )
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(body))
+        self.write_json(status, body)
 
     async def get(self, path: str) -> None:
         """Retrieve and list."""
@@ -67,7 +63,7 @@ class DemoCheckoutHandler(LearnerPage):
     """``{prefix}demo-checkout/<session_id>``: the demo's stand-in for Stripe's hosted page."""
 
     def _store(self) -> DatabaseStore:
-        return DatabaseStore(self.billing.db)
+        return DatabaseStore(self.ctx.db)
 
     async def _session(self, session_id: str, user: str) -> dict[str, Any] | None:
         session = await asyncio.to_thread(self._store().get, session_id)
@@ -117,16 +113,14 @@ class DemoCheckoutHandler(LearnerPage):
         else:
             self.show_message(409, "nothing", "demo_nothing_title", "demo_nothing_body")
             return
-        secret: str = self.settings["learnhub_webhook_secrets"][0]
-        own_url = self.settings.get("learnhub_service_url") or (
-            f"{self.request.protocol}://{self.request.host}"
-        )
-        webhook_url = f"{str(own_url).rstrip('/')}{self.prefix}stripe/webhook"
+        secret = self.ctx.webhook_secrets[0]
+        own_url = self.ctx.service_url or (f"{self.request.protocol}://{self.request.host}")
+        webhook_url = f"{str(own_url).rstrip('/')}{self.ctx.prefix}stripe/webhook"
         async with httpx.AsyncClient(timeout=30) as client:
             for event in events:
                 await deliver(client, webhook_url, event, secret)
         if action == "pay":
-            success = str(session.get("success_url") or f"{self.prefix}checkout/success")
+            success = str(session.get("success_url") or f"{self.ctx.prefix}checkout/success")
             self.redirect(success.replace("{CHECKOUT_SESSION_ID}", session_id), status=303)
         else:
             self.show_message(200, "refunded", "demo_refunded_title", "demo_refunded_body")
@@ -144,6 +138,6 @@ class DemoCheckoutHandler(LearnerPage):
 def demo_routes(prefix: str) -> list[Any]:
     """Routes of the demo provider."""
     return [
-        (_route(prefix, "demo-stripe/(v1/.*)"), DemoStripeAPIHandler),
-        (_route(prefix, "demo-checkout/(cs_[A-Za-z0-9_]+)"), DemoCheckoutHandler),
+        (route(prefix, "demo-stripe/(v1/.*)"), DemoStripeAPIHandler),
+        (route(prefix, "demo-checkout/(cs_[A-Za-z0-9_]+)"), DemoCheckoutHandler),
     ]

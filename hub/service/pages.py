@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 import stripe
+from jupyterhub.services.auth import HubOAuthCallbackHandler
 from tornado import web
 
 from hub.access.policy import Member, listed_instructor_of
@@ -28,7 +29,7 @@ from hub.reviews import (
     save_review,
     validate,
 )
-from hub.service.app import LearnerPage, Viewer, _route, spawn_url
+from hub.service.base import LearnerPage, Viewer, route, spawn_url
 from hub.service.reports import PurchaseRow, purchase_history
 from hub.store import CheckoutSession, Entitlement
 from hub.store import repository as repo
@@ -151,7 +152,7 @@ class CoursePages(LearnerPage):
         self._send_public_page(self.public_pages.put(key, html, rendered_at))
 
     def _send_public_page(self, page: PublicPage) -> None:
-        self.public_page_view = True  # see hub.service.app.log_request
+        self.public_page_view = True  # see hub.service.base.log_request
         self.send_html(200, page.body, etag=page.etag)
 
     async def owned_courses(self, viewer: Viewer | None) -> set[str]:
@@ -159,7 +160,7 @@ class CoursePages(LearnerPage):
         if viewer is None:
             return set()
         return await asyncio.to_thread(
-            user_courses, self.billing.db, self.catalog, self.billing.settings, viewer.name
+            user_courses, self.ctx.db, self.ctx.catalog, self.ctx.settings, viewer.name
         )
 
     def course_view(
@@ -168,7 +169,7 @@ class CoursePages(LearnerPage):
         """What a template shows about one course."""
         _ = translator(self.lang)
         course = entry.course
-        course_page = f"{self.prefix}courses/{course.id}"
+        course_page = f"{self.ctx.prefix}courses/{course.id}"
         return {
             "id": course.id,
             "title": course.title,
@@ -190,7 +191,7 @@ class CoursePages(LearnerPage):
             ],
             "can_open": may_open(viewer, entry, owned),
             "teaches": teaches(viewer, entry) or bool(viewer and viewer.admin),
-            "open_url": spawn_url(self.hub_base, viewer.name, course.id) if viewer else "",
+            "open_url": spawn_url(self.ctx.hub_base, viewer.name, course.id) if viewer else "",
             "login_url": self.login_url_for(course_page),
         }
 
@@ -206,7 +207,7 @@ class CatalogHandler(CoursePages):
             return
         rendered_at = generation()
         owned = await self.owned_courses(viewer)
-        courses = [self.course_view(entry, viewer, owned) for entry in self.catalog]
+        courses = [self.course_view(entry, viewer, owned) for entry in self.ctx.catalog]
         html = self.page_html(
             "catalog.html",
             viewer=viewer,
@@ -231,7 +232,7 @@ class CourseHandler(CoursePages):
         rendered_at = generation()
         owned = await self.owned_courses(viewer)
         view = self.course_view(entry, viewer, owned)
-        db = self.billing.db
+        db = self.ctx.db
         reviews = await asyncio.to_thread(course_reviews, db, course_id)
         average, count = await asyncio.to_thread(rating_summary, db, course_id)
         mine = next((r for r in reviews if viewer and r.username == viewer.name), None)
@@ -245,7 +246,7 @@ class CourseHandler(CoursePages):
             rating_average=average,
             rating_count=count,
             my_review=mine,
-            review_url=f"{self.prefix}courses/{course_id}/review",
+            review_url=f"{self.ctx.prefix}courses/{course_id}/review",
             notices=notices,
         )
         self.send_rendered(key, html, rendered_at)
@@ -275,12 +276,12 @@ class ReviewHandler(CoursePages):
                 400, "invalid", "review_invalid_title", "review_invalid", reason=str(exc)
             )
             return
-        await asyncio.to_thread(save_review, self.billing.db, course_id, viewer.name, rating, text)
+        await asyncio.to_thread(save_review, self.ctx.db, course_id, viewer.name, rating, text)
         log.info(
             "course reviewed",
             extra={"user": viewer.name, "course": course_id, "rating": rating, "outcome": "saved"},
         )
-        self.redirect(f"{self.prefix}courses/{course_id}#reviews", status=303)
+        self.redirect(f"{self.ctx.prefix}courses/{course_id}#reviews", status=303)
 
 
 class LoginHandler(LearnerPage):
@@ -290,11 +291,11 @@ class LoginHandler(LearnerPage):
         """Redirect to the Hub's OAuth (which returns here), or on to ``next`` once signed in."""
         if self.require_learner() is None:
             return
-        target = self.get_query_argument("next", self.prefix)
+        target = self.get_query_argument("next", self.ctx.prefix)
         parts = urlsplit(target)
         # Only our own pages: an open redirect would make a convincing phishing link.
-        if parts.scheme or parts.netloc or not target.startswith(self.prefix):
-            target = self.prefix
+        if parts.scheme or parts.netloc or not target.startswith(self.ctx.prefix):
+            target = self.ctx.prefix
         self.redirect(target)
 
 
@@ -315,10 +316,10 @@ class PurchasesHandler(LearnerPage):
         user = self.require_learner()
         if user is None:
             return
-        checkouts, ents = await asyncio.to_thread(_purchase_data, self.billing.db.transaction, user)
+        checkouts, ents = await asyncio.to_thread(_purchase_data, self.ctx.db.transaction, user)
         rows = purchase_history(checkouts, ents)
         has_customer = any(e.stripe_customer_id for e in ents)
-        portal = self.billing.settings.payments.provider == "stripe" and has_customer
+        portal = self.ctx.settings.payments.provider == "stripe" and has_customer
         self.render_page(
             200,
             "purchases.html",
@@ -338,7 +339,7 @@ class PurchasesHandler(LearnerPage):
                 "status": r.status,
                 "status_label": _(r.status.i18n_key),
                 "badge": STATUS_BADGES.get(r.status, "bg-secondary"),
-                "open_url": spawn_url(self.hub_base, user, r.course_id)
+                "open_url": spawn_url(self.ctx.hub_base, user, r.course_id)
                 if r.status in (PurchaseStatus.ACTIVE, PurchaseStatus.PAST_DUE) and r.course_id
                 else "",
             }
@@ -362,16 +363,16 @@ class BillingPortalHandler(LearnerPage):
         user = self.require_learner()
         if user is None:
             return
-        if self.billing.settings.payments.provider != "stripe":
+        if self.ctx.settings.payments.provider != "stripe":
             raise web.HTTPError(404)
-        customer = await asyncio.to_thread(_customer_id, self.billing.db.transaction, user)
+        customer = await asyncio.to_thread(_customer_id, self.ctx.db.transaction, user)
         if customer is None:
             self.show_message(404, "portal", "nav_purchases", "purchases_empty")
             return
-        return_url = f"{self.request.protocol}://{self.request.host}{self.prefix}purchases"
+        return_url = f"{self.request.protocol}://{self.request.host}{self.ctx.prefix}purchases"
         try:
             portal = await asyncio.to_thread(
-                self.billing.client.v1.billing_portal.sessions.create,
+                self.ctx.stripe.v1.billing_portal.sessions.create,
                 {"customer": customer, "return_url": return_url},
             )
         except stripe.StripeError as exc:
@@ -382,12 +383,13 @@ class BillingPortalHandler(LearnerPage):
 
 
 def page_routes(prefix: str) -> list[Any]:
-    """Routes of the catalog and account pages."""
+    """Routes of the catalog and account pages, and of the sign-in hop (Hub OAuth)."""
     return [
-        (_route(prefix, "(?:courses/?)?"), CatalogHandler),
-        (_route(prefix, "courses/([a-z0-9-]+)"), CourseHandler),
-        (_route(prefix, "courses/([a-z0-9-]+)/review"), ReviewHandler),
-        (_route(prefix, "login"), LoginHandler),
-        (_route(prefix, "purchases"), PurchasesHandler),
-        (_route(prefix, "billing-portal"), BillingPortalHandler),
+        (route(prefix, "oauth_callback"), HubOAuthCallbackHandler),
+        (route(prefix, "(?:courses/?)?"), CatalogHandler),
+        (route(prefix, "courses/([a-z0-9-]+)"), CourseHandler),
+        (route(prefix, "courses/([a-z0-9-]+)/review"), ReviewHandler),
+        (route(prefix, "login"), LoginHandler),
+        (route(prefix, "purchases"), PurchasesHandler),
+        (route(prefix, "billing-portal"), BillingPortalHandler),
     ]

@@ -26,8 +26,9 @@ from hub.billing.events import EventQueue
 from hub.billing.fulfilment import Billing
 from hub.courses import Catalog, Course, CourseEntry
 from hub.errors import HubAPIError
-from hub.service import app as service_app
+from hub.service import base as service_base
 from hub.service.app import make_app
+from hub.service.context import build_context
 from hub.settings import Settings
 from hub.store import Database, upgrade
 from tests.billing.stripe_standin import StripeStandIn
@@ -305,10 +306,10 @@ class Service:
 def test_user_header(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests say who the learner is with an ``X-Test-User`` header instead of Hub OAuth."""
 
-    def learner_name(self: service_app.LearnerHandler) -> str | None:
+    def learner_name(self: service_base.LearnerHandler) -> str | None:
         return self.request.headers.get("X-Test-User")
 
-    monkeypatch.setattr(service_app.LearnerHandler, "learner_name", learner_name)
+    monkeypatch.setattr(service_base.LearnerHandler, "learner_name", learner_name)
 
 
 async def start_app(app: Any) -> tuple[HTTPServer, str]:
@@ -331,14 +332,14 @@ async def service(
 ) -> AsyncIterator[Service]:
     """The real tornado app on a free port, wired to the stand-in and the fake Hub."""
     sync = make_access_sync(db, catalog, settings, fake_hub)
-    app = make_app(settings, catalog, db, standin.client(), sync, prefix=PREFIX)
-    events: EventQueue = app.settings["learnhub_events"]
+    ctx = build_context(settings, catalog, db, standin.client(), sync, prefix=PREFIX)
+    events = ctx.events
     events.retry_initial = 0.05  # Stripe-down tests retry within moments
     await events.start()
-    server, url = await start_app(app)
+    server, url = await start_app(make_app(ctx))
     async with httpx.AsyncClient(timeout=30) as http:
-        yield Service(url, app.settings["learnhub_billing"], events, http)
+        yield Service(url, ctx.billing, events, http)
     server.stop()
     await server.close_all_connections()
     await events.aclose()
-    app.settings["learnhub_billing"].close()
+    ctx.billing.close()

@@ -14,6 +14,7 @@ from tornado.netutil import bind_sockets
 from hub.access.hub_groups import make_access_sync
 from hub.courses import Catalog
 from hub.service.app import make_app
+from hub.service.context import build_context
 from hub.settings import Settings
 from hub.store import Database, Entitlement, StripeEvent
 from tests.billing.conftest import PREFIX, FakeHub
@@ -27,9 +28,9 @@ async def test_demo_pay_and_refund(
     sockets = bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
     url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
     sync = make_access_sync(db, catalog, settings, fake_hub)
-    app = make_app(settings, catalog, db, None, sync, prefix=PREFIX, service_url=url)
-    events = app.settings["learnhub_events"]
-    server = HTTPServer(app)
+    ctx = build_context(settings, catalog, db, None, sync, prefix=PREFIX, service_url=url)
+    events = ctx.events
+    server = HTTPServer(make_app(ctx))
     server.add_sockets(sockets)
     headers = {"X-Test-User": "alice"}
     try:

@@ -16,7 +16,7 @@ from hub.access.hub_groups import make_access_sync
 from hub.billing.events import EventQueue
 from hub.billing.reconcile import reconcile
 from hub.courses import Catalog
-from hub.service.app import make_app
+from hub.service.context import build_context
 from hub.settings import Settings
 from hub.store import Entitlement, StripeEvent
 from hub.store import repository as repo
@@ -498,7 +498,7 @@ async def test_acknowledged_events_survive_a_restart(
     assert {e.outcome for e in events(service).values()} == {"queued", "ignored"}
     standin.down = False
     db = service.billing.db
-    app = make_app(
+    ctx = build_context(
         settings,
         catalog,
         db,
@@ -506,13 +506,13 @@ async def test_acknowledged_events_survive_a_restart(
         make_access_sync(db, catalog, settings, fake_hub),
         prefix=PREFIX,
     )
-    restarted: EventQueue = app.settings["learnhub_events"]
+    restarted: EventQueue = ctx.events
     try:
         await restarted.start()
         await asyncio.wait_for(restarted.join(), 10)
     finally:
         await restarted.aclose()
-        app.settings["learnhub_billing"].close()
+        ctx.billing.close()
     assert {e.outcome for e in events(service).values()} == {"applied", "ignored"}
     assert fake_hub.group_members[GROUP] == {"alice", "bob"}
 

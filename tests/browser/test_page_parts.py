@@ -10,7 +10,7 @@ import pytest
 
 from hub.i18n import MESSAGES, choose_language, negotiate, translate
 from hub.service import charts
-from hub.service.app import _route
+from hub.service.base import route
 from hub.service.reports import (
     activity_share,
     enrolment_over_time,
@@ -53,10 +53,10 @@ def test_every_message_has_both_languages() -> None:
 
 
 def test_route_escapes_the_prefix() -> None:
-    pattern = re.compile(_route("/c++/a.b/services/learnhub/", "admin") + "$")
+    pattern = re.compile(route("/c++/a.b/services/learnhub/", "admin") + "$")
     assert pattern.match("/c++/a.b/services/learnhub/admin")
     assert not pattern.match("/ccc/aXb/services/learnhub/admin")
-    hostile = re.compile(_route("/@/space%20word/services/learnhub/", "admin") + "$")
+    hostile = re.compile(route("/@/space%20word/services/learnhub/", "admin") + "$")
     assert hostile.match("/@/space%20word/services/learnhub/admin")
 
 

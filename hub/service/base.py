@@ -1,0 +1,299 @@
+"""The base of the LearnHub service's handlers: who is looking, pages, routes, access log.
+
+Learner pages authenticate with the Hub through OAuth (:class:`HubOAuthenticated`). Every form
+POST of a signed-in user carries an XSRF token (tornado ``xsrf_cookies`` with JupyterHub's token
+scheme); handlers that authenticate with a signature or a bearer key instead of cookies (the
+webhook, the demo Stripe API) opt out. Every handler reaches the service's parts through
+:attr:`BaseHandler.ctx` (:mod:`hub.service.context`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from jupyterhub.services.auth import HubOAuthenticated, UserNotAllowed
+from markupsafe import Markup
+from tornado import web
+from tornado.log import access_log
+
+from hub.courses import CourseEntry
+from hub.i18n import LANG_COOKIE, LANGUAGE_NAMES, LANGUAGES, choose_language, translator
+from hub.service.context import CONTEXT_SETTING, ServiceContext
+
+log = logging.getLogger("learnhub.service")
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in person looking at a page, as the Hub described them."""
+
+    name: str
+    admin: bool = False
+    groups: frozenset[str] = field(default_factory=frozenset)
+
+
+def spawn_url(hub_base: str, user: str, course_id: str) -> str:
+    """JupyterHub's page that starts (or resumes) a user's course server."""
+    return f"{hub_base}hub/spawn/{quote(user, safe='')}/{quote(course_id, safe='')}"
+
+
+class BaseHandler(web.RequestHandler):
+    """Shared access to the service's parts: :attr:`ctx`."""
+
+    @property
+    def ctx(self) -> ServiceContext:
+        """The service's parts (settings, catalog, database, billing, URLs...), built at start."""
+        ctx: ServiceContext = self.settings[CONTEXT_SETTING]
+        return ctx
+
+    def write_json(self, status: int, body: dict[str, Any]) -> None:
+        """Finish with a JSON body."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def wants_json(self) -> bool:
+        """Whether the caller asked for JSON rather than a page."""
+        return "application/json" in self.request.headers.get("Accept", "")
+
+
+class LearnerHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
+    """A page that knows the signed-in Hub user (pages may also be public)."""
+
+    async def prepare(self) -> None:
+        """Ask the Hub who is signed in without blocking the event loop.
+
+        JupyterHub's ``get_current_user`` is synchronous: for every request, even one without
+        any cookie, ``HubAuth.get_user`` runs on JupyterHub's helper thread while this loop
+        waits (a thread hop per request, profiled at about a quarter of the catalog's CPU, and a
+        blocking Hub API call whenever its token cache misses). Resolving the user here with
+        ``sync=False`` leaves the same answer, after the same ``check_hub_user`` rule, where
+        ``get_current_user`` looks first.
+        """
+        if hasattr(self, "_hub_auth_user_cache"):
+            return
+        model = await self.hub_auth.get_user(self, sync=False)
+        try:
+            allowed = self.check_hub_user(model) if model else None
+        except UserNotAllowed:
+            # Rare: JupyterHub's own path (the user is cached now) turns the login redirect
+            # into a 403 for a user the Hub knows but this service does not admit.
+            return
+        self._hub_auth_user_cache = allowed
+        if allowed:
+            self.hub_auth._persist_url_token_if_set(self)
+
+    def learner_name(self) -> str | None:
+        """The signed-in Hub username, or None. The only place that decides who the user is."""
+        user = self.current_user
+        if isinstance(user, dict) and user.get("name"):
+            return str(user["name"])
+        return None
+
+    def viewer(self) -> Viewer | None:
+        """Who is looking: name from :meth:`learner_name`, admin flag and groups from the Hub."""
+        name = self.learner_name()
+        if name is None:
+            return None
+        user = self.current_user
+        if isinstance(user, dict) and user.get("name") == name:
+            return Viewer(
+                name=name,
+                admin=bool(user.get("admin")),
+                groups=frozenset(str(g) for g in user.get("groups") or ()),
+            )
+        return Viewer(name=name)
+
+    def require_learner(self) -> str | None:
+        """The username; when nobody is signed in, redirect to the Hub login and return None."""
+        name = self.learner_name()
+        if name is None:
+            self.redirect(self.get_login_url())
+        return name
+
+    def check_xsrf_cookie(self) -> None:
+        """Require the XSRF token on every POST that a Hub login cookie could authenticate.
+
+        JupyterHub's check (inherited from :class:`HubOAuthenticated`) binds the token to the
+        OAuth cookie and session. A request without our login cookie carries no ambient
+        credential a forged cross-site form could abuse (it is anonymous, or authenticated by an
+        ``Authorization`` header), so it has nothing to protect; JupyterHub itself only checks
+        XSRF when that cookie is present (``HubOAuth._get_user_cookie``).
+        """
+        if not self.get_secure_cookie(self.hub_auth.cookie_name):
+            return
+        super().check_xsrf_cookie()
+
+
+class LearnerPage(LearnerHandler, BaseHandler):
+    """Base of the service's HTML pages: language, templates, the signed-in viewer."""
+
+    _lang: str | None = None
+    _known_etag: str | None = None
+
+    @property
+    def lang(self) -> str:
+        """The page language: ``?lang=``, then the cookie, then ``Accept-Language``."""
+        if self._lang is None:
+            query = self.get_query_argument("lang", None)
+            self._lang = choose_language(
+                query, self.get_cookie(LANG_COOKIE), self.request.headers.get("Accept-Language")
+            )
+            if query is not None and query == self._lang:
+                # Remember an explicit choice across pages (and the hub's, under the same base).
+                self.set_cookie(LANG_COOKIE, self._lang, path=self.ctx.hub_base, samesite="Lax")
+        return self._lang
+
+    def lang_url(self, code: str) -> str:
+        """This page's URL with ``?lang=code``."""
+        args = [(k, v) for k, vs in self.request.query_arguments.items() for v in vs if k != "lang"]
+        pairs = [(k, v.decode("utf-8", "replace")) for k, v in args] + [("lang", code)]
+        return f"{self.request.path}?{urlencode(pairs)}"
+
+    def login_url_for(self, next_path: str) -> str:
+        """Our sign-in link: OAuth with the Hub, then back to ``next_path``."""
+        return f"{self.ctx.prefix}login?{urlencode({'next': next_path})}"
+
+    def render_page(self, status: int, template: str, **context: Any) -> None:
+        """Render ``template`` with the shared page context and finish."""
+        self.send_html(status, self.page_html(template, **context))
+
+    def page_html(self, template: str, **context: Any) -> str:
+        """``template`` rendered with the shared page context (language, viewer, links)."""
+        lang = self.lang
+        viewer = context.pop("viewer", None) or self.viewer()
+        base_context: dict[str, Any] = {
+            "lang": lang,
+            "_": translator(lang),
+            "prefix": self.ctx.prefix,
+            "hub_base": self.ctx.hub_base,
+            "hub_static": f"{self.ctx.hub_base}hub/static/",
+            "viewer": viewer,
+            "languages": [(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
+            "lang_url": self.lang_url,
+            "login_url": self.login_url_for(self.request.path),
+            # Only signed-in people see forms; anonymous pages set no XSRF cookie. Tornado
+            # builds this hidden input and escapes the token itself.
+            "xsrf_form_html": Markup(self.xsrf_form_html()) if viewer else Markup(""),  # noqa: S704
+            "title": "",
+        }
+        base_context.update(context)
+        return self.ctx.templates.get_template(template).render(**base_context)
+
+    def send_html(self, status: int, html: str | bytes, *, etag: str | None = None) -> None:
+        """Finish with a page in the page language.
+
+        Every page may be revalidated (ETag, 304) but must not be reused unchecked; a signed-in
+        person's page is theirs alone (``private``), and ``Vary`` keeps caches from handing one
+        language's or one cookie's page to another request.
+        """
+        self.set_status(status)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Language", self.lang)
+        self.set_header("Vary", "Accept-Language, Cookie")
+        self.set_header(
+            "Cache-Control", "no-cache" if self.viewer() is None else "private, no-cache"
+        )
+        # tornado's finish() sets the ETag (compute_etag) and answers a matching If-None-Match
+        # with 304 and no body.
+        self._known_etag = etag
+        self.finish(html)
+
+    def compute_etag(self) -> str | None:
+        """The ETag of a page kept rendered (known already), else tornado's hash of the body."""
+        return self._known_etag or super().compute_etag()
+
+    def course_or_404(self, course_id: str) -> CourseEntry | None:
+        """The catalog's course ``course_id``, or None after answering 404."""
+        entry = self.ctx.catalog.get(course_id)
+        if entry is None:
+            self.show_message(
+                404, "not-found", "not_found_title", "no_such_course", course=course_id
+            )
+        return entry
+
+    def show_message(
+        self,
+        status: int,
+        kind: str,
+        title_key: str,
+        body_key: str,
+        *,
+        alert: str | None = None,
+        open_url: str | None = None,
+        **values: Any,
+    ) -> None:
+        """A short result page (checkout outcome, refusal, error) in the page language."""
+        _ = translator(self.lang)
+        self.render_page(
+            status,
+            "message.html",
+            kind=kind,
+            title=_(title_key),
+            body=_(body_key, **values),
+            alert=alert,
+            open_url=open_url,
+        )
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors (403 XSRF, 404, 500) as pages that look like the rest, never a traceback."""
+        reason = self._reason or "Error"
+        try:
+            self.render_page(
+                status_code,
+                "message.html",
+                kind="error",
+                title=f"{status_code} {reason}",
+                body="",
+                alert=None,
+                open_url=None,
+            )
+        except Exception:  # an error page must never fail itself
+            log.exception("error page failed")
+            super().write_error(status_code, **kwargs)
+
+    def translate(self, key: str, **values: Any) -> str:
+        """The message ``key`` in the page language."""
+        return translator(self.lang)(key, **values)
+
+    def course_title(self, course_id: str | None, plan_id: str | None = None) -> str:
+        """What a checkout was for, as a person reads it."""
+        if course_id is not None:
+            entry = self.ctx.catalog.get(course_id)
+            return entry.course.title if entry else course_id
+        plan = next((p for p in self.ctx.settings.payments.plans if p.id == plan_id), None)
+        return translator(self.lang)("plan", plan=plan.title if plan else plan_id)
+
+
+def route(prefix: str, pattern: str) -> str:
+    """A route regex: the literal, escaped prefix followed by ``pattern``.
+
+    The prefix holds the hub's base URL, which may contain regex metacharacters
+    (``/@/space%20word/``, ``/c++/``, ``/a.b/``); escaping makes it match only itself.
+    """
+    return re.escape(prefix) + pattern
+
+
+def log_request(handler: web.RequestHandler) -> None:
+    """Tornado's access line, at DEBUG for an anonymous view of a public page.
+
+    Such a view (the catalog, a course page) is nobody's action: there is no one to name and
+    nothing to audit, as with JupyterHub's static files and health checks. At INFO its line
+    was about a tenth of the service's CPU per catalog page. Everything else logs as Tornado
+    does: INFO below 400, WARNING for 4xx, ERROR for 5xx.
+    """
+    status = handler.get_status()
+    if status < 400:
+        level = logging.DEBUG if getattr(handler, "public_page_view", False) else logging.INFO
+    elif status < 500:
+        level = logging.WARNING
+    else:
+        level = logging.ERROR
+    if access_log.isEnabledFor(level):
+        millis = 1000.0 * handler.request.request_time()
+        access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), millis)

@@ -1,0 +1,210 @@
+"""Buying: the checkout, its success and cancel pages, and Stripe's webhook.
+
+The checkout creates a Stripe Checkout Session and sends the learner there. The success page
+fulfils the session at once rather than wait for the webhook: ``Billing.fulfill_checkout`` is
+idempotent and the webhook's events lead to the same call. The webhook has no login and trusts
+only Stripe's signature.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from hub.access.status import EntitlementStatus
+from hub.billing.checkout import CheckoutRefused, create_checkout
+from hub.billing.fulfilment import FulfilmentError
+from hub.billing.webhook import WebhookRejected, verify_event
+from hub.i18n import translator
+from hub.service.base import BaseHandler, LearnerPage, route, spawn_url
+
+log = logging.getLogger("learnhub.service")
+
+
+class WebhookHandler(BaseHandler):
+    """``POST {prefix}stripe/webhook``: verified events, recorded before Stripe gets its 2xx.
+
+    The event is processed (exactly once, from fresh Stripe objects) by the service's
+    :class:`~hub.billing.events.EventQueue`, moments later and batched with its neighbours.
+    """
+
+    def check_xsrf_cookie(self) -> None:
+        """Stripe posts without cookies; the signature is the authentication."""
+
+    async def post(self) -> None:
+        """Verify the raw body, record the event durably, answer Stripe."""
+        try:
+            event = verify_event(
+                self.request.body,
+                self.request.headers.get("Stripe-Signature"),
+                self.ctx.webhook_secrets,
+            )
+        except WebhookRejected as exc:
+            log.warning("webhook rejected", extra={"reason": exc.reason, "outcome": "rejected"})
+            self.write_json(400, {"error": exc.reason})
+            return
+        try:
+            status = await self.ctx.events.accept(event)
+        except SQLAlchemyError:
+            # Not recorded, so not acknowledged: a 5xx makes Stripe deliver it again later.
+            log.exception(
+                "webhook not recorded", extra={"event": event["id"], "outcome": "db_error"}
+            )
+            self.write_json(500, {"error": "the event could not be recorded; deliver it again"})
+            return
+        # Who and what course are known once the object is re-fetched (the payload is not
+        # trusted); the queue logs that line.
+        log.info(
+            "stripe event received",
+            extra={"event": event["id"], "type": event["type"], "outcome": status},
+        )
+        self.write_json(200, {"status": status})
+
+
+class CheckoutHandler(LearnerPage):
+    """``POST {prefix}checkout/<course>`` and ``POST {prefix}checkout/plan/<plan>``."""
+
+    def initialize(self, kind: str) -> None:
+        """``kind`` is ``course`` or ``plan``."""
+        self.kind = kind
+
+    async def post(self, item_id: str) -> None:
+        """Create a Checkout Session and send the learner to it."""
+        user = self.require_learner()
+        if user is None:
+            return
+        base = f"{self.request.protocol}://{self.request.host}{self.ctx.prefix}"
+        course_id = item_id if self.kind == "course" else None
+        plan_id = item_id if self.kind == "plan" else None
+        try:
+            _, url = await create_checkout(
+                self.ctx.stripe,
+                self.ctx.db,
+                self.ctx.settings,
+                self.ctx.catalog,
+                user=user,
+                course_id=course_id,
+                plan_id=plan_id,
+                success_url=base + "checkout/success?session_id={CHECKOUT_SESSION_ID}",
+                cancel_url=base + "checkout/cancel",
+            )
+        except CheckoutRefused as exc:
+            if self.wants_json():
+                self.write_json(exc.status, {"error": str(exc)})
+            elif exc.status == 409:
+                self.show_message(
+                    409,
+                    "refused",
+                    "refused_title",
+                    "already_have_access",
+                    alert="info",
+                    open_url=spawn_url(self.ctx.hub_base, user, course_id)
+                    if course_id
+                    else f"{self.ctx.hub_base}hub/home",
+                    what=self.course_title(course_id, plan_id),
+                )
+            else:
+                self.render_page(
+                    exc.status,
+                    "message.html",
+                    kind="refused",
+                    title=translator(self.lang)("refused_title"),
+                    body=str(exc),
+                    alert="warning",
+                    open_url=None,
+                )
+            return
+        except FulfilmentError:
+            self.show_message(
+                502,
+                "error",
+                "payment_unavailable_title",
+                "payment_unavailable_body",
+                alert="warning",
+            )
+            return
+        if self.wants_json():
+            self.write_json(200, {"url": url})
+        else:
+            self.redirect(url, status=303)
+
+
+class SuccessHandler(LearnerPage):
+    """``GET {prefix}checkout/success?session_id=...``: fulfil now, don't wait for the webhook."""
+
+    async def get(self) -> None:
+        """Fulfil the session (idempotent) and say what the learner got."""
+        user = self.require_learner()
+        if user is None:
+            return
+        session_id = self.get_query_argument("session_id", "")
+        if not session_id.startswith("cs_"):
+            self.show_message(400, "unknown", "unknown_checkout_title", "unknown_checkout_body")
+            return
+        try:
+            result = await self.ctx.billing.fulfill_checkout(session_id)
+        except FulfilmentError:
+            self.show_message(
+                502, "confirm-later", "confirm_later_title", "confirm_later_body", alert="info"
+            )
+            return
+        mine = [u for u in result.updates if u.username == user]
+        if not mine:
+            # Someone else's session id: do not reveal anything about it.
+            self.show_message(404, "unknown", "unknown_checkout_title", "unknown_checkout_body")
+            return
+        update = mine[0]
+        if self.wants_json():
+            self.write_json(
+                200, {"status": update.status, "course": update.course_id, "plan": update.plan_id}
+            )
+            return
+        what = self.course_title(update.course_id, update.plan_id)
+        if update.status == EntitlementStatus.ACTIVE:
+            open_url = (
+                spawn_url(self.ctx.hub_base, user, update.course_id)
+                if update.course_id
+                else f"{self.ctx.hub_base}hub/home"
+            )
+            self.show_message(
+                200,
+                "success",
+                "success_title",
+                "success_body",
+                alert="success",
+                open_url=open_url,
+                what=what,
+            )
+        elif update.status == EntitlementStatus.PENDING:
+            self.show_message(
+                200, "pending", "pending_title", "pending_body", alert="info", what=what
+            )
+        else:
+            self.show_message(200, "failed", "failed_title", "failed_body", alert="warning")
+
+
+class CancelHandler(LearnerPage):
+    """``GET {prefix}checkout/cancel``."""
+
+    def get(self) -> None:
+        """Tell the learner nothing was charged."""
+        self.show_message(200, "cancel", "cancel_title", "cancel_body")
+
+
+def checkout_path(prefix: str, course_id: str) -> str:
+    """URL path of the checkout of a course."""
+    return f"{prefix}checkout/{quote(course_id)}"
+
+
+def payment_routes(prefix: str) -> list[Any]:
+    """Routes of the webhook and the checkout pages."""
+    return [
+        (route(prefix, "stripe/webhook"), WebhookHandler),
+        (route(prefix, "checkout/success"), SuccessHandler),
+        (route(prefix, "checkout/cancel"), CancelHandler),
+        (route(prefix, "checkout/plan/([a-z0-9-]+)"), CheckoutHandler, {"kind": "plan"}),
+        (route(prefix, "checkout/([a-z0-9-]+)"), CheckoutHandler, {"kind": "course"}),
+    ]
