@@ -48,7 +48,7 @@ class GradesAPIHandler(web.RequestHandler):
         if entry is None:
             self._error(404, f"no such course {course_id!r}")
             return
-        if not caller.is_instructor(course_id):
+        if not caller.administers(course_id):
             self._error(403, f"only instructors of {course_id} may read its grades")
             return
         report = await asyncio.to_thread(course_grades, self.learnhub_settings, entry)

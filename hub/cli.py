@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 
 import stripe
 
-from hub import access
+from hub.access import hub_groups
+from hub.access.status import EntitlementReason
 from hub.courses import Catalog, learner_group
 from hub.errors import LearnHubError
 from hub.hubconfig import hub_api_url
@@ -125,7 +126,7 @@ def _change_access(settings: Settings, action: str, user: str, course_id: str) -
     Both go through the same path as payments: the entitlement is the truth, `hub.access`
     makes the Hub's groups match it (and stops the server of anyone removed).
     """
-    from hub.billing.sync import load_desired_membership
+    from hub.access.hub_groups import load_desired_membership
     from hub.store import Database, upgrade
     from hub.store import repository as repo
 
@@ -136,7 +137,7 @@ def _change_access(settings: Settings, action: str, user: str, course_id: str) -
     token = _admin_token_for_cli(settings)
 
     async def run() -> int:
-        async with access.HubClient(hub_api_url(settings), token) as hub:
+        async with hub_groups.HubClient(hub_api_url(settings), token) as hub:
             if action == "grant" and await hub.user(user) is None:
                 raise LearnHubError(f"no such user {user!r}: they must sign up (or in) once first")
             upgrade(settings.learnhub_db_url)
@@ -150,12 +151,12 @@ def _change_access(settings: Settings, action: str, user: str, course_id: str) -
                         sources = ["manual"] if changed else []
                     else:
                         sources = repo.revoke_course(
-                            session, user, course_id, reason="revoked by operator"
+                            session, user, course_id, reason=EntitlementReason.OPERATOR_REVOKED
                         )
                 desired = await asyncio.to_thread(load_desired_membership, db, catalog, settings)
             finally:
                 db.dispose()
-            changes = await access.apply_membership(hub, desired)
+            changes = await hub_groups.apply_membership(hub, desired)
         group = learner_group(course_id)
         if action == "grant":
             print(f"granted: {user} can now open {course_id}")
@@ -207,9 +208,9 @@ def cmd_stripe_sync(args: argparse.Namespace, environ: Mapping[str, str]) -> int
 
 def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Catch up on missed Stripe events (with Stripe keys), then re-apply course membership."""
+    from hub.access.hub_groups import make_access_sync
     from hub.billing.fulfilment import Billing
     from hub.billing.reconcile import reconcile
-    from hub.billing.sync import make_access_sync
     from hub.store import Database, upgrade
 
     settings = _settings(args, environ)
@@ -220,7 +221,7 @@ def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         upgrade(settings.learnhub_db_url)
         db = Database(settings.learnhub_db_url)
         try:
-            async with access.HubClient(hub_api_url(settings), token) as hub:
+            async with hub_groups.HubClient(hub_api_url(settings), token) as hub:
                 sync = make_access_sync(db, catalog, settings, hub)
                 if settings.payments.provider == "stripe":
                     from hub.billing.client import stripe_client

@@ -2,9 +2,9 @@
 
 An entitlement says *why* someone may open a course (a purchase, a subscription plan, a manual
 grant, an instructor role). This module turns the entitlements into the membership that
-:func:`hub.access.apply_membership` should make real: ``{"course-<id>": {user, ...}}`` with one
-key for *every* course in the catalog, so a revoked learner is removed and a course nobody is
-entitled to ends up empty. Nothing here touches the database, Stripe or the Hub.
+:func:`hub.access.hub_groups.apply_membership` should make real: ``{"course-<id>": {user, ...}}``
+with one key for *every* course in the catalog, so a revoked learner is removed and a course
+nobody is entitled to ends up empty. Nothing here touches the database, Stripe or the Hub.
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from hub.access.status import EntitlementStatus
 from hub.courses import Catalog
 from hub.settings import PlanSettings
-
-#: Statuses that may give access (``past_due`` only within its grace period).
-ACCESS_STATUSES = frozenset({"active", "past_due"})
 
 
 class EntitlementLike(Protocol):
@@ -46,9 +44,9 @@ def grants_access(entitlement: EntitlementLike, *, now: datetime, grace: timedel
     learner a few days to fix their card, not a free period); ``pending`` (payment not settled)
     and ``revoked`` do not.
     """
-    if entitlement.status == "active":
+    if entitlement.status == EntitlementStatus.ACTIVE:
         return True
-    if entitlement.status == "past_due":
+    if entitlement.status == EntitlementStatus.PAST_DUE:
         # Without a known period end there is nothing to measure the grace from: no access.
         return entitlement.period_end is not None and now <= entitlement.period_end + grace
     return False
@@ -94,20 +92,17 @@ def desired_membership(
     return desired
 
 
-def user_has_access(
+def courses_granted(
     entitlements: Iterable[EntitlementLike],
-    user: str,
-    course_id: str,
     catalog: Catalog,
     plans: Sequence[PlanSettings],
     *,
     now: datetime,
     grace: timedelta,
-) -> bool:
-    """Whether ``user`` may open ``course_id`` now, according to ``entitlements``."""
-    return any(
-        e.username == user
-        and grants_access(e, now=now, grace=grace)
-        and course_id in entitled_courses(e, catalog, plans)
-        for e in entitlements
-    )
+) -> set[str]:
+    """Catalog courses that ``entitlements`` (one person's) give access to now."""
+    courses: set[str] = set()
+    for entitlement in entitlements:
+        if grants_access(entitlement, now=now, grace=grace):
+            courses |= entitled_courses(entitlement, catalog, plans)
+    return courses

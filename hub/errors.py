@@ -33,16 +33,6 @@ class HubAPIError(LearnHubError):
         self.status = status
 
 
-class AccessDenied(LearnHubError):
-    """A user asked for a course they have no access to."""
-
-    def __init__(self, user: str, course_id: str, reason: str) -> None:
-        super().__init__(reason)
-        self.user = user
-        self.course_id = course_id
-        self.reason = reason
-
-
 def user_facing_http_error(status: int, message: str) -> HTTPError:
     """A tornado HTTPError whose `message` JupyterHub shows verbatim on its error page.
 

@@ -20,7 +20,8 @@ from urllib.parse import urlparse
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from hub.access import ACCESS_SCOPES
+from hub.access.hub_groups import ACCESS_SCOPES
+from hub.access.status import EntitlementReason, EntitlementStatus
 from hub.courses import Catalog, deadline_label, learner_group
 from hub.errors import CourseError
 from hub.settings import SECRET_ENV, Settings
@@ -164,7 +165,7 @@ def apply_groups(c: Any, settings: Settings, catalog: Catalog) -> None:
     """Create every course's groups; seed instructors (and the demo learner's course).
 
     `load_groups` only adds members, so these are the starting point; later changes go through
-    `hub.access`.
+    `hub.access.hub_groups`.
     """
     groups: dict[str, dict[str, list[str]]] = {}
     for entry in catalog:
@@ -298,12 +299,12 @@ def hub_api_url(settings: Settings) -> str:
 
 
 #: Why access ended, as the member home says it (entitlement ``status_reason`` -> words).
-ENDED_REASONS = {
-    "refunded": "refunded",
-    "dispute_lost": "payment disputed",
-    "dispute_open": "payment disputed",
-    "canceled": "membership cancelled",
-    "payment_failed": "payment failed",
+ENDED_REASONS: dict[str, str] = {
+    EntitlementReason.REFUNDED: "refunded",
+    EntitlementReason.DISPUTE_LOST: "payment disputed",
+    EntitlementReason.DISPUTE_OPEN: "payment disputed",
+    EntitlementReason.CANCELED: "membership cancelled",
+    EntitlementReason.PAYMENT_FAILED: "payment failed",
 }
 
 
@@ -320,7 +321,7 @@ def ended_courses(db: Any, username: str) -> dict[str, str]:
         for row in repo.entitlements(session, username):
             if row.course_id is None:
                 continue
-            if row.status == "revoked":
+            if row.status == EntitlementStatus.REVOKED:
                 reasons[row.course_id] = ENDED_REASONS.get(row.status_reason or "", "access ended")
             else:
                 live.add(row.course_id)

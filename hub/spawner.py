@@ -19,6 +19,7 @@ from dockerspawner import DockerSpawner, SwarmSpawner
 from traitlets import Float, HasTraits, Integer, Unicode
 
 from grader.ownership import give_to_container_user
+from hub.access.policy import Member
 from hub.courses import COURSE_ID_PATTERN, CourseEntry, load_course
 from hub.errors import CourseError, user_facing_http_error
 
@@ -118,11 +119,12 @@ class CourseSpawnerMixin(HasTraits):
         """Refuse (403) anyone who is not a learner or instructor of the course, or an admin."""
         entry = self.course_entry()
         course = entry.course
-        groups = {group.name for group in self.user.groups}
-        allowed = (
-            self.user.admin or course.learner_group in groups or course.instructor_group in groups
+        member = Member(
+            name=self.user.name,
+            admin=bool(self.user.admin),
+            groups=frozenset(group.name for group in self.user.groups),
         )
-        if not allowed:
+        if not member.may_open(course.id):
             self.log.warning(
                 "course server refused: user=%s course=%s outcome=refused reason=no-access",
                 self.user.name,

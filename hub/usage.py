@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub.access import HubClient
+from hub.access.hub_groups import HubClient
 from hub.store import Database
 from hub.store.usage_models import ServerUsage
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
 
-from hub.access import HubClient
-from hub.courses import instructor_group, learner_group
+from hub.access.hub_groups import HubClient
+from hub.access.policy import Member
 from hub.errors import HubAPIError
 
 log = logging.getLogger("learnhub.exchange")
@@ -29,28 +28,10 @@ DEFAULT_CACHE_SECONDS = 5.0
 MAX_CACHE_ENTRIES = 4096
 
 
-@dataclass(frozen=True)
-class Caller:
-    """An authenticated caller: a Hub user (or an admin service acting for the operator)."""
-
-    name: str
-    admin: bool = False
-    groups: frozenset[str] = field(default_factory=frozenset)
-    kind: str = "user"
-
-    def is_instructor(self, course_id: str) -> bool:
-        """Instructors of the course and admins may release, collect and return feedback."""
-        return self.admin or instructor_group(course_id) in self.groups
-
-    def is_learner(self, course_id: str) -> bool:
-        """Learners, instructors and admins may fetch and submit."""
-        return self.is_instructor(course_id) or learner_group(course_id) in self.groups
-
-
 class Authorizer(Protocol):
-    """Resolves a Hub API token to a :class:`Caller`."""
+    """Resolves a Hub API token to a :class:`Member`."""
 
-    async def identify(self, token: str) -> Caller | None:
+    async def identify(self, token: str) -> Member | None:
         """The token's owner, or None when the token is not valid.
 
         Raises :class:`hub.errors.HubAPIError` when the Hub cannot be asked.
@@ -59,12 +40,12 @@ class Authorizer(Protocol):
 
 
 class StaticAuthorizer:
-    """An :class:`Authorizer` from a fixed ``{token: Caller}`` map (tests, local tools)."""
+    """An :class:`Authorizer` from a fixed ``{token: Member}`` map (tests, local tools)."""
 
-    def __init__(self, callers: dict[str, Caller]) -> None:
+    def __init__(self, callers: dict[str, Member]) -> None:
         self.callers = dict(callers)
 
-    async def identify(self, token: str) -> Caller | None:
+    async def identify(self, token: str) -> Member | None:
         """The caller registered for ``token``."""
         return self.callers.get(token)
 
@@ -82,14 +63,14 @@ class HubAuthorizer:
     ) -> None:
         self.hub = hub
         self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, Caller | None]] = {}
+        self._cache: dict[str, tuple[float, Member | None]] = {}
         self._http = httpx.AsyncClient(timeout=timeout)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._http.aclose()
 
-    async def identify(self, token: str) -> Caller | None:
+    async def identify(self, token: str) -> Member | None:
         """The token's owner with their current admin flag and groups, or None."""
         # Keyed by a hash so the cache never holds a readable copy of the token.
         key = hashlib.sha256(token.encode()).hexdigest()
@@ -118,21 +99,17 @@ class HubAuthorizer:
         model = response.json()
         return model if isinstance(model, dict) else None
 
-    async def _resolve(self, token: str) -> Caller | None:
+    async def _resolve(self, token: str) -> Member | None:
         model = await self._whoami(token)
         if model is None or not model.get("name"):
             return None
         name = str(model["name"])
         if model.get("kind") == "service":
             scopes = set(model.get("scopes") or ())
-            return Caller(name=name, admin="admin:users" in scopes, kind="service")
+            return Member(name=name, admin="admin:users" in scopes, kind="service")
         # The caller's own token may not be allowed to read its groups (a server token is
         # narrow); the service's token reads them.
         user = await self.hub.user(name)
         if user is None:
             return None
-        return Caller(
-            name=name,
-            admin=bool(user.get("admin")),
-            groups=frozenset(str(g) for g in user.get("groups") or ()),
-        )
+        return Member.from_hub_model(user)

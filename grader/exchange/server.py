@@ -35,7 +35,7 @@ from typing import Any
 
 from tornado import web
 
-from grader.exchange.auth import Authorizer, Caller
+from grader.exchange.auth import Authorizer
 from grader.exchange.storage import (
     ExchangeStorage,
     ExchangeStorageError,
@@ -43,6 +43,7 @@ from grader.exchange.storage import (
     ReleaseInfo,
     SubmissionInfo,
 )
+from hub.access.policy import Member
 from hub.errors import HubAPIError
 
 log = logging.getLogger("learnhub.exchange")
@@ -64,7 +65,7 @@ class ExchangeHTTPError(web.HTTPError):
 class ExchangeHandler(web.RequestHandler):
     """Authentication, errors as JSON, access to storage and authorizer."""
 
-    caller: Caller
+    caller: Member
 
     def initialize(self, storage: ExchangeStorage, authorizer: Authorizer) -> None:
         """Tornado passes the route's keyword arguments here."""
@@ -134,9 +135,7 @@ class ExchangeHandler(web.RequestHandler):
         except ExchangeStorageError as exc:
             raise ExchangeHTTPError(exc.status, str(exc)) from exc
         allowed = (
-            self.caller.is_instructor(course_id)
-            if instructor
-            else self.caller.is_learner(course_id)
+            self.caller.administers(course_id) if instructor else self.caller.may_open(course_id)
         )
         if not allowed:
             self.event(

@@ -9,9 +9,10 @@ from typing import Any
 
 import stripe
 
+from hub.access.policy import Member
 from hub.billing.fulfilment import META_COURSE, META_PLAN, META_USER, FulfilmentError
 from hub.courses import Catalog
-from hub.entitlements import entitled_courses, grants_access
+from hub.entitlements import courses_granted
 from hub.errors import LearnHubError
 from hub.settings import Settings
 from hub.store import Database, utcnow
@@ -29,15 +30,15 @@ class CheckoutRefused(LearnHubError):
 
 
 def user_courses(db: Database, catalog: Catalog, settings: Settings, user: str) -> set[str]:
-    """Courses ``user`` has access to now (blocking)."""
-    grace = timedelta(days=settings.payments.grace_period_days)
-    now = utcnow()
+    """Courses our database entitles ``user`` to now (blocking)."""
     with db.transaction() as session:
-        courses: set[str] = set()
-        for row in repo.entitlements(session, user):
-            if grants_access(row, now=now, grace=grace):
-                courses |= entitled_courses(row, catalog, settings.payments.plans)
-        return courses
+        return courses_granted(
+            repo.entitlements(session, user),
+            catalog,
+            settings.payments.plans,
+            now=utcnow(),
+            grace=timedelta(days=settings.payments.grace_period_days),
+        )
 
 
 def _course_params(settings: Settings, catalog: Catalog, course_id: str) -> dict[str, Any]:
@@ -105,10 +106,14 @@ async def create_checkout(
     """
     if (course_id is None) == (plan_id is None):
         raise ValueError("give exactly one of course_id and plan_id")
-    has = await asyncio.to_thread(user_courses, db, catalog, settings, user)
+    # Only entitlements count here, not Hub groups or the admin flag: a purchase adds an
+    # entitlement, so only an existing one makes it pointless.
+    buyer = Member(
+        user, entitled=frozenset(await asyncio.to_thread(user_courses, db, catalog, settings, user))
+    )
     if course_id is not None:
         params = _course_params(settings, catalog, course_id)
-        if course_id in has:
+        if buyer.may_open(course_id):
             raise CheckoutRefused(
                 f"You already have access to {course_id}; there is nothing to buy.", status=409
             )
@@ -123,7 +128,7 @@ async def create_checkout(
         params = _plan_params(settings, plan_id)
         plan = next(p for p in settings.payments.plans if p.id == plan_id)
         courses = set(catalog.ids()) if plan.courses == "all" else set(plan.courses)
-        if courses and courses <= has:
+        if courses and all(buyer.may_open(course) for course in courses):
             raise CheckoutRefused(
                 f"You already have access to every course of {plan.title}.", status=409
             )

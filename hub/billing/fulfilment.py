@@ -32,6 +32,7 @@ import stripe
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hub.access.status import EntitlementReason, EntitlementStatus
 from hub.errors import HubAPIError, LearnHubError
 from hub.settings import PlanSettings, Settings
 from hub.store import Database
@@ -190,22 +191,22 @@ def plan_price_problem(sub: dict[str, Any], plan: PlanSettings) -> str | None:
 
 def purchase_state(
     charge: dict[str, Any] | None, dispute: dict[str, Any] | None
-) -> tuple[str, str]:
+) -> tuple[EntitlementStatus, str]:
     """(status, reason) of a paid one-off purchase, from its fresh charge and latest dispute."""
     if charge is not None and charge.get("refunded"):
-        return "revoked", "refunded"
+        return EntitlementStatus.REVOKED, EntitlementReason.REFUNDED
     if dispute is not None:
         status = dispute.get("status")
         if status == "lost":
-            return "revoked", "dispute_lost"
+            return EntitlementStatus.REVOKED, EntitlementReason.DISPUTE_LOST
         if status in OPEN_DISPUTE:
-            return "revoked", "dispute_open"
+            return EntitlementStatus.REVOKED, EntitlementReason.DISPUTE_OPEN
         if status == "won":
-            return "active", "dispute_won"
-    return "active", "paid"
+            return EntitlementStatus.ACTIVE, EntitlementReason.DISPUTE_WON
+    return EntitlementStatus.ACTIVE, EntitlementReason.PAID
 
 
-def subscription_state(sub: dict[str, Any]) -> tuple[str, str, datetime | None]:
+def subscription_state(sub: dict[str, Any]) -> tuple[EntitlementStatus, str, datetime | None]:
     """(status, reason, period_end) of a subscription entitlement from the fresh subscription.
 
     For ``past_due`` the period end is where the unpaid period *began* (the item's
@@ -218,14 +219,19 @@ def subscription_state(sub: dict[str, Any]) -> tuple[str, str, datetime | None]:
     period_end = _ts(max(ends)) if ends else None
     status = sub.get("status")
     if status in ("active", "trialing"):
-        reason = "cancel_at_period_end" if sub.get("cancel_at_period_end") else str(status)
-        return "active", reason, period_end
+        reason = (
+            EntitlementReason.CANCEL_AT_PERIOD_END
+            if sub.get("cancel_at_period_end")
+            else str(status)
+        )
+        return EntitlementStatus.ACTIVE, reason, period_end
     if status == "past_due":
-        return "past_due", "payment_failed", _ts(min(starts)) if starts else period_end
+        period = _ts(min(starts)) if starts else period_end
+        return EntitlementStatus.PAST_DUE, EntitlementReason.PAYMENT_FAILED, period
     if status == "incomplete":
-        return "pending", "incomplete", period_end
+        return EntitlementStatus.PENDING, EntitlementReason.INCOMPLETE, period_end
     ended = _ts(sub.get("ended_at")) or period_end
-    return "revoked", str(status), ended
+    return EntitlementStatus.REVOKED, str(status), ended
 
 
 class Billing:
@@ -384,10 +390,10 @@ class Billing:
                 )
             )
         elif intent is not None and intent.get("status") in ("requires_payment_method", "canceled"):
-            status, reason = "revoked", "payment_failed"
+            status, reason = EntitlementStatus.REVOKED, EntitlementReason.PAYMENT_FAILED
         else:
             # Bank debits and the like settle days later: async_payment_succeeded/failed follow.
-            status, reason = "pending", "awaiting_payment"
+            status, reason = EntitlementStatus.PENDING, EntitlementReason.AWAITING_PAYMENT
         update = EntitlementUpdate(
             username=user,
             course_id=course_id,

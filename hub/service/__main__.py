@@ -21,10 +21,9 @@ from grader.api import grades_routes
 from grader.exchange.auth import HubAuthorizer
 from grader.exchange.server import exchange_routes
 from grader.exchange.storage import ExchangeStorage
-from hub.access import HubClient
+from hub.access.hub_groups import HubClient, make_access_sync
 from hub.billing.client import stripe_client
 from hub.billing.reconcile import reconcile
-from hub.billing.sync import make_access_sync
 from hub.courses import Catalog
 from hub.errors import LearnHubError
 from hub.hubconfig import hub_ip

@@ -21,7 +21,7 @@ from pathlib import Path
 import jinja2
 import stripe
 
-from hub.access import HubClient
+from hub.access.hub_groups import HubClient
 from hub.billing.events import EventQueue
 from hub.billing.fulfilment import Billing, SyncAccess
 from hub.billing.webhook import split_secrets

@@ -14,7 +14,8 @@ from datetime import timedelta
 from typing import Any
 
 from grader.reports import average_score, course_grades, grades_csv
-from hub.access import HubClient
+from hub.access.hub_groups import HubClient
+from hub.access.status import EntitlementStatus
 from hub.courses import CourseEntry
 from hub.entitlements import desired_membership, entitled_courses
 from hub.errors import HubAPIError
@@ -112,9 +113,9 @@ class InstructorDashboard(InstructorPage):
         enrolment = enrolment_over_time(ents, {course_id}, now=utcnow())
         counts = status_counts(ents)
         status_rows = [
-            (_("active"), counts["active"] + counts["past_due"]),
-            (_("pending"), counts["pending"]),
-            (_("revoked"), counts["revoked"]),
+            (_("active"), counts[EntitlementStatus.ACTIVE] + counts[EntitlementStatus.PAST_DUE]),
+            (_("pending"), counts[EntitlementStatus.PENDING]),
+            (_("revoked"), counts[EntitlementStatus.REVOKED]),
         ]
         revenue = revenue_from_payments(data.payments).by_course.get(course_id, {})
         grades = await asyncio.to_thread(course_grades, self.ctx.settings, entry)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +15,8 @@ import stripe
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 from tornado import web
 
+from hub.access.policy import Member, listed_instructor_of
+from hub.access.status import PurchaseStatus
 from hub.billing.checkout import user_courses
 from hub.courses import CourseEntry
 from hub.i18n import Translator, translator
@@ -36,13 +38,13 @@ log = logging.getLogger("learnhub.service")
 
 #: Bootstrap badge classes per purchase status.
 STATUS_BADGES = {
-    "active": "bg-success",
-    "pending": "bg-info text-dark",
-    "past_due": "bg-warning text-dark",
-    "refunded": "bg-secondary",
-    "disputed": "bg-danger",
-    "revoked": "bg-secondary",
-    "open": "bg-light text-dark",
+    PurchaseStatus.ACTIVE: "bg-success",
+    PurchaseStatus.PENDING: "bg-info text-dark",
+    PurchaseStatus.PAST_DUE: "bg-warning text-dark",
+    PurchaseStatus.REFUNDED: "bg-secondary",
+    PurchaseStatus.DISPUTED: "bg-danger",
+    PurchaseStatus.REVOKED: "bg-secondary",
+    PurchaseStatus.OPEN: "bg-light text-dark",
 }
 
 
@@ -51,29 +53,29 @@ def format_price(amount: int, currency: str, _: Translator) -> str:
     return _("free") if amount == 0 else f"{amount / 100:.2f} {currency.upper()}"
 
 
+def _member(viewer: Viewer, entry: CourseEntry, owned: Iterable[str] = ()) -> Member:
+    """``viewer`` as a :class:`Member`, with what this service knows beyond the Hub's groups."""
+    return Member(
+        name=viewer.name,
+        admin=viewer.admin,
+        groups=frozenset(viewer.groups),
+        entitled=frozenset(owned),
+        listed=listed_instructor_of(viewer.name, [entry.course]),
+    )
+
+
 def teaches(viewer: Viewer | None, entry: CourseEntry) -> bool:
     """Whether ``viewer`` is an instructor of the course (Hub group, or listed in course.yaml)."""
-    if viewer is None:
-        return False
-    course = entry.course
-    return course.instructor_group in viewer.groups or viewer.name in course.instructors
+    return viewer is not None and _member(viewer, entry).teaches(entry.course.id)
 
 
 def may_open(viewer: Viewer | None, entry: CourseEntry, owned: set[str]) -> bool:
-    """Whether the spawner would let ``viewer`` open the course: the same rule, seen from here.
+    """Whether ``viewer`` may open the course (:meth:`hub.access.policy.Member.may_open`).
 
     Entitlements in our database are the source of truth; the Hub groups in the viewer's model
     are also honoured, so a grant shows up even before the next reconciliation.
     """
-    if viewer is None:
-        return False
-    course = entry.course
-    return (
-        viewer.admin
-        or course.id in owned
-        or course.learner_group in viewer.groups
-        or teaches(viewer, entry)
-    )
+    return viewer is not None and _member(viewer, entry, owned).may_open(entry.course.id)
 
 
 @dataclass(frozen=True)
@@ -335,10 +337,10 @@ class PurchasesHandler(LearnerPage):
                 "when_iso": r.when.isoformat(),
                 "what": self.course_title(r.course_id, r.plan_id),
                 "status": r.status,
-                "status_label": _(f"status_{r.status}"),
+                "status_label": _(r.status.i18n_key),
                 "badge": STATUS_BADGES.get(r.status, "bg-secondary"),
                 "open_url": spawn_url(self.ctx.hub_base, user, r.course_id)
-                if r.status in ("active", "past_due") and r.course_id
+                if r.status in (PurchaseStatus.ACTIVE, PurchaseStatus.PAST_DUE) and r.course_id
                 else "",
             }
             for r in rows

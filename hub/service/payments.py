@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from hub.access.status import EntitlementStatus
 from hub.billing.checkout import CheckoutRefused, create_checkout
 from hub.billing.fulfilment import FulfilmentError
 from hub.billing.webhook import WebhookRejected, bounded_body, verify_event
@@ -163,7 +164,7 @@ class SuccessHandler(LearnerPage):
             )
             return
         what = self.course_title(update.course_id, update.plan_id)
-        if update.status == "active":
+        if update.status == EntitlementStatus.ACTIVE:
             open_url = (
                 spawn_url(self.ctx.hub_base, user, update.course_id)
                 if update.course_id
@@ -178,7 +179,7 @@ class SuccessHandler(LearnerPage):
                 open_url=open_url,
                 what=what,
             )
-        elif update.status == "pending":
+        elif update.status == EntitlementStatus.PENDING:
             self.show_message(
                 200, "pending", "pending_title", "pending_body", alert="info", what=what
             )

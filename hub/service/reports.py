@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
+from hub.access.status import DISPUTE_PREFIX, EntitlementReason, EntitlementStatus, PurchaseStatus
 from hub.courses import course_id_from_group
 from hub.entitlements import EntitlementLike
 
@@ -62,19 +63,19 @@ class DatedEntitlement(EntitlementLike, Protocol):
     def updated_at(self) -> datetime: ...
 
 
-def purchase_status(entitlement: DatedEntitlement | None) -> str:
+def purchase_status(entitlement: DatedEntitlement | None) -> PurchaseStatus:
     """The status a learner sees for a purchase: active, pending, past_due, refunded, disputed,
     revoked, or open (checkout started, never paid)."""
     if entitlement is None:
-        return "open"
-    if entitlement.status != "revoked":
-        return entitlement.status
+        return PurchaseStatus.OPEN
+    if entitlement.status != EntitlementStatus.REVOKED:
+        return PurchaseStatus(entitlement.status)
     reason = entitlement.status_reason or ""
-    if reason == "refunded":
-        return "refunded"
-    if reason.startswith("dispute"):
-        return "disputed"
-    return "revoked"
+    if reason == EntitlementReason.REFUNDED:
+        return PurchaseStatus.REFUNDED
+    if reason.startswith(DISPUTE_PREFIX):
+        return PurchaseStatus.DISPUTED
+    return PurchaseStatus.REVOKED
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class PurchaseRow:
     when: datetime
     course_id: str | None
     plan_id: str | None
-    status: str
+    status: PurchaseStatus
     session_id: str | None
 
 
@@ -222,7 +223,8 @@ def enrolment_over_time(
     relevant = [
         e
         for e in entitlements
-        if e.status != "pending" and (e.course_id in course_ids or e.plan_id is not None)
+        if e.status != EntitlementStatus.PENDING
+        and (e.course_id in course_ids or e.plan_id is not None)
     ]
     if not relevant:
         return []
@@ -235,7 +237,7 @@ def enrolment_over_time(
         users = {
             e.username
             for e in relevant
-            if e.created_at < end and (e.status != "revoked" or e.updated_at >= end)
+            if e.created_at < end and (e.status != EntitlementStatus.REVOKED or e.updated_at >= end)
         }
         series.append((week.isoformat(), len(users)))
         week += timedelta(days=7)
@@ -245,9 +247,13 @@ def enrolment_over_time(
 def status_counts(entitlements: Iterable[EntitlementLike]) -> dict[str, int]:
     """How many entitlements are in each status."""
     counts = Counter(e.status for e in entitlements)
-    return {
-        status: counts.get(status, 0) for status in ("active", "past_due", "pending", "revoked")
-    }
+    order = (
+        EntitlementStatus.ACTIVE,
+        EntitlementStatus.PAST_DUE,
+        EntitlementStatus.PENDING,
+        EntitlementStatus.REVOKED,
+    )
+    return {status.value: counts.get(status, 0) for status in order}
 
 
 def activity_share(

@@ -10,12 +10,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from hub.access.status import ACCESS_STATUSES, EntitlementReason, EntitlementStatus
 from hub.store.models import CheckoutSession, Entitlement, Payment, StripeEvent, utcnow
 
-#: ``status_reason`` of an entitlement an operator revoked (``learnhub revoke``). Such a row
-#: keeps its status whatever a later Stripe event about the same checkout says: only a new
-#: payment (a new checkout, a new row) or a new grant gives access again.
-OPERATOR_REVOKED = "revoked by operator"
+#: ``status_reason`` of an entitlement an operator revoked (see EntitlementReason).
+OPERATOR_REVOKED = EntitlementReason.OPERATOR_REVOKED
 
 
 class EventAlreadyRecorded(Exception):
@@ -79,7 +78,7 @@ def apply_updates(session: Session, updates: Sequence[EntitlementUpdate]) -> lis
             changes.append(True)
             continue
         changed = False
-        held = row.status == "revoked" and row.status_reason == OPERATOR_REVOKED
+        held = row.status == EntitlementStatus.REVOKED and row.status_reason == OPERATOR_REVOKED
         for name, value in values.items():
             # A later update never forgets a Stripe id an earlier one learned.
             if value is None and name.startswith("stripe_"):
@@ -178,7 +177,7 @@ def access_rows(
             Entitlement.status,
             Entitlement.period_end,
         )
-        .where(Entitlement.status.in_(("active", "past_due")))
+        .where(Entitlement.status.in_(sorted(ACCESS_STATUSES)))
         .order_by(Entitlement.id)
     ).all()
 
@@ -413,7 +412,7 @@ def active_subscription_ids(session: Session) -> list[str]:
         session.scalars(
             sa.select(Entitlement.stripe_subscription_id).where(
                 Entitlement.stripe_subscription_id.is_not(None),
-                Entitlement.status != "revoked",
+                Entitlement.status != EntitlementStatus.REVOKED,
             )
         )
     )
@@ -434,7 +433,7 @@ def set_manual_access(
             Entitlement.source == "manual",
         )
     ).first()
-    status = "active" if active else "revoked"
+    status = EntitlementStatus.ACTIVE if active else EntitlementStatus.REVOKED
     if row is None:
         if not active:
             return False
@@ -470,11 +469,11 @@ def revoke_course(session: Session, username: str, course_id: str, *, reason: st
         sa.select(Entitlement).where(
             Entitlement.username == username,
             Entitlement.course_id == course_id,
-            Entitlement.status != "revoked",
+            Entitlement.status != EntitlementStatus.REVOKED,
         )
     ).all()
     for row in rows:
-        row.status = "revoked"
+        row.status = EntitlementStatus.REVOKED
         row.status_reason = reason
         row.updated_at = utcnow()
     session.flush()

@@ -21,10 +21,9 @@ import stripe
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from hub.access import HubClient
+from hub.access.hub_groups import HubClient, make_access_sync
 from hub.billing.events import EventQueue
 from hub.billing.fulfilment import Billing
-from hub.billing.sync import make_access_sync
 from hub.courses import Catalog, Course, CourseEntry
 from hub.errors import HubAPIError
 from hub.service import base as service_base

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from hub.billing.sync import CoalescingSync
+from hub.access.hub_groups import CoalescingSync
 from hub.errors import HubAPIError
 
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from hub.billing.sync import make_access_sync
+from hub.access.hub_groups import make_access_sync
 from hub.courses import Catalog
 from hub.service.app import make_app
 from hub.service.context import build_context

@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from hub.billing.sync import make_access_sync
+from hub.access.hub_groups import make_access_sync
 from hub.courses import Catalog
-from hub.entitlements import desired_membership, user_has_access
+from hub.entitlements import courses_granted, desired_membership
 from hub.settings import Settings
 from hub.store import Database, Entitlement
 from hub.store import repository as repo
@@ -75,14 +75,8 @@ def test_withdrawn_course_yields_no_group(settings: Settings) -> None:
         [Ent("a", course_id="python-101"), Ent("b", plan_id="all-access")], catalog, settings
     )
     assert result == {"course-data-201": {"b"}}
-    assert not user_has_access(
-        [Ent("a", course_id="python-101")],
-        "a",
-        "python-101",
-        catalog,
-        settings.payments.plans,
-        now=NOW,
-        grace=GRACE,
+    assert not courses_granted(
+        [Ent("a", course_id="python-101")], catalog, settings.payments.plans, now=NOW, grace=GRACE
     )
 
 

@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 import stripe
 
+from hub.access.hub_groups import make_access_sync
 from hub.billing.events import EventQueue
 from hub.billing.reconcile import reconcile
-from hub.billing.sync import make_access_sync
 from hub.courses import Catalog
 from hub.service.context import build_context
 from hub.settings import Settings

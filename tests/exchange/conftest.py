@@ -12,9 +12,10 @@ import httpx
 import pytest
 from tornado import web
 
-from grader.exchange.auth import Caller, StaticAuthorizer
+from grader.exchange.auth import StaticAuthorizer
 from grader.exchange.server import exchange_routes
 from grader.exchange.storage import ExchangeStorage
+from hub.access.policy import Member
 from hub.store import Database
 from tests.billing.conftest import db, db_url, postgres_server, start_app
 
@@ -28,12 +29,12 @@ OTHER_COURSE = "algorithms-in-python"
 LIMIT = 256 * 1024
 
 CALLERS = {
-    "tok-alice": Caller("alice", groups=frozenset({f"course-{COURSE}"})),
-    "tok-bob": Caller("bob", groups=frozenset({f"course-{COURSE}"})),
-    "tok-dave": Caller("d@ve.o'neil", groups=frozenset({f"course-{COURSE}"})),
-    "tok-eve": Caller("eve", groups=frozenset({f"course-{OTHER_COURSE}"})),
-    "tok-inst": Caller("ines", groups=frozenset({f"instructors-{COURSE}"})),
-    "tok-admin": Caller("root", admin=True),
+    "tok-alice": Member("alice", groups=frozenset({f"course-{COURSE}"})),
+    "tok-bob": Member("bob", groups=frozenset({f"course-{COURSE}"})),
+    "tok-dave": Member("d@ve.o'neil", groups=frozenset({f"course-{COURSE}"})),
+    "tok-eve": Member("eve", groups=frozenset({f"course-{OTHER_COURSE}"})),
+    "tok-inst": Member("ines", groups=frozenset({f"instructors-{COURSE}"})),
+    "tok-admin": Member("root", admin=True),
 }
 
 

@@ -27,7 +27,7 @@ from tornado.netutil import bind_sockets
 from grader.exchange.auth import HubAuthorizer
 from grader.exchange.server import exchange_routes
 from grader.exchange.storage import ExchangeStorage
-from hub.access import HubClient
+from hub.access.hub_groups import HubClient
 from hub.store import Database, upgrade
 from tests.harness import HubProcess, browser, wait_for_server
 

@@ -20,7 +20,7 @@ from tornado import web
 from grader.exchange.auth import HubAuthorizer
 from grader.exchange.server import exchange_routes
 from grader.exchange.storage import ExchangeStorage
-from hub.access import HubClient
+from hub.access.hub_groups import HubClient
 from hub.store import Database, upgrade
 from tests.billing.conftest import start_app
 from tests.exchange.conftest import PREFIX, targz
@@ -82,18 +82,18 @@ async def test_identifies_users_services_and_bad_tokens(
     process, service_token = hub
     alice = await authorizer.identify(user_token(process, "alice"))
     assert alice is not None and alice.name == "alice" and not alice.admin
-    assert alice.is_learner(COURSE) and not alice.is_instructor(COURSE)
+    assert alice.may_open(COURSE) and not alice.administers(COURSE)
     ines = await authorizer.identify(user_token(process, "ines"))
-    assert ines is not None and ines.is_instructor(COURSE)
+    assert ines is not None and ines.administers(COURSE)
     eve = await authorizer.identify(user_token(process, "eve"))
-    assert eve is not None and not eve.is_learner(COURSE)
+    assert eve is not None and not eve.may_open(COURSE)
     assert await authorizer.identify("not-a-token") is None
     # The operator's admin token (service `learnhub-admin`, role admin) acts as an admin...
     operator = await authorizer.identify(process.admin_token)
     assert operator is not None and operator.kind == "service" and operator.admin
     # ...but the LearnHub service's own token does not.
     service = await authorizer.identify(service_token)
-    assert service is not None and not service.admin and not service.is_learner(COURSE)
+    assert service is not None and not service.admin and not service.may_open(COURSE)
 
 
 async def test_membership_changes_show_up_after_the_cache(
@@ -103,15 +103,15 @@ async def test_membership_changes_show_up_after_the_cache(
     assert process.api("POST", "/users/bob").status_code in (201, 409)
     token = user_token(process, "bob")
     before = await authorizer.identify(token)
-    assert before is not None and not before.is_learner(COURSE)
+    assert before is not None and not before.may_open(COURSE)
     process.api("POST", f"/groups/course-{COURSE}/users", json={"users": ["bob"]})
     await asyncio.sleep(0.6)
     after = await authorizer.identify(token)
-    assert after is not None and after.is_learner(COURSE)
+    assert after is not None and after.may_open(COURSE)
     process.api("DELETE", f"/groups/course-{COURSE}/users", json={"users": ["bob"]})
     await asyncio.sleep(0.6)
     gone = await authorizer.identify(token)
-    assert gone is not None and not gone.is_learner(COURSE)
+    assert gone is not None and not gone.may_open(COURSE)
     # A deleted user's token stops working.
     process.api("DELETE", "/users/bob")
     await asyncio.sleep(0.6)

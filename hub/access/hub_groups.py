@@ -1,27 +1,35 @@
-"""Course access: the only place that changes JupyterHub group membership.
+"""The Hub's groups: the only code that changes JupyterHub group membership.
 
 Access to a course is membership of its JupyterHub group (`course-<id>` for learners,
-`instructors-<id>` for instructors). This module computes nothing about *why* someone has access
-(entitlements do that); it makes the Hub's groups match a desired state, through the Hub's REST API
-with a narrowly scoped token, and stops the course server of anyone it removes (their volume, and
-so their work, is kept).
+`instructors-<id>` for instructors). :func:`load_desired_membership` reads who *should* be in them
+(entitlements in our database, instructors from each `course.yaml`); :func:`apply_membership`
+makes the Hub's groups match, through the Hub's REST API with a narrowly scoped token, and stops
+the course server of anyone it removes (their volume, and so their work, is kept).
 
 Applying a desired state is idempotent, so it is safe to run on every change and periodically: a
-missed call heals itself on the next run.
+missed call heals itself on the next run. :func:`make_access_sync` wires the two together for the
+service, sharing runs between concurrent callers (:class:`CoalescingSync`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
 from hub.courses import Catalog, course_id_from_group, instructor_group
+from hub.entitlements import desired_membership
 from hub.errors import HubAPIError
+from hub.settings import Settings
+
+if TYPE_CHECKING:
+    from hub.store import Database
 
 log = logging.getLogger("learnhub.access")
 
@@ -191,3 +199,79 @@ async def _add_known_users(
 def instructor_membership(catalog: Catalog) -> dict[str, set[str]]:
     """Desired `instructors-<id>` groups, straight from each `course.yaml`."""
     return {instructor_group(e.course.id): set(e.course.instructors) for e in catalog}
+
+
+def load_desired_membership(
+    db: Database, catalog: Catalog, settings: Settings, *, now: datetime | None = None
+) -> dict[str, set[str]]:
+    """Desired groups of every catalog course (blocking).
+
+    Learner groups come from the stored entitlements; instructor groups from each `course.yaml`.
+    """
+    # Imported here: the Hub's config and the CLI import this module for ACCESS_SCOPES and
+    # HubClient, and should not load SQLAlchemy and Alembic to start.
+    from hub.store import repository as repo
+    from hub.store import utcnow
+
+    with db.transaction() as session:
+        rows = repo.access_rows(session)
+        desired = desired_membership(
+            rows,
+            catalog,
+            settings.payments.plans,
+            now=now or utcnow(),
+            grace=timedelta(days=settings.payments.grace_period_days),
+        )
+    desired.update(instructor_membership(catalog))
+    return desired
+
+
+class CoalescingSync:
+    """Run an idempotent sync so that concurrent callers share runs.
+
+    When ``await sync()`` returns, a run that *started after the call* has finished, so the
+    caller's committed change is applied. Callers that arrive while a run is in progress share one
+    follow-up run instead of queueing one each: a burst of N webhooks costs about two syncs, not
+    N, and two syncs never interleave their reads and writes of a group.
+    """
+
+    def __init__(self, run: Callable[[], Awaitable[None]]) -> None:
+        self._run = run
+        self._current: asyncio.Future[None] | None = None
+        self._follow_up: asyncio.Future[None] | None = None
+
+    async def __call__(self) -> None:
+        if self._current is None or self._current.done():
+            self._current = asyncio.ensure_future(self._run())
+            await asyncio.shield(self._current)
+            return
+        if self._follow_up is None:
+            self._follow_up = asyncio.ensure_future(self._after(self._current))
+        await asyncio.shield(self._follow_up)
+
+    async def _after(self, current: asyncio.Future[None]) -> None:
+        try:
+            await current
+        except Exception:  # noqa: S110 - its own callers got that error; we run afresh
+            pass
+        # From here on, newcomers need yet another run: this one may have read before them.
+        self._follow_up = None
+        self._current = asyncio.ensure_future(self._run())
+        await self._current
+
+
+def make_access_sync(
+    db: Database, catalog: Catalog, settings: Settings, hub: HubClient
+) -> Callable[[], Awaitable[None]]:
+    """A ``sync_access`` callable for :class:`hub.billing.fulfilment.Billing` and the service.
+
+    Concurrent calls are coalesced (:class:`CoalescingSync`). Raises
+    :class:`hub.errors.HubAPIError` when the Hub cannot be reached.
+    """
+    last: list[MembershipChanges] = []
+
+    async def run() -> None:
+        desired = await asyncio.to_thread(load_desired_membership, db, catalog, settings)
+        last[:] = [await apply_membership(hub, desired)]
+
+    return CoalescingSync(run)
