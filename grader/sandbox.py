@@ -71,12 +71,16 @@ class SandboxPolicy:
     memory: str = "512m"
     cpus: float = 1.0
     pids: int = 128
-    #: Seconds one cell may run before it is interrupted and marked as a timeout.
+    #: CPU seconds one cell may use before it is interrupted and marked as a timeout.
     cell_timeout: int = 30
-    #: Seconds the whole notebook (kernel start included) may run inside the container.
+    #: CPU seconds the whole notebook (kernel start included) may use in the container.
     notebook_timeout: float = 300.0
     #: Extra wall-clock seconds for container start and teardown before a hard kill.
     startup_grace: float = 30.0
+    #: CPU limits times this is the wall-clock backstop (for code that waits without
+    #: computing). CPU time does not grow with host load; wall-clock time did: an autograde
+    #: took 3x as long on a saturated host (169 s instead of 56 s), so 4x leaves headroom.
+    wall_clock_factor: float = 4.0
     network_disabled: bool = True
     read_only_root: bool = True
     tmp_size: str = "64m"
@@ -96,7 +100,7 @@ class SandboxPolicy:
     @property
     def wall_clock_limit(self) -> float:
         """Seconds after which the grader kills the container, whatever it is doing."""
-        return self.notebook_timeout + self.startup_grace
+        return self.notebook_timeout * self.wall_clock_factor + self.startup_grace
 
 
 @dataclass
@@ -183,6 +187,8 @@ def _create_container(
         str(policy.cell_timeout),
         "--notebook-timeout",
         str(policy.notebook_timeout),
+        "--wall-clock-factor",
+        str(policy.wall_clock_factor),
     ]
     uid, _, gid = policy.user.partition(":")
     tmpfs = {  # container paths, on tmpfs

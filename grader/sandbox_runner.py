@@ -19,6 +19,21 @@ runner protects its result channel from it:
 * before printing the result, every other process in the container is killed, so nothing
   can write after (or interleave with) the final result; the grader reads the LAST marker.
 
+Tests run as written. Student code shares the kernel with the tests, so before every test
+cell (``grade`` and not ``solution`` in nbgrader's metadata) the runner has the kernel put back
+what it looked like before any student code ran (:data:`GUARD`): IPython's input and AST
+transformers, custom exception handlers, display and exception hooks, ``sys`` hooks, trace
+and profile functions, signal handlers and timers, builtins, standard-library modules, the
+kernel's and the shell's methods, and the names bound by locked (instructor) cells. The
+request answers with a nonce; without that answer the test cell is not run and fails.
+
+Limits count CPU time, not wall-clock time, so a busy host does not change a grade: a cell
+may use ``--cell-timeout`` CPU seconds and the notebook ``--notebook-timeout`` (the
+container's CPU usage from its cgroup, minus the runner's own). A cell over its budget is
+interrupted; one that ignores the interrupt ends the run. Wall-clock limits stay only as a
+backstop for code that waits without computing (``--wall-clock-factor`` times the CPU
+limits).
+
 Start-up is most of a sandbox's cost, so the runner skips what a one-shot run does not need:
 ipykernel's debugger (importing debugpy is a third of a kernel's start), jupyter_client's
 0.2 s of IOPub silence at the end of ``wait_for_ready``, and a graceful kernel shutdown (the
@@ -28,10 +43,12 @@ kernel is killed with everything else anyway).
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import ctypes
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -59,14 +76,201 @@ _PIDS_FILES = ("/sys/fs/cgroup/pids.events", "/sys/fs/cgroup/pids/pids.events")
 _CPU_STAT_V2 = "/sys/fs/cgroup/cpu.stat"
 _CPU_USAGE_V1 = "/sys/fs/cgroup/cpuacct/cpuacct.usage"
 _PR_SET_DUMPABLE = 4
+#: Installed in the kernel before any student code runs (see :data:`KERNEL_LAUNCHER`): keeps
+#: what the kernel, IPython and the standard library looked like, and puts it back when the
+#: runner asks before each test cell. Kept as text: the kernel cannot import this module.
+GUARD = r'''
+import builtins, gc, os, signal, sys, sysconfig, threading
+
+_MISSING = object()
+#: Names IPython's builtin trap adds and removes around every execution.
+_TRAPPED = {"exit", "quit", "get_ipython", "display", "__IPYTHON__"}
+_SYS_HOOKS = (
+    "excepthook", "displayhook", "breakpointhook", "unraisablehook", "stdin", "stdout",
+    "stderr", "__excepthook__", "__displayhook__", "__breakpointhook__", "__unraisablehook__",
+    "__stdin__", "__stdout__", "__stderr__",
+)
+#: Attributes of the shell and its parts that hold hooks without being callable.
+_HOOK_ATTRS = {
+    "custom_exceptions", "display_pub", "display_trap", "builtin_trap", "compile", "events",
+    "InteractiveTB", "SyntaxTB", "displayhook", "data_pub", "payload_manager", "session",
+    "iopub_socket", "iopub_thread", "pub_socket", "shell_stream", "control_stream",
+}
+_TRAITS = (
+    "ast_transformers", "input_transformers_post", "input_transformer_manager", "autocall",
+    "display_formatter", "displayhook_class", "display_pub_class", "shell", "session",
+    "iopub_socket", "payload_manager",
+)
+
+
+def _stdlib_dirs():
+    paths = sysconfig.get_paths()
+    return tuple(os.path.realpath(paths[k]) + os.sep for k in ("stdlib", "platstdlib"))
+
+
+def install(app):
+    """Snapshot the pristine kernel; return the function the runner calls."""
+    shell, kernel = app.shell, app.kernel
+
+    def block_audit_hooks(event, args):
+        # Audit hooks cannot be removed; one could trace and skip a test cell's lines.
+        if event == "sys.addaudithook":
+            raise RuntimeError("audit hooks are reserved for the grader")
+
+    sys.addaudithook(block_audit_hooks)
+    itm = shell.input_transformer_manager
+    objects = [
+        shell, kernel, itm, shell.displayhook, shell.display_pub, shell.display_trap,
+        shell.builtin_trap, shell.compile, shell.events, shell.InteractiveTB, shell.SyntaxTB,
+        shell.display_formatter, kernel.session, kernel.iopub_socket,
+        getattr(kernel, "iopub_thread", None),
+    ]
+    objects = [o for o in objects if o is not None and hasattr(o, "__dict__")]
+    classes = {}
+    for obj in objects:
+        for cls in type(obj).__mro__:
+            if cls.__module__ != "builtins" and cls not in classes:
+                classes[cls] = dict(vars(cls))
+    lists = [
+        shell.ast_transformers, shell.input_transformers_post, itm.cleanup_transforms,
+        itm.line_transforms, itm.token_transformers, sys.meta_path, sys.path_hooks, gc.callbacks,
+        *shell.events.callbacks.values(),
+    ]
+    dicts = [kernel.shell_handlers, kernel.control_handlers, shell.events.callbacks]
+    snap = {
+        "builtins": {k: v for k, v in vars(builtins).items() if k not in _TRAPPED},
+        "sys": {k: getattr(sys, k) for k in _SYS_HOOKS if hasattr(sys, k)},
+        "recursion": sys.getrecursionlimit(),
+        "objects": [(o, dict(vars(o))) for o in objects],
+        "traits": [
+            (o, {k: o._trait_values[k] for k in _TRAITS if k in o._trait_values})
+            for o in objects if isinstance(getattr(o, "_trait_values", None), dict)
+        ],
+        "classes": list(classes.items()),
+        "lists": [(x, list(x)) for x in lists],
+        "dicts": [(x, dict(x)) for x in dicts],
+        "signals": {},
+        "modules": {},
+        "protected": {},
+    }
+    for sig in signal.valid_signals():
+        try:
+            handler = signal.getsignal(sig)
+        except (OSError, ValueError):
+            continue
+        if handler is not None:
+            snap["signals"][sig] = handler
+
+    def record_modules():
+        """Remember standard-library modules not seen before (imported by trusted cells)."""
+        stdlib = _stdlib_dirs()
+        for name, module in list(sys.modules.items()):
+            if name in snap["modules"] or name in ("__main__", "builtins", "sys"):
+                continue
+            path = getattr(module, "__file__", None)
+            if path is None and name not in sys.builtin_module_names:
+                continue
+            if path is not None:
+                real = os.path.realpath(path)
+                if not real.startswith(stdlib) or "site-packages" in real:
+                    continue
+            snap["modules"][name] = (module, dict(vars(module)))
+
+    def protect(names):
+        """After a trusted (locked) cell: keep the values it bound, for the tests."""
+        record_modules()
+        for name in names:
+            value = shell.user_ns.get(name, _MISSING)
+            if value is not _MISSING:
+                snap["protected"][name] = value
+        return "protected"
+
+    def restore(nonce):
+        sys.settrace(None)
+        sys.setprofile(None)
+        threading.settrace(None)
+        threading.setprofile(None)
+        for name, value in snap["builtins"].items():
+            if vars(builtins).get(name, _MISSING) is not value:
+                setattr(builtins, name, value)
+        for name, value in snap["sys"].items():
+            if getattr(sys, name, _MISSING) is not value:
+                setattr(sys, name, value)
+        sys.setrecursionlimit(snap["recursion"])
+        sys.path_importer_cache.clear()
+        for name, (module, saved) in snap["modules"].items():
+            if sys.modules.get(name) is not module:
+                sys.modules[name] = module
+            current = vars(module)
+            for key, value in saved.items():
+                if current.get(key, _MISSING) is not value:
+                    current[key] = value
+        for cls, saved in snap["classes"]:
+            current = vars(cls)
+            for key, value in saved.items():
+                if current.get(key, _MISSING) is not value:
+                    setattr(cls, key, value)
+            for key in [k for k in current if k not in saved]:
+                if callable(current[key]) or hasattr(current[key], "__get__"):
+                    delattr(cls, key)
+        for obj, saved in snap["objects"]:
+            current = vars(obj)
+            for key, value in saved.items():
+                if current.get(key, _MISSING) is not value and (
+                    key in _HOOK_ATTRS or callable(value)
+                ):
+                    current[key] = value
+            for key in [k for k in current if k not in saved]:
+                if callable(getattr(type(obj), key, None)):
+                    del current[key]
+        for obj, saved in snap["traits"]:
+            obj._trait_values.update(saved)
+        for container, saved in snap["lists"]:
+            container[:] = saved
+        for container, saved in snap["dicts"]:
+            container.clear()
+            container.update(saved)
+        if threading.current_thread() is threading.main_thread():
+            for which in (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF):
+                signal.setitimer(which, 0)
+            for sig, handler in snap["signals"].items():
+                if signal.getsignal(sig) is not handler:
+                    signal.signal(sig, handler)
+        for name, value in snap["protected"].items():
+            if shell.user_ns.get(name, _MISSING) is not value:
+                shell.user_ns[name] = value
+        return "restored " + nonce
+
+    record_modules()
+    builtins.__learnhub_restore__ = restore
+    builtins.__learnhub_protect__ = protect
+    snap["builtins"]["__learnhub_restore__"] = restore
+    snap["builtins"]["__learnhub_protect__"] = protect
+'''
+
 #: ``python -m ipykernel_launcher`` (same sys.argv, same sys.path handling), without the
 #: debugger: ipykernel enables it whenever debugpy imports, which costs ~0.1 CPU-s per
-#: kernel, and no client can attach to it in a sandbox.
+#: kernel, and no client can attach to it in a sandbox. The :data:`GUARD` is installed right
+#: after the kernel ran its start-up code, before the first request from the runner. Its
+#: builtins are a private copy: patching the ``builtins`` module does not reach them.
 KERNEL_LAUNCHER = (
-    "import runpy, sys\n"
+    "import builtins, runpy, sys\n"
     "sys.modules['debugpy'] = None\n"
+    "from ipykernel.kernelapp import IPKernelApp\n"
+    "_init_code = IPKernelApp.init_code\n"
+    "def _init_code_then_guard(app):\n"
+    "    _init_code(app)\n"
+    "    IPKernelApp.init_code = _init_code\n"
+    "    guard = {'__builtins__': dict(vars(builtins)), '__name__': 'learnhub_guard'}\n"
+    f"    exec({GUARD!r}, guard)\n"
+    "    guard['install'](app)\n"
+    "IPKernelApp.init_code = _init_code_then_guard\n"
     "runpy.run_module('ipykernel_launcher', run_name='__main__', alter_sys=True)\n"
 )
+#: Seconds between two looks at the CPU clocks while a notebook runs.
+POLL_SECONDS = 0.1
+#: CPU seconds a cell may go on after it was interrupted for its limit before the run ends.
+INTERRUPT_GRACE_CPU = 2.0
 #: Milliseconds between the client's attempts to reach the kernel's ports while it starts
 #: (ZeroMQ's default is 100; a local connect attempt costs next to nothing).
 RECONNECT_MS = 10
@@ -99,6 +303,17 @@ def _cgroup_cpu_seconds() -> float | None:
         return int(Path(_CPU_USAGE_V1).read_text()) / 1e9
     except (OSError, ValueError):
         return None
+
+
+def kernel_cpu_seconds() -> float | None:
+    """CPU time of everything in the container but the runner: the kernel's process tree.
+
+    None outside a container (no cgroup counter to read).
+    """
+    container = _cgroup_cpu_seconds()
+    if container is None:
+        return None
+    return max(container - time.process_time(), 0.0)
 
 
 def _make_non_dumpable() -> None:
@@ -137,16 +352,50 @@ def _truncate(nb: nbformat.NotebookNode) -> None:
 
 
 class _Progress:
-    """Which cell is running and which cells hit their time limit."""
+    """Which cell is running, what it has used, and which cells hit their time limit.
 
-    def __init__(self) -> None:
+    The clock is the kernel's CPU time (:func:`kernel_cpu_seconds`), or wall-clock time
+    outside a container.
+    """
+
+    def __init__(self, cell_timeout: float) -> None:
+        self.cell_timeout = cell_timeout
         self.current = -1
+        #: Whether the current cell is executing (between its start and its reply).
+        self.running = False
         self.timed_out: list[int] = []
+        #: Cells interrupted for their CPU limit, with the clock reading at the interrupt.
+        self.interrupted: dict[int, float] = {}
+        self.cell_started = self.clock()
+
+    @staticmethod
+    def clock() -> float:
+        """Seconds on the limits' clock."""
+        cpu = kernel_cpu_seconds()
+        return time.monotonic() if cpu is None else cpu
 
     def on_cell_start(self, cell: Any, cell_index: int) -> None:
         self.current = cell_index
+        self.running = cell.cell_type == "code"
+        self.cell_started = self.clock()
+
+    def cell_seconds(self) -> float:
+        """Clock seconds the current cell has used so far."""
+        return self.clock() - self.cell_started
 
     def on_cell_executed(self, cell: Any, cell_index: int, execute_reply: Any) -> None:
+        self.running = False
+        if cell_index in self.interrupted:
+            # The runner interrupted it (KeyboardInterrupt, or nothing if caught): say why.
+            cell.outputs = [
+                o
+                for o in cell.outputs
+                if not (o.get("output_type") == "error" and o.get("ename") == "KeyboardInterrupt")
+            ]
+            evalue = f"cell exceeded {self.cell_timeout:g} s of CPU time"
+            cell.outputs.append(_error_output("Timeout", evalue))
+            self.timed_out.append(cell_index)
+            return
         # Same as nbgrader's Execute.on_cell_executed: a timeout reply has no matching
         # error output, so add it; nbgrader then scores the cell 0 instead of full marks.
         content = (execute_reply or {}).get("content", {})
@@ -260,8 +509,40 @@ async def wait_for_kernel(kc: AsyncKernelClient) -> None:
             raise RuntimeError("Kernel died before replying to kernel_info")
 
 
+def is_test_cell(cell: Any) -> bool:
+    """An autograder test cell: graded, and not the learner's answer."""
+    meta = cell.metadata.get("nbgrader", {}) if cell.cell_type == "code" else {}
+    return bool(meta.get("grade")) and not meta.get("solution")
+
+
+def is_instructor_cell(cell: Any) -> bool:
+    """A locked code cell that is neither a test nor an answer (imports, helpers)."""
+    meta = cell.metadata.get("nbgrader", {}) if cell.cell_type == "code" else {}
+    return bool(meta.get("locked")) and not meta.get("grade") and not meta.get("solution")
+
+
+def bound_names(source: str) -> list[str]:
+    """Names a cell binds at its top level (imports, definitions, assignments)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names += [(a.asname or a.name).split(".")[0] for a in node.names if a.name != "*"]
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names += [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
+    return names
+
+
 class SandboxClient(NotebookClient):  # type: ignore[misc]
-    """nbclient's client with :func:`wait_for_kernel` as the readiness check."""
+    """nbclient's client with :func:`wait_for_kernel` as the readiness check, which puts the
+    kernel back in order before every test cell (see the module docstring)."""
 
     async def async_start_new_kernel_client(self) -> AsyncKernelClient:
         assert self.km is not None
@@ -274,9 +555,79 @@ class SandboxClient(NotebookClient):  # type: ignore[misc]
         await run_hook(self.on_notebook_start, notebook=self.nb)
         return kc
 
+    async def async_execute_cell(
+        self,
+        cell: Any,
+        cell_index: int,
+        execution_count: int | None = None,
+        store_history: bool = True,
+    ) -> Any:
+        """Restore the kernel before a test cell; protect what an instructor cell bound."""
+        if is_test_cell(cell) and cell.source.strip() and not await self._guard_restore():
+            cell.outputs = [
+                _error_output(
+                    "TestsNotRun",
+                    "the sandbox could not restore the kernel before this test cell",
+                )
+            ]
+            _log(f"cell {cell_index}: kernel not restored, test cell not run")
+            return cell
+        cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        if is_instructor_cell(cell):
+            names = bound_names(cell.source)
+            if names:
+                await self._guard_call(f"__learnhub_protect__({names!r})")
+        return cell
 
-async def _execute(client: NotebookClient, notebook_timeout: float) -> str | None:
-    """Run the notebook; return an abort kind ("timeout", "kernel-died") or None."""
+    async def _guard_restore(self) -> bool:
+        nonce = secrets.token_hex(16)
+        value = await self._guard_call(f"__learnhub_restore__({nonce!r})")
+        return value == repr(f"restored {nonce}")
+
+    async def _guard_call(self, expression: str) -> str | None:
+        """Evaluate ``expression`` in the kernel as a user expression; its text, or None.
+
+        User expressions skip IPython's input and AST transformers (student code may have
+        installed some), and ``silent`` keeps the request out of the history and counts.
+        """
+        assert self.kc is not None
+        msg_id = self.kc.execute(
+            "",
+            silent=True,
+            store_history=False,
+            user_expressions={"guard": expression},
+            allow_stdin=False,
+        )
+        try:
+            async with asyncio.timeout(self.timeout):
+                while True:
+                    reply = await self.kc.shell_channel.get_msg()
+                    if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                        break
+        except TimeoutError:
+            return None
+        content = reply.get("content", {})
+        result = content.get("user_expressions", {}).get("guard", {})
+        if content.get("status") != "ok" or result.get("status") != "ok":
+            return None
+        text = result.get("data", {}).get("text/plain")
+        return text if isinstance(text, str) else None
+
+
+async def _execute(
+    client: SandboxClient,
+    km: AsyncKernelManager,
+    progress: _Progress,
+    notebook_timeout: float,
+    wall_clock_factor: float,
+) -> str | None:
+    """Run the notebook; return an abort kind ("timeout", "kernel-died") or None.
+
+    Every :data:`POLL_SECONDS` the CPU clocks are read: a cell over its budget is
+    interrupted; a cell that keeps running :data:`INTERRUPT_GRACE_CPU` seconds after that,
+    a notebook over its budget, or one over its wall-clock backstop ends the run.
+    """
+    started, wall_started = progress.clock(), time.monotonic()
     task = asyncio.ensure_future(
         client.async_execute(
             stdin=subprocess.DEVNULL,
@@ -285,18 +636,34 @@ async def _execute(client: NotebookClient, notebook_timeout: float) -> str | Non
             preexec_fn=_prefer_kernel_for_oom_kill,
         )
     )
-    # Not asyncio.wait_for: nbclient turns the cancellation into DeadKernelError, which
-    # would hide that the deadline was the cause.
-    done, _ = await asyncio.wait({task}, timeout=notebook_timeout)
-    if not done:
-        task.cancel()
-        try:
-            await task
-        except (asyncio.CancelledError, Exception) as exc:
-            # Aborting anyway (every process is killed before we report); cleanup errors
-            # of a kernel stuck in student code are expected and irrelevant.
-            _log(f"notebook deadline: execution stopped ({type(exc).__name__})")
-        return "timeout"
+    while True:
+        # Not asyncio.wait_for: nbclient turns the cancellation into DeadKernelError, which
+        # would hide that the deadline was the cause.
+        done, _ = await asyncio.wait({task}, timeout=POLL_SECONDS)
+        if done:
+            break
+        over_budget = progress.clock() - started > notebook_timeout
+        over_wall = time.monotonic() - wall_started > notebook_timeout * wall_clock_factor
+        cell, interrupted_at = progress.current, progress.interrupted.get(progress.current)
+        if not progress.running:
+            pass  # between cells: only the notebook's budget applies
+        elif interrupted_at is None and progress.cell_seconds() > progress.cell_timeout:
+            progress.interrupted[cell] = progress.clock()
+            _log(f"cell {cell}: over its CPU limit, interrupting")
+            await km.interrupt_kernel()
+        elif interrupted_at is not None and (
+            progress.clock() - interrupted_at > INTERRUPT_GRACE_CPU
+        ):
+            over_budget = True  # it ignores interrupts: nothing else can run
+        if over_budget or over_wall:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception) as exc:
+                # Aborting anyway (every process is killed before we report); cleanup
+                # errors of a kernel stuck in student code are expected and irrelevant.
+                _log(f"notebook deadline: execution stopped ({type(exc).__name__})")
+            return "timeout"
     try:
         task.result()
     except DeadKernelError:
@@ -309,35 +676,47 @@ async def _shutdown(km: AsyncKernelManager) -> None:
 
 
 def run(
-    input_dir: Path, work: Path, notebook: str, cell_timeout: int, notebook_timeout: float
+    input_dir: Path,
+    work: Path,
+    notebook: str,
+    cell_timeout: float,
+    notebook_timeout: float,
+    wall_clock_factor: float = 4.0,
 ) -> dict[str, Any]:
-    """Execute ``notebook`` and return the result document printed for the grader."""
+    """Execute ``notebook`` and return the result document printed for the grader.
+
+    ``cell_timeout`` and ``notebook_timeout`` are CPU seconds of the kernel's process tree;
+    ``wall_clock_factor`` times them bounds waiting that uses no CPU.
+    """
     started = time.monotonic()
     _copy_inputs(input_dir / "files", work)
     # Written by the grader from the notebook nbgrader has already read and validated (v4):
     # validating again would compile nbformat's JSON schema in every sandbox.
     text = (input_dir / notebook).read_text(encoding="utf-8")
     nb: nbformat.NotebookNode = nbformat.v4.reads(text)  # type: ignore[no-untyped-call]
-    progress = _Progress()
+    progress = _Progress(cell_timeout)
     km = kernel_manager()
+    cell_wall = cell_timeout * wall_clock_factor
     client = SandboxClient(
         nb,
         km=km,
-        timeout=cell_timeout,
-        startup_timeout=max(int(notebook_timeout), 1),
+        timeout=max(int(cell_wall), 1),
+        startup_timeout=max(int(notebook_timeout * wall_clock_factor), 1),
         allow_errors=True,
         interrupt_on_timeout=True,
         error_on_timeout={
             "ename": "Timeout",
-            "evalue": f"cell exceeded {cell_timeout} s",
-            "traceback": [f"\x1b[0;31mTimeout\x1b[0m: cell exceeded {cell_timeout} s"],
+            "evalue": f"cell exceeded {cell_wall:g} s of wall-clock time",
+            "traceback": [
+                f"\x1b[0;31mTimeout\x1b[0m: cell exceeded {cell_wall:g} s of wall-clock time"
+            ],
         },
         record_timing=False,
         on_cell_start=progress.on_cell_start,
         on_cell_executed=progress.on_cell_executed,
         resources={"metadata": {"path": str(work)}},
     )
-    abort = asyncio.run(_execute(client, notebook_timeout))
+    abort = asyncio.run(_execute(client, km, progress, notebook_timeout, wall_clock_factor))
     # At once: whatever student code left running (a fork bomb's 127 processes) would
     # otherwise share the CPU limit with the rest of this run.
     if not _kill_everything_else() and km.has_kernel:
@@ -347,7 +726,9 @@ def run(
     pids_hits = _cgroup_counter(_PIDS_FILES, "max")
     reason, detail, cell_index = "", "", None
     if abort == "timeout":
-        reason, detail = "timeout", f"notebook exceeded {notebook_timeout:g} s"
+        reason, detail = "timeout", f"notebook exceeded {notebook_timeout:g} s of CPU time"
+        if progress.current in progress.interrupted:
+            detail = f"cell {progress.current} exceeded {cell_timeout:g} s and ignored interrupts"
         cell_index = mark_unfinished(nb, progress.current, "Timeout", detail)
     elif abort == "kernel-died":
         # A fork bomb often ends in the OOM killer too: the process limit is the cause.
@@ -364,7 +745,7 @@ def run(
         reason, detail = "memory", "a process was killed: memory limit exceeded"
     elif progress.timed_out:
         cell_index = progress.timed_out[0]
-        reason, detail = "timeout", f"cell {cell_index} exceeded {cell_timeout} s"
+        reason, detail = "timeout", f"cell {cell_index} exceeded {cell_timeout:g} s"
     _truncate(nb)
     return {
         "outcome": "limit" if reason else "ok",
@@ -407,12 +788,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", type=Path, required=True)
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--notebook", required=True)
-    parser.add_argument("--cell-timeout", type=int, required=True)
-    parser.add_argument("--notebook-timeout", type=float, required=True)
+    parser.add_argument("--cell-timeout", type=float, required=True, help="CPU seconds")
+    parser.add_argument("--notebook-timeout", type=float, required=True, help="CPU seconds")
+    parser.add_argument("--wall-clock-factor", type=float, default=4.0)
     args = parser.parse_args(argv)
 
     _make_non_dumpable()
-    result = run(args.input, args.work, args.notebook, args.cell_timeout, args.notebook_timeout)
+    result = run(
+        args.input,
+        args.work,
+        args.notebook,
+        args.cell_timeout,
+        args.notebook_timeout,
+        args.wall_clock_factor,
+    )
     sys.stdout.write("\n" + RESULT_MARKER + "\n")
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")

@@ -70,21 +70,25 @@ def sandbox_engine() -> Iterator[None]:
     assert not leftovers, f"sandbox containers left behind: {leftovers}"
 
 
-def make_course(root: Path) -> Path:
-    """A temp nbgrader course with the assignment generated (release + gradebook)."""
-    shutil.copytree(SOURCE, root / "source" / ASSIGNMENT)
+def make_course(root: Path, source: Path = SOURCE) -> Path:
+    """A temp nbgrader course with the assignment generated (release + gradebook).
+
+    ``source`` is an assignment folder of a demo course (default: ps1-data-model).
+    """
+    course_id, assignment = source.parents[1].name, source.name
+    shutil.copytree(source, root / "source" / assignment)
     db_url = f"sqlite:///{root / 'gradebook.db'}"
     (root / "nbgrader_config.py").write_text(
         "c = get_config()\n"
         f"c.CourseDirectory.root = {str(root)!r}\n"
-        f"c.CourseDirectory.course_id = {COURSE_ID!r}\n"
+        f"c.CourseDirectory.course_id = {course_id!r}\n"
         f"c.CourseDirectory.db_url = {db_url!r}\n"
     )
     from nbgrader.api import Gradebook
 
-    with Gradebook(db_url, course_id=COURSE_ID) as gb:
-        gb.add_assignment(ASSIGNMENT)
-    run_nbgrader(root, "generate_assignment", ASSIGNMENT, "--force")
+    with Gradebook(db_url, course_id=course_id) as gb:
+        gb.add_assignment(assignment)
+    run_nbgrader(root, "generate_assignment", assignment, "--force")
     return root
 
 

@@ -118,8 +118,10 @@ def test_notebook_deadline_marks_every_remaining_cell(sandbox_engine: None) -> N
 
 
 def test_hard_wall_clock_kills_the_container(sandbox_engine: None) -> None:
-    # The grader's own limit (notebook budget + grace) fires before the runner's.
-    policy = short_policy(cell_timeout=30, notebook_timeout=30.0, startup_grace=-24.0)
+    # The grader's own limit (wall-clock backstop + grace) fires before the runner's.
+    policy = short_policy(
+        cell_timeout=30, notebook_timeout=30.0, wall_clock_factor=1.0, startup_grace=-24.0
+    )
     result = run_notebook_in_sandbox(
         _notebook("import time\ntime.sleep(60)", "print(1)"), policy, resources_dir=None
     )
@@ -189,3 +191,24 @@ def test_a_container_the_engine_cannot_kill_is_a_sandbox_error(
             client=client,  # type: ignore[arg-type]
         )
     assert "remove it with: docker rm -f lhtest-wedged" in caplog.text
+
+
+def test_cell_limit_is_cpu_time_and_waiting_has_a_wall_clock_backstop(
+    sandbox_engine: None,
+) -> None:
+    # A busy cell is interrupted for its CPU time and the notebook goes on; a cell that only
+    # waits uses no CPU and is stopped by the backstop (cell limit x wall-clock factor).
+    nb = _notebook(
+        "while True: pass", "print('after the busy cell')", "import time; time.sleep(60)"
+    )
+    # A factor large enough that a loaded host cannot stretch the busy cell past it.
+    policy = short_policy(cell_timeout=1, notebook_timeout=30.0, wall_clock_factor=15.0)
+    result = run_notebook_in_sandbox(nb, policy, resources_dir=None)
+    busy, after, waiting = (c.outputs for c in result.notebook.cells)
+    assert [o.get("ename") for o in busy] == ["Timeout"], busy
+    assert "1 s of CPU time" in busy[0]["evalue"]
+    assert "after the busy cell" in json.dumps(after)
+    assert any(
+        o.get("ename") == "Timeout" and "wall-clock" in o.get("evalue", "") for o in waiting
+    ), waiting
+    assert (result.outcome, result.reason, result.cell) == ("limit", "timeout", 0)
