@@ -27,9 +27,10 @@ MATERIALS_MOUNT = "/srv/learnhub/materials"
 #: The learner's home, backed by their per-course volume.
 HOME = "/home/jovyan"
 #: /tmp of a course server: a tmpfs of this size (it counts towards the memory limit), so
-#: scratch files cannot fill the disk through the container's writable layer.
+#: scratch files cannot fill the disk through the container's writable layer. ``exec``: Docker
+#: mounts tmpfs noexec by default, and tools that compile into /tmp (cffi, numba) need it.
 SCRATCH_TMPFS_MIB = 256
-SCRATCH_TMPFS = {"/tmp": f"size={SCRATCH_TMPFS_MIB}m,mode=1777"}  # noqa: S108 - private tmpfs
+SCRATCH_TMPFS = {"/tmp": f"size={SCRATCH_TMPFS_MIB}m,mode=1777,exec"}  # noqa: S108 - private
 #: Where an instructor's course server sees the course's nbgrader directory.
 GRADING_MOUNT = "/home/jovyan/grading"
 #: Instructor-only Jupyter configuration baked into the image (docker/singleuser/instructor).

@@ -24,9 +24,10 @@ def test_tmp_is_a_bounded_tmpfs() -> None:
         [
             "sh",
             "-c",
-            # Fill /tmp past its size; then show that the learner may still use it.
+            # Fill /tmp past its size; then show the learner may still use it, and run from it.
             f"dd if=/dev/zero of=/tmp/fill bs=1M count={over} 2>&1; echo rc=$?; "
-            "df -m /tmp | tail -1; rm /tmp/fill && echo ok > /tmp/small && cat /tmp/small",
+            "df -m /tmp | tail -1; rm /tmp/fill && printf '#!/bin/sh\\necho ok\\n' > /tmp/run && "
+            "chmod +x /tmp/run && /tmp/run",
         ],
         name=f"{TEST_PREFIX}-tmpfs",
         user="1000:100",
