@@ -15,6 +15,7 @@ environment at import time: callers pass the mapping to :func:`load_settings`.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -288,8 +289,71 @@ class ExchangeSettings(_Model):
     """The nbgrader exchange served by the LearnHub service."""
 
     max_submission_mib: int = Field(
-        20, ge=1, le=1024, description="Largest accepted submission (archive), in MiB."
+        20, ge=1, le=1024, description="Largest accepted upload (the `.tar.gz` archive), in MiB."
     )
+    max_entries: int = Field(
+        2000,
+        ge=1,
+        le=100_000,
+        description=(
+            "Most entries in one upload, counting files, folders and everything else alike "
+            "(each costs an inode and unpacking time, whatever its size)."
+        ),
+    )
+    max_unpacked_mib: int = Field(
+        100,
+        ge=1,
+        le=10_240,
+        description="Most bytes one upload may unpack to (file contents and header data), in MiB.",
+    )
+    max_file_mib: int = Field(
+        50, ge=1, le=10_240, description="Largest single file in an upload, in MiB."
+    )
+    max_kept_submissions: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description=(
+            "Submissions kept per learner and assignment; past it a submission is refused (422) "
+            "and the learner is told to ask the course's instructors."
+        ),
+    )
+    max_learner_assignment_mib: int = Field(
+        500,
+        ge=1,
+        le=1_048_576,
+        description="Unpacked MiB kept per learner and assignment, all submissions together.",
+    )
+    max_course_mib: int = Field(
+        20_480,
+        ge=1,
+        le=104_857_600,
+        description=(
+            "Unpacked MiB kept per course: releases and every learner's submissions together. "
+            "Keep the sum over all courses below the free space of the data disk."
+        ),
+    )
+    upload_workers: int = Field(
+        2,
+        ge=1,
+        le=32,
+        description=(
+            "Threads that unpack and store uploads, apart from the service's other work (pages, "
+            "webhooks), so a burst of uploads queues instead of slowing everything."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _limits_nest(self) -> ExchangeSettings:
+        # A smaller outer limit would make the inner one unreachable, which is a typo, not a plan.
+        chain = ("max_file_mib", "max_unpacked_mib", "max_learner_assignment_mib", "max_course_mib")
+        for inner, outer in itertools.pairwise(chain):
+            if getattr(self, inner) > getattr(self, outer):
+                raise ValueError(
+                    f"exchange.{inner} ({getattr(self, inner)}) is larger than exchange.{outer} "
+                    f"({getattr(self, outer)}); raise {outer} or lower {inner}"
+                )
+        return self
 
 
 class DatabaseSettings(_Model):

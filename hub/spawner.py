@@ -27,6 +27,11 @@ from hub.errors import CourseError, user_facing_http_error
 MATERIALS_MOUNT = "/srv/learnhub/materials"
 #: The learner's home, backed by their per-course volume.
 HOME = "/home/jovyan"
+#: /tmp of a course server: a tmpfs of this size (it counts towards the memory limit), so
+#: scratch files cannot fill the disk through the container's writable layer. ``exec``: Docker
+#: mounts tmpfs noexec by default, and tools that compile into /tmp (cffi, numba) need it.
+SCRATCH_TMPFS_MIB = 256
+SCRATCH_TMPFS = {"/tmp": f"size={SCRATCH_TMPFS_MIB}m,mode=1777,exec"}  # noqa: S108 - private
 #: Where an instructor's course server sees the course's nbgrader directory.
 GRADING_MOUNT = "/home/jovyan/grading"
 #: Instructor-only Jupyter configuration baked into the image (docker/singleuser/instructor).
@@ -244,6 +249,7 @@ class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "pids_limit": 512,
+            "tmpfs": SCRATCH_TMPFS,
         }
         self.log.info(
             "starting course server: user=%s course=%s image=%s mem=%s cpu=%s",

@@ -21,6 +21,12 @@ route (under ``exchange/v1/courses/<course>/``)  who         what
 "learner" means member of ``course-<id>``, of ``instructors-<id>``, or admin; "instructor" means
 member of ``instructors-<id>`` or admin. A learner's identity always comes from the token, never
 from the request, so nobody can read or write anyone else's work.
+
+An upload over a limit is answered ``413`` (one upload too large: archive size, entries, one
+file, unpacked size) or ``422`` (what is kept would exceed a quota: per learner and assignment,
+per course), as ``{"error", "status", "limit", "allowed"}`` where ``limit`` names the setting.
+Uploads are unpacked and stored on their own small thread pool, so a burst of them queues there
+instead of delaying the service's pages and webhooks on the default executor.
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import logging
 import re
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from tornado import web
@@ -40,6 +48,7 @@ from grader.exchange.storage import (
     ExchangeStorage,
     ExchangeStorageError,
     FeedbackInfo,
+    LimitExceeded,
     ReleaseInfo,
     SubmissionInfo,
 )
@@ -55,11 +64,12 @@ JSON_OVERHEAD = 2
 
 
 class ExchangeHTTPError(web.HTTPError):
-    """An error answered as ``{"error": message, "status": code}``."""
+    """An error answered as ``{"error": message, "status": code, **details}``."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, **details: Any) -> None:
         super().__init__(status)
         self.message = message
+        self.details = details
 
 
 class ExchangeHandler(web.RequestHandler):
@@ -67,10 +77,13 @@ class ExchangeHandler(web.RequestHandler):
 
     caller: Member
 
-    def initialize(self, storage: ExchangeStorage, authorizer: Authorizer) -> None:
+    def initialize(
+        self, storage: ExchangeStorage, authorizer: Authorizer, uploads: Executor
+    ) -> None:
         """Tornado passes the route's keyword arguments here."""
         self.storage = storage
         self.authorizer = authorizer
+        self.uploads = uploads
 
     def check_xsrf_cookie(self) -> None:
         """Token-authenticated API: no cookie grants anything here, so there is nothing to forge."""
@@ -100,14 +113,16 @@ class ExchangeHandler(web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every error is JSON, with a message a person can act on; never a traceback."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        details: dict[str, Any] = {}
         if isinstance(exc, ExchangeHTTPError):
             message = exc.message
+            details = exc.details
         elif isinstance(exc, web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
         else:
             message = self._reason
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"error": message, "status": status_code}))
+        self.finish(json.dumps({"error": message, "status": status_code, **details}))
 
     def write_json(self, body: Any, status: int = 200) -> None:
         """Finish with a JSON body."""
@@ -148,10 +163,20 @@ class ExchangeHandler(web.RequestHandler):
             what = "instructor access to" if instructor else "access to"
             raise ExchangeHTTPError(403, f"you do not have {what} course {course_id}")
 
-    async def call(self, func: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a blocking storage call in a thread; map its refusals to HTTP errors."""
+    async def call(
+        self, func: Any, *args: Any, executor: Executor | None = None, **kwargs: Any
+    ) -> Any:
+        """Run a blocking storage call in a thread; map its refusals to HTTP errors.
+
+        ``executor``: the pool to run it on (uploads pass theirs), else the default one.
+        """
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.to_thread(func, *args, **kwargs)
+            return await loop.run_in_executor(executor, functools.partial(func, *args, **kwargs))
+        except LimitExceeded as exc:
+            raise ExchangeHTTPError(
+                exc.status, str(exc), limit=exc.limit, allowed=exc.allowed
+            ) from exc
         except ExchangeStorageError as exc:
             raise ExchangeHTTPError(exc.status, str(exc)) from exc
 
@@ -171,7 +196,7 @@ class UploadHandler(ExchangeHandler):
 
     def limit(self) -> int:
         """Most bytes this route accepts."""
-        return self.storage.max_submission_bytes
+        return self.storage.limits.archive_bytes
 
     async def prepare(self) -> None:  # type: ignore[override]
         """Authenticate, then get ready to receive the body."""
@@ -198,8 +223,10 @@ class UploadHandler(ExchangeHandler):
             raise ExchangeHTTPError(
                 413,
                 f"upload too large: the limit is {self.limit()} bytes "
-                f"({self.limit() / 1024 / 1024:.0f} MiB); remove large data files from the "
-                "assignment folder and submit again",
+                f"({self.limit() / 2**20:.1f} MiB, exchange.max_submission_mib); remove "
+                "large data files from the assignment folder and submit again",
+                limit="exchange.max_submission_mib",
+                allowed=self.limit(),
             )
         return b"".join(self._chunks)
 
@@ -271,6 +298,7 @@ class ReleaseHandler(UploadHandler):
             self.body(),
             by=self.caller.name,
             force=force,
+            executor=self.uploads,
         )
         self.event(
             "exchange release",
@@ -301,7 +329,12 @@ class SubmitHandler(UploadHandler):
             )
             raise
         info = await self.call(
-            self.storage.submit, course_id, assignment_id, self.caller.name, body
+            self.storage.submit,
+            course_id,
+            assignment_id,
+            self.caller.name,
+            body,
+            executor=self.uploads,
         )
         self.event(
             "exchange submit",
@@ -322,7 +355,7 @@ class FeedbackReleaseHandler(UploadHandler):
 
     def limit(self) -> int:
         """Base64 and JSON make the body larger than the HTML itself."""
-        return self.storage.max_submission_bytes * JSON_OVERHEAD
+        return self.storage.limits.archive_bytes * JSON_OVERHEAD
 
     async def post(self, course_id: str, assignment_id: str) -> None:
         """Attach feedback to one submission of one learner."""
@@ -344,6 +377,7 @@ class FeedbackReleaseHandler(UploadHandler):
             assignment_id,
             student,
             notebooks,
+            executor=self.uploads,
             by=self.caller.name,
             secret=secret if isinstance(secret, str) else None,
             timestamp=timestamp if isinstance(timestamp, str) else None,
@@ -449,10 +483,14 @@ def exchange_routes(
     """The exchange's tornado routes under ``{prefix}exchange/v1/``.
 
     ``prefix`` is the service prefix (ending in ``/``); it may contain regex metacharacters
-    (the hub's base URL), so it is escaped.
+    (the hub's base URL), so it is escaped. The routes share one upload pool of
+    ``storage.limits.upload_workers`` threads, however many apps mount them.
     """
     base = re.escape(prefix) + f"exchange/{API_VERSION}/courses/([^/]+)/"
-    kwargs: dict[str, Any] = {"storage": storage, "authorizer": authorizer}
+    uploads = ThreadPoolExecutor(
+        storage.limits.upload_workers, thread_name_prefix="exchange-upload"
+    )
+    kwargs: dict[str, Any] = {"storage": storage, "authorizer": authorizer, "uploads": uploads}
     part = "([^/]+)"
     routes: list[tuple[str, type[web.RequestHandler]]] = [
         (base + "assignments", ReleasedListHandler),

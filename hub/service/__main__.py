@@ -20,7 +20,7 @@ from tornado.ioloop import PeriodicCallback
 from grader.api import grades_routes
 from grader.exchange.auth import HubAuthorizer
 from grader.exchange.server import exchange_routes
-from grader.exchange.storage import ExchangeStorage
+from grader.exchange.storage import ExchangeLimits, ExchangeStorage
 from hub.access.hub_groups import HubClient, make_access_sync
 from hub.billing.client import stripe_client
 from hub.billing.reconcile import reconcile
@@ -75,7 +75,7 @@ async def main() -> None:
         settings.data_dir / "exchange",
         db,
         courses=catalog,
-        max_submission_bytes=settings.exchange.max_submission_mib * 2**20,
+        limits=ExchangeLimits.from_settings(settings.exchange),
     )
     authorizer = HubAuthorizer(hub)
     exchange = exchange_routes(prefix, storage=storage, authorizer=authorizer)

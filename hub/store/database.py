@@ -25,7 +25,7 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
 def create_engine(db_url: str) -> Engine:
-    """An engine for ``db_url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    """An engine for ``db_url``; SQLite gets WAL, synchronous=FULL, a busy timeout, foreign keys."""
     url = make_url(db_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -38,10 +38,11 @@ def create_engine(db_url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            # In WAL mode NORMAL never corrupts the database; a power cut may lose the last
-            # commits, which Stripe's redelivery and the reconcile bring back. FULL cost 1.25 ms
-            # per commit here, the largest single cost of a webhook.
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a commit returns only once the WAL is on disk. With NORMAL a power cut may
+            # lose the last commits: an exchange submission already answered 201, a webhook
+            # event already acknowledged to Stripe (whose redelivery stops after the 2xx). See
+            # docs/security.md for what FULL cost here.
+            cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 

@@ -14,7 +14,7 @@ from tornado import web
 
 from grader.exchange.auth import StaticAuthorizer
 from grader.exchange.server import exchange_routes
-from grader.exchange.storage import ExchangeStorage
+from grader.exchange.storage import ExchangeLimits, ExchangeStorage
 from hub.access.policy import Member
 from hub.store import Database
 from tests.billing.conftest import db, db_url, postgres_server, start_app
@@ -27,6 +27,17 @@ COURSE = "python-foundations"
 OTHER_COURSE = "algorithms-in-python"
 #: Small on purpose, so the 413 test stays fast.
 LIMIT = 256 * 1024
+#: The exchange's limits in these tests: the defaults, with small sizes so tests stay fast.
+LIMITS = ExchangeLimits(
+    archive_bytes=LIMIT,
+    entries=2000,
+    unpacked_bytes=LIMIT * 10,
+    file_bytes=LIMIT * 5,
+    kept_submissions=50,
+    learner_assignment_bytes=LIMIT * 100,
+    course_bytes=LIMIT * 1000,
+    upload_workers=2,
+)
 
 CALLERS = {
     "tok-alice": Member("alice", groups=frozenset({f"course-{COURSE}"})),
@@ -88,7 +99,7 @@ class Exchange:
 async def exchange(db: Database, tmp_path: Path) -> AsyncIterator[Exchange]:
     """The exchange routes in a tornado app like the service's (XSRF on), on a free port."""
     storage = ExchangeStorage(
-        tmp_path / "exchange", db, courses={COURSE, OTHER_COURSE}, max_submission_bytes=LIMIT
+        tmp_path / "exchange", db, courses={COURSE, OTHER_COURSE}, limits=LIMITS
     )
     routes = exchange_routes(PREFIX, storage=storage, authorizer=StaticAuthorizer(CALLERS))
     app = web.Application(routes, xsrf_cookies=True, cookie_secret=b"x" * 32)
