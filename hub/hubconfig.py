@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from sqlalchemy.engine import make_url
 from hub.access import ACCESS_SCOPES
 from hub.courses import Catalog, deadline_label, learner_group
 from hub.errors import CourseError
+from hub.network import gateway_address
 from hub.settings import SECRET_ENV, Settings
 
 #: Demo accounts and the password stated in the README (overridable with LEARNHUB_DEMO_PASSWORD).
@@ -33,30 +33,9 @@ DEMO_OWNED_COURSE = "python-foundations"
 
 
 @functools.cache
-def bridge_gateway(network: str = "bridge") -> str:
-    """The gateway address of a Docker network: how containers reach the host.
-
-    Cached: the Hub's address and the exchange URL both need it while one config loads, and
-    each lookup runs the docker CLI.
-    """
-    try:
-        out = subprocess.run(
-            [
-                "docker",
-                "network",
-                "inspect",
-                network,
-                "--format",
-                "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        out = ""
-    return out or "172.17.0.1"
+def _gateway(network: str) -> str:
+    """The host's address on ``network``, looked up once per config load (a Docker API call)."""
+    return gateway_address(network)
 
 
 def hub_ip(settings: Settings) -> str:
@@ -64,7 +43,7 @@ def hub_ip(settings: Settings) -> str:
     if settings.hub.hub_ip != "auto":
         return settings.hub.hub_ip
     if settings.spawner.backend in ("docker", "swarm"):
-        return bridge_gateway(settings.spawner.network)
+        return _gateway(settings.spawner.network)
     return "127.0.0.1"
 
 

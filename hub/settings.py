@@ -176,7 +176,16 @@ class SpawnerSettings(_Model):
     name_prefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,19}$")] = Field(
         "learnhub", description="Prefix of every container and volume LearnHub creates."
     )
-    network: str = Field("bridge", description="Docker network the course containers join.")
+    network: Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,50}$")] = Field(
+        "learnhub",
+        description=(
+            "Docker network the course containers join. LearnHub creates it (`learnhub network "
+            "apply`, as root) as an internal network without inter-container traffic, where "
+            "containers reach only the Hub API and the exchange, plus `<network>-internet` for "
+            "courses whose course.yaml allows the internet (private and link-local addresses "
+            "stay blocked). Docker's own `bridge` is not isolated: refused in production."
+        ),
+    )
     limits: ResourceLimits = Field(default_factory=ResourceLimits)
     start_timeout: int = Field(
         120, ge=5, le=3600, description="Seconds a server may take to start."
@@ -335,6 +344,11 @@ class Settings(_Model):
                         f"database.{key}: SQLite cannot be shared across hosts; use PostgreSQL "
                         f"with spawner.backend {self.spawner.backend}"
                     )
+        if self.spawner.backend == "docker" and self.spawner.network in ("bridge", "host"):
+            problems.append(
+                f"spawner.network: Docker's `{self.spawner.network}` network lets course "
+                "containers reach each other and the host; use a LearnHub network (the default)"
+            )
         if self.spawner.backend == "local":
             problems.append(
                 "spawner.backend: `local` runs learner code on the hub host; tests only"
