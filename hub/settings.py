@@ -15,10 +15,12 @@ environment at import time: callers pass the mapping to :func:`load_settings`.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import (
@@ -53,6 +55,23 @@ class HubSettings(_Model):
     bind_url: str = Field(
         "http://127.0.0.1:8000/",
         description="Public URL of the proxy, including the base URL path, e.g. http://0.0.0.0:8000/learn/.",
+    )
+    public_url: str = Field(
+        "",
+        description=(
+            "The address people use, e.g. https://learn.example.org/ (with the base URL path). "
+            "Every absolute link LearnHub makes (Stripe's success, cancel and return URLs) is "
+            "built from it, never from a request's Host header. Empty: `bind_url`. Required, "
+            "with https, in production."
+        ),
+    )
+    allow_public_demo: bool = Field(
+        False,
+        description=(
+            "Let demo mode listen on an address other than loopback. The demo has a published "
+            "admin password and a Pay button that charges nothing: leave this off unless the "
+            "machine is private."
+        ),
     )
     hub_ip: str = Field(
         "auto",
@@ -92,6 +111,15 @@ class HubSettings(_Model):
     def _url_has_scheme(cls, value: str) -> str:
         if not re.match(r"^https?://[^/]+(/.*)?$", value):
             raise ValueError("must look like http://HOST:PORT/ or https://HOST/PATH/")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_shape(cls, value: str) -> str:
+        if not value:
+            return value
+        if not re.match(r"^https?://[^/?#]+(/[^?#]*)?$", value):
+            raise ValueError("must look like https://HOST/ or https://HOST/PATH/")
         return value if value.endswith("/") else value + "/"
 
     @field_validator("subdomain_host")
@@ -308,6 +336,19 @@ class Settings(_Model):
     source: str = Field("<defaults>", exclude=True, description="Where these settings came from.")
 
     @model_validator(mode="after")
+    def _demo_stays_private(self) -> Settings:
+        if self.mode != "demo" or self.hub.allow_public_demo:
+            return self
+        host = urlparse(self.hub.bind_url).hostname or ""
+        if not _is_loopback(host):
+            raise ValueError(
+                f"hub.bind_url: demo mode listens on {host!r}, which is not loopback; the demo "
+                "has a published admin password and a free Pay button. Bind 127.0.0.1, use "
+                "`mode: production`, or set hub.allow_public_demo: true on a private machine"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _production_is_safe(self) -> Settings:
         if self.mode != "production":
             return self
@@ -326,6 +367,11 @@ class Settings(_Model):
                 problems.append(f"LEARNHUB_{name.upper()}: must be at least 32 characters")
         if self.payments.stripe_api_base:
             problems.append("payments.stripe_api_base: production talks to Stripe itself")
+        if not self.hub.public_url.startswith("https://"):
+            problems.append(
+                "hub.public_url: set the https:// address people use; absolute links (Stripe "
+                "return URLs) are built from it"
+            )
         if self.payments.provider == "stripe":
             if self.secrets.stripe_secret_key is None:
                 problems.append(
@@ -358,6 +404,16 @@ class Settings(_Model):
         return self
 
     @property
+    def public_url(self) -> str:
+        """The address people use, ending in ``/``: ``hub.public_url``, else ``hub.bind_url``."""
+        return self.hub.public_url or self.hub.bind_url
+
+    def absolute_url(self, path: str) -> str:
+        """``path`` (an absolute URL path, e.g. ``/services/learnhub/x``) on the public URL."""
+        parsed = urlparse(self.public_url)
+        return f"{parsed.scheme}://{parsed.netloc}{path}"
+
+    @property
     def data_dir(self) -> Path:
         """Absolute data folder."""
         return self.hub.data_dir.resolve()
@@ -388,6 +444,16 @@ class Settings(_Model):
         """The plain value of secret ``name``, or None. Never log what this returns."""
         value = getattr(self.secrets, name)
         return None if value is None else str(value.get_secret_value())
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine's loopback only."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _format_errors(source: str, error: ValidationError) -> str:
