@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from hub.access import ACCESS_SCOPES
 from hub.courses import Catalog, deadline_label, learner_group
 from hub.errors import CourseError
 from hub.network import gateway_address
-from hub.settings import SECRET_ENV, Settings
+from hub.settings import Settings
 
 #: Demo accounts and the password stated in the README (overridable with LEARNHUB_DEMO_PASSWORD).
 DEMO_USERS = ("demo-learner", "demo-instructor", "demo-admin")
@@ -59,11 +60,29 @@ def exchange_url(settings: Settings) -> str:
     )
 
 
+def make_private(data_dir: Path) -> None:
+    """Keep the data folder (databases, cookie secret, exchange store) to its owner.
+
+    The folder becomes 0700 and what it already holds loses group and other permissions; the
+    umask makes every file this process and its children (the LearnHub service, the proxy)
+    create from now on 0600 or 0700.
+    """
+    os.umask(0o077)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    for path in data_dir.rglob("*"):
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            path.chmod(mode & 0o700)
+
+
 def apply_hub(c: Any, settings: Settings) -> None:
     """Proxy, Hub API address, base URL, database, cookie secret, logging."""
     hub = settings.hub
     data_dir = settings.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private(data_dir)
     c.JupyterHub.bind_url = hub.bind_url
     c.JupyterHub.hub_bind_url = f"http://{hub_ip(settings)}:{hub.hub_port}"
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub.proxy_api_port}"
@@ -201,10 +220,13 @@ def learnhub_service(settings: Settings) -> dict[str, Any]:
     environment: dict[str, str] = {"LEARNHUB_MODE": settings.mode}
     if settings.source != "<defaults>":
         environment["LEARNHUB_CONFIG"] = str(Path(settings.source).resolve())
-    for env_name, field in SECRET_ENV.items():
+    # Only its own secrets: the service is the most exposed process (public webhook, uploads,
+    # members' posts). Its Hub token comes from JupyterHub (JUPYTERHUB_API_TOKEN, role
+    # learnhub-service); the admin token, cookie secret and OAuth secret stay with the Hub.
+    for field in SERVICE_SECRETS:
         value = settings.secret(field)
         if value:
-            environment[env_name] = value
+            environment[f"LEARNHUB_{field.upper()}"] = value
     service: dict[str, Any] = {
         "name": "learnhub",
         "url": f"http://127.0.0.1:{settings.hub.service_port}",
@@ -219,6 +241,10 @@ def learnhub_service(settings: Settings) -> dict[str, Any]:
         # A fixed token survives hub restarts and can be rotated by the operator.
         service["api_token"] = token
     return service
+
+
+#: The secrets the LearnHub service itself uses, and so the only ones it is given.
+SERVICE_SECRETS = ("stripe_secret_key", "stripe_webhook_secrets")
 
 
 #: JupyterHub SQLite files already given the pragmas below in this process.

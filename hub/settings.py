@@ -29,6 +29,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -38,6 +39,10 @@ from hub.errors import SettingsError, describe_validation_error
 
 #: Memory sizes as Docker and KubeSpawner understand them: a number with an optional K/M/G/T suffix.
 MEMORY_PATTERN = r"^[1-9][0-9]*(\.[0-9]+)?[KMGT]?$"
+
+#: Which process loads the settings: the Hub and the CLI hold the Hub's secrets; the LearnHub
+#: service is given only its own (payments), so the production guard does not ask it for more.
+Process = Literal["hub", "service"]
 
 #: Secret values that must never reach production.
 DEMO_SECRET_MARKER = "demo-insecure"  # noqa: S105 - a marker, not a secret
@@ -349,7 +354,7 @@ class Settings(_Model):
         return self
 
     @model_validator(mode="after")
-    def _production_is_safe(self) -> Settings:
+    def _production_is_safe(self, info: ValidationInfo) -> Settings:
         if self.mode != "production":
             return self
         problems: list[str] = []
@@ -357,7 +362,12 @@ class Settings(_Model):
             problems.append(
                 "payments.provider: the demo checkout is refused in production; use stripe"
             )
-        for name in ("cookie_secret", "admin_token", "service_token"):
+        # The LearnHub service is given only its own secrets (hub.hubconfig.SERVICE_SECRETS):
+        # the Hub's secrets are checked where they are used.
+        hub_secrets: tuple[str, ...] = ("cookie_secret", "admin_token", "service_token")
+        if (info.context or {}).get("process") == "service":
+            hub_secrets = ()
+        for name in hub_secrets:
             value = getattr(self.secrets, name)
             if value is None or DEMO_SECRET_MARKER in value.get_secret_value():
                 problems.append(
@@ -465,7 +475,9 @@ def _format_errors(source: str, error: ValidationError) -> str:
     return describe_validation_error(f"{source}: invalid settings", error, explain)
 
 
-def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
+def load_settings(
+    path: Path | None, environ: Mapping[str, str], *, process: Process = "hub"
+) -> Settings:
     """Build the settings from ``path`` (optional YAML file) and ``environ``.
 
     Raises :class:`SettingsError` naming file, key and problem when anything is wrong.
@@ -503,14 +515,16 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
         data["mode"] = environ["LEARNHUB_MODE"]
     data["source"] = source
     try:
-        return Settings.model_validate(data)
+        return Settings.model_validate(data, context={"process": process})
     except ValidationError as exc:
         raise SettingsError(_format_errors(source, exc)) from None
 
 
-def settings_from_environment(environ: Mapping[str, str], default_path: Path) -> Settings:
+def settings_from_environment(
+    environ: Mapping[str, str], default_path: Path, *, process: Process = "hub"
+) -> Settings:
     """Load settings from ``LEARNHUB_CONFIG`` if set, else ``default_path`` when it exists."""
     configured = environ.get("LEARNHUB_CONFIG")
     if configured:
-        return load_settings(Path(configured), environ)
-    return load_settings(default_path if default_path.exists() else None, environ)
+        return load_settings(Path(configured), environ, process=process)
+    return load_settings(default_path if default_path.exists() else None, environ, process=process)
