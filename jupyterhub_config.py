@@ -21,10 +21,10 @@ here = Path(__file__).resolve().parent
 try:
     settings = settings_from_environment(os.environ, here / "learnhub.yaml")
     catalog = Catalog.load(settings.courses_dir)
+    apply_all(c, settings, catalog)
 except LearnHubError as exc:
-    # One clear message naming file, key and problem; no traceback.
+    # One clear message naming file, key and problem (or the missing network); no traceback.
     sys.exit(f"learnhub: cannot start:\n{exc}")
-apply_all(c, settings, catalog)
 
 # spawner_config.py sits beside this file and is not part of the installed package.
 _spec = importlib.util.spec_from_file_location("spawner_config", here / "spawner_config.py")

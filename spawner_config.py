@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from hub.hubconfig import exchange_url
+from hub.network import internet_network_name, is_managed
 from hub.settings import Settings
 
 
@@ -37,6 +38,9 @@ def apply_spawner(c: Any, settings: Settings) -> None:
             setattr(c.LearnHubDockerSpawner, key, value)
         c.DockerSpawner.prefix = spawner.name_prefix
         c.DockerSpawner.network_name = spawner.network
+        if is_managed(spawner.network):
+            c.LearnHubDockerSpawner.isolated_network = spawner.network
+            c.LearnHubDockerSpawner.internet_network = internet_network_name(spawner.network)
         c.DockerSpawner.use_internal_ip = True
         # Containers are throwaway; the per-course volume keeps the learner's work.
         c.DockerSpawner.remove = True

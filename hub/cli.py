@@ -363,6 +363,21 @@ def cmd_images_build(args: argparse.Namespace, environ: Mapping[str, str]) -> in
     return 0
 
 
+def cmd_network_apply(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Create the course networks and write their firewall rules (as root; idempotent)."""
+    from hub import network
+
+    settings = _settings(args, environ)
+    applied = network.apply_networks(settings)
+    if not applied:
+        print(f"nothing to do: spawner.network {settings.spawner.network!r} is not LearnHub's")
+    for net in applied:
+        reach = "internet, no private addresses" if net.internet else "no route out"
+        ports = ", ".join(str(p) for p in net.host_ports)
+        print(f"{net.name} ({net.bridge}): {reach}; host ports {ports}; containers isolated")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Build what is out of date and run the platform in the foreground."""
     settings = _settings(args, environ)
@@ -372,6 +387,10 @@ def cmd_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
         images.ensure_base_image(ROOT, base_image=args.base_image, force=False, log=print)
         images.build_images(ROOT, base_image=args.base_image, log=print)
+    if settings.spawner.backend == "docker":
+        from hub import network
+
+        network.apply_networks(settings)
     env = hub_environment(settings, environ)
     if shutil.which("configurable-http-proxy", path=env["PATH"]) is None:
         raise LearnHubError(
@@ -441,6 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     grading.add_argument("--student", help="extend: the learner")
     grading.add_argument("--hours", type=float, help="extend: extra hours (0 removes)")
     grading.set_defaults(func=cmd_grader)
+
+    net = sub.add_parser("network", help="isolation of course containers")
+    net_sub = net.add_subparsers(dest="network_command", required=True)
+    net_sub.add_parser(
+        "apply", help="create the course networks and their firewall rules (as root)"
+    ).set_defaults(func=cmd_network_apply)
 
     imgs = sub.add_parser("images", help="container images")
     imgs_sub = imgs.add_subparsers(dest="images_command", required=True)

@@ -74,6 +74,13 @@ class Course(_Model):
     image: str | None = None
     instructors: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     limits: CourseLimits = Field(default_factory=CourseLimits)
+    internet: bool = Field(
+        False,
+        description=(
+            "Whether the course's servers may reach the internet (e.g. to pip install). Private "
+            "and link-local addresses stay blocked either way; other learners never reachable."
+        ),
+    )
     syllabus: list[str] = Field(default_factory=list)
     outcomes: list[str] = Field(default_factory=list)
     assignments: list[Assignment] = Field(default_factory=list)

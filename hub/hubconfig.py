@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sqlite3
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +24,8 @@ from hub.access.hub_groups import ACCESS_SCOPES
 from hub.access.status import EntitlementReason, EntitlementStatus
 from hub.courses import Catalog, deadline_label, learner_group
 from hub.errors import CourseError
-from hub.settings import SECRET_ENV, Settings
+from hub.network import gateway_address
+from hub.settings import Settings
 
 #: Demo accounts and the password stated in the README (overridable with LEARNHUB_DEMO_PASSWORD).
 DEMO_USERS = ("demo-learner", "demo-instructor", "demo-admin")
@@ -34,30 +35,9 @@ DEMO_OWNED_COURSE = "python-foundations"
 
 
 @functools.cache
-def bridge_gateway(network: str = "bridge") -> str:
-    """The gateway address of a Docker network: how containers reach the host.
-
-    Cached: the Hub's address and the exchange URL both need it while one config loads, and
-    each lookup runs the docker CLI.
-    """
-    try:
-        out = subprocess.run(
-            [
-                "docker",
-                "network",
-                "inspect",
-                network,
-                "--format",
-                "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        out = ""
-    return out or "172.17.0.1"
+def _gateway(network: str) -> str:
+    """The host's address on ``network``, looked up once per config load (a Docker API call)."""
+    return gateway_address(network)
 
 
 def hub_ip(settings: Settings) -> str:
@@ -65,7 +45,7 @@ def hub_ip(settings: Settings) -> str:
     if settings.hub.hub_ip != "auto":
         return settings.hub.hub_ip
     if settings.spawner.backend in ("docker", "swarm"):
-        return bridge_gateway(settings.spawner.network)
+        return _gateway(settings.spawner.network)
     return "127.0.0.1"
 
 
@@ -81,11 +61,29 @@ def exchange_url(settings: Settings) -> str:
     )
 
 
+def make_private(data_dir: Path) -> None:
+    """Keep the data folder (databases, cookie secret, exchange store) to its owner.
+
+    The folder becomes 0700 and what it already holds loses group and other permissions; the
+    umask makes every file this process and its children (the LearnHub service, the proxy)
+    create from now on 0600 or 0700.
+    """
+    os.umask(0o077)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    for path in data_dir.rglob("*"):
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            path.chmod(mode & 0o700)
+
+
 def apply_hub(c: Any, settings: Settings) -> None:
     """Proxy, Hub API address, base URL, database, cookie secret, logging."""
     hub = settings.hub
     data_dir = settings.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private(data_dir)
     c.JupyterHub.bind_url = hub.bind_url
     c.JupyterHub.hub_bind_url = f"http://{hub_ip(settings)}:{hub.hub_port}"
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub.proxy_api_port}"
@@ -226,10 +224,13 @@ def learnhub_service(settings: Settings) -> dict[str, Any]:
     environment: dict[str, str] = {"LEARNHUB_MODE": settings.mode}
     if settings.source != "<defaults>":
         environment["LEARNHUB_CONFIG"] = str(Path(settings.source).resolve())
-    for env_name, field in SECRET_ENV.items():
+    # Only its own secrets: the service is the most exposed process (public webhook, uploads,
+    # members' posts). Its Hub token comes from JupyterHub (JUPYTERHUB_API_TOKEN, role
+    # learnhub-service); the admin token, cookie secret and OAuth secret stay with the Hub.
+    for field in SERVICE_SECRETS:
         value = settings.secret(field)
         if value:
-            environment[env_name] = value
+            environment[f"LEARNHUB_{field.upper()}"] = value
     service: dict[str, Any] = {
         "name": "learnhub",
         "url": f"http://127.0.0.1:{settings.hub.service_port}",
@@ -244,6 +245,10 @@ def learnhub_service(settings: Settings) -> dict[str, Any]:
         # A fixed token survives hub restarts and can be rotated by the operator.
         service["api_token"] = token
     return service
+
+
+#: The secrets the LearnHub service itself uses, and so the only ones it is given.
+SERVICE_SECRETS = ("stripe_secret_key", "stripe_webhook_secrets")
 
 
 #: JupyterHub SQLite files already given the pragmas below in this process.

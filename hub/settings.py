@@ -15,11 +15,13 @@ environment at import time: callers pass the mapping to :func:`load_settings`.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import (
@@ -28,6 +30,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -37,6 +40,10 @@ from hub.errors import SettingsError, describe_validation_error
 
 #: Memory sizes as Docker and KubeSpawner understand them: a number with an optional K/M/G/T suffix.
 MEMORY_PATTERN = r"^[1-9][0-9]*(\.[0-9]+)?[KMGT]?$"
+
+#: Which process loads the settings: the Hub and the CLI hold the Hub's secrets; the LearnHub
+#: service is given only its own (payments), so the production guard does not ask it for more.
+Process = Literal["hub", "service"]
 
 #: Secret values that must never reach production.
 DEMO_SECRET_MARKER = "demo-insecure"  # noqa: S105 - a marker, not a secret
@@ -54,6 +61,23 @@ class HubSettings(_Model):
     bind_url: str = Field(
         "http://127.0.0.1:8000/",
         description="Public URL of the proxy, including the base URL path, e.g. http://0.0.0.0:8000/learn/.",
+    )
+    public_url: str = Field(
+        "",
+        description=(
+            "The address people use, e.g. https://learn.example.org/ (with the base URL path). "
+            "Every absolute link LearnHub makes (Stripe's success, cancel and return URLs) is "
+            "built from it, never from a request's Host header. Empty: `bind_url`. Required, "
+            "with https, in production."
+        ),
+    )
+    allow_public_demo: bool = Field(
+        False,
+        description=(
+            "Let demo mode listen on an address other than loopback. The demo has a published "
+            "admin password and a Pay button that charges nothing: leave this off unless the "
+            "machine is private."
+        ),
     )
     hub_ip: str = Field(
         "auto",
@@ -93,6 +117,15 @@ class HubSettings(_Model):
     def _url_has_scheme(cls, value: str) -> str:
         if not re.match(r"^https?://[^/]+(/.*)?$", value):
             raise ValueError("must look like http://HOST:PORT/ or https://HOST/PATH/")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_shape(cls, value: str) -> str:
+        if not value:
+            return value
+        if not re.match(r"^https?://[^/?#]+(/[^?#]*)?$", value):
+            raise ValueError("must look like https://HOST/ or https://HOST/PATH/")
         return value if value.endswith("/") else value + "/"
 
     @field_validator("subdomain_host")
@@ -222,7 +255,16 @@ class SpawnerSettings(_Model):
     name_prefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,19}$")] = Field(
         "learnhub", description="Prefix of every container and volume LearnHub creates."
     )
-    network: str = Field("bridge", description="Docker network the course containers join.")
+    network: Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,50}$")] = Field(
+        "learnhub",
+        description=(
+            "Docker network the course containers join. LearnHub creates it (`learnhub network "
+            "apply`, as root) as an internal network without inter-container traffic, where "
+            "containers reach only the Hub API and the exchange, plus `<network>-internet` for "
+            "courses whose course.yaml allows the internet (private and link-local addresses "
+            "stay blocked). Docker's own `bridge` is not isolated: refused in production."
+        ),
+    )
     limits: ResourceLimits = Field(default_factory=ResourceLimits)
     start_timeout: int = Field(
         120, ge=5, le=3600, description="Seconds a server may take to start."
@@ -408,7 +450,20 @@ class Settings(_Model):
     source: str = Field("<defaults>", exclude=True, description="Where these settings came from.")
 
     @model_validator(mode="after")
-    def _production_is_safe(self) -> Settings:
+    def _demo_stays_private(self) -> Settings:
+        if self.mode != "demo" or self.hub.allow_public_demo:
+            return self
+        host = urlparse(self.hub.bind_url).hostname or ""
+        if not _is_loopback(host):
+            raise ValueError(
+                f"hub.bind_url: demo mode listens on {host!r}, which is not loopback; the demo "
+                "has a published admin password and a free Pay button. Bind 127.0.0.1, use "
+                "`mode: production`, or set hub.allow_public_demo: true on a private machine"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _production_is_safe(self, info: ValidationInfo) -> Settings:
         if self.mode != "production":
             return self
         problems: list[str] = []
@@ -416,7 +471,12 @@ class Settings(_Model):
             problems.append(
                 "payments.provider: the demo checkout is refused in production; use stripe"
             )
-        for name in ("cookie_secret", "admin_token", "service_token"):
+        # The LearnHub service is given only its own secrets (hub.hubconfig.SERVICE_SECRETS):
+        # the Hub's secrets are checked where they are used.
+        hub_secrets: tuple[str, ...] = ("cookie_secret", "admin_token", "service_token")
+        if (info.context or {}).get("process") == "service":
+            hub_secrets = ()
+        for name in hub_secrets:
             value = getattr(self.secrets, name)
             if value is None or DEMO_SECRET_MARKER in value.get_secret_value():
                 problems.append(
@@ -426,6 +486,11 @@ class Settings(_Model):
                 problems.append(f"LEARNHUB_{name.upper()}: must be at least 32 characters")
         if self.payments.stripe_api_base:
             problems.append("payments.stripe_api_base: production talks to Stripe itself")
+        if not self.hub.public_url.startswith("https://"):
+            problems.append(
+                "hub.public_url: set the https:// address people use; absolute links (Stripe "
+                "return URLs) are built from it"
+            )
         if self.payments.provider == "stripe":
             if self.secrets.stripe_secret_key is None:
                 problems.append(
@@ -444,6 +509,11 @@ class Settings(_Model):
                         f"database.{key}: SQLite cannot be shared across hosts; use PostgreSQL "
                         f"with spawner.backend {self.spawner.backend}"
                     )
+        if self.spawner.backend == "docker" and self.spawner.network in ("bridge", "host"):
+            problems.append(
+                f"spawner.network: Docker's `{self.spawner.network}` network lets course "
+                "containers reach each other and the host; use a LearnHub network (the default)"
+            )
         if self.spawner.backend == "local":
             problems.append(
                 "spawner.backend: `local` runs learner code on the hub host; tests only"
@@ -451,6 +521,16 @@ class Settings(_Model):
         if problems:
             raise ValueError("production mode refuses:\n  " + "\n  ".join(problems))
         return self
+
+    @property
+    def public_url(self) -> str:
+        """The address people use, ending in ``/``: ``hub.public_url``, else ``hub.bind_url``."""
+        return self.hub.public_url or self.hub.bind_url
+
+    def absolute_url(self, path: str) -> str:
+        """``path`` (an absolute URL path, e.g. ``/services/learnhub/x``) on the public URL."""
+        parsed = urlparse(self.public_url)
+        return f"{parsed.scheme}://{parsed.netloc}{path}"
 
     @property
     def data_dir(self) -> Path:
@@ -485,6 +565,16 @@ class Settings(_Model):
         return None if value is None else str(value.get_secret_value())
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine's loopback only."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _format_errors(source: str, error: ValidationError) -> str:
     def explain(item: ErrorDetails) -> str | None:
         if item["type"] == "extra_forbidden":
@@ -494,7 +584,9 @@ def _format_errors(source: str, error: ValidationError) -> str:
     return describe_validation_error(f"{source}: invalid settings", error, explain)
 
 
-def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
+def load_settings(
+    path: Path | None, environ: Mapping[str, str], *, process: Process = "hub"
+) -> Settings:
     """Build the settings from ``path`` (optional YAML file) and ``environ``.
 
     Raises :class:`SettingsError` naming file, key and problem when anything is wrong.
@@ -532,14 +624,16 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
         data["mode"] = environ["LEARNHUB_MODE"]
     data["source"] = source
     try:
-        return Settings.model_validate(data)
+        return Settings.model_validate(data, context={"process": process})
     except ValidationError as exc:
         raise SettingsError(_format_errors(source, exc)) from None
 
 
-def settings_from_environment(environ: Mapping[str, str], default_path: Path) -> Settings:
+def settings_from_environment(
+    environ: Mapping[str, str], default_path: Path, *, process: Process = "hub"
+) -> Settings:
     """Load settings from ``LEARNHUB_CONFIG`` if set, else ``default_path`` when it exists."""
     configured = environ.get("LEARNHUB_CONFIG")
     if configured:
-        return load_settings(Path(configured), environ)
-    return load_settings(default_path if default_path.exists() else None, environ)
+        return load_settings(Path(configured), environ, process=process)
+    return load_settings(default_path if default_path.exists() else None, environ, process=process)

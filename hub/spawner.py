@@ -205,6 +205,19 @@ class CourseSpawnerMixin(HasTraits):
 class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[misc]
     """DockerSpawner for course servers on a single Docker engine."""
 
+    isolated_network = Unicode(
+        "",
+        config=True,
+        help=(
+            "Docker network of course servers without internet access (hub.network). Empty: "
+            "DockerSpawner's `network_name` for every course."
+        ),
+    )
+    internet_network = Unicode(
+        "",
+        config=True,
+        help="Docker network of course servers whose course.yaml says `internet: true`.",
+    )
     docker_workers = Integer(
         8,
         config=True,
@@ -228,6 +241,12 @@ class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[
         """Check access, configure the container for the course, then start it."""
         entry = self.authorize_course()
         memory, cpu = self.apply_course(entry)
+        if self.isolated_network:
+            self.network_name = (
+                self.internet_network
+                if entry.course.internet and self.internet_network
+                else self.isolated_network
+            )
         self.volumes = {
             "{prefix}-{username}--{servername}": HOME,
             str(entry.materials_dir): {"bind": MATERIALS_MOUNT, "mode": "ro"},
@@ -252,12 +271,13 @@ class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[
             "tmpfs": SCRATCH_TMPFS,
         }
         self.log.info(
-            "starting course server: user=%s course=%s image=%s mem=%s cpu=%s",
+            "starting course server: user=%s course=%s image=%s mem=%s cpu=%s network=%s",
             self.user.name,
             entry.course.id,
             self.image,
             memory,
             cpu,
+            self.network_name,
         )
         ip, port = await super().start()
         await self.wait_until_listening(ip, port, within=float(self.start_timeout))

@@ -60,11 +60,21 @@ def docker_cleanup(prefix: str = TEST_PREFIX) -> None:
     volumes = [v for v in _docker("volume", "ls", "-q") if v.startswith(prefix)]
     if volumes:
         _docker("volume", "rm", "-f", *volumes)
+    networks = _docker("network", "ls", "--format", "{{.Name}}", "--filter", f"name=^{prefix}")
+    bases = [n for n in networks if n.startswith(prefix) and not n.endswith("-internet")]
+    if bases:
+        from hub.network import remove_networks
+
+        remove_networks(bases)
 
 
 def remove_stale_test_objects() -> None:
     """Remove containers and volumes left by test sessions whose process is gone."""
-    names = _docker("ps", "-a", "--format", "{{.Names}}") + _docker("volume", "ls", "-q")
+    names = (
+        _docker("ps", "-a", "--format", "{{.Names}}")
+        + _docker("volume", "ls", "-q")
+        + _docker("network", "ls", "--format", "{{.Name}}")
+    )
     dead = set()
     for name in names:
         match = STALE_PATTERN.match(name)
@@ -130,9 +140,17 @@ class HubProcess:
         env.update(self.extra_env)
         return env
 
-    def start(self, timeout: float = 60) -> None:
-        """Start the hub and wait until its API answers."""
+    def start(self, timeout: float = 180) -> None:
+        """Start the hub and wait until its API answers.
+
+        With Docker, the hub's own course network and firewall rules are made first, as an
+        operator's `learnhub network apply` would.
+        """
         self.config_path.write_text(yaml.safe_dump(self.settings))
+        if self.settings["spawner"].get("backend", "docker") == "docker":
+            applied = run_learnhub(self, "network", "apply", timeout=120)
+            if applied.returncode != 0:
+                raise RuntimeError(f"learnhub network apply failed:\n{applied.stderr}")
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
@@ -229,6 +247,7 @@ def run_nbgrader(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def hub_settings(workdir: Path, *, courses_dir: Path, backend: str = "docker") -> dict[str, Any]:
     """Settings for a test hub: free ports, hostile base URL, test prefix."""
     port = free_port()
+    prefix = f"{TEST_PREFIX}h{next(_hub_counter)}"
     return {
         "mode": "demo",
         "courses_dir": str(courses_dir),
@@ -243,7 +262,9 @@ def hub_settings(workdir: Path, *, courses_dir: Path, backend: str = "docker") -
         "spawner": {
             "backend": backend,
             # One prefix per hub: two hubs of one session never fight over a container name.
-            "name_prefix": f"{TEST_PREFIX}h{next(_hub_counter)}",
+            "name_prefix": prefix,
+            # Its own isolated network too, firewalled for this hub's ports.
+            "network": f"{prefix}-net",
             "idle_timeout": 0,
             "start_timeout": 90,
         },

@@ -88,6 +88,7 @@ def test_production_oauth_and_subdomains(tmp_path: Path) -> None:
     text = (
         f"mode: production\npayments:\n  provider: stripe\nhub:\n  data_dir: {tmp_path}\n"
         "  hub_ip: 127.0.0.1\n  subdomain_host: https://learn.example.org\n"
+        "  public_url: https://learn.example.org/\n"
         "auth:\n  kind: github\n  github:\n    client_id: abc\n"
         "    allowed_organizations: [learnhub-members]\n"
     )

@@ -29,7 +29,8 @@ def test_defaults_without_file() -> None:
 def test_file_values_and_env_secrets(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        "hub:\n  bind_url: http://0.0.0.0:9000/learn\nspawner:\n  limits:\n    memory: 2G\n",
+        "hub:\n  bind_url: http://0.0.0.0:9000/learn\n  allow_public_demo: true\n"
+        "spawner:\n  limits:\n    memory: 2G\n",
     )
     settings = load_settings(path, {"LEARNHUB_ADMIN_TOKEN": "t0ken"})
     assert settings.hub.bind_url == "http://0.0.0.0:9000/learn/"
@@ -130,6 +131,7 @@ def test_production_accepts_a_safe_setup(tmp_path: Path) -> None:
         (
             "mode: production\npayments:\n  provider: stripe\n"
             "hub:\n  subdomain_host: https://learn.example.org\n"
+            "  public_url: https://learn.example.org/learn\n"
             "database:\n  hub_url: postgresql://h/db\n  learnhub_url: postgresql+psycopg://h/db\n"
             "spawner:\n  backend: swarm\n"
         ),
@@ -144,6 +146,31 @@ def test_production_accepts_a_safe_setup(tmp_path: Path) -> None:
     settings = load_settings(path, env)
     assert settings.mode == "production"
     assert settings.hub.subdomain_host == "https://learn.example.org"
+    assert settings.public_url == "https://learn.example.org/learn/"
+    assert (
+        settings.absolute_url("/learn/services/learnhub/checkout/success")
+        == "https://learn.example.org/learn/services/learnhub/checkout/success"
+    )
+
+
+def test_production_needs_an_https_public_url(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"hub\.public_url: set the https:// address"):
+        load_settings(write(tmp_path, "mode: production\n"), {})
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "learn.example.org", "[::]"])
+def test_demo_refuses_a_public_bind(tmp_path: Path, host: str) -> None:
+    path = write(tmp_path, f"hub:\n  bind_url: http://{host}:8000/\n")
+    with pytest.raises(SettingsError, match=r"demo mode listens on .* which is not loopback"):
+        load_settings(path, {})
+    allowed = write(tmp_path, f"hub:\n  bind_url: http://{host}:8000/\n  allow_public_demo: true\n")
+    assert load_settings(allowed, {}).hub.allow_public_demo
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "[::1]", "x.localhost"])
+def test_demo_on_loopback_is_fine(tmp_path: Path, host: str) -> None:
+    settings = load_settings(write(tmp_path, f"hub:\n  bind_url: http://{host}:8000/\n"), {})
+    assert settings.public_url == f"http://{host}:8000/"
 
 
 def test_short_production_secret(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from hub.hubconfig import bridge_gateway
+from hub.network import gateway_address
 from tests.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +57,7 @@ class StockHub:
         env.update(
             BENCH_DATA_DIR=str(self.data_dir),
             BENCH_PORT=str(self.port),
-            BENCH_HUB_IP=bridge_gateway(),
+            BENCH_HUB_IP=gateway_address("bridge"),
             BENCH_HUB_PORT=str(free_port()),
             BENCH_PROXY_API_PORT=str(free_port()),
             BENCH_CHP=str(CHP),

@@ -57,7 +57,9 @@ def seed_demo_entitlements(db: Database, catalog: Catalog) -> None:
 async def main() -> None:
     """Start the service and its periodic reconciliation; run until killed."""
     env = dict(os.environ)
-    settings = settings_from_environment(env, Path("learnhub.yaml"))
+    # Files this service creates (its database, the exchange store) are its owner's alone.
+    os.umask(0o077)
+    settings = settings_from_environment(env, Path("learnhub.yaml"), process="service")
     configure_logging(settings.hub.log_level)
     catalog = Catalog.load(settings.courses_dir)
     upgrade(settings.learnhub_db_url)

@@ -1,0 +1,96 @@
+"""Network isolation, read from the plan: which networks, which firewall rules.
+
+Rules about addresses that are not on this machine (cloud metadata, private ranges) are checked
+here by reading them, never by sending traffic there; tests/test_network_docker.py performs the
+attacks that stay on this machine.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from hub.errors import SettingsError
+from hub.network import (
+    BLOCKED_DESTINATIONS,
+    CourseNetwork,
+    egress_rules,
+    input_rules,
+    jumps,
+    plan_networks,
+)
+from hub.settings import load_settings
+
+
+def test_default_plan_is_an_isolated_network_and_an_internet_sibling(tmp_path: Path) -> None:
+    settings = load_settings(None, {})
+    isolated, internet = plan_networks(settings)
+    assert (isolated.name, isolated.internet) == ("learnhub", False)
+    assert (internet.name, internet.internet) == ("learnhub-internet", True)
+    for network in (isolated, internet):
+        assert network.host_ports == (settings.hub.hub_port, settings.hub.service_port)
+        options = network.create_options()
+        assert options["internal"] is (not network.internet)
+        assert options["options"]["com.docker.network.bridge.enable_icc"] == "false"
+        assert len(network.bridge) <= 15  # Linux interface names
+
+
+def test_docker_default_bridge_is_not_managed_and_refused_in_production(tmp_path: Path) -> None:
+    settings = load_settings(_write(tmp_path, "spawner:\n  network: bridge\n"), {})
+    assert plan_networks(settings) == []
+    with pytest.raises(SettingsError, match=r"spawner\.network: Docker's `bridge` network"):
+        load_settings(
+            _write(tmp_path, "mode: production\nspawner:\n  network: bridge\n"),
+            {"LEARNHUB_COOKIE_SECRET": "x" * 40},
+        )
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "learnhub.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_host_accepts_only_the_hub_and_exchange_ports() -> None:
+    network = CourseNetwork("lh", internet=False, host_ports=(8081, 10101))
+    rules = input_rules(network)
+    assert rules[0][-2:] == ["-j", "ACCEPT"] and "ESTABLISHED,RELATED" in rules[0]
+    assert ["--dports", "8081,10101", "-j", "ACCEPT"] == rules[1][-4:]
+    # Everything else from the network to the host is refused, TCP or not.
+    assert rules[-2][-4:] == ["-j", "REJECT", "--reject-with", "tcp-reset"]
+    assert rules[-1][:2] == ["-A", network.input_chain] and "REJECT" in rules[-1]
+    assert len(rules) == 4
+    assert jumps(network) == [["INPUT", "-i", network.bridge, "-j", network.input_chain]]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "169.254.169.254",  # cloud instance metadata
+        "10.1.2.3",
+        "172.17.0.1",  # Docker's default bridge
+        "172.31.255.1",
+        "192.168.1.1",
+        "100.64.0.1",
+        "127.0.0.1",
+        "224.0.0.251",
+    ],
+)
+def test_internet_courses_never_reach_private_or_link_local(address: str) -> None:
+    network = CourseNetwork("lh-internet", internet=True, host_ports=(1, 2))
+    rules = egress_rules(network)
+    blocked = [ipaddress.ip_network(rule[rule.index("-d") + 1]) for rule in rules if "-d" in rule]
+    assert any(ipaddress.ip_address(address) in net for net in blocked), address
+    for rule in rules:
+        if "-d" in rule:
+            assert rule[-4:-2] == ["-j", "REJECT"]
+    # Answers to connections the container opened still come back; then the rest is Docker's.
+    assert "ESTABLISHED,RELATED" in rules[0] and rules[-1][-2:] == ["-j", "RETURN"]
+    assert ["DOCKER-USER", "-i", network.bridge, "-j", network.egress_chain] in jumps(network)
+
+
+def test_a_public_address_is_not_in_the_blocked_ranges() -> None:
+    public = ipaddress.ip_address("151.101.0.223")  # an address of the package index's CDN
+    assert not any(public in ipaddress.ip_network(cidr) for cidr in BLOCKED_DESTINATIONS)
