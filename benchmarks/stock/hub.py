@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from hub.hubconfig import bridge_gateway
+from hub.addresses import bridge_gateway
 from tests.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
