@@ -10,17 +10,90 @@ Called from `jupyterhub_config.py`; it only sets values, so applying twice is ha
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-from hub.hubconfig import exchange_url
+from hub.addresses import exchange_url
 from hub.network import internet_network_name, is_managed
 from hub.settings import Settings
 
 
-def apply_spawner(c: Any, settings: Settings) -> None:
-    """Select and configure the spawner backend named by `spawner.backend`."""
+def _kube_spawner_class() -> Any:
+    # Imported only for this backend: kubespawner is heavy and needs no cluster until used.
+    from hub.spawner import kube_spawner_class
+
+    return kube_spawner_class()
+
+
+class Backend(NamedTuple):
+    """One spawner backend: LearnHub's spawner class and what its engine's class needs.
+
+    A NamedTuple, not a dataclass: JupyterHub runs this file without registering it as a module,
+    which dataclasses need.
+    """
+
+    #: The class JupyterHub loads (a dotted name), or a function that makes it.
+    spawner_class: str | Callable[[], Any]
+    #: The config section of that class, which takes the course settings of every backend.
+    section: str
+    #: The engine's own config section (DockerSpawner, ...) and the values it gets.
+    engine_section: str = ""
+    engine: Callable[[Settings], dict[str, Any]] = lambda _settings: {}
+    #: What only this backend's LearnHub class takes, beyond the course settings.
+    own: Callable[[Settings], dict[str, Any]] = lambda _settings: {}
+
+
+def _docker_engine(settings: Settings, *, remove: bool) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "prefix": settings.spawner.name_prefix,
+        "network_name": settings.spawner.network,
+        "use_internal_ip": True,
+        "pull_policy": "never",
+        "notebook_dir": "/home/jovyan",
+    }
+    if remove:
+        # Containers are throwaway; the per-course volume keeps the learner's work.
+        values["remove"] = True
+    return values
+
+
+def _course_networks(settings: Settings) -> dict[str, Any]:
+    """LearnHub's isolated network and its internet sibling (hub.network), when it manages them."""
+    network = settings.spawner.network
+    if not is_managed(network):
+        return {}
+    return {"isolated_network": network, "internet_network": internet_network_name(network)}
+
+
+BACKENDS: dict[str, Backend] = {
+    "docker": Backend(
+        "hub.spawner.LearnHubDockerSpawner",
+        "LearnHubDockerSpawner",
+        "DockerSpawner",
+        lambda settings: _docker_engine(settings, remove=True),
+        _course_networks,
+    ),
+    # SwarmSpawner removes its services on stop by itself (its `remove` is fixed to True).
+    "swarm": Backend(
+        "hub.spawner.LearnHubSwarmSpawner",
+        "LearnHubSwarmSpawner",
+        "SwarmSpawner",
+        lambda settings: _docker_engine(settings, remove=False),
+    ),
+    "kubernetes": Backend(
+        _kube_spawner_class,
+        "LearnHubKubeSpawner",
+        "KubeSpawner",
+        lambda settings: {"namespace": settings.spawner.kubernetes_namespace},
+    ),
+    "local": Backend("hub.local_spawner.LearnHubLocalSpawner", "LearnHubLocalSpawner"),
+}
+
+
+def course_settings(settings: Settings) -> dict[str, Any]:
+    """What LearnHub's spawner class gets on every backend (traits of `CourseSpawnerMixin`)."""
     spawner = settings.spawner
-    common = {
+    return {
         "courses_dir": str(settings.courses_dir.resolve()),
         "default_image": spawner.image,
         "default_mem_limit": spawner.limits.memory,
@@ -29,40 +102,20 @@ def apply_spawner(c: Any, settings: Settings) -> None:
         "exchange_url": exchange_url(settings),
         "grading_root": str(settings.grader_dir),
     }
+
+
+def apply_spawner(c: Any, settings: Settings) -> None:
+    """Select and configure the spawner backend named by `spawner.backend`."""
+    spawner = settings.spawner
+    backend = BACKENDS[spawner.backend]
     c.Spawner.start_timeout = spawner.start_timeout
     c.Spawner.http_timeout = spawner.start_timeout
     c.Spawner.default_url = "/lab"
-    if spawner.backend == "docker":
-        c.JupyterHub.spawner_class = "hub.spawner.LearnHubDockerSpawner"
-        for key, value in common.items():
-            setattr(c.LearnHubDockerSpawner, key, value)
-        c.DockerSpawner.prefix = spawner.name_prefix
-        c.DockerSpawner.network_name = spawner.network
-        if is_managed(spawner.network):
-            c.LearnHubDockerSpawner.isolated_network = spawner.network
-            c.LearnHubDockerSpawner.internet_network = internet_network_name(spawner.network)
-        c.DockerSpawner.use_internal_ip = True
-        # Containers are throwaway; the per-course volume keeps the learner's work.
-        c.DockerSpawner.remove = True
-        c.DockerSpawner.pull_policy = "never"
-        c.DockerSpawner.notebook_dir = "/home/jovyan"
-    elif spawner.backend == "swarm":
-        c.JupyterHub.spawner_class = "hub.spawner.LearnHubSwarmSpawner"
-        for key, value in common.items():
-            setattr(c.LearnHubSwarmSpawner, key, value)
-        c.SwarmSpawner.prefix = spawner.name_prefix
-        c.SwarmSpawner.network_name = spawner.network
-        c.SwarmSpawner.use_internal_ip = True
-        c.SwarmSpawner.pull_policy = "never"
-        c.SwarmSpawner.notebook_dir = "/home/jovyan"
-    elif spawner.backend == "kubernetes":
-        from hub.spawner import kube_spawner_class
-
-        c.JupyterHub.spawner_class = kube_spawner_class()
-        for key, value in common.items():
-            setattr(c.LearnHubKubeSpawner, key, value)
-        c.KubeSpawner.namespace = spawner.kubernetes_namespace
-    else:
-        c.JupyterHub.spawner_class = "hub.local_spawner.LearnHubLocalSpawner"
-        for key, value in common.items():
-            setattr(c.LearnHubLocalSpawner, key, value)
+    made = backend.spawner_class
+    c.JupyterHub.spawner_class = made if isinstance(made, str) else made()
+    sections = [(backend.section, {**course_settings(settings), **backend.own(settings)})]
+    if backend.engine_section:
+        sections.append((backend.engine_section, backend.engine(settings)))
+    for section, values in sections:
+        for key, value in values.items():
+            setattr(getattr(c, section), key, value)

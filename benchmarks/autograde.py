@@ -21,7 +21,6 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,17 +32,12 @@ sys.path.insert(0, str(REPO))
 
 from grader.autograde import GradeResult, autograde_submissions, default_parallel  # noqa: E402
 from grader.sandbox import SandboxPolicy  # noqa: E402
+from harness.nbgrader import run_nbgrader  # noqa: E402
 
 COURSE_ID = "python-foundations"
 ASSIGNMENT = "ps1-data-model"
 SOURCE = REPO / "courses" / COURSE_ID / "source" / ASSIGNMENT
 VENV_BIN = str(Path(sys.executable).parent)
-
-
-def nbgrader(cwd: Path, *args: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "nbgrader", *args], cwd=cwd, check=True, capture_output=True
-    )
 
 
 def make_course(root: Path, students: list[str]) -> None:
@@ -60,7 +54,7 @@ def make_course(root: Path, students: list[str]) -> None:
     )
     with Gradebook(db_url, course_id=COURSE_ID) as gb:
         gb.add_assignment(ASSIGNMENT)
-    nbgrader(root, "generate_assignment", ASSIGNMENT, "--force")
+    run_nbgrader(root, "generate_assignment", ASSIGNMENT, "--force")
     for student in students:
         dest = root / "submitted" / student / ASSIGNMENT
         dest.mkdir(parents=True)
@@ -94,7 +88,7 @@ def measure(root: Path, students: list[str], parallel: int | None) -> dict[str, 
     started = time.perf_counter()
     results: list[GradeResult] = []
     if parallel is None:
-        nbgrader(root, "autograde", ASSIGNMENT, "--force")
+        run_nbgrader(root, "autograde", ASSIGNMENT, "--force")
     else:
         policy = SandboxPolicy(name_prefix="learnhub-bench-sandbox-")
         results = autograde_submissions(

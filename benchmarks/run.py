@@ -65,7 +65,8 @@ from benchmarks.common import (  # noqa: E402
 )
 from benchmarks.stock.hub import StockHub  # noqa: E402
 from benchmarks.stock.image import STOCK_IMAGE, ensure_stock_image  # noqa: E402
-from tests.harness import HubProcess, docker_cleanup, hub_settings  # noqa: E402
+from harness.docker import docker_cleanup  # noqa: E402
+from harness.hub import HubProcess, JupyterHubProcess, hub_settings  # noqa: E402
 
 COURSE = "python-foundations"
 #: The catalog measured straight at the LearnHub service's port, without the proxy.
@@ -117,7 +118,7 @@ class Setup:
     """One hub under test: how to reach its API and which containers and processes are its."""
 
     label: str
-    hub: Any  # HubProcess or StockHub
+    hub: JupyterHubProcess  # HubProcess or StockHub
     prefix: str
     server: str
     grant: Callable[[list[str]], None] = field(default=lambda users: None)
@@ -138,12 +139,8 @@ class Setup:
 
     def pids(self) -> dict[str, int | None]:
         hub_pid = self.hub.proc.pid if self.hub.proc else None
-        pids: dict[str, int | None] = {"hub": hub_pid}
-        if isinstance(self.hub, StockHub):
-            pids["proxy"] = self.hub.proxy_pid()
-        else:
-            pid_file = Path(self.hub.settings["hub"]["data_dir"]) / "proxy.pid"
-            pids["proxy"] = int(pid_file.read_text().strip()) if pid_file.exists() else None
+        pids: dict[str, int | None] = {"hub": hub_pid, "proxy": self.hub.proxy_pid()}
+        if not isinstance(self.hub, StockHub):
             services = [p for p in child_pids(hub_pid or 0) if "hub.service" in cmdline(p)]
             pids["service"] = services[0] if services else None
         return pids
@@ -462,7 +459,7 @@ async def phase_catalog(setups: list[Setup], cfg: dict[str, Any]) -> dict[str, A
     for setup in setups:
         path = "hub/login" if setup.label == "stock" else "services/learnhub/"
         runs.append((setup.label, setup, setup.hub.url + path))
-        if setup.label == "LearnHub":
+        if isinstance(setup.hub, HubProcess):
             port = setup.hub.settings["hub"]["service_port"]
             runs.append((DIRECT, setup, f"http://127.0.0.1:{port}/services/learnhub/"))
     for label, setup, url in runs:

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import memory_mib, percentile  # noqa: E402
-from tests.harness import HubProcess, docker_cleanup, hub_settings  # noqa: E402
+from harness.docker import docker_cleanup  # noqa: E402
+from harness.hub import HubProcess, hub_settings  # noqa: E402
 
 COURSE = "python-foundations"
 PREFIX = "lhbench"

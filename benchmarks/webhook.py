@@ -48,8 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import child_pids, cmdline, cpu_seconds, loadavg, percentile  # noqa: E402
-from tests.billing.stripe_standin import API_KEY, StripeStandIn  # noqa: E402
-from tests.harness import HubProcess, hub_settings  # noqa: E402
+from harness.hub import HubProcess, hub_settings  # noqa: E402
+from harness.stripe_standin import API_KEY, StripeStandIn  # noqa: E402
 
 COURSE = "algorithms-in-python"
 GROUP = f"course-{COURSE}"

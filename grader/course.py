@@ -76,7 +76,7 @@ class GradingCourse:
             "# formgrader, so it holds nothing host-specific (exchange URL and token come from",
             "# each side's own environment).",
             "try:",
-            "    from grader.exchange.client import configure_nbgrader",
+            "    from learnhub_container.exchange import configure_nbgrader",
             "except ImportError:  # in a course container the client is learnhub_exchange",
             "    from learnhub_exchange import configure_nbgrader",
             "",

@@ -7,8 +7,8 @@ dropped, and gets an explicit minimal environment (nothing of the grader's envir
 
 The notebook and the assignment's other files reach the container through a read-only bind
 of a fresh temporary folder that contains only them and the runner script
-(``grader/sandbox_runner.py``); the executed notebook comes back on the container's stdout.
-The container is always removed.
+(``learnhub_container/sandbox_runner.py``); the executed notebook comes back on the
+container's stdout. The container is always removed.
 """
 
 from __future__ import annotations
@@ -35,12 +35,13 @@ from docker.models.containers import Container
 from docker.types import LogConfig
 from nbformat import NotebookNode
 
-from grader.sandbox_runner import RESULT_MARKER, mark_unfinished
+from learnhub_container import sandbox_runner
+from learnhub_container.sandbox_runner import RESULT_MARKER, mark_unfinished
 
 log = logging.getLogger("learnhub.grader.sandbox")
 
 RUNNER_MODULE = "learnhub_sandbox_runner"
-_RUNNER_SOURCE = Path(__file__).with_name("sandbox_runner.py")
+_RUNNER_SOURCE = Path(sandbox_runner.__file__)
 _INPUT_MOUNT = "/sandbox/in"
 
 #: The whole environment student code sees (besides the image's own ENV lines).

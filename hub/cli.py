@@ -31,9 +31,9 @@ import stripe
 
 from hub.access import hub_groups
 from hub.access.status import EntitlementReason
+from hub.addresses import hub_api_url
 from hub.courses import Catalog, learner_group
 from hub.errors import LearnHubError
-from hub.hubconfig import hub_api_url
 from hub.logs import configure_logging
 from hub.settings import Settings, load_settings, settings_from_environment
 
@@ -248,7 +248,7 @@ def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def grading_course(settings: Settings, course_id: str) -> GradingCourse:
     """The nbgrader side of a course, reaching the exchange through the local service."""
     from grader.course import GradingCourse
-    from hub.hubconfig import service_prefix
+    from hub.addresses import service_prefix
 
     catalog = Catalog.load(settings.courses_dir)
     entry = catalog.get(course_id)

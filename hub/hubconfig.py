@@ -2,63 +2,26 @@
 
 One ``apply_<area>(c, settings, ...)`` function per area. Each only *sets* values, never appends,
 so applying twice gives the same config. `jupyterhub_config.py` calls :func:`apply_all`; the
-spawner backends are applied by `spawner_config.py`.
+spawner backends are applied by `spawner_config.py`. What the values are made from lives beside:
+addresses in `hub.addresses`, the demo accounts in `hub.demo_accounts`, the member home page in
+`hub.home`, the Hub's SQLite pragmas in `hub.hub_sqlite`.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 import os
-import sqlite3
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
-
 from hub.access.hub_groups import ACCESS_SCOPES
-from hub.access.status import EntitlementReason, EntitlementStatus
-from hub.courses import Catalog, deadline_label, learner_group
-from hub.errors import CourseError
-from hub.network import gateway_address
+from hub.addresses import hub_ip
+from hub.courses import Catalog
+from hub.demo_accounts import DEMO_ADMIN, DEMO_USERS, demo_groups, demo_seed_users
+from hub.home import home_courses
+from hub.hub_sqlite import tune_hub_sqlite
 from hub.settings import Settings
-
-#: Demo accounts and the password stated in the README (overridable with LEARNHUB_DEMO_PASSWORD).
-DEMO_USERS = ("demo-learner", "demo-instructor", "demo-admin")
-DEMO_PASSWORD = "learnhub-demo"  # noqa: S105 - the documented demo password
-#: The course the demo learner owns from the start, so the demo shows both Launch and Buy.
-DEMO_OWNED_COURSE = "python-foundations"
-
-
-@functools.cache
-def _gateway(network: str) -> str:
-    """The host's address on ``network``, looked up once per config load (a Docker API call)."""
-    return gateway_address(network)
-
-
-def hub_ip(settings: Settings) -> str:
-    """Where the Hub API (and the exchange) listen: reachable from course containers only."""
-    if settings.hub.hub_ip != "auto":
-        return settings.hub.hub_ip
-    if settings.spawner.backend in ("docker", "swarm"):
-        return _gateway(settings.spawner.network)
-    return "127.0.0.1"
-
-
-def service_prefix(settings: Settings) -> str:
-    """URL path of the LearnHub service, e.g. `/services/learnhub/`."""
-    return urlparse(settings.hub.bind_url).path + "services/learnhub/"
-
-
-def exchange_url(settings: Settings) -> str:
-    """The nbgrader exchange as course containers reach it (the bridge gateway, not the proxy)."""
-    return (
-        f"http://{hub_ip(settings)}:{settings.hub.service_port}{service_prefix(settings)}exchange/"
-    )
 
 
 def make_private(data_dir: Path) -> None:
@@ -120,7 +83,7 @@ def apply_auth(c: Any, settings: Settings) -> None:
     auth = settings.auth
     admins = set(settings.hub.admin_users)
     if settings.mode == "demo":
-        admins.add("demo-admin")
+        admins.add(DEMO_ADMIN)
     c.Authenticator.admin_users = admins
     if auth.kind == "native":
         c.JupyterHub.authenticator_class = "hub.auth.LearnHubNativeAuthenticator"
@@ -133,8 +96,7 @@ def apply_auth(c: Any, settings: Settings) -> None:
         for key, value in auth.lockout.model_dump().items():
             setattr(c.LearnHubNativeAuthenticator, f"lockout_{key}", value)
         if settings.mode == "demo":
-            password = settings.secret("demo_password") or DEMO_PASSWORD
-            c.LearnHubNativeAuthenticator.seed_users = dict.fromkeys(DEMO_USERS, password)
+            c.LearnHubNativeAuthenticator.seed_users = demo_seed_users(settings)
             c.Authenticator.allowed_users = set(DEMO_USERS)
     elif auth.kind == "github":
         c.JupyterHub.authenticator_class = "github"
@@ -170,8 +132,8 @@ def apply_groups(c: Any, settings: Settings, catalog: Catalog) -> None:
         course = entry.course
         groups[course.learner_group] = {"users": []}
         groups[course.instructor_group] = {"users": sorted(course.instructors)}
-    if settings.mode == "demo" and DEMO_OWNED_COURSE in catalog:
-        groups[learner_group(DEMO_OWNED_COURSE)] = {"users": ["demo-learner"]}
+    if settings.mode == "demo":
+        groups.update(demo_groups(catalog))
     c.JupyterHub.load_groups = groups
 
 
@@ -251,170 +213,9 @@ def learnhub_service(settings: Settings) -> dict[str, Any]:
 SERVICE_SECRETS = ("stripe_secret_key", "stripe_webhook_secrets")
 
 
-#: JupyterHub SQLite files already given the pragmas below in this process.
-_TUNED_SQLITE: set[str] = set()
-
-
-def tune_hub_sqlite(db_url: str) -> None:
-    """WAL and ``synchronous=NORMAL`` for JupyterHub's own SQLite database.
-
-    JupyterHub commits on its event loop, and SQLite's default rollback journal with FULL sync
-    waits for the disk at every commit: in a 20-server burst a quarter of the Hub's busy time was
-    commits. In WAL mode NORMAL never corrupts the database; a power cut may lose the last
-    commits, which the Hub rebuilds from the running containers at its next start. LearnHub's
-    own database already runs this way (`hub/store/database.py`). JupyterHub creates its engine
-    itself, so this listens for new connections to that one file. PostgreSQL is untouched.
-    """
-    url = make_url(db_url)
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return
-    path = str(Path(str(url.database)).resolve())
-    if path in _TUNED_SQLITE:
-        return
-    _TUNED_SQLITE.add(path)
-
-    def pragmas(dbapi_connection: Any, _record: Any) -> None:
-        if not isinstance(dbapi_connection, sqlite3.Connection):
-            return
-        databases = dbapi_connection.execute("PRAGMA database_list").fetchall()
-        if not any(name == "main" and file == path for _, name, file in databases):
-            return
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
-        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
-
-    sa.event.listen(sa.engine.Engine, "connect", pragmas)
-
-
 def apply_all(c: Any, settings: Settings, catalog: Catalog) -> None:
     """Everything but the spawner backend."""
     apply_hub(c, settings)
     apply_auth(c, settings)
     apply_groups(c, settings, catalog)
     apply_services(c, settings)
-
-
-def hub_api_url(settings: Settings) -> str:
-    """The Hub REST API as seen from this machine (through the proxy)."""
-    parsed = urlparse(settings.hub.bind_url)
-    host = parsed.hostname or "127.0.0.1"
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - translating a bind-all address
-        host = "127.0.0.1"
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    return f"{parsed.scheme}://{host}:{port}{parsed.path}hub/api"
-
-
-#: Why access ended, as the member home says it (entitlement ``status_reason`` -> words).
-ENDED_REASONS: dict[str, str] = {
-    EntitlementReason.REFUNDED: "refunded",
-    EntitlementReason.DISPUTE_LOST: "payment disputed",
-    EntitlementReason.DISPUTE_OPEN: "payment disputed",
-    EntitlementReason.CANCELED: "membership cancelled",
-    EntitlementReason.PAYMENT_FAILED: "payment failed",
-}
-
-
-def ended_courses(db: Any, username: str) -> dict[str, str]:
-    """Courses whose every direct entitlement of ``username`` was revoked: ``{course: reason}``.
-
-    Blocking, but one indexed query on a WAL database: cheap enough for a page render.
-    """
-    from hub.store import repository as repo
-
-    reasons: dict[str, str] = {}
-    live: set[str] = set()
-    with db.transaction() as session:
-        for row in repo.entitlements(session, username):
-            if row.course_id is None:
-                continue
-            if row.status == EntitlementStatus.REVOKED:
-                reasons[row.course_id] = ENDED_REASONS.get(row.status_reason or "", "access ended")
-            else:
-                live.add(row.course_id)
-    return {course: reason for course, reason in reasons.items() if course not in live}
-
-
-def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
-    """A `template_vars` callable: the courses the current user may open, and the others.
-
-    Also says which courses' access ended (refund, dispute, cancellation) from LearnHub's
-    database, each course's deadlines from `course.yaml`, and where the catalog is. A database
-    problem only hides the "access ended" notes; it never breaks the page.
-    """
-    courses_dir = settings.courses_dir.resolve()
-    catalog_url = urlparse(settings.hub.bind_url).path + "services/learnhub/"
-    state: dict[str, Any] = {}
-
-    from hub.progress import course_progress
-    from hub.reviews import announcements
-
-    def learnhub_db() -> Any:
-        # One engine for the hub process, made on first use (never at import or config load).
-        if "db" not in state:
-            from hub.store import Database
-
-            state["db"] = Database(settings.learnhub_db_url)
-        return state["db"]
-
-    def for_user(user: Any) -> dict[str, Any]:
-        empty = {"mine": [], "others": [], "ended": [], "error": "", "catalog_url": catalog_url}
-        if user is None:
-            return empty
-        try:
-            catalog = Catalog.load(courses_dir)
-        except CourseError:
-            # The operator sees the details in `learnhub check`; members get a calm message.
-            return {**empty, "error": "The catalog is being updated."}
-        try:
-            ended = ended_courses(learnhub_db(), user.name)
-        except Exception:  # the home page must render even if LearnHub's database is down
-            logging.getLogger("learnhub.home").exception("could not read entitlements")
-            ended = {}
-        groups = {group.name for group in user.groups}
-        mine: list[dict[str, Any]] = []
-        others: list[dict[str, Any]] = []
-        ended_items: list[dict[str, Any]] = []
-        for entry in catalog:
-            course = entry.course
-            role = (
-                "instructor"
-                if course.instructor_group in groups
-                else "learner"
-                if course.learner_group in groups or user.admin
-                else None
-            )
-            item: dict[str, Any] = {
-                "id": course.id,
-                "title": course.title,
-                "summary": course.summary,
-                "role": role,
-                "price": f"{course.price.amount / 100:.2f} {course.price.currency.upper()}",
-                "deadlines": [
-                    {"title": a.title, "due": deadline_label(a.due), "iso": a.due.isoformat()}
-                    for a in course.assignments
-                    if a.due is not None
-                ],
-                "ended": ended.get(course.id, ""),
-            }
-            if role:
-                try:
-                    item["progress"] = course_progress(learnhub_db(), course, user.name)
-                    latest = announcements(learnhub_db(), course.id, limit=1)
-                    item["announcement"] = latest[0] if latest else None
-                except Exception:  # progress is a nicety; the page renders without it
-                    logging.getLogger("learnhub.home").exception("could not read progress")
-                    item["progress"] = []
-                    item["announcement"] = None
-                mine.append(item)
-            elif course.id in ended:
-                ended_items.append(item)
-            else:
-                others.append(item)
-        return {
-            "mine": mine,
-            "others": others,
-            "ended": ended_items,
-            "error": "",
-            "catalog_url": catalog_url,
-        }
-
-    return for_user

@@ -31,6 +31,8 @@ from docker.errors import APIError, DockerException, ImageNotFound
 from docker.utils import kwargs_from_env
 
 HASH_LABEL = "learnhub.context-hash"
+#: The package of code that runs inside the containers; every image build context carries it.
+CONTAINER_PACKAGE = "learnhub_container"
 DEFAULT_BASE_IMAGE = "learnhub/base:bookworm"
 # Debian/Ubuntu location; other systems fall back to what Python's ssl module uses.
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -230,8 +232,8 @@ def build_context(
 ) -> Iterator[Path]:
     """Assemble the build context for ``spec`` in a temporary directory and yield its path.
 
-    The context is the Dockerfile's folder plus ``materials.py`` (from ``hub/``),
-    ``learnhub_exchange.py`` (``grader/exchange/client.py``) and ``certs/`` holding the host
+    The context is the Dockerfile's folder plus the ``learnhub_container`` package, whole (the
+    code that runs inside course and sandbox containers), and ``certs/`` holding the host
     CA bundle (``ca-certificates.crt``) and, when given, the operator's extra CA
     (``extra-ca.crt``). The directory is removed afterwards.
     """
@@ -240,9 +242,7 @@ def build_context(
     with tempfile.TemporaryDirectory(prefix="learnhub-build-") as tmp:
         ctx = Path(tmp) / "context"
         _copy_tree(spec.context_dir, ctx)
-        shutil.copy2(repo_root / "hub" / "materials.py", ctx / "materials.py")
-        # The nbgrader HTTP exchange client, installed in the image as a top-level module.
-        shutil.copy2(repo_root / "grader" / "exchange" / "client.py", ctx / "learnhub_exchange.py")
+        _copy_tree(repo_root / CONTAINER_PACKAGE, ctx / CONTAINER_PACKAGE)
         certs = ctx / "certs"
         certs.mkdir(exist_ok=True)
         shutil.copyfile(_host_ca_bundle(), certs / "ca-certificates.crt")

@@ -7,66 +7,10 @@ setting.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel
-from pydantic.fields import FieldInfo
-
+from hub.reference_docs import REFERENCE_DIR, model_tables, write_or_check
 from hub.settings import SECRET_ENV, Settings
 
-REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "reference" / "settings.md"
-
-
-def _type_name(field: FieldInfo) -> str:
-    annotation: Any = field.annotation
-    text = str(annotation) if getattr(annotation, "__args__", None) else annotation.__name__
-    text = text.replace("typing.", "").replace("pathlib.", "").replace("pydantic.types.", "")
-    return text.replace("|", "\\|")
-
-
-def _default(field: FieldInfo) -> str:
-    if field.default_factory is not None:
-        try:
-            value = field.default_factory()  # type: ignore[call-arg]
-        except TypeError:
-            return "(computed)"
-        if isinstance(value, BaseModel):
-            return "(section)"
-        return f"`{value!r}`"
-    if field.is_required():
-        return "required"
-    if isinstance(field.default, Path):
-        return f"`{field.default}`"
-    return f"`{field.default!r}`"
-
-
-def _section(model: type[BaseModel], prefix: str, lines: list[str]) -> None:
-    nested: list[tuple[str, type[BaseModel]]] = []
-    rows: list[str] = []
-    for name, field in model.model_fields.items():
-        if field.exclude:
-            continue
-        annotation = field.annotation
-        key = f"{prefix}{name}"
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            nested.append((key, annotation))
-            continue
-        description = (field.description or "").replace("\n", " ").replace("|", "\\|")
-        rows.append(f"| `{key}` | {_type_name(field)} | {_default(field)} | {description} |")
-    if rows:
-        lines.append(f"## `{prefix.rstrip('.') or '(top level)'}`")
-        lines.append("")
-        if model.__doc__:
-            lines.append(" ".join(model.__doc__.split()))
-            lines.append("")
-        lines.append("| key | type | default | what it does |")
-        lines.append("|---|---|---|---|")
-        lines.extend(rows)
-        lines.append("")
-    for key, sub in nested:
-        _section(sub, f"{key}.", lines)
+REFERENCE = REFERENCE_DIR / "settings.md"
 
 
 def render() -> str:
@@ -91,22 +35,13 @@ def render() -> str:
     for env, field in sorted(SECRET_ENV.items()):
         lines.append(f"| `{env}` | secret `{field}` (never put secrets in the file) |")
     lines.append("")
-    _section(Settings, "", lines)
+    model_tables(Settings, "", lines)
     return "\n".join(lines).rstrip() + "\n"
 
 
 def main() -> int:
     """Write the reference, or with `--check` fail when it is out of date."""
-    text = render()
-    if "--check" in sys.argv:
-        if REFERENCE.read_text() != text:
-            print(f"{REFERENCE} is out of date: run python -m hub.settings_docs", file=sys.stderr)
-            return 1
-        return 0
-    REFERENCE.parent.mkdir(parents=True, exist_ok=True)
-    REFERENCE.write_text(text)
-    print(f"wrote {REFERENCE}")
-    return 0
+    return write_or_check(REFERENCE, render(), "hub.settings_docs")
 
 
 if __name__ == "__main__":

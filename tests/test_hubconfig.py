@@ -8,8 +8,9 @@ from pathlib import Path
 from traitlets.config import Config
 
 from hub import settings_docs
+from hub.addresses import hub_api_url
 from hub.courses import Catalog
-from hub.hubconfig import apply_all, hub_api_url
+from hub.hubconfig import apply_all
 from hub.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

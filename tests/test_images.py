@@ -156,10 +156,10 @@ def test_nbgrader_instructor_extensions_disabled(built: object) -> None:
     text = ANSI.sub("", proc.stdout + proc.stderr)
     assert re.search(r"nbgrader\.server_extensions\.formgrader\s+disabled", text)
     assert re.search(r"nbgrader\.server_extensions\.course_list\s+disabled", text)
-    # The learner routes come from learnhub_nbgrader, which loads nbgrader at first use.
+    # The learner routes come from learnhub_container.lazy_nbgrader (nbgrader loads at first use).
     assert re.search(r"nbgrader\.server_extensions\.assignment_list\s+disabled", text)
     assert re.search(r"nbgrader\.server_extensions\.validate_assignment\s+disabled", text)
-    assert re.search(r"learnhub_nbgrader\s+enabled", text)
+    assert re.search(r"learnhub_container\.lazy_nbgrader\s+enabled", text)
 
 
 def test_nbgrader_routes_load_nbgrader_at_first_use(built: object) -> None:
@@ -249,7 +249,7 @@ def test_unreachable_engine_is_reported_clearly(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_single_user_server_leaves_the_hub_orm_out_and_still_works(built: object) -> None:
-    # docker/singleuser/patch_jupyterhub.py: the Hub's ORM, handlers and metrics stay out of the
+    # learnhub_container/patch_jupyterhub.py: the Hub's ORM, handlers and metrics stay out of the
     # single-user server; scope checks, the request log and catch_db_error behave as before.
     probes = REPO_ROOT / "tests" / "image_probes"
     out = run("python", "/probes/jupyterhub_patch.py", opts=("-v", f"{probes}:/probes:ro")).stdout

@@ -1,4 +1,4 @@
-"""Unit tests for hub.materials: syncing course materials without losing learner edits."""
+"""Unit tests for learnhub_container.materials: syncing materials without losing learner edits."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hub import materials
-from hub.materials import ActionKind, SyncResult, sync, updated_name
+from learnhub_container import materials
+from learnhub_container.materials import ActionKind, SyncResult, sync, updated_name
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import stripe
 
-from tests.billing.stripe_standin import API_KEY, StripeStandIn
+from harness.stripe_standin import API_KEY, StripeStandIn
 from tests.harness import HubProcess, browser, docker_cleanup, hub_settings, wait_for_server
 
 pytestmark = [pytest.mark.docker]

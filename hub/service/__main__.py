@@ -22,11 +22,11 @@ from grader.exchange.auth import HubAuthorizer
 from grader.exchange.server import exchange_routes
 from grader.exchange.storage import ExchangeLimits, ExchangeStorage
 from hub.access.hub_groups import HubClient, make_access_sync
+from hub.addresses import hub_ip
 from hub.billing.client import stripe_client
 from hub.billing.reconcile import reconcile
 from hub.courses import Catalog
 from hub.errors import LearnHubError
-from hub.hubconfig import hub_ip
 from hub.logs import configure_logging
 from hub.service.app import make_app
 from hub.service.context import build_context
@@ -43,7 +43,7 @@ RECONCILE_SECONDS = 300
 
 def seed_demo_entitlements(db: Database, catalog: Catalog) -> None:
     """Demo mode: the demo learner owns one course from the start (once; a revoke sticks)."""
-    from hub.hubconfig import DEMO_OWNED_COURSE
+    from hub.demo_accounts import DEMO_OWNED_COURSE
 
     if DEMO_OWNED_COURSE not in catalog:
         return

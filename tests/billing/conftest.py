@@ -21,6 +21,7 @@ import stripe
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from harness.stripe_standin import StripeStandIn
 from hub.access.hub_groups import HubClient, make_access_sync
 from hub.billing.events import EventQueue
 from hub.billing.fulfilment import Billing
@@ -31,7 +32,6 @@ from hub.service.app import make_app
 from hub.service.context import build_context
 from hub.settings import Settings
 from hub.store import Database, upgrade
-from tests.billing.stripe_standin import StripeStandIn
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 WEBHOOK_SECRETS = ["whsec_current_test", "whsec_previous_test"]

@@ -17,13 +17,13 @@ import pytest
 import sqlalchemy as sa
 import stripe
 
+from harness.stripe_standin import StripeStandIn
 from hub.service import dashboards
 from hub.service.reports import Revenue, revenue_from_payments
 from hub.settings import Settings
 from hub.store import Entitlement, StripeEvent
 from hub.store import repository as repo
 from tests.billing.conftest import WEBHOOK_SECRETS, FakeHub, Service
-from tests.billing.stripe_standin import StripeStandIn
 from tests.billing.test_webhook import GROUP, buy, checkout
 
 PRICES = {"python-101": "price_python101", "data-201": "price_data201"}

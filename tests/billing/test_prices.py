@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.stripe_standin import API_KEY, StripeStandIn
 from hub.billing.prices import course_lookup_key, sync_prices
 from hub.cli import main
 from hub.courses import Catalog
 from hub.settings import Settings
-from tests.billing.stripe_standin import API_KEY, StripeStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 

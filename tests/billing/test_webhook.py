@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 import stripe
 
+from harness.stripe_standin import StripeStandIn
 from hub.access.hub_groups import make_access_sync
 from hub.billing.events import EventQueue
 from hub.billing.reconcile import reconcile
@@ -21,7 +22,6 @@ from hub.settings import Settings
 from hub.store import Entitlement, StripeEvent
 from hub.store import repository as repo
 from tests.billing.conftest import PREFIX, FakeHub, Service
-from tests.billing.stripe_standin import StripeStandIn
 
 GROUP = "course-python-101"
 

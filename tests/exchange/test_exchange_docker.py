@@ -1,10 +1,10 @@
 """A learner's real course container fetches and submits through the HTTP exchange.
 
 Real hub, real DockerSpawner container from the course image (with its baked-in nbgrader config
-and ``learnhub_exchange`` module), the container's own ``JUPYTERHUB_API_TOKEN`` checked by the
-real :class:`HubAuthorizer`. The exchange is served by this test on the Docker bridge gateway
-(as the LearnHub service will be); ``LEARNHUB_EXCHANGE_URL`` is passed to ``docker exec`` so the
-test does not depend on the spawner setting it.
+and ``learnhub_container.exchange`` package), the container's own ``JUPYTERHUB_API_TOKEN``
+checked by the real :class:`HubAuthorizer`. The exchange is served by this test on the Docker
+bridge gateway (as the LearnHub service will be); ``LEARNHUB_EXCHANGE_URL`` is passed to
+``docker exec`` so the test does not depend on the spawner setting it.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ AID = "ps1-data-model"
 VENV_BIN = str(Path(sys.executable).parent)
 
 CONFIG = """\
-from grader.exchange.client import configure_nbgrader
+from learnhub_container.exchange import configure_nbgrader
 c = get_config()
 configure_nbgrader(c, {course!r})
 {extra}

@@ -51,9 +51,10 @@ async def probe() -> None:
         status, body = await get("/assignments/validate?path=hello.ipynb", method="POST")
         seen["validate"] = [status, json.loads(body)]
         seen["nbgrader_imported_after_use"] = "nbgrader" in sys.modules
-        from learnhub_nbgrader import ROUTES
         from nbgrader.server_extensions.assignment_list import handlers as assignment_list
         from nbgrader.server_extensions.validate_assignment import handlers as validate
+
+        from learnhub_container.lazy_nbgrader import ROUTES
 
         nbgrader_routes = [
             (path, handler.__name__)

@@ -73,7 +73,7 @@ def lazy_handler(module: str, name: str) -> type[web.RequestHandler]:
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    return [{"module": "learnhub_nbgrader"}]
+    return [{"module": "learnhub_container.lazy_nbgrader"}]
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
@@ -83,4 +83,4 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     base_url = webapp.settings["base_url"]
     routes = [(path, lazy_handler(module, name)) for path, module, name in ROUTES]
     webapp.add_handlers(".*$", [(url_path_join(base_url, path), target) for path, target in routes])
-    serverapp.log.info("learnhub_nbgrader: Assignments routes ready; nbgrader loads at first use")
+    serverapp.log.info("lazy_nbgrader: Assignments routes ready; nbgrader loads at first use")

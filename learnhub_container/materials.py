@@ -1,8 +1,8 @@
 """Sync course materials into a learner's workspace without overwriting the learner's edits.
 
-This module is copied into the single-user image (``/usr/local/lib/learnhub/materials.py``) and
-run by the container entrypoint before the notebook server starts, so it must use the standard
-library only and must not import anything from the ``hub`` package.
+This module is part of ``learnhub_container``, which the single-user image carries whole; the
+container entrypoint runs it before the notebook server starts, with the image's Python, so it
+uses the standard library only.
 
 A JSON state file remembers, for every relative path, the sha256 of the version last copied into
 the workspace. With it each file in the source is handled as follows:
@@ -18,8 +18,8 @@ the workspace. With it each file in the source is handled as follows:
 
 Usage::
 
-    python3 materials.py sync --src /srv/learnhub/materials --dest /home/jovyan \\
-        --state /home/jovyan/.learnhub/materials.json
+    python3 -I -m learnhub_container.materials sync --src /srv/learnhub/materials \\
+        --dest /home/jovyan --state /home/jovyan/.learnhub/materials.json
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ single-user server does. When the text is not found (a JupyterHub upgrade), the 
 here rather than shipping an unknown state: revise the edits or drop them if upstream has
 fixed this (same problem: https://github.com/jupyterhub/the-littlest-jupyterhub/issues/841).
 
-    python patch_jupyterhub.py /path/to/site-packages/jupyterhub
+    python -m learnhub_container.patch_jupyterhub /path/to/site-packages/jupyterhub
 """
 
 from __future__ import annotations

@@ -1,0 +1,264 @@
+"""A real JupyterHub + configurable-http-proxy as a subprocess on free ports.
+
+:class:`JupyterHubProcess` starts any hub config file and waits for its API; :class:`HubProcess`
+runs the repository's own `jupyterhub_config.py`, configured only through a settings file and
+LEARNHUB_* variables, exactly as an operator would. Its base URL contains `@` and an escaped space
+so that escaping bugs show up.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import yaml
+
+from harness.docker import TEST_PREFIX
+from harness.system import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+_hub_counter = iter(range(1, 10_000))
+#: A base URL chosen to break escaping bugs (as JupyterHub's own tests do).
+HOSTILE_BASE_URL = "/@/space%20word/"
+
+
+def venv_path(env: dict[str, str], *first: str) -> str:
+    """``PATH`` with ``first`` and this venv's bin folder ahead of what ``env`` has."""
+    return os.pathsep.join([*first, str(Path(sys.executable).parent), env.get("PATH", "")])
+
+
+class JupyterHubProcess:
+    """A JupyterHub subprocess from one config file: start, wait for its API, call it, stop.
+
+    Subclasses (dataclasses) hold ``workdir``, ``admin_token`` and ``proc`` and say which config
+    file runs, with what environment, at which URL.
+    """
+
+    workdir: Path
+    admin_token: str
+    proc: subprocess.Popen[bytes] | None
+    #: What error messages call this hub.
+    label = "hub"
+    #: How many log lines :meth:`log_tail` gives by default.
+    tail_lines = 120
+
+    @property
+    def config_file(self) -> Path:
+        """The `jupyterhub_config.py` this hub runs."""
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        """Public base URL, ending in `/`."""
+        raise NotImplementedError
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the hub keeps its state (the proxy's pid file among it)."""
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        """The environment the hub process gets."""
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Write what the hub reads at start (called by :meth:`start`)."""
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "hub/api"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "hub.log"
+
+    def start(self, timeout: float = 180) -> None:
+        """Start the hub and wait until its API answers."""
+        self.prepare()
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(self.config_file)],
+            cwd=self.workdir,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.label} exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                if httpx.get(self.api_url + "/", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.label} did not answer within {timeout}s:\n{self.log_tail()}")
+
+    def proxy_pid(self) -> int | None:
+        """The proxy's process id, from its pid file."""
+        try:
+            return int((self.data_dir / "proxy.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def stop(self, *, kill_proxy: bool = True) -> None:
+        """Stop the hub, and unless told otherwise its proxy."""
+        # Read first: a hub that cleans up its proxy removes the pid file as it stops.
+        proxy = self.proxy_pid()
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+        if kill_proxy and proxy:
+            try:
+                os.kill(proxy, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def log_tail(self, lines: int | None = None) -> str:
+        """The last lines of the hub's log."""
+        if not self.log_path.exists():
+            return f"(no {self.label} log)"
+        text = self.log_path.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-(lines or self.tail_lines) :])
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Call the Hub REST API with the admin token."""
+        headers = {"Authorization": f"token {self.admin_token}"}
+        return httpx.request(method, self.api_url + path, headers=headers, timeout=60, **kwargs)
+
+
+@dataclass
+class HubProcess(JupyterHubProcess):
+    """A running (or stoppable, restartable) JupyterHub with LearnHub's config.
+
+    Stopping it leaves course servers running (`cleanup_servers` is off).
+    """
+
+    workdir: Path
+    settings: dict[str, Any]
+    admin_token: str = field(default_factory=lambda: secrets.token_hex(32))
+    extra_env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config_file(self) -> Path:
+        return ROOT / "jupyterhub_config.py"
+
+    @property
+    def bind_url(self) -> str:
+        return str(self.settings["hub"]["bind_url"])
+
+    @property
+    def url(self) -> str:
+        return self.bind_url
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.settings["hub"]["data_dir"])
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of this hub's containers and volumes."""
+        return str(self.settings["spawner"]["name_prefix"])
+
+    @property
+    def config_path(self) -> Path:
+        """The settings file (`learnhub.yaml`) this hub reads."""
+        return self.workdir / "learnhub.yaml"
+
+    def prepare(self) -> None:
+        """Write the settings; with Docker, make the hub's own course network and firewall
+        rules first, as an operator's `learnhub network apply` would."""
+        self.config_path.write_text(yaml.safe_dump(self.settings))
+        if self.settings["spawner"].get("backend", "docker") == "docker":
+            applied = run_learnhub(self, "network", "apply", timeout=120)
+            if applied.returncode != 0:
+                raise RuntimeError(f"learnhub network apply failed:\n{applied.stderr}")
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LEARNHUB_")}
+        env["LEARNHUB_CONFIG"] = str(self.config_path)
+        env["LEARNHUB_ADMIN_TOKEN"] = self.admin_token
+        env["PATH"] = venv_path(env, str(ROOT / "tools" / "node_modules" / ".bin"))
+        env.update(self.extra_env)
+        return env
+
+
+def hub_settings(workdir: Path, *, courses_dir: Path, backend: str = "docker") -> dict[str, Any]:
+    """Settings for a test hub: free ports, hostile base URL, test prefix."""
+    port = free_port()
+    prefix = f"{TEST_PREFIX}h{next(_hub_counter)}"
+    return {
+        "mode": "demo",
+        "courses_dir": str(courses_dir),
+        "hub": {
+            "bind_url": f"http://127.0.0.1:{port}{HOSTILE_BASE_URL}",
+            "hub_port": free_port(),
+            "proxy_api_port": free_port(),
+            "service_port": free_port(),
+            "data_dir": str(workdir / "var"),
+            "log_level": "DEBUG",
+        },
+        "spawner": {
+            "backend": backend,
+            # One prefix per hub: two hubs of one session never fight over a container name.
+            "name_prefix": prefix,
+            # Its own isolated network too, firewalled for this hub's ports.
+            "network": f"{prefix}-net",
+            "idle_timeout": 0,
+            "start_timeout": 90,
+        },
+    }
+
+
+def run_learnhub(
+    hub: HubProcess, *args: str, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run the `learnhub` CLI as the operator of `hub` would (same settings, admin token)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "hub.cli", *args],
+        env=hub.env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=os.fspath(hub.workdir),
+        timeout=timeout,
+    )
+    print(result.stdout, result.stderr)
+    return result
+
+
+def wait_for_server(
+    hub: HubProcess, username: str, server: str, timeout: float = 90
+) -> dict[str, Any]:
+    """Wait until the named server is ready; return its model."""
+    deadline = time.monotonic() + timeout
+    model: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = hub.api("GET", f"/users/{quote(username, safe='')}")
+        response.raise_for_status()
+        model = response.json()["servers"].get(server, {})
+        if model.get("ready"):
+            return model
+        if model and not model.get("pending") and not model.get("ready"):
+            break
+        time.sleep(0.3)
+    raise AssertionError(f"server {username}/{server} not ready: {model}\n{hub.log_tail()}")
