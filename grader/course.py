@@ -21,12 +21,21 @@ from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config import Config
 
-from grader.autograde import GradeResult, autograde_submissions, load_course_config
+from grader.autograde import (
+    GradeResult,
+    autograde_submissions,
+    find_submitted_students,
+    load_course_config,
+)
 from grader.ownership import give_to_container_user
+from grader.policy import grading_parallelism, sandbox_policy
 from grader.sandbox import SandboxPolicy
-from hub.courses import CourseEntry
+from hub.courses import Catalog, CourseEntry
 from hub.errors import LearnHubError
+from hub.hubconfig import service_prefix
+from hub.progress import store_grades
 from hub.settings import Settings
+from hub.store import Database, upgrade
 
 log = logging.getLogger("learnhub.grader")
 
@@ -37,13 +46,18 @@ class GradingError(LearnHubError):
 
 @dataclass(frozen=True)
 class GradingCourse:
-    """One course's nbgrader directory and how it reaches the exchange."""
+    """One course's nbgrader directory, how it reaches the exchange, and its grading policy."""
 
     entry: CourseEntry
     root: Path
     gradebook_url: str
     exchange_url: str
     token: str
+    policy: SandboxPolicy
+    #: Submissions graded at once unless a run asks for another number.
+    parallel: int
+    #: LearnHub's database, where autograde records each grade for the learner's home page.
+    learnhub_db_url: str = ""
 
     @classmethod
     def for_course(
@@ -59,7 +73,24 @@ class GradingCourse:
             gradebook_url=settings.gradebook_url(entry.course.id),
             exchange_url=exchange_url,
             token=token,
+            policy=sandbox_policy(settings, entry.course),
+            parallel=grading_parallelism(settings, entry.course),
+            learnhub_db_url=settings.learnhub_db_url,
         )
+
+    @classmethod
+    def for_operator(cls, settings: Settings, course_id: str, *, token: str) -> GradingCourse:
+        """The course ``course_id`` of the catalog, reaching the exchange through the local
+        LearnHub service with the operator's (admin) ``token``."""
+        catalog = Catalog.load(settings.courses_dir)
+        entry = catalog.get(course_id)
+        if entry is None:
+            known = ", ".join(catalog.ids()) or "none"
+            raise LearnHubError(f"no such course {course_id!r} (known: {known})")
+        exchange_url = (
+            f"http://127.0.0.1:{settings.hub.service_port}{service_prefix(settings)}exchange/"
+        )
+        return cls.for_course(settings, entry, exchange_url=exchange_url, token=token)
 
     @property
     def course_id(self) -> str:
@@ -174,23 +205,47 @@ class GradingCourse:
         )
         return students
 
+    def submitted_students(self, assignment: str) -> list[str]:
+        """Who has a collected submission of ``assignment`` (before grading it)."""
+        return find_submitted_students(self.root, assignment)
+
     def autograde(
         self,
         assignment: str,
         *,
-        policy: SandboxPolicy,
         parallel: int | None = None,
         progress: Callable[[GradeResult], None] | None = None,
     ) -> list[GradeResult]:
-        """Autograde every collected submission in sandboxes, several at once."""
+        """Autograde every collected submission in sandboxes, several at once, and record the
+        grades for the learners' home pages.
+
+        ``parallel`` overrides the course's parallelism for this run.
+        """
         self._require(assignment)
         self.prepare()
         try:
-            return autograde_submissions(
-                self.root, assignment, policy=policy, parallel=parallel, progress=progress
+            results = autograde_submissions(
+                self.root,
+                assignment,
+                policy=self.policy,
+                parallel=parallel if parallel and parallel > 0 else self.parallel,
+                progress=progress,
             )
         finally:
             self.hand_over()
+        self.record_grades(results)
+        return results
+
+    def record_grades(self, results: list[GradeResult]) -> None:
+        """Copy the scores into LearnHub's database (what the learner's home page shows)."""
+        if not self.learnhub_db_url:
+            return
+        upgrade(self.learnhub_db_url)
+        db = Database(self.learnhub_db_url)
+        try:
+            store_grades(db, self.course_id, results)
+        finally:
+            db.dispose()
 
     def feedback(self, assignment: str) -> list[str]:
         """Generate feedback (hidden tests stripped) and release it; return the students."""
