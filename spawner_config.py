@@ -26,7 +26,7 @@ def apply_spawner(c: Any, settings: Settings) -> None:
         "default_cpu_limit": spawner.limits.cpu,
         "name_prefix": spawner.name_prefix,
         "exchange_url": exchange_url(settings),
-        "grading_root": str(settings.grader_dir),
+        "grading_root": str(settings.formgrader_dir),
     }
     c.Spawner.start_timeout = spawner.start_timeout
     c.Spawner.http_timeout = spawner.start_timeout

@@ -293,7 +293,7 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 students = course.feedback(args.assignment)
             print(f"feedback released to {len(students)} learners for {what}")
         elif args.action == "export":
-            text = grades_csv(course.grades(args.assignment))
+            text = grades_csv(course.export(args.assignment))
             if args.output:
                 Path(args.output).write_text(text)
                 print(f"wrote {args.output}")

@@ -403,8 +403,16 @@ class Settings(_Model):
 
     @property
     def grader_dir(self) -> Path:
-        """Folder of the courses' nbgrader directories (`<grader_dir>/<course>/`)."""
+        """Folder of the courses' nbgrader directories (`<grader_dir>/<course>/`), for host
+        processes only: never mounted into a container."""
         return self.data_dir / "grader"
+
+    @property
+    def formgrader_dir(self) -> Path:
+        """Folder of the instructors' copies of the grading directories (`<..>/<course>/`),
+        mounted into their course servers; host processes never execute or follow anything
+        in it (grader/ownership.py)."""
+        return self.data_dir / "formgrader"
 
     def gradebook_url(self, course_id: str) -> str:
         """The nbgrader gradebook of one course."""
