@@ -100,7 +100,7 @@ def course_settings(settings: Settings) -> dict[str, Any]:
         "default_cpu_limit": spawner.limits.cpu,
         "name_prefix": spawner.name_prefix,
         "exchange_url": exchange_url(settings),
-        "grading_root": str(settings.grader_dir),
+        "grading_root": str(settings.formgrader_dir),
     }
 
 

@@ -29,7 +29,6 @@ from nbgrader.converters.base import BaseConverter, NbGraderException
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute
 from traitlets.config import Config
-from traitlets.config.loader import PyFileConfigLoader
 
 from grader.preprocessors import ExecutionGate, SandboxedExecute
 from grader.sandbox import SandboxPolicy, SandboxResult
@@ -97,24 +96,29 @@ class SandboxedAutograde(Autograde):  # type: ignore[misc]
         self.convert_notebooks()
 
 
-def load_course_config(course_dir: Path) -> Config:
-    """The course's ``nbgrader_config.py`` (if any), with an absolute course root."""
+def course_config(root: Path, *, course_id: str = "", db_url: str | None = None) -> Config:
+    """nbgrader's configuration for the course directory ``root``, built in memory.
+
+    Never read from a file: the host does not execute an ``nbgrader_config.py``, because a
+    course directory is data, and a copy of it lives where instructors' servers can write.
+    """
     config = Config()
-    config_file = course_dir / "nbgrader_config.py"
-    if config_file.is_file():
-        loader = PyFileConfigLoader(config_file.name, path=str(course_dir))
-        config.merge(loader.load_config())
-    config.CourseDirectory.root = str(course_dir.resolve())
+    config.CourseDirectory.root = str(root.resolve())
+    if course_id:
+        config.CourseDirectory.course_id = course_id
+    if db_url:
+        config.CourseDirectory.db_url = db_url
     # A submission with deleted test cells is graded as if they were there (nbgrader's
-    # default is to skip them), unless the course decided otherwise.
-    if "add_missing_cells" not in config.OverwriteCells:
-        config.OverwriteCells.add_missing_cells = True
+    # default is to skip them).
+    config.OverwriteCells.add_missing_cells = True
     return config
 
 
-def find_submitted_students(course_dir: Path, assignment: str) -> list[str]:
+def find_submitted_students(
+    course_dir: Path, assignment: str, config: Config | None = None
+) -> list[str]:
     """Students with a submitted folder for ``assignment``, sorted."""
-    coursedir = CourseDirectory(config=load_course_config(course_dir))
+    coursedir = CourseDirectory(config=config or course_config(course_dir))
     pattern = coursedir.format_path(coursedir.submitted_directory, "*", assignment)
     regexp = coursedir.format_path(
         coursedir.submitted_directory, "(?P<student_id>[^/]+)", re.escape(assignment), escape=True
@@ -218,20 +222,23 @@ def autograde_submissions(
     students: list[str] | None = None,
     *,
     policy: SandboxPolicy,
+    config: Config | None = None,
     parallel: int | None = None,
     progress: Callable[[GradeResult], None] | None = None,
     force: bool = True,
 ) -> list[GradeResult]:
     """Autograde ``assignment`` for ``students`` (default: everyone who submitted).
 
+    ``config`` is nbgrader's configuration (default: :func:`course_config` of ``course_dir``).
+
     ``parallel`` submissions are graded at once (default: :func:`default_parallel`); ``progress`` is
     called in the caller's thread with each result as it completes. Results come back in
     the order of ``students``. ``force`` regrades submissions graded before (as
     ``nbgrader autograde --force``).
     """
-    base_config = load_course_config(course_dir)
+    base_config = config or course_config(course_dir)
     if students is None:
-        students = find_submitted_students(course_dir, assignment)
+        students = find_submitted_students(course_dir, assignment, base_config)
     workers = max(1, parallel if parallel is not None else default_parallel())
     gate = ExecutionGate()
     results: dict[str, GradeResult] = {}
@@ -262,6 +269,7 @@ async def autograde_submissions_async(
     students: list[str] | None = None,
     *,
     policy: SandboxPolicy,
+    config: Config | None = None,
     parallel: int | None = None,
     force: bool = True,
 ) -> list[GradeResult]:
@@ -272,6 +280,7 @@ async def autograde_submissions_async(
         assignment,
         students,
         policy=policy,
+        config=config,
         parallel=parallel,
         force=force,
     )

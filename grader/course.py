@@ -1,10 +1,12 @@
 """The instructor's side of a course's assignments: release, collect, autograde, feedback, export.
 
-Each course has an nbgrader course directory under `<data_dir>/grader/<course>/` whose `source/`
-is copied from `courses/<course>/source/`. Its `nbgrader_config.py` is generated here on every
-command (so it always matches `course.yaml` and the settings) and wires nbgrader's seams to
-LearnHub: the HTTP exchange client, sandboxed autograding, feedback without hidden tests, and the
-late-penalty plugin. The instructor's token reaches nbgrader only in memory, never on disk.
+Each course has an nbgrader course directory under `<data_dir>/grader/<course>/` that only the
+host's user can read, whose `source/` is copied from `courses/<course>/source/`. nbgrader's
+configuration is built in memory on every command (:meth:`GradingCourse.nbgrader_config`); the
+instructor's token reaches nbgrader only in memory, never on disk. After every command the
+directory is copied to the instructors' copy (`<data_dir>/formgrader/<course>/`) that their
+course servers mount for the formgrader; before every command the gradebook (their manual
+grades) is taken back from it. See grader/ownership.py for how that copy is handled.
 """
 
 from __future__ import annotations
@@ -21,12 +23,27 @@ from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config import Config
 
-from grader.autograde import GradeResult, autograde_submissions, load_course_config
-from grader.ownership import give_to_container_user
+from grader.autograde import (
+    GradeResult,
+    autograde_submissions,
+    course_config,
+    find_submitted_students,
+)
+from grader.ownership import (
+    MAX_GRADEBOOK_BYTES,
+    prepare_host_directory,
+    publish_to_instructors,
+    take_back_file,
+)
+from grader.policy import grading_parallelism, sandbox_policy
 from grader.sandbox import SandboxPolicy
-from hub.courses import CourseEntry
+from hub.addresses import service_prefix
+from hub.courses import Catalog, CourseEntry
 from hub.errors import LearnHubError
+from hub.progress import store_grades
 from hub.settings import Settings
+from hub.store import Database, upgrade
+from learnhub_container.exchange import configure_nbgrader
 
 log = logging.getLogger("learnhub.grader")
 
@@ -37,13 +54,21 @@ class GradingError(LearnHubError):
 
 @dataclass(frozen=True)
 class GradingCourse:
-    """One course's nbgrader directory and how it reaches the exchange."""
+    """One course's nbgrader directory, how it reaches the exchange, and its grading policy."""
 
     entry: CourseEntry
+    #: The host's grading directory (root only, never mounted into a container).
     root: Path
+    #: The instructors' copy, mounted into their course servers: hostile ground.
+    instructor_copy: Path
     gradebook_url: str
     exchange_url: str
     token: str
+    policy: SandboxPolicy
+    #: Submissions graded at once unless a run asks for another number.
+    parallel: int
+    #: LearnHub's database, where autograde records each grade for the learner's home page.
+    learnhub_db_url: str = ""
 
     @classmethod
     def for_course(
@@ -56,82 +81,110 @@ class GradingCourse:
         return cls(
             entry=entry,
             root=settings.grader_dir / entry.course.id,
+            instructor_copy=settings.formgrader_dir / entry.course.id,
             gradebook_url=settings.gradebook_url(entry.course.id),
             exchange_url=exchange_url,
             token=token,
+            policy=sandbox_policy(settings, entry.course),
+            parallel=grading_parallelism(settings, entry.course),
+            learnhub_db_url=settings.learnhub_db_url,
         )
+
+    @classmethod
+    def for_operator(cls, settings: Settings, course_id: str, *, token: str) -> GradingCourse:
+        """The course ``course_id`` of the catalog, reaching the exchange through the local
+        LearnHub service with the operator's (admin) ``token``."""
+        catalog = Catalog.load(settings.courses_dir)
+        entry = catalog.get(course_id)
+        if entry is None:
+            known = ", ".join(catalog.ids()) or "none"
+            raise LearnHubError(f"no such course {course_id!r} (known: {known})")
+        exchange_url = (
+            f"http://127.0.0.1:{settings.hub.service_port}{service_prefix(settings)}exchange/"
+        )
+        return cls.for_course(settings, entry, exchange_url=exchange_url, token=token)
 
     @property
     def course_id(self) -> str:
         """The course id (also nbgrader's course id)."""
         return self.entry.course.id
 
-    def config_text(self) -> str:
-        """The generated `nbgrader_config.py` (no secrets in it)."""
+    def nbgrader_config(self) -> Config:
+        """nbgrader's configuration for this course, built in memory on every command.
+
+        No `nbgrader_config.py` is read or written: it wires nbgrader's seams to LearnHub (the
+        HTTP exchange client with the operator's token, sandboxed autograding, feedback without
+        hidden tests, the late-penalty plugin) and matches `course.yaml` and the settings.
+        """
         grading = self.entry.course.grading
-        late = grading.late_penalty_percent_per_day > 0
-        lines = [
-            "# Generated by LearnHub (grader/course.py) on every `learnhub grader` command.",
-            "# Read on the host by `learnhub grader` and in the instructor's course server by the",
-            "# formgrader, so it holds nothing host-specific (exchange URL and token come from",
-            "# each side's own environment).",
-            "try:",
-            "    from learnhub_container.exchange import configure_nbgrader",
-            "except ImportError:  # in a course container the client is learnhub_exchange",
-            "    from learnhub_exchange import configure_nbgrader",
-            "",
-            "c = get_config()  # noqa: F821",
-            f"configure_nbgrader(c, {self.course_id!r})",
-            "c.GenerateFeedback.preprocessors = [",
-            "    'nbgrader.preprocessors.GetGrades',",
-            "    'grader.feedback.StripHiddenTests',",
-            "    'nbconvert.preprocessors.CSSHTMLHeaderPreprocessor',",
-            "]",
-            "c.OverwriteCells.add_missing_cells = True",
+        config = course_config(self.root, course_id=self.course_id, db_url=self.gradebook_url)
+        configure_nbgrader(config, self.course_id)
+        config.HTTPExchange.api_token = self.token
+        config.HTTPExchange.exchange_url = self.exchange_url
+        config.GenerateFeedback.preprocessors = [
+            "nbgrader.preprocessors.GetGrades",
+            "grader.feedback.StripHiddenTests",
+            "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
         ]
-        if self.gradebook_url != self.default_gradebook_url:
-            lines.append(f"c.CourseDirectory.db_url = {self.gradebook_url!r}")
-        if late:
-            lines += [
-                "c.AssignLatePenalties.plugin_class = 'grader.late.PercentPerDayLate'",
-                f"c.PercentPerDayLate.percent_per_day = {grading.late_penalty_percent_per_day!r}",
-                f"c.PercentPerDayLate.max_percent = {grading.max_late_penalty_percent!r}",
-            ]
-        return "\n".join(lines) + "\n"
+        if grading.late_penalty_percent_per_day > 0:
+            config.AssignLatePenalties.plugin_class = "grader.late.PercentPerDayLate"
+            config.PercentPerDayLate.percent_per_day = grading.late_penalty_percent_per_day
+            config.PercentPerDayLate.max_percent = grading.max_late_penalty_percent
+        return config
 
     @property
     def default_gradebook_url(self) -> str:
-        """nbgrader's own default: `gradebook.db` in the course root (works on both sides)."""
+        """nbgrader's own default: `gradebook.db` in the course root."""
         return f"sqlite:///{self.root / 'gradebook.db'}"
 
-    def hand_over(self) -> None:
-        """Give the course directory to the instructor's course server user (formgrader)."""
-        give_to_container_user(self.root)
+    def take_back_gradebook(self) -> bool:
+        """Copy the gradebook of the instructors' copy (their manual grades) over the host's.
+
+        Only a regular file is taken, through a descriptor opened without following links, and
+        only when the gradebook is the default SQLite file. The instructors may have changed
+        anything in it: that is their course's grading data, which they may edit (or spoil).
+        """
+        if self.gradebook_url != self.default_gradebook_url:
+            return False
+        return take_back_file(
+            self.instructor_copy,
+            "gradebook.db",
+            self.root / "gradebook.db",
+            max_bytes=MAX_GRADEBOOK_BYTES,
+        )
+
+    def publish(self) -> None:
+        """Copy the host's grading directory to the instructors' copy (for the formgrader)."""
+        try:
+            copied = publish_to_instructors(self.root, self.instructor_copy, skip=_HOST_ONLY)
+        except OSError as exc:
+            raise GradingError(
+                f"could not update the instructors' copy {self.instructor_copy}: {exc}; "
+                "the host's grading data is intact, run the command again"
+            ) from exc
+        log.debug("instructor copy updated", extra={"course": self.course_id, "files": copied})
 
     def prepare(self) -> None:
-        """Create the course directory, copy the sources and (re)write the config."""
-        (self.root / "source").mkdir(parents=True, exist_ok=True)
-        self.root.chmod(0o700)
+        """Create the host's course directory, take back the instructors' gradebook and copy
+        the sources."""
+        try:
+            prepare_host_directory(self.root)
+        except OSError as exc:
+            raise GradingError(f"{exc.filename}: {exc.strerror}") from exc
+        self.take_back_gradebook()
+        (self.root / "source").mkdir(exist_ok=True)
         for assignment in self.entry.course.assignments:
             src = self.entry.source_dir / assignment.id
             dest = self.root / "source" / assignment.id
             if dest.exists():
                 shutil.rmtree(dest)
             shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-        (self.root / "nbgrader_config.py").write_text(self.config_text())
         with Gradebook(self.gradebook_url, self.course_id) as gb:
             for assignment in self.entry.course.assignments:
                 gb.update_or_create_assignment(assignment.id, duedate=assignment.due)
-        self.hand_over()
-
-    def _config(self) -> Config:
-        config = load_course_config(self.root)
-        config.HTTPExchange.api_token = self.token
-        config.HTTPExchange.exchange_url = self.exchange_url
-        return config
 
     def _api(self, config: Config | None = None) -> NbGraderAPI:
-        config = config or self._config()
+        config = config or self.nbgrader_config()
         return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
 
     def _require(self, assignment: str) -> None:
@@ -152,13 +205,13 @@ class GradingCourse:
         """Generate the student version (no solutions, no hidden tests) and release it."""
         self._require(assignment)
         self.prepare()
-        config = self._config()
+        config = self.nbgrader_config()
         # nbgrader's API takes `force` only from the config of the release step.
         config.ExchangeReleaseAssignment.force = force
         api = self._api(config)
         self._check("generate_assignment", api.generate_assignment(assignment, force=True))
         self._check("release_assignment", api.release_assignment(assignment))
-        self.hand_over()
+        self.publish()
         log.info("released", extra={"course": self.course_id, "assignment": assignment})
 
     def collect(self, assignment: str) -> list[str]:
@@ -166,7 +219,7 @@ class GradingCourse:
         self._require(assignment)
         self.prepare()
         self._check("collect", self._api().collect(assignment, update=True))
-        self.hand_over()
+        self.publish()
         students = _students_with(self.root / "submitted", assignment)
         log.info(
             "collected",
@@ -174,23 +227,48 @@ class GradingCourse:
         )
         return students
 
+    def submitted_students(self, assignment: str) -> list[str]:
+        """Who has a collected submission of ``assignment`` (before grading it)."""
+        return find_submitted_students(self.root, assignment, self.nbgrader_config())
+
     def autograde(
         self,
         assignment: str,
         *,
-        policy: SandboxPolicy,
         parallel: int | None = None,
         progress: Callable[[GradeResult], None] | None = None,
     ) -> list[GradeResult]:
-        """Autograde every collected submission in sandboxes, several at once."""
+        """Autograde every collected submission in sandboxes, several at once, and record the
+        grades for the learners' home pages.
+
+        ``parallel`` overrides the course's parallelism for this run.
+        """
         self._require(assignment)
         self.prepare()
         try:
-            return autograde_submissions(
-                self.root, assignment, policy=policy, parallel=parallel, progress=progress
+            results = autograde_submissions(
+                self.root,
+                assignment,
+                policy=self.policy,
+                config=self.nbgrader_config(),
+                parallel=parallel if parallel and parallel > 0 else self.parallel,
+                progress=progress,
             )
         finally:
-            self.hand_over()
+            self.publish()
+        self.record_grades(results)
+        return results
+
+    def record_grades(self, results: list[GradeResult]) -> None:
+        """Copy the scores into LearnHub's database (what the learner's home page shows)."""
+        if not self.learnhub_db_url:
+            return
+        upgrade(self.learnhub_db_url)
+        db = Database(self.learnhub_db_url)
+        try:
+            store_grades(db, self.course_id, results)
+        finally:
+            db.dispose()
 
     def feedback(self, assignment: str) -> list[str]:
         """Generate feedback (hidden tests stripped) and release it; return the students."""
@@ -199,13 +277,22 @@ class GradingCourse:
         api = self._api()
         self._check("generate_feedback", api.generate_feedback(assignment, force=True))
         self._check("release_feedback", api.release_feedback(assignment))
-        self.hand_over()
+        self.publish()
         students = _students_with(self.root / "feedback", assignment)
         log.info(
             "feedback released",
             extra={"course": self.course_id, "assignment": assignment, "count": len(students)},
         )
         return students
+
+    def export(self, assignment: str | None = None) -> list[dict[str, Any]]:
+        """:meth:`grades`, after taking back the instructors' manual grades."""
+        try:
+            prepare_host_directory(self.root)
+        except OSError as exc:
+            raise GradingError(f"{exc.filename}: {exc.strerror}") from exc
+        self.take_back_gradebook()
+        return self.grades(assignment)
 
     def grades(self, assignment: str | None = None) -> list[dict[str, Any]]:
         """One row per graded submission (all assignments, or one)."""
@@ -250,6 +337,11 @@ class GradingCourse:
                 "hours": hours,
             },
         )
+
+
+#: Top-level entries of the host's directory that stay on the host (older LearnHub versions
+#: generated an nbgrader_config.py there).
+_HOST_ONLY = frozenset({"nbgrader_config.py"})
 
 
 def _students_with(folder: Path, assignment: str) -> list[str]:

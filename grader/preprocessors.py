@@ -17,7 +17,7 @@ from typing import Any
 from nbconvert.exporters.exporter import ResourcesDict
 from nbformat import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Float, Instance, Integer, Unicode
+from traitlets import Instance, Unicode
 
 from grader.sandbox import SandboxError, SandboxPolicy, SandboxResult, run_notebook_in_sandbox
 
@@ -54,23 +54,17 @@ class ExecutionGate:
 class SandboxedExecute(NbGraderPreprocessor):  # type: ignore[misc]
     """Execute the notebook in a throwaway sandbox container instead of in-process.
 
-    Configurable like any nbgrader preprocessor (``c.SandboxedExecute.memory = "1g"``), or
-    given a complete :class:`~grader.sandbox.SandboxPolicy` programmatically via ``policy``.
+    The limits come from ``policy``, which the grading flow builds from the settings and the
+    course (:func:`grader.policy.sandbox_policy`); without one, the settings' defaults apply.
     The sandbox outcome is stored in ``metadata.learnhub.sandbox`` of the graded notebook.
     """
 
-    image = Unicode("learnhub/singleuser:latest", help="Image the sandbox runs.").tag(config=True)
-    memory = Unicode("512m", help="Memory limit (Docker notation), no swap.").tag(config=True)
-    cpus = Float(1.0, help="CPU limit in cores.").tag(config=True)
-    pids = Integer(128, help="Maximum number of processes in the sandbox.").tag(config=True)
-    cell_timeout = Integer(30, help="Seconds one cell may run.").tag(config=True)
-    notebook_timeout = Float(300.0, help="Seconds the whole notebook may run.").tag(config=True)
-    name_prefix = Unicode("learnhub-sandbox-", help="Prefix of sandbox container names.").tag(
+    name_prefix = Unicode(SandboxPolicy.name_prefix, help="Prefix of sandbox container names.").tag(
         config=True
     )
     course_id = Unicode("", help="Course id, for container labels and logs.").tag(config=True)
 
-    policy = Instance(SandboxPolicy, allow_none=True, help="Overrides the single limit traits.")
+    policy = Instance(SandboxPolicy, allow_none=True, help="Limits and image of the sandbox.")
     gate = Instance(ExecutionGate, allow_none=True, help="Released while the sandbox runs.")
 
     def __init__(self, **kwargs: Any) -> None:
@@ -81,18 +75,10 @@ class SandboxedExecute(NbGraderPreprocessor):  # type: ignore[misc]
         self.failures: list[str] = []
 
     def sandbox_policy(self) -> SandboxPolicy:
-        """The policy in force: ``policy`` if given, else one built from the traits."""
+        """The policy in force: ``policy`` if given, else the defaults (with ``name_prefix``)."""
         if self.policy is not None:
             return self.policy
-        return SandboxPolicy(
-            image=self.image,
-            memory=self.memory,
-            cpus=self.cpus,
-            pids=self.pids,
-            cell_timeout=self.cell_timeout,
-            notebook_timeout=self.notebook_timeout,
-            name_prefix=self.name_prefix,
-        )
+        return SandboxPolicy(name_prefix=self.name_prefix)
 
     def preprocess(
         self, nb: NotebookNode, resources: ResourcesDict

@@ -35,6 +35,7 @@ from docker.models.containers import Container
 from docker.types import LogConfig
 from nbformat import NotebookNode
 
+from hub.settings import ResourceLimits, SandboxSettings, SpawnerSettings
 from learnhub_container import sandbox_runner
 from learnhub_container.sandbox_runner import RESULT_MARKER, mark_unfinished
 
@@ -63,19 +64,27 @@ class SandboxError(RuntimeError):
     """The sandbox itself failed (not the student's code): the submission is not graded."""
 
 
+#: The limits' defaults are the settings' (``grading.sandbox``); they are declared only there.
+_LIMITS = SandboxSettings()
+
+
 @dataclass(frozen=True)
 class SandboxPolicy:
-    """Limits and isolation settings for one sandboxed notebook run."""
+    """Limits and isolation settings for one sandboxed notebook run.
 
-    image: str = "learnhub/singleuser:latest"
+    The grading flow builds it from the settings and the course (:mod:`grader.policy`); the
+    defaults here are the settings' own, for tests and benchmarks that build one directly.
+    """
+
+    image: str = SpawnerSettings().image
     #: Memory limit in Docker notation; swap is disabled (memswap = memory).
-    memory: str = "512m"
-    cpus: float = 1.0
-    pids: int = 128
+    memory: str = _LIMITS.memory or ResourceLimits().memory
+    cpus: float = _LIMITS.cpus
+    pids: int = _LIMITS.pids
     #: CPU seconds one cell may use before it is interrupted and marked as a timeout.
-    cell_timeout: int = 30
+    cell_timeout: int = _LIMITS.cell_timeout
     #: CPU seconds the whole notebook (kernel start included) may use in the container.
-    notebook_timeout: float = 300.0
+    notebook_timeout: float = _LIMITS.notebook_timeout
     #: Extra wall-clock seconds for container start and teardown before a hard kill.
     startup_grace: float = 30.0
     #: CPU limits times this is the wall-clock backstop (for code that waits without

@@ -39,7 +39,6 @@ from hub.settings import Settings, load_settings, settings_from_environment
 
 if TYPE_CHECKING:
     from grader.autograde import GradeResult
-    from grader.course import GradingCourse
 
 #: The repository root: jupyterhub_config.py, courses/ and docker/ live here.
 ROOT = Path(__file__).resolve().parent.parent
@@ -245,37 +244,16 @@ def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return asyncio.run(run())
 
 
-def grading_course(settings: Settings, course_id: str) -> GradingCourse:
-    """The nbgrader side of a course, reaching the exchange through the local service."""
-    from grader.course import GradingCourse
-    from hub.addresses import service_prefix
-
-    catalog = Catalog.load(settings.courses_dir)
-    entry = catalog.get(course_id)
-    if entry is None:
-        known = ", ".join(catalog.ids()) or "none"
-        raise LearnHubError(f"no such course {course_id!r} (known: {known})")
-    return GradingCourse.for_course(
-        settings,
-        entry,
-        exchange_url=(
-            f"http://127.0.0.1:{settings.hub.service_port}{service_prefix(settings)}exchange/"
-        ),
-        token=_admin_token_for_cli(settings),
-    )
-
-
 def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """release | collect | autograde | feedback | export | extend, for one assignment."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from grader.course import GradingError
+    from grader.course import GradingCourse, GradingError
     from grader.reports import grades_csv
-    from grader.sandbox import SandboxPolicy
 
     settings = _settings(args, environ)
-    course = grading_course(settings, args.course)
+    course = GradingCourse.for_operator(settings, args.course, token=_admin_token_for_cli(settings))
     console = Console(stderr=True)
     what = f"{args.course}/{args.assignment}"
     try:
@@ -288,16 +266,8 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 students = course.collect(args.assignment)
             print(f"collected {len(students)} submissions of {what}: {', '.join(students)}")
         elif args.action == "autograde":
-            limits = course.entry.course.resource_limits(settings.spawner.limits)
-            policy = SandboxPolicy(
-                image=course.entry.course.image or settings.spawner.image,
-                memory=limits.memory,
-                cpus=min(limits.cpu, 1.0),
-            )
-            from grader.autograde import find_submitted_students
-
             # Counting needs only the collected folders; autograde() prepares the course once.
-            total = len(find_submitted_students(course.root, args.assignment))
+            total = len(course.submitted_students(args.assignment))
             with Progress(
                 TextColumn("autograding"),
                 BarColumn(),
@@ -311,17 +281,8 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                     progress.update(task, advance=1, description=result.student)
 
                 results = course.autograde(
-                    args.assignment, policy=policy, parallel=args.parallel, progress=advance
+                    args.assignment, parallel=args.parallel, progress=advance
                 )
-            from hub.progress import store_grades
-            from hub.store import Database, upgrade
-
-            upgrade(settings.learnhub_db_url)
-            db = Database(settings.learnhub_db_url)
-            try:
-                store_grades(db, args.course, results)
-            finally:
-                db.dispose()
             for r in results:
                 score = "-" if r.score is None else f"{r.score:g}/{r.max_score:g}"
                 reason = f" ({r.reason})" if r.reason else ""
@@ -333,7 +294,7 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 students = course.feedback(args.assignment)
             print(f"feedback released to {len(students)} learners for {what}")
         elif args.action == "export":
-            text = grades_csv(course.grades(args.assignment))
+            text = grades_csv(course.export(args.assignment))
             if args.output:
                 Path(args.output).write_text(text)
                 print(f"wrote {args.output}")
@@ -454,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--parallel",
         type=int,
         default=None,
-        help="autograde: sandboxes at once (default: 2 per core)",
+        help="autograde: sandboxes at once (default: grading.sandbox.parallel)",
     )
     grading.add_argument("--output", help="export: write the CSV to this file")
     grading.add_argument("--student", help="extend: the learner")

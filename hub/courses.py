@@ -15,11 +15,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from hub.errors import CourseError, describe_validation_error
-from hub.settings import MEMORY_PATTERN, ResourceLimits
+from hub.settings import MEMORY_PATTERN, ResourceLimits, SandboxSettings
 
 #: Course ids become group names, server names, container and volume names, and URL segments.
 #: JupyterHub 6 accepts as server names only "safe slugs": 1-30 characters, lowercase letters,
@@ -56,11 +64,33 @@ class Assignment(_Model):
     due: AwareDatetime | None = None
 
 
+class CourseSandbox(_Model):
+    """Per-course overrides of the settings' `grading.sandbox` limits (unset: the settings')."""
+
+    memory: str | None = None
+    cpus: float | None = None
+    pids: int | None = None
+    cell_timeout: int | None = None
+    notebook_timeout: float | None = None
+    parallel: int | None = None
+
+    @model_validator(mode="after")
+    def _within_settings_bounds(self) -> CourseSandbox:
+        # The bounds live once, on the settings model; a course is held to the same ones.
+        SandboxSettings.model_validate(self.overrides())
+        return self
+
+    def overrides(self) -> dict[str, Any]:
+        """The keys this course sets."""
+        return {key: value for key, value in self.model_dump().items() if value is not None}
+
+
 class Grading(_Model):
-    """How late work is graded."""
+    """How late work is graded, and the course's own sandbox limits."""
 
     late_penalty_percent_per_day: Annotated[float, Field(ge=0, le=100)] = 0.0
     max_late_penalty_percent: Annotated[float, Field(ge=0, le=100)] = 100.0
+    sandbox: CourseSandbox = Field(default_factory=CourseSandbox)
 
 
 class Course(_Model):
@@ -111,6 +141,12 @@ class Course(_Model):
         return ResourceLimits(
             memory=self.limits.memory or defaults.memory,
             cpu=self.limits.cpu or defaults.cpu,
+        )
+
+    def sandbox_settings(self, defaults: SandboxSettings) -> SandboxSettings:
+        """The effective sandbox limits: the course's own (`grading.sandbox`), else the defaults."""
+        return SandboxSettings.model_validate(
+            {**defaults.model_dump(), **self.grading.sandbox.overrides()}
         )
 
     def assignment(self, assignment_id: str) -> Assignment | None:

@@ -277,6 +277,48 @@ class SpawnerSettings(_Model):
     )
 
 
+class SandboxSettings(_Model):
+    """Limits of the throwaway containers that run submissions for autograding. `course.yaml`
+    may override each of them per course (`grading.sandbox`)."""
+
+    memory: Annotated[str, Field(pattern=MEMORY_PATTERN)] | None = Field(
+        None,
+        description=(
+            "Memory limit of one sandbox (swap disabled), e.g. 512M, 1G. Empty: the course "
+            "server's own memory limit, so code that runs for the learner also runs when graded."
+        ),
+    )
+    cpus: float = Field(1.0, gt=0, le=64, description="CPU cores one sandbox may use.")
+    pids: int = Field(
+        128, ge=16, le=4096, description="Processes and threads one sandbox may start."
+    )
+    cell_timeout: int = Field(
+        30, ge=1, le=3600, description="Seconds one cell may run before it is marked a timeout."
+    )
+    notebook_timeout: float = Field(
+        300.0,
+        gt=0,
+        le=86400,
+        description="Seconds a whole notebook may run in its sandbox, kernel start included.",
+    )
+    parallel: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description=(
+            "Submissions graded at once. 0: two per CPU core (a sandbox leaves its core idle "
+            "while Docker creates and removes it); `learnhub grader autograde --parallel` "
+            "overrides it for one run."
+        ),
+    )
+
+
+class GradingSettings(_Model):
+    """Autograding."""
+
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+
+
 class PlanSettings(_Model):
     """A membership plan: a subscription that grants all courses or a set of them."""
 
@@ -446,6 +488,7 @@ class Settings(_Model):
     payments: PaymentSettings = Field(default_factory=PaymentSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
+    grading: GradingSettings = Field(default_factory=GradingSettings)
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
     source: str = Field("<defaults>", exclude=True, description="Where these settings came from.")
 
@@ -549,8 +592,16 @@ class Settings(_Model):
 
     @property
     def grader_dir(self) -> Path:
-        """Folder of the courses' nbgrader directories (`<grader_dir>/<course>/`)."""
+        """Folder of the courses' nbgrader directories (`<grader_dir>/<course>/`), for host
+        processes only: never mounted into a container."""
         return self.data_dir / "grader"
+
+    @property
+    def formgrader_dir(self) -> Path:
+        """Folder of the instructors' copies of the grading directories (`<..>/<course>/`),
+        mounted into their course servers; host processes never execute or follow anything
+        in it (grader/ownership.py)."""
+        return self.data_dir / "formgrader"
 
     def gradebook_url(self, course_id: str) -> str:
         """The nbgrader gradebook of one course."""

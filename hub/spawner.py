@@ -18,7 +18,7 @@ from typing import Any
 from dockerspawner import DockerSpawner, SwarmSpawner
 from traitlets import Float, HasTraits, Integer, Unicode
 
-from grader.ownership import give_to_container_user
+from grader.ownership import prepare_instructor_copy
 from hub.access.policy import Member
 from hub.courses import COURSE_ID_PATTERN, CourseEntry, load_course
 from hub.errors import CourseError, user_facing_http_error
@@ -55,9 +55,8 @@ def probe_interval(starting: int) -> float:
 
 
 def _prepare_grading_directory(folder: Path) -> None:
-    """Create the grading folder if needed and hand it to the container user (uid 1000)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    give_to_container_user(folder)
+    """Create the instructors' copy if needed, for the container user (uid 1000), unwalked."""
+    prepare_instructor_copy(folder)
 
 
 class CourseSpawnerMixin(HasTraits):
@@ -78,9 +77,9 @@ class CourseSpawnerMixin(HasTraits):
         "",
         config=True,
         help=(
-            "Folder of the courses' nbgrader directories (`<data_dir>/grader`). Instructors' "
-            "course servers get their course's directory at /home/jovyan/grading, with the "
-            "formgrader on. Empty: no grading in course servers."
+            "Folder of the instructors' copies of the courses' grading directories "
+            "(`<data_dir>/formgrader`). Instructors' course servers get their course's copy at "
+            "/home/jovyan/grading, with the formgrader on. Empty: no grading in course servers."
         ),
     )
     exchange_url = Unicode(

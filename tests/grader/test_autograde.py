@@ -18,6 +18,7 @@ import pytest
 from grader.autograde import (
     GradeResult,
     autograde_submissions,
+    course_config,
     default_parallel,
     find_submitted_students,
 )
@@ -188,16 +189,20 @@ def graded(sandbox_engine: None, tmp_path_factory: pytest.TempPathFactory) -> It
             nbformat.write(nb, dest)
         policy = short_policy()
         seen: list[str] = []
+        config = course_config(root, course_id=COURSE_ID)
         parallel = autograde_submissions(
             root,
             ASSIGNMENT,
             None,
             policy=policy,
+            config=config,
             parallel=2,
             progress=lambda r: seen.append(r.student),
         )
         assert sorted(seen) == sorted(CASES)
-        serial = autograde_submissions(root, ASSIGNMENT, list(CASES), policy=policy, parallel=1)
+        serial = autograde_submissions(
+            root, ASSIGNMENT, list(CASES), policy=policy, config=config, parallel=1
+        )
         yield Graded(root, {r.student: r for r in parallel}, {r.student: r for r in serial})
 
 

@@ -1,0 +1,36 @@
+"""The grading policy in force for a course: sandbox limits and parallelism, from settings.
+
+One owner for "how is this course's work graded": the settings' `grading.sandbox` section gives
+the defaults, the course's `grading.sandbox` in `course.yaml` overrides them, and the course
+server's memory limit fills in when neither sets one. Nothing else decides sandbox limits.
+"""
+
+from __future__ import annotations
+
+from grader.autograde import default_parallel
+from grader.sandbox import SandboxPolicy
+from hub.courses import Course
+from hub.settings import Settings
+
+
+def sandbox_policy(settings: Settings, course: Course) -> SandboxPolicy:
+    """The sandbox every submission of ``course`` runs in."""
+    limits = course.sandbox_settings(settings.grading.sandbox)
+    server = course.resource_limits(settings.spawner.limits)
+    return SandboxPolicy(
+        image=course.image or settings.spawner.image,
+        memory=limits.memory or server.memory,
+        cpus=limits.cpus,
+        pids=limits.pids,
+        cell_timeout=limits.cell_timeout,
+        notebook_timeout=limits.notebook_timeout,
+    )
+
+
+def grading_parallelism(settings: Settings, course: Course, requested: int | None = None) -> int:
+    """Submissions graded at once: ``requested`` (the CLI's ``--parallel``), else the course's
+    or the settings' ``parallel``, else :func:`~grader.autograde.default_parallel`."""
+    if requested is not None and requested > 0:
+        return requested
+    configured = course.sandbox_settings(settings.grading.sandbox).parallel
+    return configured or default_parallel()
