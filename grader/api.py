@@ -13,9 +13,10 @@ from typing import Any
 
 from tornado import web
 
-from grader.exchange.auth import Authorizer
+from grader.exchange.auth import Authorizer, MissingScope
 from grader.reports import course_grades, grades_csv
 from hub.courses import Catalog
+from hub.errors import HubAPIError
 from hub.settings import Settings
 
 
@@ -40,7 +41,14 @@ class GradesAPIHandler(web.RequestHandler):
         """The grades, after checking the caller teaches the course."""
         header = self.request.headers.get("Authorization", "")
         token = header[len("token ") :].strip() if header.lower().startswith("token ") else ""
-        caller = await self.authorizer.identify(token) if token else None
+        try:
+            caller = await self.authorizer.identify(token) if token else None
+        except MissingScope as exc:
+            self._error(403, str(exc))
+            return
+        except HubAPIError:
+            self._error(503, "cannot verify the token right now; try again")
+            return
         if caller is None:
             self._error(401, "send a JupyterHub API token: Authorization: token <token>")
             return

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from hub.access.hub_groups import ACCESS_SCOPES
+from hub.access.scopes import CUSTOM_SCOPES, LEARNHUB_SCOPE, SERVER_TOKEN_SCOPES
 from hub.addresses import hub_ip
 from hub.courses import Catalog
 from hub.demo_accounts import DEMO_ADMIN, DEMO_USERS, demo_groups, demo_seed_users
@@ -168,11 +169,24 @@ def apply_services(c: Any, settings: Settings) -> None:
     # JupyterHub 5+ lets users sign in to a service only with `access:services`; every member
     # must reach the LearnHub service (catalog, checkout, purchases), so the default `user`
     # role gets it for that one service on top of its usual `self`.
-    roles.append({"name": "user", "scopes": ["self", "access:services!service=learnhub"]})
+    # Members also hold LearnHub's scope, which the exchange and the grades API require on the
+    # token itself (hub.access.scopes); their servers' tokens ask for it.
+    roles.append(
+        {"name": "user", "scopes": ["self", "access:services!service=learnhub", LEARNHUB_SCOPE]}
+    )
     admin_token = settings.secret("admin_token")
     if admin_token:
         services.append({"name": "learnhub-admin", "api_token": admin_token})
         roles.append({"name": "admin", "services": ["learnhub-admin"]})
+        roles.append(
+            {
+                "name": "learnhub-operator",
+                "scopes": [LEARNHUB_SCOPE],
+                "services": ["learnhub-admin"],
+            }
+        )
+    c.JupyterHub.custom_scopes = CUSTOM_SCOPES
+    c.Spawner.server_token_scopes = list(SERVER_TOKEN_SCOPES)
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
 

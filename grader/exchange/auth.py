@@ -18,7 +18,8 @@ import httpx
 
 from hub.access.hub_groups import HubClient
 from hub.access.policy import Member
-from hub.errors import HubAPIError
+from hub.access.scopes import carries_learnhub_scope, missing_scope_message
+from hub.errors import HubAPIError, LearnHubError
 
 log = logging.getLogger("learnhub.exchange")
 
@@ -28,13 +29,28 @@ DEFAULT_CACHE_SECONDS = 5.0
 MAX_CACHE_ENTRIES = 4096
 
 
+class MissingScope(LearnHubError):
+    """A valid Hub token without LearnHub's scope (:data:`hub.access.scopes.LEARNHUB_SCOPE`)."""
+
+    def __init__(self) -> None:
+        super().__init__(missing_scope_message())
+
+
+class _Unscoped:
+    """Cache marker: the token is valid but lacks LearnHub's scope."""
+
+
+_UNSCOPED = _Unscoped()
+
+
 class Authorizer(Protocol):
     """Resolves a Hub API token to a :class:`Member`."""
 
     async def identify(self, token: str) -> Member | None:
         """The token's owner, or None when the token is not valid.
 
-        Raises :class:`hub.errors.HubAPIError` when the Hub cannot be asked.
+        Raises :class:`MissingScope` for a valid token that lacks LearnHub's scope, and
+        :class:`hub.errors.HubAPIError` when the Hub cannot be asked.
         """
         ...
 
@@ -63,7 +79,7 @@ class HubAuthorizer:
     ) -> None:
         self.hub = hub
         self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, Member | None]] = {}
+        self._cache: dict[str, tuple[float, Member | _Unscoped | None]] = {}
         self._http = httpx.AsyncClient(timeout=timeout)
 
     async def aclose(self) -> None:
@@ -77,13 +93,16 @@ class HubAuthorizer:
         now = time.monotonic()
         cached = self._cache.get(key)
         if cached is not None and cached[0] > now:
-            return cached[1]
-        caller = await self._resolve(token)
-        if len(self._cache) >= MAX_CACHE_ENTRIES:
-            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            caller = cached[1]
+        else:
+            caller = await self._resolve(token)
             if len(self._cache) >= MAX_CACHE_ENTRIES:
-                self._cache.clear()
-        self._cache[key] = (now + self.cache_seconds, caller)
+                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+                if len(self._cache) >= MAX_CACHE_ENTRIES:
+                    self._cache.clear()
+            self._cache[key] = (now + self.cache_seconds, caller)
+        if isinstance(caller, _Unscoped):
+            raise MissingScope
         return caller
 
     async def _whoami(self, token: str) -> dict[str, Any] | None:
@@ -99,13 +118,15 @@ class HubAuthorizer:
         model = response.json()
         return model if isinstance(model, dict) else None
 
-    async def _resolve(self, token: str) -> Member | None:
+    async def _resolve(self, token: str) -> Member | _Unscoped | None:
         model = await self._whoami(token)
         if model is None or not model.get("name"):
             return None
         name = str(model["name"])
+        scopes = set(model.get("scopes") or ())
+        if not carries_learnhub_scope(scopes):
+            return _UNSCOPED
         if model.get("kind") == "service":
-            scopes = set(model.get("scopes") or ())
             return Member(name=name, admin="admin:users" in scopes, kind="service")
         # The caller's own token may not be allowed to read its groups (a server token is
         # narrow); the service's token reads them.

@@ -43,7 +43,7 @@ from typing import Any
 
 from tornado import web
 
-from grader.exchange.auth import Authorizer
+from grader.exchange.auth import Authorizer, MissingScope
 from grader.exchange.storage import (
     ExchangeStorage,
     ExchangeStorageError,
@@ -103,6 +103,9 @@ class ExchangeHandler(web.RequestHandler):
             )
         try:
             caller = await self.authorizer.identify(token)
+        except MissingScope as exc:
+            log.warning("exchange refused token", extra={"outcome": "missing_scope"})
+            raise ExchangeHTTPError(403, str(exc)) from exc
         except HubAPIError as exc:
             log.error("exchange cannot verify token", extra={"error": str(exc), "outcome": "error"})
             raise ExchangeHTTPError(503, "cannot verify the token right now; try again") from exc

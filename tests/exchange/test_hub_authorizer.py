@@ -17,10 +17,14 @@ import httpx
 import pytest
 from tornado import web
 
-from grader.exchange.auth import HubAuthorizer
+from grader.api import grades_routes
+from grader.exchange.auth import HubAuthorizer, MissingScope
 from grader.exchange.server import exchange_routes
 from grader.exchange.storage import ExchangeStorage
 from hub.access.hub_groups import HubClient
+from hub.access.scopes import LEARNHUB_SCOPE, SERVER_TOKEN_SCOPES
+from hub.courses import Catalog
+from hub.settings import load_settings
 from hub.store import Database, upgrade
 from tests.billing.conftest import start_app
 from tests.exchange.conftest import PREFIX, targz
@@ -55,12 +59,16 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HubProcess, 
         process.stop()
 
 
-def user_token(hub: HubProcess, user: str) -> str:
-    """A token as narrow as a course server's: it cannot even read its owner's groups."""
+def user_token(hub: HubProcess, user: str, scopes: list[str] | None = None) -> str:
+    """A token as narrow as a course server's: it cannot even read its owner's groups.
+
+    By default it carries what a course server's token carries (SERVER_TOKEN_SCOPES, for a
+    server the user does not have); ``scopes`` replaces that.
+    """
+    if scopes is None:
+        scopes = [f"users:activity!user={user}", LEARNHUB_SCOPE]
     response = hub.api(
-        "POST",
-        f"/users/{user}/tokens",
-        json={"scopes": [f"users:activity!user={user}"], "note": "exchange test"},
+        "POST", f"/users/{user}/tokens", json={"scopes": scopes, "note": "exchange test"}
     )
     assert response.status_code == 201, response.text
     return str(response.json()["token"])
@@ -91,9 +99,9 @@ async def test_identifies_users_services_and_bad_tokens(
     # The operator's admin token (service `learnhub-admin`, role admin) acts as an admin...
     operator = await authorizer.identify(process.admin_token)
     assert operator is not None and operator.kind == "service" and operator.admin
-    # ...but the LearnHub service's own token does not.
-    service = await authorizer.identify(service_token)
-    assert service is not None and not service.admin and not service.may_open(COURSE)
+    # ...but the LearnHub service's own token is not even let in: it lacks LearnHub's scope.
+    with pytest.raises(MissingScope):
+        await authorizer.identify(service_token)
 
 
 async def test_membership_changes_show_up_after_the_cache(
@@ -161,3 +169,70 @@ async def test_exchange_with_the_real_hub(
     finally:
         server.stop()
         db.dispose()
+
+
+@pytest.mark.parametrize(
+    "scopes",
+    [
+        # What JupyterHub gives a server in OAuth when another member opens it: identify only.
+        ["read:users:name!user={user}", "read:users:groups!user={user}"],
+        # A token a member made themselves for something else.
+        ["read:users:name!user={user}"],
+        ["users:activity!user={user}"],
+    ],
+    ids=["identify-oauth", "name-only", "activity-only"],
+)
+async def test_tokens_without_learnhubs_scope_are_refused(
+    hub: tuple[HubProcess, str], authorizer: HubAuthorizer, tmp_path: Path, scopes: list[str]
+) -> None:
+    """A captured or home-made token of a member opens nothing at the exchange or grades API."""
+    process, _ = hub
+    stolen = {
+        u: user_token(process, u, [s.format(user=u) for s in scopes]) for u in ("alice", "ines")
+    }
+    with pytest.raises(MissingScope):
+        await authorizer.identify(stolen["alice"])
+    db_url = f"sqlite:///{tmp_path / 'learnhub.sqlite'}"
+    upgrade(db_url)
+    db = Database(db_url)
+    storage = ExchangeStorage(tmp_path / "exchange", db, courses={COURSE})
+    settings = load_settings(None, {})
+    catalog = Catalog([])
+    app = web.Application(
+        [
+            *exchange_routes(PREFIX, storage=storage, authorizer=authorizer),
+            *grades_routes(PREFIX, authorizer=authorizer, settings=settings, catalog=catalog),
+        ],
+        xsrf_cookies=True,
+    )
+    server, url = await start_app(app)
+    base = f"{url}{PREFIX}exchange/v1/courses/{COURSE}/"
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            for user, path in (("alice", "assignments"), ("ines", "submissions")):
+                refused = await http.get(
+                    base + path, headers={"Authorization": f"token {stolen[user]}"}
+                )
+                assert refused.status_code == 403, refused.text
+                assert LEARNHUB_SCOPE in refused.json()["error"]
+            grades = await http.get(
+                f"{url}{PREFIX}api/v1/courses/{COURSE}/grades",
+                headers={"Authorization": f"token {stolen['ines']}"},
+            )
+            assert grades.status_code == 403, grades.text
+            assert LEARNHUB_SCOPE in grades.json()["error"]
+            # The same member's properly scoped token still works.
+            listed = await http.get(
+                base + "submissions",
+                headers={"Authorization": f"token {user_token(process, 'ines')}"},
+            )
+            assert listed.status_code == 200, listed.text
+    finally:
+        server.stop()
+        db.dispose()
+
+
+def test_course_server_tokens_ask_for_learnhubs_scope() -> None:
+    """What the Hub is configured to put in a course server's JUPYTERHUB_API_TOKEN."""
+    assert LEARNHUB_SCOPE in SERVER_TOKEN_SCOPES
+    assert "access:servers!server" in SERVER_TOKEN_SCOPES
