@@ -13,12 +13,10 @@ the price of the fsyncs is seen alone.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
 import sys
-import tarfile
 import tempfile
 import time
 import uuid
@@ -33,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import loadavg, percentile  # noqa: E402
 from grader.exchange.storage import ExchangeStorage  # noqa: E402
+from harness.archives import targz  # noqa: E402
 from hub.store import Database, StripeEvent  # noqa: E402
 from hub.store.database import upgrade  # noqa: E402
 
@@ -63,17 +62,6 @@ def record_events(db: Database, n: int, synchronous: str) -> list[float]:
         times.append(time.perf_counter() - started)
     sa.event.remove(db.engine, "connect", _sync)
     return times
-
-
-def targz(files: dict[str, bytes]) -> bytes:
-    """A gzip'd tar of ``files``."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            archive.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
 
 
 def submit_times(storage: ExchangeStorage, n: int, fsync: bool) -> list[float]:

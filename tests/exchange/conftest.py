@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +13,12 @@ from tornado import web
 from grader.exchange.auth import StaticAuthorizer
 from grader.exchange.server import exchange_routes
 from grader.exchange.storage import ExchangeLimits, ExchangeStorage
+from harness.archives import targz, untargz
 from hub.access.policy import Member
 from hub.store import Database
 from tests.billing.conftest import db, db_url, postgres_server, start_app
 
-__all__ = ["db", "db_url", "postgres_server"]
+__all__ = ["db", "db_url", "postgres_server", "targz", "untargz"]
 
 #: The service prefix under the hostile hub base URL the platform tests use.
 PREFIX = "/@/space%20word/services/learnhub/"
@@ -47,29 +46,6 @@ CALLERS = {
     "tok-inst": Member("ines", groups=frozenset({f"instructors-{COURSE}"})),
     "tok-admin": Member("root", admin=True),
 }
-
-
-def targz(files: dict[str, bytes]) -> bytes:
-    """A gzip'd tar holding ``files`` (name -> content)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            archive.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
-
-
-def untargz(data: bytes) -> dict[str, bytes]:
-    """The files of a gzip'd tar."""
-    out: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-        for member in archive:
-            if member.isreg():
-                handle = archive.extractfile(member)
-                assert handle is not None
-                out[member.name] = handle.read()
-    return out
 
 
 @dataclass
