@@ -199,6 +199,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh-CN": "哪些好，哪些可以更好？",
     },
     "save_review": {"en": "Save review", "zh-CN": "保存评价"},
+    "rate_limited_title": {"en": "Too many requests", "zh-CN": "请求过于频繁"},
+    "rate_limited_body": {
+        "en": "You did this too often in a short time. Please wait {seconds} seconds and try "
+        "again.",
+        "zh-CN": "您在短时间内操作过于频繁。请等待 {seconds} 秒后再试。",
+    },
     "review_needs_access": {
         "en": "Only members who have this course can review it.",
         "zh-CN": "只有拥有本课程的会员才能评价。",

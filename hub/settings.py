@@ -440,6 +440,47 @@ class ExchangeSettings(_Model):
         return self
 
 
+#: A number of requests one person may make per `limits.window_seconds`.
+PerWindow = Annotated[int, Field(ge=1, le=100_000)]
+
+
+class LimitsSettings(_Model):
+    """Per-person rate limits of the LearnHub service (per signed-in user, else per address).
+
+    Each limit is a token bucket: up to that many requests at once, refilled evenly over
+    `window_seconds`. Past it the service answers 429 with `Retry-After` and a message page
+    (JSON for JSON callers).
+    """
+
+    window_seconds: int = Field(
+        60, ge=1, le=86_400, description="The window every limit below counts in, in seconds."
+    )
+    checkout: PerWindow = Field(
+        10,
+        description=(
+            "Checkout sessions one person may create per window (each is a Stripe API call and "
+            "a database row)."
+        ),
+    )
+    checkout_success: PerWindow = Field(
+        20,
+        description=(
+            "Visits of the checkout success page per window (each asks Stripe about the "
+            "session id it is given)."
+        ),
+    )
+    qa: PerWindow = Field(
+        30,
+        description="Q&A writes per window: questions, answers, votes and accepts together.",
+    )
+    reviews: PerWindow = Field(10, description="Course reviews written or replaced per window.")
+
+    def as_buckets(self) -> dict[str, tuple[int, int]]:
+        """``{action: (requests, seconds)}`` for :class:`hub.service.ratelimit.RateLimiter`."""
+        actions = ("checkout", "checkout_success", "qa", "reviews")
+        return {action: (getattr(self, action), self.window_seconds) for action in actions}
+
+
 class DatabaseSettings(_Model):
     """Database URLs. SQLite files under `hub.data_dir` unless given."""
 
@@ -489,6 +530,7 @@ class Settings(_Model):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
     grading: GradingSettings = Field(default_factory=GradingSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
     source: str = Field("<defaults>", exclude=True, description="Where these settings came from.")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from tornado import web
 
-from hub.service.base import log_request
+from hub.service.base import NotFoundPage, log_request
 from hub.service.community import community_routes
 from hub.service.context import CONTEXT_SETTING, ServiceContext
 from hub.service.dashboards import dashboard_routes
@@ -50,5 +50,7 @@ def make_app(
         # Every POST must carry a valid token; the webhook and demo API opt out explicitly.
         "xsrf_cookies": True,
         "log_function": log_request,
+        # Unknown paths get the service's 404 page (translated, with its security headers).
+        "default_handler_class": NotFoundPage,
     }
     return web.Application(routes, **settings)

@@ -9,10 +9,13 @@ webhook, the demo Stripe API) opt out. Every handler reaches the service's parts
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -21,20 +24,44 @@ from markupsafe import Markup
 from tornado import web
 from tornado.log import access_log
 
-from hub.courses import CourseEntry
+from hub.access.policy import Member, listed_instructor_of
+from hub.billing.checkout import user_courses
+from hub.courses import CourseEntry, learner_group
 from hub.i18n import LANG_COOKIE, LANGUAGE_NAMES, LANGUAGES, choose_language, translator
-from hub.service.context import CONTEXT_SETTING, ServiceContext
+from hub.service.context import CONTEXT_SETTING, TEMPLATES_DIR, ServiceContext
+from hub.service.ratelimit import retry_after
 
 log = logging.getLogger("learnhub.service")
 
 
-@dataclass(frozen=True)
-class Viewer:
-    """The signed-in person looking at a page, as the Hub described them."""
+#: Where a form's answer may redirect the browser besides this site (Chromium applies
+#: ``form-action`` to those redirects): Stripe's hosted Checkout and Customer Portal.
+STRIPE_FORM_TARGETS = ("https://checkout.stripe.com", "https://billing.stripe.com")
 
-    name: str
-    admin: bool = False
-    groups: frozenset[str] = field(default_factory=frozenset)
+
+@cache
+def content_security_policy(public_origin: str) -> str:
+    """The ``Content-Security-Policy`` of every service page and API answer.
+
+    The pages load only same-origin things (the hub's stylesheet, logo and favicon under
+    ``{hub_base}hub/``; forms post to the service), run no script, and are never framed
+    (clickjacking Buy, Pay, vote, accept). Their one ``<style>`` element is allowed by its
+    hash, read from ``base.html`` itself, so editing it cannot silently break the policy.
+    Forms may lead to ``public_origin`` (the success page the demo's Pay redirects to) and to
+    Stripe.
+    """
+    template = (TEMPLATES_DIR / "base.html").read_text(encoding="utf-8")
+    match = re.search(r"<style>(.*?)</style>", template, re.S)
+    styles = "'self'"
+    if match:
+        digest = base64.b64encode(hashlib.sha256(match.group(1).encode()).digest()).decode()
+        styles += f" 'sha256-{digest}'"
+    forms = " ".join(("'self'", public_origin, *STRIPE_FORM_TARGETS))
+    return (
+        "default-src 'none'; script-src 'none'; "
+        f"style-src {styles}; img-src 'self' data:; font-src 'self'; "
+        f"form-action {forms}; base-uri 'none'; frame-ancestors 'none'"
+    )
 
 
 def spawn_url(hub_base: str, user: str, course_id: str) -> str:
@@ -50,6 +77,14 @@ class BaseHandler(web.RequestHandler):
         """The service's parts (settings, catalog, database, billing, URLs...), built at start."""
         ctx: ServiceContext = self.settings[CONTEXT_SETTING]
         return ctx
+
+    def set_default_headers(self) -> None:
+        """Security headers on every answer, errors included (tornado re-applies them then)."""
+        public_origin = self.ctx.settings.absolute_url("").rstrip("/")
+        self.set_header("Content-Security-Policy", content_security_policy(public_origin))
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "same-origin")
 
     def write_json(self, status: int, body: dict[str, Any]) -> None:
         """Finish with a JSON body."""
@@ -95,19 +130,26 @@ class LearnerHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[mis
             return str(user["name"])
         return None
 
-    def viewer(self) -> Viewer | None:
-        """Who is looking: name from :meth:`learner_name`, admin flag and groups from the Hub."""
+    _viewer: Member | None = None
+
+    def viewer(self) -> Member | None:
+        """Who is looking, as a :class:`Member`: name from :meth:`learner_name`, admin flag and
+        groups from the Hub, the courses whose `course.yaml` lists them. Built once a request."""
         name = self.learner_name()
         if name is None:
             return None
-        user = self.current_user
-        if isinstance(user, dict) and user.get("name") == name:
-            return Viewer(
+        if self._viewer is None or self._viewer.name != name:
+            user = self.current_user
+            model = user if isinstance(user, dict) and user.get("name") == name else {"name": name}
+            hub_member = Member.from_hub_model(model)
+            catalog = self.settings[CONTEXT_SETTING].catalog
+            self._viewer = Member(
                 name=name,
-                admin=bool(user.get("admin")),
-                groups=frozenset(str(g) for g in user.get("groups") or ()),
+                admin=hub_member.admin,
+                groups=hub_member.groups,
+                listed=listed_instructor_of(name, [entry.course for entry in catalog]),
             )
-        return Viewer(name=name)
+        return self._viewer
 
     def require_learner(self) -> str | None:
         """The username; when nobody is signed in, redirect to the Hub login and return None."""
@@ -208,6 +250,85 @@ class LearnerPage(LearnerHandler, BaseHandler):
         """The ETag of a page kept rendered (known already), else tornado's hash of the body."""
         return self._known_etag or super().compute_etag()
 
+    async def owned_courses(self) -> frozenset[str]:
+        """Courses the signed-in viewer's entitlements in our database give them now."""
+        viewer = self.viewer()
+        if viewer is None:
+            return frozenset()
+        owned = await asyncio.to_thread(
+            user_courses, self.ctx.db, self.ctx.catalog, self.ctx.settings, viewer.name
+        )
+        return frozenset(owned)
+
+    async def member(self) -> Member | None:
+        """The viewer with their database entitlements: what a page shows (Buy or Open).
+
+        The Hub's groups count too, so a grant shows before the next sync reaches the Hub.
+        """
+        viewer = self.viewer()
+        if viewer is None:
+            return None
+        return Member(
+            name=viewer.name,
+            admin=viewer.admin,
+            groups=viewer.groups,
+            entitled=await self.owned_courses(),
+            listed=viewer.listed,
+        )
+
+    async def writer(self) -> Member | None:
+        """The viewer as a writer (Q&A, reviews): learner rights from our database alone.
+
+        The Hub's learner groups lag a refund or revoke until the next sync and the service's
+        copy of them is cached for minutes, so a write does not trust them: a revoked
+        entitlement refuses the write at once. Instructor groups, `course.yaml` listing and the
+        admin flag count as for any page.
+        """
+        viewer = self.viewer()
+        if viewer is None:
+            return None
+        learner_groups = {learner_group(entry.course.id) for entry in self.ctx.catalog}
+        return Member(
+            name=viewer.name,
+            admin=viewer.admin,
+            groups=viewer.groups - learner_groups,
+            entitled=await self.owned_courses(),
+            listed=viewer.listed,
+        )
+
+    def over_limit(self, action: str) -> bool:
+        """Take one of the caller's ``action`` tokens (``limits`` settings); when none is left,
+        answer 429 with ``Retry-After`` (a page, or JSON for JSON callers) and return True.
+
+        The caller is the signed-in user, else the client address.
+        """
+        limiter = self.ctx.limiter
+        if limiter is None:
+            return False
+        name = self.learner_name()
+        who = f"user:{name}" if name is not None else f"addr:{self.request.remote_ip}"
+        wait = limiter.take(action, who)
+        if not wait:
+            return False
+        seconds = retry_after(wait)
+        log.warning(
+            "rate limited",
+            extra={"user": name, "action": action, "retry_after": seconds, "outcome": "429"},
+        )
+        self.set_header("Retry-After", str(seconds))
+        if self.wants_json():
+            self.write_json(429, {"error": "too many requests", "retry_after": seconds})
+        else:
+            self.show_message(
+                429,
+                "rate-limited",
+                "rate_limited_title",
+                "rate_limited_body",
+                alert="warning",
+                seconds=seconds,
+            )
+        return True
+
     def course_or_404(self, course_id: str) -> CourseEntry | None:
         """The catalog's course ``course_id``, or None after answering 404."""
         entry = self.ctx.catalog.get(course_id)
@@ -268,6 +389,16 @@ class LearnerPage(LearnerHandler, BaseHandler):
             return entry.course.title if entry else course_id
         plan = next((p for p in self.ctx.settings.payments.plans if p.id == plan_id), None)
         return translator(self.lang)("plan", plan=plan.title if plan else plan_id)
+
+
+class NotFoundPage(LearnerPage):
+    """Any path under the service's prefix that no route matches: a 404 page like the others
+    (with the same security headers), not tornado's bare one."""
+
+    async def prepare(self) -> None:
+        """Learn who is looking (the page shows them), then answer 404 whatever the method."""
+        await super().prepare()
+        raise web.HTTPError(404)
 
 
 def route(prefix: str, pattern: str) -> str:

@@ -7,9 +7,10 @@ import logging
 from typing import Any
 
 from hub import qa
+from hub.access.policy import Member
 from hub.courses import CourseEntry
-from hub.service.base import Viewer, route
-from hub.service.pages import CoursePages, may_open, teaches
+from hub.service.base import route
+from hub.service.pages import CoursePages
 
 log = logging.getLogger("learnhub.service")
 
@@ -17,19 +18,26 @@ log = logging.getLogger("learnhub.service")
 class QAPage(CoursePages):
     """Shared checks: the course exists and the viewer may open it."""
 
-    async def member(self, course_id: str) -> tuple[Viewer, CourseEntry] | None:
-        """The signed-in member and the course, or None after answering 404 / 403."""
+    async def course_member(
+        self, course_id: str, *, write: bool = False
+    ) -> tuple[Member, CourseEntry] | None:
+        """The signed-in member and the course, or None after answering 404 / 403 / 429.
+
+        A ``write`` (ask, answer, vote, accept) is decided from our database's entitlements
+        (:meth:`writer`) and counts toward the ``limits.qa`` rate limit.
+        """
         if self.require_learner() is None:
             return None
         entry = self.course_or_404(course_id)
         if entry is None:
             return None
-        viewer = self.viewer()
-        owned = await self.owned_courses(viewer)
-        if viewer is None or not may_open(viewer, entry, owned):
+        member = await (self.writer() if write else self.member())
+        if member is None or not member.may_open(course_id):
             self.show_message(403, "forbidden", "forbidden_title", "qa_needs_access")
             return None
-        return viewer, entry
+        if write and self.over_limit("qa"):
+            return None
+        return member, entry
 
     def refuse(self, exc: qa.QARejected) -> None:
         """Show why a Q&A request was refused."""
@@ -47,7 +55,7 @@ class QuestionsHandler(QAPage):
 
     async def get(self, course_id: str) -> None:
         """Every question of the course, newest first."""
-        found = await self.member(course_id)
+        found = await self.course_member(course_id)
         if found is None:
             return
         _viewer, entry = found
@@ -63,7 +71,7 @@ class QuestionsHandler(QAPage):
 
     async def post(self, course_id: str) -> None:
         """Ask a question."""
-        found = await self.member(course_id)
+        found = await self.course_member(course_id, write=True)
         if found is None:
             return
         viewer, _entry = found
@@ -88,7 +96,7 @@ class QuestionHandler(QAPage):
 
     async def get(self, course_id: str, question_id: str) -> None:
         """The question and its answers."""
-        found = await self.member(course_id)
+        found = await self.course_member(course_id)
         if found is None:
             return
         viewer, entry = found
@@ -104,13 +112,13 @@ class QuestionHandler(QAPage):
             course=entry.course,
             q=item,
             base=self.questions_url(course_id),
-            may_accept=viewer.name == item.author or teaches(viewer, entry) or viewer.admin,
+            may_accept=viewer.name == item.author or viewer.administers(course_id),
             me=viewer.name,
         )
 
     async def post(self, course_id: str, question_id: str) -> None:
         """Answer the question."""
-        found = await self.member(course_id)
+        found = await self.course_member(course_id, write=True)
         if found is None:
             return
         viewer, _entry = found
@@ -134,10 +142,10 @@ class AnswerActionHandler(QAPage):
 
     async def post(self, course_id: str, answer_id: str, action: str) -> None:
         """Upvote, or accept (asker or instructor only)."""
-        found = await self.member(course_id)
+        found = await self.course_member(course_id, write=True)
         if found is None:
             return
-        viewer, entry = found
+        viewer, _entry = found
         db: Any = self.ctx.db
         try:
             if action == "vote":
@@ -149,7 +157,7 @@ class AnswerActionHandler(QAPage):
                     course_id,
                     int(answer_id),
                     viewer.name,
-                    instructor=teaches(viewer, entry) or viewer.admin,
+                    instructor=viewer.administers(course_id),
                 )
             question_id = await asyncio.to_thread(_question_of, db, int(answer_id))
         except qa.QARejected as exc:

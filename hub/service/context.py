@@ -26,6 +26,7 @@ from hub.billing.events import EventQueue
 from hub.billing.fulfilment import Billing, SyncAccess
 from hub.billing.webhook import split_secrets
 from hub.courses import Catalog
+from hub.service.ratelimit import RateLimiter
 from hub.settings import Settings
 from hub.store import Database
 
@@ -61,6 +62,9 @@ class ServiceContext:
     service_url: str | None = None
     #: The key the demo Stripe API accepts; None when it serves nobody.
     demo_api_key: str | None = None
+    #: Per-person request limits (``limits`` settings) of checkout, success page, Q&A and
+    #: reviews; None (a context made by hand) limits nothing.
+    limiter: RateLimiter | None = None
 
 
 def template_environment() -> jinja2.Environment:
@@ -137,4 +141,5 @@ def build_context(
         hub_client=hub_client,
         service_url=service_url,
         demo_api_key=demo_api_key,
+        limiter=RateLimiter(settings.limits.as_buckets()),
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 from grader.reports import average_score, course_grades, grades_csv
 from hub.access.hub_groups import HubClient
+from hub.access.policy import Member
 from hub.access.status import EntitlementStatus
 from hub.courses import CourseEntry
 from hub.entitlements import desired_membership, entitled_courses
@@ -22,8 +23,7 @@ from hub.errors import HubAPIError
 from hub.i18n import translator
 from hub.reviews import ReviewRejected, announcements, post_announcement, rating_summary
 from hub.service import charts
-from hub.service.base import LearnerPage, Viewer, route
-from hub.service.pages import teaches
+from hub.service.base import LearnerPage, route
 from hub.service.reports import (
     activity_share,
     enrolment_over_time,
@@ -77,7 +77,7 @@ async def hub_users(client: HubClient) -> list[dict[str, Any]]:
 class InstructorPage(LearnerPage):
     """A page of one course for its instructors and hub admins only."""
 
-    def instructor_course(self, course_id: str) -> tuple[Viewer, CourseEntry] | None:
+    def instructor_course(self, course_id: str) -> tuple[Member, CourseEntry] | None:
         """The viewer and the course, or None after answering (login, 404 or 403)."""
         if self.require_learner() is None:
             return None
@@ -85,7 +85,7 @@ class InstructorPage(LearnerPage):
         entry = self.course_or_404(course_id)
         if entry is None:
             return None
-        if viewer is None or not (viewer.admin or teaches(viewer, entry)):
+        if viewer is None or not viewer.administers(course_id):
             self.show_message(
                 403, "forbidden", "forbidden_title", "forbidden_instructor", alert="warning"
             )

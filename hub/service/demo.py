@@ -114,8 +114,12 @@ class DemoCheckoutHandler(LearnerPage):
             self.show_message(409, "nothing", "demo_nothing_title", "demo_nothing_body")
             return
         secret = self.ctx.webhook_secrets[0]
-        own_url = self.ctx.service_url or (f"{self.request.protocol}://{self.request.host}")
-        webhook_url = f"{str(own_url).rstrip('/')}{self.ctx.prefix}stripe/webhook"
+        # Where the service listens, else the configured public URL; never the request's Host
+        # header (the signed events would go wherever the sender pointed it).
+        if self.ctx.service_url:
+            webhook_url = f"{self.ctx.service_url.rstrip('/')}{self.ctx.prefix}stripe/webhook"
+        else:
+            webhook_url = self.ctx.settings.absolute_url(f"{self.ctx.prefix}stripe/webhook")
         async with httpx.AsyncClient(timeout=30) as client:
             for event in events:
                 await deliver(client, webhook_url, event, secret)

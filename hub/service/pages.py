@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,9 +15,8 @@ import stripe
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 from tornado import web
 
-from hub.access.policy import Member, listed_instructor_of
+from hub.access.policy import Member
 from hub.access.status import PurchaseStatus
-from hub.billing.checkout import user_courses
 from hub.courses import CourseEntry
 from hub.i18n import Translator, translator
 from hub.reviews import (
@@ -29,7 +28,7 @@ from hub.reviews import (
     save_review,
     validate,
 )
-from hub.service.base import LearnerPage, Viewer, route, spawn_url
+from hub.service.base import LearnerPage, route, spawn_url
 from hub.service.reports import PurchaseRow, purchase_history
 from hub.store import CheckoutSession, Entitlement
 from hub.store import repository as repo
@@ -51,31 +50,6 @@ STATUS_BADGES = {
 def format_price(amount: int, currency: str, _: Translator) -> str:
     """``6900, usd`` -> ``69.00 USD``; 0 -> ``Free``."""
     return _("free") if amount == 0 else f"{amount / 100:.2f} {currency.upper()}"
-
-
-def _member(viewer: Viewer, entry: CourseEntry, owned: Iterable[str] = ()) -> Member:
-    """``viewer`` as a :class:`Member`, with what this service knows beyond the Hub's groups."""
-    return Member(
-        name=viewer.name,
-        admin=viewer.admin,
-        groups=frozenset(viewer.groups),
-        entitled=frozenset(owned),
-        listed=listed_instructor_of(viewer.name, [entry.course]),
-    )
-
-
-def teaches(viewer: Viewer | None, entry: CourseEntry) -> bool:
-    """Whether ``viewer`` is an instructor of the course (Hub group, or listed in course.yaml)."""
-    return viewer is not None and _member(viewer, entry).teaches(entry.course.id)
-
-
-def may_open(viewer: Viewer | None, entry: CourseEntry, owned: set[str]) -> bool:
-    """Whether ``viewer`` may open the course (:meth:`hub.access.policy.Member.may_open`).
-
-    Entitlements in our database are the source of truth; the Hub groups in the viewer's model
-    are also honoured, so a grant shows up even before the next reconciliation.
-    """
-    return viewer is not None and _member(viewer, entry, owned).may_open(entry.course.id)
 
 
 @dataclass(frozen=True)
@@ -117,7 +91,7 @@ class PublicPages:
 class CoursePages(LearnerPage):
     """Shared course-card data for the catalog and the course page."""
 
-    def public_key(self, viewer: Viewer | None) -> tuple[str, str] | None:
+    def public_key(self, viewer: Member | None) -> tuple[str, str] | None:
         """Where this request's page is kept among the :class:`PublicPages`, or None.
 
         Only an anonymous request qualifies, and only when the page depends on nothing in its
@@ -155,18 +129,8 @@ class CoursePages(LearnerPage):
         self.public_page_view = True  # see hub.service.base.log_request
         self.send_html(200, page.body, etag=page.etag)
 
-    async def owned_courses(self, viewer: Viewer | None) -> set[str]:
-        """Courses the viewer's entitlements give access to now."""
-        if viewer is None:
-            return set()
-        return await asyncio.to_thread(
-            user_courses, self.ctx.db, self.ctx.catalog, self.ctx.settings, viewer.name
-        )
-
-    def course_view(
-        self, entry: CourseEntry, viewer: Viewer | None, owned: set[str]
-    ) -> dict[str, Any]:
-        """What a template shows about one course."""
+    def course_view(self, entry: CourseEntry, viewer: Member | None) -> dict[str, Any]:
+        """What a template shows about one course to ``viewer`` (with their entitlements)."""
         _ = translator(self.lang)
         course = entry.course
         course_page = f"{self.ctx.prefix}courses/{course.id}"
@@ -189,8 +153,8 @@ class CoursePages(LearnerPage):
                 }
                 for a in course.assignments
             ],
-            "can_open": may_open(viewer, entry, owned),
-            "teaches": teaches(viewer, entry) or bool(viewer and viewer.admin),
+            "can_open": viewer is not None and viewer.may_open(course.id),
+            "teaches": viewer is not None and viewer.administers(course.id),
             "open_url": spawn_url(self.ctx.hub_base, viewer.name, course.id) if viewer else "",
             "login_url": self.login_url_for(course_page),
         }
@@ -206,8 +170,8 @@ class CatalogHandler(CoursePages):
         if self.send_public(key):
             return
         rendered_at = generation()
-        owned = await self.owned_courses(viewer)
-        courses = [self.course_view(entry, viewer, owned) for entry in self.ctx.catalog]
+        member = await self.member()
+        courses = [self.course_view(entry, member) for entry in self.ctx.catalog]
         html = self.page_html(
             "catalog.html",
             viewer=viewer,
@@ -230,8 +194,7 @@ class CourseHandler(CoursePages):
         if self.send_public(key):
             return
         rendered_at = generation()
-        owned = await self.owned_courses(viewer)
-        view = self.course_view(entry, viewer, owned)
+        view = self.course_view(entry, await self.member())
         db = self.ctx.db
         reviews = await asyncio.to_thread(course_reviews, db, course_id)
         average, count = await asyncio.to_thread(rating_summary, db, course_id)
@@ -262,10 +225,11 @@ class ReviewHandler(CoursePages):
         entry = self.course_or_404(course_id)
         if entry is None:
             return
-        viewer = self.viewer()
-        owned = await self.owned_courses(viewer)
-        if viewer is None or not may_open(viewer, entry, owned):
+        writer = await self.writer()
+        if writer is None or not writer.may_open(course_id):
             self.show_message(403, "forbidden", "forbidden_title", "review_needs_access")
+            return
+        if self.over_limit("reviews"):
             return
         try:
             rating, text = validate(
@@ -276,10 +240,10 @@ class ReviewHandler(CoursePages):
                 400, "invalid", "review_invalid_title", "review_invalid", reason=str(exc)
             )
             return
-        await asyncio.to_thread(save_review, self.ctx.db, course_id, viewer.name, rating, text)
+        await asyncio.to_thread(save_review, self.ctx.db, course_id, writer.name, rating, text)
         log.info(
             "course reviewed",
-            extra={"user": viewer.name, "course": course_id, "rating": rating, "outcome": "saved"},
+            extra={"user": writer.name, "course": course_id, "rating": rating, "outcome": "saved"},
         )
         self.redirect(f"{self.ctx.prefix}courses/{course_id}#reviews", status=303)
 
@@ -369,7 +333,9 @@ class BillingPortalHandler(LearnerPage):
         if customer is None:
             self.show_message(404, "portal", "nav_purchases", "purchases_empty")
             return
-        return_url = f"{self.request.protocol}://{self.request.host}{self.ctx.prefix}purchases"
+        # From the configured public URL, never the request's Host header (a forged Host would
+        # send the learner back from Stripe to an address of the sender's choosing).
+        return_url = self.ctx.settings.absolute_url(f"{self.ctx.prefix}purchases")
         try:
             portal = await asyncio.to_thread(
                 self.ctx.stripe.v1.billing_portal.sessions.create,

@@ -75,9 +75,11 @@ class CheckoutHandler(LearnerPage):
     async def post(self, item_id: str) -> None:
         """Create a Checkout Session and send the learner to it."""
         user = self.require_learner()
-        if user is None:
+        if user is None or self.over_limit("checkout"):
             return
-        base = f"{self.request.protocol}://{self.request.host}{self.ctx.prefix}"
+        # Stripe sends the learner back to these: from the configured public URL, never the
+        # request's Host header, which whoever sends the request chooses.
+        base = self.ctx.settings.absolute_url(self.ctx.prefix)
         course_id = item_id if self.kind == "course" else None
         plan_id = item_id if self.kind == "plan" else None
         try:
@@ -139,7 +141,7 @@ class SuccessHandler(LearnerPage):
     async def get(self) -> None:
         """Fulfil the session (idempotent) and say what the learner got."""
         user = self.require_learner()
-        if user is None:
+        if user is None or self.over_limit("checkout_success"):
             return
         session_id = self.get_query_argument("session_id", "")
         if not session_id.startswith("cs_"):
