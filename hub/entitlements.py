@@ -18,8 +18,8 @@ from hub.courses import Catalog
 from hub.settings import PlanSettings
 
 
-class EntitlementLike(Protocol):
-    """What these functions read from an entitlement (the ORM row satisfies it)."""
+class PurchaseLike(Protocol):
+    """Whose purchase, and of what: a course or a plan (entitlements and checkout rows)."""
 
     @property
     def username(self) -> str: ...
@@ -29,6 +29,10 @@ class EntitlementLike(Protocol):
 
     @property
     def plan_id(self) -> str | None: ...
+
+
+class EntitlementLike(PurchaseLike, Protocol):
+    """What these functions read from an entitlement (the ORM row satisfies it)."""
 
     @property
     def status(self) -> str: ...

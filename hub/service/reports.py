@@ -16,23 +16,14 @@ from typing import Any, Protocol
 
 from hub.access.status import DISPUTE_PREFIX, EntitlementReason, EntitlementStatus, PurchaseStatus
 from hub.courses import course_id_from_group
-from hub.entitlements import EntitlementLike
+from hub.entitlements import EntitlementLike, PurchaseLike
 
 
-class CheckoutLike(Protocol):
+class CheckoutLike(PurchaseLike, Protocol):
     """What a purchase history reads from a checkout session row."""
 
     @property
     def session_id(self) -> str: ...
-
-    @property
-    def username(self) -> str: ...
-
-    @property
-    def course_id(self) -> str | None: ...
-
-    @property
-    def plan_id(self) -> str | None: ...
 
     @property
     def mode(self) -> str: ...
