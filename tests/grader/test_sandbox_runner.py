@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
-from grader.sandbox_runner import bound_names, is_instructor_cell, is_test_cell
+from learnhub_container.sandbox_runner import bound_names, is_instructor_cell, is_test_cell
 
 
 def _meta(**flags: bool) -> dict[str, object]:
