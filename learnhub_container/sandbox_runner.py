@@ -22,6 +22,8 @@ runner protects its result channel and the hidden tests from it:
   in the runner's memory, and reach the kernel one test cell at a time, as it runs;
 * the kernel's own stdout/stderr go to ``/dev/null`` (its outputs travel over ZeroMQ);
 * as PID 1 of the container's pid namespace the runner ignores signals from student code;
+* a display update (``update_display`` by display id) changes outputs of the running cell
+  only, never those of an earlier cell (whose outputs the feedback may keep);
 * before printing the result, every other process in the container is killed, so nothing
   can write after (or interleave with) the final result; the grader reads the LAST marker.
 
@@ -592,6 +594,7 @@ class SandboxClient(NotebookClient):  # type: ignore[misc]
         store_history: bool = True,
     ) -> Any:
         """Restore the kernel before a test cell; protect what an instructor cell bound."""
+        self._running_cell = cell_index
         if is_test_cell(cell) and cell.source.strip() and not await self._guard_restore():
             cell.outputs = [
                 _error_output(
@@ -607,6 +610,25 @@ class SandboxClient(NotebookClient):  # type: ignore[misc]
             if names:
                 await self._guard_call(f"__learnhub_protect__({names!r})")
         return cell
+
+    _running_cell = -1
+
+    def _update_display_id(self, display_id: str, msg: dict[str, Any]) -> None:
+        """Let a display update change outputs of the running cell only.
+
+        nbclient updates every output with that display id, in any cell: code a test cell
+        calls could rewrite an output of a cell that ran before the hidden tests (whose
+        outputs the feedback keeps) with the test's source.
+        """
+        shown = self._display_id_map.get(display_id)
+        if not shown:
+            return
+        own = {i: outputs for i, outputs in shown.items() if i == self._running_cell}
+        self._display_id_map[display_id] = own
+        try:
+            super()._update_display_id(display_id, msg)
+        finally:
+            self._display_id_map[display_id] = shown
 
     async def _guard_restore(self) -> bool:
         nonce = secrets.token_hex(16)

@@ -193,3 +193,55 @@ def test_hidden_tests_are_not_readable_in_the_sandbox(sandbox_engine: None, tmp_
     for where, text in (("autograded notebook", cell_outputs), ("feedback", html)):
         leaked = [line for found in _decoded(text) for line in hidden if line in found]
         assert not leaked, f"hidden tests readable in the sandbox, shown in {where}: {leaked}"
+
+
+#: The first answer cell shows a placeholder; the test cell's first call into the learner's
+#: code (``Vector2.__init__``) replaces it, by display id, with the test's source encoded.
+#: The placeholder's cell ran before any hidden test, so the feedback keeps its outputs.
+REWRITE = r"""
+import base64 as _b64
+from IPython.display import display as _show, update_display as _update
+
+_show({"text/plain": "REWRITE-PLACEHOLDER"}, raw=True, display_id="learnhub-rewrite")
+
+def _rewrite():
+    source = get_ipython().user_ns["In"][-1]
+    if "HIDDEN" in source:
+        text = "SNOOP-B64 " + _b64.b64encode(source.encode()).decode()
+        _update({"text/plain": text}, raw=True, display_id="learnhub-rewrite")
+"""
+
+
+def test_a_later_cell_cannot_rewrite_an_earlier_cells_output(
+    sandbox_engine: None, tmp_path: Path
+) -> None:
+    hidden = _hidden_lines()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PATH", VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
+        root = make_course(tmp_path / "course")
+        nb = _snooping_submission(root / "release" / ASSIGNMENT / NOTEBOOK)
+        first = _cell(nb, FIRST_ANSWER)
+        first.source = REWRITE + first.source.replace(SNOOP, "").replace(
+            "def __init__(self, x, y):\n", "def __init__(self, x, y):\n        _rewrite()\n", 1
+        )
+        assert "_rewrite()" in first.source and "_snoop()" not in first.source
+        dest = root / "submitted" / STUDENT / ASSIGNMENT / NOTEBOOK
+        dest.parent.mkdir(parents=True)
+        nbformat.write(nb, dest)
+        (result,) = autograde_submissions(
+            root, ASSIGNMENT, [STUDENT], policy=short_policy(), parallel=1
+        )
+        assert (result.score, result.outcome) == (10, "ok"), result
+        run_nbgrader(root, "generate_feedback", ASSIGNMENT, "--force")
+
+    graded = nbformat.read(root / "autograded" / STUDENT / ASSIGNMENT / NOTEBOOK, as_version=4)
+    cell_outputs = "\n".join(
+        str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", ""))
+        for o in _cell(graded, FIRST_ANSWER).outputs
+    )
+    html = (root / "feedback" / STUDENT / ASSIGNMENT / NOTEBOOK).with_suffix(".html").read_text()
+    # The placeholder is what the learner showed, and the feedback keeps it.
+    assert "REWRITE-PLACEHOLDER" in cell_outputs and "REWRITE-PLACEHOLDER" in html
+    for where, text in (("autograded notebook", cell_outputs), ("feedback", html)):
+        leaked = [line for found in _decoded(text) for line in hidden if line in found]
+        assert not leaked, f"a test cell rewrote an earlier output, shown in {where}: {leaked}"
