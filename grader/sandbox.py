@@ -356,7 +356,7 @@ def run_notebook_in_sandbox(
             _prepare_input(input_dir, resources_dir, policy.max_input_bytes)
             try:
                 container = _create_container(docker_client, policy, name, input_dir, labels)
-                _send_notebook(docker_client, container, nb, policy.startup_grace)
+                _send_notebook(docker_client, container, nb, policy.wall_clock_limit)
             except (docker.errors.DockerException, OSError) as exc:
                 raise SandboxError(f"cannot start sandbox {name}: {exc}") from exc
             log.info(
