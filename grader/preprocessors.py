@@ -100,7 +100,6 @@ class SandboxedExecute(NbGraderPreprocessor):  # type: ignore[misc]
                     nb,
                     self.sandbox_policy(),
                     resources_dir=Path(path) if path else None,
-                    notebook_name=f"{notebook_id}.ipynb",
                     labels=labels,
                 )
             _merge_outputs(nb, result.notebook)

@@ -5,9 +5,13 @@ no network, limited memory, CPU and processes, a read-only root file system, a t
 ``/tmp`` and a tmpfs scratch work dir, runs as an unprivileged user with every capability
 dropped, and gets an explicit minimal environment (nothing of the grader's environment).
 
-The notebook and the assignment's other files reach the container through a read-only bind
-of a fresh temporary folder that contains only them and the runner script
-(``learnhub_container/sandbox_runner.py``); the executed notebook comes back on the
+The notebook reaches the runner on the container's stdin, never as a file: it carries the
+hidden tests, and the kernel runs with the runner's uid, so any file the runner can read, the
+student's code can read and print (a cell that runs before the first hidden test keeps its
+outputs in the feedback). The runner, non-dumpable before it reads a byte, reads stdin to the
+end before it starts the kernel (see ``learnhub_container/sandbox_runner.py``). The
+assignment's other files and the runner script reach the container through a read-only bind
+of a fresh temporary folder that contains only them; the executed notebook comes back on the
 container's stdout. The container is always removed.
 """
 
@@ -18,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import stat
 import tempfile
 import time
@@ -144,12 +149,13 @@ class SandboxResult:
         }
 
 
-def _prepare_input(
-    workdir: Path, nb: NotebookNode, notebook_name: str, resources_dir: Path | None, limit: int
-) -> None:
-    """Fill the bind folder: runner, notebook, and the assignment's other files."""
+def _prepare_input(workdir: Path, resources_dir: Path | None, limit: int) -> None:
+    """Fill the bind folder: the runner and the assignment's other files.
+
+    Never the notebook: everything in this folder is readable by student code (it goes on
+    stdin, :func:`_send_notebook`).
+    """
     shutil.copyfile(_RUNNER_SOURCE, workdir / f"{RUNNER_MODULE}.py")
-    nbformat.write(nb, workdir / notebook_name)  # type: ignore[no-untyped-call]
     files = workdir / "files"
     files.mkdir()
     total = 0
@@ -183,7 +189,6 @@ def _create_container(
     policy: SandboxPolicy,
     name: str,
     input_dir: Path,
-    notebook_name: str,
     labels: Mapping[str, str],
 ) -> Container:
     command = [
@@ -191,8 +196,6 @@ def _create_container(
         _INPUT_MOUNT,
         "--work",
         policy.work_dir,
-        "--notebook",
-        notebook_name,
         "--cell-timeout",
         str(policy.cell_timeout),
         "--notebook-timeout",
@@ -216,6 +219,9 @@ def _create_container(
         command=command,
         name=name,
         working_dir=_INPUT_MOUNT,
+        # The notebook comes on stdin; closing our end closes the container's (EOF).
+        # docker-py sets StdinOnce only for a non-detached config (create never blocks).
+        stdin_open=True,
         user=policy.user,
         environment=dict(policy.env),
         network_mode="none" if policy.network_disabled else "bridge",
@@ -232,9 +238,32 @@ def _create_container(
         log_config=LogConfig(
             type=LogConfig.types.JSON, config={"max-size": policy.max_log_size, "max-file": "1"}
         ),
-        detach=True,
+        detach=False,
     )
     return container
+
+
+def _send_notebook(
+    client: DockerClient, container: Container, nb: NotebookNode, timeout: float
+) -> None:
+    """Start ``container`` and write ``nb`` to its stdin, then close it.
+
+    Attached before the start, like ``docker run -i``. The payload is nbformat's JSON in
+    UTF-8, which never contains the attach stream's detach keys (control bytes are escaped
+    in JSON strings, UTF-8 multi-byte sequences have the high bit set).
+    """
+    payload = nbformat.writes(nb).encode("utf-8")  # type: ignore[no-untyped-call]
+    stream = client.api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
+    # docker-py returns the raw socket, or a SocketIO around it on a unix socket.
+    sock: socket.socket = getattr(stream, "_sock", stream)
+    try:
+        container.start()
+        sock.settimeout(timeout)
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+    finally:
+        stream.close()
+        sock.close()
 
 
 def _as_notebook(data: Any) -> NotebookNode:
@@ -299,7 +328,6 @@ def run_notebook_in_sandbox(
     policy: SandboxPolicy,
     *,
     resources_dir: Path | None,
-    notebook_name: str = "submission.ipynb",
     labels: Mapping[str, str] | None = None,
     client: DockerClient | None = None,
 ) -> SandboxResult:
@@ -325,13 +353,11 @@ def run_notebook_in_sandbox(
             prefix="learnhub-sandbox-", dir=policy.host_tmp_dir
         ) as tmp:
             input_dir = Path(tmp)
-            _prepare_input(input_dir, nb, notebook_name, resources_dir, policy.max_input_bytes)
+            _prepare_input(input_dir, resources_dir, policy.max_input_bytes)
             try:
-                container = _create_container(
-                    docker_client, policy, name, input_dir, notebook_name, labels
-                )
-                container.start()
-            except docker.errors.DockerException as exc:
+                container = _create_container(docker_client, policy, name, input_dir, labels)
+                _send_notebook(docker_client, container, nb, policy.wall_clock_limit)
+            except (docker.errors.DockerException, OSError) as exc:
                 raise SandboxError(f"cannot start sandbox {name}: {exc}") from exc
             log.info(
                 "sandbox started container=%s %s",
@@ -419,7 +445,6 @@ async def run_notebook_in_sandbox_async(
     policy: SandboxPolicy,
     *,
     resources_dir: Path | None,
-    notebook_name: str = "submission.ipynb",
     labels: Mapping[str, str] | None = None,
 ) -> SandboxResult:
     """:func:`run_notebook_in_sandbox` on a worker thread, for the hub's event loop."""
@@ -428,6 +453,5 @@ async def run_notebook_in_sandbox_async(
         nb,
         policy,
         resources_dir=resources_dir,
-        notebook_name=notebook_name,
         labels=labels,
     )

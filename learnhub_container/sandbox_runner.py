@@ -4,18 +4,26 @@ The grader copies this file into the container and starts it as PID 1 with
 ``python -m learnhub_sandbox_runner``. It only uses the standard library, nbformat, nbclient
 and jupyter_client (all in the course image), never the ``grader`` package.
 
-Protocol: the notebook and the assignment's other files are read from ``--input`` (a
-read-only bind), copied into the writable scratch ``--work`` dir, executed there with a
+Protocol: the notebook (JSON, hidden tests included) arrives on stdin, which the grader
+closes after it; the assignment's other files are read from ``--input`` (a read-only bind)
+and copied into the writable scratch ``--work`` dir. The notebook is executed there with a
 per-cell and a per-notebook time limit, and the result is printed to stdout as one JSON
 document after :data:`RESULT_MARKER`. Everything else the runner logs goes to stderr.
 
 Student code runs in the kernel, a child process with the same uid as this runner, so the
-runner protects its result channel from it:
+runner protects its result channel and the hidden tests from it:
 
-* the runner makes itself non-dumpable, so the kernel cannot open ``/proc/1/fd/1`` or read
-  its memory;
+* before it reads anything, the runner makes itself non-dumpable (``PR_SET_DUMPABLE`` 0),
+  which makes its ``/proc`` entries root's: the kernel cannot open ``/proc/1/fd/*``, read
+  ``/proc/1/mem`` or ``environ`` (without that, on this kernel, a same-uid process with no
+  capabilities can read all three). The runner refuses to go on if that fails;
+* the notebook is never a file in the container: the runner reads it from stdin to the end
+  and puts ``/dev/null`` in its place before the kernel starts, so the hidden tests live only
+  in the runner's memory, and reach the kernel one test cell at a time, as it runs;
 * the kernel's own stdout/stderr go to ``/dev/null`` (its outputs travel over ZeroMQ);
 * as PID 1 of the container's pid namespace the runner ignores signals from student code;
+* a display update (``update_display`` by display id) changes outputs of the running cell
+  only, never those of an earlier cell (whose outputs the feedback may keep);
 * before printing the result, every other process in the container is killed, so nothing
   can write after (or interleave with) the final result; the grader reads the LAST marker.
 
@@ -317,9 +325,32 @@ def kernel_cpu_seconds() -> float | None:
 
 
 def _make_non_dumpable() -> None:
+    """Make this process's memory, open files and environment unreadable to the kernel.
+
+    Student code runs with our uid; only a non-dumpable process's ``/proc`` entries are out
+    of its reach. Raises ``OSError`` when that cannot be arranged: the hidden tests must not
+    be read into a process the kernel can read.
+    """
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-        _log(f"prctl(PR_SET_DUMPABLE) failed: errno {ctypes.get_errno()}")
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_DUMPABLE, 0) failed: {os.strerror(errno)}")
+
+
+def read_notebook_from_stdin() -> nbformat.NotebookNode:
+    """The notebook the grader sent on stdin; stdin is ``/dev/null`` afterwards.
+
+    Read to the end before the kernel starts, so nothing of it is left in the pipe, and the
+    pipe itself is closed: no process started later can get at it.
+    """
+    text = sys.stdin.buffer.read().decode("utf-8")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    # Written by the grader from the notebook nbgrader has already read and validated (v4):
+    # validating again would compile nbformat's JSON schema in every sandbox.
+    nb: nbformat.NotebookNode = nbformat.v4.reads(text)  # type: ignore[no-untyped-call]
+    return nb
 
 
 def _copy_inputs(source: Path, work: Path) -> None:
@@ -563,6 +594,7 @@ class SandboxClient(NotebookClient):  # type: ignore[misc]
         store_history: bool = True,
     ) -> Any:
         """Restore the kernel before a test cell; protect what an instructor cell bound."""
+        self._running_cell = cell_index
         if is_test_cell(cell) and cell.source.strip() and not await self._guard_restore():
             cell.outputs = [
                 _error_output(
@@ -578,6 +610,25 @@ class SandboxClient(NotebookClient):  # type: ignore[misc]
             if names:
                 await self._guard_call(f"__learnhub_protect__({names!r})")
         return cell
+
+    _running_cell = -1
+
+    def _update_display_id(self, display_id: str, msg: dict[str, Any]) -> None:
+        """Let a display update change outputs of the running cell only.
+
+        nbclient updates every output with that display id, in any cell: code a test cell
+        calls could rewrite an output of a cell that ran before the hidden tests (whose
+        outputs the feedback keeps) with the test's source.
+        """
+        shown = self._display_id_map.get(display_id)
+        if not shown:
+            return
+        own = {i: outputs for i, outputs in shown.items() if i == self._running_cell}
+        self._display_id_map[display_id] = own
+        try:
+            super()._update_display_id(display_id, msg)
+        finally:
+            self._display_id_map[display_id] = shown
 
     async def _guard_restore(self) -> bool:
         nonce = secrets.token_hex(16)
@@ -676,24 +727,21 @@ async def _shutdown(km: AsyncKernelManager) -> None:
 
 
 def run(
+    nb: nbformat.NotebookNode,
     input_dir: Path,
     work: Path,
-    notebook: str,
     cell_timeout: float,
     notebook_timeout: float,
     wall_clock_factor: float = 4.0,
 ) -> dict[str, Any]:
-    """Execute ``notebook`` and return the result document printed for the grader.
+    """Execute ``nb`` and return the result document printed for the grader.
 
-    ``cell_timeout`` and ``notebook_timeout`` are CPU seconds of the kernel's process tree;
-    ``wall_clock_factor`` times them bounds waiting that uses no CPU.
+    ``input_dir/files`` holds the assignment's other files. ``cell_timeout`` and
+    ``notebook_timeout`` are CPU seconds of the kernel's process tree; ``wall_clock_factor``
+    times them bounds waiting that uses no CPU.
     """
     started = time.monotonic()
     _copy_inputs(input_dir / "files", work)
-    # Written by the grader from the notebook nbgrader has already read and validated (v4):
-    # validating again would compile nbformat's JSON schema in every sandbox.
-    text = (input_dir / notebook).read_text(encoding="utf-8")
-    nb: nbformat.NotebookNode = nbformat.v4.reads(text)  # type: ignore[no-untyped-call]
     progress = _Progress(cell_timeout)
     km = kernel_manager()
     cell_wall = cell_timeout * wall_clock_factor
@@ -787,17 +835,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--input", type=Path, required=True)
     parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--notebook", required=True)
     parser.add_argument("--cell-timeout", type=float, required=True, help="CPU seconds")
     parser.add_argument("--notebook-timeout", type=float, required=True, help="CPU seconds")
     parser.add_argument("--wall-clock-factor", type=float, default=4.0)
     args = parser.parse_args(argv)
 
+    # First: the notebook must only ever be in a process the kernel cannot read.
     _make_non_dumpable()
+    nb = read_notebook_from_stdin()
     result = run(
+        nb,
         args.input,
         args.work,
-        args.notebook,
         args.cell_timeout,
         args.notebook_timeout,
         args.wall_clock_factor,

@@ -155,7 +155,7 @@ def test_async_wrapper_runs_sandboxes_concurrently(sandbox_engine: None) -> None
 class _WedgedContainer:
     """What docker-py hands back for a container the engine can neither kill nor remove."""
 
-    name = "lhtest-wedged"
+    name = id = "lhtest-wedged"
 
     def start(self) -> None:
         pass
@@ -170,6 +170,22 @@ class _WedgedContainer:
         raise docker.errors.APIError("cannot remove container", response=_response(500))
 
 
+class _Stdin:
+    """The container's stdin as the attach call hands it back; takes the notebook."""
+
+    def settimeout(self, timeout: float) -> None:
+        assert timeout > 0
+
+    def sendall(self, data: bytes) -> None:
+        assert data.startswith(b"{")
+
+    def shutdown(self, how: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _response(status: int) -> requests.Response:
     response = requests.Response()
     response.status_code = status
@@ -181,7 +197,10 @@ def _response(status: int) -> requests.Response:
 def test_a_container_the_engine_cannot_kill_is_a_sandbox_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    client = SimpleNamespace(containers=SimpleNamespace(create=lambda *a, **k: _WedgedContainer()))
+    client = SimpleNamespace(
+        containers=SimpleNamespace(create=lambda *a, **k: _WedgedContainer()),
+        api=SimpleNamespace(attach_socket=lambda *a, **k: _Stdin()),
+    )
     policy = short_policy(cell_timeout=5, notebook_timeout=5.0)
     with pytest.raises(SandboxError, match="could not kill it"):
         run_notebook_in_sandbox(
