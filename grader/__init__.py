@@ -1,0 +1,1 @@
+"""nbgrader on the host: HTTP exchange server, grading policy, sandboxed autograde, feedback."""

@@ -1,0 +1,1 @@
+"""Alembic environment and migrations of LearnHub's database (run by hub.store.upgrade)."""
