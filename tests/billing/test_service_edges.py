@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.stripe_standin import StripeStandIn
 from hub.access.hub_groups import make_access_sync
 from hub.courses import Catalog
 from hub.errors import SettingsError
@@ -30,7 +31,6 @@ from hub.settings import Settings, load_settings
 from hub.store import Database
 from hub.store import repository as repo
 from tests.billing.conftest import PREFIX, FakeHub, start_app
-from tests.billing.stripe_standin import StripeStandIn
 
 PUBLIC = "https://learn.example.org/"
 LIMIT = 2
