@@ -11,6 +11,7 @@ from urllib.parse import quote
 import httpx
 
 from harness.hub import HubProcess
+from harness.names import BrowserCookieJar
 
 
 class Browser:
@@ -18,7 +19,9 @@ class Browser:
 
     def __init__(self, hub: HubProcess) -> None:
         self.hub = hub
-        self.client = httpx.Client(base_url=hub.url, follow_redirects=True, timeout=60)
+        self.client = httpx.Client(
+            base_url=hub.url, follow_redirects=True, timeout=60, cookies=BrowserCookieJar()
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -57,12 +60,15 @@ class Browser:
     def xsrf_headers(self, path: str = "") -> dict[str, str]:
         """The header Jupyter's XSRF check wants for a cookie-authenticated call to `path`.
 
-        The hub and each server set their own `_xsrf` cookie; the most specific path wins, as in
-        a browser.
+        The hub and each server set their own `_xsrf` cookie, on their own host (with
+        subdomains) and path; as in a browser, the cookie of `path`'s host with the most specific
+        path wins. `path` is a URL path on the Hub's host or an absolute URL.
         """
+        parsed = urllib.parse.urlparse(self.absolute(path))
+        host, path = parsed.hostname or "", parsed.path
         best, best_len = "", -1
         for cookie in self.client.cookies.jar:
-            if cookie.name != "_xsrf":
+            if cookie.name != "_xsrf" or cookie.domain.lstrip(".") not in (host, host + ".local"):
                 continue
             cookie_path = urllib.parse.unquote(cookie.path or "/")
             if urllib.parse.unquote(path).startswith(cookie_path) and len(cookie_path) > best_len:
@@ -74,7 +80,13 @@ class Browser:
         return urllib.parse.urlparse(self.hub.url).path + "hub/"
 
     def absolute(self, path: str) -> str:
-        """`/x/y` (as the Hub API returns server URLs) -> `http://host:port/x/y`."""
+        """A server URL as the Hub API returns it -> an absolute URL.
+
+        With subdomains the Hub gives `http://<user>.localhost:<port>/x/y` already; without,
+        `/x/y`, which is on the Hub's host.
+        """
+        if "://" in path:
+            return path
         origin = self.hub.url.split("/", 3)
         return f"{origin[0]}//{origin[2]}{path}"
 

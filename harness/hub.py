@@ -23,6 +23,7 @@ import httpx
 import yaml
 
 from harness.docker import TEST_PREFIX
+from harness.names import resolve_localhost_subdomains
 from harness.system import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +84,8 @@ class JupyterHubProcess:
 
     def start(self, timeout: float = 180) -> None:
         """Start the hub and wait until its API answers."""
+        # User servers may live on `<user>.localhost`: resolve those as a browser would.
+        resolve_localhost_subdomains()
         self.prepare()
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -168,7 +171,9 @@ class HubProcess(JupyterHubProcess):
 
     @property
     def url(self) -> str:
-        return self.bind_url
+        """The public URL (`http://localhost:<port>/<base>/` with subdomains), else where the
+        proxy listens."""
+        return str(self.settings["hub"].get("public_url") or self.bind_url)
 
     @property
     def data_dir(self) -> Path:
@@ -203,13 +208,24 @@ class HubProcess(JupyterHubProcess):
 
 
 def hub_settings(workdir: Path, *, courses_dir: Path, backend: str = "docker") -> dict[str, Any]:
-    """Settings for a test hub: free ports, hostile base URL, test prefix."""
+    """Settings for a test hub: free ports, hostile base URL, test prefix.
+
+    Docker hubs run as LearnHub does by default: every user server on its own origin,
+    `<user>.localhost:<port>`, the Hub and the service on `localhost:<port>`. The `local`
+    backend (processes on this machine) has no subdomains.
+    """
     port = free_port()
     prefix = f"{TEST_PREFIX}h{next(_hub_counter)}"
+    # Docker hubs keep LearnHub's default `subdomain_host: auto`, which derives
+    # `http://localhost:<port>` from this public URL: the tests run what operators get.
+    origins: dict[str, str] = {"subdomain_host": ""}
+    if backend == "docker":
+        origins = {"public_url": f"http://localhost:{port}{HOSTILE_BASE_URL}"}
     return {
         "mode": "demo",
         "courses_dir": str(courses_dir),
         "hub": {
+            **origins,
             "bind_url": f"http://127.0.0.1:{port}{HOSTILE_BASE_URL}",
             "hub_port": free_port(),
             "proxy_api_port": free_port(),

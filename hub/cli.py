@@ -357,7 +357,7 @@ def cmd_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         raise LearnHubError(
             "configurable-http-proxy not found: run scripts/setup.sh (it installs it from npm)"
         )
-    print(f"LearnHub ({settings.mode}) with {len(catalog)} courses on {settings.hub.bind_url}")
+    print(f"LearnHub ({settings.mode}) with {len(catalog)} courses on {settings.public_url}")
     if settings.mode == "demo":
         print("demo accounts: demo-learner, demo-instructor, demo-admin (see README for password)")
     jupyterhub = str(Path(sys.executable).parent / "jupyterhub")

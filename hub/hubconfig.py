@@ -23,6 +23,7 @@ from hub.demo_accounts import DEMO_ADMIN, DEMO_USERS, demo_groups, demo_seed_use
 from hub.home import home_courses
 from hub.hub_sqlite import tune_hub_sqlite
 from hub.settings import Settings
+from hub.subdomains import learnhub_subdomain_hook
 
 
 def make_private(data_dir: Path) -> None:
@@ -52,8 +53,11 @@ def apply_hub(c: Any, settings: Settings) -> None:
     c.JupyterHub.hub_bind_url = f"http://{hub_ip(settings)}:{hub.hub_port}"
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub.proxy_api_port}"
     c.ConfigurableHTTPProxy.pid_file = str(data_dir / "proxy.pid")
-    if hub.subdomain_host:
-        c.JupyterHub.subdomain_host = hub.subdomain_host
+    # One origin per user server: a learner's page cannot read the Hub's pages (its tokens)
+    # as whoever opens it. The LearnHub service stays on the Hub's host (hub.subdomains).
+    if settings.subdomain_host:
+        c.JupyterHub.subdomain_host = settings.subdomain_host
+        c.JupyterHub.subdomain_hook = learnhub_subdomain_hook
     c.JupyterHub.db_url = settings.hub_db_url
     tune_hub_sqlite(settings.hub_db_url)
     c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")

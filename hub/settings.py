@@ -95,11 +95,16 @@ class HubSettings(_Model):
         description="Port of the LearnHub service (catalog, checkout, webhook), behind the proxy.",
     )
     subdomain_host: str = Field(
-        "",
+        "auto",
         description=(
-            "Serve each user's servers on their own subdomain of this host (e.g. "
-            "`https://learnhub.example.org`). Recommended when learners are untrusted: it isolates "
-            "one learner's JavaScript from another's cookies."
+            "Serve each user's servers on their own subdomain of this host, so every server is "
+            "its own origin and a learner's JavaScript cannot act as whoever opens their link "
+            "(e.g. `https://learn.example.org`: servers at `https://<user>.learn.example.org`; "
+            "needs wildcard DNS and a wildcard certificate). `auto`: the scheme, host and port "
+            "of the public URL, with a loopback address written `localhost` (browsers resolve "
+            "`*.localhost` to loopback, so the demo has subdomains too). Empty: no subdomains, "
+            "every server shares the Hub's origin (tests only; refused in production, which "
+            "needs an explicit https value)."
         ),
     )
     data_dir: Path = Field(
@@ -131,7 +136,7 @@ class HubSettings(_Model):
     @field_validator("subdomain_host")
     @classmethod
     def _subdomain_has_scheme(cls, value: str) -> str:
-        if value and not re.match(r"^https?://[^/]+$", value):
+        if value and value != "auto" and not re.match(r"^https?://[^/]+$", value):
             raise ValueError(
                 "must be a scheme and host without a path, e.g. https://learn.example.org"
             )
@@ -576,6 +581,7 @@ class Settings(_Model):
                 "hub.public_url: set the https:// address people use; absolute links (Stripe "
                 "return URLs) are built from it"
             )
+        problems.extend(_origin_problems(self.hub))
         if self.payments.provider == "stripe":
             if self.secrets.stripe_secret_key is None:
                 problems.append(
@@ -609,8 +615,30 @@ class Settings(_Model):
 
     @property
     def public_url(self) -> str:
-        """The address people use, ending in ``/``: ``hub.public_url``, else ``hub.bind_url``."""
-        return self.hub.public_url or self.hub.bind_url
+        """The address people use, ending in ``/``: ``hub.public_url``; else the subdomain
+        host with the base URL path (``http://localhost:8000/`` in the demo); else
+        ``hub.bind_url``."""
+        if self.hub.public_url:
+            return self.hub.public_url
+        if self.subdomain_host:
+            return self.subdomain_host + urlparse(self.hub.bind_url).path
+        return self.hub.bind_url
+
+    @property
+    def subdomain_host(self) -> str:
+        """The host whose subdomains serve user servers (``scheme://host[:port]``), or ``""``
+        when subdomains are off. ``auto`` is resolved here, from ``hub.public_url`` or
+        ``hub.bind_url``."""
+        if self.hub.subdomain_host != "auto":
+            return self.hub.subdomain_host
+        parsed = urlparse(self.hub.public_url or self.hub.bind_url)
+        host = parsed.hostname or "localhost"
+        is_address = host.replace(".", "").isdigit() or ":" in host
+        if is_address and (_is_loopback(host) or host in ("0.0.0.0", "::")):  # noqa: S104
+            # An address has no subdomains; browsers resolve `*.localhost` to loopback.
+            host = "localhost"
+        port = f":{parsed.port}" if parsed.port else ""
+        return f"{parsed.scheme}://{host}{port}"
 
     def absolute_url(self, path: str) -> str:
         """``path`` (an absolute URL path, e.g. ``/services/learnhub/x``) on the public URL."""
@@ -656,6 +684,30 @@ class Settings(_Model):
         """The plain value of secret ``name``, or None. Never log what this returns."""
         value = getattr(self.secrets, name)
         return None if value is None else str(value.get_secret_value())
+
+
+def _origin_problems(hub: HubSettings) -> list[str]:
+    """What production refuses about origins: each user server needs its own https origin,
+    and the public URL must be on the host whose subdomains serve them."""
+    subdomain_host = hub.subdomain_host
+    if subdomain_host in ("", "auto"):
+        return [
+            "hub.subdomain_host: set the https:// host whose subdomains serve user servers "
+            "(e.g. https://learn.example.org, with wildcard DNS and a wildcard certificate "
+            "for *.learn.example.org); without it every learner's server shares the Hub's "
+            "origin and its JavaScript can act as whoever opens it"
+        ]
+    problems: list[str] = []
+    if not subdomain_host.startswith("https://"):
+        problems.append(f"hub.subdomain_host: {subdomain_host!r} must use https://")
+    public = urlparse(hub.public_url)
+    if hub.public_url and f"{public.scheme}://{public.netloc}" != subdomain_host:
+        problems.append(
+            f"hub.public_url: {hub.public_url!r} is not on hub.subdomain_host "
+            f"{subdomain_host!r}; people must reach the Hub at the host whose subdomains "
+            "serve their servers (its cookies stay on that host)"
+        )
+    return problems
 
 
 def _is_loopback(host: str) -> bool:

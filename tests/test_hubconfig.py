@@ -12,6 +12,7 @@ from hub.addresses import hub_api_url
 from hub.courses import Catalog
 from hub.hubconfig import apply_all
 from hub.settings import load_settings
+from hub.subdomains import learnhub_subdomain_hook
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,6 +99,7 @@ def test_production_oauth_and_subdomains(tmp_path: Path) -> None:
     assert c.GitHubOAuthenticator.client_secret == "gh-secret"
     assert c.GitHubOAuthenticator.allowed_organizations == {"learnhub-members"}
     assert c.JupyterHub.subdomain_host == "https://learn.example.org"
+    assert c.JupyterHub.subdomain_hook is learnhub_subdomain_hook
     # Production never seeds demo accounts.
     assert "seed_users" not in c.LearnHubNativeAuthenticator
 
@@ -155,3 +157,21 @@ def test_jupyterhub_sqlite_runs_in_wal_mode_and_nothing_else_changes(tmp_path: P
     finally:
         hub_engine.dispose()
         other_engine.dispose()
+
+
+def test_demo_servers_have_their_own_origins(tmp_path: Path) -> None:
+    c = configured({}, f"hub:\n  data_dir: {tmp_path}\n  hub_ip: 127.0.0.1\n", tmp_path)
+    assert c.JupyterHub.subdomain_host == "http://localhost:8000"
+    assert c.JupyterHub.subdomain_hook is learnhub_subdomain_hook
+    off = configured(
+        {}, f"hub:\n  data_dir: {tmp_path}\n  hub_ip: 127.0.0.1\n  subdomain_host: ''\n", tmp_path
+    )
+    assert "subdomain_host" not in off.JupyterHub
+
+
+def test_subdomain_hook_keeps_the_service_on_the_hubs_host() -> None:
+    assert learnhub_subdomain_hook("learnhub", "localhost", "service") == "localhost"
+    assert learnhub_subdomain_hook("ada", "localhost", "user") == "ada.localhost"
+    # Names that are not DNS labels still get a valid, distinct subdomain (JupyterHub's idna).
+    odd = learnhub_subdomain_hook("Ada Lovelace@x", "learn.example.org", "user")
+    assert odd.endswith(".learn.example.org") and " " not in odd and "@" not in odd

@@ -167,10 +167,68 @@ def test_demo_refuses_a_public_bind(tmp_path: Path, host: str) -> None:
     assert load_settings(allowed, {}).hub.allow_public_demo
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "[::1]", "x.localhost"])
-def test_demo_on_loopback_is_fine(tmp_path: Path, host: str) -> None:
+@pytest.mark.parametrize(
+    ("host", "public_host"),
+    [
+        ("127.0.0.1", "localhost"),
+        ("127.0.0.2", "localhost"),
+        ("localhost", "localhost"),
+        ("[::1]", "localhost"),
+        ("x.localhost", "x.localhost"),
+    ],
+)
+def test_demo_on_loopback_is_fine(tmp_path: Path, host: str, public_host: str) -> None:
     settings = load_settings(write(tmp_path, f"hub:\n  bind_url: http://{host}:8000/\n"), {})
-    assert settings.public_url == f"http://{host}:8000/"
+    # An address has no subdomains: the demo is used at `localhost`, its servers at
+    # `<user>.localhost` (browsers resolve both to loopback).
+    assert settings.public_url == f"http://{public_host}:8000/"
+    assert settings.subdomain_host == f"http://{public_host}:8000"
+
+
+def test_subdomains_by_default_and_off_on_request(tmp_path: Path) -> None:
+    default = load_settings(None, {})
+    assert default.subdomain_host == "http://localhost:8000"
+    assert default.public_url == "http://localhost:8000/"
+    based = load_settings(write(tmp_path, "hub:\n  bind_url: http://127.0.0.1:9000/x/\n"), {})
+    assert based.subdomain_host == "http://localhost:9000"
+    assert based.public_url == "http://localhost:9000/x/"
+    off = load_settings(write(tmp_path, "hub:\n  subdomain_host: ''\n"), {})
+    assert off.subdomain_host == ""
+    assert off.public_url == "http://127.0.0.1:8000/"
+
+
+PRODUCTION_ENV = {
+    "LEARNHUB_COOKIE_SECRET": STRONG,
+    "LEARNHUB_ADMIN_TOKEN": STRONG,
+    "LEARNHUB_SERVICE_TOKEN": STRONG,
+    "LEARNHUB_STRIPE_SECRET_KEY": "sk_test_x",
+    "LEARNHUB_STRIPE_WEBHOOK_SECRETS": "whsec_x",
+}
+
+
+@pytest.mark.parametrize(
+    ("hub", "message"),
+    [
+        ("", r"hub\.subdomain_host: set the https:// host whose subdomains"),
+        ("  subdomain_host: auto\n", r"hub\.subdomain_host: set the https:// host"),
+        ("  subdomain_host: ''\n", r"hub\.subdomain_host: set the https:// host"),
+        ("  subdomain_host: http://learn.example.org\n", r"must use https://"),
+        (
+            "  subdomain_host: https://servers.example.org\n",
+            r"hub\.public_url: .* is not on hub\.subdomain_host",
+        ),
+    ],
+)
+def test_production_needs_one_https_origin_per_server(
+    tmp_path: Path, hub: str, message: str
+) -> None:
+    path = write(
+        tmp_path,
+        "mode: production\npayments:\n  provider: stripe\n"
+        f"hub:\n  public_url: https://learn.example.org/\n{hub}",
+    )
+    with pytest.raises(SettingsError, match=message):
+        load_settings(path, PRODUCTION_ENV)
 
 
 def test_short_production_secret(tmp_path: Path) -> None:

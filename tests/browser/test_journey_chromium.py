@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
@@ -57,6 +58,24 @@ def sign_in_to_service(page: Page, hub: HubProcess, username: str, password: str
     expect(page.locator("#learnhub-catalog")).to_be_visible()
 
 
+def read_hub_token_page(page: Page, hub: HubProcess) -> str:
+    """What a script on ``page`` gets when it fetches the Hub's `/hub/token` with the
+    visitor's cookies: `read <n>` (it could take over the account) or `blocked <error>`."""
+    result = page.evaluate(
+        """async (url) => {
+            try {
+                const response = await fetch(url, {credentials: "include"});
+                const text = await response.text();
+                return `read ${response.status} ${text.length}`;
+            } catch (error) {
+                return `blocked ${error}`;
+            }
+        }""",
+        f"{hub.url}hub/token",
+    )
+    return str(result)
+
+
 def test_member_journey(docker_hub: HubProcess, context: BrowserContext, shots: Shots) -> None:
     page = context.new_page()
     # 1. A visitor sees what is for sale, without signing in.
@@ -100,12 +119,18 @@ def test_member_journey(docker_hub: HubProcess, context: BrowserContext, shots: 
     released = run_learnhub(docker_hub, "grader", "release", COURSE, ASSIGNMENT)
     assert released.returncode == 0, released.stderr
 
-    # 6. Launch: the hub starts the container and JupyterLab shows the course notebooks.
+    # 6. Launch: the hub starts the container and JupyterLab shows the course notebooks, on the
+    # learner's own origin.
     row.locator(".learnhub-launch").click()
     listing = page.locator(".jp-DirListing-itemText", has_text=NOTEBOOK)
     expect(listing).to_be_visible(timeout=180_000)
+    port = urlparse(docker_hub.url).port
+    assert page.url.startswith(f"http://katherine-johnson.localhost:{port}/")
     assert re.search(r"/user/katherine-johnson/algorithms-in-python/lab", page.url)
     shots.take(page, "jupyterlab")
+    # Any script on the learner's server runs on that origin: it cannot read the Hub's token
+    # page as whoever opened it (same-origin policy; the Hub sends no CORS headers).
+    assert read_hub_token_page(page, docker_hub).startswith("blocked")
 
     # 7. Back home, the running course offers Resume.
     page.goto(f"{docker_hub.url}hub/home")
@@ -146,7 +171,15 @@ def test_member_journey(docker_hub: HubProcess, context: BrowserContext, shots: 
     expect(submitted_list.get_by_text("view feedback")).to_be_visible(timeout=60_000)
     shots.take(page, "feedback-fetched")
     server = page.url.split("/lab")[0] + "/"
-    folder = page.request.get(f"{server}api/contents/{ASSIGNMENT}/feedback").json()
+    # Asked from the page, as JupyterLab does (Chromium resolves `*.localhost`; Playwright's
+    # own request client, in Node, does not).
+    folder = page.evaluate(
+        """async (url) => {
+            const xsrf = document.cookie.match(/(?:^|; )_xsrf=([^;]*)/)[1];
+            return (await fetch(url, {headers: {"X-XSRFToken": xsrf}})).json();
+        }""",
+        f"{server}api/contents/{ASSIGNMENT}/feedback",
+    )
     (stamp,) = [item["name"] for item in folder["content"]]
     page.goto(f"{server}files/{ASSIGNMENT}/feedback/{stamp}/{ASSIGNMENT}.html")
     expect(page.get_by_text("Score: 0.0 / 10.0").first).to_be_visible()
