@@ -16,6 +16,8 @@ from hub.hubconfig import apply_all
 from hub.settings import settings_from_environment
 
 c = get_config()  # noqa: F821 - injected by JupyterHub when it loads this file
+# Files the Hub and its children create (databases, pid files) are their owner's alone.
+os.umask(0o077)
 
 here = Path(__file__).resolve().parent
 try:

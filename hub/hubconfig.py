@@ -9,7 +9,6 @@ addresses in `hub.addresses`, the demo accounts in `hub.demo_accounts`, the memb
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,10 @@ from hub.subdomains import learnhub_subdomain_hook
 def make_private(data_dir: Path) -> None:
     """Keep the data folder (databases, cookie secret, exchange store) to its owner.
 
-    The folder becomes 0700 and what it already holds loses group and other permissions; the
-    umask makes every file this process and its children (the LearnHub service, the proxy)
-    create from now on 0600 or 0700.
+    The folder becomes 0700 and what it already holds loses group and other permissions. New
+    files stay private through the umask the Hub process sets (`jupyterhub_config.py`) and the
+    service sets for itself; applying config never changes the calling process's umask.
     """
-    os.umask(0o077)
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir.chmod(0o700)
     for path in data_dir.rglob("*"):

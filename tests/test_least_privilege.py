@@ -79,6 +79,7 @@ def test_the_service_still_loads_production_settings_with_only_its_secrets(
     path.write_text(
         "mode: production\npayments:\n  provider: stripe\n"
         "hub:\n  public_url: https://learn.example.org/\n"
+        "  subdomain_host: https://learn.example.org\n"
     )
     env = {"LEARNHUB_STRIPE_SECRET_KEY": "sk_test_x", "LEARNHUB_STRIPE_WEBHOOK_SECRETS": "whsec_x"}
     assert load_settings(path, env, process="service").mode == "production"
