@@ -163,32 +163,42 @@ def _decoded(text: str) -> list[str]:
     return decoded
 
 
-def test_hidden_tests_are_not_readable_in_the_sandbox(sandbox_engine: None, tmp_path: Path) -> None:
-    hidden = _hidden_lines()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PATH", VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
-        root = make_course(tmp_path / "course")
-        dest = root / "submitted" / STUDENT / ASSIGNMENT / NOTEBOOK
-        dest.parent.mkdir(parents=True)
-        nbformat.write(_snooping_submission(root / "release" / ASSIGNMENT / NOTEBOOK), dest)
-        (result,) = autograde_submissions(
-            root, ASSIGNMENT, [STUDENT], policy=short_policy(), parallel=1
-        )
-        assert (result.score, result.outcome) == (10, "ok"), result
-        run_nbgrader(root, "generate_feedback", ASSIGNMENT, "--force")
+def _grade_with_feedback(root: Path, submission: nbformat.NotebookNode) -> tuple[str, str]:
+    """Submit, autograde in the sandbox (full marks expected) and generate feedback.
 
+    Returns the first answer cell's text outputs in the autograded notebook and the feedback
+    HTML: the two places a leak would reach the learner.
+    """
+    dest = root / "submitted" / STUDENT / ASSIGNMENT / NOTEBOOK
+    dest.parent.mkdir(parents=True)
+    nbformat.write(submission, dest)
+    (result,) = autograde_submissions(
+        root, ASSIGNMENT, [STUDENT], policy=short_policy(), parallel=1
+    )
+    assert (result.score, result.outcome) == (10, "ok"), result
+    run_nbgrader(root, "generate_feedback", ASSIGNMENT, "--force")
     graded = nbformat.read(root / "autograded" / STUDENT / ASSIGNMENT / NOTEBOOK, as_version=4)
     cell_outputs = "\n".join(
         str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", ""))
         for o in _cell(graded, FIRST_ANSWER).outputs
     )
+    html = (root / "feedback" / STUDENT / ASSIGNMENT / NOTEBOOK).with_suffix(".html").read_text()
+    return cell_outputs, html
+
+
+def test_hidden_tests_are_not_readable_in_the_sandbox(sandbox_engine: None, tmp_path: Path) -> None:
+    hidden = _hidden_lines()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PATH", VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
+        root = make_course(tmp_path / "course")
+        cell_outputs, html = _grade_with_feedback(
+            root, _snooping_submission(root / "release" / ASSIGNMENT / NOTEBOOK)
+        )
     # The snooper ran to the end and could read things (it is not a test that cannot fail).
     assert "SNOOP-DONE" in cell_outputs, cell_outputs[:2000]
     read = re.search(r"SNOOP-READ (\d+):(.*)", cell_outputs)
     assert read is not None and int(read.group(1)) > 0, cell_outputs[:2000]
     assert "/proc/1/cmdline" in read.group(2)
-
-    html = (root / "feedback" / STUDENT / ASSIGNMENT / NOTEBOOK).with_suffix(".html").read_text()
     assert "SNOOP-DONE" in html  # the cell ran before any hidden test: its outputs are kept
     for where, text in (("autograded notebook", cell_outputs), ("feedback", html)):
         leaked = [line for found in _decoded(text) for line in hidden if line in found]
@@ -225,21 +235,7 @@ def test_a_later_cell_cannot_rewrite_an_earlier_cells_output(
             "def __init__(self, x, y):\n", "def __init__(self, x, y):\n        _rewrite()\n", 1
         )
         assert "_rewrite()" in first.source and "_snoop()" not in first.source
-        dest = root / "submitted" / STUDENT / ASSIGNMENT / NOTEBOOK
-        dest.parent.mkdir(parents=True)
-        nbformat.write(nb, dest)
-        (result,) = autograde_submissions(
-            root, ASSIGNMENT, [STUDENT], policy=short_policy(), parallel=1
-        )
-        assert (result.score, result.outcome) == (10, "ok"), result
-        run_nbgrader(root, "generate_feedback", ASSIGNMENT, "--force")
-
-    graded = nbformat.read(root / "autograded" / STUDENT / ASSIGNMENT / NOTEBOOK, as_version=4)
-    cell_outputs = "\n".join(
-        str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", ""))
-        for o in _cell(graded, FIRST_ANSWER).outputs
-    )
-    html = (root / "feedback" / STUDENT / ASSIGNMENT / NOTEBOOK).with_suffix(".html").read_text()
+        cell_outputs, html = _grade_with_feedback(root, nb)
     # The placeholder is what the learner showed, and the feedback keeps it.
     assert "REWRITE-PLACEHOLDER" in cell_outputs and "REWRITE-PLACEHOLDER" in html
     for where, text in (("autograded notebook", cell_outputs), ("feedback", html)):
