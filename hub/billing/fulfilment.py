@@ -150,14 +150,11 @@ def line_item_problem(session: dict[str, Any], expected: ExpectedPrice) -> str |
     items = listing.get("data") if isinstance(listing, dict) else None
     if not isinstance(items, list):
         return "line items missing from the re-fetched checkout session"
-    if len(items) != 1:
-        return f"{len(items)} line items; LearnHub sells one item per checkout"
-    item = items[0]
-    price = item.get("price") if isinstance(item.get("price"), dict) else {}
-    if int(item.get("quantity") or 0) != 1:
-        return f"quantity {item.get('quantity')}; LearnHub sells one"
-    if expected.price_id and price.get("id") != expected.price_id:
-        return f"price {price.get('id')} is not the configured {expected.price_id}"
+    problem, item, price = _single_item(
+        items, "line items; LearnHub sells one item per checkout", expected.price_id
+    )
+    if problem:
+        return problem
     if expected.amount is not None:
         currency = str(expected.currency or "").lower()
         paid = (price.get("unit_amount"), str(price.get("currency") or "").lower())
@@ -170,17 +167,30 @@ def line_item_problem(session: dict[str, Any], expected: ExpectedPrice) -> str |
     return None
 
 
-def plan_price_problem(sub: dict[str, Any], plan: PlanSettings) -> str | None:
-    """Why the re-fetched subscription does not sell ``plan`` at its price, or None."""
-    items = (sub.get("items") or {}).get("data") or []
+def _single_item(
+    items: list[Any], count_words: str, price_id: str | None
+) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
+    """``(problem, item, price)`` for a list that must hold one item, quantity one, at the
+    configured ``price_id`` (when one is configured); ``problem`` is None when it does."""
     if len(items) != 1:
-        return f"{len(items)} subscription items; a LearnHub plan has one"
+        return f"{len(items)} {count_words}", {}, {}
     item = items[0]
     price = item.get("price") if isinstance(item.get("price"), dict) else {}
     if int(item.get("quantity") or 0) != 1:
-        return f"quantity {item.get('quantity')}; LearnHub sells one"
-    if plan.stripe_price_id and price.get("id") != plan.stripe_price_id:
-        return f"price {price.get('id')} is not the configured {plan.stripe_price_id}"
+        return f"quantity {item.get('quantity')}; LearnHub sells one", item, price
+    if price_id and price.get("id") != price_id:
+        return f"price {price.get('id')} is not the configured {price_id}", item, price
+    return None, item, price
+
+
+def plan_price_problem(sub: dict[str, Any], plan: PlanSettings) -> str | None:
+    """Why the re-fetched subscription does not sell ``plan`` at its price, or None."""
+    items = (sub.get("items") or {}).get("data") or []
+    problem, _, price = _single_item(
+        items, "subscription items; a LearnHub plan has one", plan.stripe_price_id
+    )
+    if problem:
+        return problem
     interval = (price.get("recurring") or {}).get("interval")
     paid = (price.get("unit_amount"), str(price.get("currency") or "").lower(), interval)
     wanted = (plan.amount, plan.currency.lower(), plan.interval)
