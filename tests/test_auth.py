@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 import shutil
+import sqlite3
 import statistics
 import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import quote
 
+import bcrypt
 import httpx
 import pytest
 
@@ -217,6 +219,15 @@ def test_address_backs_off_after_failures_over_many_names(hub: HubProcess) -> No
 
 def test_failed_login_does_not_stall_hub_api(hub: HubProcess) -> None:
     signed_up(hub, "stall-probe")
+    # Store a cost-14 hash (about 1.6 s of bcrypt on one idle core, more on a busy one) so the
+    # login lasts long enough to count API calls during it on a loaded CI machine; with the
+    # default cost (~0.2 s) a busy machine finished the login within two API calls.
+    slow_hash = bcrypt.hashpw(b"not-the-password", bcrypt.gensalt(14))
+    with sqlite3.connect(hub.data_dir / "jupyterhub.sqlite") as db:
+        changed = db.execute(
+            "UPDATE users_info SET password = ? WHERE username = ?", (slow_hash, "stall-probe")
+        ).rowcount
+    assert changed == 1
     with Visitor(hub, "127.0.0.6") as v:
         page = v.client.get("hub/login")
         xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
