@@ -56,10 +56,17 @@ MAX_PAGES = 1000
 class HubClient:
     """A small async client of the JupyterHub REST API (`/hub/api`)."""
 
-    def __init__(self, api_url: str, token: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.api_url = api_url.rstrip("/")
         self._client = httpx.AsyncClient(
-            headers={"Authorization": f"token {token}"}, timeout=timeout
+            headers={"Authorization": f"token {token}"}, timeout=timeout, transport=transport
         )
 
     async def aclose(self) -> None:
