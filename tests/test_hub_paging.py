@@ -104,6 +104,54 @@ def test_reconcile_removes_a_member_without_purchase_past_the_first_page(
     assert "stowaway" not in members(crowded, GROUP)
 
 
+#: What `learnhub grant`, `revoke` and `reconcile` need of the Hub, read from every call they
+#: make (docs/security.md, "Hub API paging and the operator token"): far less than `admin`.
+MEMBERSHIP_SCOPES = [
+    "read:users",
+    "list:groups",
+    "read:groups",
+    "admin:groups",
+    "groups",
+    "delete:servers",
+]
+
+
+def test_membership_commands_need_only_a_few_scopes(crowded: HubProcess) -> None:
+    """The CLI's grant, revoke and reconcile work with a token of only MEMBERSHIP_SCOPES, which
+    cannot do what the operator's `admin` token can (the first step to narrowing that token)."""
+    owner = crowded.api("POST", "/users/ops-owner", json={"admin": True})
+    assert owner.status_code == 201, owner.text
+    made = crowded.api(
+        "POST",
+        "/users/ops-owner/tokens",
+        json={"scopes": MEMBERSHIP_SCOPES, "note": "membership commands only"},
+    )
+    assert made.status_code == 201, made.text
+    token = made.json()["token"]
+    narrow = HubProcess(crowded.workdir, crowded.settings, admin_token=token)
+    assert set(crowded.api("GET", "/user").json()["scopes"]) > set(
+        narrow.api("GET", "/user").json()["scopes"]
+    )
+
+    granted = run_learnhub(narrow, "grant", "late-learner", COURSE, timeout=120)
+    assert granted.returncode == 0, granted.stderr
+    assert "late-learner" in members(crowded, GROUP)
+    revoked = run_learnhub(narrow, "revoke", "late-learner", COURSE, timeout=120)
+    assert revoked.returncode == 0, revoked.stderr
+    assert "late-learner" not in members(crowded, GROUP)
+    crowded.api("POST", f"/groups/{GROUP}/users", json={"users": ["stowaway"]})
+    reconciled = run_learnhub(narrow, "reconcile", timeout=120)
+    assert reconciled.returncode == 0, reconciled.stderr
+    assert "stowaway" not in members(crowded, GROUP)
+
+    # What the admin token can do and this one cannot.
+    assert narrow.api("POST", "/users/late-learner/tokens", json={}).status_code == 403
+    assert narrow.api("PATCH", "/users/late-learner", json={"admin": True}).status_code == 403
+    assert narrow.api("POST", "/users/someone-new").status_code == 403
+    assert narrow.api("POST", "/shutdown").status_code == 403
+    assert crowded.api("GET", "/users/late-learner").json()["admin"] is False
+
+
 async def test_the_client_lists_every_user_and_group(crowded: HubProcess) -> None:
     async with HubClient(crowded.api_url, crowded.admin_token) as client:
         users = {u["name"] for u in await client.list_users()}
