@@ -2,9 +2,9 @@
 
 Every minute the LearnHub service lists running servers (`GET /users?state=active`, every page)
 and extends each run's `last_seen_at` (a run is one server start, identified by the Hub's
-`started` time).
-Container-hours are the sum of (last seen - started): exact to within one sampling interval, and
-nothing is invented when the service was down (that time is simply not counted).
+`started` time). Container-hours are the sum of (last seen - started): exact to within one
+sampling interval, and nothing is invented when the service was down (that time is simply not
+counted).
 """
 
 from __future__ import annotations
