@@ -1,9 +1,10 @@
 """Container-hours: how long course servers ran, sampled from the Hub API.
 
-Every minute the LearnHub service lists running servers (`GET /users?state=active`) and extends
-each run's `last_seen_at` (a run is one server start, identified by the Hub's `started` time).
-Container-hours are the sum of (last seen - started): exact to within one sampling interval, and
-nothing is invented when the service was down (that time is simply not counted).
+Every minute the LearnHub service lists running servers (`GET /users?state=active`, every page)
+and extends each run's `last_seen_at` (a run is one server start, identified by the Hub's
+`started` time). Container-hours are the sum of (last seen - started): exact to within one
+sampling interval, and nothing is invented when the service was down (that time is simply not
+counted).
 """
 
 from __future__ import annotations
@@ -83,9 +84,8 @@ def container_hours(db: Database) -> dict[str, float]:
 
 async def sample(hub: HubClient, db: Database, course_ids: set[str]) -> int:
     """Take one sample; returns how many running course servers were seen."""
-    response = await hub.request("GET", "/users?state=active&limit=10000")
-    data = response.json()
-    users = data["items"] if isinstance(data, dict) else data
+    # Every page: past the Hub's page size (200) one request undercounted container-hours.
+    users = await hub.list_users(state="active")
     servers = running_servers(users, course_ids)
     await asyncio.to_thread(record, db, servers, datetime.now(UTC))
     return len(servers)

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -44,14 +44,29 @@ ACCESS_SCOPES = [
     "servers",
 ]
 
+#: JupyterHub's media type for paginated lists: ``{"items": [...], "_pagination": {...}}``.
+PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
+#: The page size asked for; the Hub lowers it to its ``api_page_max_limit`` (200 by default).
+PAGE_LIMIT = 200
+#: Pages one listing follows at most (200,000 items at the default size): a Hub that never
+#: stops answering "next" cannot keep a sync running forever.
+MAX_PAGES = 1000
+
 
 class HubClient:
     """A small async client of the JupyterHub REST API (`/hub/api`)."""
 
-    def __init__(self, api_url: str, token: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.api_url = api_url.rstrip("/")
         self._client = httpx.AsyncClient(
-            headers={"Authorization": f"token {token}"}, timeout=timeout
+            headers={"Authorization": f"token {token}"}, timeout=timeout, transport=transport
         )
 
     async def aclose(self) -> None:
@@ -65,12 +80,18 @@ class HubClient:
         await self.aclose()
 
     async def request(
-        self, method: str, path: str, *, json: Any = None, ok: Iterable[int] = (200, 201, 202, 204)
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        ok: Iterable[int] = (200, 201, 202, 204),
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Send a request; raise :class:`HubAPIError` on an unexpected status."""
         url = f"{self.api_url}{path}"
         try:
-            response = await self._client.request(method, url, json=json)
+            response = await self._client.request(method, url, json=json, headers=headers)
         except httpx.HTTPError as exc:
             raise HubAPIError(f"JupyterHub API unreachable at {self.api_url}: {exc}") from exc
         if response.status_code not in set(ok):
@@ -84,12 +105,52 @@ class HubClient:
             )
         return response
 
+    async def list_all(self, path: str, **params: str) -> list[dict[str, Any]]:
+        """Every item of a paginated Hub list (``/users``, ``/groups``), page by page.
+
+        JupyterHub serves at most ``api_page_max_limit`` items a request (200 by default) and
+        silently ignores a larger ``limit``, so one request with ``limit=10000`` saw only the
+        first 200 groups: a course past them kept revoked members. With JupyterHub's pagination
+        media type each page says where the next one starts (``_pagination.next``); this follows
+        it until there is none, at most :data:`MAX_PAGES` times.
+        """
+        items: list[dict[str, Any]] = []
+        offset = 0
+        for _ in range(MAX_PAGES):
+            query = urlencode({**params, "offset": offset, "limit": PAGE_LIMIT})
+            response = await self.request(
+                "GET", f"{path}?{query}", headers={"Accept": PAGINATION_MEDIA_TYPE}
+            )
+            page = response.json()
+            if not isinstance(page, dict) or not isinstance(page.get("_pagination"), dict):
+                # An answer without page information would be counted as the whole list.
+                raise HubAPIError(
+                    f"GET {path} did not answer with pages ({PAGINATION_MEDIA_TYPE}): "
+                    "LearnHub needs JupyterHub 2.0 or newer; upgrade the Hub"
+                )
+            items.extend(page.get("items") or [])
+            following = page["_pagination"].get("next")
+            if not following:
+                return items
+            next_offset = int(following["offset"])
+            if next_offset <= offset:
+                raise HubAPIError(
+                    f"GET {path}: the Hub's next page (offset {next_offset}) does not move past "
+                    f"offset {offset}; check the Hub's api_page_max_limit (it must be 1 or more)"
+                )
+            offset = next_offset
+        raise HubAPIError(
+            f"GET {path}: more than {MAX_PAGES} pages of {PAGE_LIMIT}; raise the Hub's "
+            "api_page_max_limit, or LearnHub's MAX_PAGES if the Hub really lists that many"
+        )
+
     async def groups(self) -> dict[str, set[str]]:
-        """All groups and their members."""
-        response = await self.request("GET", "/groups?limit=10000")
-        data = response.json()
-        items = data["items"] if isinstance(data, dict) else data
-        return {g["name"]: set(g["users"]) for g in items}
+        """All groups and their members (every page)."""
+        return {g["name"]: set(g["users"]) for g in await self.list_all("/groups")}
+
+    async def list_users(self, *, state: str | None = None) -> list[dict[str, Any]]:
+        """Every user model (every page); ``state="active"``: only users with a server."""
+        return await self.list_all("/users", **({"state": state} if state else {}))
 
     async def user(self, name: str) -> dict[str, Any] | None:
         """The user model, or None when the user does not exist."""

@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import Any
 
 from grader.reports import average_score, course_grades, grades_csv
-from hub.access.hub_groups import HubClient
 from hub.access.policy import Member
 from hub.access.status import EntitlementStatus
 from hub.courses import CourseEntry
@@ -38,9 +37,6 @@ from hub.usage import container_hours, sample
 
 log = logging.getLogger("learnhub.service")
 
-#: Largest page the Hub API serves (JupyterHub's default ``api_page_max_limit``).
-HUB_PAGE = 200
-
 
 @dataclass(frozen=True)
 class BillingData:
@@ -58,20 +54,6 @@ def _read(db_sessions: Any) -> BillingData:
 
 def _format_revenue(amounts: dict[str, int]) -> str:
     return ", ".join(money(v, c) for c, v in sorted(amounts.items())) or money(0, "usd")
-
-
-async def hub_users(client: HubClient) -> list[dict[str, Any]]:
-    """Every Hub user model (name, last_activity, ...), page by page."""
-    users: list[dict[str, Any]] = []
-    offset = 0
-    while True:
-        response = await client.request("GET", f"/users?limit={HUB_PAGE}&offset={offset}")
-        page = response.json()
-        items = page.get("items", []) if isinstance(page, dict) else page
-        users.extend(items)
-        if len(items) < HUB_PAGE:
-            return users
-        offset += len(items)
 
 
 class InstructorPage(LearnerPage):
@@ -348,7 +330,7 @@ class OperatorDashboard(LearnerPage):
         if client is None:
             return None
         try:
-            users = await hub_users(client)
+            users = await client.list_users()
         except HubAPIError as exc:
             log.warning("activity unavailable", extra={"error": str(exc)})
             return None

@@ -1,0 +1,266 @@
+"""Hub lists longer than one page of the Hub API (issue 15), on real hubs.
+
+JupyterHub serves at most 200 items a request (its default ``api_page_max_limit``) and ignores a
+larger ``limit``. Asking for ``/groups?limit=10000`` saw the first 200 groups only, so a course
+whose group came later kept a revoked member (``learnhub revoke`` said "nothing to do") and
+``learnhub reconcile`` left a member without a purchase in it; container-hours read
+``/users?state=active&limit=10000`` the same way and missed servers past the 200th user.
+
+The first hub is LearnHub's own (local spawner, no server is started) with JupyterHub's default
+page cap and 260 other groups made before the course's group. The second is a stock hub whose
+servers are one shared HTTP server (tests/stub_server_hub_config.py), so servers really run as
+far as the Hub can tell, without a process each; its page cap is 10, so 25 running servers take
+three pages (205 servers at the default cap took two minutes to start).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from harness.hub import JupyterHubProcess, venv_path
+from hub.access.hub_groups import HubClient
+from hub.store import Database, upgrade
+from hub.usage import container_hours, sample
+from tests.harness import ROOT, HubProcess, free_port, hub_settings, run_learnhub
+
+COURSE = "python-foundations"
+GROUP = f"course-{COURSE}"
+#: Groups made before the course's own: more than one page of the Hub API.
+OTHER_GROUPS = 260
+#: The Hub's page cap this test relies on (JupyterHub's default ``api_page_max_limit``).
+HUB_PAGE_CAP = 200
+LEARNERS = [f"learner-{i:03d}" for i in range(OTHER_GROUPS)]
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    workdir = tmp_path_factory.mktemp("paging-hub")
+    process = HubProcess(
+        workdir=workdir,
+        settings=hub_settings(workdir, courses_dir=ROOT / "courses", backend="local"),
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def crowded(hub: HubProcess) -> HubProcess:
+    """260 other groups, then the course's group made anew (as a course added later is): it is
+    group number 260-odd, past the first page. Plus 262 users, also more than a page."""
+    others = [f"club-{i:03d}" for i in range(OTHER_GROUPS)]
+    made = hub.api("POST", "/groups", json={"groups": others})
+    assert made.status_code == 201, made.text
+    assert hub.api("DELETE", f"/groups/{GROUP}").status_code == 204
+    assert hub.api("POST", f"/groups/{GROUP}").status_code == 201
+    users = hub.api("POST", "/users", json={"usernames": [*LEARNERS, "late-learner", "stowaway"]})
+    assert users.status_code == 201, users.text
+    # The cap this test is about really applies: one big request does not reach the course.
+    first = hub.api("GET", "/groups?limit=10000").json()
+    assert len(first) == HUB_PAGE_CAP
+    assert GROUP not in {g["name"] for g in first}
+    return hub
+
+
+def members(hub: HubProcess, group: str) -> set[str]:
+    response = hub.api("GET", f"/groups/{group}")
+    assert response.status_code == 200, response.text
+    return set(response.json()["users"])
+
+
+def test_revoke_removes_a_member_of_a_group_past_the_first_page(crowded: HubProcess) -> None:
+    granted = run_learnhub(crowded, "grant", "late-learner", COURSE, timeout=120)
+    assert granted.returncode == 0, granted.stderr
+    assert "late-learner" in members(crowded, GROUP)
+
+    revoked = run_learnhub(crowded, "revoke", "late-learner", COURSE, timeout=120)
+    assert revoked.returncode == 0, revoked.stderr
+    assert "nothing to do" not in revoked.stdout
+    assert f"revoked: late-learner can no longer open {COURSE}" in revoked.stdout
+    assert "late-learner" not in members(crowded, GROUP)
+
+
+def test_reconcile_removes_a_member_without_purchase_past_the_first_page(
+    crowded: HubProcess,
+) -> None:
+    # Put in the group behind LearnHub's back: no purchase, no grant.
+    added = crowded.api("POST", f"/groups/{GROUP}/users", json={"users": ["stowaway"]})
+    assert added.status_code == 200, added.text
+
+    reconciled = run_learnhub(crowded, "reconcile", timeout=120)
+    assert reconciled.returncode == 0, reconciled.stderr
+    assert "stowaway" not in members(crowded, GROUP)
+
+
+#: What `learnhub grant`, `revoke` and `reconcile` need of the Hub, read from every call they
+#: make (docs/security.md, "Hub API paging and the operator token"): far less than `admin`.
+MEMBERSHIP_SCOPES = [
+    "read:users",
+    "list:groups",
+    "read:groups",
+    "admin:groups",
+    "groups",
+    "delete:servers",
+]
+
+
+def test_membership_commands_need_only_a_few_scopes(crowded: HubProcess) -> None:
+    """The CLI's grant, revoke and reconcile work with a token of only MEMBERSHIP_SCOPES, which
+    cannot do what the operator's `admin` token can (the first step to narrowing that token)."""
+    owner = crowded.api("POST", "/users/ops-owner", json={"admin": True})
+    assert owner.status_code == 201, owner.text
+    made = crowded.api(
+        "POST",
+        "/users/ops-owner/tokens",
+        json={"scopes": MEMBERSHIP_SCOPES, "note": "membership commands only"},
+    )
+    assert made.status_code == 201, made.text
+    token = made.json()["token"]
+    narrow = HubProcess(crowded.workdir, crowded.settings, admin_token=token)
+    assert set(crowded.api("GET", "/user").json()["scopes"]) > set(
+        narrow.api("GET", "/user").json()["scopes"]
+    )
+
+    granted = run_learnhub(narrow, "grant", "late-learner", COURSE, timeout=120)
+    assert granted.returncode == 0, granted.stderr
+    assert "late-learner" in members(crowded, GROUP)
+    revoked = run_learnhub(narrow, "revoke", "late-learner", COURSE, timeout=120)
+    assert revoked.returncode == 0, revoked.stderr
+    assert "late-learner" not in members(crowded, GROUP)
+    crowded.api("POST", f"/groups/{GROUP}/users", json={"users": ["stowaway"]})
+    reconciled = run_learnhub(narrow, "reconcile", timeout=120)
+    assert reconciled.returncode == 0, reconciled.stderr
+    assert "stowaway" not in members(crowded, GROUP)
+
+    # What the admin token can do and this one cannot.
+    assert narrow.api("POST", "/users/late-learner/tokens", json={}).status_code == 403
+    assert narrow.api("PATCH", "/users/late-learner", json={"admin": True}).status_code == 403
+    assert narrow.api("POST", "/users/someone-new").status_code == 403
+    assert narrow.api("POST", "/shutdown").status_code == 403
+    assert crowded.api("GET", "/users/late-learner").json()["admin"] is False
+
+
+async def test_the_client_lists_every_user_and_group(crowded: HubProcess) -> None:
+    async with HubClient(crowded.api_url, crowded.admin_token) as client:
+        users = {u["name"] for u in await client.list_users()}
+        groups = await client.groups()
+    assert set(LEARNERS) <= users
+    assert len(groups) > OTHER_GROUPS
+    assert GROUP in groups
+
+
+# -- container-hours past 200 running servers ----------------------------------------------------
+
+SERVER = "py"
+#: The stub hub's page cap, and how many servers run there: three pages.
+STUB_PAGE_MAX = 10
+RUNNING = 2 * STUB_PAGE_MAX + 5
+
+
+class _Answer(BaseHTTPRequestHandler):
+    """Answers every request with 200: enough for the Hub to call a server up."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@dataclass
+class StubServerHub(JupyterHubProcess):
+    """A stock hub whose servers are all the one HTTP server at ``server_port``."""
+
+    workdir: Path
+    server_port: int
+    admin_token: str = field(default_factory=lambda: secrets.token_hex(32))
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    label = "stub-server hub"
+
+    @property
+    def config_file(self) -> Path:
+        return Path(__file__).with_name("stub_server_hub_config.py")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "var"
+
+    def prepare(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("STUB_", "LEARNHUB_"))}
+        env.update(
+            STUB_DATA_DIR=str(self.data_dir),
+            STUB_PORT=str(self.port),
+            STUB_HUB_PORT=str(free_port()),
+            STUB_PROXY_API_PORT=str(free_port()),
+            STUB_SERVER_PORT=str(self.server_port),
+            STUB_ADMIN_TOKEN=self.admin_token,
+            STUB_PAGE_MAX=str(STUB_PAGE_MAX),
+        )
+        env["PATH"] = venv_path(env, str(ROOT / "tools" / "node_modules" / ".bin"))
+        return env
+
+
+@pytest.fixture(scope="module")
+def busy_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StubServerHub]:
+    """A hub with 25 users whose server ``py`` is running and ready (three pages)."""
+    answer = ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    threading.Thread(target=answer.serve_forever, daemon=True).start()
+    process = StubServerHub(
+        workdir=tmp_path_factory.mktemp("busy-hub"), server_port=answer.server_address[1]
+    )
+    try:
+        process.start()
+        names = [f"busy-{i:03d}" for i in range(RUNNING)]
+        assert process.api("POST", "/users", json={"usernames": names}).status_code == 201
+
+        def start(name: str) -> int:
+            return process.api("POST", f"/users/{name}/servers/{SERVER}").status_code
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            statuses = list(pool.map(start, names))
+        # 201: started and ready (the stub answers at once, well within slow_spawn_timeout).
+        assert statuses == [201] * RUNNING, process.log_tail()
+        # The cap really applies: one big request sees the first page only.
+        first = process.api("GET", "/users?state=active&limit=10000").json()
+        assert len(first) == STUB_PAGE_MAX
+        yield process
+    finally:
+        process.stop()
+        answer.shutdown()
+
+
+async def test_usage_sample_counts_servers_past_the_first_page(
+    busy_hub: StubServerHub, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'learnhub.sqlite'}"
+    upgrade(url)
+    db = Database(url)
+    try:
+        async with HubClient(busy_hub.api_url, busy_hub.admin_token) as client:
+            seen = await sample(client, db, {SERVER})
+        assert seen == RUNNING
+        assert set(container_hours(db)) == {SERVER}
+    finally:
+        db.dispose()
