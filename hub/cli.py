@@ -134,7 +134,6 @@ def cmd_courses_validate(args: argparse.Namespace, environ: Mapping[str, str]) -
     # nbgrader reports every restored test cell ("checksum ... has changed") and SQLAlchemy
     # warns about its session use: expected here, and they would drown the findings.
     logging.getLogger("learnhub.grader.nbgrader").setLevel(logging.ERROR)
-    logging.getLogger("traitlets").setLevel(logging.ERROR)
     errors = warnings_found = 0
     for entry in entries:
         policy = sandbox_policy(settings, entry.course) if args.run else None

@@ -151,3 +151,19 @@ def test_cli_validate_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["courses", "validate", "--strict", "weak-tests"], env) == 1
     assert main(["courses", "validate", "no-such-course"], env) == 2
     assert "no course 'no-such-course'" in capsys.readouterr().err
+
+
+def test_named_courses_validate_while_another_is_broken(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    courses = tmp_path / "courses"
+    make_weak_course(courses)
+    (courses / "half-written").mkdir()
+    (courses / "half-written" / "course.yaml").write_text("id: half-written\ntitle: [\n")
+    config = tmp_path / "learnhub.yaml"
+    config.write_text(f"courses_dir: {courses}\n")
+    env = {"LEARNHUB_CONFIG": str(config)}
+
+    assert main(["courses", "validate", "weak-tests"], env) == 0
+    assert main(["courses", "validate"], env) == 2
+    assert "half-written/course.yaml: not valid YAML" in capsys.readouterr().err

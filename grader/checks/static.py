@@ -36,7 +36,7 @@ from grader.checks.cells import (
     python_source,
     target_names,
 )
-from grader.checks.findings import Finding
+from grader.checks.findings import Finding, Level
 
 #: Comparisons that the learner's object answers (``is``/``is not`` it cannot).
 _ANSWERED_BY_OBJECT = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn)
@@ -344,10 +344,10 @@ class NotebookScan:
     cells: list[Cell]
     findings: list[Finding] = field(default_factory=list)
 
-    def _finding(self, cell: Cell, check: str, level: str, line: int | None, text: str) -> None:
+    def _finding(self, cell: Cell, check: str, level: Level, line: int | None, text: str) -> None:
         self.findings.append(
             Finding(
-                level="error" if level == "error" else "warning",
+                level=level,
                 check=check,
                 course=self.course,
                 assignment=self.assignment,
