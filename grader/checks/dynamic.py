@@ -70,7 +70,9 @@ class _AlwaysEqual:
         return self
 
     def __getattr__(self, name):
-        if name.startswith("_"):
+        # IPython's display protocol (_repr_html_, _ipython_display_, ...) must not see a
+        # method; every other attribute, dunders included (f.__name__), is the object itself.
+        if name.startswith("_") and not name.startswith("__"):
             raise AttributeError(name)
         return self
 
@@ -134,12 +136,15 @@ class _Assignment:
 
     @property
     def course(self) -> str:
+        """The course id."""
         return self.entry.course.id
 
     def finding(self, level: Level, check: str, message: str, **where: Any) -> Finding:
+        """A finding about this assignment (``where``: notebook, cell id, grade id)."""
         return Finding(level, check, self.course, self.assignment, message, **where)
 
     def submit(self, student: str, notebook: str, nb: NotebookNode) -> None:
+        """Put ``nb`` where nbgrader collects ``student``'s submission."""
         dest = self.root / "submitted" / student / self.assignment / notebook
         dest.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, dest)  # type: ignore[no-untyped-call]
@@ -177,6 +182,7 @@ class _Assignment:
 
     @property
     def db_url(self) -> str:
+        """The throwaway gradebook (SQLite, in the course directory)."""
         return f"sqlite:///{self.root / 'gradebook.db'}"
 
     def error_of(self, student: str, score: CellScore) -> str:
