@@ -203,9 +203,6 @@ class _Assignment:
 def _generate_release(work: _Assignment) -> str:
     """Run nbgrader's ``generate_assignment``; returns its error text, empty on success."""
     config = course_config(work.root, course_id=work.course, db_url=work.db_url)
-    # Its progress lines ("Converting notebook ...") are noise in a validation report; the
-    # errors come back in the result.
-    config.GenerateAssignment.log_level = "ERROR"
     coursedir = CourseDirectory(config=config)
     coursedir.assignment_id = work.assignment
     app = GenerateAssignment(coursedir=coursedir, config=config)
