@@ -15,7 +15,7 @@ from grader.checks.dynamic import cheater_notebook
 from grader.checks.static import check_notebook
 from grader.checks.validate import static_findings
 from hub.cli import main
-from hub.courses import Catalog, load_course
+from hub.courses import Catalog, CourseEntry, load_course
 from tests.weak_course import ASSIGNMENT, NOTEBOOK, make_weak_course
 from tests.weak_course import cell_ids as weak_cell_ids
 
@@ -115,8 +115,8 @@ def test_weak_course_warns_where_and_why(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("entry", list(Catalog.load(ROOT / "courses")), ids=lambda e: e.course.id)
-def test_demo_courses_have_no_weak_test_cells(entry: object) -> None:
-    assert static_findings(entry) == []  # type: ignore[arg-type]
+def test_demo_courses_have_no_weak_test_cells(entry: CourseEntry) -> None:
+    assert static_findings(entry) == []
 
 
 def test_cheater_binds_every_solution_name(tmp_path: Path) -> None:
