@@ -3,6 +3,8 @@
     learnhub demo                  build what is out of date, then run the platform with the demo
     learnhub check                 validate settings and every course.yaml
     learnhub courses list          the catalog
+    learnhub courses validate [COURSE ...] [--run] [--strict]
+                                   check assignments before learners get them
     learnhub grant USER COURSE     give USER access to COURSE
     learnhub revoke USER COURSE    take it away (stops their course server; their files are kept)
     learnhub images build          build the container images that are out of date
@@ -32,7 +34,7 @@ import stripe
 from hub.access import hub_groups
 from hub.access.status import EntitlementReason
 from hub.addresses import hub_api_url
-from hub.courses import Catalog, learner_group
+from hub.courses import Catalog, learner_group, load_courses
 from hub.errors import LearnHubError
 from hub.logs import configure_logging
 from hub.settings import Settings, load_settings, settings_from_environment
@@ -117,6 +119,47 @@ def cmd_courses_list(args: argparse.Namespace, environ: Mapping[str, str]) -> in
         price = f"{course.price.amount / 100:.2f} {course.price.currency.upper()}"
         print(f"{course.id:<28} {price:>12}  {len(course.assignments)} assignments  {course.title}")
     return 0
+
+
+def cmd_courses_validate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Check the courses' assignments: weak test cells (static), and with --run the sandbox."""
+    import logging
+    import warnings
+
+    from grader.checks.validate import validate_course
+    from grader.policy import grading_parallelism, sandbox_policy
+
+    settings = _settings(args, environ)
+    entries = load_courses(settings.courses_dir, list(args.course))
+    # nbgrader reports every restored test cell ("checksum ... has changed") and SQLAlchemy
+    # warns about its session use: expected here, and they would drown the findings.
+    logging.getLogger("learnhub.grader.nbgrader").setLevel(logging.ERROR)
+    errors = warnings_found = 0
+    for entry in entries:
+        policy = sandbox_policy(settings, entry.course) if args.run else None
+        parallel = min(3, grading_parallelism(settings, entry.course))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=Warning)
+            findings = validate_course(
+                entry,
+                policy=policy,
+                parallel=parallel,
+                progress=lambda what: print(f"grading {what} in the sandbox", file=sys.stderr),
+            )
+        for finding in findings:
+            print(finding)
+        course_errors = sum(f.level == "error" for f in findings)
+        course_warnings = len(findings) - course_errors
+        checks = "static and sandbox checks" if args.run else "static checks"
+        print(f"{entry.course.id}: {course_errors} errors, {course_warnings} warnings ({checks})")
+        errors += course_errors
+        warnings_found += course_warnings
+    if not args.run:
+        print(
+            "the sandbox checks did not run: add --run to grade each assignment's reference, "
+            "release and a cheater"
+        )
+    return 1 if errors or (args.strict and warnings_found) else 0
 
 
 def _change_access(settings: Settings, action: str, user: str, course_id: str) -> int:
@@ -384,6 +427,29 @@ def build_parser() -> argparse.ArgumentParser:
     courses = sub.add_parser("courses", help="the course catalog")
     courses_sub = courses.add_subparsers(dest="courses_command", required=True)
     courses_sub.add_parser("list", help="list courses").set_defaults(func=cmd_courses_list)
+    validate = courses_sub.add_parser(
+        "validate",
+        help=(
+            "check assignments before learners get them; exit status 1 on errors "
+            "(and on warnings with --strict)"
+        ),
+    )
+    validate.add_argument(
+        "course", nargs="*", metavar="COURSE", help="course ids (default: every course)"
+    )
+    validate.add_argument(
+        "--run",
+        action="store_true",
+        help=(
+            "also grade each assignment in the sandbox: the reference must score full marks, "
+            "the release must not, a cheater with always-equal answers must score nothing "
+            "(needs Docker and the course image; tens of seconds per assignment)"
+        ),
+    )
+    validate.add_argument(
+        "--strict", action="store_true", help="fail (exit status 1) on warnings too"
+    )
+    validate.set_defaults(func=cmd_courses_validate)
 
     for name, func, text in (
         ("grant", cmd_grant, "give USER access to COURSE"),

@@ -19,7 +19,13 @@ def _argument(action: argparse.Action) -> str:
     """An argument as written on the command line: ``--force``, ``--output OUTPUT``, ``USER``."""
     if not action.option_strings:
         name = str(action.metavar or action.dest)
-        return "{" + ",".join(action.choices) + "}" if action.choices else name.upper()
+        written = "{" + ",".join(action.choices) + "}" if action.choices else name.upper()
+        # As argparse's usage line writes optional and repeated arguments.
+        return {
+            "*": f"[{written} ...]",
+            "+": f"{written} [{written} ...]",
+            "?": f"[{written}]",
+        }.get(str(action.nargs), written)
     option = ", ".join(action.option_strings)
     if action.nargs == 0:
         return option

@@ -8,6 +8,7 @@ half a course.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -247,6 +248,27 @@ class Catalog:
     def ids(self) -> list[str]:
         """All course ids."""
         return list(self._entries)
+
+
+def load_courses(courses_dir: Path, course_ids: list[str]) -> list[CourseEntry]:
+    """The courses ``course_ids`` (all of the catalog when empty), each validated on its own.
+
+    Naming courses loads only their folders, so a course being written can be checked while
+    another course's `course.yaml` is broken.
+    """
+    if not course_ids:
+        return list(Catalog.load(courses_dir))
+    entries = []
+    for course_id in course_ids:
+        folder = courses_dir / course_id
+        if not re.fullmatch(COURSE_ID_PATTERN, course_id) or not folder.is_dir():
+            known = ", ".join(sorted(p.parent.name for p in courses_dir.glob("*/course.yaml")))
+            raise CourseError(
+                f"no course {course_id!r} in {courses_dir} (known: {known or 'none'}); a course "
+                "is a folder with a course.yaml"
+            )
+        entries.append(load_course(folder))
+    return entries
 
 
 def learner_group(course_id: str) -> str:
