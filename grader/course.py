@@ -387,6 +387,7 @@ class GradingCourse:
         if plan is None:
             plan = self.plan_autograde(assignment)
         if not plan.to_grade:
+            self.publish()  # what preparing changed (sources, gradebook), for the formgrader
             return []
         try:
             results = autograde_submissions(

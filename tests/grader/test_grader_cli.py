@@ -186,7 +186,11 @@ def test_autotest_cells_from_the_formgrader_never_run_on_the_host(
         + test_cell.source
     )
     nbformat.write(nb, copy)
-    (copy.parent / "autotests.yml").write_text("python3:\n  dispatch: type\n")
+    # Enough of a template file for nbgrader to get to running the cell's code.
+    (copy.parent / "autotests.yml").write_text(
+        "python3:\n  templates: {default: ['assert True']}\n  dispatch: 'type({{snippet}})'\n"
+        "  check: 'assert True'\n  normalize: '{{snippet}}'\n"
+    )
     try:
         refused = learnhub(docker_hub, "grader", "release", COURSE, ASSIGNMENT, "--force")
         assert not marker.exists(), "the host ran the notebook's code"
