@@ -2,7 +2,9 @@
 
 nbgrader's ``Autograde`` converter is kept as is (gradebook, restored locked and test cells,
 checksums, hidden tests, partial credit, late penalties); only its ``Execute`` step is
-replaced by :class:`~grader.preprocessors.SandboxedExecute`. Submissions are graded by a
+replaced by :class:`~grader.preprocessors.SandboxedExecute`, and its ``OverwriteCells`` by
+:class:`~grader.preprocessors.RestoreLockedCells` (the same, minus a warning per hidden-tests
+cell and learner). Submissions are graded by a
 pool of threads, one converter per student: their sandboxes run in parallel, while an
 :class:`~grader.preprocessors.ExecutionGate` serialises the (fast) in-process nbgrader work,
 so the SQLite gradebook only ever sees one writer.
@@ -16,6 +18,7 @@ import glob
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -27,10 +30,11 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.converters import Autograde
 from nbgrader.converters.base import BaseConverter, NbGraderException
 from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import Execute
+from nbgrader.preprocessors import Execute, OverwriteCells
+from sqlalchemy.exc import SAWarning
 from traitlets.config import Config
 
-from grader.preprocessors import ExecutionGate, SandboxedExecute
+from grader.preprocessors import ExecutionGate, RestoreLockedCells, SandboxedExecute
 from grader.sandbox import SandboxPolicy, SandboxResult
 
 log = logging.getLogger("learnhub.grader.autograde")
@@ -94,6 +98,26 @@ class SandboxedAutograde(Autograde):  # type: ignore[misc]
         for pp in self.preprocessors:
             self.exporter.register_preprocessor(pp)
         self.convert_notebooks()
+
+
+class _RegradeIsExpected(logging.Filter):
+    """Turn nbgrader's "Removing existing assignment" warning into a debug line.
+
+    Regrading a learner replaces their autograded folder: that is what was asked for (a new
+    submission, ``--all`` or ``--student``), not something to warn about once per learner.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Demote the expected warning; keep every other record."""
+        if record.levelno == logging.WARNING and str(record.msg).startswith("Removing existing"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+#: nbgrader's converters log here; see :class:`_RegradeIsExpected`.
+_nbgrader_log = logging.getLogger("learnhub.grader.nbgrader")
+_nbgrader_log.addFilter(_RegradeIsExpected())
 
 
 def course_config(root: Path, *, course_id: str = "", db_url: str | None = None) -> Config:
@@ -166,12 +190,14 @@ def grade_submission(
     coursedir = CourseDirectory(config=config)
     course_id = coursedir.course_id
     sandboxed = SandboxedExecute(config=config, policy=policy, gate=gate, course_id=course_id)
-    converter = SandboxedAutograde(
-        coursedir=coursedir, config=config, log=logging.getLogger("learnhub.grader.nbgrader")
-    )
+    converter = SandboxedAutograde(coursedir=coursedir, config=config, log=_nbgrader_log)
     converter.autograde_preprocessors = _replace_execute(
         list(converter.autograde_preprocessors), sandboxed
     )
+    converter.sanitize_preprocessors = [
+        RestoreLockedCells if pp is OverwriteCells else pp
+        for pp in converter.sanitize_preprocessors
+    ]
     context = {"course": course_id, "assignment": assignment, "student": student}
     with gate:
         try:
@@ -236,6 +262,12 @@ def autograde_submissions(
     the order of ``students``. ``force`` regrades submissions graded before (as
     ``nbgrader autograde --force``).
     """
+    # nbgrader's gradebook code trips SQLAlchemy's cascade-backrefs warning while grading
+    # ("Object of type <SubmittedAssignment> not in session"): harmless, and printed as a
+    # Python warning on the terminal of whoever runs the command.
+    warnings.filterwarnings(
+        "ignore", message=r"Object of type <\w+> not in session", category=SAWarning
+    )
     base_config = config or course_config(course_dir)
     if students is None:
         students = find_submitted_students(course_dir, assignment, base_config)

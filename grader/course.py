@@ -1,26 +1,35 @@
 """The instructor's side of a course's assignments: release, collect, autograde, feedback, export.
 
 Each course has an nbgrader course directory under `<data_dir>/grader/<course>/` that only the
-host's user can read, whose `source/` is copied from `courses/<course>/source/`. nbgrader's
-configuration is built in memory on every command (:meth:`GradingCourse.nbgrader_config`); the
-instructor's token reaches nbgrader only in memory, never on disk. After every command the
-directory is copied to the instructors' copy (`<data_dir>/formgrader/<course>/`) that their
-course servers mount for the formgrader; before every command the gradebook (their manual
-grades) is taken back from it. See grader/ownership.py for how that copy is handled.
+host's user can read. nbgrader's configuration is built in memory on every command
+(:meth:`GradingCourse.nbgrader_config`); the instructor's token reaches nbgrader only in memory,
+never on disk. After every command the directory is copied to the instructors' copy
+(`<data_dir>/formgrader/<course>/`) that their course servers mount for the formgrader; before
+every command the gradebook (their manual grades) and the source files they edited in the
+formgrader are taken back from it. See grader/ownership.py for how that copy is handled.
+
+The grading source (`source/<assignment>/`) is copied from `courses/<course>/source/` when it
+is missing, and afterwards only when the instructor asks (`from_course`): from then on it is
+the instructors' own, edited in the formgrader. A later change of the course repository is
+reported (with the way to take it) rather than applied over their edits.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps import NbGraderAPI
+from nbgrader.converters import GenerateAssignment
 from nbgrader.coursedir import CourseDirectory
+from nbgrader.preprocessors import InstantiateTests
 from traitlets.config import Config
 
 from grader.autograde import (
@@ -29,13 +38,17 @@ from grader.autograde import (
     course_config,
     find_submitted_students,
 )
+from grader.gradebook import ensure_gradebook
 from grader.ownership import (
     MAX_GRADEBOOK_BYTES,
     prepare_host_directory,
     publish_to_instructors,
     take_back_file,
+    take_back_tree,
 )
 from grader.policy import grading_parallelism, sandbox_policy
+from grader.preprocessors import RefuseAutotests
+from grader.records import RECORDS_DIR, read_record, tree_digest, write_record
 from grader.sandbox import SandboxPolicy
 from hub.addresses import service_prefix
 from hub.courses import Catalog, CourseEntry
@@ -50,6 +63,23 @@ log = logging.getLogger("learnhub.grader")
 
 class GradingError(LearnHubError):
     """An nbgrader step failed; the message carries nbgrader's own explanation."""
+
+
+#: Folders never copied from the course repository into the grading source.
+_NOT_SOURCE = frozenset({".ipynb_checkpoints"})
+#: Record of the course repository's sources as last copied (grader/records.py).
+_SOURCES_RECORD = "sources.json"
+
+
+@dataclass
+class AutogradePlan:
+    """Which collected submissions an autograde run grades, and which it leaves as graded."""
+
+    assignment: str
+    #: Learners to grade, with the digest of their collected submission.
+    to_grade: dict[str, str] = field(default_factory=dict)
+    #: Learners whose collected submission was graded already, unchanged since.
+    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -121,6 +151,11 @@ class GradingCourse:
         configure_nbgrader(config, self.course_id)
         config.HTTPExchange.api_token = self.token
         config.HTTPExchange.exchange_url = self.exchange_url
+        # AUTOTEST expansion runs the source notebook in a kernel on the host: refused.
+        config.GenerateAssignment.preprocessors = [
+            RefuseAutotests if pp is InstantiateTests else pp
+            for pp in GenerateAssignment.class_traits()["preprocessors"].default()
+        ]
         config.GenerateFeedback.preprocessors = [
             "nbgrader.preprocessors.GetGrades",
             "grader.feedback.StripHiddenTests",
@@ -164,24 +199,78 @@ class GradingCourse:
             ) from exc
         log.debug("instructor copy updated", extra={"course": self.course_id, "files": copied})
 
-    def prepare(self) -> None:
-        """Create the host's course directory, take back the instructors' gradebook and copy
-        the sources."""
+    def prepare(self, assignment: str | None = None, *, from_course: bool = False) -> None:
+        """Create the host's course directory, take back what the instructors changed in their
+        copy (gradebook, source files), copy missing sources from the course repository and
+        create the gradebook.
+
+        ``from_course`` replaces the grading source of ``assignment`` with the course
+        repository's (edits made in the formgrader are lost).
+        """
         try:
             prepare_host_directory(self.root)
         except OSError as exc:
             raise GradingError(f"{exc.filename}: {exc.strerror}") from exc
         self.take_back_gradebook()
-        (self.root / "source").mkdir(exist_ok=True)
-        for assignment in self.entry.course.assignments:
-            src = self.entry.source_dir / assignment.id
-            dest = self.root / "source" / assignment.id
-            if dest.exists():
-                shutil.rmtree(dest)
-            shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        self.take_back_sources()
+        self.copy_sources(assignment, from_course=from_course)
+        ensure_gradebook(self.gradebook_url)
         with Gradebook(self.gradebook_url, self.course_id) as gb:
-            for assignment in self.entry.course.assignments:
-                gb.update_or_create_assignment(assignment.id, duedate=assignment.due)
+            for item in self.entry.course.assignments:
+                gb.update_or_create_assignment(item.id, duedate=item.due)
+
+    def take_back_sources(self) -> None:
+        """Take back the source files the instructors changed in the formgrader."""
+        for item in self.entry.course.assignments:
+            dest = self.root / "source" / item.id
+            taken = take_back_tree(self.instructor_copy, ("source", item.id), dest)
+            if taken:
+                log.info(
+                    "formgrader edits taken back",
+                    extra={"course": self.course_id, "assignment": item.id, "files": len(taken)},
+                )
+
+    def copy_sources(self, assignment: str | None = None, *, from_course: bool = False) -> None:
+        """Copy each assignment's source from the course repository where the grading source
+        has none, and ``assignment``'s when ``from_course``.
+
+        A course repository that changed since its last copy is reported for ``assignment``,
+        and left for the instructor to take (``--from-course``) or to ignore.
+        """
+        record = read_record(self.root, _SOURCES_RECORD)
+        changed = False
+        (self.root / "source").mkdir(exist_ok=True)
+        for item in self.entry.course.assignments:
+            src = self.entry.source_dir / item.id
+            dest = self.root / "source" / item.id
+            digest = tree_digest(src, skip=_NOT_SOURCE)
+            if not dest.exists() or (from_course and item.id == assignment):
+                if not src.is_dir():
+                    if item.id != assignment:
+                        continue
+                    raise GradingError(
+                        f"{src} is missing: course.yaml lists {item.id!r}, put its notebooks there"
+                    )
+                if dest.exists():
+                    shutil.rmtree(dest)
+                shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*_NOT_SOURCE))
+                record[item.id], changed = digest, True
+                log.info(
+                    "grading source copied from the course repository",
+                    extra={"course": self.course_id, "assignment": item.id},
+                )
+            elif item.id not in record:
+                # Grading directories of LearnHub before 2026-12 were re-copied every time.
+                record[item.id], changed = digest, True
+            elif record[item.id] != digest and item.id == assignment:
+                log.warning(
+                    f"{src} changed since it was copied to the grading source; the grading "
+                    "source (with any formgrader edits) is used: add --from-course to replace "
+                    "it with the course repository's version",
+                    extra={"course": self.course_id, "assignment": item.id},
+                )
+        if changed:
+            write_record(self.root, _SOURCES_RECORD, record)
 
     def _api(self, config: Config | None = None) -> NbGraderAPI:
         config = config or self.nbgrader_config()
@@ -197,14 +286,20 @@ class GradingCourse:
     @staticmethod
     def _check(step: str, result: dict[str, Any]) -> dict[str, Any]:
         if not result.get("success"):
-            detail = (result.get("error") or result.get("log") or "").strip().splitlines()[-12:]
-            raise GradingError(f"{step} failed:\n  " + "\n  ".join(detail))
+            log.debug(
+                "nbgrader step failed",
+                extra={"step": step, "log": result.get("log", ""), "error": result.get("error")},
+            )
+            raise GradingError(f"{step} failed: {nbgrader_reason(result)}")
         return result
 
-    def release(self, assignment: str, *, force: bool = False) -> None:
-        """Generate the student version (no solutions, no hidden tests) and release it."""
+    def release(self, assignment: str, *, force: bool = False, from_course: bool = False) -> None:
+        """Generate the student version (no solutions, no hidden tests) and release it.
+
+        Releasing again needs ``force``; ``from_course``: see :meth:`prepare`.
+        """
         self._require(assignment)
-        self.prepare()
+        self.prepare(assignment, from_course=from_course)
         config = self.nbgrader_config()
         # nbgrader's API takes `force` only from the config of the release step.
         config.ExchangeReleaseAssignment.force = force
@@ -214,10 +309,10 @@ class GradingCourse:
         self.publish()
         log.info("released", extra={"course": self.course_id, "assignment": assignment})
 
-    def collect(self, assignment: str) -> list[str]:
+    def collect(self, assignment: str, *, from_course: bool = False) -> list[str]:
         """Collect the latest submission of every learner; return who submitted."""
         self._require(assignment)
-        self.prepare()
+        self.prepare(assignment, from_course=from_course)
         self._check("collect", self._api().collect(assignment, update=True))
         self.publish()
         students = _students_with(self.root / "submitted", assignment)
@@ -231,24 +326,74 @@ class GradingCourse:
         """Who has a collected submission of ``assignment`` (before grading it)."""
         return find_submitted_students(self.root, assignment, self.nbgrader_config())
 
+    def plan_autograde(
+        self,
+        assignment: str,
+        *,
+        student: str | None = None,
+        regrade_all: bool = False,
+        from_course: bool = False,
+    ) -> AutogradePlan:
+        """Prepare the course and choose what :meth:`autograde` grades.
+
+        By default, each collected submission that is new or changed since it was last
+        graded (a digest of its collected files against the one recorded then, and a grade
+        in the gradebook); ``regrade_all``: every collected submission; ``student``: that
+        learner's, graded or not.
+        """
+        self._require(assignment)
+        self.prepare(assignment, from_course=from_course)
+        config = self.nbgrader_config()
+        submitted = self.submitted_students(assignment)
+        if student is not None:
+            if student not in submitted:
+                raise GradingError(
+                    f"{student!r} has no collected submission of {self.course_id}/{assignment} "
+                    f"({len(submitted)} collected): run `learnhub grader collect "
+                    f"{self.course_id} {assignment}` first"
+                )
+            submitted = [student]
+        coursedir = CourseDirectory(config=config)
+        graded = read_record(self.root, _graded_record(assignment))
+        plan = AutogradePlan(assignment)
+        with Gradebook(self.gradebook_url, self.course_id) as gb:
+            for name in submitted:
+                folder = coursedir.format_path(coursedir.submitted_directory, name, assignment)
+                digest = tree_digest(Path(folder))
+                unchanged = graded.get(name) == digest and _has_grade(
+                    gb, coursedir, assignment, name
+                )
+                if unchanged and student is None and not regrade_all:
+                    plan.skipped.append(name)
+                else:
+                    plan.to_grade[name] = digest
+        return plan
+
     def autograde(
         self,
         assignment: str,
+        plan: AutogradePlan | None = None,
         *,
         parallel: int | None = None,
         progress: Callable[[GradeResult], None] | None = None,
     ) -> list[GradeResult]:
-        """Autograde every collected submission in sandboxes, several at once, and record the
-        grades for the learners' home pages.
+        """Autograde the submissions of ``plan`` (default: :meth:`plan_autograde`'s, which
+        prepares the course) in sandboxes, several at once, and record the grades for the
+        learners' home pages.
 
-        ``parallel`` overrides the course's parallelism for this run.
+        ``parallel`` overrides the course's parallelism for this run. A submission whose
+        grading failed stays to be graded by the next run.
         """
-        self._require(assignment)
-        self.prepare()
+        if plan is None:
+            plan = self.plan_autograde(assignment)
+        if not plan.to_grade:
+            self.publish()  # what preparing changed (sources, gradebook), for the formgrader
+            return []
         try:
             results = autograde_submissions(
                 self.root,
                 assignment,
+                list(plan.to_grade),
                 policy=self.policy,
                 config=self.nbgrader_config(),
                 parallel=parallel if parallel and parallel > 0 else self.parallel,
@@ -256,6 +401,13 @@ class GradingCourse:
             )
         finally:
             self.publish()
+        graded = read_record(self.root, _graded_record(assignment))
+        for result in results:
+            if result.outcome == "error":
+                graded.pop(result.student, None)
+            else:
+                graded[result.student] = plan.to_grade[result.student]
+        write_record(self.root, _graded_record(assignment), graded)
         self.record_grades(results)
         return results
 
@@ -270,10 +422,10 @@ class GradingCourse:
         finally:
             db.dispose()
 
-    def feedback(self, assignment: str) -> list[str]:
+    def feedback(self, assignment: str, *, from_course: bool = False) -> list[str]:
         """Generate feedback (hidden tests stripped) and release it; return the students."""
         self._require(assignment)
-        self.prepare()
+        self.prepare(assignment, from_course=from_course)
         api = self._api()
         self._check("generate_feedback", api.generate_feedback(assignment, force=True))
         self._check("release_feedback", api.release_feedback(assignment))
@@ -286,13 +438,43 @@ class GradingCourse:
         return students
 
     def export(self, assignment: str | None = None) -> list[dict[str, Any]]:
-        """:meth:`grades`, after taking back the instructors' manual grades."""
+        """:meth:`grades`, after taking back the instructors' manual grades.
+
+        An assignment that was never released has no grades: that is an error that says to
+        release it first (an empty export would look like a course nobody handed in).
+        """
+        if assignment is not None:
+            self._require(assignment)
         try:
             prepare_host_directory(self.root)
         except OSError as exc:
             raise GradingError(f"{exc.filename}: {exc.strerror}") from exc
         self.take_back_gradebook()
+        if assignment is not None and not self._generated(assignment):
+            raise GradingError(
+                f"{self.course_id}/{assignment} is not released yet, so it has no grades: "
+                f"release it with `learnhub grader release {self.course_id} {assignment}`, "
+                "then collect and autograde"
+            )
+        if not self._has_gradebook():
+            return []
         return self.grades(assignment)
+
+    def _has_gradebook(self) -> bool:
+        if self.gradebook_url.startswith("sqlite:///"):
+            return Path(self.gradebook_url.removeprefix("sqlite:///")).is_file()
+        return True
+
+    def _generated(self, assignment: str) -> bool:
+        """The gradebook knows the assignment's notebooks (written when it is released)."""
+        if not self._has_gradebook():
+            return False
+        ensure_gradebook(self.gradebook_url)
+        with Gradebook(self.gradebook_url, self.course_id) as gb:
+            try:
+                return bool(gb.find_assignment(assignment).notebooks)
+            except MissingEntry:
+                return False
 
     def grades(self, assignment: str | None = None) -> list[dict[str, Any]]:
         """One row per graded submission (all assignments, or one)."""
@@ -314,7 +496,12 @@ class GradingCourse:
                             "max_score": round(float(sub.max_score), 4),
                             "late_penalty": round(float(sub.late_submission_penalty or 0), 4),
                             "seconds_late": round(float(sub.total_seconds_late or 0)),
-                            "submitted_at": sub.timestamp.isoformat() if sub.timestamp else "",
+                            # nbgrader keeps times in UTC without a zone (utils.parse_utc).
+                            "submitted_at": (
+                                sub.timestamp.replace(tzinfo=UTC).isoformat()
+                                if sub.timestamp
+                                else ""
+                            ),
                             "needs_manual_grade": bool(sub.needs_manual_grade),
                         }
                     )
@@ -323,7 +510,7 @@ class GradingCourse:
     def grant_extension(self, assignment: str, student: str, *, hours: float) -> None:
         """Move one learner's deadline for one assignment (0 removes the extension)."""
         self._require(assignment)
-        self.prepare()
+        self.prepare(assignment)
         with Gradebook(self.gradebook_url, self.course_id) as gb:
             gb.update_or_create_student(student)
             gb.update_or_create_submission(assignment, student)
@@ -340,8 +527,8 @@ class GradingCourse:
 
 
 #: Top-level entries of the host's directory that stay on the host (older LearnHub versions
-#: generated an nbgrader_config.py there).
-_HOST_ONLY = frozenset({"nbgrader_config.py"})
+#: generated an nbgrader_config.py there), and the host's own records (grader/records.py).
+_HOST_ONLY = frozenset({"nbgrader_config.py", RECORDS_DIR})
 
 
 def _students_with(folder: Path, assignment: str) -> list[str]:
@@ -349,3 +536,67 @@ def _students_with(folder: Path, assignment: str) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(p.name for p in folder.iterdir() if (p / assignment).is_dir())
+
+
+def _graded_record(assignment: str) -> str:
+    return f"graded-{assignment}.json"
+
+
+def _has_grade(gb: Gradebook, coursedir: CourseDirectory, assignment: str, student: str) -> bool:
+    """The gradebook has a graded submission and its autograded folder is there."""
+    folder = coursedir.format_path(coursedir.autograded_directory, student, assignment)
+    if not Path(folder).is_dir():
+        return False
+    try:
+        gb.find_submission(assignment, student)
+    except MissingEntry:
+        return False
+    return True
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_LOGGED = re.compile(r"^\[(?P<level>[A-Z]+)\]\s*(?P<message>.*)$")
+#: nbgrader's own follow-up lines, which say nothing the other errors do not.
+_BOILERPLATE = ("Please see the", "Traceback (most recent call last)")
+
+
+def _exception_message(line: str) -> str:
+    # "package.module.SomeError: what happened" -> "what happened"
+    exception, _, message = line.strip().partition(": ")
+    return message.strip() or exception.strip()
+
+
+def nbgrader_reason(result: dict[str, Any]) -> str:
+    """nbgrader's own reason for a failed step, on one line (its tracebacks left out).
+
+    What it logged at ERROR or CRITICAL, with each logged traceback replaced by the message of
+    its exception (at most three messages); else the message of the exception it raised.
+    """
+    messages: list[str] = []
+    last_line_of_traceback = ""
+    in_traceback = False
+
+    def add(message: str) -> None:
+        if message and not message.startswith(_BOILERPLATE) and message not in messages:
+            messages.append(message)
+
+    for raw in _ANSI.sub("", result.get("log") or "").splitlines():
+        match = _LOGGED.match(raw.strip())
+        if match is None:
+            if in_traceback and raw.strip():
+                last_line_of_traceback = raw
+            continue
+        if in_traceback:
+            add(_exception_message(last_line_of_traceback))
+        in_traceback, last_line_of_traceback = False, ""
+        if match["level"] in ("ERROR", "CRITICAL"):
+            if match["message"].startswith("Traceback"):
+                in_traceback = True
+            else:
+                add(match["message"].strip())
+    if in_traceback:
+        add(_exception_message(last_line_of_traceback))
+    if messages:
+        return "; ".join(messages[:3])
+    lines = (result.get("error") or "").strip().splitlines()
+    return _exception_message(lines[-1]) if lines else "nbgrader gave no reason"

@@ -7,7 +7,8 @@ mounted into a container. Instructors' course servers get a *copy* of it instead
 code in the container: a host process never executes or imports from it, and reaches into it
 only through directory descriptors, with ``O_NOFOLLOW`` on every component, replacing entries by
 rename rather than writing through them. What comes back from it is one regular file, the
-gradebook (manual grades), copied into the host's directory before the host opens it.
+gradebook (manual grades), copied into the host's directory before the host opens it, and the
+files of the assignments' ``source/`` folders the formgrader changed (:func:`take_back_tree`).
 
 Kept free of nbgrader imports: the Hub process uses it at every instructor spawn.
 """
@@ -21,6 +22,7 @@ import os
 import secrets
 import stat
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("learnhub.grader.ownership")
@@ -234,3 +236,119 @@ def take_back_file(copy_dir: Path, name: str, dest: Path, *, max_bytes: int) -> 
         temp.chmod(0o600)
         temp.replace(dest)
     return True
+
+
+#: Bounds of what one command takes back from an instructors' ``source/<assignment>/``.
+MAX_SOURCE_FILE_BYTES = 64 * 1024 * 1024
+MAX_SOURCE_FILES = 2000
+MAX_SOURCE_DEPTH = 8
+
+
+@dataclass
+class _Budget:
+    files: int = MAX_SOURCE_FILES
+
+
+def take_back_tree(copy_dir: Path, relative: tuple[str, ...], dest: Path) -> list[str]:
+    """Copy the files of the instructors' ``copy_dir/<relative>`` that differ from ``dest``'s.
+
+    What the formgrader edited (the assignment's source notebooks) comes back to the host's
+    ``dest``. A file differs when its size or modification time is not the one the host last
+    published (published files carry the host's time, see :func:`_unchanged`). Only regular
+    files and folders are taken, each opened without following links and below
+    :data:`MAX_SOURCE_DEPTH` folders; names starting with a dot (checkpoints, the host's own
+    temporary files) are left; at most :data:`MAX_SOURCE_FILES` files of at most
+    :data:`MAX_SOURCE_FILE_BYTES` each. Files the copy lacks stay on the host. Each file is
+    written to a fresh host file, given the copy's time (so the next publish leaves it alone)
+    and renamed into place. Returns the relative paths taken back.
+    """
+    if not copy_dir.is_dir():
+        return []
+    with _opened(copy_dir) as top:
+        fd = top
+        opened: list[int] = []
+        try:
+            for name in relative:
+                try:
+                    fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    return []
+                except OSError as exc:
+                    log.warning("instructor copy: %s not taken back: %s", "/".join(relative), exc)
+                    return []
+                opened.append(fd)
+            taken: list[str] = []
+            _take_back_into(fd, dest, (), taken, _Budget())
+            return taken
+        finally:
+            for sub in opened:
+                os.close(sub)
+
+
+def _take_back_into(
+    folder: int, dest: Path, at: tuple[str, ...], taken: list[str], budget: _Budget
+) -> None:
+    with os.scandir(folder) as entries:
+        listing = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+    for name, is_dir in sorted(listing):
+        if name.startswith("."):
+            continue
+        rel = "/".join((*at, name))
+        if is_dir:
+            if len(at) + 1 >= MAX_SOURCE_DEPTH or (dest / name).is_file():
+                continue
+            try:
+                sub = os.open(name, _DIR_FLAGS, dir_fd=folder)
+            except OSError as exc:
+                log.warning("instructor copy: %s not taken back: %s", rel, exc)
+                continue
+            try:
+                _take_back_into(sub, dest / name, (*at, name), taken, budget)
+            finally:
+                os.close(sub)
+            continue
+        if budget.files <= 0:
+            log.warning("instructor copy: more than %d files, the rest stay", MAX_SOURCE_FILES)
+            return
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(name, flags, dir_fd=folder)
+        except OSError as exc:  # a link (ELOOP) or gone: the host keeps its own file
+            log.warning("instructor copy: %s not taken back: %s", rel, exc)
+            continue
+        with os.fdopen(fd, "rb") as src:
+            info = os.fstat(src.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_SOURCE_FILE_BYTES:
+                continue
+            target = dest / name
+            if target.is_dir() or _same_file(target, info):
+                continue
+            budget.files -= 1
+            dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+            temp = dest / f".learnhub-{secrets.token_hex(8)}"
+            with open(temp, "xb") as out:
+                remaining = MAX_SOURCE_FILE_BYTES
+                while chunk := src.read(1 << 20):
+                    remaining -= len(chunk)
+                    if remaining < 0:  # grew while being read
+                        break
+                    out.write(chunk)
+            if remaining < 0:
+                temp.unlink()
+                continue
+            temp.chmod(0o600)
+            os.utime(temp, ns=(info.st_atime_ns, info.st_mtime_ns))
+            temp.replace(target)
+            taken.append(rel)
+
+
+def _same_file(path: Path, info: os.stat_result) -> bool:
+    try:
+        mine = path.lstat()
+    except FileNotFoundError:
+        return False
+    return (
+        stat.S_ISREG(mine.st_mode)
+        and mine.st_size == info.st_size
+        and mine.st_mtime_ns == info.st_mtime_ns
+    )

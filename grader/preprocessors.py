@@ -4,6 +4,8 @@
 ``Autograde.autograde_preprocessors``. Everything else stays nbgrader's own: sanitising
 (``ClearOutput``, ``OverwriteCells`` restoring locked and test cells from the gradebook,
 ``CheckCellMetadata``) runs before it, and ``SaveAutoGrades`` scores the outputs it returns.
+:class:`RestoreLockedCells` is nbgrader's ``OverwriteCells`` minus one warning: the one it logs
+for every test cell with hidden tests of every learner, which is how hidden tests come back.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any
 
 from nbconvert.exporters.exporter import ResourcesDict
 from nbformat import NotebookNode
-from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader import utils as nbgrader_utils
+from nbgrader.api import MissingEntry
+from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor, OverwriteCells
 from traitlets import Instance, Unicode
 
 from grader.sandbox import SandboxError, SandboxPolicy, SandboxResult, run_notebook_in_sandbox
@@ -130,3 +134,74 @@ def _merge_outputs(target: NotebookNode, executed: NotebookNode) -> None:
             mine.execution_count = theirs.get("execution_count")
     if "language_info" in executed.metadata:
         target.metadata["language_info"] = executed.metadata["language_info"]
+
+
+class RestoreLockedCells(OverwriteCells):  # type: ignore[misc]
+    """nbgrader's ``OverwriteCells``, without a warning where nothing unexpected happened.
+
+    The student version of a test cell has its hidden tests removed, so its checksum never
+    matches the gradebook's: ``OverwriteCells`` puts the source back (that is how hidden tests
+    are run) and logs "Attribute 'checksum' for cell ... has changed!" at WARNING, for every
+    such cell of every learner, untouched notebooks included (about five lines per learner,
+    200 for 40 learners). Here that case is logged at DEBUG; a locked cell the learner did edit
+    still gets nbgrader's warning.
+    """
+
+    def preprocess_cell(
+        self, cell: NotebookNode, resources: ResourcesDict, cell_index: int
+    ) -> tuple[NotebookNode, ResourcesDict]:
+        """``OverwriteCells.preprocess_cell``, remembering whether ``cell`` is the release's."""
+        self._as_released = self._is_student_version(cell)
+        try:
+            return super().preprocess_cell(cell, resources, cell_index)  # type: ignore[no-any-return]
+        finally:
+            self._as_released = False
+
+    def _is_student_version(self, cell: NotebookNode) -> bool:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id is None or not nbgrader_utils.is_locked(cell):
+            return False
+        try:
+            source = self.gradebook.find_source_cell(grade_id, self.notebook_id, self.assignment_id)
+        except MissingEntry:
+            return False
+        released = NotebookNode(cell_type=source.cell_type, source=source.source)  # type: ignore[no-untyped-call]
+        try:
+            ClearHiddenTests(enforce_metadata=False)._remove_hidden_test_region(released)
+        except RuntimeError:  # unbalanced delimiters: let nbgrader report whatever differs
+            return False
+        return bool(cell.source == released.source)
+
+    def report_change(self, name: str, attr: str, old: Any, new: Any) -> None:
+        """nbgrader's warning, except for the checksum of a test cell as it was released."""
+        if attr == "checksum" and getattr(self, "_as_released", False):
+            self.log.debug("restored the hidden tests of cell %s", name)
+            return
+        super().report_change(name, attr, old, new)
+
+
+class RefuseAutotests(NbGraderPreprocessor):  # type: ignore[misc]
+    """Takes the place of nbgrader's ``InstantiateTests`` when the host generates a release.
+
+    ``InstantiateTests`` expands ``### AUTOTEST`` lines by starting a kernel *on the host* and
+    running the source notebook's code in it. Sources are edited in the formgrader, inside an
+    instructor's course container, and come back to the host (grader/ownership.py): running
+    them there would hand the host to whatever code ran in that container. A notebook with an
+    autotest line is refused with what to do instead.
+    """
+
+    autotest_delimiter = Unicode("AUTOTEST", help="nbgrader's autotest marker.").tag(config=True)
+
+    def preprocess(
+        self, nb: NotebookNode, resources: ResourcesDict
+    ) -> tuple[NotebookNode, ResourcesDict]:
+        """Fail on the first code cell with an autotest line; else change nothing."""
+        for cell in nb.cells:
+            if cell.cell_type == "code" and self.autotest_delimiter in cell.source:
+                grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "?")
+                raise ValueError(
+                    f"cell {grade_id} has an {self.autotest_delimiter} line: LearnHub does not "
+                    "run notebooks on its host to generate tests; write the assert statements "
+                    "out in the cell"
+                )
+        return nb, resources

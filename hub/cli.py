@@ -289,11 +289,20 @@ def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """release | collect | autograde | feedback | export | extend, for one assignment."""
+    import logging
+
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from grader.course import GradingCourse, GradingError
     from grader.reports import grades_csv
+
+    # nbgrader's apps log each step at INFO on the `traitlets` logger; a failed step comes back
+    # as a GradingError with nbgrader's reason, so the terminal shows that one line only.
+    nbgrader_log = logging.getLogger("traitlets")
+    nbgrader_log.propagate = False
+    if not any(isinstance(h, logging.NullHandler) for h in nbgrader_log.handlers):
+        nbgrader_log.addHandler(logging.NullHandler())
 
     settings = _settings(args, environ)
     course = GradingCourse.for_operator(settings, args.course, token=_admin_token_for_cli(settings))
@@ -302,15 +311,20 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     try:
         if args.action == "release":
             with console.status(f"releasing {what}"):
-                course.release(args.assignment, force=args.force)
+                course.release(args.assignment, force=args.force, from_course=args.from_course)
             print(f"released {what}: learners can fetch it from the Assignments tab")
         elif args.action == "collect":
             with console.status(f"collecting {what}"):
-                students = course.collect(args.assignment)
+                students = course.collect(args.assignment, from_course=args.from_course)
             print(f"collected {len(students)} submissions of {what}: {', '.join(students)}")
         elif args.action == "autograde":
-            # Counting needs only the collected folders; autograde() prepares the course once.
-            total = len(course.submitted_students(args.assignment))
+            with console.status(f"finding new submissions of {what}"):
+                plan = course.plan_autograde(
+                    args.assignment,
+                    student=args.student,
+                    regrade_all=args.all,
+                    from_course=args.from_course,
+                )
             with Progress(
                 TextColumn("autograding"),
                 BarColumn(),
@@ -318,23 +332,31 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 TextColumn("{task.description}"),
                 console=console,
             ) as progress:
-                task = progress.add_task(what, total=total)
+                task = progress.add_task(what, total=len(plan.to_grade))
 
                 def advance(result: GradeResult) -> None:
                     progress.update(task, advance=1, description=result.student)
 
                 results = course.autograde(
-                    args.assignment, parallel=args.parallel, progress=advance
+                    args.assignment, plan, parallel=args.parallel, progress=advance
                 )
             for r in results:
                 score = "-" if r.score is None else f"{r.score:g}/{r.max_score:g}"
                 reason = f" ({r.reason})" if r.reason else ""
                 print(f"{r.student:<24} {score:>10}  {r.outcome}{reason}")
+            if plan.skipped:
+                shown = ", ".join(plan.skipped[:10])
+                more = f" and {len(plan.skipped) - 10} more" if len(plan.skipped) > 10 else ""
+                count = len(plan.skipped)
+                print(
+                    f"skipped {count} unchanged submission{'s' if count > 1 else ''} "
+                    f"({shown}{more}): graded already; --all regrades them, --student NAME one"
+                )
             if any(r.outcome == "error" for r in results):
                 return 1
         elif args.action == "feedback":
             with console.status(f"generating and releasing feedback for {what}"):
-                students = course.feedback(args.assignment)
+                students = course.feedback(args.assignment, from_course=args.from_course)
             print(f"feedback released to {len(students)} learners for {what}")
         elif args.action == "export":
             text = grades_csv(course.export(args.assignment))
@@ -483,8 +505,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="autograde: sandboxes at once (default: grading.sandbox.parallel)",
     )
+    grading.add_argument(
+        "--from-course",
+        action="store_true",
+        help="replace the grading source of ASSIGNMENT (and its formgrader edits) with the "
+        "course repository's courses/COURSE/source/ASSIGNMENT",
+    )
+    grading.add_argument(
+        "--all",
+        action="store_true",
+        help="autograde: regrade every collected submission (default: only new or changed)",
+    )
     grading.add_argument("--output", help="export: write the CSV to this file")
-    grading.add_argument("--student", help="extend: the learner")
+    grading.add_argument("--student", help="extend: the learner; autograde: regrade only them")
     grading.add_argument("--hours", type=float, help="extend: extra hours (0 removes)")
     grading.set_defaults(func=cmd_grader)
 
