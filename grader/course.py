@@ -40,6 +40,13 @@ from grader.sandbox import SandboxPolicy
 from hub.addresses import service_prefix
 from hub.courses import Catalog, CourseEntry
 from hub.errors import LearnHubError
+from hub.privilege import (
+    ServiceAccount,
+    prepare_data_dir,
+    run_as_service_user,
+    share_gradebook,
+    share_grading_folder,
+)
 from hub.progress import store_grades
 from hub.settings import Settings
 from hub.store import Database, upgrade
@@ -69,10 +76,19 @@ class GradingCourse:
     parallel: int
     #: LearnHub's database, where autograde records each grade for the learner's home page.
     learnhub_db_url: str = ""
+    #: The account the LearnHub service runs as (operator commands run as root): it owns
+    #: LearnHub's database and may read, never write, the gradebook (hub/privilege.py).
+    service_account: ServiceAccount | None = None
 
     @classmethod
     def for_course(
-        cls, settings: Settings, entry: CourseEntry, *, exchange_url: str = "", token: str = ""
+        cls,
+        settings: Settings,
+        entry: CourseEntry,
+        *,
+        exchange_url: str = "",
+        token: str = "",
+        service_account: ServiceAccount | None = None,
     ) -> GradingCourse:
         """The course's grading side under the settings' grader folder.
 
@@ -88,6 +104,7 @@ class GradingCourse:
             policy=sandbox_policy(settings, entry.course),
             parallel=grading_parallelism(settings, entry.course),
             learnhub_db_url=settings.learnhub_db_url,
+            service_account=service_account,
         )
 
     @classmethod
@@ -102,7 +119,13 @@ class GradingCourse:
         exchange_url = (
             f"http://127.0.0.1:{settings.hub.service_port}{service_prefix(settings)}exchange/"
         )
-        return cls.for_course(settings, entry, exchange_url=exchange_url, token=token)
+        return cls.for_course(
+            settings,
+            entry,
+            exchange_url=exchange_url,
+            token=token,
+            service_account=prepare_data_dir(settings),
+        )
 
     @property
     def course_id(self) -> str:
@@ -182,6 +205,17 @@ class GradingCourse:
         with Gradebook(self.gradebook_url, self.course_id) as gb:
             for assignment in self.entry.course.assignments:
                 gb.update_or_create_assignment(assignment.id, duedate=assignment.due)
+        self.share_gradebook()
+
+    def share_gradebook(self) -> None:
+        """Let the service's account read the gradebook (dashboards, the grades API) through
+        the root-owned folders, without listing or writing anything of them."""
+        if self.service_account is None or self.gradebook_url != self.default_gradebook_url:
+            return
+        gid = self.service_account.gid
+        share_grading_folder(self.root.parent, gid)
+        share_grading_folder(self.root, gid)
+        share_gradebook(self.root / "gradebook.db", gid)
 
     def _api(self, config: Config | None = None) -> NbGraderAPI:
         config = config or self.nbgrader_config()
@@ -263,12 +297,17 @@ class GradingCourse:
         """Copy the scores into LearnHub's database (what the learner's home page shows)."""
         if not self.learnhub_db_url:
             return
-        upgrade(self.learnhub_db_url)
-        db = Database(self.learnhub_db_url)
-        try:
-            store_grades(db, self.course_id, results)
-        finally:
-            db.dispose()
+
+        def store() -> None:
+            upgrade(self.learnhub_db_url)
+            db = Database(self.learnhub_db_url)
+            try:
+                store_grades(db, self.course_id, results)
+            finally:
+                db.dispose()
+
+        # LearnHub's database is the service's: root writes none of its files.
+        run_as_service_user(self.service_account, store)
 
     def feedback(self, assignment: str) -> list[str]:
         """Generate feedback (hidden tests stripped) and release it; return the students."""
@@ -292,6 +331,7 @@ class GradingCourse:
         except OSError as exc:
             raise GradingError(f"{exc.filename}: {exc.strerror}") from exc
         self.take_back_gradebook()
+        self.share_gradebook()
         return self.grades(assignment)
 
     def grades(self, assignment: str | None = None) -> list[dict[str, Any]]:

@@ -74,7 +74,7 @@ async def main() -> None:
     if settings.payments.provider == "stripe":
         client = stripe_client(settings)
     storage = ExchangeStorage(
-        settings.data_dir / "exchange",
+        settings.exchange_dir,
         db,
         courses=catalog,
         limits=ExchangeLimits.from_settings(settings.exchange),
