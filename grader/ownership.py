@@ -211,7 +211,7 @@ def _keep_sharing(old: Path, new: Path) -> None:
         info = old.lstat()
     except FileNotFoundError:
         return
-    if stat.S_ISREG(info.st_mode) and info.st_mode & stat.S_IRGRP:
+    if stat.S_ISREG(info.st_mode) and info.st_gid != 0 and info.st_mode & stat.S_IRGRP:
         os.chown(new, -1, info.st_gid)
         new.chmod(0o640)
 

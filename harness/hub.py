@@ -182,6 +182,11 @@ class HubProcess(JupyterHubProcess):
         return Path(self.settings["hub"]["data_dir"])
 
     @property
+    def learnhub_db_path(self) -> Path:
+        """LearnHub's SQLite database: the service's folder of the data folder."""
+        return self.data_dir / "service" / "learnhub.sqlite"
+
+    @property
     def prefix(self) -> str:
         """Prefix of this hub's containers and volumes."""
         return str(self.settings["spawner"]["name_prefix"])
