@@ -199,7 +199,13 @@ def learnhub_service(settings: Settings) -> dict[str, Any]:
     service: dict[str, Any] = {
         "name": "learnhub",
         "url": f"http://127.0.0.1:{settings.hub.service_port}",
-        "command": [sys.executable, "-m", "hub.service"],
+        # Where containers reach the exchange, resolved here: the service has no Docker access.
+        "command": [
+            sys.executable,
+            "-m",
+            "hub.service",
+            f"--container-address={hub_ip(settings)}",
+        ],
         "cwd": str(Path.cwd()),
         "environment": environment,
         "oauth_no_confirm": True,
