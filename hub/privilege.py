@@ -93,7 +93,9 @@ def prepare_data_dir(settings: Settings) -> ServiceAccount | None:
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     service_dir = settings.service_dir
-    _make_private(data_dir, skip=(service_dir, settings.formgrader_dir))
+    _make_private(
+        data_dir, skip=(service_dir, settings.formgrader_dir), sharing=account is not None
+    )
     _move_legacy_service_files(settings)
     _prepare_service_dir(service_dir, account)
     if account is None:
@@ -112,11 +114,13 @@ def prepare_data_dir(settings: Settings) -> ServiceAccount | None:
     return account
 
 
-def _make_private(data_dir: Path, *, skip: tuple[Path, ...]) -> None:
+def _make_private(data_dir: Path, *, skip: tuple[Path, ...], sharing: bool) -> None:
     """Strip group and other permissions from everything root keeps in the data folder.
 
-    Folders in ``skip`` lose theirs but are not entered: root never walks what the service or
-    the course containers own.
+    With ``sharing`` (root, with a service account), what is shared with the service's group
+    keeps exactly that (a folder's pass-through bit, a gradebook's read bit), so the service's
+    reads never fail while this runs. Folders in
+    ``skip`` are not entered: root never walks what the service or the course containers own.
     """
     for dirpath, dirnames, filenames in os.walk(data_dir):
         here = Path(dirpath)
@@ -125,8 +129,12 @@ def _make_private(data_dir: Path, *, skip: tuple[Path, ...]) -> None:
             info = path.lstat()
             if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid():
                 continue
-            if info.st_mode & 0o077:
-                path.chmod(stat.S_IMODE(info.st_mode) & 0o700)
+            shared = 0
+            if sharing and info.st_gid != 0:
+                shared = stat.S_IXGRP if stat.S_ISDIR(info.st_mode) else stat.S_IRGRP
+            mode = stat.S_IMODE(info.st_mode)
+            if mode & 0o077 & ~shared:
+                path.chmod(mode & (0o700 | shared))
         dirnames[:] = [d for d in dirnames if here / d not in skip]
 
 
