@@ -93,8 +93,13 @@ for target in "$ROOT" "$(readlink -f .venv/bin/python)"; do
     while [[ "$blocked" != / ]] && ! reach "$(dirname "$blocked")"; do
       blocked="$(dirname "$blocked")"
     done
+    if [[ "$blocked" == "${granted:-}" ]]; then
+      echo "$SERVICE_USER still cannot pass through $blocked; see docs/how-to/production.md" >&2
+      exit 1
+    fi
     say "letting $SERVICE_USER through $blocked (search permission only)"
     setfacl -m "u:$SERVICE_USER:x" "$blocked"
+    granted="$blocked"
   done
 done
 runuser -u "$SERVICE_USER" -- .venv/bin/python -c 'import hub.service' \
