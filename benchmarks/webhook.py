@@ -186,7 +186,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = hub_settings(work, courses_dir=ROOT / "courses")
     settings["hub"]["log_level"] = getattr(args, "log_level", None) or "WARNING"
     settings["payments"] = {"provider": "stripe", "stripe_api_base": standin.url}
-    standin.record_sessions_in = f"sqlite:///{work / 'var' / 'learnhub.sqlite'}"
+    standin.record_sessions_in = f"sqlite:///{work / 'var' / 'service' / 'learnhub.sqlite'}"
     hub = HubProcess(
         workdir=work,
         settings=settings,

@@ -53,6 +53,13 @@ from grader.sandbox import SandboxPolicy
 from hub.addresses import service_prefix
 from hub.courses import Catalog, CourseEntry
 from hub.errors import LearnHubError
+from hub.privilege import (
+    ServiceAccount,
+    prepare_data_dir,
+    run_as_service_user,
+    share_gradebook,
+    share_grading_folder,
+)
 from hub.progress import store_grades
 from hub.settings import Settings
 from hub.store import Database, upgrade
@@ -99,10 +106,19 @@ class GradingCourse:
     parallel: int
     #: LearnHub's database, where autograde records each grade for the learner's home page.
     learnhub_db_url: str = ""
+    #: The account the LearnHub service runs as (operator commands run as root): it owns
+    #: LearnHub's database and may read, never write, the gradebook (hub/privilege.py).
+    service_account: ServiceAccount | None = None
 
     @classmethod
     def for_course(
-        cls, settings: Settings, entry: CourseEntry, *, exchange_url: str = "", token: str = ""
+        cls,
+        settings: Settings,
+        entry: CourseEntry,
+        *,
+        exchange_url: str = "",
+        token: str = "",
+        service_account: ServiceAccount | None = None,
     ) -> GradingCourse:
         """The course's grading side under the settings' grader folder.
 
@@ -118,6 +134,7 @@ class GradingCourse:
             policy=sandbox_policy(settings, entry.course),
             parallel=grading_parallelism(settings, entry.course),
             learnhub_db_url=settings.learnhub_db_url,
+            service_account=service_account,
         )
 
     @classmethod
@@ -132,7 +149,13 @@ class GradingCourse:
         exchange_url = (
             f"http://127.0.0.1:{settings.hub.service_port}{service_prefix(settings)}exchange/"
         )
-        return cls.for_course(settings, entry, exchange_url=exchange_url, token=token)
+        return cls.for_course(
+            settings,
+            entry,
+            exchange_url=exchange_url,
+            token=token,
+            service_account=prepare_data_dir(settings),
+        )
 
     @property
     def course_id(self) -> str:
@@ -218,6 +241,17 @@ class GradingCourse:
         with Gradebook(self.gradebook_url, self.course_id) as gb:
             for item in self.entry.course.assignments:
                 gb.update_or_create_assignment(item.id, duedate=item.due)
+        self.share_gradebook()
+
+    def share_gradebook(self) -> None:
+        """Let the service's account read the gradebook (dashboards, the grades API) through
+        the root-owned folders, without listing or writing anything of them."""
+        if self.service_account is None or self.gradebook_url != self.default_gradebook_url:
+            return
+        gid = self.service_account.gid
+        share_grading_folder(self.root.parent, gid)
+        share_grading_folder(self.root, gid)
+        share_gradebook(self.root / "gradebook.db", gid)
 
     def take_back_sources(self) -> None:
         """Take back the source files the instructors changed in the formgrader."""
@@ -415,12 +449,17 @@ class GradingCourse:
         """Copy the scores into LearnHub's database (what the learner's home page shows)."""
         if not self.learnhub_db_url:
             return
-        upgrade(self.learnhub_db_url)
-        db = Database(self.learnhub_db_url)
-        try:
-            store_grades(db, self.course_id, results)
-        finally:
-            db.dispose()
+
+        def store() -> None:
+            upgrade(self.learnhub_db_url)
+            db = Database(self.learnhub_db_url)
+            try:
+                store_grades(db, self.course_id, results)
+            finally:
+                db.dispose()
+
+        # LearnHub's database is the service's: root writes none of its files.
+        run_as_service_user(self.service_account, store)
 
     def feedback(self, assignment: str, *, from_course: bool = False) -> list[str]:
         """Generate feedback (hidden tests stripped) and release it; return the students."""
@@ -458,6 +497,7 @@ class GradingCourse:
             )
         if not self._has_gradebook():
             return []
+        self.share_gradebook()
         return self.grades(assignment)
 
     def _has_gradebook(self) -> bool:

@@ -47,7 +47,7 @@ def prepare_host_directory(folder: Path) -> None:
     is in it may have been planted.
     """
     folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    folder.parent.chmod(0o700)
+    _keep_private(folder.parent)
     with contextlib.suppress(FileExistsError):
         folder.mkdir(mode=0o700)
     info = folder.lstat()
@@ -59,7 +59,13 @@ def prepare_host_directory(folder: Path) -> None:
             "and takes the gradebook back from the instructors' copy",
             str(folder),
         )
-    folder.chmod(0o700)
+    _keep_private(folder)
+
+
+def _keep_private(folder: Path) -> None:
+    """0700, keeping the group's pass-through bit that lets the LearnHub service's account
+    reach the gradebook (hub/privilege.py: 0710, never list or write)."""
+    folder.chmod(0o700 | (stat.S_IMODE(folder.lstat().st_mode) & stat.S_IXGRP))
 
 
 def prepare_instructor_copy(folder: Path) -> None:
@@ -200,6 +206,18 @@ def publish_to_instructors(host_dir: Path, copy_dir: Path, *, skip: frozenset[st
         return _publish_into(host_dir, target, skip)
 
 
+def _keep_sharing(old: Path, new: Path) -> None:
+    """Give ``new`` the group and group-read bit of the file it replaces, so the LearnHub
+    service's account keeps reading the gradebook it could read (hub/privilege.py)."""
+    try:
+        info = old.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(info.st_mode) and info.st_gid != 0 and info.st_mode & stat.S_IRGRP:
+        os.chown(new, -1, info.st_gid)
+        new.chmod(0o640)
+
+
 def take_back_file(copy_dir: Path, name: str, dest: Path, *, max_bytes: int) -> bool:
     """Copy regular file ``name`` of the instructors' copy to ``dest`` (host-owned, replaced
     atomically). False, with a warning, when it is missing, a link, not a regular file or too
@@ -234,6 +252,7 @@ def take_back_file(copy_dir: Path, name: str, dest: Path, *, max_bytes: int) -> 
                     return False
                 dst.write(chunk)
         temp.chmod(0o600)
+        _keep_sharing(dest, temp)
         temp.replace(dest)
     return True
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,6 +182,11 @@ class HubProcess(JupyterHubProcess):
         return Path(self.settings["hub"]["data_dir"])
 
     @property
+    def learnhub_db_path(self) -> Path:
+        """LearnHub's SQLite database: the service's folder of the data folder."""
+        return self.data_dir / "service" / "learnhub.sqlite"
+
+    @property
     def prefix(self) -> str:
         """Prefix of this hub's containers and volumes."""
         return str(self.settings["spawner"]["name_prefix"])
@@ -193,6 +200,9 @@ class HubProcess(JupyterHubProcess):
         """Write the settings; with Docker, make the hub's own course network and firewall
         rules first, as an operator's `learnhub network apply` would."""
         self.config_path.write_text(yaml.safe_dump(self.settings))
+        # A root hub runs the LearnHub service as `hub.service_user`: it must reach its work
+        # folder (its cwd, the settings file) and the courses, as in an operator's install.
+        let_service_user_through(self.workdir, Path(self.settings["courses_dir"]))
         if self.settings["spawner"].get("backend", "docker") == "docker":
             applied = run_learnhub(self, "network", "apply", timeout=120)
             if applied.returncode != 0:
@@ -205,6 +215,24 @@ class HubProcess(JupyterHubProcess):
         env["PATH"] = venv_path(env, str(ROOT / "tools" / "node_modules" / ".bin"))
         env.update(self.extra_env)
         return env
+
+
+def let_service_user_through(*folders: Path) -> None:
+    """Let other users read ``folders`` and pass through their parents up to the temporary
+    folder: pytest's (``/tmp/pytest-of-root/...``) and ``mkdtemp``'s are 0700. Only folders
+    under the temporary folder are changed, and only by a root test run (a hub that is not
+    root runs its service as itself)."""
+    if os.geteuid() != 0:
+        return
+    tmp = Path(tempfile.gettempdir()).resolve()
+    for folder in (f.resolve() for f in folders):
+        if tmp not in folder.parents:
+            continue
+        folder.chmod(stat.S_IMODE(folder.stat().st_mode) | 0o005)
+        for parent in folder.parents:
+            if parent == tmp:
+                break
+            parent.chmod(stat.S_IMODE(parent.stat().st_mode) | 0o001)
 
 
 def hub_settings(workdir: Path, *, courses_dir: Path, backend: str = "docker") -> dict[str, Any]:

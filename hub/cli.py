@@ -37,6 +37,7 @@ from hub.addresses import hub_api_url
 from hub.courses import Catalog, learner_group, load_courses
 from hub.errors import LearnHubError
 from hub.logs import configure_logging
+from hub.privilege import become_service_user
 from hub.settings import Settings, load_settings, settings_from_environment
 
 if TYPE_CHECKING:
@@ -177,6 +178,8 @@ def _change_access(settings: Settings, action: str, user: str, course_id: str) -
         known = ", ".join(catalog.ids()) or "none"
         raise LearnHubError(f"no such course {course_id!r} (known: {known})")
     token = _admin_token_for_cli(settings)
+    # LearnHub's database is the service's: write it as the service does (hub/privilege.py).
+    become_service_user(settings)
 
     async def run() -> int:
         async with hub_groups.HubClient(hub_api_url(settings), token) as hub:
@@ -258,6 +261,7 @@ def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     settings = _settings(args, environ)
     catalog = Catalog.load(settings.courses_dir)
     token = _admin_token_for_cli(settings)
+    become_service_user(settings)
 
     async def run() -> int:
         upgrade(settings.learnhub_db_url)

@@ -21,32 +21,17 @@ from hub.courses import Catalog
 from hub.demo_accounts import DEMO_ADMIN, DEMO_USERS, demo_groups, demo_seed_users
 from hub.home import home_courses
 from hub.hub_sqlite import tune_hub_sqlite
+from hub.privilege import prepare_data_dir, service_account
 from hub.settings import Settings
 from hub.subdomains import learnhub_subdomain_hook
-
-
-def make_private(data_dir: Path) -> None:
-    """Keep the data folder (databases, cookie secret, exchange store) to its owner.
-
-    The folder becomes 0700 and what it already holds loses group and other permissions. New
-    files stay private through the umask the Hub process sets (`jupyterhub_config.py`) and the
-    service sets for itself; applying config never changes the calling process's umask.
-    """
-    data_dir.mkdir(parents=True, exist_ok=True)
-    data_dir.chmod(0o700)
-    for path in data_dir.rglob("*"):
-        if path.is_symlink():
-            continue
-        mode = path.stat().st_mode
-        if mode & 0o077:
-            path.chmod(mode & 0o700)
 
 
 def apply_hub(c: Any, settings: Settings) -> None:
     """Proxy, Hub API address, base URL, database, cookie secret, logging."""
     hub = settings.hub
     data_dir = settings.data_dir
-    make_private(data_dir)
+    # Root's part 0700 (0710 for the service's group), the service's part its own.
+    prepare_data_dir(settings)
     c.JupyterHub.bind_url = hub.bind_url
     c.JupyterHub.hub_bind_url = f"http://{hub_ip(settings)}:{hub.hub_port}"
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub.proxy_api_port}"
@@ -155,6 +140,8 @@ def apply_services(c: Any, settings: Settings) -> None:
                     f"--timeout={settings.spawner.idle_timeout}",
                     "--cull-every=60",
                 ],
+                # It only calls the Hub API: no reason to be root.
+                **run_as(settings),
             }
         )
         roles.append(
@@ -212,17 +199,32 @@ def learnhub_service(settings: Settings) -> dict[str, Any]:
     service: dict[str, Any] = {
         "name": "learnhub",
         "url": f"http://127.0.0.1:{settings.hub.service_port}",
-        "command": [sys.executable, "-m", "hub.service"],
+        # Where containers reach the exchange, resolved here: the service has no Docker access.
+        "command": [
+            sys.executable,
+            "-m",
+            "hub.service",
+            f"--container-address={hub_ip(settings)}",
+        ],
         "cwd": str(Path.cwd()),
         "environment": environment,
         "oauth_no_confirm": True,
         "display": True,
+        **run_as(settings),
     }
     token = settings.secret("service_token")
     if token:
         # A fixed token survives hub restarts and can be rotated by the operator.
         service["api_token"] = token
     return service
+
+
+def run_as(settings: Settings) -> dict[str, str]:
+    """The managed-service ``user`` key: the unprivileged ``hub.service_user`` when the Hub
+    is root (JupyterHub then sets the uid, gid, groups, ``USER`` and ``HOME`` of the service
+    before it runs), else nothing: a Hub that is not root runs its services as itself."""
+    account = service_account(settings)
+    return {"user": account.name} if account else {}
 
 
 #: The secrets the LearnHub service itself uses, and so the only ones it is given.

@@ -108,7 +108,21 @@ class HubSettings(_Model):
         ),
     )
     data_dir: Path = Field(
-        Path("var"), description="Folder for databases, cookie secret and state."
+        Path("var"),
+        description=(
+            "Folder for databases, cookie secret and state. The LearnHub service's part (its "
+            "database and the exchange store) is the `service/` folder in it, owned by "
+            "`service_user`; the rest is root's."
+        ),
+    )
+    service_user: Annotated[str, Field(pattern=r"^([a-z_][a-z0-9_-]{0,31})?$")] = Field(
+        "learnhub",
+        description=(
+            "Unprivileged system user the LearnHub service and the idle culler run as when the "
+            "Hub runs as root (scripts/setup.sh creates `learnhub`). It owns `data_dir/service` "
+            "and may read the gradebooks, nothing else of the data folder. Empty: they run as "
+            "the Hub's user, like everything when the Hub is not root."
+        ),
     )
     admin_users: list[str] = Field(
         default_factory=list, description="Hub usernames that are JupyterHub admins."
@@ -490,7 +504,9 @@ class DatabaseSettings(_Model):
     """Database URLs. SQLite files under `hub.data_dir` unless given."""
 
     hub_url: str = Field("", description="JupyterHub's database; default sqlite under data_dir.")
-    learnhub_url: str = Field("", description="LearnHub's database; default sqlite under data_dir.")
+    learnhub_url: str = Field(
+        "", description="LearnHub's database; default sqlite under data_dir/service."
+    )
     gradebook_url: str = Field(
         "",
         description=(
@@ -651,6 +667,17 @@ class Settings(_Model):
         return self.hub.data_dir.resolve()
 
     @property
+    def service_dir(self) -> Path:
+        """The LearnHub service's own folder (its database, the exchange store), owned by
+        ``hub.service_user`` (hub/privilege.py)."""
+        return self.data_dir / "service"
+
+    @property
+    def exchange_dir(self) -> Path:
+        """The exchange store (releases, submissions, feedback), written by the service."""
+        return self.service_dir / "exchange"
+
+    @property
     def hub_db_url(self) -> str:
         """JupyterHub's database URL."""
         return self.database.hub_url or f"sqlite:///{self.data_dir / 'jupyterhub.sqlite'}"
@@ -658,7 +685,7 @@ class Settings(_Model):
     @property
     def learnhub_db_url(self) -> str:
         """LearnHub's own database URL."""
-        return self.database.learnhub_url or f"sqlite:///{self.data_dir / 'learnhub.sqlite'}"
+        return self.database.learnhub_url or f"sqlite:///{self.service_dir / 'learnhub.sqlite'}"
 
     @property
     def grader_dir(self) -> Path:

@@ -26,6 +26,7 @@ have_cmd node || need+=(nodejs)
 have_cmd npm || need+=(npm)
 have_cmd git || need+=(git)
 [[ -f /etc/ssl/certs/ca-certificates.crt ]] || need+=(ca-certificates)
+have_cmd setfacl || need+=(acl)
 if (( WITH_TEST )); then
   [[ -x /usr/lib/postgresql/15/bin/initdb ]] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   have_cmd chromium || need+=(chromium)
@@ -72,3 +73,34 @@ fi
 # 5. Container images: the offline base image, then whatever is out of date.
 say "building images that are out of date"
 .venv/bin/learnhub images build ${LEARNHUB_EXTRA_CA:+--extra-ca "$LEARNHUB_EXTRA_CA"}
+
+# 6. The unprivileged user the LearnHub service and the idle culler run as (hub.service_user;
+#    docs/security.md). The Hub starts them as this user; it must reach this checkout and the
+#    venv's Python. Where either lives under a private folder (a Python in /root/.pyenv), that
+#    user alone is allowed through it (search permission only, no listing).
+SERVICE_USER=learnhub
+if ! id -u "$SERVICE_USER" >/dev/null 2>&1; then
+  say "creating the system user $SERVICE_USER"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent \
+    --shell /usr/sbin/nologin "$SERVICE_USER"
+fi
+reach() { runuser -u "$SERVICE_USER" -- test -x "$1"; }
+for target in "$ROOT" "$(readlink -f .venv/bin/python)"; do
+  dir="$(dirname "$target")"
+  [[ -d "$target" ]] && dir="$target"
+  while ! reach "$dir"; do
+    blocked="$dir"
+    while [[ "$blocked" != / ]] && ! reach "$(dirname "$blocked")"; do
+      blocked="$(dirname "$blocked")"
+    done
+    if [[ "$blocked" == "${granted:-}" ]]; then
+      echo "$SERVICE_USER still cannot pass through $blocked; see docs/how-to/production.md" >&2
+      exit 1
+    fi
+    say "letting $SERVICE_USER through $blocked (search permission only)"
+    setfacl -m "u:$SERVICE_USER:x" "$blocked"
+    granted="$blocked"
+  done
+done
+runuser -u "$SERVICE_USER" -- .venv/bin/python -c 'import hub.service' \
+  || { echo "$SERVICE_USER cannot run LearnHub from $ROOT; see docs/security.md" >&2; exit 1; }

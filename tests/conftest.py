@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,25 @@ from tests.harness import (
     hub_settings,
     remove_stale_test_objects,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A root test run gets its own temporary folder, outside `/tmp/pytest-of-root`.
+
+    Its hubs run the LearnHub service as an unprivileged user (`hub.service_user`), which the
+    harness lets through the temporary folders to the hub's work folder and courses. Every
+    pytest session that starts resets the shared `/tmp/pytest-of-root` to 0700, and so would
+    lock that user out of a hub another checkout's session is running.
+    """
+    if os.geteuid() == 0 and config.option.basetemp is None:
+        config.option.basetemp = str(Path(tempfile.gettempdir()) / f"pytest-learnhub-{os.getpid()}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove this session's own temporary folder when everything passed (kept to debug)."""
+    basetemp = session.config.option.basetemp
+    if exitstatus == 0 and basetemp and Path(basetemp).name == f"pytest-learnhub-{os.getpid()}":
+        shutil.rmtree(basetemp, ignore_errors=True)
 
 
 @pytest.hookimpl(wrapper=True)

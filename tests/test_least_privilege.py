@@ -1,21 +1,35 @@
-"""The most exposed process holds only its own secrets; the data folder is its owner's alone.
+"""The most exposed process holds only its own secrets, runs unprivileged, and reaches only its
+own part of the data folder.
 
-On a real hub (local spawner: no containers needed) started with every secret an operator
-sets, this reads what the running LearnHub service process actually holds
-(``/proc/<pid>/environ``) and the modes of what the hub and the service wrote.
+On a real hub (local spawner: no containers needed) started as root (as the test command runs)
+with every secret an operator sets, this reads what the running LearnHub service and idle
+culler processes actually hold and who they are (``/proc/<pid>/environ``, ``/proc/<pid>/status``),
+tries the Hub's files as the service's user, and checks the owners and modes of what the hub,
+the service and the operator's commands wrote.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import pwd
 import secrets
 import stat
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import stripe
 
 from hub.settings import load_settings
-from tests.harness import ROOT, HubProcess, hub_settings
+from tests.harness import ROOT, HubProcess, hub_settings, run_learnhub
+
+#: `hub.service_user`'s default, created by scripts/setup.sh.
+SERVICE_USER = "learnhub"
 
 HUB_ONLY = {
     "LEARNHUB_ADMIN_TOKEN",
@@ -29,9 +43,11 @@ HUB_ONLY = {
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
     workdir = tmp_path_factory.mktemp("privilege-hub")
+    settings = hub_settings(workdir, courses_dir=ROOT / "courses", backend="local")
+    settings["spawner"]["idle_timeout"] = 3600  # the idle culler runs too
     process = HubProcess(
         workdir=workdir,
-        settings=hub_settings(workdir, courses_dir=ROOT / "courses", backend="local"),
+        settings=settings,
         extra_env={
             "LEARNHUB_COOKIE_SECRET": secrets.token_hex(32),
             "LEARNHUB_SERVICE_TOKEN": secrets.token_hex(32),
@@ -47,12 +63,16 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
         process.stop()
 
 
-def service_environment(hub: HubProcess) -> dict[str, str]:
-    response = hub.api("GET", "/services/learnhub")
+def service_pid(hub: HubProcess, name: str = "learnhub") -> int:
+    response = hub.api("GET", f"/services/{name}")
     assert response.status_code == 200, response.text
     pid = response.json()["pid"]
     assert pid, response.json()
-    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return int(pid)
+
+
+def service_environment(hub: HubProcess) -> dict[str, str]:
+    raw = Path(f"/proc/{service_pid(hub)}/environ").read_bytes()
     pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
     return {k.decode(): v.decode(errors="replace") for k, v in pairs}
 
@@ -87,9 +107,99 @@ def test_the_service_still_loads_production_settings_with_only_its_secrets(
         load_settings(path, env)  # the Hub (and the CLI) still need theirs
 
 
+def process_ids(pid: int) -> dict[str, set[int]]:
+    """Real, effective, saved and filesystem uids and gids, and the supplementary groups."""
+    ids: dict[str, set[int]] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("Uid", "Gid", "Groups"):
+            ids[key] = {int(v) for v in value.split()}
+    return ids
+
+
+def as_service_user(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run Python ``code`` as the service's user, exactly as JupyterHub starts the service."""
+    account = pwd.getpwnam(SERVICE_USER)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        user=account.pw_uid,
+        group=account.pw_gid,
+        extra_groups=[account.pw_gid],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_service_and_culler_run_as_the_unprivileged_user(hub: HubProcess) -> None:
+    assert os.geteuid() == 0, "the test command runs as root, so the Hub does"
+    account = pwd.getpwnam(SERVICE_USER)
+    for name in ("learnhub", "idle-culler"):
+        ids = process_ids(service_pid(hub, name))
+        assert ids["Uid"] == {account.pw_uid}, (name, ids)
+        assert ids["Gid"] == {account.pw_gid}, (name, ids)
+        assert ids["Groups"] <= {account.pw_gid}, (name, ids)
+    # The Hub itself stays root: it needs the Docker socket and writes firewall rules.
+    assert hub.proc is not None
+    assert process_ids(hub.proc.pid)["Uid"] == {0}
+
+
+#: Tries every path given: "read" / "wrote" / "listed", or the error's name.
+PROBE = """
+import json, os, sys
+out = {}
+for spec in sys.argv[1:]:
+    action, path = spec.split(":", 1)
+    try:
+        if action == "read":
+            open(path, "rb").close()
+        elif action == "write":
+            open(path, "ab").close()
+        elif action == "list":
+            os.listdir(path)
+        out[spec] = "ok"
+    except OSError as exc:
+        out[spec] = type(exc).__name__
+print(json.dumps(out))
+"""
+
+
+def test_the_service_user_reaches_its_own_files_and_none_of_the_hubs(hub: HubProcess) -> None:
+    data_dir = hub.data_dir
+    hubs = [
+        data_dir / name
+        for name in ("jupyterhub.sqlite", "jupyterhub_cookie_secret", "jupyterhub.pid")
+        if (data_dir / name).exists()
+    ]
+    assert data_dir / "jupyterhub.sqlite" in hubs
+    # The Docker socket is root-equivalent: the Hub's alone.
+    hubs += [p for p in (Path("/var/run/docker.sock"),) if p.exists()]
+    refused = (
+        [f"read:{p}" for p in hubs]
+        + [f"write:{p}" for p in hubs]
+        + [f"list:{data_dir}", f"write:{data_dir / 'planted'}"]
+    )
+    allowed = [
+        f"write:{data_dir / 'service' / 'learnhub.sqlite'}",
+        f"list:{data_dir / 'service' / 'exchange'}",
+    ]
+    result = as_service_user(PROBE, *refused, *allowed)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert {spec: outcome[spec] for spec in refused} == dict.fromkeys(refused, "PermissionError")
+    assert {spec: outcome[spec] for spec in allowed} == dict.fromkeys(allowed, "ok")
+
+
 def test_data_folder_and_files_are_private(hub: HubProcess) -> None:
-    data_dir = Path(hub.settings["hub"]["data_dir"])
-    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    data_dir = hub.data_dir
+    account = pwd.getpwnam(SERVICE_USER)
+    info = data_dir.stat()
+    # Root's; the service's group may only pass through to its own folder.
+    assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o710, 0, account.pw_gid)
+    service = data_dir / "service"
+    info = service.stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o700, account.pw_uid)
     written = [p for p in data_dir.rglob("*") if not p.is_symlink()]
     names = {p.name for p in written}
     assert {"jupyterhub.sqlite", "learnhub.sqlite", "exchange"} <= names
@@ -97,3 +207,53 @@ def test_data_folder_and_files_are_private(hub: HubProcess) -> None:
         f"{p} {oct(stat.S_IMODE(p.stat().st_mode))}" for p in written if p.stat().st_mode & 0o077
     ]
     assert loose == []
+    misplaced = [
+        f"{p} uid {p.stat().st_uid}"
+        for p in written
+        if (p.stat().st_uid == account.pw_uid) != (service in (p, *p.parents))
+    ]
+    assert misplaced == [], "the service owns its folder, root everything else"
+
+
+def test_operator_commands_and_the_webhook_keep_the_services_files_its_own(
+    hub: HubProcess,
+) -> None:
+    """End to end with the service unprivileged: the operator (root) grants a course, Stripe
+    delivers an event, the pages answer; every file of the service's stays the service's."""
+    account = pwd.getpwnam(SERVICE_USER)
+    created = hub.api("POST", "/users/pat-privilege")
+    assert created.status_code in (201, 409), created.text
+    granted = run_learnhub(hub, "grant", "pat-privilege", "algorithms-in-python")
+    assert granted.returncode == 0, granted.stderr
+    group = hub.api("GET", "/groups/course-algorithms-in-python").json()
+    assert "pat-privilege" in group["users"]
+
+    secret = hub.extra_env["LEARNHUB_STRIPE_WEBHOOK_SECRETS"]
+    payload = json.dumps(
+        {
+            "id": "evt_privilege_" + secrets.token_hex(6),
+            "object": "event",
+            "type": "balance.available",
+            "created": int(time.time()),
+            "data": {"object": {"id": "txn_1", "object": "balance"}},
+        }
+    )
+    header = stripe.WebhookSignature.generate_signature_header(payload, secret)
+    answer = httpx.post(
+        hub.url + "services/learnhub/stripe/webhook",
+        content=payload.encode(),
+        headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"status": "ignored"}
+    catalog = httpx.get(hub.url + "services/learnhub/", timeout=30)
+    assert catalog.status_code == 200
+
+    service = hub.data_dir / "service"
+    foreign = [
+        f"{p} uid {p.lstat().st_uid}"
+        for p in [service, *service.rglob("*")]
+        if p.lstat().st_uid != account.pw_uid
+    ]
+    assert foreign == [], "a root command left files the service cannot use"

@@ -51,7 +51,7 @@ def paid_hub(
     workdir = tmp_path_factory.mktemp("paid-hub")
     settings = hub_settings(workdir, courses_dir=courses_dir)
     settings["payments"] = {"provider": "stripe", "stripe_api_base": standin.url}
-    standin.record_sessions_in = f"sqlite:///{workdir / 'var' / 'learnhub.sqlite'}"
+    standin.record_sessions_in = f"sqlite:///{workdir / 'var' / 'service' / 'learnhub.sqlite'}"
     hub = HubProcess(
         workdir=workdir,
         settings=settings,

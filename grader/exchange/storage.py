@@ -1,6 +1,6 @@
 """Server-side storage of the assignment exchange: files under a root folder plus a DB index.
 
-Layout under the root (``<data_dir>/exchange``)::
+Layout under the root (``<data_dir>/service/exchange``)::
 
     <course>/released/<assignment>-<random>/...     the released files of one release
     <course>/submissions/<submission uid>/...       one submission, never overwritten

@@ -7,6 +7,7 @@ and ``JUPYTERHUB_SERVICE_PREFIX``; LearnHub's own settings come from ``LEARNHUB_
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -54,8 +55,16 @@ def seed_demo_entitlements(db: Database, catalog: Catalog) -> None:
             )
 
 
-async def main() -> None:
-    """Start the service and its periodic reconciliation; run until killed."""
+async def main(argv: list[str] | None = None) -> None:
+    """Start the service and its periodic reconciliation; run until killed.
+
+    ``--container-address`` is where course containers reach the exchange (the Docker bridge
+    gateway); the Hub resolves it and passes it, because the service has no Docker access. Run
+    by hand, the service looks it up itself.
+    """
+    parser = argparse.ArgumentParser(prog="python -m hub.service")
+    parser.add_argument("--container-address", default="")
+    args = parser.parse_args(argv)
     env = dict(os.environ)
     # Files this service creates (its database, the exchange store) are its owner's alone.
     os.umask(0o077)
@@ -74,7 +83,7 @@ async def main() -> None:
     if settings.payments.provider == "stripe":
         client = stripe_client(settings)
     storage = ExchangeStorage(
-        settings.data_dir / "exchange",
+        settings.exchange_dir,
         db,
         courses=catalog,
         limits=ExchangeLimits.from_settings(settings.exchange),
@@ -98,7 +107,7 @@ async def main() -> None:
     app.listen(url.port or 80, url.hostname or "127.0.0.1")
     # Course containers reach the exchange (and only the exchange) on the Docker bridge gateway;
     # everything else of the service stays behind the proxy.
-    container_side = hub_ip(settings)
+    container_side = args.container_address or hub_ip(settings)
     if container_side != (url.hostname or "127.0.0.1"):
         web.Application(exchange).listen(url.port or 80, container_side)
         log.info("exchange listening for containers", extra={"address": container_side})

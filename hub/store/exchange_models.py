@@ -1,9 +1,9 @@
 """Tables of the assignment exchange: released assignments, submissions and feedback.
 
-The files themselves live under the exchange root folder (``<data_dir>/exchange/``); these rows
-index them, so listing never walks a directory and authorisation decisions are made on rows, not
-on paths a caller could forge. File locations are derived from row ids (never from user names or
-client-supplied paths). The schema is owned by migration ``0002_exchange``.
+The files themselves live under the exchange root folder (``<data_dir>/service/exchange/``);
+these rows index them, so listing never walks a directory and authorisation decisions are made
+on rows, not on paths a caller could forge. File locations are derived from row ids (never from
+user names or client-supplied paths). The schema is owned by migration ``0002_exchange``.
 """
 
 from __future__ import annotations

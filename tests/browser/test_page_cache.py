@@ -10,7 +10,6 @@ the service shows at once, and conditional GETs get a 304 only for the very page
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -47,7 +46,7 @@ def visitor(docker_hub: HubProcess) -> Iterator[Browser]:
 @pytest.fixture
 def learnhub_db(docker_hub: HubProcess) -> Iterator[Database]:
     """The hub's LearnHub database, opened by this (another) process."""
-    db = Database(f"sqlite:///{Path(docker_hub.settings['hub']['data_dir']) / 'learnhub.sqlite'}")
+    db = Database(f"sqlite:///{docker_hub.learnhub_db_path}")
     yield db
     db.dispose()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -162,7 +161,7 @@ def test_dashboards_are_for_instructors_and_admins(docker_hub: HubProcess) -> No
         assert 'data-metric="H"' in page.text
         # No rate configured: cost and P are missing, never guessed.
         assert 'data-metric="C"' in page.text and "rate not set" in page.text
-        db = Path(docker_hub.settings["hub"]["data_dir"]) / "learnhub.sqlite"
+        db = docker_hub.learnhub_db_path
         with sqlite3.connect(db) as conn:
             runs = conn.execute(
                 "SELECT course_id FROM server_usage WHERE username = 'demo-learner'"
