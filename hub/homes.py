@@ -32,6 +32,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,10 @@ MOUNT_OPTIONS = "loop,nosuid,nodev,discard"
 HOME_OWNER = (1000, 100)
 #: How long a start waits for an earlier container of the same home to let go of its image.
 BUSY_WAIT_SECONDS = 20.0
+#: One lock per home: a start that timed out leaves its thread making the image; a retry must
+#: wait for it rather than format the same file beside it.
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
 _SIZE = re.compile(r"^([1-9][0-9]*(?:\.[0-9]+)?)([KMGT]?)$")
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -213,6 +218,15 @@ def prepare_home(
     started = time.monotonic()
     _require_tools()
     size_bytes = size_in_bytes(size)
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault(home.image, threading.Lock())
+    with lock:
+        return _prepare_locked(home, size_bytes, seed, started, busy_wait)
+
+
+def _prepare_locked(
+    home: HomeImage, size_bytes: int, seed: Path | None, started: float, busy_wait: float
+) -> Prepared:
     home.image.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # Mode 000: if the engine ever bound the bare folder instead of the mounted filesystem
     # (a Docker daemon in another mount namespace), the learner could write nothing to the

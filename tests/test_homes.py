@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,17 @@ def test_a_mount_left_by_a_crash_is_replaced_and_the_work_kept(home: HomeImage) 
     assert detach_home(home)
     assert not home.mountpoint.is_mount() and not image_busy(home.image)
     assert not detach_home(home)
+
+
+def test_two_starts_of_one_home_at_once_make_it_once(home: HomeImage) -> None:
+    """A start that timed out leaves its thread making the image; the retry waits for it."""
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(lambda _: prepare_home(home, "32M").outcome, range(2)))
+    assert outcomes == sorted([Outcome.CREATED, Outcome.MOUNTED])
+    loops = subprocess.run(
+        ["losetup", "--associated", str(home.image)], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert len(loops) == 1, loops
 
 
 def test_raising_the_size_grows_the_home_and_keeps_the_work(home: HomeImage) -> None:
