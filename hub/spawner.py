@@ -300,7 +300,7 @@ class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[
             cpu,
             self.network_name,
         )
-        # Last before the container starts: nothing between mounting and starting can fail.
+        # Mounted last, right before the container starts, and detached whatever happens.
         home = await self.home_mount(entry)
         if isinstance(home, HomeImage):
             self.volumes[str(home.mountpoint)] = {"bind": HOME, "mode": "rw"}
