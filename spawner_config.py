@@ -65,13 +65,24 @@ def _course_networks(settings: Settings) -> dict[str, Any]:
     return {"isolated_network": network, "internet_network": internet_network_name(network)}
 
 
+def _docker_own(settings: Settings) -> dict[str, Any]:
+    """What only the Docker backend's LearnHub class takes: networks and the home's storage."""
+    home = settings.spawner.home
+    return {
+        **_course_networks(settings),
+        "home_storage": home.storage,
+        "home_size": home.size,
+        "homes_root": str(settings.homes_dir),
+    }
+
+
 BACKENDS: dict[str, Backend] = {
     "docker": Backend(
         "hub.spawner.LearnHubDockerSpawner",
         "LearnHubDockerSpawner",
         "DockerSpawner",
         lambda settings: _docker_engine(settings, remove=True),
-        _course_networks,
+        _docker_own,
     ),
     # SwarmSpawner removes its services on stop by itself (its `remove` is fixed to True).
     "swarm": Backend(

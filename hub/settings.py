@@ -259,6 +259,34 @@ class ResourceLimits(_Model):
     cpu: float = Field(1.0, gt=0, le=64, description="CPU cores.")
 
 
+class HomeSettings(_Model):
+    """The learner's home in a course server (`/home/jovyan`), one per learner and course.
+
+    Docker backend only: on Swarm the volume driver, on Kubernetes the storage class of the
+    PVC decides the size."""
+
+    storage: Literal["image", "volume", "volume-quota"] = Field(
+        "image",
+        description=(
+            "`image` (default): an ext4 image file per home under `<data_dir>/homes/`, "
+            "loop-mounted by the Hub (which must run as root) and bind-mounted as the home; "
+            "writing past `size` fails with ENOSPC and never fills the Hub's disk. An existing "
+            "named volume is copied into the image on first use. `volume`: a named Docker volume "
+            "with no size limit. `volume-quota`: a named volume created with the local driver's "
+            "`size` option, for hosts whose Docker data root is on xfs mounted with `pquota` "
+            "(volumes that already exist keep having no limit)."
+        ),
+    )
+    size: Annotated[str, Field(pattern=MEMORY_PATTERN)] = Field(
+        "2G",
+        description=(
+            "Size of each home with `image` or `volume-quota`, e.g. 500M, 2G. Images are sparse: "
+            "a home takes the disk space its files use, so watch the data disk's free space. "
+            "Raising it grows existing images at their next start; lowering it leaves them."
+        ),
+    )
+
+
 class SpawnerSettings(_Model):
     """Which engine runs the course containers and how."""
 
@@ -285,6 +313,7 @@ class SpawnerSettings(_Model):
         ),
     )
     limits: ResourceLimits = Field(default_factory=ResourceLimits)
+    home: HomeSettings = Field(default_factory=HomeSettings)
     start_timeout: int = Field(
         120, ge=5, le=3600, description="Seconds a server may take to start."
     )
@@ -692,6 +721,11 @@ class Settings(_Model):
         """Folder of the courses' nbgrader directories (`<grader_dir>/<course>/`), for host
         processes only: never mounted into a container."""
         return self.data_dir / "grader"
+
+    @property
+    def homes_dir(self) -> Path:
+        """Folder of the learners' home images (`spawner.home.storage: image`), root only."""
+        return self.data_dir / "homes"
 
     @property
     def formgrader_dir(self) -> Path:

@@ -10,18 +10,21 @@ labels and per-learner-per-course storage in its own terms.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from docker.errors import NotFound
 from dockerspawner import DockerSpawner, SwarmSpawner
-from traitlets import Float, HasTraits, Integer, Unicode
+from traitlets import Enum, Float, HasTraits, Integer, Unicode
 
 from grader.ownership import prepare_instructor_copy
 from hub.access.policy import Member
 from hub.courses import COURSE_ID_PATTERN, CourseEntry, load_course
 from hub.errors import CourseError, user_facing_http_error
+from hub.homes import HomeError, HomeImage, Prepared, detach_home, prepare_home
 
 #: Where the course's materials are mounted read-only inside the container.
 MATERIALS_MOUNT = "/srv/learnhub/materials"
@@ -32,6 +35,13 @@ HOME = "/home/jovyan"
 #: mounts tmpfs noexec by default, and tools that compile into /tmp (cffi, numba) need it.
 SCRATCH_TMPFS_MIB = 256
 SCRATCH_TMPFS = {"/tmp": f"size={SCRATCH_TMPFS_MIB}m,mode=1777,exec"}  # noqa: S108 - private
+#: The rest of a course server's file system is read-only (``read_only`` host config), so the
+#: container's writable layer cannot grow: only the home, /tmp and Docker's own small tmpfs
+#: (/dev/shm) take writes. Nothing the server stack runs writes elsewhere: Jupyter's runtime,
+#: data and config folders, pip --user, matplotlib and IPython all live in the home.
+READ_ONLY_ROOT = True
+#: The named volume (or home image) of one learner and course, in DockerSpawner's template terms.
+HOME_VOLUME = "{prefix}-{username}--{servername}"
 #: Where an instructor's course server sees the course's nbgrader directory.
 GRADING_MOUNT = "/home/jovyan/grading"
 #: Instructor-only Jupyter configuration baked into the image (docker/singleuser/instructor).
@@ -225,6 +235,20 @@ class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[
             "uses one, so 50 servers stopping at once queue behind each other's ~1 s stops."
         ),
     )
+    home_storage = Enum(
+        ["image", "volume", "volume-quota"],
+        "volume",
+        config=True,
+        help=(
+            "How learner homes are stored (spawner.home.storage): `image` (a loop-mounted ext4 "
+            "image of `home_size` under `homes_root`), `volume` (a named volume, no limit) or "
+            "`volume-quota` (a named volume with the local driver's `size` option; xfs+pquota)."
+        ),
+    )
+    home_size = Unicode("2G", config=True, help="Size of each home (spawner.home.size).")
+    homes_root = Unicode(
+        "", config=True, help="Folder of the home images with `image` (`<data_dir>/homes`)."
+    )
     _executors: dict[str, ThreadPoolExecutor] = {}  # noqa: RUF012 - one pool per hub process
 
     @property
@@ -246,10 +270,7 @@ class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[
                 if entry.course.internet and self.internet_network
                 else self.isolated_network
             )
-        self.volumes = {
-            "{prefix}-{username}--{servername}": HOME,
-            str(entry.materials_dir): {"bind": MATERIALS_MOUNT, "mode": "ro"},
-        }
+        self.volumes = {str(entry.materials_dir): {"bind": MATERIALS_MOUNT, "mode": "ro"}}
         grading = await self.grading_directory(entry)
         if grading is not None:
             self.volumes[str(grading)] = {"bind": GRADING_MOUNT, "mode": "rw"}
@@ -268,6 +289,7 @@ class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[
             "security_opt": ["no-new-privileges"],
             "pids_limit": 512,
             "tmpfs": SCRATCH_TMPFS,
+            "read_only": READ_ONLY_ROOT,
         }
         self.log.info(
             "starting course server: user=%s course=%s image=%s mem=%s cpu=%s network=%s",
@@ -278,9 +300,93 @@ class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[
             cpu,
             self.network_name,
         )
-        ip, port = await super().start()
+        # Mounted last, right before the container starts, and detached whatever happens.
+        home = await self.home_mount(entry)
+        if isinstance(home, HomeImage):
+            self.volumes[str(home.mountpoint)] = {"bind": HOME, "mode": "rw"}
+        elif home is None:
+            self.volumes[HOME_VOLUME] = {"bind": HOME, "mode": "rw"}
+        try:
+            ip, port = await super().start()
+        finally:
+            if isinstance(home, HomeImage):
+                # The container holds its own mount now (or failed to start): drop the Hub's,
+                # so the kernel releases the home when the container goes.
+                await self._in_executor(detach_home, home)
         await self.wait_until_listening(ip, port, within=float(self.start_timeout))
         return ip, port
+
+    async def _in_executor(self, function: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    def volume_quota_mounts(self) -> list[dict[str, Any]]:
+        """The home as a named volume that Docker's local driver creates with a size limit.
+
+        Docker applies `size` with xfs project quotas, so the volume is created only where the
+        data root is on xfs mounted with `pquota`; elsewhere the start fails with Docker's
+        message. Options apply when a volume is created: existing volumes stay unbounded.
+        """
+        return [
+            {
+                "type": "volume",
+                "source": HOME_VOLUME,
+                "target": HOME,
+                "read_only": False,
+                "driver_config": {"Name": "local", "Options": {"size": self.home_size}},
+            }
+        ]
+
+    async def home_mount(self, entry: CourseEntry) -> HomeImage | list[dict[str, Any]] | None:
+        """Set up the learner's home for `home_storage`: the mounted image with `image`, the
+        mount spec with `volume-quota`, None for a plain named volume."""
+        self.mounts = []
+        if self.home_storage == "volume":
+            return None
+        if self.home_storage == "volume-quota":
+            self.mounts = self.volume_quota_mounts()
+            return self.mounts
+        name = self.format_volume_name(HOME_VOLUME, self)
+        home = HomeImage.under(Path(self.homes_root), name)
+        seed = await self.existing_volume_folder(name)
+        try:
+            prepared: Prepared = await self._in_executor(
+                lambda: prepare_home(home, self.home_size, seed=seed)
+            )
+        except HomeError as exc:
+            self.log.error(
+                "home not ready: user=%s course=%s outcome=failed reason=%s",
+                self.user.name,
+                entry.course.id,
+                exc,
+            )
+            raise user_facing_http_error(
+                503,
+                "Your course files could not be opened just now; please try again in a "
+                "minute, and tell the course team if this persists.",
+            ) from exc
+        full = prepared.used_bytes >= 0.95 * prepared.size_bytes
+        self.log.log(
+            logging.WARNING if full else logging.INFO,
+            "home ready: user=%s course=%s storage=image outcome=%s used=%dMiB size=%dMiB "
+            "seconds=%.3f%s",
+            self.user.name,
+            entry.course.id,
+            prepared.outcome,
+            prepared.used_bytes // 1024**2,
+            prepared.size_bytes // 1024**2,
+            prepared.seconds,
+            " full=yes (saves will fail with 'No space left on device')" if full else "",
+        )
+        return home
+
+    async def existing_volume_folder(self, name: str) -> Path | None:
+        """Where Docker keeps the named volume `name` (the learner's home before the limit was
+        switched on), or None when there is none."""
+        try:
+            volume = await self.docker("inspect_volume", name)
+        except NotFound:
+            return None
+        return Path(volume["Mountpoint"])
 
 
 class LearnHubSwarmSpawner(CourseSpawnerMixin, SwarmSpawner):  # type: ignore[misc]

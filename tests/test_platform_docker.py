@@ -120,7 +120,11 @@ def test_course_server_has_the_notebooks_and_limits(
     assert "ALL" in host["CapDrop"]
     assert "no-new-privileges" in host["SecurityOpt"]
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
-    assert mounts["/home/jovyan"]["Type"] == "volume"
+    # The home is the learner's own size-limited filesystem (spawner.home.storage: image).
+    home = mounts["/home/jovyan"]
+    assert home["Type"] == "bind" and home["RW"] is True
+    assert home["Source"].startswith(str(docker_hub.data_dir / "homes") + "/")
+    assert attrs["HostConfig"]["ReadonlyRootfs"] is True
     assert mounts["/srv/learnhub/materials"]["RW"] is False
     assert not any("docker.sock" in (m.get("Source") or "") for m in attrs["Mounts"])
     uid = container.exec_run(["id", "-u"]).output.decode().strip()
@@ -209,10 +213,8 @@ def test_cli_grant_and_revoke(docker_hub: HubProcess, engine: docker.DockerClien
         servers = docker_hub.api("GET", "/users/alan-turing").json()["servers"]
         assert COURSE not in servers or not servers[COURSE].get("ready")
         assert b.spawn_course("alan-turing", COURSE).status_code == 403
-    # The learner's volume is kept for a re-purchase.
-    assert [
-        v for v in engine.volumes.list() if v.name.startswith(f"{docker_hub.prefix}-alan-2dturing")
-    ]
+    # The learner's home is kept for a re-purchase.
+    assert list((docker_hub.data_dir / "homes").glob(f"{docker_hub.prefix}-alan-2dturing--*.ext4"))
 
     unknown = run_cli(docker_hub, "grant", "alan-turing", "no-such-course")
     assert unknown.returncode == 2

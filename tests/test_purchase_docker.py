@@ -158,10 +158,8 @@ def test_purchase_refund_repurchase(paid_hub: HubProcess, standin: StripeStandIn
         mine = b.contents(server["url"], "my-solution.py")
         assert mine.status_code == 200
         assert mine.json()["content"] == "print(42)\n"
-    volumes = subprocess.run(
-        ["docker", "volume", "ls", "-q"], capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert f"{paid_hub.prefix}-lin-2dpurchase--algorithms-2din-2dpython" in volumes
+    home = f"{paid_hub.prefix}-lin-2dpurchase--algorithms-2din-2dpython.ext4"
+    assert (paid_hub.data_dir / "homes" / home).is_file()
 
 
 def test_missed_webhook_is_healed_by_learnhub_reconcile(
