@@ -69,8 +69,8 @@ def assert_clean_failure(result: subprocess.CompletedProcess[str], *words: str) 
 @pytest.fixture(scope="module")
 def storage(docker_hub: HubProcess) -> Iterator[ExchangeStorage]:
     """The hub's exchange storage, as its submit route uses it."""
-    db = Database(f"sqlite:///{docker_hub.data_dir / 'learnhub.sqlite'}")
-    store = ExchangeStorage(docker_hub.data_dir / "exchange", db)
+    db = Database(f"sqlite:///{docker_hub.learnhub_db_path}")
+    store = ExchangeStorage(docker_hub.data_dir / "service" / "exchange", db)
     try:
         yield store
     finally:
