@@ -153,14 +153,16 @@ def test_full_assignment_cycle(docker_hub: HubProcess, courses_dir: Path) -> Non
 
     # The grades API: instructors and admins with a hub token; learners are refused.
     api = f"{docker_hub.url}services/learnhub/api/v1/courses/{COURSE}/grades"
-    as_admin = httpx.get(api, headers={"Authorization": f"token {docker_hub.admin_token}"})
+    as_admin = httpx.get(
+        api, headers={"Authorization": f"token {docker_hub.admin_token}"}, timeout=60
+    )
     assert as_admin.status_code == 200, as_admin.text
     graded = {g["student"]: g["score"] for g in as_admin.json()["grades"]}
     assert graded == {"demo-learner": 10.0, "ada-solver": 0.0}
     learner_token = docker_hub.api("POST", "/users/demo-learner/tokens", json={}).json()["token"]
-    as_learner = httpx.get(api, headers={"Authorization": f"token {learner_token}"})
+    as_learner = httpx.get(api, headers={"Authorization": f"token {learner_token}"}, timeout=60)
     assert as_learner.status_code == 403
-    assert httpx.get(api).status_code == 401
+    assert httpx.get(api, timeout=60).status_code == 401
 
     # Manual grading: the instructor's own course server runs the formgrader on the course's
     # grading directory; a learner's server has neither.
