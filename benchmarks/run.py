@@ -62,6 +62,7 @@ from benchmarks.common import (  # noqa: E402
     memory_by_container,
     percentile,
     rss_mib,
+    serve_at_root,
 )
 from benchmarks.stock.hub import StockHub  # noqa: E402
 from benchmarks.stock.image import STOCK_IMAGE, ensure_stock_image  # noqa: E402
@@ -153,8 +154,7 @@ class Setup:
 
 def learnhub_setup(work: Path, prefix: str, start_timeout: int) -> Setup:
     settings = hub_settings(work, courses_dir=ROOT / "courses")
-    # Same shape of URL as the stock hub (the harness's hostile base URL is for tests).
-    settings["hub"]["bind_url"] = settings["hub"]["bind_url"].split("/@")[0] + "/"
+    serve_at_root(settings)
     settings["hub"]["log_level"] = "INFO"
     settings["spawner"]["name_prefix"] = prefix
     settings["spawner"]["start_timeout"] = start_timeout

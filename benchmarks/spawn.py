@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import memory_mib, percentile  # noqa: E402
+from benchmarks.common import memory_mib, percentile, serve_at_root  # noqa: E402
 from harness.docker import docker_cleanup  # noqa: E402
 from harness.hub import HubProcess, hub_settings  # noqa: E402
 
@@ -55,7 +55,7 @@ def main() -> int:
     docker_cleanup(PREFIX)
     work = Path(tempfile.mkdtemp(prefix="lh-bench-"))
     settings = hub_settings(work, courses_dir=ROOT / "courses")
-    settings["hub"]["bind_url"] = settings["hub"]["bind_url"].split("/@")[0] + "/"
+    serve_at_root(settings)
     settings["hub"]["log_level"] = "INFO"
     settings["spawner"]["name_prefix"] = PREFIX
     hub = HubProcess(workdir=work, settings=settings)
