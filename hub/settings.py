@@ -271,10 +271,10 @@ class HomeSettings(_Model):
             "`image` (default): an ext4 image file per home under `<data_dir>/homes/`, "
             "loop-mounted by the Hub (which must run as root) and bind-mounted as the home; "
             "writing past `size` fails with ENOSPC and never fills the Hub's disk. An existing "
-            "named volume is copied into the image on first use. `volume`: a named Docker volume "
-            "with no size limit. `volume-quota`: a named volume created with the local driver's "
-            "`size` option, for hosts whose Docker data root is on xfs mounted with `pquota` "
-            "(volumes that already exist keep having no limit)."
+            "named volume is copied into the image on first use. `volume`: a named Docker "
+            "volume with no size limit (refused in production). `volume-quota`: a named volume "
+            "created with the local driver's `size` option, for hosts whose Docker data root is "
+            "on xfs mounted with `pquota` (volumes that already exist keep having no limit)."
         ),
     )
     size: Annotated[str, Field(pattern=MEMORY_PATTERN)] = Field(
@@ -649,6 +649,12 @@ class Settings(_Model):
             problems.append(
                 f"spawner.network: Docker's `{self.spawner.network}` network lets course "
                 "containers reach each other and the host; use a LearnHub network (the default)"
+            )
+        if self.spawner.backend == "docker" and self.spawner.home.storage == "volume":
+            problems.append(
+                "spawner.home.storage: `volume` puts no size limit on learners' homes, so one "
+                "learner can fill the disk that holds the payment database; use `image` (the "
+                "default) or `volume-quota`"
             )
         if self.spawner.backend == "local":
             problems.append(

@@ -153,6 +153,16 @@ def test_production_accepts_a_safe_setup(tmp_path: Path) -> None:
     )
 
 
+def test_production_refuses_homes_without_a_size_limit(tmp_path: Path) -> None:
+    base = "mode: production\nspawner:\n  home:\n    storage: {}\n"
+    with pytest.raises(SettingsError, match=r"spawner\.home\.storage: `volume` puts no size"):
+        load_settings(write(tmp_path, base.format("volume")), {})
+    for limited in ("image", "volume-quota"):
+        with pytest.raises(SettingsError) as info:
+            load_settings(write(tmp_path, base.format(limited)), {})
+        assert "spawner.home.storage" not in str(info.value)
+
+
 def test_production_needs_an_https_public_url(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=r"hub\.public_url: set the https:// address"):
         load_settings(write(tmp_path, "mode: production\n"), {})
