@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
 from tests.harness import (
@@ -71,6 +72,14 @@ def images(docker_engine: None) -> None:
 
     image_builder.ensure_base_image(ROOT, base_image="learnhub/base:bookworm", log=print)
     image_builder.build_images(ROOT, log=print)
+
+
+@pytest.fixture(scope="session")
+def engine(docker_engine: None) -> Iterator[docker.DockerClient]:
+    """A docker-py client of the engine the tests run on (to inspect what the hub made)."""
+    client = docker.from_env(version="auto")
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session")

@@ -37,13 +37,6 @@ MiB = 1024**2
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[docker.DockerClient]:
-    client = docker.from_env(version="auto")
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
 def quota_hub(
     images: None,
     docker_prefix_cleanup: None,

@@ -60,13 +60,6 @@ def courses_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[docker.DockerClient]:
-    client = docker.from_env(version="auto")
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
 def host_listener() -> Iterator[int]:
     """A host service on all addresses, on a port that is neither the Hub's nor the exchange's."""
     sock = socket.socket()

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]
 
 PASSWORD = "learnhub-demo"
 COURSE = "python-foundations"
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[docker.DockerClient]:
-    client = docker.from_env(version="auto")
-    yield client
-    client.close()
 
 
 def containers_of(

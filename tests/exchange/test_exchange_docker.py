@@ -13,7 +13,6 @@ import io
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +28,6 @@ COURSE = "python-foundations"
 AID = "ps1-data-model"
 PASSWORD = "learnhub-demo"
 SERVICE_PREFIX = "/@/space%20word/services/learnhub/"
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[docker.DockerClient]:
-    client = docker.from_env(version="auto")
-    yield client
-    client.close()
 
 
 def release_archive(tmp_path: Path) -> bytes:
