@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from urllib.parse import quote
 import httpx
 import yaml
 
-from harness.docker import TEST_PREFIX
+from harness.docker import TEST_PREFIX, docker_cleanup
 from harness.names import resolve_localhost_subdomains
 from harness.system import free_port
 
@@ -150,6 +152,24 @@ class JupyterHubProcess:
         return httpx.request(method, self.api_url + path, headers=headers, timeout=60, **kwargs)
 
 
+class LoopbackHubProcess(JupyterHubProcess):
+    """A hub of its own config file, at `http://127.0.0.1:<port>/`, with its state in
+    `<workdir>/var` (the stock hub of the benchmarks, the tests' stub hubs)."""
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "var"
+
+    def prepare(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+
 @dataclass
 class HubProcess(JupyterHubProcess):
     """A running (or stoppable, restartable) JupyterHub with LearnHub's config.
@@ -233,6 +253,17 @@ def let_service_user_through(*folders: Path) -> None:
             if parent == tmp:
                 break
             parent.chmod(stat.S_IMODE(parent.stat().st_mode) | 0o001)
+
+
+@contextmanager
+def running(hub: HubProcess) -> Iterator[HubProcess]:
+    """Start ``hub``; afterwards stop it and remove its containers, volumes and network."""
+    hub.start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
+        docker_cleanup(hub.prefix)
 
 
 def hub_settings(workdir: Path, *, courses_dir: Path, backend: str = "docker") -> dict[str, Any]:

@@ -20,6 +20,7 @@ from tests.harness import (
     docker_cleanup,
     hub_settings,
     remove_stale_test_objects,
+    running,
 )
 
 
@@ -109,12 +110,8 @@ def docker_hub(
     """A real hub + proxy with DockerSpawner, shared by one test module."""
     workdir = tmp_path_factory.mktemp("hub")
     hub = HubProcess(workdir=workdir, settings=hub_settings(workdir, courses_dir=courses_dir))
-    hub.start()
-    try:
+    with running(hub):
         yield hub
-    finally:
-        hub.stop()
-        docker_cleanup(hub.prefix)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from harness.hub import (
     HubProcess,
     hub_settings,
     run_learnhub,
+    running,
     wait_for_server,
 )
 from harness.nbgrader import run_nbgrader
@@ -37,5 +38,6 @@ __all__ = [
     "remove_stale_test_objects",
     "run_learnhub",
     "run_nbgrader",
+    "running",
     "wait_for_server",
 ]

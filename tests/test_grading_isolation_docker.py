@@ -23,9 +23,9 @@ from tests.harness import (
     Browser,
     HubProcess,
     browser,
-    docker_cleanup,
     hub_settings,
     run_learnhub,
+    running,
     wait_for_server,
 )
 
@@ -63,12 +63,10 @@ def docker_hub(
     settings = hub_settings(workdir, courses_dir=courses_dir)
     settings["spawner"]["image"] = pinned
     hub = HubProcess(workdir=workdir, settings=settings)
-    hub.start()
     try:
-        yield hub
+        with running(hub):
+            yield hub
     finally:
-        hub.stop()
-        docker_cleanup(hub.prefix)
         subprocess.run(["docker", "rmi", pinned], capture_output=True, check=False)
 
 

@@ -20,9 +20,9 @@ import pytest
 
 from tests.harness import (
     HubProcess,
-    docker_cleanup,
     hub_settings,
     run_learnhub,
+    running,
     wait_for_server,
 )
 
@@ -47,12 +47,8 @@ def quota_hub(
     settings = hub_settings(workdir, courses_dir=courses_dir)
     settings["spawner"]["home"] = {"storage": "image", "size": f"{SIZE_MIB}M"}
     hub = HubProcess(workdir=workdir, settings=settings)
-    hub.start()
-    try:
+    with running(hub):
         yield hub
-    finally:
-        hub.stop()
-        docker_cleanup(hub.prefix)
 
 
 def learner_with_course(hub: HubProcess, user: str) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.hub import JupyterHubProcess, venv_path
+from harness.hub import LoopbackHubProcess, venv_path
 from hub.access.hub_groups import HubClient
 from hub.store import Database, upgrade
 from hub.usage import container_hours, sample
@@ -182,7 +182,7 @@ class _Answer(BaseHTTPRequestHandler):
 
 
 @dataclass
-class StubServerHub(JupyterHubProcess):
+class StubServerHub(LoopbackHubProcess):
     """A stock hub whose servers are all the one HTTP server at ``server_port``."""
 
     workdir: Path
@@ -195,17 +195,6 @@ class StubServerHub(JupyterHubProcess):
     @property
     def config_file(self) -> Path:
         return Path(__file__).with_name("stub_server_hub_config.py")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.workdir / "var"
-
-    def prepare(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STUB_", "LEARNHUB_"))}

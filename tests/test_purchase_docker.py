@@ -23,7 +23,13 @@ import pytest
 import stripe
 
 from harness.stripe_standin import API_KEY, StripeStandIn
-from tests.harness import HubProcess, browser, docker_cleanup, hub_settings, wait_for_server
+from tests.harness import (
+    HubProcess,
+    browser,
+    hub_settings,
+    running,
+    wait_for_server,
+)
 
 pytestmark = [pytest.mark.docker]
 
@@ -60,14 +66,12 @@ def paid_hub(
             "LEARNHUB_STRIPE_WEBHOOK_SECRETS": f"whsec_old_rotated_out,{WEBHOOK_SECRET}",
         },
     )
-    hub.start()
-    try:
-        yield hub
-    finally:
-        if hub.proc is not None:
-            print("===== paid hub log =====\n" + hub.log_tail(80))
-        hub.stop()
-        docker_cleanup(hub.prefix)
+    with running(hub):
+        try:
+            yield hub
+        finally:
+            if hub.proc is not None:
+                print("===== paid hub log =====\n" + hub.log_tail(80))
 
 
 def webhook_url(hub: HubProcess) -> str:

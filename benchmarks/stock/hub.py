@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.hub import JupyterHubProcess, venv_path
+from harness.hub import LoopbackHubProcess, venv_path
 from harness.system import free_port
 from hub.network import gateway_address
 
@@ -22,7 +22,7 @@ CHP = ROOT / "tools" / "node_modules" / ".bin" / "configurable-http-proxy"
 
 
 @dataclass
-class StockHub(JupyterHubProcess):
+class StockHub(LoopbackHubProcess):
     """Stock JupyterHub + DockerSpawner, a DummyAuthenticator and an admin token."""
 
     workdir: Path
@@ -38,17 +38,6 @@ class StockHub(JupyterHubProcess):
     @property
     def config_file(self) -> Path:
         return HERE / "jupyterhub_config.py"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.workdir / "var"
-
-    def prepare(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "LEARNHUB_"))}
