@@ -154,10 +154,15 @@ def _unchanged(parent: int, name: str, source: os.stat_result) -> bool:
         mine = os.stat(name, dir_fd=parent, follow_symlinks=False)
     except FileNotFoundError:
         return False
+    return _same_stamp(mine, source)
+
+
+def _same_stamp(mine: os.stat_result, other: os.stat_result) -> bool:
+    """``mine`` is a regular file with ``other``'s size and modification time."""
     return (
         stat.S_ISREG(mine.st_mode)
-        and mine.st_size == source.st_size
-        and mine.st_mtime_ns == source.st_mtime_ns
+        and mine.st_size == other.st_size
+        and mine.st_mtime_ns == other.st_mtime_ns
     )
 
 
@@ -366,8 +371,4 @@ def _same_file(path: Path, info: os.stat_result) -> bool:
         mine = path.lstat()
     except FileNotFoundError:
         return False
-    return (
-        stat.S_ISREG(mine.st_mode)
-        and mine.st_size == info.st_size
-        and mine.st_mtime_ns == info.st_mtime_ns
-    )
+    return _same_stamp(mine, info)
