@@ -321,6 +321,19 @@ def run_learnhub(
     return result
 
 
+def stop_server(hub: HubProcess, username: str, server: str, timeout: float = 60) -> None:
+    """Stop the named server and wait until the hub no longer lists it (the API answers
+    before a slow stop finishes)."""
+    response = hub.api("DELETE", f"/users/{quote(username, safe='')}/servers/{server}")
+    assert response.status_code in (202, 204), response.text
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server not in hub.api("GET", f"/users/{quote(username, safe='')}").json()["servers"]:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{username}/{server} did not stop")
+
+
 def wait_for_server(
     hub: HubProcess, username: str, server: str, timeout: float = 90
 ) -> dict[str, Any]:

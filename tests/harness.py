@@ -18,6 +18,7 @@ from harness.hub import (
     hub_settings,
     run_learnhub,
     running,
+    stop_server,
     wait_for_server,
 )
 from harness.nbgrader import run_nbgrader
@@ -39,5 +40,6 @@ __all__ = [
     "run_learnhub",
     "run_nbgrader",
     "running",
+    "stop_server",
     "wait_for_server",
 ]

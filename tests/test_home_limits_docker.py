@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from tests.harness import (
     hub_settings,
     run_learnhub,
     running,
+    stop_server,
     wait_for_server,
 )
 
@@ -65,16 +65,6 @@ def start(hub: HubProcess, engine: docker.DockerClient, user: str) -> Any:
     labels = [f"learnhub.user={user}", f"learnhub.course={COURSE}", f"learnhub.prefix={hub.prefix}"]
     (container,) = engine.containers.list(filters={"label": labels})
     return container
-
-
-def stop(hub: HubProcess, user: str) -> None:
-    response = hub.api("DELETE", f"/users/{user}/servers/{COURSE}")
-    assert response.status_code in (202, 204), response.text
-    for _ in range(200):
-        if COURSE not in hub.api("GET", f"/users/{user}").json()["servers"]:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{user}/{COURSE} did not stop")
 
 
 def run_as_learner(container: Any, script: str) -> tuple[int, str]:
@@ -132,7 +122,7 @@ def test_other_learners_home_is_unaffected(
     )
     assert code == 0, output
     assert "16777216" in output, output
-    stop(quota_hub, "quota-neighbour")
+    stop_server(quota_hub, "quota-neighbour", COURSE)
 
 
 def test_outside_home_and_tmp_is_read_only(full_home: dict[str, Any]) -> None:
@@ -149,7 +139,7 @@ def test_outside_home_and_tmp_is_read_only(full_home: dict[str, Any]) -> None:
 def test_work_survives_a_stop_and_start_of_a_full_home(
     quota_hub: HubProcess, engine: docker.DockerClient, full_home: dict[str, Any]
 ) -> None:
-    stop(quota_hub, LEARNER)
+    stop_server(quota_hub, LEARNER, COURSE)
     container = start(quota_hub, engine, LEARNER)
     code, output = run_as_learner(container, "cat ~/kept.txt; rm ~/fill && echo freed")
     assert code == 0, output

@@ -17,7 +17,7 @@ from typing import Any
 import docker
 import pytest
 
-from tests.harness import HubProcess, browser, wait_for_server
+from tests.harness import HubProcess, browser, stop_server, wait_for_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]
 
@@ -32,19 +32,6 @@ def containers_of(
     if course:
         labels.append(f"learnhub.course={course}")
     return list(engine.containers.list(all=True, filters={"label": labels}))
-
-
-def stop_server(hub: HubProcess, user: str, course: str) -> None:
-    response = hub.api("DELETE", f"/users/{user}/servers/{course}")
-    assert response.status_code in (202, 204), response.text
-    # The API answers before a slow stop finishes; wait for the hub to record it.
-    for _ in range(100):
-        if course not in hub.api("GET", f"/users/{user}").json()["servers"]:
-            return
-        import time
-
-        time.sleep(0.3)
-    raise AssertionError(f"{user}/{course} did not stop")
 
 
 def test_signup_then_login(docker_hub: HubProcess) -> None:
@@ -137,7 +124,7 @@ def test_edits_survive_restart_and_materials_update(
         assert b.put_file(server["url"], "README.md", "# my notes\n").status_code == 200
         assert b.put_file(server["url"], "scratch.py", "print('mine')\n").status_code == 201
 
-        stop_server(docker_hub, "demo-learner", COURSE)
+        stop_server(docker_hub, "demo-learner", COURSE, timeout=30)
         # Meanwhile the instructor updates the README and adds a notebook.
         (materials / "README.md").write_text("# Welcome, version 2\n")
         (materials / "99-bonus.md").write_text("# Bonus material\n")
