@@ -21,7 +21,7 @@ from hub.courses import Catalog
 from hub.demo_accounts import DEMO_ADMIN, DEMO_USERS, demo_groups, demo_seed_users
 from hub.home import home_courses
 from hub.hub_sqlite import tune_hub_sqlite
-from hub.privilege import prepare_data_dir, service_account
+from hub.privilege import prepare_data_dir, proxy_account, service_account
 from hub.settings import Settings
 from hub.subdomains import learnhub_subdomain_hook
 
@@ -36,6 +36,7 @@ def apply_hub(c: Any, settings: Settings) -> None:
     c.JupyterHub.hub_bind_url = f"http://{hub_ip(settings)}:{hub.hub_port}"
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub.proxy_api_port}"
     c.ConfigurableHTTPProxy.pid_file = str(data_dir / "proxy.pid")
+    c.ConfigurableHTTPProxy.command = proxy_command(settings)
     # One origin per user server: a learner's page cannot read the Hub's pages (its tokens)
     # as whoever opens it. The LearnHub service stays on the Hub's host (hub.subdomains).
     if settings.subdomain_host:
@@ -217,6 +218,14 @@ def learnhub_service(settings: Settings) -> dict[str, Any]:
         # A fixed token survives hub restarts and can be rotated by the operator.
         service["api_token"] = token
     return service
+
+
+def proxy_command(settings: Settings) -> list[str]:
+    """configurable-http-proxy through :mod:`hub.proxy_launch`: as ``hub.proxy_user`` when the
+    Hub is root, and in every case without the Hub's environment (its secrets)."""
+    account = proxy_account(settings)  # a missing user fails here, naming useradd
+    user = account.name if account else ""
+    return [sys.executable, "-m", "hub.proxy_launch", "--user", user, "--"]
 
 
 def run_as(settings: Settings) -> dict[str, str]:

@@ -50,7 +50,7 @@ _LEGACY_SERVICE_ENTRIES = ("learnhub.sqlite", "learnhub.sqlite-wal", "learnhub.s
 
 @dataclass(frozen=True)
 class ServiceAccount:
-    """The system account the LearnHub service and the idle culler run as."""
+    """A system account a process the Hub starts runs as (the service, the culler, the proxy)."""
 
     name: str
     uid: int
@@ -64,19 +64,28 @@ def service_account(settings: Settings) -> ServiceAccount | None:
     runs the Hub) or when ``hub.service_user`` is empty. Raises :class:`LearnHubError` naming
     the remedy for a user that does not exist or is root.
     """
-    name = settings.hub.service_user
+    return _system_account("hub.service_user", settings.hub.service_user)
+
+
+def proxy_account(settings: Settings) -> ServiceAccount | None:
+    """The account configurable-http-proxy runs as (``hub.proxy_user``), like
+    :func:`service_account`."""
+    return _system_account("hub.proxy_user", settings.hub.proxy_user)
+
+
+def _system_account(setting: str, name: str) -> ServiceAccount | None:
     if not name or os.geteuid() != 0:
         return None
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
         raise LearnHubError(
-            f"hub.service_user: there is no user {name!r} on this machine; create it "
+            f"{setting}: there is no user {name!r} on this machine; create it "
             f"(scripts/setup.sh does): {USERADD.format(name=name)}"
         ) from None
     if entry.pw_uid == 0 or entry.pw_gid == 0:
         raise LearnHubError(
-            f"hub.service_user: {name!r} is root or in root's group; name an unprivileged user"
+            f"{setting}: {name!r} is root or in root's group; name an unprivileged user"
         )
     return ServiceAccount(name=name, uid=entry.pw_uid, gid=entry.pw_gid)
 

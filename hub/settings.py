@@ -124,6 +124,15 @@ class HubSettings(_Model):
             "the Hub's user, like everything when the Hub is not root."
         ),
     )
+    proxy_user: Annotated[str, Field(pattern=r"^([a-z_][a-z0-9_-]{0,31})?$")] = Field(
+        "learnhub-proxy",
+        description=(
+            "Unprivileged system user configurable-http-proxy runs as when the Hub runs as root "
+            "(scripts/setup.sh creates `learnhub-proxy`). Not `service_user`: the service could "
+            "then read the proxy's API token and reroute the Hub. Empty: the proxy runs as the "
+            "Hub's user. Either way it gets only its own token, none of the Hub's secrets."
+        ),
+    )
     admin_users: list[str] = Field(
         default_factory=list, description="Hub usernames that are JupyterHub admins."
     )
@@ -155,6 +164,15 @@ class HubSettings(_Model):
                 "must be a scheme and host without a path, e.g. https://learn.example.org"
             )
         return value
+
+    @model_validator(mode="after")
+    def _proxy_has_its_own_user(self) -> HubSettings:
+        if self.proxy_user and self.proxy_user == self.service_user:
+            raise ValueError(
+                "proxy_user must not be service_user: the service could read the proxy's API "
+                "token and reroute the Hub; give the proxy its own user (learnhub-proxy)"
+            )
+        return self
 
 
 class GitHubAuthSettings(_Model):

@@ -74,33 +74,45 @@ fi
 say "building images that are out of date"
 .venv/bin/learnhub images build ${LEARNHUB_EXTRA_CA:+--extra-ca "$LEARNHUB_EXTRA_CA"}
 
-# 6. The unprivileged user the LearnHub service and the idle culler run as (hub.service_user;
-#    docs/security.md). The Hub starts them as this user; it must reach this checkout and the
-#    venv's Python. Where either lives under a private folder (a Python in /root/.pyenv), that
-#    user alone is allowed through it (search permission only, no listing).
+# 6. The unprivileged users the Hub starts its helpers as (docs/security.md): the LearnHub
+#    service and the idle culler as `learnhub` (hub.service_user), configurable-http-proxy as
+#    `learnhub-proxy` (hub.proxy_user). Each must reach this checkout, and the service the
+#    venv's Python too. Where either lives under a private folder (a Python in /root/.pyenv),
+#    that user alone is allowed through it (search permission only, no listing).
 SERVICE_USER=learnhub
-if ! id -u "$SERVICE_USER" >/dev/null 2>&1; then
-  say "creating the system user $SERVICE_USER"
-  useradd --system --user-group --no-create-home --home-dir /nonexistent \
-    --shell /usr/sbin/nologin "$SERVICE_USER"
-fi
-reach() { runuser -u "$SERVICE_USER" -- test -x "$1"; }
-for target in "$ROOT" "$(readlink -f .venv/bin/python)"; do
-  dir="$(dirname "$target")"
-  [[ -d "$target" ]] && dir="$target"
-  while ! reach "$dir"; do
-    blocked="$dir"
-    while [[ "$blocked" != / ]] && ! reach "$(dirname "$blocked")"; do
-      blocked="$(dirname "$blocked")"
+PROXY_USER=learnhub-proxy
+let_through() { # USER PATH...: give USER search permission on what blocks it from each PATH
+  local user="$1" target dir blocked granted=""
+  shift
+  reach() { runuser -u "$user" -- test -x "$1"; }
+  for target in "$@"; do
+    dir="$(dirname "$target")"
+    [[ -d "$target" ]] && dir="$target"
+    while ! reach "$dir"; do
+      blocked="$dir"
+      while [[ "$blocked" != / ]] && ! reach "$(dirname "$blocked")"; do
+        blocked="$(dirname "$blocked")"
+      done
+      if [[ "$blocked" == "$granted" ]]; then
+        echo "$user still cannot pass through $blocked; see docs/how-to/production.md" >&2
+        exit 1
+      fi
+      say "letting $user through $blocked (search permission only)"
+      setfacl -m "u:$user:x" "$blocked"
+      granted="$blocked"
     done
-    if [[ "$blocked" == "${granted:-}" ]]; then
-      echo "$SERVICE_USER still cannot pass through $blocked; see docs/how-to/production.md" >&2
-      exit 1
-    fi
-    say "letting $SERVICE_USER through $blocked (search permission only)"
-    setfacl -m "u:$SERVICE_USER:x" "$blocked"
-    granted="$blocked"
   done
+}
+for user in "$SERVICE_USER" "$PROXY_USER"; do
+  if ! id -u "$user" >/dev/null 2>&1; then
+    say "creating the system user $user"
+    useradd --system --user-group --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin "$user"
+  fi
 done
+let_through "$SERVICE_USER" "$ROOT" "$(readlink -f .venv/bin/python)"
+let_through "$PROXY_USER" "$ROOT/tools/node_modules/.bin"
 runuser -u "$SERVICE_USER" -- .venv/bin/python -c 'import hub.service' \
   || { echo "$SERVICE_USER cannot run LearnHub from $ROOT; see docs/security.md" >&2; exit 1; }
+runuser -u "$PROXY_USER" -- tools/node_modules/.bin/configurable-http-proxy --version >/dev/null \
+  || { echo "$PROXY_USER cannot run the proxy from $ROOT; see docs/security.md" >&2; exit 1; }

@@ -25,11 +25,14 @@ import httpx
 import pytest
 import stripe
 
+from hub import proxy_launch
 from hub.settings import load_settings
 from tests.harness import ROOT, HubProcess, hub_settings, run_learnhub
 
 #: `hub.service_user`'s default, created by scripts/setup.sh.
 SERVICE_USER = "learnhub"
+#: `hub.proxy_user`'s default, created by scripts/setup.sh.
+PROXY_USER = "learnhub-proxy"
 
 HUB_ONLY = {
     "LEARNHUB_ADMIN_TOKEN",
@@ -257,3 +260,84 @@ def test_operator_commands_and_the_webhook_keep_the_services_files_its_own(
         if p.lstat().st_uid != account.pw_uid
     ]
     assert foreign == [], "a root command left files the service cannot use"
+
+
+def proxy_pid(hub: HubProcess) -> int:
+    pid = int((hub.data_dir / "proxy.pid").read_text().strip())
+    assert "configurable-http-proxy" in Path(f"/proc/{pid}/cmdline").read_text()
+    return pid
+
+
+def test_the_proxy_runs_as_its_own_user_with_only_its_token(hub: HubProcess) -> None:
+    """configurable-http-proxy faces the internet and needs no root, and none of the Hub's
+    secrets: it runs as ``hub.proxy_user`` (not the service's user, which could otherwise read
+    its API token and reroute ``/hub/``), and is given its own token and the locale only."""
+    proxy = pwd.getpwnam(PROXY_USER)
+    service = pwd.getpwnam(SERVICE_USER)
+    assert proxy.pw_uid != service.pw_uid
+    pid = proxy_pid(hub)
+    ids = process_ids(pid)
+    assert ids["Uid"] == {proxy.pw_uid}, ids
+    assert ids["Gid"] == {proxy.pw_gid}, ids
+    assert ids["Groups"] <= {proxy.pw_gid}, ids
+    status = dict(
+        line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    assert status["NoNewPrivs"].strip() == "1"
+    assert int(status["CapBnd"], 16) == 0, "no capability left to regain (port above 1024)"
+
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    env = dict(item.decode().split("=", 1) for item in raw.split(b"\0") if b"=" in item)
+    assert set(env) <= set(proxy_launch.KEPT), sorted(set(env) - set(proxy_launch.KEPT))
+    assert env["CONFIGPROXY_AUTH_TOKEN"]
+    values = set(env.values())
+    assert hub.admin_token not in values
+    assert not values & {hub.extra_env[name] for name in HUB_ONLY if name in hub.extra_env}
+
+    # The service's user cannot read the proxy's token; the proxy still routes the Hub and
+    # the service.
+    result = as_service_user(PROBE, f"read:/proc/{pid}/environ")
+    assert json.loads(result.stdout) == {f"read:/proc/{pid}/environ": "PermissionError"}
+    assert httpx.get(hub.url + "hub/login", timeout=30).status_code == 200
+    assert httpx.get(hub.url + "services/learnhub/", timeout=30).status_code == 200
+
+
+def test_the_proxy_keeps_only_the_port_capability_it_needs() -> None:
+    assert proxy_launch.binds_privileged_port(["--ip", "0.0.0.0", "--port", "443"])
+    assert not proxy_launch.binds_privileged_port(["--ip", "0.0.0.0", "--port", "8000"])
+    assert not proxy_launch.binds_privileged_port(["--socket", "/run/learnhub.sock"])
+    env = {"PATH": str(ROOT / "tools" / "node_modules" / ".bin"), "CONFIGPROXY_AUTH_TOKEN": "t"}
+    low = proxy_launch.command(PROXY_USER, ["--port", "443"], env)
+    assert "--ambient-caps=+net_bind_service" in low
+    assert "--bounding-set=-all,+net_bind_service" in low
+    high = proxy_launch.command(PROXY_USER, ["--port", "8000"], env)
+    assert "--bounding-set=-all" in high
+    assert not [arg for arg in high if "net_bind_service" in arg]
+    assert proxy_launch.proxy_environment(
+        {"CONFIGPROXY_AUTH_TOKEN": "t", "LEARNHUB_ADMIN_TOKEN": "a", "LANG": "C.UTF-8"}
+    ) == {"CONFIGPROXY_AUTH_TOKEN": "t", "LANG": "C.UTF-8"}
+
+
+def test_a_proxy_that_cannot_start_says_why(tmp_path: Path) -> None:
+    env = {"PATH": str(tmp_path)}  # no configurable-http-proxy there
+    with pytest.raises(proxy_launch.LaunchError, match=r"scripts/setup\.sh"):
+        proxy_launch.command(PROXY_USER, [], env)
+    with pytest.raises(proxy_launch.LaunchError, match="usage"):
+        proxy_launch.parse(["--port", "8000"])
+    result = subprocess.run(
+        [sys.executable, "-m", "hub.proxy_launch", "--user", "nobody-here-xyz", "--"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"]},
+    )
+    assert result.returncode == 2
+    assert "no user 'nobody-here-xyz'" in result.stderr or "not found" in result.stderr
+
+
+def test_the_proxy_may_not_share_the_services_user(tmp_path: Path) -> None:
+    path = tmp_path / "learnhub.yaml"
+    path.write_text("hub:\n  service_user: learnhub\n  proxy_user: learnhub\n")
+    with pytest.raises(Exception, match="proxy_user must not be service_user"):
+        load_settings(path, {})

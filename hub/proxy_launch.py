@@ -1,0 +1,115 @@
+"""Start configurable-http-proxy as its own unprivileged user, holding only its own token.
+
+JupyterHub starts the proxy itself (``ConfigurableHTTPProxy.command``), as the Hub's user and
+with a copy of the Hub's whole environment: as root, with every ``LEARNHUB_*`` secret and the
+admin token. The proxy needs neither. ``jupyterhub_config.py`` makes this module the command::
+
+    python -m hub.proxy_launch --user learnhub-proxy -- <JupyterHub's proxy arguments>
+
+It keeps only the variables the proxy reads (:data:`KEPT`: its API token and the locale), then
+replaces itself, through util-linux's ``setpriv``, with configurable-http-proxy running as
+``--user``: no supplementary groups, no new privileges, an empty capability bounding set, except
+``CAP_NET_BIND_SERVICE`` when the public port is below 1024. The process id stays the one
+JupyterHub started, so its pid file, restarts and stop still work.
+
+It must not run as ``hub.service_user``: the service could then read the proxy's token from
+``/proc`` and route ``/hub/`` to itself. Without ``--user`` (a Hub that is not root) only the
+environment is trimmed. Kept to the standard library: it runs on every Hub start.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pwd
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+
+#: The only variables configurable-http-proxy is given.
+KEPT = ("CONFIGPROXY_AUTH_TOKEN", "PATH", "LANG", "LC_ALL", "TZ")
+#: The proxy's executable, looked up on the Hub's PATH (scripts/setup.sh installs it there).
+PROXY = "configurable-http-proxy"
+SETPRIV = "setpriv"
+#: Below this, binding a port needs CAP_NET_BIND_SERVICE.
+PRIVILEGED_PORTS = 1024
+
+
+class LaunchError(Exception):
+    """Why the proxy cannot be started; printed as one line for the Hub's log."""
+
+
+def proxy_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``environ`` the proxy may see."""
+    return {name: environ[name] for name in KEPT if name in environ}
+
+
+def binds_privileged_port(proxy_args: Sequence[str]) -> bool:
+    """Whether JupyterHub's ``--port N`` asks for a port below 1024."""
+    for flag, value in itertools.pairwise(proxy_args):
+        if flag == "--port" and value.isdigit():
+            return int(value) < PRIVILEGED_PORTS
+    return False
+
+
+def command(user: str, proxy_args: Sequence[str], environ: Mapping[str, str]) -> list[str]:
+    """What to execute: the proxy itself, or ``setpriv`` running it as ``user``."""
+    proxy = shutil.which(PROXY, path=environ.get("PATH"))
+    if proxy is None:
+        raise LaunchError(f"{PROXY} not found on PATH: run scripts/setup.sh (it installs it)")
+    if not user or os.geteuid() != 0:
+        return [proxy, *proxy_args]
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        raise LaunchError(
+            f"there is no user {user!r} for the proxy; scripts/setup.sh creates it"
+        ) from None
+    if account.pw_uid == 0 or account.pw_gid == 0:
+        raise LaunchError(f"the proxy's user {user!r} is root or in root's group")
+    setpriv = shutil.which(SETPRIV, path="/usr/bin:/bin")
+    if setpriv is None:
+        raise LaunchError("setpriv not found: install util-linux")
+    caps = (
+        ["--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service"]
+        if binds_privileged_port(proxy_args)
+        else []
+    )
+    bounding = "-all,+net_bind_service" if caps else "-all"
+    return [
+        setpriv,
+        f"--reuid={account.pw_uid}",
+        f"--regid={account.pw_gid}",
+        "--clear-groups",
+        "--no-new-privs",
+        *caps,
+        f"--bounding-set={bounding}",
+        "--",
+        proxy,
+        *proxy_args,
+    ]
+
+
+def parse(argv: Sequence[str]) -> tuple[str, list[str]]:
+    """``--user NAME -- ARGS…`` → (NAME, ARGS)."""
+    args = list(argv)
+    if len(args) < 3 or args[0] != "--user" or args[2] != "--":
+        raise LaunchError("usage: python -m hub.proxy_launch --user NAME -- PROXY_ARGS...")
+    return args[1], args[3:]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Replace this process with the proxy; return an exit status only if that failed."""
+    try:
+        user, proxy_args = parse(sys.argv[1:] if argv is None else argv)
+        environment = proxy_environment(os.environ)
+        argv_out = command(user, proxy_args, os.environ)
+    except LaunchError as exc:
+        print(f"learnhub proxy launch: {exc}", file=sys.stderr)
+        return 2
+    # An absolute path from `command`, with its arguments as a list: no shell is involved.
+    os.execve(argv_out[0], argv_out, environment)  # noqa: S606
+
+
+if __name__ == "__main__":
+    sys.exit(main())
