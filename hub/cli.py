@@ -100,6 +100,10 @@ def hub_environment(settings: Settings, environ: Mapping[str, str]) -> dict[str,
     """Environment for the Hub process: ours plus the admin token and the proxy on PATH."""
     env = dict(environ)
     env["LEARNHUB_ADMIN_TOKEN"] = ensure_admin_token(settings)
+    if settings.source != "<defaults>":
+        # The Hub must read the very file validated here (`--config` included), from its own
+        # working folder (the checkout).
+        env["LEARNHUB_CONFIG"] = str(Path(settings.source).resolve())
     tool_bins = [ROOT / "tools" / "node_modules" / ".bin", Path(sys.executable).parent]
     env["PATH"] = os.pathsep.join([*map(str, tool_bins), env.get("PATH", "")])
     return env

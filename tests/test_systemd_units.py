@@ -2,7 +2,8 @@
 
 The units name the checkout as /opt/learnhub (docs/how-to/production.md); here they are
 checked with this checkout in its place, so `verify` also proves every command they run exists.
-Debian's nginx.service is checked with LearnHub's drop-in applied.
+Debian's nginx.service is checked with LearnHub's drop-in applied. Last, what `learnhub serve`
+(the unit's command) hands the Hub.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from hub.cli import hub_environment
+from hub.settings import load_settings
 from tests.harness import ROOT
 
 UNITS = ROOT / "deploy" / "systemd"
@@ -80,3 +83,13 @@ def test_debian_nginx_unit_with_our_drop_in_verifies(tmp_path: Path) -> None:
     drop_in.write_text(drop_in.read_text().replace("on-failure", "sometimes"))
     spoiled = verify(units / "nginx.service", units)
     assert f"{drop_in}:" in spoiled.stderr and "sometimes" in spoiled.stderr
+
+
+def test_the_hub_reads_the_settings_file_serve_was_given(tmp_path: Path) -> None:
+    # `learnhub --config FILE serve` validated FILE, then started the Hub from the checkout,
+    # where jupyterhub_config.py read ./learnhub.yaml or the defaults instead.
+    config = tmp_path / "learnhub.yaml"
+    config.write_text(f"hub:\n  data_dir: {tmp_path}/var\n")
+    settings = load_settings(config, {})
+    env = hub_environment(settings, {"PATH": "/usr/bin"})
+    assert env["LEARNHUB_CONFIG"] == str(config.resolve())

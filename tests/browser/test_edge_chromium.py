@@ -4,7 +4,7 @@ A test CA signs a wildcard certificate for `learn.test` and `*.learn.test`; ngin
 as a subprocess on loopback ports with its own prefix) serves it; headless Chromium trusts that
 CA only (`--ignore-certificate-errors-spki-list` with the CA's key) and resolves the names to
 loopback. Through the edge a visitor is sent from http to https, signs in, buys a course (the
-Stripe success URL is the configured https public URL, not the proxy's http), gets the
+Stripe success URL is on the configured https public URL), gets the
 anonymous catalog from the edge cache revalidated with its ETag while a signed-in member never
 does, and works in JupyterLab on their own https subdomain over websockets.
 """
