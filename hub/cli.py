@@ -1,6 +1,9 @@
 """`learnhub`: the operator's command line.
 
     learnhub demo                  build what is out of date, then run the platform with the demo
+    learnhub serve                 run the Hub in the foreground (systemd: deploy/systemd/)
+    learnhub edge config [--output FILE]
+                                   the TLS edge's nginx site file, from the settings
     learnhub check                 validate settings and every course.yaml
     learnhub courses list          the catalog
     learnhub courses validate [COURSE ...] [--run] [--strict]
@@ -97,6 +100,10 @@ def hub_environment(settings: Settings, environ: Mapping[str, str]) -> dict[str,
     """Environment for the Hub process: ours plus the admin token and the proxy on PATH."""
     env = dict(environ)
     env["LEARNHUB_ADMIN_TOKEN"] = ensure_admin_token(settings)
+    if settings.source != "<defaults>":
+        # The Hub must read the very file validated here (`--config` included), from its own
+        # working folder (the checkout).
+        env["LEARNHUB_CONFIG"] = str(Path(settings.source).resolve())
     tool_bins = [ROOT / "tools" / "node_modules" / ".bin", Path(sys.executable).parent]
     env["PATH"] = os.pathsep.join([*map(str, tool_bins), env.get("PATH", "")])
     return env
@@ -421,6 +428,41 @@ def cmd_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         from hub import network
 
         network.apply_networks(settings)
+    return _exec_hub(settings, catalog, environ)
+
+
+def cmd_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Run the Hub (which starts its proxy, the LearnHub service and the culler) in the
+    foreground, as a service manager does: nothing is built, nothing is set up first
+    (`learnhub network apply` is the unit's ExecStartPre=)."""
+    settings = _settings(args, environ)
+    catalog = Catalog.load(settings.courses_dir)
+    return _exec_hub(settings, catalog, environ)
+
+
+def cmd_edge_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Write the TLS edge's nginx site file from the settings."""
+    from hub import edge
+
+    settings = _settings(args, environ)
+    text = edge.render_site(settings)
+    if args.output in (None, "-"):
+        print(text, end="")
+        return 0
+    for path in (settings.edge.certificate, settings.edge.certificate_key):
+        if path is not None and not path.exists():
+            raise LearnHubError(f"{path}: not found; put the certificate files there first")
+    target = Path(args.output)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.chmod(0o644)
+    partial.replace(target)
+    print(f"wrote {target}; check it with `nginx -t`, then `systemctl reload nginx`")
+    return 0
+
+
+def _exec_hub(settings: Settings, catalog: Catalog, environ: Mapping[str, str]) -> int:
+    """Replace this process with JupyterHub on LearnHub's config."""
     env = hub_environment(settings, environ)
     if shutil.which("configurable-http-proxy", path=env["PATH"]) is None:
         raise LearnHubError(
@@ -448,7 +490,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--base-image", default="learnhub/base:bookworm")
     demo.set_defaults(func=cmd_demo)
 
+    sub.add_parser(
+        "serve",
+        help="run the Hub in the foreground for a service manager (deploy/systemd); builds nothing",
+    ).set_defaults(func=cmd_serve)
+
     sub.add_parser("check", help="validate settings and courses").set_defaults(func=cmd_check)
+
+    edge_parser = sub.add_parser("edge", help="the TLS edge (nginx) in front of the proxy")
+    edge_sub = edge_parser.add_subparsers(dest="edge_command", required=True)
+    edge_config = edge_sub.add_parser(
+        "config", help="write the nginx site file from the settings (edge:, hub.public_url)"
+    )
+    edge_config.add_argument(
+        "--output",
+        help="file to write, e.g. /etc/nginx/conf.d/learnhub.conf (default: standard output)",
+    )
+    edge_config.set_defaults(func=cmd_edge_config)
 
     courses = sub.add_parser("courses", help="the course catalog")
     courses_sub = courses.add_subparsers(dest="courses_command", required=True)

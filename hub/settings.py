@@ -60,7 +60,12 @@ class HubSettings(_Model):
 
     bind_url: str = Field(
         "http://127.0.0.1:8000/",
-        description="Public URL of the proxy, including the base URL path, e.g. http://0.0.0.0:8000/learn/.",
+        description=(
+            "Where configurable-http-proxy listens, plain http, with the base URL path, e.g. "
+            "http://127.0.0.1:8000/learn/. In production it sits behind the TLS edge "
+            "(`learnhub edge config`) on loopback; people use `public_url`. https is refused: "
+            "JupyterHub would serve plain http there without a certificate."
+        ),
     )
     public_url: str = Field(
         "",
@@ -143,8 +148,17 @@ class HubSettings(_Model):
     @field_validator("bind_url")
     @classmethod
     def _url_has_scheme(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/]+(/.*)?$", value):
-            raise ValueError("must look like http://HOST:PORT/ or https://HOST/PATH/")
+        if value.startswith("https://"):
+            # JupyterHub serves plain http on an https bind_url unless given ssl_cert/ssl_key,
+            # and LearnHub's own clients (hub_api_url) would then speak TLS to that port.
+            raise ValueError(
+                "the proxy listens on plain http; TLS is the edge's job. Set bind_url to "
+                "http://127.0.0.1:8000/ (with your base URL path), put the https address in "
+                "hub.public_url, and put the TLS edge in front (`learnhub edge config`, "
+                "docs/how-to/production.md)"
+            )
+        if not re.match(r"^http://[^/]+(/.*)?$", value):
+            raise ValueError("must look like http://HOST:PORT/ or http://HOST:PORT/PATH/")
         return value if value.endswith("/") else value + "/"
 
     @field_validator("public_url")
@@ -172,6 +186,69 @@ class HubSettings(_Model):
                 "proxy_user must not be service_user: the service could read the proxy's API "
                 "token and reroute the Hub; give the proxy its own user (learnhub-proxy)"
             )
+        return self
+
+
+class EdgeSettings(_Model):
+    """The TLS edge (nginx) in front of the proxy, written by `learnhub edge config`.
+
+    It serves `hub.public_url` (its host and port) and the user subdomains of
+    `hub.subdomain_host` with the operator's certificate, redirects http to https and proxies
+    everything, websockets included, to `hub.bind_url`."""
+
+    certificate: Path | None = Field(
+        None,
+        description=(
+            "PEM certificate chain (server certificate first, then intermediates) valid for the "
+            "public host *and* `*.<host>` (a wildcard, for the user subdomains). Absolute path."
+        ),
+    )
+    certificate_key: Path | None = Field(
+        None, description="PEM private key of `certificate`. Absolute path, readable by root only."
+    )
+    listen_address: Annotated[str, Field(pattern=r"^(\*|[0-9.]+|\[[0-9a-fA-F:]+\])$")] = Field(
+        "*",
+        description=(
+            "Address the edge listens on: `*` (every IPv4 address), an IPv4 address, or an "
+            "IPv6 address in brackets. The https port is the port of `hub.public_url` (443 "
+            "without one)."
+        ),
+    )
+    http_port: int = Field(
+        80, ge=1, le=65535, description="Port of the plain-http listener that only redirects."
+    )
+    cache_dir: Path = Field(
+        Path("/var/cache/nginx/learnhub"),
+        description="Where the edge keeps cached anonymous catalog pages. Absolute path.",
+    )
+    cache_seconds: int = Field(
+        1,
+        ge=1,
+        le=3600,
+        description=(
+            "Seconds an anonymous catalog page is served from the edge before the edge asks "
+            "the service again with its ETag (a 304 costs the service no rendering). Requests "
+            "with cookies or an Authorization header are never cached."
+        ),
+    )
+    cache_max_size: Annotated[str, Field(pattern=r"^[1-9][0-9]*[kmg]?$")] = Field(
+        "256m", description="Largest size of the page cache on disk (nginx size: 256m, 1g)."
+    )
+    upload_limit: Annotated[str, Field(pattern=r"^[1-9][0-9]*[kmg]?$")] = Field(
+        "100m", description="Largest request body (notebook uploads), nginx size."
+    )
+
+    @field_validator("certificate", "certificate_key", "cache_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError(f"{value}: must be an absolute path (nginx reads it from /)")
+        return value
+
+    @model_validator(mode="after")
+    def _certificate_and_key_together(self) -> EdgeSettings:
+        if (self.certificate is None) != (self.certificate_key is None):
+            raise ValueError("certificate and certificate_key go together: set both")
         return self
 
 
@@ -592,6 +669,7 @@ class Settings(_Model):
     )
     courses_dir: Path = Field(Path("courses"), description="Folder with one folder per course.")
     hub: HubSettings = Field(default_factory=HubSettings)
+    edge: EdgeSettings = Field(default_factory=EdgeSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     spawner: SpawnerSettings = Field(default_factory=SpawnerSettings)
     payments: PaymentSettings = Field(default_factory=PaymentSettings)

@@ -3,7 +3,7 @@
 # checks. Used by scripts/demo.sh and scripts/test.sh.
 #
 #   scripts/setup.sh            platform: Docker engine, Python venv, proxy, images
-#   scripts/setup.sh --test     also what the test suite needs: PostgreSQL, Chromium
+#   scripts/setup.sh --test     also what the test suite needs: PostgreSQL, Chromium, nginx
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +31,8 @@ if (( WITH_TEST )); then
   [[ -x /usr/lib/postgresql/15/bin/initdb ]] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   have_cmd chromium || need+=(chromium)
   have_cmd chromedriver || need+=(chromium-driver)
+  # The TLS edge (`learnhub edge config`) is tested with Debian's nginx, run by the test itself.
+  [[ -x /usr/sbin/nginx ]] || need+=(nginx)
   # Chinese pages are tested in Chromium; without a CJK font their screenshots show boxes.
   [[ -d /usr/share/fonts/opentype/noto ]] && ls /usr/share/fonts/opentype/noto | grep -qi cjk || need+=(fonts-noto-cjk)
 fi

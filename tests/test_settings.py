@@ -249,3 +249,29 @@ def test_short_production_secret(tmp_path: Path) -> None:
     }
     with pytest.raises(SettingsError, match="LEARNHUB_COOKIE_SECRET: must be at least 32"):
         load_settings(write(tmp_path, "mode: production\n"), env)
+
+
+def test_https_bind_url_is_refused_with_the_fix(tmp_path: Path) -> None:
+    # The documented production config once said `bind_url: https://...` with no certificate:
+    # JupyterHub then serves plain HTTP on that port and `hub_api_url` speaks https to it.
+    path = write(
+        tmp_path,
+        "hub:\n  bind_url: https://learn.example.org/\n  allow_public_demo: true\n",
+    )
+    with pytest.raises(SettingsError) as caught:
+        load_settings(path, {})
+    message = str(caught.value)
+    assert "hub.bind_url" in message and "plain http" in message
+    assert "learnhub edge config" in message and "hub.public_url" in message
+
+
+def test_edge_settings_are_validated(tmp_path: Path) -> None:
+    path = write(tmp_path, "edge:\n  certificate: /etc/ssl/learn.pem\n  cerificate_key: x\n")
+    with pytest.raises(SettingsError, match=r"edge\.cerificate_key.*unknown key"):
+        load_settings(path, {})
+    path = write(tmp_path, "edge:\n  http_port: 0\n")
+    with pytest.raises(SettingsError, match=r"edge\.http_port"):
+        load_settings(path, {})
+    path = write(tmp_path, "edge:\n  certificate: relative.pem\n")
+    with pytest.raises(SettingsError, match=r"edge\.certificate.*absolute"):
+        load_settings(path, {})

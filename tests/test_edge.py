@@ -1,0 +1,117 @@
+"""The TLS edge's nginx site file: refused settings name the fix; what is cached is exact.
+
+The site file is proved against real nginx and Chromium in tests/browser/test_edge_chromium.py;
+these tests check, without a hub, what it is made from.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hub.cli import main
+from hub.edge import EdgeConfigError, render_site
+from hub.settings import Settings, load_settings
+
+BASE = "/@/space%20word/"
+
+
+def settings(tmp_path: Path, **hub: str) -> Settings:
+    values = {
+        "bind_url": f"http://127.0.0.1:8000{BASE}",
+        "public_url": f"https://learn.example.org{BASE}",
+        "subdomain_host": "https://learn.example.org",
+        **hub,
+    }
+    lines = "".join(f"  {key}: {value}\n" for key, value in values.items())
+    path = tmp_path / "learnhub.yaml"
+    path.write_text(
+        f"hub:\n{lines}edge:\n  certificate: {tmp_path}/cert.pem\n"
+        f"  certificate_key: {tmp_path}/key.pem\n"
+    )
+    return load_settings(path, {})
+
+
+def test_site_serves_the_public_host_and_its_subdomains(tmp_path: Path) -> None:
+    site = render_site(settings(tmp_path))
+    assert "server_name learn.example.org *.learn.example.org;" in site  # the redirect
+    assert "return 301 https://$host$request_uri;" in site
+    assert "listen 443 ssl http2;" in site and "listen 80;" in site
+    assert "server_name learn.example.org;" in site and "server_name *.learn.example.org;" in site
+    assert "proxy_pass http://127.0.0.1:8000;" in site
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in site
+    assert f'ssl_certificate "{tmp_path}/cert.pem";' in site
+
+
+def test_only_anonymous_catalog_pages_on_the_hub_host_are_cached(tmp_path: Path) -> None:
+    site = render_site(settings(tmp_path))
+    rest = site.split("server_name learn.example.org;\n")[1]
+    hub_server, users_server = rest.split("server_name *.learn.example.org;\n")
+    cached = [line.strip() for line in hub_server.splitlines() if "location" in line]
+    assert cached == [
+        "location / {",
+        'location = "/@/space word/services/learnhub/" {',
+        'location = "/@/space word/services/learnhub/courses" {',
+        'location = "/@/space word/services/learnhub/courses/" {',
+        'location ~ "^/@/space\\ word/services/learnhub/courses/[a-z0-9-]+$" {',
+    ]
+    assert hub_server.count("proxy_cache learnhub_pages;") == 4
+    assert hub_server.count("proxy_no_cache $learnhub_personal;") == 4
+    assert hub_server.count("proxy_cache_bypass $learnhub_personal;") == 4
+    assert "proxy_cache " not in users_server
+    assert 'map "$http_cookie$http_authorization$arg_token" $learnhub_personal' in site
+
+
+@pytest.mark.parametrize(
+    ("hub", "problem"),
+    [
+        ({"public_url": f"http://learn.example.org{BASE}"}, "hub.public_url"),
+        ({"public_url": "https://learn.example.org/other/"}, "must be hub.bind_url's"),
+        ({"subdomain_host": "https://users.example.org"}, "hub.subdomain_host"),
+    ],
+)
+def test_refused_settings_name_the_key(tmp_path: Path, hub: dict[str, str], problem: str) -> None:
+    with pytest.raises(EdgeConfigError, match=problem):
+        render_site(settings(tmp_path, **hub))
+
+
+def test_without_certificate_the_command_says_what_to_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "learnhub.yaml"
+    path.write_text("hub:\n  public_url: https://learn.example.org/\n")
+    assert main(["--config", str(path), "edge", "config"], {}) == 2
+    assert "edge.certificate and edge.certificate_key" in capsys.readouterr().err
+
+
+def test_written_site_passes_nginx_t(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        pytest.fail("nginx not found: scripts/setup.sh --test installs it")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=learn.example.org", "-keyout", str(tmp_path / "key.pem"),
+         "-out", str(tmp_path / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    config = tmp_path / "learnhub.yaml"
+    settings(tmp_path)  # writes the settings file
+    config.write_text(config.read_text() + f"  cache_dir: {tmp_path}/cache\n")
+    site = tmp_path / "learnhub.conf"
+    assert main(["--config", str(config), "edge", "config", "--output", str(site)], {}) == 0
+    assert f"wrote {site}" in capsys.readouterr().out
+    main_conf = tmp_path / "nginx.conf"
+    main_conf.write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\n"
+        f"http {{\n  include {site};\n}}\n"
+    )
+    checked = subprocess.run(
+        [nginx, "-t", "-c", str(main_conf), "-p", str(tmp_path), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
