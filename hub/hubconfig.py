@@ -211,6 +211,10 @@ def learnhub_service(settings: Settings) -> dict[str, Any]:
         "environment": environment,
         "oauth_no_confirm": True,
         "display": True,
+        # JupyterHub exits when a managed service is not answering after `timeout` (30 s by
+        # default). The service imports the billing, store and grading code first; on a loaded
+        # host (a deadline, a busy CI machine) that took longer, and the whole Hub died.
+        "timeout": SERVICE_START_SECONDS,
         **run_as(settings),
     }
     token = settings.secret("service_token")
@@ -235,6 +239,9 @@ def run_as(settings: Settings) -> dict[str, str]:
     account = service_account(settings)
     return {"user": account.name} if account else {}
 
+
+#: How long the Hub waits for the LearnHub service to answer at start before giving up.
+SERVICE_START_SECONDS = 180
 
 #: The secrets the LearnHub service itself uses, and so the only ones it is given.
 SERVICE_SECRETS = ("stripe_secret_key", "stripe_webhook_secrets")
