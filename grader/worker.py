@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hub.courses import Catalog
+from hub.errors import LearnHubError
 from hub.grading_jobs import JobRefused, JobStore, request_from_row
 from hub.privilege import ServiceAccount, drop_privileges, prepare_data_dir
 from hub.settings import Settings
@@ -240,10 +241,6 @@ def run_job(
     course_factory: Callable[..., Any] | None = None,
 ) -> str:
     """Check and run one claimed job; record its outcome. Returns ``done`` or ``failed``."""
-    from grader.course import GradingCourse
-    from grader.reports import grades_csv
-    from hub.errors import LearnHubError
-
     job_id = int(job["id"])
     fields = {"job": job_id, "course": job.get("course"), "kind": job.get("kind")}
     try:
@@ -255,6 +252,10 @@ def run_job(
         log.warning("job refused", extra={**fields, "reason": exc.key, "outcome": "failed"})
         rows.finish(job_id, "failed", error=f"refused by the worker: {exc}")
         return "failed"
+    # nbgrader is imported only for a job that passed the check.
+    from grader.course import GradingCourse
+    from grader.reports import grades_csv
+
     progress = Progress(rows, job_id, str(job.get("progress") or ""))
     factory = course_factory or GradingCourse.for_operator
     log.info("job started", extra={**fields, "assignment": request.assignment})

@@ -103,19 +103,19 @@ def check_request(
     if entry is None or not isinstance(course_id, str):
         raise JobRefused("job_unknown_course", course=str(course_id)[:64])
     if not isinstance(kind, str) or kind not in JOB_KINDS:
-        raise JobRefused("job_unknown_kind", kind=str(kind)[:32], kinds=", ".join(JOB_KINDS))
+        raise JobRefused("job_unknown_kind", job_kind=str(kind)[:32], kinds=", ".join(JOB_KINDS))
     if not isinstance(assignment, str) or entry.course.assignment(assignment) is None:
         known = ", ".join(a.id for a in entry.course.assignments)
         raise JobRefused("job_unknown_assignment", assignment=str(assignment)[:128], known=known)
     if not isinstance(args, dict):
-        raise JobRefused("job_bad_args", kind=kind, allowed=_allowed(kind))
+        raise JobRefused("job_bad_args", job_kind=kind, allowed=_allowed(kind))
     allowed = ALLOWED_ARGS[kind]
     unknown = sorted(str(name) for name in args if name not in allowed)
     if unknown:
-        raise JobRefused("job_bad_args", kind=kind, allowed=_allowed(kind))
+        raise JobRefused("job_bad_args", job_kind=kind, allowed=_allowed(kind))
     missing = sorted(REQUIRED_ARGS.get(kind, frozenset()) - set(args))
     if missing:
-        raise JobRefused("job_missing_args", kind=kind, missing=", ".join(missing))
+        raise JobRefused("job_missing_args", job_kind=kind, missing=", ".join(missing))
     checked: dict[str, Any] = {}
     for name, value in args.items():
         checked[name] = _check_value(kind, name, allowed[name], value)
@@ -129,7 +129,7 @@ def _allowed(kind: str) -> str:
 def _check_value(kind: str, name: str, expected: type, value: Any) -> Any:
     if expected is bool:
         if not isinstance(value, bool):
-            raise JobRefused("job_bad_args", kind=kind, allowed=_allowed(kind))
+            raise JobRefused("job_bad_args", job_kind=kind, allowed=_allowed(kind))
         return value
     if expected is float:
         # bool is an int: refused, like every number that is not finite and in range.
@@ -148,11 +148,11 @@ def request_from_row(catalog: Catalog, job: Mapping[str, Any]) -> JobRequest:
     """Check a claimed row (:func:`job_row`) as :func:`check_request` checks a form."""
     raw = job.get("args_json", "")
     if not isinstance(raw, str) or len(raw.encode()) > MAX_ARGS_BYTES:
-        raise JobRefused("job_bad_args", kind=str(job.get("kind")), allowed="?")
+        raise JobRefused("job_bad_args", job_kind=str(job.get("kind")), allowed="?")
     try:
         args = json.loads(raw)
     except ValueError:
-        raise JobRefused("job_bad_args", kind=str(job.get("kind")), allowed="?") from None
+        raise JobRefused("job_bad_args", job_kind=str(job.get("kind")), allowed="?") from None
     return check_request(catalog, job.get("course"), job.get("kind"), job.get("assignment"), args)
 
 

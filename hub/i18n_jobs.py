@@ -70,29 +70,30 @@ JOB_MESSAGES: dict[str, dict[str, str]] = {
     "job_refused_title": {"en": "Job refused", "zh-CN": "任务被拒绝"},
     "job_busy_title": {"en": "A job is running", "zh-CN": "已有任务在运行"},
     "job_busy": {
-        "en": "{course} already has grading job #{id} ({kind} {assignment}, {state}). "
+        "en": "{course} already has grading job #{job_id} ({job_kind} {assignment}, {job_state}). "
         "Wait until it ends, then ask again.",
-        "zh-CN": "{course} 已有评分任务 #{id}（{kind} {assignment}，{state}）。请等它结束后再试。",
+        "zh-CN": "{course} 已有评分任务 #{job_id}（{job_kind} {assignment}，{job_state}）。"
+        "请等它结束后再试。",
     },
     "job_unknown_course": {
         "en": "There is no course {course}.",
         "zh-CN": "没有名为 {course} 的课程。",
     },
     "job_unknown_kind": {
-        "en": "Unknown job {kind}: use one of {kinds}.",
-        "zh-CN": "未知的任务 {kind}：请使用 {kinds} 之一。",
+        "en": "Unknown job {job_kind}: use one of {kinds}.",
+        "zh-CN": "未知的任务 {job_kind}：请使用 {kinds} 之一。",
     },
     "job_unknown_assignment": {
         "en": "This course has no assignment {assignment} in course.yaml (known: {known}).",
         "zh-CN": "本课程的 course.yaml 中没有作业 {assignment}（已有：{known}）。",
     },
     "job_bad_args": {
-        "en": "A {kind} job takes only these options: {allowed}.",
-        "zh-CN": "{kind} 任务只接受以下选项：{allowed}。",
+        "en": "A {job_kind} job takes only these options: {allowed}.",
+        "zh-CN": "{job_kind} 任务只接受以下选项：{allowed}。",
     },
     "job_missing_args": {
-        "en": "A {kind} job needs: {missing}.",
-        "zh-CN": "{kind} 任务需要：{missing}。",
+        "en": "A {job_kind} job needs: {missing}.",
+        "zh-CN": "{job_kind} 任务需要：{missing}。",
     },
     "job_bad_student": {
         "en": "{student} is not a learner's name: letters, digits and . _ @ + - only.",

@@ -213,16 +213,18 @@ class JobsHandler(CourseAdminHandler):
             return
         except JobConflict as exc:
             log.info("grading job busy", extra={**fields, "outcome": "conflict"})
-            active = dict(exc.active)
-            active["kind"] = self.translate("job_kind_" + str(active["kind"]))
-            active["state"] = self.translate("job_state_" + str(active["state"]))
+            active = exc.active
             self.answer(
                 as_json,
                 409,
                 "job_busy_title",
                 "job_busy",
-                extra={"active_job": exc.active["id"]},
-                **{k: active[k] for k in ("course", "id", "kind", "assignment", "state")},
+                extra={"active_job": active["id"]},
+                course=active["course"],
+                job_id=active["id"],
+                job_kind=self.translate("job_kind_" + str(active["kind"])),
+                assignment=active["assignment"],
+                job_state=self.translate("job_state_" + str(active["state"])),
             )
             return
         log.info(
