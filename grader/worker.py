@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from sqlalchemy.exc import OperationalError
+
 from hub.courses import Catalog
 from hub.errors import LearnHubError
 from hub.grading_jobs import JobRefused, JobStore, request_from_row
@@ -308,7 +310,11 @@ def run_job(
         elif request.kind == "extend":
             course.grant_extension(assignment, args["student"], hours=float(args["hours"]))
             progress.set(
-                summary={"key": "job_extended", "student": args["student"], "hours": args["hours"]}
+                summary={
+                    "key": "job_extended",
+                    "student": args["student"],
+                    "hours": f"{float(args['hours']):g}",
+                }
             )
     except LearnHubError as exc:
         log.warning("job failed", extra={**fields, "error": str(exc), "outcome": "failed"})
@@ -352,20 +358,19 @@ def serve(
     me = worker_id()
     count = 0
     try:
-        recover(rows, me)
         log.info("grading worker ready", extra={"worker": me, "poll_seconds": poll_seconds})
         while not stopping.is_set():
             try:
+                recover(rows, me)
                 job = rows.claim(me)
-            except RuntimeError as exc:
-                # The table appears when the service has migrated the database.
-                log.debug("no job table yet", extra={"error": str(exc)})
+            except (RuntimeError, OperationalError) as exc:
+                # At the Hub's start the service may not have migrated the database yet.
+                log.debug("job table not ready", extra={"error": str(exc)})
                 job = None
             if job is None:
                 if once:
                     break
                 stopping.wait(poll_seconds)
-                recover(rows, me)
                 continue
             run_job(settings, rows, job, token=token)
             count += 1

@@ -300,3 +300,21 @@ def test_a_job_left_running_by_a_dead_worker_is_resumed(
     with db.transaction() as session:
         row = session.scalars(sa.select(GradingJob).where(GradingJob.id == job_id)).one()
         assert row.attempts == 2 and row.worker != f"{socket.gethostname()}:{dead.pid}"
+
+
+def test_extension_and_one_learners_regrade_from_the_dashboard(instructor: Browser) -> None:
+    assert queue(instructor, "extend", student="learner-b", hours="48").status_code == 303
+    extended = wait_for(instructor, newest(instructor)["id"], timeout=120)
+    assert extended["state"] == "done" and extended["summary"] == "learner-b has 48 extra hours."
+
+    assert queue(instructor, "regrade-one", student="learner-b").status_code == 303
+    regraded = wait_for(instructor, newest(instructor)["id"])
+    assert regraded["state"] == "done", regraded
+    assert {s["learner"]: s["state"] for s in regraded["submissions"]} == {"learner-b": "graded"}
+
+    assert queue(instructor, "regrade-one", student="nobody-here").status_code == 303
+    unknown = wait_for(instructor, newest(instructor)["id"], timeout=120)
+    assert (
+        unknown["state"] == "failed"
+        and "'nobody-here' has no collected submission" in (unknown["error"])
+    ), unknown
