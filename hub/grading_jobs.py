@@ -161,19 +161,16 @@ def request_from_row(catalog: Catalog, job: Mapping[str, Any]) -> JobRequest:
 
 def job_view(job: GradingJob) -> dict[str, Any]:
     """What the dashboard shows of a job (its JSON): never the export's content itself."""
-    try:
-        progress = json.loads(job.progress or "{}")
-    except ValueError:
-        progress = {}
+    progress, args = _json_object(job.progress), _json_object(job.args)
     return {
         "id": job.id,
         "course": job.course_id,
         "assignment": job.assignment_id,
         "kind": job.kind,
-        "args": json.loads(job.args) if job.args.startswith("{") else {},
+        "args": args,
         "requested_by": job.requested_by,
         "state": job.state,
-        "progress": progress if isinstance(progress, dict) else {},
+        "progress": progress,
         "error": job.error or "",
         "attempts": job.attempts,
         "has_result": job.result is not None,
@@ -182,6 +179,15 @@ def job_view(job: GradingJob) -> dict[str, Any]:
         "updated_at": _iso(job.updated_at),
         "finished_at": _iso(job.finished_at),
     }
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    """A JSON object from a row, or {} for anything else (a forged row must not break a page)."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def job_row(job: GradingJob) -> dict[str, Any]:

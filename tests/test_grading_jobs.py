@@ -196,3 +196,34 @@ def test_every_job_message_is_in_english_and_chinese_with_the_same_placeholders(
         assert fields(texts["en"]) == fields(texts["zh-CN"]), key
     used = {f"job_kind_{k}" for k in JOB_KINDS} | {f"job_state_{s}" for s in JOB_STATES}
     assert used <= set(JOB_MESSAGES)
+
+
+def test_a_forged_row_that_is_not_json_does_not_break_the_jobs_panel(db: Database) -> None:
+    from hub.i18n import translator
+    from hub.service.grading import display_job
+
+    now = utcnow()
+    with db.transaction() as session:
+        session.add(
+            GradingJob(
+                course_id=COURSE,
+                assignment_id=ASSIGNMENT,
+                kind="autograde",
+                args="{not json",
+                requested_by="mallory",
+                state="failed",
+                progress=json.dumps(
+                    {"submissions": {"x": {"state": "graded", "score": "9", "max_score": []}}}
+                ),
+                attempts=1,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    [job] = course_jobs(db, COURSE)
+    assert job["args"] == {}
+    shown = display_job(job, translator("zh-CN"), "/services/learnhub/")
+    assert shown["state_label"] == "失败"
+    assert shown["submissions"] == [
+        {"learner": "x", "state": "graded", "state_label": "已评分", "score": "", "reason": ""}
+    ]

@@ -78,15 +78,15 @@ def display_job(job: dict[str, Any], _: Translator, prefix: str) -> dict[str, An
         if not isinstance(entry, dict):
             continue
         state = str(entry.get("state", ""))
-        score = entry.get("score")
+        score, max_score = entry.get("score"), entry.get("max_score")
         submissions.append(
             {
                 "learner": learner,
                 "state": state,
                 "state_label": _(f"sub_state_{state}") if state in _SUB_STATES else state,
                 "score": (
-                    f"{score:g}/{entry.get('max_score') or 0:g}"
-                    if isinstance(score, int | float)
+                    f"{score:g}/{max_score:g}"
+                    if isinstance(score, int | float) and isinstance(max_score, int | float)
                     else ""
                 ),
                 "reason": str(entry.get("reason") or ""),
