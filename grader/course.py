@@ -423,6 +423,19 @@ class GradingCourse:
         if not plan.to_grade:
             self.publish()  # what preparing changed (sources, gradebook), for the formgrader
             return []
+        graded = read_record(self.root, _graded_record(assignment))
+
+        def remember(result: GradeResult) -> None:
+            # Recorded as each submission is graded (autograde calls this from its own thread,
+            # one result at a time), so a run that dies half-way is resumed where it stopped.
+            if result.outcome == "error":
+                graded.pop(result.student, None)
+            else:
+                graded[result.student] = plan.to_grade[result.student]
+            write_record(self.root, _graded_record(assignment), graded)
+            if progress is not None:
+                progress(result)
+
         try:
             results = autograde_submissions(
                 self.root,
@@ -431,17 +444,10 @@ class GradingCourse:
                 policy=self.policy,
                 config=self.nbgrader_config(),
                 parallel=parallel if parallel and parallel > 0 else self.parallel,
-                progress=progress,
+                progress=remember,
             )
         finally:
             self.publish()
-        graded = read_record(self.root, _graded_record(assignment))
-        for result in results:
-            if result.outcome == "error":
-                graded.pop(result.student, None)
-            else:
-                graded[result.student] = plan.to_grade[result.student]
-        write_record(self.root, _graded_record(assignment), graded)
         self.record_grades(results)
         return results
 

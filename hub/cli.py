@@ -15,6 +15,7 @@
     learnhub reconcile             catch up on missed Stripe events, re-apply membership
     learnhub grader ACTION COURSE ASSIGNMENT
                                    release | collect | autograde | feedback | export | extend
+    learnhub grader worker         run the grading jobs instructors queue from their dashboard
 
 Settings come from `--config FILE`, `LEARNHUB_CONFIG` or `./learnhub.yaml`, plus LEARNHUB_*
 secrets in the environment. Errors print one message and exit with status 2.
@@ -316,6 +317,10 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         nbgrader_log.addHandler(logging.NullHandler())
 
     settings = _settings(args, environ)
+    if args.action == "worker":
+        return _grader_worker(settings, args, environ)
+    if not args.course or not args.assignment:
+        raise LearnHubError(f"learnhub grader {args.action} needs COURSE and ASSIGNMENT")
     course = GradingCourse.for_operator(settings, args.course, token=_admin_token_for_cli(settings))
     console = Console(stderr=True)
     what = f"{args.course}/{args.assignment}"
@@ -383,6 +388,24 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             print(f"{args.student} has {args.hours:g} extra hours for {what}")
     except GradingError as exc:
         raise LearnHubError(str(exc)) from exc
+    return 0
+
+
+def _grader_worker(settings: Settings, args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Run the dashboard's grading jobs (grader/worker.py) until stopped."""
+    from grader.worker import serve
+
+    if args.course or args.assignment:
+        raise LearnHubError("learnhub grader worker takes no COURSE or ASSIGNMENT")
+    configure_logging(settings.hub.log_level)
+    # As a managed service JupyterHub gives the worker its own token (role
+    # learnhub-grading-worker); an operator running it by hand uses the admin token.
+    token = environ.get("JUPYTERHUB_API_TOKEN") or _admin_token_for_cli(settings)
+    count = serve(
+        settings, token=token, poll_seconds=settings.grading.worker.poll_seconds, once=args.once
+    )
+    if args.once:
+        print(f"ran {count} grading job{'' if count == 1 else 's'}")
     return 0
 
 
@@ -556,10 +579,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     grading = sub.add_parser("grader", help="assignments: release, collect, grade, feedback")
     grading.add_argument(
-        "action", choices=["release", "collect", "autograde", "feedback", "export", "extend"]
+        "action",
+        choices=["release", "collect", "autograde", "feedback", "export", "extend", "worker"],
+        help="worker: run the grading jobs instructors queue from their dashboard (no COURSE "
+        "or ASSIGNMENT; started by the Hub as the managed service grading-worker)",
     )
-    grading.add_argument("course")
-    grading.add_argument("assignment")
+    grading.add_argument("course", nargs="?")
+    grading.add_argument("assignment", nargs="?")
+    grading.add_argument(
+        "--once", action="store_true", help="worker: run the queued jobs, then exit"
+    )
     grading.add_argument("--force", action="store_true", help="release: replace a release")
     grading.add_argument(
         "--parallel",

@@ -153,6 +153,17 @@ def apply_services(c: Any, settings: Settings) -> None:
             }
         )
     services.append(learnhub_service(settings))
+    if settings.grading.worker.enabled:
+        services.append(grading_worker_service(settings))
+        # Its token reaches the exchange (release, collect, feedback) as an operator, as the
+        # admin token does for `learnhub grader`; it needs no more than that.
+        roles.append(
+            {
+                "name": "learnhub-grading-worker",
+                "services": ["grading-worker"],
+                "scopes": ["admin:users", LEARNHUB_SCOPE],
+            }
+        )
     roles.append(
         {"name": "learnhub-service", "services": ["learnhub"], "scopes": list(ACCESS_SCOPES)}
     )
@@ -230,6 +241,25 @@ def proxy_command(settings: Settings) -> list[str]:
     account = proxy_account(settings)  # a missing user fails here, naming useradd
     user = account.name if account else ""
     return [sys.executable, "-m", "hub.proxy_launch", "--user", user, "--"]
+
+
+def grading_worker_service(settings: Settings) -> dict[str, Any]:
+    """`learnhub grader worker` as a managed service without URL (like the idle culler).
+
+    It runs as the Hub's user (root): grading needs the Docker engine for the sandboxes and the
+    root-only grading folders. It takes no network input, only job rows, which it checks again
+    against `course.yaml` and an allow-list (docs/security.md, "Grading jobs"). No secret is
+    passed: its Hub token comes from JupyterHub.
+    """
+    environment: dict[str, str] = {"LEARNHUB_MODE": settings.mode}
+    if settings.source != "<defaults>":
+        environment["LEARNHUB_CONFIG"] = str(Path(settings.source).resolve())
+    return {
+        "name": "grading-worker",
+        "command": [sys.executable, "-m", "hub.cli", "grader", "worker"],
+        "cwd": str(Path.cwd()),
+        "environment": environment,
+    }
 
 
 def run_as(settings: Settings) -> dict[str, str]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hub.i18n_jobs import JOB_MESSAGES
+
 #: Languages the pages are written in; the first is the default.
 LANGUAGES: tuple[str, ...] = ("en", "zh-CN")
 #: How each language names itself, for the toggle.
@@ -290,6 +292,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "resume": {"en": "Resume", "zh-CN": "继续"},
     "more_courses": {"en": "Find more courses in the catalog", "zh-CN": "在课程目录中查找更多课程"},
 }
+MESSAGES.update(JOB_MESSAGES)
 
 
 def negotiate(accept_language: str | None) -> str:

@@ -456,10 +456,27 @@ class SandboxSettings(_Model):
     )
 
 
+class GradingWorkerSettings(_Model):
+    """The grading worker: runs the jobs instructors queue from their dashboard."""
+
+    enabled: bool = Field(
+        True,
+        description=(
+            "Run `learnhub grader worker` beside the Hub (a managed service, as the Hub's user: "
+            "root, for Docker), so instructors can release, collect, grade and export from "
+            "their dashboard. Off: only the operator's `learnhub grader` grades."
+        ),
+    )
+    poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often an idle worker looks for a queued job."
+    )
+
+
 class GradingSettings(_Model):
     """Autograding."""
 
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    worker: GradingWorkerSettings = Field(default_factory=GradingWorkerSettings)
 
 
 class PlanSettings(_Model):

@@ -23,6 +23,7 @@ from hub.i18n import translator
 from hub.reviews import ReviewRejected, announcements, post_announcement, rating_summary
 from hub.service import charts
 from hub.service.base import LearnerPage, route
+from hub.service.grading import jobs_panel
 from hub.service.reports import (
     activity_share,
     enrolment_over_time,
@@ -102,6 +103,7 @@ class InstructorDashboard(InstructorPage):
         revenue = revenue_from_payments(data.payments).by_course.get(course_id, {})
         grades = await asyncio.to_thread(course_grades, self.ctx.settings, entry)
         notices = await asyncio.to_thread(announcements, self.ctx.db, course_id)
+        panel = await jobs_panel(self, entry)
         submission_rows = [(a, n) for a, n in grades.submissions.items()]
         score_rows = list(grades.buckets.items())
         self.render_page(
@@ -142,6 +144,7 @@ class InstructorDashboard(InstructorPage):
                 }
                 for a in entry.course.assignments
             ],
+            **panel,
         )
 
 

@@ -2,6 +2,7 @@
 
 from hub.store.database import Database, create_engine, upgrade
 from hub.store.exchange_models import ExchangeFeedback, ExchangeRelease, ExchangeSubmission
+from hub.store.job_models import GradingJob
 from hub.store.models import (
     Base,
     CheckoutSession,
@@ -25,6 +26,7 @@ __all__ = [
     "ExchangeRelease",
     "ExchangeSubmission",
     "GradeSummary",
+    "GradingJob",
     "Payment",
     "ServerUsage",
     "StripeEvent",

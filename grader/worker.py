@@ -1,0 +1,381 @@
+"""`learnhub grader worker`: run the grading jobs instructors queue from their dashboard.
+
+The worker runs as root beside the Hub (a managed service without URL), because grading needs
+the Docker engine (sandboxes) and the root-only grading folders, exactly as `learnhub grader`
+does. It takes no network input: its only input is rows of `grading_jobs`, which the LearnHub
+service (the most exposed process) writes. So each claimed row is checked again
+(:func:`hub.grading_jobs.request_from_row`) against the catalog loaded from `course.yaml` for
+that job and the kind's allow-list before anything runs; a refused row is marked failed with its
+reason and nothing else happens. The work itself is :class:`grader.course.GradingCourse`, the
+code the CLI runs.
+
+LearnHub's database belongs to the service's user: root opens none of its files. The worker
+forks a child that drops to that user and does every database call for it
+(:class:`ServiceUserJobStore`), over a socket pair, one JSON line per call.
+
+A job left ``running`` by a worker that died (its ``host:pid`` no longer runs here) is queued
+again and resumed: autograde grades only what its recorded digests say is new or changed
+(`grader/records.py`), so a resumed run continues where the dead one stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy.exc import OperationalError
+
+from hub.courses import Catalog
+from hub.errors import LearnHubError
+from hub.grading_jobs import JobRefused, JobStore, request_from_row
+from hub.privilege import ServiceAccount, drop_privileges, prepare_data_dir
+from hub.settings import Settings
+from hub.store import Database
+
+log = logging.getLogger("learnhub.grader.worker")
+
+#: A running job whose worker runs on another host and has not reported for this long is
+#: taken to be dead (workers on this host are checked by their process id instead).
+STALE_SECONDS = 15 * 60
+
+
+class JobRows(Protocol):
+    """The database calls the worker makes (:class:`hub.grading_jobs.JobStore`)."""
+
+    def claim(self, worker: str) -> dict[str, Any] | None:
+        """Take the oldest queued job."""
+        ...
+
+    def running(self) -> list[dict[str, Any]]:
+        """Every running job."""
+        ...
+
+    def progress(self, job_id: int, progress: dict[str, Any]) -> None:
+        """Record progress."""
+        ...
+
+    def finish(
+        self, job_id: int, state: str, error: str | None = None, result: str | None = None
+    ) -> None:
+        """Record the outcome."""
+        ...
+
+    def requeue(self, job_id: int, reason: str) -> str:
+        """Queue a dead worker's job again."""
+        ...
+
+
+_CALLS = frozenset({"claim", "running", "progress", "finish", "requeue"})
+
+
+class ServiceUserJobStore:
+    """:class:`JobRows` served by a forked child running as the service's user.
+
+    Calls are serialised (autograde reports progress from its grading threads).
+    """
+
+    def __init__(self, account: ServiceAccount, db_url: str) -> None:
+        parent, child = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the caller's code
+            parent.close()
+            code = 1
+            try:
+                drop_privileges(account)
+                _serve(child, JobStore(Database(db_url)))
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        child.close()
+        self.pid = pid
+        self._sock = parent
+        self._file = parent.makefile("rwb")
+        self._lock = threading.Lock()
+
+    def _call(self, op: str, *args: Any) -> Any:
+        with self._lock:
+            self._file.write(json.dumps({"op": op, "args": list(args)}).encode() + b"\n")
+            self._file.flush()
+            line = self._file.readline()
+        if not line:
+            raise RuntimeError(
+                "the worker's database process (as the service's user) ended; see its error above"
+            )
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"database call {op} failed: {answer['error']}")
+        return answer["value"]
+
+    def claim(self, worker: str) -> dict[str, Any] | None:
+        """See :meth:`hub.grading_jobs.JobStore.claim`."""
+        value: dict[str, Any] | None = self._call("claim", worker)
+        return value
+
+    def running(self) -> list[dict[str, Any]]:
+        """See :meth:`hub.grading_jobs.JobStore.running`."""
+        value: list[dict[str, Any]] = self._call("running")
+        return value
+
+    def progress(self, job_id: int, progress: dict[str, Any]) -> None:
+        """See :meth:`hub.grading_jobs.JobStore.progress`."""
+        self._call("progress", job_id, progress)
+
+    def finish(
+        self, job_id: int, state: str, error: str | None = None, result: str | None = None
+    ) -> None:
+        """See :meth:`hub.grading_jobs.JobStore.finish`."""
+        self._call("finish", job_id, state, error, result)
+
+    def requeue(self, job_id: int, reason: str) -> str:
+        """See :meth:`hub.grading_jobs.JobStore.requeue`."""
+        value: str = self._call("requeue", job_id, reason)
+        return value
+
+    def close(self) -> None:
+        """End the child and wait for it."""
+        self._file.close()
+        self._sock.close()
+        os.waitpid(self.pid, 0)
+
+
+def _serve(sock: socket.socket, store: JobStore) -> None:
+    """The child's loop: one call per line until the parent closes its end."""
+    stream = sock.makefile("rwb")
+    for line in stream:
+        request = json.loads(line)
+        op = request.get("op")
+        try:
+            if op not in _CALLS:
+                raise ValueError(f"unknown call {op!r}")
+            answer: dict[str, Any] = {"value": getattr(store, op)(*request.get("args", []))}
+        except Exception as exc:  # the parent decides; the child keeps serving
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        stream.write(json.dumps(answer).encode() + b"\n")
+        stream.flush()
+
+
+def worker_id() -> str:
+    """``host:pid`` of this worker, recorded on the jobs it claims."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_alive(worker: str, updated_at: str, *, now: float | None = None) -> bool:
+    """Whether the worker that claimed a job still runs.
+
+    On this host: its process exists and is a grading worker. Elsewhere: it reported within
+    :data:`STALE_SECONDS`.
+    """
+    host, _, pid_text = worker.rpartition(":")
+    if host == socket.gethostname() and pid_text.isdigit():
+        try:
+            cmdline = Path(f"/proc/{int(pid_text)}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return b"worker" in cmdline
+    from datetime import datetime
+
+    try:
+        last = datetime.fromisoformat(updated_at).timestamp()
+    except ValueError:
+        return False
+    return (now if now is not None else time.time()) - last < STALE_SECONDS
+
+
+def recover(rows: JobRows, me: str) -> list[int]:
+    """Queue again the running jobs of dead workers; return their ids."""
+    recovered = []
+    for job in rows.running():
+        if job["worker"] == me or worker_alive(job["worker"], job["updated_at"]):
+            continue
+        state = rows.requeue(int(job["id"]), f"worker {job['worker'] or '?'} died")
+        log.warning(
+            "job of a dead worker recovered",
+            extra={"job": job["id"], "worker": job["worker"], "outcome": state},
+        )
+        recovered.append(int(job["id"]))
+    return recovered
+
+
+class Progress:
+    """A job's progress document, written to the database as it changes."""
+
+    def __init__(self, rows: JobRows, job_id: int, previous: str) -> None:
+        self.rows = rows
+        self.job_id = job_id
+        try:
+            loaded = json.loads(previous or "{}")
+        except ValueError:
+            loaded = {}
+        self.doc: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+        self.doc.setdefault("submissions", {})
+        self._lock = threading.Lock()
+
+    def set(self, **values: Any) -> None:
+        """Set top-level fields and save."""
+        with self._lock:
+            self.doc.update(values)
+            self.rows.progress(self.job_id, self.doc)
+
+    def submission(self, student: str, **values: Any) -> None:
+        """Set one learner's entry and save."""
+        with self._lock:
+            self.doc["submissions"][student] = values
+            self.rows.progress(self.job_id, self.doc)
+
+
+def run_job(
+    settings: Settings,
+    rows: JobRows,
+    job: dict[str, Any],
+    *,
+    token: str,
+    course_factory: Callable[..., Any] | None = None,
+) -> str:
+    """Check and run one claimed job; record its outcome. Returns ``done`` or ``failed``."""
+    job_id = int(job["id"])
+    fields = {"job": job_id, "course": job.get("course"), "kind": job.get("kind")}
+    try:
+        # The catalog as course.yaml says now: a course or assignment removed since the request
+        # is refused like any unknown one.
+        catalog = Catalog.load(settings.courses_dir)
+        request = request_from_row(catalog, job)
+    except JobRefused as exc:
+        log.warning("job refused", extra={**fields, "reason": exc.key, "outcome": "failed"})
+        rows.finish(job_id, "failed", error=f"refused by the worker: {exc}")
+        return "failed"
+    # nbgrader is imported only for a job that passed the check.
+    from grader.course import GradingCourse
+    from grader.reports import grades_csv
+
+    progress = Progress(rows, job_id, str(job.get("progress") or ""))
+    factory = course_factory or GradingCourse.for_operator
+    log.info("job started", extra={**fields, "assignment": request.assignment})
+    try:
+        course = factory(settings, request.course_id, token=token)
+        result_text: str | None = None
+        args, assignment = request.args, request.assignment
+        if request.kind == "release":
+            course.release(assignment, force=bool(args.get("force")))
+            progress.set(summary={"key": "job_released"})
+        elif request.kind == "collect":
+            students = course.collect(assignment)
+            progress.set(summary={"key": "job_collected", "count": len(students)})
+        elif request.kind in ("autograde", "regrade-one"):
+            student = args.get("student") if request.kind == "regrade-one" else None
+            plan = course.plan_autograde(
+                assignment, student=student, regrade_all=bool(args.get("all"))
+            )
+            entries = progress.doc["submissions"]
+            for name in plan.skipped:
+                # Graded by this job before its worker died: that entry stays as it was.
+                if entries.get(name, {}).get("state") not in ("graded", "limit"):
+                    entries[name] = {"state": "skipped"}
+            for name in plan.to_grade:
+                entries[name] = {"state": "queued"}
+            progress.set(total=len(plan.to_grade), skipped=len(plan.skipped))
+
+            def report(result: Any) -> None:
+                progress.submission(
+                    result.student,
+                    state="graded" if result.outcome == "ok" else result.outcome,
+                    score=result.score,
+                    max_score=result.max_score,
+                    reason=result.reason or "",
+                    detail=(result.detail or "")[:500],
+                )
+
+            results = course.autograde(assignment, plan, progress=report)
+            errors = [r for r in results if r.outcome == "error"]
+            progress.set(summary={"key": "job_graded", "count": len(results)})
+            if errors:
+                names = ", ".join(r.student for r in errors)
+                raise LearnHubError(f"grading failed for {names}: {errors[0].reason}")
+        elif request.kind == "feedback":
+            students = course.feedback(assignment)
+            progress.set(summary={"key": "job_feedback", "count": len(students)})
+        elif request.kind == "export":
+            result_text = grades_csv(course.export(assignment))
+            progress.set(summary={"key": "job_exported"})
+        elif request.kind == "extend":
+            course.grant_extension(assignment, args["student"], hours=float(args["hours"]))
+            progress.set(
+                summary={
+                    "key": "job_extended",
+                    "student": args["student"],
+                    "hours": f"{float(args['hours']):g}",
+                }
+            )
+    except LearnHubError as exc:
+        log.warning("job failed", extra={**fields, "error": str(exc), "outcome": "failed"})
+        rows.finish(job_id, "failed", error=str(exc))
+        return "failed"
+    except Exception as exc:
+        log.exception("job crashed", extra={**fields, "outcome": "failed"})
+        rows.finish(job_id, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
+        return "failed"
+    rows.finish(job_id, "done", result=result_text)
+    log.info("job done", extra={**fields, "outcome": "done"})
+    return "done"
+
+
+def serve(
+    settings: Settings,
+    *,
+    token: str,
+    poll_seconds: float = 1.0,
+    once: bool = False,
+    rows: JobRows | None = None,
+) -> int:
+    """Recover dead workers' jobs, then claim and run jobs until SIGTERM (or, ``once``, until
+    none is queued). Returns the number of jobs run."""
+    account = prepare_data_dir(settings)
+    own_rows = rows is None
+    if rows is None:
+        if account is None:
+            rows = JobStore(Database(settings.learnhub_db_url))
+        else:
+            rows = ServiceUserJobStore(account, settings.learnhub_db_url)
+    stopping = threading.Event()
+
+    def stop(_signum: int, _frame: Any) -> None:
+        # Between jobs the loop ends at once; a job under way is left running and found by
+        # the next worker (its process is gone), which resumes it.
+        stopping.set()
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    me = worker_id()
+    count = 0
+    try:
+        log.info("grading worker ready", extra={"worker": me, "poll_seconds": poll_seconds})
+        while not stopping.is_set():
+            try:
+                recover(rows, me)
+                job = rows.claim(me)
+            except (RuntimeError, OperationalError) as exc:
+                # At the Hub's start the service may not have migrated the database yet.
+                log.debug("job table not ready", extra={"error": str(exc)})
+                job = None
+            if job is None:
+                if once:
+                    break
+                stopping.wait(poll_seconds)
+                continue
+            run_job(settings, rows, job, token=token)
+            count += 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if own_rows and isinstance(rows, ServiceUserJobStore):
+            rows.close()
+    return count
