@@ -22,13 +22,14 @@ from grader.api import grades_routes
 from grader.exchange.auth import HubAuthorizer
 from grader.exchange.server import exchange_routes
 from grader.exchange.storage import ExchangeLimits, ExchangeStorage
-from hub.access.hub_groups import HubClient, make_access_sync
+from hub.access.hub_groups import HubClient, MembershipChanges, make_access_sync
 from hub.addresses import hub_ip
 from hub.billing.client import stripe_client
 from hub.billing.reconcile import reconcile
 from hub.courses import Catalog
 from hub.errors import LearnHubError
 from hub.logs import configure_logging
+from hub.metrics import ServiceMetrics
 from hub.service.app import make_app
 from hub.service.context import build_context
 from hub.settings import settings_from_environment
@@ -76,7 +77,18 @@ async def main(argv: list[str] | None = None) -> None:
     if settings.mode == "demo":
         seed_demo_entitlements(db, catalog)
     hub = HubClient(env["JUPYTERHUB_API_URL"], env["JUPYTERHUB_API_TOKEN"])
-    sync = make_access_sync(db, catalog, settings, hub)
+    metrics = ServiceMetrics()
+
+    def count_sync(changes: MembershipChanges | None) -> None:
+        if changes is None:
+            metrics.access_syncs.labels("failed").inc()
+            return
+        metrics.access_synced(
+            added=sum(map(len, changes.added.values())),
+            removed=sum(map(len, changes.removed.values())),
+        )
+
+    sync = make_access_sync(db, catalog, settings, hub, on_sync=count_sync)
     service_url = env["JUPYTERHUB_SERVICE_URL"]
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/learnhub/")
     client = None
@@ -101,6 +113,7 @@ async def main(argv: list[str] | None = None) -> None:
         service_url=service_url,
         hub_base_url=env.get("JUPYTERHUB_BASE_URL"),
         hub_client=hub,
+        metrics=metrics,
     )
     app = make_app(ctx, extra_routes=[*exchange, *grades])
     url = urlsplit(service_url)
@@ -142,6 +155,7 @@ async def main(argv: list[str] | None = None) -> None:
     await events.aclose()
     billing.close()
     await authorizer.aclose()
+    await ctx.monitor.aclose()
     db.dispose()
 
 
