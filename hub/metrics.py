@@ -14,7 +14,12 @@ gives it, with JupyterHub's ``read:metrics`` for the Hub's own ``/hub/metrics``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter
+
+if TYPE_CHECKING:
+    from hub.access.hub_groups import MembershipChanges
 
 #: The custom scope (JupyterHub ``custom_scopes``) that reads the service's metrics.
 METRICS_SCOPE = "custom:learnhub:read-metrics"
@@ -124,8 +129,12 @@ class ServiceMetrics:
         for status in ("active", "pending", "failed"):
             self.checkout_returns.labels(status)
 
-    def access_synced(self, added: int, removed: int) -> None:
-        """Count one access sync that added and removed that many memberships."""
+    def count_sync(self, changes: MembershipChanges | None) -> None:
+        """Count one access sync: what it added and removed, or None when it failed
+        (``on_sync`` of :func:`hub.access.hub_groups.make_access_sync`)."""
+        if changes is None:
+            self.access_syncs.labels("failed").inc()
+            return
         self.access_syncs.labels("ok").inc()
-        self.access_changes.labels("grant").inc(added)
-        self.access_changes.labels("revoke").inc(removed)
+        self.access_changes.labels("grant").inc(sum(map(len, changes.added.values())))
+        self.access_changes.labels("revoke").inc(sum(map(len, changes.removed.values())))

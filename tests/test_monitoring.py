@@ -32,9 +32,10 @@ from traitlets.config import Config
 
 from grader.autograde import GradeResult
 from grader.course import GradingCourse
-from hub.access.hub_groups import HubClient
+from hub.access.hub_groups import HubClient, make_access_sync
 from hub.autograde_runs import record_autograde_runs
-from hub.courses import Catalog
+from hub.courses import Catalog, Course, CourseEntry
+from hub.errors import HubAPIError
 from hub.hubconfig import apply_services
 from hub.metrics import METRICS_SCOPE, ServiceMetrics
 from hub.privilege import service_account
@@ -43,6 +44,7 @@ from hub.service.context import build_context
 from hub.service.monitoring import DatabaseCollector, Monitor
 from hub.settings import Settings, load_settings
 from hub.store import Database, StripeEvent, upgrade, utcnow
+from hub.store import repository as repo
 from tests.harness import ROOT, HubProcess, free_port, hub_settings
 
 METRICS_TOKEN = secrets.token_hex(32)
@@ -396,3 +398,63 @@ def test_the_example_dashboard_and_alerts_use_only_metrics_the_service_exposes(
     scrape_config = yaml.safe_load((folder / "prometheus.yml").read_text())
     paths = {job["job_name"]: job["metrics_path"] for job in scrape_config["scrape_configs"]}
     assert paths == {"jupyterhub": "/hub/metrics", "learnhub": "/services/learnhub/metrics"}
+
+
+class _Groups(HubClient):
+    """Just enough of a Hub for the access sync: groups in memory, or down."""
+
+    def __init__(self) -> None:
+        super().__init__("http://127.0.0.1:9/hub/api", "unused")
+        self.members: dict[str, set[str]] = {}
+        self.down = False
+
+    async def groups(self) -> dict[str, set[str]]:
+        if self.down:
+            raise HubAPIError("JupyterHub API unreachable: down")
+        return {name: set(users) for name, users in self.members.items()}
+
+    async def create_group(self, group: str) -> None:
+        self.members.setdefault(group, set())
+
+    async def add_members(self, group: str, users: Any) -> None:
+        self.members[group] |= set(users)
+
+    async def remove_members(self, group: str, users: Any) -> None:
+        self.members[group] -= set(users)
+
+    async def stop_server(self, user: str, server_name: str) -> None:
+        pass
+
+
+async def test_access_syncs_count_grants_revocations_and_failures(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'learnhub.sqlite'}"
+    upgrade(url)
+    db = Database(url)
+    course = Course.model_validate(
+        {"id": "py", "title": "Py", "summary": "A course.", "price": {"amount": 100}}
+    )
+    catalog = Catalog([CourseEntry(course=course, folder=tmp_path / "py")])
+    hub = _Groups()
+    hub.members["course-py"] = {"mallory"}  # in the group with no entitlement
+    metrics = ServiceMetrics()
+    sync = make_access_sync(db, catalog, Settings(), hub, on_sync=metrics.count_sync)
+    with db.transaction() as session:
+        repo.set_manual_access(session, "alice", "py", active=True, reason="test")
+        repo.set_manual_access(session, "bob", "py", active=True, reason="test")
+    try:
+        await sync()
+        assert hub.members["course-py"] == {"alice", "bob"}
+        hub.down = True
+        with pytest.raises(HubAPIError):
+            await sync()
+    finally:
+        await hub.aclose()
+        db.dispose()
+
+    def count(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert count("learnhub_access_changes_total", change="grant") == 2
+    assert count("learnhub_access_changes_total", change="revoke") == 1
+    assert count("learnhub_access_syncs_total", outcome="ok") == 1
+    assert count("learnhub_access_syncs_total", outcome="failed") == 1

@@ -22,7 +22,7 @@ from grader.api import grades_routes
 from grader.exchange.auth import HubAuthorizer
 from grader.exchange.server import exchange_routes
 from grader.exchange.storage import ExchangeLimits, ExchangeStorage
-from hub.access.hub_groups import HubClient, MembershipChanges, make_access_sync
+from hub.access.hub_groups import HubClient, make_access_sync
 from hub.addresses import hub_ip
 from hub.billing.client import stripe_client
 from hub.billing.reconcile import reconcile
@@ -78,17 +78,7 @@ async def main(argv: list[str] | None = None) -> None:
         seed_demo_entitlements(db, catalog)
     hub = HubClient(env["JUPYTERHUB_API_URL"], env["JUPYTERHUB_API_TOKEN"])
     metrics = ServiceMetrics()
-
-    def count_sync(changes: MembershipChanges | None) -> None:
-        if changes is None:
-            metrics.access_syncs.labels("failed").inc()
-            return
-        metrics.access_synced(
-            added=sum(map(len, changes.added.values())),
-            removed=sum(map(len, changes.removed.values())),
-        )
-
-    sync = make_access_sync(db, catalog, settings, hub, on_sync=count_sync)
+    sync = make_access_sync(db, catalog, settings, hub, on_sync=metrics.count_sync)
     service_url = env["JUPYTERHUB_SERVICE_URL"]
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/learnhub/")
     client = None
