@@ -63,11 +63,11 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
             "LEARNHUB_STRIPE_WEBHOOK_SECRETS": WEBHOOK_SECRET,
         },
     )
-    process.start()
     try:
+        process.start()
         yield process
     finally:
-        process.stop()
+        process.stop()  # also when the start failed: its proxy would outlive it
 
 
 def service_url(hub: HubProcess, path: str) -> str:
