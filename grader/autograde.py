@@ -18,6 +18,7 @@ import glob
 import logging
 import os
 import re
+import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -57,6 +58,8 @@ class GradeResult:
     detail: str = ""
     #: ``metadata.learnhub.sandbox`` of each graded notebook, by notebook id.
     notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Wall-clock seconds grading took (waiting for the execution gate included).
+    seconds: float = 0.0
 
 
 class SandboxedAutograde(Autograde):  # type: ignore[misc]
@@ -181,7 +184,27 @@ def grade_submission(
     gate: ExecutionGate,
     force: bool = True,
 ) -> GradeResult:
-    """Autograde one student's submission (nbgrader + sandbox) and read back the score."""
+    """Autograde one student's submission (nbgrader + sandbox) and read back the score.
+
+    The result's ``seconds`` is how long that took (the operators' autograde metrics).
+    """
+    started = time.monotonic()
+    result = _grade_submission(
+        base_config, assignment, student, policy=policy, gate=gate, force=force
+    )
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _grade_submission(
+    base_config: Config,
+    assignment: str,
+    student: str,
+    *,
+    policy: SandboxPolicy,
+    gate: ExecutionGate,
+    force: bool,
+) -> GradeResult:
     config = copy.deepcopy(base_config)
     config.CourseDirectory.assignment_id = assignment
     config.CourseDirectory.student_id = student

@@ -51,6 +51,7 @@ from grader.preprocessors import RefuseAutotests
 from grader.records import RECORDS_DIR, read_record, tree_digest, write_record
 from grader.sandbox import SandboxPolicy
 from hub.addresses import service_prefix
+from hub.autograde_runs import record_autograde_runs
 from hub.courses import Catalog, CourseEntry
 from hub.errors import LearnHubError
 from hub.privilege import (
@@ -452,7 +453,8 @@ class GradingCourse:
         return results
 
     def record_grades(self, results: list[GradeResult]) -> None:
-        """Copy the scores into LearnHub's database (what the learner's home page shows)."""
+        """Copy the scores into LearnHub's database (what the learner's home page shows), and
+        record each run's outcome and duration (what the service's metrics report)."""
         if not self.learnhub_db_url:
             return
 
@@ -461,6 +463,7 @@ class GradingCourse:
             db = Database(self.learnhub_db_url)
             try:
                 store_grades(db, self.course_id, results)
+                record_autograde_runs(db, self.course_id, results)
             finally:
                 db.dispose()
 

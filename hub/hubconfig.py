@@ -21,6 +21,13 @@ from hub.courses import Catalog
 from hub.demo_accounts import DEMO_ADMIN, DEMO_USERS, demo_groups, demo_seed_users
 from hub.home import home_courses
 from hub.hub_sqlite import tune_hub_sqlite
+from hub.metrics import (
+    HUB_METRICS_SCOPE,
+    METRICS_CUSTOM_SCOPES,
+    METRICS_SCOPE,
+    SCRAPER_ROLE,
+    SCRAPER_SERVICE,
+)
 from hub.privilege import prepare_data_dir, proxy_account, service_account
 from hub.settings import Settings
 from hub.subdomains import learnhub_subdomain_hook
@@ -127,7 +134,8 @@ def apply_groups(c: Any, settings: Settings, catalog: Catalog) -> None:
 
 
 def apply_services(c: Any, settings: Settings) -> None:
-    """Managed services and their roles: the idle culler and the operator's admin token."""
+    """Managed services and their roles: the idle culler, the operator's admin token and the
+    metrics scraper's token."""
     services: list[dict[str, Any]] = []
     roles: list[dict[str, Any]] = []
     if settings.spawner.idle_timeout > 0:
@@ -186,7 +194,19 @@ def apply_services(c: Any, settings: Settings) -> None:
                 "services": ["learnhub-admin"],
             }
         )
-    c.JupyterHub.custom_scopes = CUSTOM_SCOPES
+    metrics_token = settings.secret("metrics_token")
+    if metrics_token:
+        # A token-only service (no process, no URL) that reads the Hub's /hub/metrics and the
+        # LearnHub service's /metrics, and nothing else: no user, group or server data.
+        services.append({"name": SCRAPER_SERVICE, "api_token": metrics_token})
+        roles.append(
+            {
+                "name": SCRAPER_ROLE,
+                "scopes": [HUB_METRICS_SCOPE, METRICS_SCOPE],
+                "services": [SCRAPER_SERVICE],
+            }
+        )
+    c.JupyterHub.custom_scopes = {**CUSTOM_SCOPES, **METRICS_CUSTOM_SCOPES}
     c.Spawner.server_token_scopes = list(SERVER_TOKEN_SCOPES)
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles

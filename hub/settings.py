@@ -641,6 +641,25 @@ class LimitsSettings(_Model):
         return {action: (getattr(self, action), self.window_seconds) for action in actions}
 
 
+class MonitoringSettings(_Model):
+    """What the LearnHub service reports to operators: ``/health`` and ``/metrics``.
+
+    The metrics are read by a scraper holding ``LEARNHUB_METRICS_TOKEN`` (the Hub service
+    ``metrics``, role ``metrics-scraper``); see docs/how-to/production.md, "Monitoring".
+    """
+
+    queue_age_alert_seconds: int = Field(
+        900,
+        ge=10,
+        le=3 * 24 * 3600,
+        description=(
+            "`/health` answers `degraded` (503) once the oldest Stripe event still queued is "
+            "older than this: its re-fetch from Stripe keeps failing, so a payment is not "
+            "turned into access yet. Retries back off to 5 minutes apart, so keep it above that."
+        ),
+    )
+
+
 class DatabaseSettings(_Model):
     """Database URLs. SQLite files under `hub.data_dir` unless given."""
 
@@ -666,6 +685,8 @@ class Secrets(_Model):
     oauth_client_secret: SecretStr | None = None
     stripe_secret_key: SecretStr | None = None
     stripe_webhook_secrets: SecretStr | None = None
+    #: The Hub API token of the metrics scraper (Hub service ``metrics``), optional.
+    metrics_token: SecretStr | None = None
     demo_password: SecretStr | None = None
 
 
@@ -694,6 +715,7 @@ class Settings(_Model):
     exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
     grading: GradingSettings = Field(default_factory=GradingSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
     source: str = Field("<defaults>", exclude=True, description="Where these settings came from.")
 
@@ -732,6 +754,15 @@ class Settings(_Model):
                 )
             elif len(value.get_secret_value()) < 32:
                 problems.append(f"LEARNHUB_{name.upper()}: must be at least 32 characters")
+        metrics_token = self.secrets.metrics_token
+        if metrics_token is not None and (
+            DEMO_SECRET_MARKER in metrics_token.get_secret_value()
+            or len(metrics_token.get_secret_value()) < 32
+        ):
+            # Optional, but when set it reads the Hub's and the service's metrics.
+            problems.append(
+                "LEARNHUB_METRICS_TOKEN: must be a random secret of at least 32 characters"
+            )
         if self.payments.stripe_api_base:
             problems.append("payments.stripe_api_base: production talks to Stripe itself")
         if not self.hub.public_url.startswith("https://"):

@@ -322,17 +322,29 @@ class CoalescingSync:
 
 
 def make_access_sync(
-    db: Database, catalog: Catalog, settings: Settings, hub: HubClient
+    db: Database,
+    catalog: Catalog,
+    settings: Settings,
+    hub: HubClient,
+    *,
+    on_sync: Callable[[MembershipChanges | None], None] | None = None,
 ) -> Callable[[], Awaitable[None]]:
     """A ``sync_access`` callable for :class:`hub.billing.fulfilment.Billing` and the service.
 
     Concurrent calls are coalesced (:class:`CoalescingSync`). Raises
-    :class:`hub.errors.HubAPIError` when the Hub cannot be reached.
+    :class:`hub.errors.HubAPIError` when the Hub cannot be reached. ``on_sync`` is told what
+    each run changed, or None when it failed (the service's metrics).
     """
-    last: list[MembershipChanges] = []
 
     async def run() -> None:
-        desired = await asyncio.to_thread(load_desired_membership, db, catalog, settings)
-        last[:] = [await apply_membership(hub, desired)]
+        try:
+            desired = await asyncio.to_thread(load_desired_membership, db, catalog, settings)
+            changes = await apply_membership(hub, desired)
+        except HubAPIError:
+            if on_sync is not None:
+                on_sync(None)
+            raise
+        if on_sync is not None:
+            on_sync(changes)
 
     return CoalescingSync(run)

@@ -42,6 +42,7 @@ from hub.billing.fulfilment import (
     FulfilmentResult,
     StripeObjectMissing,
 )
+from hub.metrics import ServiceMetrics
 from hub.store import repository as repo
 
 log = logging.getLogger("learnhub.billing.events")
@@ -64,8 +65,11 @@ class EventQueue:
         retry_max: float = 300.0,
         give_up_seconds: float = GIVE_UP_SECONDS,
         clock: Callable[[], float] = time.time,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.billing = billing
+        #: Counts processed events and retries (the service's ``/metrics``), when given.
+        self.metrics = metrics
         self.max_batch = max_batch
         self.batch_interval = batch_interval
         self.sync_interval = sync_interval
@@ -226,6 +230,8 @@ class EventQueue:
         for event, result in decided:
             outcome, did_change = outcomes[str(event["id"])]
             self._forget(str(event["id"]))
+            if self.metrics is not None:
+                self.metrics.events.labels(outcome).inc()
             self.billing.log_outcome(event, result, outcome)
             if did_change:
                 changed.update(update.username for update in result.updates)
@@ -281,6 +287,8 @@ class EventQueue:
         if self.clock() - int(event.get("created", 0)) > self.give_up_seconds:
             self._track(self._give_up(event, error))
             return
+        if self.metrics is not None:
+            self.metrics.event_retries.inc()
         delay = min(self.retry_max, self.retry_initial * 2 ** (attempts - 1))
         self._timers[event_id] = asyncio.get_running_loop().call_later(
             delay, self._retry_now, event
@@ -301,6 +309,8 @@ class EventQueue:
 
         await asyncio.to_thread(record)
         self._forget(event_id)
+        if self.metrics is not None:
+            self.metrics.events.labels("error").inc()
         log.error(
             "stripe event given up after Stripe's retry window",
             extra={"event": event_id, "type": event.get("type"), "outcome": "error"},

@@ -29,6 +29,7 @@ from hub.billing.reconcile import reconcile
 from hub.courses import Catalog
 from hub.errors import LearnHubError
 from hub.logs import configure_logging
+from hub.metrics import ServiceMetrics
 from hub.service.app import make_app
 from hub.service.context import build_context
 from hub.settings import settings_from_environment
@@ -76,7 +77,8 @@ async def main(argv: list[str] | None = None) -> None:
     if settings.mode == "demo":
         seed_demo_entitlements(db, catalog)
     hub = HubClient(env["JUPYTERHUB_API_URL"], env["JUPYTERHUB_API_TOKEN"])
-    sync = make_access_sync(db, catalog, settings, hub)
+    metrics = ServiceMetrics()
+    sync = make_access_sync(db, catalog, settings, hub, on_sync=metrics.count_sync)
     service_url = env["JUPYTERHUB_SERVICE_URL"]
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/services/learnhub/")
     client = None
@@ -101,6 +103,7 @@ async def main(argv: list[str] | None = None) -> None:
         service_url=service_url,
         hub_base_url=env.get("JUPYTERHUB_BASE_URL"),
         hub_client=hub,
+        metrics=metrics,
     )
     app = make_app(ctx, extra_routes=[*exchange, *grades])
     url = urlsplit(service_url)
@@ -142,6 +145,7 @@ async def main(argv: list[str] | None = None) -> None:
     await events.aclose()
     billing.close()
     await authorizer.aclose()
+    await ctx.monitor.aclose()
     db.dispose()
 
 

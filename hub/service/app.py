@@ -20,6 +20,7 @@ from hub.service.demo import demo_routes
 from hub.service.grading import grading_routes
 from hub.service.pages import page_routes
 from hub.service.payments import payment_routes
+from hub.service.probes import probe_routes
 
 
 def make_app(
@@ -38,6 +39,7 @@ def make_app(
     routes = [
         *demo,
         *payment_routes(prefix),
+        *probe_routes(prefix),
         *page_routes(prefix),
         *dashboard_routes(prefix),
         *grading_routes(prefix),

@@ -1,8 +1,9 @@
 """What the LearnHub service's handlers work with, built once at start: :class:`ServiceContext`.
 
 :func:`build_context` makes the parts (settings, catalog, database, Stripe client, fulfilment,
-event queue, templates, URLs, webhook secrets) exactly once, in ``hub/service/__main__.py`` or a
-test; every handler then reads them from ``self.ctx`` (:class:`hub.service.base.BaseHandler`).
+event queue, templates, URLs, webhook secrets, metrics) exactly once, in
+``hub/service/__main__.py`` or a test; every handler then reads them from ``self.ctx``
+(:class:`hub.service.base.BaseHandler`).
 
 The context reaches handlers as one tornado application setting (``learnhub_context``) read by
 one typed property, rather than through ``initialize(ctx)`` on every route: the route tables
@@ -26,6 +27,8 @@ from hub.billing.events import EventQueue
 from hub.billing.fulfilment import Billing, SyncAccess
 from hub.billing.webhook import split_secrets
 from hub.courses import Catalog
+from hub.metrics import ServiceMetrics
+from hub.service.monitoring import Monitor
 from hub.service.ratelimit import RateLimiter
 from hub.settings import Settings
 from hub.store import Database
@@ -56,6 +59,10 @@ class ServiceContext:
     hub_base: str
     #: Secrets Stripe signs webhook events with (several while one is being rotated).
     webhook_secrets: tuple[str, ...]
+    #: The service's Prometheus counters, in a registry of their own.
+    metrics: ServiceMetrics
+    #: ``/metrics`` and ``/health``: the database figures, the health checks, the token check.
+    monitor: Monitor
     #: The service's Hub API client; without it the activity figure shows as unavailable.
     hub_client: HubClient | None = None
     #: Where the service itself listens (``JUPYTERHUB_SERVICE_URL``); the demo calls itself there.
@@ -87,6 +94,7 @@ def build_context(
     service_url: str | None = None,
     hub_base_url: str | None = None,
     hub_client: HubClient | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> ServiceContext:
     """The parts of one running LearnHub service.
 
@@ -96,7 +104,8 @@ def build_context(
     it. ``hub_base_url`` is the hub's base URL path (``JUPYTERHUB_BASE_URL``); by default it is
     what precedes ``services/`` in ``prefix``. ``hub_client`` (the service's Hub API client)
     feeds the operator dashboard's activity figure; without it that figure is shown as
-    unavailable. Webhook events go to the context's ``events``
+    unavailable. ``metrics`` are the counters the parts made before the context (the access
+    sync's) count into; by default a new set. Webhook events go to the context's ``events``
     (:class:`~hub.billing.events.EventQueue`), which starts working with the first delivery;
     the service awaits its ``start()`` to take up events queued before a restart.
     """
@@ -127,17 +136,23 @@ def build_context(
     if not webhook_secrets:
         raise ValueError("LEARNHUB_STRIPE_WEBHOOK_SECRETS is required to receive Stripe events")
     billing = Billing(settings, db, stripe_client, sync_access)
+    metrics = metrics or ServiceMetrics()
+    monitor = Monitor(
+        settings, db, metrics, hub_api_url=hub_client.api_url if hub_client is not None else None
+    )
     return ServiceContext(
         settings=settings,
         catalog=catalog,
         db=db,
         stripe=stripe_client,
         billing=billing,
-        events=EventQueue(billing),
+        events=EventQueue(billing, metrics=metrics),
         templates=template_environment(),
         prefix=prefix,
         hub_base=hub_base_url,
         webhook_secrets=tuple(webhook_secrets),
+        metrics=metrics,
+        monitor=monitor,
         hub_client=hub_client,
         service_url=service_url,
         demo_api_key=demo_api_key,

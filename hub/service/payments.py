@@ -19,6 +19,7 @@ from hub.billing.checkout import CheckoutRefused, create_checkout
 from hub.billing.fulfilment import FulfilmentError
 from hub.billing.webhook import WebhookRejected, bounded_body, verify_event
 from hub.i18n import translator
+from hub.metrics import rejected_outcome
 from hub.service.base import BaseHandler, LearnerPage, route, spawn_url
 
 log = logging.getLogger("learnhub.service")
@@ -32,8 +33,16 @@ class WebhookHandler(BaseHandler):
     :class:`~hub.billing.events.EventQueue`, moments later and batched with its neighbours.
     """
 
+    #: What the delivery came to, for ``learnhub_webhook_deliveries_total{outcome}``.
+    outcome = ""
+
     def check_xsrf_cookie(self) -> None:
         """Stripe posts without cookies; the signature is the authentication."""
+
+    def on_finish(self) -> None:
+        """Count the delivery once, whichever way it ended (413 is answered before ``post``)."""
+        outcome = self.outcome or ("too_large" if self.get_status() == 413 else "error")
+        self.ctx.metrics.webhooks.labels(outcome).inc()
 
     async def post(self) -> None:
         """Verify the raw body, record the event durably, answer Stripe."""
@@ -45,6 +54,7 @@ class WebhookHandler(BaseHandler):
             )
         except WebhookRejected as exc:
             log.warning("webhook rejected", extra={"reason": exc.reason, "outcome": "rejected"})
+            self.outcome = rejected_outcome(exc.reason)
             self.write_json(400, {"error": exc.reason})
             return
         try:
@@ -54,6 +64,7 @@ class WebhookHandler(BaseHandler):
             log.exception(
                 "webhook not recorded", extra={"event": event["id"], "outcome": "db_error"}
             )
+            self.outcome = "db_error"
             self.write_json(500, {"error": "the event could not be recorded; deliver it again"})
             return
         # Who and what course are known once the object is re-fetched (the payload is not
@@ -62,6 +73,7 @@ class WebhookHandler(BaseHandler):
             "stripe event received",
             extra={"event": event["id"], "type": event["type"], "outcome": status},
         )
+        self.outcome = status
         self.write_json(200, {"status": status})
 
 
@@ -75,7 +87,10 @@ class CheckoutHandler(LearnerPage):
     async def post(self, item_id: str) -> None:
         """Create a Checkout Session and send the learner to it."""
         user = self.require_learner()
-        if user is None or self.over_limit("checkout"):
+        if user is None:
+            return
+        if self.over_limit("checkout"):
+            self.ctx.metrics.checkouts.labels("rate_limited").inc()
             return
         # Stripe sends the learner back to these: from the configured public URL, never the
         # request's Host header, which whoever sends the request chooses.
@@ -95,6 +110,8 @@ class CheckoutHandler(LearnerPage):
                 cancel_url=base + "checkout/cancel",
             )
         except CheckoutRefused as exc:
+            refused = "already_owned" if exc.status == 409 else "refused"
+            self.ctx.metrics.checkouts.labels(refused).inc()
             if self.wants_json():
                 self.write_json(exc.status, {"error": str(exc)})
             elif exc.status == 409:
@@ -121,6 +138,7 @@ class CheckoutHandler(LearnerPage):
                 )
             return
         except FulfilmentError:
+            self.ctx.metrics.checkouts.labels("payment_unavailable").inc()
             self.show_message(
                 502,
                 "error",
@@ -129,6 +147,7 @@ class CheckoutHandler(LearnerPage):
                 alert="warning",
             )
             return
+        self.ctx.metrics.checkouts.labels("created").inc()
         if self.wants_json():
             self.write_json(200, {"url": url})
         else:
@@ -150,6 +169,7 @@ class SuccessHandler(LearnerPage):
         try:
             result = await self.ctx.billing.fulfill_checkout(session_id)
         except FulfilmentError:
+            self.ctx.metrics.checkout_returns.labels("unavailable").inc()
             self.show_message(
                 502, "confirm-later", "confirm_later_title", "confirm_later_body", alert="info"
             )
@@ -157,9 +177,12 @@ class SuccessHandler(LearnerPage):
         mine = [u for u in result.updates if u.username == user]
         if not mine:
             # Someone else's session id: do not reveal anything about it.
+            self.ctx.metrics.checkout_returns.labels("unknown").inc()
             self.show_message(404, "unknown", "unknown_checkout_title", "unknown_checkout_body")
             return
         update = mine[0]
+        returned = str(update.status) if update.status in ("active", "pending") else "failed"
+        self.ctx.metrics.checkout_returns.labels(returned).inc()
         if self.wants_json():
             self.write_json(
                 200, {"status": update.status, "course": update.course_id, "plan": update.plan_id}

@@ -12,10 +12,17 @@ from hub.store.models import (
     StripeEvent,
     utcnow,
 )
-from hub.store.usage_models import Announcement, CourseReview, GradeSummary, ServerUsage
+from hub.store.usage_models import (
+    Announcement,
+    AutogradeRun,
+    CourseReview,
+    GradeSummary,
+    ServerUsage,
+)
 
 __all__ = [
     "Announcement",
+    "AutogradeRun",
     "Base",
     "CheckoutSession",
     "CourseReview",

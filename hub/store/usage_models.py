@@ -46,6 +46,29 @@ class GradeSummary(Base):
     graded_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class AutogradeRun(Base):
+    """One autograded submission: how it ended and how long it took (no learner name).
+
+    Written by ``learnhub grader autograde`` (:func:`hub.autograde_runs.record_autograde_runs`),
+    read back as Prometheus figures by the service (``hub.service.monitoring``).
+    """
+
+    __tablename__ = "autograde_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[str] = mapped_column(sa.String(64))
+    assignment_id: Mapped[str] = mapped_column(sa.String(128))
+    #: ``ok``, ``limit`` (a sandbox limit was hit) or ``error`` (no new grade).
+    outcome: Mapped[str] = mapped_column(sa.String(16))
+    #: Which limit or failure (``timeout``, ``memory``, ``sandbox-error`` ...), else empty.
+    reason: Mapped[str] = mapped_column(sa.String(32))
+    #: Wall-clock seconds of grading the submission (sandboxes and nbgrader).
+    seconds: Mapped[float] = mapped_column(sa.Float)
+    #: Seconds its sandbox containers ran, all notebooks together.
+    sandbox_seconds: Mapped[float] = mapped_column(sa.Float)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class CourseReview(Base):
     """A member's rating (1-5) and review of a course; one per member and course."""
 

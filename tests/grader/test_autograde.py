@@ -22,6 +22,7 @@ from grader.autograde import (
     default_parallel,
     find_submitted_students,
 )
+from hub.autograde_runs import sandbox_seconds
 from tests.grader.conftest import (
     ASSIGNMENT,
     COURSE_ID,
@@ -220,6 +221,8 @@ def test_score_outcome_and_reason(graded: Graded, student: str) -> None:
         assert result.score == case.score, details
         assert result.max_score == 10
         assert (result.outcome, result.reason) == (case.outcome, case.reason), details
+        # Timed for the operators' metrics (hub/autograde_runs.py): its sandboxes ran inside it.
+        assert 0 <= sandbox_seconds(result) <= result.seconds, (result.seconds, details)
     # Parallel and serial grading agree exactly (same score, same reason).
     p, s = graded.parallel[student], graded.serial[student]
     assert (p.score, p.outcome, p.reason) == (s.score, s.outcome, s.reason)
