@@ -17,6 +17,7 @@ import httpx
 from hub.billing import stripe_wire
 from hub.billing.demo import DatabaseStore, deliver
 from hub.billing.simulator import StripeSimulator
+from hub.i18n.money import format_money
 from hub.service.base import BaseHandler, LearnerPage, route
 
 
@@ -88,14 +89,14 @@ class DemoCheckoutHandler(LearnerPage):
             return
         meta = session.get("metadata") or {}
         what = self.course_title(meta.get("learnhub_course"), meta.get("learnhub_plan"))
-        amount = int(session.get("amount_total") or 0) / 100
-        currency = str(session.get("currency", "")).upper()
+        amount = int(session.get("amount_total") or 0)
+        currency = str(session.get("currency", "usd"))
         self.render_page(
             200,
             "demo_checkout.html",
             title=self.translate("demo_title"),
             what=what,
-            amount=f"{amount:.2f} {currency}",
+            amount=format_money(amount, currency, self.lang),
             payment_status=str(session.get("status")),
         )
 
