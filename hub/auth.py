@@ -135,10 +135,15 @@ class LoginHandler(NativeLoginHandler):  # type: ignore[misc]
 
 
 class SignUpHandler(NativeSignUpHandler):  # type: ignore[misc]
-    """NativeAuthenticator's sign-up page; `LearnHubNativeAuthenticator.sign_up` decides."""
+    """NativeAuthenticator's sign-up page; `LearnHubNativeAuthenticator.sign_up` decides.
+
+    An account that may log in at once is signed in and sent back where the visitor came from
+    (``?next=``, which JupyterHub's ``get_next_url`` keeps to this site), instead of being told
+    to go home, log in and find the course again.
+    """
 
     async def post(self) -> None:
-        """Create the account, or show the form again with what to change."""
+        """Create the account and sign in, or show the form again with what to change."""
         if not self.authenticator.enable_signup:
             raise web.HTTPError(404)
 
@@ -153,6 +158,15 @@ class SignUpHandler(NativeSignUpHandler):  # type: ignore[misc]
             has_2fa=bool(field("2fa")),
         )
         account = result.account
+        if result.alert == "alert-success" and account is not None and account.is_authorized:
+            # The full login path (throttle, bcrypt, allowed users), as the login form takes.
+            user = await self.login_user(
+                {"username": account.username, "password": field("signup_password")}
+            )
+            if user:
+                self._jupyterhub_user = user
+                self.redirect(self.get_next_url(user))
+                return
         html = await self.render_template(
             "signup.html",
             ask_email=self.authenticator.ask_email_on_signup,
