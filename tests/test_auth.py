@@ -1,4 +1,5 @@
-"""Sign-up and login attacks against a real hub (issue 12, findings 3 and 4).
+"""Sign-up and login attacks against a real hub (issue 12, findings 3 and 4), and sign-up and
+login returning to the page that sent you, never off the site (issue 14).
 
 A real JupyterHub + configurable-http-proxy with LearnHub's config (local spawner: no server is
 started), driven through the sign-up and login forms with their XSRF tokens, as a browser would.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
+from functools import cache
 from typing import Any
 from urllib.parse import urlencode
 
@@ -94,9 +95,11 @@ class RequestLanguage(OutputTransform):
         return status_code, headers, chunk
 
 
+@cache
 def language_transform(base_url: str) -> type[RequestLanguage]:
     """:class:`RequestLanguage` whose cookie path is the Hub's ``base_url`` (the service uses
-    the same path, so one cookie serves both)."""
+    the same path, so one cookie serves both). One class per path, so applying the config twice
+    sets the same value."""
     return type("RequestLanguage", (RequestLanguage,), {"cookie_path": base_url})
 
 

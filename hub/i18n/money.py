@@ -10,18 +10,21 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from babel.numbers import format_currency, get_currency_precision
-
 from hub.i18n import babel_locale
 
 
 def major_units(amount_minor: int, currency: str) -> Decimal:
     """``4900, "usd"`` -> ``49.00``; ``4900, "jpy"`` -> ``4900`` (JPY has no minor unit)."""
+    # Babel's CLDR data loads on first use, not when the Hub reads its config.
+    from babel.numbers import get_currency_precision
+
     digits = get_currency_precision(currency.upper())
     return Decimal(amount_minor).scaleb(-digits)
 
 
 def format_money(amount_minor: int, currency: str, lang: str = "en") -> str:
     """``4900, "usd"`` -> ``$49.00``; ``4900, "jpy"`` -> ``¥4,900``, in ``lang``'s conventions."""
+    from babel.numbers import format_currency
+
     code = currency.upper()
     return format_currency(major_units(amount_minor, code), code, locale=babel_locale(lang))

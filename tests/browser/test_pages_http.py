@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -29,6 +30,17 @@ def sign_in_to_service(b: Browser, user: str, password: str = PASSWORD) -> None:
     assert page.status_code == 200, page.text
     assert 'id="learnhub-catalog"' in page.text
     assert f'<span class="me-1">{user}</span>' in page.text
+
+
+def left_group(hub: HubProcess, user: str, group: str, timeout: float = 30) -> None:
+    """Wait until the access sync has taken ``user`` out of the Hub's ``group`` (a refund's
+    revoke reaches the Hub through the service's sync, moments after the webhook)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if user not in hub.api("GET", f"/groups/{group}").json()["users"]:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{user} is still in {group} after {timeout} s")
 
 
 def xsrf_of(page: httpx.Response) -> str:
@@ -140,6 +152,7 @@ def test_checkout_needs_xsrf_then_demo_purchase_pages(docker_hub: HubProcess) ->
         assert refunded.status_code == 200 and 'data-kind="refunded"' in refunded.text
         done = b.client.get(str(demo.url))
         assert "learnhub-demo-pay" not in done.text and "learnhub-demo-refund" not in done.text
+        left_group(docker_hub, "mary-somerville", "course-algorithms-in-python")
         home = b.client.get("hub/home")
         ended = re.search(
             r'<li class="learnhub-ended" data-course="algorithms-in-python">.*?</li>',
