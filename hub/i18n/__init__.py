@@ -78,6 +78,7 @@ def catalog(lang: str) -> Catalog:
     return Catalog(gettext.GNUTranslations(compiled), texts)
 
 
+@cache
 def _keys() -> frozenset[str]:
     """Every message key: the English catalog's (the source language has them all)."""
     return frozenset(catalog("en").texts)
@@ -155,10 +156,10 @@ def choose_language(query: str | None, cookie: str | None, accept_language: str 
 def translate(lang: str, key: str, **values: object) -> str:
     """The message ``key`` in ``lang`` with ``{placeholders}`` filled in (English if ``lang``
     has no text for it). An unknown key is a bug: KeyError."""
-    if key not in _keys():
+    english = catalog("en").texts
+    if key not in english:
         raise KeyError(f"no message {key!r}")
-    texts = catalog(lang).texts if lang in LOCALES else {}
-    text = texts.get(key) or catalog("en").texts[key]
+    text = (catalog(lang).texts.get(key) if lang in LOCALES else None) or english[key]
     return text.format(**values) if values else text
 
 
