@@ -42,6 +42,8 @@ from traitlets import Dict, Integer, Unicode, default
 
 from hub.courses import Catalog
 from hub.errors import CourseError
+from hub.i18n import translator
+from hub.i18n.hub_pages import current_language
 from hub.logins import LoginThrottle
 from hub.settings import LockoutSettings
 from hub.usernames import lookalike_of, normalize_username, username_refusal
@@ -114,31 +116,33 @@ class LoginHandler(NativeLoginHandler):  # type: ignore[misc]
             return
         username = data.get("username", "")
         outcome = self.login_outcome or LoginOutcome("invalid")
-        error = "Invalid username or password."
+        # In the page's language (hub.i18n.hub_pages: the request's ?lang=, cookie, browser).
+        _ = translator(current_language())
+        error = _("login_invalid")
         if outcome.reason == "locked":
             self.set_status(429)
             self.set_header("Retry-After", str(math.ceil(outcome.wait_seconds)))
-            error = (
-                "Too many failed logins for this username or from your address. "
-                f"Try again in {math.ceil(outcome.wait_seconds)} seconds."
-            )
+            error = _("login_locked", seconds=math.ceil(outcome.wait_seconds))
         elif outcome.reason == "too_long":
             self.set_status(400)
-            error = password_too_long(data.get("password", "")) or error
+            size = len(data.get("password", "").encode("utf-8", "replace"))
+            error = _("password_too_long", limit=MAX_PASSWORD_BYTES, size=size)
         elif outcome.reason == "unauthorized":
-            error = (
-                f"User {normalize_username(username)} has not been authorized by an "
-                "administrator yet."
-            )
+            error = _("login_unauthorized", name=normalize_username(username))
         html = await self._render(login_error=error, username=username)
         self.finish(html)
 
 
 class SignUpHandler(NativeSignUpHandler):  # type: ignore[misc]
-    """NativeAuthenticator's sign-up page; `LearnHubNativeAuthenticator.sign_up` decides."""
+    """NativeAuthenticator's sign-up page; `LearnHubNativeAuthenticator.sign_up` decides.
+
+    An account that may log in at once is signed in and sent back where the visitor came from
+    (``?next=``, which JupyterHub's ``get_next_url`` keeps to this site), instead of being told
+    to go home, log in and find the course again.
+    """
 
     async def post(self) -> None:
-        """Create the account, or show the form again with what to change."""
+        """Create the account and sign in, or show the form again with what to change."""
         if not self.authenticator.enable_signup:
             raise web.HTTPError(404)
 
@@ -153,6 +157,15 @@ class SignUpHandler(NativeSignUpHandler):  # type: ignore[misc]
             has_2fa=bool(field("2fa")),
         )
         account = result.account
+        if result.alert == "alert-success" and account is not None and account.is_authorized:
+            # The full login path (throttle, bcrypt, allowed users), as the login form takes.
+            user = await self.login_user(
+                {"username": account.username, "password": field("signup_password")}
+            )
+            if user:
+                self._jupyterhub_user = user
+                self.redirect(self.get_next_url(user))
+                return
         html = await self.render_template(
             "signup.html",
             ask_email=self.authenticator.ask_email_on_signup,

@@ -40,6 +40,7 @@ from hub.access.status import EntitlementReason
 from hub.addresses import hub_api_url
 from hub.courses import Catalog, learner_group, load_courses
 from hub.errors import LearnHubError
+from hub.i18n.money import format_money
 from hub.logs import configure_logging
 from hub.privilege import become_service_user
 from hub.settings import Settings, load_settings, settings_from_environment
@@ -125,7 +126,7 @@ def cmd_courses_list(args: argparse.Namespace, environ: Mapping[str, str]) -> in
     catalog = Catalog.load(settings.courses_dir)
     for entry in catalog:
         course = entry.course
-        price = f"{course.price.amount / 100:.2f} {course.price.currency.upper()}"
+        price = format_money(course.price.amount, course.price.currency)
         print(f"{course.id:<28} {price:>12}  {len(course.assignments)} assignments  {course.title}")
     return 0
 

@@ -7,6 +7,7 @@ course files, a learner for access). Code catches these narrowly; nothing is swa
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -33,14 +34,30 @@ class HubAPIError(LearnHubError):
         self.status = status
 
 
-def user_facing_http_error(status: int, message: str) -> HTTPError:
+@dataclass(frozen=True)
+class PageMessage:
+    """A message key of :mod:`hub.i18n` and its values, for a page to show translated."""
+
+    key: str
+    values: dict[str, str]
+    #: The course the message is about, for the page's "buy again" link.
+    course_id: str = ""
+
+
+def user_facing_http_error(
+    status: int, message: str, *, key: str = "", course_id: str = "", **values: str
+) -> HTTPError:
     """A tornado HTTPError whose `message` JupyterHub shows verbatim on its error page.
 
     JupyterHub replaces an HTTPError's message by a generic text when the spawn machinery tags
-    the error with a reason; `jupyterhub_message` survives that.
+    the error with a reason; `jupyterhub_message` survives that. With ``key`` (a message of
+    :mod:`hub.i18n`) the Hub's error page (hub/templates/error.html) shows that message in the
+    visitor's language instead; ``message`` stays the English text for API callers and logs.
     """
     error = HTTPError(status, message)
     error.jupyterhub_message = message  # type: ignore[attr-defined]
+    if key:
+        error.learnhub_message = PageMessage(key, values, course_id)  # type: ignore[attr-defined]
     return error
 
 

@@ -1,7 +1,9 @@
-"""The member home page (`/hub/home`): which courses a member may open, and the others.
+"""The front door (`/`) and the member home page (`/hub/home`).
 
-JupyterHub renders `hub/templates/home.html` with the `template_vars` made here; the hub config
-only hands :func:`home_courses` to `JupyterHub.template_vars`.
+`/` sends visitors to the catalog and members to their home (:func:`front_door`, JupyterHub's
+`default_url`, also where a login without `next` lands). JupyterHub renders
+`hub/templates/home.html` with the `template_vars` made here; the hub config only hands
+:func:`home_courses` to `JupyterHub.template_vars`.
 """
 
 from __future__ import annotations
@@ -9,20 +11,38 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlparse
 
 from hub.addresses import service_prefix
 from hub.courses import Catalog, deadline_label
 from hub.errors import CourseError
+from hub.i18n.hub_pages import current_language
+from hub.i18n.money import format_money
 from hub.settings import Settings
 
-#: Why access ended, as the member home says it (entitlement ``status_reason`` -> words).
+#: Why access ended, as the member home says it (entitlement ``status_reason`` -> message key).
 ENDED_REASONS = {
-    "refunded": "refunded",
-    "dispute_lost": "payment disputed",
-    "dispute_open": "payment disputed",
-    "canceled": "membership cancelled",
-    "payment_failed": "payment failed",
+    "refunded": "ended_refunded",
+    "dispute_lost": "ended_disputed",
+    "dispute_open": "ended_disputed",
+    "canceled": "ended_canceled",
+    "payment_failed": "ended_payment_failed",
 }
+
+
+def front_door(settings: Settings) -> Callable[[Any], str]:
+    """`JupyterHub.default_url`: the catalog for visitors, the member home for members.
+
+    JupyterHub calls it with the handler for `/` (its RootHandler) and after a login that
+    carries no `next`.
+    """
+    home = urlparse(settings.hub.bind_url).path + "hub/home"
+    catalog = service_prefix(settings)
+
+    def default_url(handler: Any) -> str:
+        return home if handler.current_user else catalog
+
+    return default_url
 
 
 def ended_courses(db: Any, username: str) -> dict[str, str]:
@@ -39,7 +59,8 @@ def ended_courses(db: Any, username: str) -> dict[str, str]:
             if row.course_id is None:
                 continue
             if row.status == "revoked":
-                reasons[row.course_id] = ENDED_REASONS.get(row.status_reason or "", "access ended")
+                reason = row.status_reason or ""
+                reasons[row.course_id] = ENDED_REASONS.get(reason, "status_revoked")
             else:
                 live.add(row.course_id)
     return {course: reason for course, reason in reasons.items() if course not in live}
@@ -49,8 +70,10 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
     """A `template_vars` callable: the courses the current user may open, and the others.
 
     Also says which courses' access ended (refund, dispute, cancellation) from LearnHub's
-    database, each course's deadlines from `course.yaml`, and where the catalog is. A database
-    problem only hides the "access ended" notes; it never breaks the page.
+    database, and each course's assignments from `course.yaml`, one row each with its deadline
+    and, for a learner, their progress. A database problem only hides the "access ended" notes
+    and the progress; it never breaks the page. Reasons are message keys; prices are in the
+    page language.
     """
     courses_dir = settings.courses_dir.resolve()
     catalog_url = service_prefix(settings)
@@ -75,7 +98,7 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
             catalog = Catalog.load(courses_dir)
         except CourseError:
             # The operator sees the details in `learnhub check`; members get a calm message.
-            return {**empty, "error": "The catalog is being updated."}
+            return {**empty, "error": "catalog_updating"}
         try:
             ended = ended_courses(learnhub_db(), user.name)
         except Exception:  # the home page must render even if LearnHub's database is down
@@ -85,6 +108,7 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
         mine: list[dict[str, Any]] = []
         others: list[dict[str, Any]] = []
         ended_items: list[dict[str, Any]] = []
+        lang = current_language()
         for entry in catalog:
             course = entry.course
             role = (
@@ -99,23 +123,32 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
                 "title": course.title,
                 "summary": course.summary,
                 "role": role,
-                "price": f"{course.price.amount / 100:.2f} {course.price.currency.upper()}",
-                "deadlines": [
-                    {"title": a.title, "due": deadline_label(a.due), "iso": a.due.isoformat()}
+                "price": format_money(course.price.amount, course.price.currency, lang),
+                # One row per assignment: its deadline and (below) the learner's progress.
+                "assignments": [
+                    {
+                        "id": a.id,
+                        "title": a.title,
+                        "due": deadline_label(a.due) if a.due is not None else "",
+                        "iso": a.due.isoformat() if a.due is not None else "",
+                        "progress": None,
+                    }
                     for a in course.assignments
-                    if a.due is not None
                 ],
                 "ended": ended.get(course.id, ""),
+                "announcement": None,
             }
             if role:
                 try:
-                    item["progress"] = course_progress(learnhub_db(), course, user.name)
+                    if role == "learner":
+                        progress = course_progress(learnhub_db(), course, user.name)
+                        by_id = {p["id"]: p for p in progress}
+                        for row in item["assignments"]:
+                            row["progress"] = by_id.get(row["id"])
                     latest = announcements(learnhub_db(), course.id, limit=1)
                     item["announcement"] = latest[0] if latest else None
                 except Exception:  # progress is a nicety; the page renders without it
                     logging.getLogger("learnhub.home").exception("could not read progress")
-                    item["progress"] = []
-                    item["announcement"] = None
                 mine.append(item)
             elif course.id in ended:
                 ended_items.append(item)

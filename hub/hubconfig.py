@@ -16,11 +16,12 @@ from urllib.parse import urlparse
 
 from hub.access.hub_groups import ACCESS_SCOPES
 from hub.access.scopes import CUSTOM_SCOPES, LEARNHUB_SCOPE, SERVER_TOKEN_SCOPES
-from hub.addresses import hub_ip
+from hub.addresses import hub_ip, service_prefix
 from hub.courses import Catalog
 from hub.demo_accounts import DEMO_ADMIN, DEMO_USERS, demo_groups, demo_seed_users
-from hub.home import home_courses
+from hub.home import front_door, home_courses
 from hub.hub_sqlite import tune_hub_sqlite
+from hub.i18n.hub_pages import hub_template_vars, language_transform
 from hub.metrics import (
     HUB_METRICS_SCOPE,
     METRICS_CUSTOM_SCOPES,
@@ -63,13 +64,18 @@ def apply_hub(c: Any, settings: Settings) -> None:
     c.JupyterHub.cleanup_proxy = False
     c.JupyterHub.allow_named_servers = True
     c.JupyterHub.named_server_limit_per_user = 0
-    # Every course has its own named server; people land on the page that lists them, never on
-    # a default server (which LearnHub does not use).
-    c.JupyterHub.default_url = urlparse(hub.bind_url).path + "hub/home"
+    # The site's root is the front door: visitors land on the catalog, members on the page that
+    # lists their courses (one named server per course), never on a default server.
+    c.JupyterHub.default_url = front_door(settings)
+    # The Hub's pages share the service's look, navigation and language (hub/templates).
     c.JupyterHub.template_paths = [str(Path(__file__).parent / "templates")]
     c.JupyterHub.template_vars = {
         "learnhub_mode": settings.mode,
         "learnhub_courses": home_courses(settings),
+        **hub_template_vars(service_prefix(settings)),
+    }
+    c.JupyterHub.tornado_settings = {
+        "transforms": [language_transform(urlparse(hub.bind_url).path)],
     }
     c.JupyterHub.authenticate_prometheus = True
 

@@ -149,6 +149,9 @@ class CourseSpawnerMixin(HasTraits):
                 f"You do not have access to the course “{course.title}”. Buy it in the catalog, "
                 "or, if you already paid, wait a minute and reload: access is granted as soon as "
                 "the payment is confirmed.",
+                key="course_refused",
+                course_id=course.id,
+                course=course.title,
             )
         return entry
 

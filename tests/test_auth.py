@@ -1,4 +1,5 @@
-"""Sign-up and login attacks against a real hub (issue 12, findings 3 and 4).
+"""Sign-up and login attacks against a real hub (issue 12, findings 3 and 4), and sign-up and
+login returning to the page that sent you, never off the site (issue 14).
 
 A real JupyterHub + configurable-http-proxy with LearnHub's config (local spawner: no server is
 started), driven through the sign-up and login forms with their XSRF tokens, as a browser would.
@@ -15,7 +16,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import bcrypt
 import httpx
@@ -102,7 +103,8 @@ def signed_up(hub: HubProcess, name: str, password: str = PASSWORD) -> None:
     """Sign ``name`` up from an address no test logs in from."""
     with Visitor(hub, "127.0.0.250") as v:
         page = v.signup(name, password)
-        assert "The signup was successful" in page.text, page.text
+        # A new account is signed in at once and lands on its home page.
+        assert page.url.path.endswith("/hub/home"), page.text
 
 
 def metric(hub: HubProcess, name: str) -> float:
@@ -288,7 +290,8 @@ def test_passwords_over_72_bytes_get_a_message_not_a_500(hub: HubProcess) -> Non
             assert "at most 72 bytes" in page.text, page.text
         fits = "b" * 72
         page = v.signup("long-secret", fits)
-        assert "The signup was successful" in page.text, page.text
+        assert page.url.path.endswith("/hub/home"), page.text
+        v.client.cookies.clear()  # signed in by the sign-up; log in afresh
         page = v.login("long-secret", "b" * 73)
         assert page.status_code == 400, page.text
         assert "at most 72 bytes" in page.text
@@ -307,3 +310,75 @@ def test_passwords_over_72_bytes_get_a_message_not_a_500(hub: HubProcess) -> Non
         )
         assert page.status_code == 200
         assert "at most 72 bytes" in page.text, page.text
+
+
+# -- the front door: sign-up and login come back to the page that sent you (issue 14) -------
+
+
+def form_of(page: httpx.Response) -> tuple[str, str]:
+    """The (action, _xsrf) of the one form on ``page``."""
+    action = re.search(r'<form action="([^"]*)"', page.text)
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+    assert action and xsrf, page.text
+    return action.group(1).replace("&amp;", "&"), xsrf.group(1)
+
+
+def test_sign_in_to_buy_then_sign_up_returns_to_the_course(hub: HubProcess) -> None:
+    with Visitor(hub, "127.0.0.9") as v:
+        course = v.client.get("services/learnhub/courses/python-foundations")
+        sign_in = re.search(r'href="([^"]+)"[^>]*>Sign in to buy', course.text)
+        assert sign_in, course.text
+        login = v.client.get(v.absolute(sign_in.group(1).replace("&amp;", "&")))
+        assert login.url.path.endswith("/hub/login") and "Sign in to LearnHub" in login.text
+        signup_link = re.search(r'id="learnhub-signup-link" href="([^"]+)"', login.text)
+        assert signup_link and "next=" in signup_link.group(1)
+        signup = v.client.get(v.absolute(signup_link.group(1).replace("&amp;", "&")))
+        action, xsrf = form_of(signup)
+        assert "next=" in action
+        back = v.client.post(
+            v.absolute(action),
+            data={
+                "_xsrf": xsrf,
+                "username": "vera-rubin",
+                "signup_password": PASSWORD,
+                "signup_password_confirmation": PASSWORD,
+            },
+        )
+        # Signed in and back on the course page, with the Buy button, no second login.
+        assert back.url.path == course.url.path, back.url
+        assert '<span class="me-1">vera-rubin</span>' in back.text
+        assert "learnhub-buy" in back.text
+
+
+#: Ways to name another site as ``next`` (a backslash is a slash to some browsers).
+OFF_SITE = ["https://evil.example/", "//evil.example/", "///evil.example/", "/\\evil.example/"]
+
+
+@pytest.mark.parametrize(("n", "target"), list(enumerate(OFF_SITE)))
+def test_sign_up_and_login_never_send_you_off_site(hub: HubProcess, n: int, target: str) -> None:
+    with Visitor(hub, "127.0.0.10") as v:
+        name = f"drifter-{n}"
+        page = v.client.get("hub/signup", params={"next": target})
+        action, xsrf = form_of(page)
+        form = {"_xsrf": xsrf, "username": name, "signup_password": PASSWORD}
+        form["signup_password_confirmation"] = PASSWORD
+        signed_up = v.client.post(v.absolute(action), data=form, follow_redirects=False)
+        assert signed_up.status_code == 302, signed_up.text
+        assert_on_site(signed_up.headers["Location"])
+        v.client.cookies.clear()
+        page = v.client.get("hub/login", params={"next": target})
+        action, xsrf = form_of(page)
+        logged_in = v.client.post(
+            v.absolute(action),
+            data={"_xsrf": xsrf, "username": name, "password": PASSWORD},
+            follow_redirects=False,
+        )
+        assert logged_in.status_code == 302, logged_in.text
+        assert_on_site(logged_in.headers["Location"])
+
+
+def assert_on_site(location: str) -> None:
+    """A redirect that stays on this site: a path, never another host (a backslash, which some
+    browsers read as a slash, only ever arrives escaped)."""
+    assert location.startswith("/") and not location.startswith("//"), location
+    assert "\\" not in location and not urlsplit(location).netloc, location

@@ -1,4 +1,5 @@
-"""A non-editable install has every page: the wheel carries each template and static file."""
+"""A non-editable install has every page: the wheel carries each template, static file and
+language catalog."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from tests.harness import ROOT
 
 #: Folders whose files are data the installed package reads at run time (not Python).
-DATA_FOLDERS = ("templates", "static")
+DATA_FOLDERS = ("templates", "static", "locale")
 
 
 def packaged_top_levels() -> list[str]:
@@ -23,7 +24,8 @@ def packaged_top_levels() -> list[str]:
 
 
 def data_files() -> list[str]:
-    """Every file under a templates/ or static/ folder of a shipped package, as wheel paths."""
+    """Every file under a templates/, static/ or locale/ folder of a shipped package, as wheel
+    paths."""
     found = []
     for top in packaged_top_levels():
         for path in (ROOT / top).rglob("*"):
@@ -61,5 +63,6 @@ def test_wheel_contains_every_template_and_static_file(tmp_path: Path) -> None:
         names = set(archive.namelist())
     expected = data_files()
     assert "hub/service/templates/catalog.html" in expected  # the check sees the service pages
+    assert "hub/i18n/locale/zh_CN/LC_MESSAGES/learnhub.po" in expected  # and the catalogs
     missing = [name for name in expected if name not in names]
     assert not missing, f"left out of the wheel (add them to package-data): {missing}"

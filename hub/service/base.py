@@ -27,7 +27,14 @@ from tornado.log import access_log
 from hub.access.policy import Member, listed_instructor_of
 from hub.billing.checkout import user_courses
 from hub.courses import CourseEntry, learner_group
-from hub.i18n import LANG_COOKIE, LANGUAGE_NAMES, LANGUAGES, choose_language, translator
+from hub.i18n import (
+    LANG_COOKIE,
+    LANGUAGE_NAMES,
+    LANGUAGES,
+    choose_language,
+    plural_translator,
+    translator,
+)
 from hub.service.context import CONTEXT_SETTING, TEMPLATES_DIR, ServiceContext
 from hub.service.ratelimit import retry_after
 
@@ -212,6 +219,7 @@ class LearnerPage(LearnerHandler, BaseHandler):
         base_context: dict[str, Any] = {
             "lang": lang,
             "_": translator(lang),
+            "_n": plural_translator(lang),
             "prefix": self.ctx.prefix,
             "hub_base": self.ctx.hub_base,
             "hub_static": f"{self.ctx.hub_base}hub/static/",

@@ -37,6 +37,8 @@ from hub.store import Database
 CONTEXT_SETTING = "learnhub_context"
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
+#: The Hub's templates, whose `site/` parts (the navigation) every page of the site shares.
+SITE_TEMPLATES_DIR = Path(__file__).parent.parent / "templates"
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ class ServiceContext:
 def template_environment() -> jinja2.Environment:
     """The Jinja2 environment of the service's pages (autoescaped HTML)."""
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        # The service's pages first, then the site-wide parts they share with the Hub's pages.
+        loader=jinja2.FileSystemLoader([str(TEMPLATES_DIR), str(SITE_TEMPLATES_DIR)]),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )

@@ -20,6 +20,7 @@ from hub.courses import CourseEntry
 from hub.entitlements import desired_membership, entitled_courses
 from hub.errors import HubAPIError
 from hub.i18n import translator
+from hub.i18n.money import major_units
 from hub.reviews import ReviewRejected, announcements, post_announcement, rating_summary
 from hub.service import charts
 from hub.service.base import LearnerPage, route
@@ -53,8 +54,9 @@ def _read(db_sessions: Any) -> BillingData:
         return BillingData(ents, list(repo.payments(session)))
 
 
-def _format_revenue(amounts: dict[str, int]) -> str:
-    return ", ".join(money(v, c) for c, v in sorted(amounts.items())) or money(0, "usd")
+def _format_revenue(amounts: dict[str, int], lang: str) -> str:
+    texts = [money(v, c, lang) for c, v in sorted(amounts.items())]
+    return ", ".join(texts) or money(0, "usd", lang)
 
 
 class InstructorPage(LearnerPage):
@@ -120,7 +122,7 @@ class InstructorDashboard(InstructorPage):
                 [label for label, _v in status_rows],
                 [value for _l, value in status_rows],
             ),
-            revenue=_format_revenue(revenue),
+            revenue=_format_revenue(revenue, self.lang),
             grades=grades,
             notices=notices,
             announce_url=f"{self.ctx.prefix}instructor/{course_id}/announce",
@@ -223,7 +225,8 @@ class OperatorDashboard(LearnerPage):
         per_course = members_by_course(desired)
         currency = settings.payments.plans[0].currency if settings.payments.plans else "usd"
         currency = next(iter(revenue.net), currency)
-        revenue_values = [revenue.by_course.get(c, {}).get(currency, 0) / 100 for c in course_ids]
+        revenue_minor = [revenue.by_course.get(c, {}).get(currency, 0) for c in course_ids]
+        revenue_values = [float(major_units(v, currency)) for v in revenue_minor]
         enrolment = enrolment_over_time(data.entitlements, set(course_ids), now=now)
         quality = await asyncio.to_thread(average_score, settings, list(self.ctx.catalog))
         await self.refresh_usage()
@@ -233,6 +236,8 @@ class OperatorDashboard(LearnerPage):
         rate = settings.payments.container_hour_cost
         cost = round(total_hours * rate) if rate else None
         net = revenue.net.get(currency, 0)
+        cost_text = money(cost, currency, self.lang) if cost is not None else None
+        profit_text = money(net - cost, currency, self.lang) if cost is not None else None
         metrics = [
             {
                 "key": "N",
@@ -251,7 +256,7 @@ class OperatorDashboard(LearnerPage):
             {
                 "key": "R",
                 "label": _("metric_revenue"),
-                "value": _format_revenue(revenue.net),
+                "value": _format_revenue(revenue.net, self.lang),
                 "note": "",
                 "missing": False,
             },
@@ -266,14 +271,14 @@ class OperatorDashboard(LearnerPage):
             {
                 "key": "C",
                 "label": _("metric_cost"),
-                "value": money(cost, currency) if cost is not None else _("cost_rate_missing"),
+                "value": cost_text or _("cost_rate_missing"),
                 "note": "",
                 "missing": cost is None,
             },
             {
                 "key": "P",
                 "label": _("metric_profit"),
-                "value": money(net - cost, currency) if cost is not None else _("missing_cost"),
+                "value": profit_text or _("missing_cost"),
                 "note": "",
                 "missing": cost is None,
             },
@@ -295,8 +300,8 @@ class OperatorDashboard(LearnerPage):
             },
         ]
         revenue_rows = [
-            (c, money(int(v * 100), currency))
-            for c, v in zip(course_ids, revenue_values, strict=True)
+            (c, money(v, currency, self.lang))
+            for c, v in zip(course_ids, revenue_minor, strict=True)
         ]
         members_rows = [(c, per_course.get(c, 0)) for c in course_ids]
         self.render_page(

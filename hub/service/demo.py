@@ -17,6 +17,7 @@ import httpx
 from hub.billing import stripe_wire
 from hub.billing.demo import DatabaseStore, deliver
 from hub.billing.simulator import StripeSimulator
+from hub.i18n.money import format_money
 from hub.service.base import BaseHandler, LearnerPage, route
 
 
@@ -81,22 +82,38 @@ class DemoCheckoutHandler(LearnerPage):
             self.show_message(404, "unknown", "unknown_checkout_title", "unknown_checkout_body")
         return session
 
+    def _state(self, session: dict[str, Any]) -> str:
+        """Where the demo checkout stands: ``open`` (Pay), ``paid`` (Refund), ``refunded`` or
+        ``expired`` (no button). Blocking: reads the store."""
+        if session.get("status") == "open":
+            return "open"
+        if session.get("status") != "complete":
+            return "expired"
+        store = self._store()
+        if session.get("mode") == "subscription":
+            sub = store.get(str(session.get("subscription")))
+            return "refunded" if sub is None or sub.get("status") == "canceled" else "paid"
+        intent = store.get(str(session.get("payment_intent")))
+        charge = store.get(str(intent.get("latest_charge"))) if intent else None
+        return "refunded" if charge is None or charge.get("refunded") else "paid"
+
     async def get(self, session_id: str) -> None:
-        """Show what is being bought and the buttons."""
+        """Show what is being bought and the one button that applies now."""
         session = await self._my_session(session_id)
         if session is None:
             return
+        state = await asyncio.to_thread(self._state, session)
         meta = session.get("metadata") or {}
         what = self.course_title(meta.get("learnhub_course"), meta.get("learnhub_plan"))
-        amount = int(session.get("amount_total") or 0) / 100
-        currency = str(session.get("currency", "")).upper()
+        amount = int(session.get("amount_total") or 0)
+        currency = str(session.get("currency", "usd"))
         self.render_page(
             200,
             "demo_checkout.html",
             title=self.translate("demo_title"),
             what=what,
-            amount=f"{amount:.2f} {currency}",
-            payment_status=str(session.get("status")),
+            amount=format_money(amount, currency, self.lang),
+            state=state,
         )
 
     async def post(self, session_id: str) -> None:
@@ -106,9 +123,10 @@ class DemoCheckoutHandler(LearnerPage):
             return
         action = self.get_body_argument("action", "")
         simulator = StripeSimulator(self._store())
-        if action == "pay" and session.get("status") == "open":
+        state = await asyncio.to_thread(self._state, session)
+        if action == "pay" and state == "open":
             events = await asyncio.to_thread(simulator.complete_checkout, session_id)
-        elif action == "refund" and session.get("status") == "complete":
+        elif action == "refund" and state == "paid":
             events = await asyncio.to_thread(self._refund_events, simulator, session)
         else:
             self.show_message(409, "nothing", "demo_nothing_title", "demo_nothing_body")

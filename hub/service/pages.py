@@ -18,7 +18,8 @@ from tornado import web
 from hub.access.policy import Member
 from hub.access.status import PurchaseStatus
 from hub.courses import CourseEntry
-from hub.i18n import Translator, translator
+from hub.i18n import translate, translator
+from hub.i18n.money import format_money
 from hub.reviews import (
     ReviewRejected,
     announcements,
@@ -47,9 +48,9 @@ STATUS_BADGES = {
 }
 
 
-def format_price(amount: int, currency: str, _: Translator) -> str:
-    """``6900, usd`` -> ``69.00 USD``; 0 -> ``Free``."""
-    return _("free") if amount == 0 else f"{amount / 100:.2f} {currency.upper()}"
+def format_price(amount: int, currency: str, lang: str) -> str:
+    """``6900, usd`` -> ``$69.00``; ``4900, jpy`` -> ``¥4,900``; 0 -> ``Free``."""
+    return translate(lang, "free") if amount == 0 else format_money(amount, currency, lang)
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ class CoursePages(LearnerPage):
                 p.replace("**", "").strip() for p in course.description.split("\n\n") if p.strip()
             ],
             "instructors": course.instructors,
-            "price": format_price(course.price.amount, course.price.currency, _),
+            "price": format_price(course.price.amount, course.price.currency, self.lang),
             "syllabus": course.syllabus,
             "outcomes": course.outcomes,
             "assignments": [

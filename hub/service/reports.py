@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from hub.access.status import DISPUTE_PREFIX, EntitlementReason, EntitlementStatus, PurchaseStatus
 from hub.courses import course_id_from_group
 from hub.entitlements import EntitlementLike, PurchaseLike
+from hub.i18n.money import format_money
 
 
 class CheckoutLike(PurchaseLike, Protocol):
@@ -188,9 +189,10 @@ def revenue_from_payments(payments: Iterable[PaymentLike]) -> Revenue:
     return result
 
 
-def money(amount_minor: int, currency: str) -> str:
-    """``6900, usd`` -> ``69.00 USD``."""
-    return f"{amount_minor / 100:.2f} {currency.upper()}"
+def money(amount_minor: int, currency: str, lang: str = "en") -> str:
+    """``6900, usd`` -> ``$69.00``; ``4900, jpy`` -> ``¥4,900`` (one formatter for all money:
+    :func:`hub.i18n.money.format_money`)."""
+    return format_money(amount_minor, currency, lang)
 
 
 # -- enrolment and activity ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -31,6 +32,17 @@ def sign_in_to_service(b: Browser, user: str, password: str = PASSWORD) -> None:
     assert f'<span class="me-1">{user}</span>' in page.text
 
 
+def left_group(hub: HubProcess, user: str, group: str, timeout: float = 30) -> None:
+    """Wait until the access sync has taken ``user`` out of the Hub's ``group`` (a refund's
+    revoke reaches the Hub through the service's sync, moments after the webhook)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if user not in hub.api("GET", f"/groups/{group}").json()["users"]:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{user} is still in {group} after {timeout} s")
+
+
 def xsrf_of(page: httpx.Response) -> str:
     match = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
     assert match, "no _xsrf field on the page"
@@ -49,7 +61,7 @@ def test_anonymous_catalog_lists_both_courses(visitor: Browser) -> None:
     assert '<html lang="en">' in page.text
     for course in COURSES:
         assert f'data-course="{course}"' in page.text
-    assert "Algorithms in Python" in page.text and "69.00 USD" in page.text
+    assert "Algorithms in Python" in page.text and "$69.00" in page.text
     assert "Sign in to buy" in page.text and "learnhub-buy" not in page.text
     # The stylesheet is the hub's own, under the hostile base URL.
     assert 'href="/@/space%20word/hub/static/css/style.min.css"' in page.text
@@ -102,13 +114,19 @@ def test_checkout_needs_xsrf_then_demo_purchase_pages(docker_hub: HubProcess) ->
         assert created.status_code == 303, created.text
         demo = b.client.get(b.absolute(created.headers["Location"]))
         assert "no money moves" in demo.text
-        assert "69.00 USD" in demo.text
+        assert "$69.00" in demo.text
+        # Only the action that applies: an open checkout can be paid, not refunded.
+        assert 'id="learnhub-demo-pay"' in demo.text
+        assert 'id="learnhub-demo-refund"' not in demo.text
         cancel = b.client.get(SERVICE + "checkout/cancel")
         assert cancel.status_code == 200 and "Nothing was charged" in cancel.text
         paid = b.client.post(str(demo.url), data={"_xsrf": xsrf_of(demo), "action": "pay"})
         assert paid.status_code == 200, paid.text
         assert 'data-kind="success"' in paid.text
         assert "/@/space%20word/hub/spawn/mary-somerville/algorithms-in-python" in paid.text
+        after = b.client.get(str(demo.url))
+        assert 'id="learnhub-demo-refund"' in after.text
+        assert 'id="learnhub-demo-pay"' not in after.text
         # Buying again is refused with the reason and the way in.
         again = b.client.post(
             SERVICE + "checkout/algorithms-in-python",
@@ -123,6 +141,26 @@ def test_checkout_needs_xsrf_then_demo_purchase_pages(docker_hub: HubProcess) ->
         assert "/hub/spawn/mary-somerville/algorithms-in-python" in catalog.text
         zh = b.client.get(SERVICE + "purchases?lang=zh-CN")
         assert "购买记录" in zh.text and "有效" in zh.text
+        # The language chosen on a service page holds on the Hub's pages (one cookie).
+        home = b.client.get("hub/home")
+        assert '<html lang="zh-CN">' in home.text and "我的课程" in home.text
+        # Refunded: no button is left, and the member home says how to get back in.
+        refund_page = b.client.get(str(demo.url))
+        refunded = b.client.post(
+            str(demo.url), data={"_xsrf": xsrf_of(refund_page), "action": "refund"}
+        )
+        assert refunded.status_code == 200 and 'data-kind="refunded"' in refunded.text
+        done = b.client.get(str(demo.url))
+        assert "learnhub-demo-pay" not in done.text and "learnhub-demo-refund" not in done.text
+        left_group(docker_hub, "mary-somerville", "course-algorithms-in-python")
+        home = b.client.get("hub/home")
+        ended = re.search(
+            r'<li class="learnhub-ended" data-course="algorithms-in-python">.*?</li>',
+            home.text,
+            re.S,
+        )
+        assert ended, home.text
+        assert "已退款" in ended.group(0) and "重新购买" in ended.group(0)
 
 
 def test_dashboards_are_for_instructors_and_admins(docker_hub: HubProcess) -> None:
@@ -262,6 +300,7 @@ def test_course_questions_and_answers(docker_hub: HubProcess) -> None:
             question_url, data={"_xsrf": xsrf_of(page), "body": "Define __hash__ as well."}
         )
         assert "Define __hash__ as well." in answered.text
+        assert '<h2 class="h5">1 answer</h2>' in answered.text  # not "1 answers"
         answer_id = re.search(r'data-answer="(\d+)"', answered.text).group(1)  # type: ignore[union-attr]
         # An instructor cannot upvote their own answer.
         own = teacher.client.post(
@@ -281,3 +320,49 @@ def test_course_questions_and_answers(docker_hub: HubProcess) -> None:
         assert f'data-answer="{answer_id}" data-votes="1" data-accepted="true"' in accepted.text
         listing = asker.client.get(qa_page).text
         assert "Why is __eq__ not enough?" in listing and "accepted" in listing
+
+
+def test_front_door_and_the_hubs_pages_in_chinese(docker_hub: HubProcess) -> None:
+    zh = {"Accept-Language": "zh-CN,zh;q=0.9"}
+    with browser(docker_hub) as visitor:
+        # The site's root shows a visitor the catalog, not JupyterHub's login page.
+        root = visitor.client.get("", headers=zh)
+        assert root.url.path.endswith("/services/learnhub/"), root.url
+        assert 'id="learnhub-catalog"' in root.text
+        assert "跳到正文" in root.text and "Skip to content" not in root.text
+        login = visitor.client.get("hub/login", headers=zh)
+        assert '<html lang="zh-CN">' in login.text
+        assert re.search(r"<title>\s*登录 LearnHub\s*</title>", login.text)
+        assert "JupyterHub" not in re.search(r"<title>.*?</title>", login.text, re.S).group(0)  # type: ignore[union-attr]
+        assert 'id="learnhub-nav-catalog"' in login.text and "课程目录" in login.text
+        assert "创建账号" in login.text
+        signup = visitor.client.get("hub/signup", headers=zh)
+        assert "创建你的 LearnHub 账号" in signup.text and "确认密码" in signup.text
+        # A course refused (never bought): the 403 says why and what to do, in Chinese.
+        visitor.signup("lise-meitner", "fission-1938-physics")
+        refused = visitor.client.get("hub/spawn/lise-meitner/algorithms-in-python", headers=zh)
+        assert refused.status_code == 403
+        assert '<html lang="zh-CN">' in refused.text and "403：无权访问" in refused.text  # noqa: RUF001
+        main = refused.text[refused.text.find("<main") :]
+        assert "你没有课程“Algorithms in Python”的访问权限" in main, main
+        assert "重新购买" in refused.text and "前往课程目录" in refused.text
+        assert "You can try restarting" not in refused.text
+    with browser(docker_hub) as member:
+        sign_in_to_service(member, "demo-learner")
+        # A member at the root gets their courses.
+        home = member.client.get("", headers=zh)
+        assert home.url.path.endswith("/hub/home"), home.url
+        assert "我的课程" in home.text and "退出登录" in home.text and "Logout" not in home.text
+        row = re.search(
+            r'<tr class="learnhub-course" data-course="python-foundations">.*?</tr>',
+            home.text,
+            re.S,
+        )
+        assert row, home.text
+        ids = re.findall(r'data-assignment="([^"]+)"', row.group(0))
+        assert ids and len(ids) == len(set(ids)), ids  # each assignment once
+        # The toggle on a Hub page sets the cookie the service's pages follow too.
+        english = member.client.get("hub/home?lang=en", headers=zh)
+        assert '<html lang="en">' in english.text and "My courses" in english.text
+        catalog = member.client.get(SERVICE, headers=zh)
+        assert '<html lang="en">' in catalog.text and "Sign out" in catalog.text
