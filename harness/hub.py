@@ -103,16 +103,37 @@ class JupyterHubProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.label} exited with {self.proc.returncode}:\n{self.log_tail()}"
-                )
+                error = f"{self.label} exited with {self.proc.returncode}:\n{self.log_tail()}"
+                self._remove_leftovers()
+                raise RuntimeError(error)
             try:
                 if httpx.get(self.api_url + "/", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"{self.label} did not answer within {timeout}s:\n{self.log_tail()}")
+        error = f"{self.label} did not answer within {timeout}s:\n{self.log_tail()}"
+        self._remove_leftovers()
+        raise RuntimeError(error)
+
+    def _remove_leftovers(self) -> None:
+        """Stop what a hub that failed to start left running: its proxy and managed services.
+
+        A hub that gives up on a slow service ("Cannot connect to learnhub service") exits
+        without stopping it; services run in sessions of their own, so nothing else would, and
+        an orphaned service polls a hub that is gone for the rest of the run. They are found by
+        their working folder, which is this hub's own.
+        """
+        self.stop()
+        workdir = str(self.workdir.resolve())
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                if os.readlink(entry / "cwd") == workdir:
+                    os.kill(int(entry.name), signal.SIGTERM)
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
 
     def proxy_pid(self) -> int | None:
         """The proxy's process id, from its pid file."""

@@ -6,11 +6,13 @@ import asyncio
 import json
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import httpx
 import psycopg
 import pytest
 import stripe
+from sqlalchemy.engine import URL, make_url
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
@@ -116,10 +119,67 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"{server}/{name}"
 
 
+class MigratedTemplates:
+    """One database of each kind migrated to head per session, copied for every test.
+
+    Running the migrations for each of the ~190 tests that take ``db`` cost most of their
+    setup (alembic on SQLite and PostgreSQL, plus a 7 MB template copy per PostgreSQL
+    database). The migrations still run from empty once per kind and session; each test gets
+    a byte-for-byte copy of that result (SQLite's backup API, PostgreSQL's ``TEMPLATE``),
+    still a database of its own.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.sqlite: Path | None = None
+        self.postgres: dict[str, str] = {}
+
+    def fill(self, db_url: str) -> None:
+        """Make the empty database at ``db_url`` a migrated one."""
+        url = make_url(db_url)
+        if url.get_backend_name() == "sqlite" and url.database:
+            self._fill_sqlite(Path(url.database))
+        elif url.get_backend_name() == "postgresql" and url.database:
+            self._fill_postgres(url)
+        else:
+            upgrade(db_url)
+
+    def _fill_sqlite(self, target: Path) -> None:
+        if target.exists():  # a test made it itself: migrate what is there
+            upgrade(f"sqlite:///{target}")
+            return
+        if self.sqlite is None:
+            template = self.folder / "migrated.sqlite"
+            upgrade(f"sqlite:///{template}")
+            self.sqlite = template
+        with closing(sqlite3.connect(self.sqlite)) as src, closing(sqlite3.connect(target)) as dst:
+            src.backup(dst)
+
+    def _fill_postgres(self, url: URL) -> None:
+        server = url.set(database="postgres").render_as_string(hide_password=False)
+        admin = server.replace("+psycopg", "")
+        if server not in self.postgres:
+            template = "learnhub_migrated_" + uuid.uuid4().hex[:8]
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{template}"')
+            upgrade(url.set(database=template).render_as_string(hide_password=False))
+            self.postgres[server] = template
+        # db_url made the database empty; remake it as a copy of the migrated template.
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{url.database}"')
+            conn.execute(f'CREATE DATABASE "{url.database}" TEMPLATE "{self.postgres[server]}"')
+
+
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> MigratedTemplates:
+    """The session's migrated databases that ``db`` copies (see :class:`MigratedTemplates`)."""
+    return MigratedTemplates(tmp_path_factory.mktemp("migrated"))
+
+
 @pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    """The migrated database."""
-    upgrade(db_url)
+def db(db_url: str, migrated_templates: MigratedTemplates) -> Iterator[Database]:
+    """The migrated database (a copy of the session's migrated template of its kind)."""
+    migrated_templates.fill(db_url)
     database = Database(db_url)
     yield database
     database.dispose()

@@ -16,9 +16,9 @@ from grader.exchange.storage import ExchangeLimits, ExchangeStorage
 from harness.archives import targz, untargz
 from hub.access.policy import Member
 from hub.store import Database
-from tests.billing.conftest import db, db_url, postgres_server, start_app
+from tests.billing.conftest import db, db_url, migrated_templates, postgres_server, start_app
 
-__all__ = ["db", "db_url", "postgres_server", "targz", "untargz"]
+__all__ = ["db", "db_url", "migrated_templates", "postgres_server", "targz", "untargz"]
 
 #: The service prefix under the hostile hub base URL the platform tests use.
 PREFIX = "/@/space%20word/services/learnhub/"
