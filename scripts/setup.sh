@@ -64,6 +64,13 @@ if [[ ! -x .venv/bin/uv ]] || ! .venv/bin/uv --version | grep -q "$UV_VERSION"; 
 fi
 say "syncing Python packages (uv.lock)"
 UV_PROJECT_ENVIRONMENT=.venv .venv/bin/uv sync --frozen --inexact --quiet
+# Bytecode for everything the Hub, the service and the CLI import, written now as root: the
+# service's user cannot write __pycache__ here, and shells with PYTHONDONTWRITEBYTECODE set
+# would otherwise compile every import again in every process (6-9 s of CPU per service
+# start instead of 2.5). compileall skips what is up to date, so a second run takes seconds.
+say "compiling Python bytecode"
+.venv/bin/python -m compileall -q -j 0 .venv/lib/python3*/site-packages hub grader harness \
+  learnhub_container >/dev/null
 
 # 4. configurable-http-proxy from npm, pinned by tools/package-lock.json.
 if [[ ! -x tools/node_modules/.bin/configurable-http-proxy ]] \
