@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 from hub.access.hub_groups import ACCESS_SCOPES
 from hub.access.scopes import CUSTOM_SCOPES, LEARNHUB_SCOPE, SERVER_TOKEN_SCOPES
-from hub.addresses import hub_ip
+from hub.addresses import hub_connect_host, hub_ip, service_url
 from hub.courses import Catalog
 from hub.demo_accounts import DEMO_ADMIN, DEMO_USERS, demo_groups, demo_seed_users
 from hub.home import home_courses
@@ -34,6 +34,9 @@ def apply_hub(c: Any, settings: Settings) -> None:
     prepare_data_dir(settings)
     c.JupyterHub.bind_url = hub.bind_url
     c.JupyterHub.hub_bind_url = f"http://{hub_ip(settings)}:{hub.hub_port}"
+    if settings.spawner.backend == "kubernetes":
+        # The Hub binds its pod's addresses; pods and the proxy come through its Service.
+        c.JupyterHub.hub_connect_url = f"http://{hub_connect_host(settings)}:{hub.hub_port}"
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub.proxy_api_port}"
     c.ConfigurableHTTPProxy.pid_file = str(data_dir / "proxy.pid")
     # One origin per user server: a learner's page cannot read the Hub's pages (its tokens)
@@ -198,7 +201,7 @@ def learnhub_service(settings: Settings) -> dict[str, Any]:
             environment[f"LEARNHUB_{field.upper()}"] = value
     service: dict[str, Any] = {
         "name": "learnhub",
-        "url": f"http://127.0.0.1:{settings.hub.service_port}",
+        "url": service_url(settings),
         # Where containers reach the exchange, resolved here: the service has no Docker access.
         "command": [
             sys.executable,
