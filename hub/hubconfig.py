@@ -213,6 +213,11 @@ def learnhub_service(settings: Settings) -> dict[str, Any]:
         "environment": environment,
         "oauth_no_confirm": True,
         "display": True,
+        # JupyterHub exits when a managed service does not answer within `timeout` (30 s by
+        # default). The service imports Stripe, SQLAlchemy and Alembic, migrates and loads the
+        # catalog first: with 200 courses on a busy 2-core machine that took longer, and the
+        # Hub exited at start (benchmarks/scale.py).
+        "timeout": SERVICE_START_TIMEOUT,
         **run_as(settings),
     }
     token = settings.secret("service_token")
@@ -229,6 +234,9 @@ def run_as(settings: Settings) -> dict[str, str]:
     account = service_account(settings)
     return {"user": account.name} if account else {}
 
+
+#: Seconds the Hub waits for the LearnHub service to answer at start.
+SERVICE_START_TIMEOUT = 180
 
 #: The secrets the LearnHub service itself uses, and so the only ones it is given.
 SERVICE_SECRETS = ("stripe_secret_key", "stripe_webhook_secrets")

@@ -57,6 +57,8 @@ def test_services_roles_and_groups(tmp_path: Path) -> None:
     # The idle culler runs as a hub-managed service with only the scopes it needs.
     assert "jupyterhub_idle_culler" in services["idle-culler"]["command"]
     assert services["learnhub-admin"]["api_token"] == "t" * 40
+    # The service's start outlasted JupyterHub's default 30 s at 200 courses on a busy machine.
+    assert services["learnhub"]["timeout"] >= 120
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert roles["idle-culler"]["scopes"] == [
         "list:users",
