@@ -24,6 +24,7 @@ from hub.reviews import ReviewRejected, announcements, post_announcement, rating
 from hub.service import charts
 from hub.service.base import LearnerPage, route
 from hub.service.reports import (
+    ACTIVITY_WINDOW,
     activity_share,
     enrolment_over_time,
     members_by_course,
@@ -329,12 +330,13 @@ class OperatorDashboard(LearnerPage):
         client = self.ctx.hub_client
         if client is None:
             return None
+        now = utcnow()
         try:
-            users = await client.list_users()
+            users = await client.users_active_since(now - ACTIVITY_WINDOW)
         except HubAPIError as exc:
             log.warning("activity unavailable", extra={"error": str(exc)})
             return None
-        return activity_share(users, members, now=utcnow())
+        return activity_share(users, members, now=now)
 
 
 def dashboard_routes(prefix: str) -> list[Any]:
