@@ -382,6 +382,11 @@ class HomeSettings(_Model):
     )
 
 
+#: A Kubernetes Service name (an RFC 1035 label), optionally with its namespace and domain.
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+KUBERNETES_SERVICE_PATTERN = rf"^[a-z]([-a-z0-9]{{0,61}}[a-z0-9])?(\.{_DNS_LABEL})*$"
+
+
 class SpawnerSettings(_Model):
     """Which engine runs the course containers and how."""
 
@@ -417,6 +422,15 @@ class SpawnerSettings(_Model):
     )
     kubernetes_namespace: str = Field(
         "learnhub", description="Namespace of the course pods with `backend: kubernetes`."
+    )
+    kubernetes_hub_service: Annotated[str, Field(pattern=KUBERNETES_SERVICE_PATTERN)] = Field(
+        "hub",
+        description=(
+            "With `backend: kubernetes`: the Kubernetes Service in front of the Hub's pod (Zero "
+            "to JupyterHub names it `hub`), a DNS name. Course pods and the proxy's pod reach the "
+            "Hub API and the exchange through it; the Hub binds all addresses of its own pod "
+            "(with `hub.hub_ip: auto`), because 127.0.0.1 there is unreachable from other pods."
+        ),
     )
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
 from traitlets.config import Config
 
 from hub import settings_docs
 from hub.addresses import hub_api_url
 from hub.courses import Catalog
+from hub.errors import SettingsError
 from hub.hubconfig import apply_all
 from hub.settings import load_settings
 from hub.subdomains import learnhub_subdomain_hook
@@ -177,3 +179,35 @@ def test_subdomain_hook_keeps_the_service_on_the_hubs_host() -> None:
     # Names that are not DNS labels still get a valid, distinct subdomain (JupyterHub's idna).
     odd = learnhub_subdomain_hook("Ada Lovelace@x", "learn.example.org", "user")
     assert odd.endswith(".learn.example.org") and " " not in odd and "@" not in odd
+
+
+def test_kubernetes_hub_is_reached_through_its_service(tmp_path: Path) -> None:
+    """Issue 16: with `hub_ip: auto` the Hub bound 127.0.0.1 and told pods to connect there,
+    which is each pod's own loopback: no Hub API, no exchange. As in Zero to JupyterHub, the Hub
+    binds its pod's addresses and pods (and the proxy's pod) connect to its Service."""
+    text = (
+        f"hub:\n  data_dir: {tmp_path}\n  hub_port: 8081\n  service_port: 10101\n"
+        "spawner:\n  backend: kubernetes\n  kubernetes_hub_service: hub\n"
+    )
+    c = configured({}, text, tmp_path)
+    assert c.JupyterHub.hub_bind_url == "http://0.0.0.0:8081"
+    assert c.JupyterHub.hub_connect_url == "http://hub:8081"
+    assert c.LearnHubKubeSpawner.exchange_url == "http://hub:10101/services/learnhub/exchange/"
+    (service,) = [s for s in c.JupyterHub.services if s["name"] == "learnhub"]
+    assert service["url"] == "http://hub:10101"
+    assert "--container-address=0.0.0.0" in service["command"]
+
+
+def test_kubernetes_hub_service_name_is_validated(tmp_path: Path) -> None:
+    path = tmp_path / "learnhub.yaml"
+    path.write_text("spawner:\n  backend: kubernetes\n  kubernetes_hub_service: Hub_Service\n")
+    with pytest.raises(SettingsError, match="kubernetes_hub_service"):
+        load_settings(path, {})
+
+
+def test_other_backends_keep_connecting_where_the_hub_binds(tmp_path: Path) -> None:
+    text = f"hub:\n  data_dir: {tmp_path}\n  hub_ip: 172.31.0.1\n"
+    c = configured({}, text, tmp_path)
+    assert c.JupyterHub.hub_bind_url == "http://172.31.0.1:8081"
+    assert "hub_connect_url" not in c.JupyterHub
+    assert c.LearnHubDockerSpawner.exchange_url.startswith("http://172.31.0.1:10101/")

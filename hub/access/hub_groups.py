@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -105,7 +105,13 @@ class HubClient:
             )
         return response
 
-    async def list_all(self, path: str, **params: str) -> list[dict[str, Any]]:
+    async def list_all(
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        last_wanted: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
         """Every item of a paginated Hub list (``/users``, ``/groups``), page by page.
 
         JupyterHub serves at most ``api_page_max_limit`` items a request (200 by default) and
@@ -113,11 +119,14 @@ class HubClient:
         first 200 groups: a course past them kept revoked members. With JupyterHub's pagination
         media type each page says where the next one starts (``_pagination.next``); this follows
         it until there is none, at most :data:`MAX_PAGES` times.
+
+        With ``last_wanted``, a listing sorted so that the wanted items come first stops after
+        the page holding the first item that is not wanted (its items are all returned).
         """
         items: list[dict[str, Any]] = []
         offset = 0
         for _ in range(MAX_PAGES):
-            query = urlencode({**params, "offset": offset, "limit": PAGE_LIMIT})
+            query = urlencode({**(params or {}), "offset": offset, "limit": PAGE_LIMIT})
             response = await self.request(
                 "GET", f"{path}?{query}", headers={"Accept": PAGINATION_MEDIA_TYPE}
             )
@@ -128,8 +137,11 @@ class HubClient:
                     f"GET {path} did not answer with pages ({PAGINATION_MEDIA_TYPE}): "
                     "LearnHub needs JupyterHub 2.0 or newer; upgrade the Hub"
                 )
-            items.extend(page.get("items") or [])
+            found = page.get("items") or []
+            items.extend(found)
             following = page["_pagination"].get("next")
+            if last_wanted is not None and not all(last_wanted(item) for item in found):
+                return items
             if not following:
                 return items
             next_offset = int(following["offset"])
@@ -150,7 +162,22 @@ class HubClient:
 
     async def list_users(self, *, state: str | None = None) -> list[dict[str, Any]]:
         """Every user model (every page); ``state="active"``: only users with a server."""
-        return await self.list_all("/users", **({"state": state} if state else {}))
+        return await self.list_all("/users", {"state": state} if state else None)
+
+    async def users_active_since(self, since: datetime) -> list[dict[str, Any]]:
+        """Users whose ``last_activity`` is at or after ``since`` (maybe a few more).
+
+        Pages of ``/users`` sorted by most recent activity, up to the first older user: the
+        recently active members, not every member. Reading every user took 50 requests of
+        about 0.4 s each at 10,000 members (benchmarks/scale.py), on every operator dashboard
+        view.
+        """
+
+        def recent(user: dict[str, Any]) -> bool:
+            seen = parse_hub_time(user.get("last_activity"))
+            return seen is not None and seen >= since
+
+        return await self.list_all("/users", {"sort": "-last_activity"}, last_wanted=recent)
 
     async def user(self, name: str) -> dict[str, Any] | None:
         """The user model, or None when the user does not exist."""
@@ -180,6 +207,14 @@ class HubClient:
             f"/users/{quote(user, safe='')}/servers/{quote(server_name, safe='')}",
             ok=(202, 204, 400, 404),
         )
+
+
+def parse_hub_time(raw: object) -> datetime | None:
+    """A time as the Hub API writes it (ISO 8601, ``Z`` or naive UTC), aware; None if absent."""
+    if not raw:
+        return None
+    seen = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    return seen if seen.tzinfo is not None else seen.replace(tzinfo=UTC)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from grader.exchange.auth import HubAuthorizer
 from grader.exchange.server import exchange_routes
 from grader.exchange.storage import ExchangeLimits, ExchangeStorage
 from hub.access.hub_groups import HubClient, make_access_sync
-from hub.addresses import hub_ip
+from hub.addresses import ALL_ADDRESSES, hub_ip
 from hub.billing.client import stripe_client
 from hub.billing.reconcile import reconcile
 from hub.courses import Catalog
@@ -107,11 +107,17 @@ async def main(argv: list[str] | None = None) -> None:
     )
     app = make_app(ctx, extra_routes=[*exchange, *grades])
     url = urlsplit(service_url)
-    app.listen(url.port or 80, url.hostname or "127.0.0.1")
+    container_side = args.container_address or hub_ip(settings)
+    if container_side == ALL_ADDRESSES:
+        # Kubernetes: the proxy's pod and the course pods both come to this pod through the
+        # Hub's Service (the service's URL names it, which no pod can bind); one listener on
+        # the pod's addresses, which the NetworkPolicies limit to those two.
+        app.listen(url.port or 80, ALL_ADDRESSES)
+    else:
+        app.listen(url.port or 80, url.hostname or "127.0.0.1")
     # Course containers reach the exchange (and only the exchange) on the Docker bridge gateway;
     # everything else of the service stays behind the proxy.
-    container_side = args.container_address or hub_ip(settings)
-    if container_side != (url.hostname or "127.0.0.1"):
+    if container_side not in (url.hostname or "127.0.0.1", ALL_ADDRESSES):
         web.Application(exchange).listen(url.port or 80, container_side)
         log.info("exchange listening for containers", extra={"address": container_side})
     billing, events = ctx.billing, ctx.events

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
+from hub.access.hub_groups import parse_hub_time
 from hub.access.status import DISPUTE_PREFIX, EntitlementReason, EntitlementStatus, PurchaseStatus
 from hub.courses import course_id_from_group
 from hub.entitlements import EntitlementLike, PurchaseLike
@@ -249,24 +250,23 @@ def status_counts(entitlements: Iterable[EntitlementLike]) -> dict[str, int]:
     return {status.value: counts.get(status, 0) for status in order}
 
 
+#: How recent a member's last activity must be to count as active.
+ACTIVITY_WINDOW = timedelta(days=7)
+
+
 def activity_share(
     users: Iterable[Mapping[str, Any]], members: set[str], *, now: datetime
 ) -> float:
-    """Share of ``members`` whose hub ``last_activity`` is within the last 7 days (0..1)."""
+    """Share of ``members`` whose hub ``last_activity`` is within :data:`ACTIVITY_WINDOW` (0..1)."""
     if not members:
         return 0.0
-    since = now - timedelta(days=7)
+    since = now - ACTIVITY_WINDOW
     active = 0
     for user in users:
         if user.get("name") not in members:
             continue
-        raw = user.get("last_activity")
-        if not raw:
-            continue
-        seen = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-        if seen.tzinfo is None:
-            seen = seen.replace(tzinfo=UTC)
-        if seen >= since:
+        seen = parse_hub_time(user.get("last_activity"))
+        if seen is not None and seen >= since:
             active += 1
     return active / len(members)
 

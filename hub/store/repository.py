@@ -152,6 +152,23 @@ def payments(session: Session) -> Sequence[Payment]:
     return session.scalars(sa.select(Payment).order_by(Payment.id)).all()
 
 
+def course_payments(session: Session, course_id: str) -> Sequence[Payment]:
+    """The ledger rows of one course, oldest first."""
+    query = sa.select(Payment).where(Payment.course_id == course_id).order_by(Payment.id)
+    return session.scalars(query).all()
+
+
+def course_entitlements(
+    session: Session, course_id: str, plan_ids: Sequence[str]
+) -> Sequence[Entitlement]:
+    """Entitlements to one course: of the course itself or of a plan in ``plan_ids`` (the
+    plans that include it), oldest first."""
+    named = Entitlement.course_id == course_id
+    if plan_ids:
+        named = sa.or_(named, Entitlement.plan_id.in_(plan_ids))
+    return session.scalars(sa.select(Entitlement).where(named).order_by(Entitlement.id)).all()
+
+
 def entitlements(session: Session, username: str | None = None) -> Sequence[Entitlement]:
     """All entitlements, or those of one user."""
     query = sa.select(Entitlement).order_by(Entitlement.id)
