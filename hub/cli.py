@@ -11,6 +11,8 @@
     learnhub stripe sync           find or create Stripe prices for courses and plans
     learnhub reconcile             catch up on missed Stripe events, re-apply membership
     learnhub upgrade               migrate both databases after installing a new version
+    learnhub backup DEST           a consistent copy of the running platform's state
+    learnhub restore SRC           rebuild a platform from a backup, on a fresh data folder
     learnhub grader ACTION COURSE ASSIGNMENT
                                    release | collect | autograde | feedback | export | extend
 
@@ -413,6 +415,22 @@ def cmd_upgrade(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Back up both databases, the exchange store, gradebooks, homes and settings."""
+    from hub.backup import backup
+
+    backup(_settings(args, environ), Path(args.dest))
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Rebuild a platform from a backup onto an empty data folder."""
+    from hub.backup import restore
+
+    restore(_settings(args, environ), Path(args.src))
+    return 0
+
+
 def cmd_images_build(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Build the images that are out of date."""
     from hub import images
@@ -541,6 +559,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="migrate JupyterHub's and LearnHub's databases after installing a new version "
         "(platform stopped; SQLite files are backed up first)",
     ).set_defaults(func=cmd_upgrade)
+
+    backup_parser = sub.add_parser(
+        "backup",
+        help="copy the running platform's databases, exchange store, gradebooks, homes and "
+        "settings (no secrets) into DEST, with a manifest of checksums",
+    )
+    backup_parser.add_argument("dest", help="a new (or empty) folder")
+    backup_parser.set_defaults(func=cmd_backup)
+    restore_parser = sub.add_parser(
+        "restore",
+        help="rebuild a platform from the backup in SRC onto an empty data folder "
+        "(checksums verified first; the platform stopped)",
+    )
+    restore_parser.add_argument("src", help="a folder written by `learnhub backup`")
+    restore_parser.set_defaults(func=cmd_restore)
 
     grading = sub.add_parser("grader", help="assignments: release, collect, grade, feedback")
     grading.add_argument(

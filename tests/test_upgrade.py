@@ -22,11 +22,11 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from harness.hub import let_service_user_through as _let_through
 from hub.store import upgrade
 from hub.store.revisions import check_store, learnhub_head, migration_lock
 from hub.upgrade import hub_db_revision
 from tests.billing.conftest import postgres_server
-from harness.hub import let_service_user_through as _let_through
 from tests.harness import ROOT
 
 __all__ = ["postgres_server"]  # the session's PostgreSQL cluster, shared with tests/billing
