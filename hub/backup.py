@@ -218,15 +218,31 @@ def _backup_grader(source: Path, target: Path) -> None:
 
 
 def _backup_service_part(settings: Settings, target: Path) -> None:
-    """Run as the service's account: its database first, then the rest of its folder."""
+    """Run as the service's account: its database first, then the rest of its folder.
+
+    ``target`` is reached through ``/proc/self/fd``: the backup's folders on the way to it
+    are root's and need not let the service's account through.
+    """
     source = settings.service_dir
     db = sqlite_path(settings.learnhub_db_url)
     if db is not None:
-        _copy_sqlite_like(db, target / db.name)
+        # SQLite resolves the /proc link to the real path, which this account may not reach:
+        # back up into its own folder, then move the bytes through the link.
+        staged = source / f".{db.name}.backup-{os.getpid()}"
+        staged.unlink(missing_ok=True)
+        try:
+            copy_sqlite(db, staged)
+            shutil.copyfile(staged, target / db.name, follow_symlinks=False)
+            (target / db.name).chmod(stat.S_IMODE(db.stat().st_mode))
+        finally:
+            staged.unlink(missing_ok=True)
     for item in sorted(source.iterdir()):
         if item.name == (db.name if db else None) or _skipped(item.name):
             continue
-        _cp(item, target / item.name)
+        if item.is_dir() and not item.is_symlink():
+            shutil.copytree(item, target / item.name, symlinks=True)
+        else:
+            shutil.copy2(item, target / item.name, follow_symlinks=False)
 
 
 def _call_as(account: ServiceAccount | None, work: Callable[[], None]) -> None:
@@ -276,12 +292,9 @@ def backup(settings: Settings, dest: Path, say: Say = print) -> dict[str, Any]:
         )
     revisions = _revisions(settings, account)
     dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+    dest.chmod(0o700)
     data = dest / "data"
     _mirror_dir(data_dir, data)
-    # The service's account copies its own part: let it pass through (never list) the backup.
-    if account is not None:
-        os.chown(dest, 0, account.gid)
-        dest.chmod(0o710)
     dumps = dest / "postgres"
     for name, url in (("jupyterhub", settings.hub_db_url), ("learnhub", settings.learnhub_db_url)):
         if _is_postgres(url):
@@ -300,7 +313,13 @@ def backup(settings: Settings, dest: Path, say: Say = print) -> dict[str, Any]:
     service = settings.service_dir
     if service.is_dir():
         _mirror_dir(service, data / service.name)
-        _call_as(account, lambda: _backup_service_part(settings, data / service.name))
+        # The child inherits this open folder and writes through it (see _backup_service_part).
+        folder = os.open(data / service.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            through = Path(f"/proc/self/fd/{folder}")
+            _call_as(account, lambda: _backup_service_part(settings, through))
+        finally:
+            os.close(folder)
         say("LearnHub's database and exchange store copied")
     if settings.database.gradebook_url:
         say("gradebooks on a database server are not in this backup: dump them with pg_dump")
