@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from harness.hub import let_service_user_through
 from hub.backup import backup, restore
 from hub.errors import LearnHubError
 from hub.settings import Settings, load_settings
+from hub.store.revisions import learnhub_head
 from hub.upgrade import upgrade_platform
+from tests.billing.conftest import postgres_server
 from tests.harness import ROOT
+
+__all__ = ["postgres_server"]  # the session's PostgreSQL cluster, shared with tests/billing
 
 
 def _settings(workdir: Path, data_dir: Path) -> Settings:
@@ -85,3 +92,53 @@ def test_restore_rebuilds_and_refuses_what_it_must(backed_up: tuple[Path, Path])
     (dest / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(LearnHubError, match="0099_from_the_future, newer than this LearnHub"):
         restore(other, dest, say=print)
+
+
+def test_postgresql_is_dumped_and_restored(tmp_path: Path, postgres_server: str) -> None:
+    """LearnHub's database on PostgreSQL: `pg_dump` in the backup, `pg_restore` into an empty
+    database on restore (a database that is not empty is refused)."""
+    workdir = tmp_path / "site"
+    workdir.mkdir()
+    let_service_user_through(workdir)
+
+    def new_database() -> str:
+        name = "bk_" + uuid.uuid4().hex[:12]
+        with psycopg.connect(postgres_server.replace("+psycopg", "") + "/postgres") as conn:
+            conn.autocommit = True
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"{postgres_server}/{name}"
+
+    def settings_for(data_dir: Path, url: str) -> Settings:
+        settings = _settings(workdir, data_dir)
+        return settings.model_copy(
+            update={"database": settings.database.model_copy(update={"learnhub_url": url})}
+        )
+
+    source_url = new_database()
+    source = settings_for(workdir / "pg-var", source_url)
+    upgrade_platform(source, on_wait=print)
+    engine = sa.create_engine(source_url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO entitlements (username, course_id, source, status, created_at, "
+                "updated_at) VALUES ('ada', 'python-foundations', 'manual', 'active', now(), now())"
+            )
+        )
+    engine.dispose()
+    dest = tmp_path / "pg-backup"
+    manifest = backup(source, dest, say=print)
+    assert manifest["databases"]["learnhub"] == "postgresql"
+    assert (dest / "postgres" / "learnhub.dump").stat().st_size > 0
+
+    with pytest.raises(LearnHubError, match="not empty"):
+        restore(settings_for(workdir / "pg-fresh-1", source_url), dest, say=print)
+    target_url = new_database()
+    restore(settings_for(workdir / "pg-fresh-2", target_url), dest, say=print)
+    engine = sa.create_engine(target_url)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT username, course_id FROM entitlements")).all()
+        revision = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [("ada", "python-foundations")]
+    assert revision == learnhub_head()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -76,9 +77,15 @@ class Migration:
         return self.before != self.after
 
 
+@functools.cache
+def learnhub_scripts() -> ScriptDirectory:
+    """LearnHub's migrations, read once per process (a start checks the revision twice)."""
+    return ScriptDirectory(str(MIGRATIONS_DIR))
+
+
 def learnhub_head() -> str:
     """The newest revision of LearnHub's migrations (what this code needs)."""
-    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    head = learnhub_scripts().get_current_head()
     if head is None:  # pragma: no cover - the package always ships its migrations
         raise AssertionError(f"no migrations in {MIGRATIONS_DIR}")
     return head
@@ -117,7 +124,7 @@ def store_revision(db_url: str) -> Revision:
     try:
         return read_revision(
             engine,
-            scripts=ScriptDirectory(str(MIGRATIONS_DIR)),
+            scripts=learnhub_scripts(),
             tables=set(Base.metadata.tables),
             version_table="alembic_version",
         )
