@@ -23,9 +23,10 @@ import sqlalchemy as sa
 import yaml
 
 from harness.hub import let_service_user_through as _let_through
+from hub.settings import load_settings
 from hub.store import upgrade
-from hub.store.revisions import check_store, learnhub_head, migration_lock
-from hub.upgrade import hub_db_revision
+from hub.store.revisions import StoreRevisionError, check_store, learnhub_head, migration_lock
+from hub.upgrade import hub_db_revision, upgrade_platform
 from tests.billing.conftest import postgres_server
 from tests.harness import ROOT
 
@@ -238,19 +239,18 @@ def test_old_databases_are_refused_then_upgraded_intact(platform: Platform) -> N
             REVISION_AT_307874F
         )
 
-    again = platform.learnhub("upgrade")
-    assert again.returncode == 0
-    assert again.stdout.count("nothing to do") == 2, again.stdout
+    # A second run finds nothing to do (in this process: the same code, one start-up cheaper).
+    again = upgrade_platform(load_settings(platform.config, {}))
+    assert [line.endswith("nothing to do") for line in again] == [True, True], again
     assert check_store(platform.learnhub_url).at_head  # what every command checks first
 
 
 @pytest.mark.parametrize("platform", ["postgresql"], indirect=True)
 def test_postgresql_database_is_refused_then_upgraded_intact(platform: Platform) -> None:
     """The same on PostgreSQL (pg_advisory_lock; no file backup: `learnhub backup` dumps it)."""
-    granted = platform.learnhub("grant", "ada", "algorithms-in-python")
-    assert granted.returncode == 2, granted.stderr
-    assert f"at {REVISION_AT_307874F}, behind" in granted.stderr
-    assert "run `learnhub upgrade`" in granted.stderr
+    # What every command checks first (the CLI's refusal itself is shown on SQLite above).
+    with pytest.raises(StoreRevisionError, match=f"at {REVISION_AT_307874F}, behind"):
+        check_store(platform.learnhub_url)
     upgraded = platform.learnhub("upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
     assert f"migrated {REVISION_AT_307874F} -> {learnhub_head()}" in upgraded.stdout
