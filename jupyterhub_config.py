@@ -14,6 +14,7 @@ from hub.courses import Catalog
 from hub.errors import LearnHubError
 from hub.hubconfig import apply_all
 from hub.settings import settings_from_environment
+from hub.upgrade import refuse_unmigrated
 
 c = get_config()  # noqa: F821 - injected by JupyterHub when it loads this file
 # Files the Hub and its children create (databases, pid files) are their owner's alone.
@@ -24,6 +25,7 @@ try:
     settings = settings_from_environment(os.environ, here / "learnhub.yaml")
     catalog = Catalog.load(settings.courses_dir)
     apply_all(c, settings, catalog)
+    refuse_unmigrated(settings)  # either database behind the code: run `learnhub upgrade`
 except LearnHubError as exc:
     # One clear message naming file, key and problem (or the missing network); no traceback.
     sys.exit(f"learnhub: cannot start:\n{exc}")

@@ -63,7 +63,8 @@ from hub.privilege import (
 )
 from hub.progress import store_grades
 from hub.settings import Settings
-from hub.store import Database, upgrade
+from hub.store import Database
+from hub.store.revisions import ensure_store
 from learnhub_container.exchange import configure_nbgrader
 
 log = logging.getLogger("learnhub.grader")
@@ -459,7 +460,7 @@ class GradingCourse:
             return
 
         def store() -> None:
-            upgrade(self.learnhub_db_url)
+            ensure_store(self.learnhub_db_url)
             db = Database(self.learnhub_db_url)
             try:
                 store_grades(db, self.course_id, results)

@@ -13,6 +13,9 @@
     learnhub images build          build the container images that are out of date
     learnhub stripe sync           find or create Stripe prices for courses and plans
     learnhub reconcile             catch up on missed Stripe events, re-apply membership
+    learnhub upgrade               migrate both databases after installing a new version
+    learnhub backup DEST           a consistent copy of the running platform's state
+    learnhub restore SRC           rebuild a platform from a backup, on a fresh data folder
     learnhub grader ACTION COURSE ASSIGNMENT
                                    release | collect | autograde | feedback | export | extend
     learnhub grader worker         run the grading jobs instructors queue from their dashboard
@@ -179,8 +182,9 @@ def _change_access(settings: Settings, action: str, user: str, course_id: str) -
     makes the Hub's groups match it (and stops the server of anyone removed).
     """
     from hub.access.hub_groups import load_desired_membership
-    from hub.store import Database, upgrade
+    from hub.store import Database
     from hub.store import repository as repo
+    from hub.store.revisions import ensure_store
 
     catalog = Catalog.load(settings.courses_dir)
     if course_id not in catalog:
@@ -189,12 +193,13 @@ def _change_access(settings: Settings, action: str, user: str, course_id: str) -
     token = _admin_token_for_cli(settings)
     # LearnHub's database is the service's: write it as the service does (hub/privilege.py).
     become_service_user(settings)
+    # Before anything changes in the Hub: a database behind the code is refused here.
+    ensure_store(settings.learnhub_db_url)
 
     async def run() -> int:
         async with hub_groups.HubClient(hub_api_url(settings), token) as hub:
             if action == "grant" and await hub.user(user) is None:
                 raise LearnHubError(f"no such user {user!r}: they must sign up (or in) once first")
-            upgrade(settings.learnhub_db_url)
             db = Database(settings.learnhub_db_url)
             try:
                 with db.transaction() as session:
@@ -265,15 +270,16 @@ def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from hub.access.hub_groups import make_access_sync
     from hub.billing.fulfilment import Billing
     from hub.billing.reconcile import reconcile
-    from hub.store import Database, upgrade
+    from hub.store import Database
+    from hub.store.revisions import ensure_store
 
     settings = _settings(args, environ)
     catalog = Catalog.load(settings.courses_dir)
     token = _admin_token_for_cli(settings)
     become_service_user(settings)
+    ensure_store(settings.learnhub_db_url)
 
     async def run() -> int:
-        upgrade(settings.learnhub_db_url)
         db = Database(settings.learnhub_db_url)
         try:
             async with hub_groups.HubClient(hub_api_url(settings), token) as hub:
@@ -323,6 +329,10 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if not args.course or not args.assignment:
         raise LearnHubError(f"learnhub grader {args.action} needs COURSE and ASSIGNMENT")
     course = GradingCourse.for_operator(settings, args.course, token=_admin_token_for_cli(settings))
+    if args.action == "autograde":
+        # Autograde ends by recording the grades in LearnHub's database: refuse one behind the
+        # code now, not after grading every submission.
+        _require_current_store(settings)
     console = Console(stderr=True)
     what = f"{args.course}/{args.assignment}"
     try:
@@ -410,6 +420,48 @@ def _grader_worker(settings: Settings, args: argparse.Namespace, environ: Mappin
     return 0
 
 
+def _require_current_store(settings: Settings) -> None:
+    """Refuse (as the service's account, whose file it is) a LearnHub database behind the code;
+    create a brand-new one at the head."""
+    from hub.privilege import prepare_data_dir
+    from hub.store.revisions import ensure_store
+    from hub.upgrade import call_as
+
+    url = settings.learnhub_db_url
+
+    def check() -> str:
+        ensure_store(url)
+        return ""
+
+    call_as(prepare_data_dir(settings), check)
+
+
+def cmd_upgrade(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Migrate JupyterHub's and LearnHub's databases to what this version needs (locked)."""
+    from hub.upgrade import upgrade_platform
+
+    settings = _settings(args, environ)
+    for line in upgrade_platform(settings, on_wait=lambda what: print(what, file=sys.stderr)):
+        print(line)
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Back up both databases, the exchange store, gradebooks, homes and settings."""
+    from hub.backup import backup
+
+    backup(_settings(args, environ), Path(args.dest))
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Rebuild a platform from a backup onto an empty data folder."""
+    from hub.backup import restore
+
+    restore(_settings(args, environ), Path(args.src))
+    return 0
+
+
 def cmd_images_build(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Build the images that are out of date."""
     from hub import images
@@ -488,6 +540,12 @@ def cmd_edge_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int
 def _exec_hub(settings: Settings, catalog: Catalog, environ: Mapping[str, str]) -> int:
     """Replace this process with JupyterHub on LearnHub's config."""
     env = hub_environment(settings, environ)
+    # The demo follows its own code: after a `git pull` it migrates the databases it made
+    # (exactly what `learnhub upgrade` does, backup and lock included) and says so.
+    from hub.upgrade import upgrade_platform
+
+    for line in upgrade_platform(settings, on_wait=print):
+        print(line)
     if shutil.which("configurable-http-proxy", path=env["PATH"]) is None:
         raise LearnHubError(
             "configurable-http-proxy not found: run scripts/setup.sh (it installs it from npm)"
@@ -577,6 +635,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "reconcile", help="catch up on missed Stripe events and re-apply course membership"
     ).set_defaults(func=cmd_reconcile)
+
+    sub.add_parser(
+        "upgrade",
+        help="migrate JupyterHub's and LearnHub's databases after installing a new version "
+        "(platform stopped; SQLite files are backed up first)",
+    ).set_defaults(func=cmd_upgrade)
+
+    backup_parser = sub.add_parser(
+        "backup",
+        help="copy the running platform's databases, exchange store, gradebooks, homes and "
+        "settings (no secrets) into DEST, with a manifest of checksums",
+    )
+    backup_parser.add_argument("dest", help="a new (or empty) folder")
+    backup_parser.set_defaults(func=cmd_backup)
+    restore_parser = sub.add_parser(
+        "restore",
+        help="rebuild a platform from the backup in SRC onto an empty data folder "
+        "(checksums verified first; the platform stopped)",
+    )
+    restore_parser.add_argument("src", help="a folder written by `learnhub backup`")
+    restore_parser.set_defaults(func=cmd_restore)
 
     grading = sub.add_parser("grader", help="assignments: release, collect, grade, feedback")
     grading.add_argument(

@@ -33,8 +33,9 @@ from hub.metrics import ServiceMetrics
 from hub.service.app import make_app
 from hub.service.context import build_context
 from hub.settings import settings_from_environment
-from hub.store import Database, upgrade
+from hub.store import Database
 from hub.store import repository as repo
+from hub.store.revisions import ensure_store
 from hub.usage import SAMPLE_SECONDS, sample
 
 log = logging.getLogger("learnhub.service")
@@ -72,7 +73,12 @@ async def main(argv: list[str] | None = None) -> None:
     settings = settings_from_environment(env, Path("learnhub.yaml"), process="service")
     configure_logging(settings.hub.log_level)
     catalog = Catalog.load(settings.courses_dir)
-    upgrade(settings.learnhub_db_url)
+    try:
+        ensure_store(settings.learnhub_db_url)
+    except LearnHubError as exc:
+        # One line in the Hub's log naming the remedy, and a non-zero exit; no traceback.
+        log.error("LearnHub service cannot start: %s", exc)
+        raise SystemExit(2) from None
     db = Database(settings.learnhub_db_url)
     if settings.mode == "demo":
         seed_demo_entitlements(db, catalog)
