@@ -107,10 +107,17 @@ def test_managed_services_switch_user_only_when_configured(tmp_path: Path) -> No
         apply_services(c, settings)
         return {s["name"]: s.get("user") for s in c.JupyterHub.services}
 
-    assert users(settings_for(tmp_path)) == {"idle-culler": SERVICE_USER, "learnhub": SERVICE_USER}
+    # The grading worker stays the Hub's user (root): it needs Docker for the sandboxes
+    # (docs/security.md, "Grading jobs").
+    assert users(settings_for(tmp_path)) == {
+        "idle-culler": SERVICE_USER,
+        "learnhub": SERVICE_USER,
+        "grading-worker": None,
+    }
     assert users(settings_for(tmp_path, "  service_user: ''\n")) == {
         "idle-culler": None,
         "learnhub": None,
+        "grading-worker": None,
     }
 
 
