@@ -68,6 +68,7 @@ from benchmarks.common import (  # noqa: E402
 )
 from harness.browser import Browser  # noqa: E402
 from harness.hub import HubProcess, hub_settings, run_learnhub  # noqa: E402
+from harness.stripe_standin import open_course_checkout  # noqa: E402
 from hub.billing.demo import DatabaseStore, sign  # noqa: E402
 from hub.billing.simulator import StripeSimulator  # noqa: E402
 from hub.privilege import run_as_service_user, service_account  # noqa: E402
@@ -253,41 +254,9 @@ def prepare_purchases(
         events: list[tuple[str, dict[str, Any]]] = []
         try:
             for user, cid in buyers:
-                metadata = {"learnhub_user": user, "learnhub_course": cid}
-                session = client.v1.checkout.sessions.create(
-                    {
-                        "mode": "payment",
-                        "client_reference_id": user,
-                        "metadata": metadata,
-                        "payment_intent_data": {"metadata": metadata},
-                        "line_items": [
-                            {
-                                "quantity": 1,
-                                "price_data": {
-                                    "currency": "usd",
-                                    "unit_amount": PRICE,
-                                    "product_data": {"name": cid},
-                                },
-                            }
-                        ],
-                        "success_url": "http://127.0.0.1/success",
-                        "cancel_url": "http://127.0.0.1/cancel",
-                    }
-                )
-                with db.transaction() as s:
-                    repo.record_checkout_session(
-                        s,
-                        session_id=str(session.id),
-                        username=user,
-                        course_id=cid,
-                        plan_id=None,
-                        mode="payment",
-                        status="open",
-                        amount=PRICE,
-                        currency="usd",
-                    )
+                session_id = open_course_checkout(client, user, cid, PRICE, cid, db)
                 simulator = StripeSimulator(DatabaseStore(db))
-                events += [(user, e) for e in simulator.complete_checkout(str(session.id))]
+                events += [(user, e) for e in simulator.complete_checkout(session_id)]
         finally:
             db.dispose()
         out.write_text(json.dumps(events))

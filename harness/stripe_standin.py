@@ -106,46 +106,61 @@ class StripeStandIn:
         asked for) is written there too, so fulfilment accepts it; otherwise it is a session
         LearnHub did not create, which grants nothing.
         """
-        metadata = {"learnhub_user": user, "learnhub_course": course_id}
-        session = self.client().v1.checkout.sessions.create(
-            {
-                "mode": "payment",
-                "client_reference_id": user,
-                "metadata": metadata,
-                "payment_intent_data": {"metadata": metadata},
-                "line_items": [
-                    {
-                        "quantity": 1,
-                        "price_data": {
-                            "currency": "usd",
-                            "unit_amount": amount,
-                            "product_data": {"name": name},
-                        },
-                    }
-                ],
-                "success_url": "http://127.0.0.1/success",
-                "cancel_url": "http://127.0.0.1/cancel",
-            }
-        )
-        if self.record_sessions_in is not None:
-            db = Database(self.record_sessions_in)
-            try:
-                with db.transaction() as s:
-                    repo.record_checkout_session(
-                        s,
-                        session_id=str(session.id),
-                        username=user,
-                        course_id=course_id,
-                        plan_id=None,
-                        mode="payment",
-                        status="open",
-                        amount=amount,
-                        currency="usd",
-                    )
-            finally:
-                db.dispose()
-        return str(session.id)
+        if self.record_sessions_in is None:
+            return open_course_checkout(self.client(), user, course_id, amount, name)
+        db = Database(self.record_sessions_in)
+        try:
+            return open_course_checkout(self.client(), user, course_id, amount, name, db)
+        finally:
+            db.dispose()
 
     def client(self) -> stripe.StripeClient:
         """A real StripeClient pointed at this stand-in."""
         return stripe.StripeClient(API_KEY, base_addresses={"api": self.url}, max_network_retries=0)
+
+
+def open_course_checkout(
+    client: stripe.StripeClient,
+    user: str,
+    course_id: str,
+    amount: int,
+    name: str,
+    db: Database | None = None,
+) -> str:
+    """Create, through ``client``, the USD Checkout Session LearnHub's checkout makes for a
+    course, and with ``db`` record it as LearnHub's (so fulfilment accepts it). Returns its id."""
+    metadata = {"learnhub_user": user, "learnhub_course": course_id}
+    session = client.v1.checkout.sessions.create(
+        {
+            "mode": "payment",
+            "client_reference_id": user,
+            "metadata": metadata,
+            "payment_intent_data": {"metadata": metadata},
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": "usd",
+                        "unit_amount": amount,
+                        "product_data": {"name": name},
+                    },
+                }
+            ],
+            "success_url": "http://127.0.0.1/success",
+            "cancel_url": "http://127.0.0.1/cancel",
+        }
+    )
+    if db is not None:
+        with db.transaction() as s:
+            repo.record_checkout_session(
+                s,
+                session_id=str(session.id),
+                username=user,
+                course_id=course_id,
+                plan_id=None,
+                mode="payment",
+                status="open",
+                amount=amount,
+                currency="usd",
+            )
+    return str(session.id)
