@@ -21,6 +21,7 @@ from hub.service.grading import grading_routes
 from hub.service.pages import page_routes
 from hub.service.payments import payment_routes
 from hub.service.probes import probe_routes
+from hub.service.static_files import static_routes
 
 
 def make_app(
@@ -44,6 +45,7 @@ def make_app(
         *dashboard_routes(prefix),
         *grading_routes(prefix),
         *community_routes(prefix),
+        *static_routes(prefix),
         *(extra_routes or []),
     ]
     settings: dict[str, Any] = {
