@@ -116,6 +116,14 @@ class Course(_Model):
     outcomes: list[str] = Field(default_factory=list)
     assignments: list[Assignment] = Field(default_factory=list)
     grading: Grading = Field(default_factory=Grading)
+    community_rules: str = Field(
+        "",
+        max_length=20_000,
+        description=(
+            "The rules of the course's Q&A (Markdown), shown on its public rules page and linked "
+            "from the Q&A pages; empty shows LearnHub's default rules, in the reader's language."
+        ),
+    )
 
     @field_validator("assignments")
     @classmethod

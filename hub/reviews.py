@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from hub.errors import LearnHubError
+from hub.markdown import render
 from hub.store import Database
 from hub.store.usage_models import Announcement, CourseReview
 
@@ -113,12 +114,16 @@ class Notice:
     """An announcement as pages show it."""
 
     author: str
+    #: The Markdown the instructor wrote.
     text: str
     posted_at: datetime
+    #: ``text`` rendered (safe HTML, :func:`hub.markdown.render`).
+    html: str = ""
 
 
 def post_announcement(db: Database, course_id: str, author: str, text: str) -> None:
-    """Post an instructor's announcement to a course (blocking); rejects empty or long text."""
+    """Post an instructor's announcement (Markdown) to a course (blocking); rejects empty or
+    long text. It is stored with its rendered HTML."""
     text = text.strip()
     if not text:
         raise ReviewRejected("An announcement needs some text.")
@@ -128,7 +133,13 @@ def post_announcement(db: Database, course_id: str, author: str, text: str) -> N
         )
     with db.transaction() as session:
         session.add(
-            Announcement(course_id=course_id, author=author, text=text, posted_at=datetime.now(UTC))
+            Announcement(
+                course_id=course_id,
+                author=author,
+                text=text,
+                text_html=render(text),
+                posted_at=datetime.now(UTC),
+            )
         )
     _changed()
 
@@ -142,4 +153,4 @@ def announcements(db: Database, course_id: str, limit: int = 5) -> list[Notice]:
             .order_by(Announcement.posted_at.desc(), Announcement.id.desc())
             .limit(limit)
         ).all()
-        return [Notice(r.author, r.text, r.posted_at) for r in rows]
+        return [Notice(r.author, r.text, r.posted_at, r.text_html) for r in rows]

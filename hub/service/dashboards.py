@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from grader.reports import average_score, course_grades, grades_csv
+from hub import qa
 from hub.access.policy import Member
 from hub.access.status import EntitlementStatus
 from hub.courses import CourseEntry
@@ -116,6 +117,8 @@ class InstructorDashboard(InstructorPage):
         grades = await asyncio.to_thread(course_grades, self.ctx.settings, entry)
         notices = await asyncio.to_thread(announcements, self.ctx.db, course_id)
         panel = await jobs_panel(self, entry)
+        reported = await asyncio.to_thread(qa.moderation_queue, self.ctx.db, [course_id])
+        logged = await asyncio.to_thread(qa.moderation_log, self.ctx.db, [course_id])
         submission_rows = [(a, n) for a, n in grades.submissions.items()]
         score_rows = list(grades.buckets.items())
         self.render_page(
@@ -135,6 +138,8 @@ class InstructorDashboard(InstructorPage):
             revenue=_format_revenue(revenue, self.lang),
             grades=grades,
             notices=notices,
+            moderation_items=reported,
+            moderation_actions=logged,
             announce_url=f"{self.ctx.prefix}instructor/{course_id}/announce",
             submission_rows=submission_rows,
             submissions_svg=charts.bar_chart(
@@ -314,6 +319,8 @@ class OperatorDashboard(LearnerPage):
             for c, v in zip(course_ids, revenue_minor, strict=True)
         ]
         members_rows = [(c, per_course.get(c, 0)) for c in course_ids]
+        reported = await asyncio.to_thread(qa.moderation_queue, self.ctx.db, course_ids)
+        logged = await asyncio.to_thread(qa.moderation_log, self.ctx.db, course_ids)
         self.render_page(
             200,
             "admin.html",
@@ -330,6 +337,8 @@ class OperatorDashboard(LearnerPage):
             ),
             enrolment=enrolment,
             enrolment_svg=charts.step_chart(_("enrolled_learners"), enrolment),
+            moderation_items=reported,
+            moderation_actions=logged,
         )
 
     async def refresh_usage(self) -> None:

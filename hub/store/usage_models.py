@@ -91,8 +91,19 @@ class Announcement(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     course_id: Mapped[str] = mapped_column(sa.String(64), index=True)
     author: Mapped[str] = mapped_column(sa.String(255))
+    #: The Markdown the instructor wrote (kept for editing).
     text: Mapped[str] = mapped_column(sa.Text)
+    #: ``text`` rendered by :func:`hub.markdown.render` (what pages show).
+    text_html: Mapped[str] = mapped_column(sa.Text, server_default="")
     posted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+#: A post everyone who may read the course sees.
+VISIBLE = "visible"
+#: A post a moderator hid: its author and the course's moderators still see it, marked hidden.
+HIDDEN = "hidden"
+#: A post a moderator deleted: nobody sees it; the row stays for the moderation log.
+DELETED = "deleted"
 
 
 class Question(Base):
@@ -104,9 +115,16 @@ class Question(Base):
     course_id: Mapped[str] = mapped_column(sa.String(64), index=True)
     author: Mapped[str] = mapped_column(sa.String(255))
     title: Mapped[str] = mapped_column(sa.String(200))
+    #: The Markdown the member wrote (kept for editing).
     body: Mapped[str] = mapped_column(sa.Text)
+    #: ``body`` rendered by :func:`hub.markdown.render` (what pages show).
+    body_html: Mapped[str] = mapped_column(sa.Text, server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     accepted_answer_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    #: :data:`VISIBLE`, :data:`HIDDEN` or :data:`DELETED`.
+    status: Mapped[str] = mapped_column(sa.String(16), server_default=VISIBLE)
+    #: A locked question takes no new answers.
+    locked: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
 
 
 class Answer(Base):
@@ -117,8 +135,13 @@ class Answer(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     question_id: Mapped[int] = mapped_column(sa.ForeignKey("questions.id"), index=True)
     author: Mapped[str] = mapped_column(sa.String(255))
+    #: The Markdown the member wrote (kept for editing).
     body: Mapped[str] = mapped_column(sa.Text)
+    #: ``body`` rendered by :func:`hub.markdown.render` (what pages show).
+    body_html: Mapped[str] = mapped_column(sa.Text, server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: :data:`VISIBLE`, :data:`HIDDEN` or :data:`DELETED`.
+    status: Mapped[str] = mapped_column(sa.String(16), server_default=VISIBLE)
 
 
 class AnswerVote(Base):
@@ -130,3 +153,44 @@ class AnswerVote(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     answer_id: Mapped[int] = mapped_column(sa.ForeignKey("answers.id"), index=True)
     username: Mapped[str] = mapped_column(sa.String(255))
+
+
+class PostReport(Base):
+    """A member's report of a question or an answer to the course's moderators.
+
+    One per member and post (reporting again changes nothing); ``resolved_at`` is set when a
+    moderator acts on the post or dismisses its reports.
+    """
+
+    __tablename__ = "post_reports"
+    __table_args__ = (
+        sa.UniqueConstraint("kind", "post_id", "reporter", name="uq_post_report"),
+        sa.Index("ix_post_reports_open", "course_id", "resolved_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[str] = mapped_column(sa.String(64))
+    #: ``question`` or ``answer``.
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    post_id: Mapped[int] = mapped_column(sa.Integer)
+    reporter: Mapped[str] = mapped_column(sa.String(255))
+    reason: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ModerationAction(Base):
+    """One moderator's action on a post (the moderation log): who, what, which course."""
+
+    __tablename__ = "moderation_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    moderator: Mapped[str] = mapped_column(sa.String(255))
+    #: ``hide``, ``show``, ``delete``, ``lock``, ``unlock`` or ``dismiss``.
+    action: Mapped[str] = mapped_column(sa.String(16))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    post_id: Mapped[int] = mapped_column(sa.Integer)
+    #: The post's author, so the log reads without the post.
+    author: Mapped[str] = mapped_column(sa.String(255))
+    acted_at: Mapped[datetime] = mapped_column(UTCDateTime())
