@@ -1,0 +1,311 @@
+"""Q&A in Markdown, search, reports and moderation, on SQLite and PostgreSQL.
+
+The data rules (hub/qa.py) against both databases, the plain-text migration (0014) on rows
+written before it, and who may report, hide, delete and lock over real HTTP through the
+service app (who is signed in comes from test headers, as in test_service_edges.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from harness.stripe_standin import StripeStandIn
+from hub import qa
+from hub.access.hub_groups import make_access_sync
+from hub.courses import Catalog
+from hub.service.app import make_app
+from hub.service.context import build_context
+from hub.settings import Settings
+from hub.store import Database, upgrade
+from hub.store import repository as repo
+from hub.store.usage_models import ModerationAction
+from tests.billing.conftest import PREFIX, FakeHub, start_app
+from tests.billing.test_service_edges import Edge, hub_user_from_headers  # noqa: F401
+
+COURSE = "python-101"
+OTHER = "data-201"
+TEACHER = {"X_Test_Groups": f"instructors-{COURSE}"}
+OTHER_TEACHER = {"X_Test_Groups": f"instructors-{OTHER}"}
+ADMIN = {"X_Test_Admin": "1"}
+
+
+# -- data rules ----------------------------------------------------------------------------------
+
+
+def test_posts_are_stored_as_markdown_and_rendered(db: Database) -> None:
+    question_id = qa.ask(db, COURSE, "ann", "Sets?", "Use `__hash__`:\n\n```python\nx = 1\n```")
+    qa.answer(db, COURSE, question_id, "bob", "<script>alert(1)</script> **yes**")
+    shown = qa.question(db, COURSE, question_id)
+    assert shown.body.startswith("Use `__hash__`")  # the source, for editing
+    assert "<code>__hash__</code>" in shown.body_html and 'class="tok-n"' in shown.body_html
+    assert shown.answers[0].body_html == (
+        "<p>&lt;script&gt;alert(1)&lt;/script&gt; <strong>yes</strong></p>"
+    )
+
+
+def test_search_within_a_course_is_literal_and_case_insensitive(db: Database) -> None:
+    ids = {
+        "percent": qa.ask(db, COURSE, "ann", "Am I 100% right?", "About grades."),
+        "snake": qa.ask(db, COURSE, "ann", "snake_case names", "PEP 8 says so."),
+        "body": qa.ask(db, COURSE, "ann", "Recursion", "Is the STACK limit 1000?"),
+        "slash": qa.ask(db, COURSE, "ann", "Paths", "C:\\Users\\ann"),
+    }
+    qa.ask(db, OTHER, "ann", "Am I 100% right in data?", "Another course.")
+
+    def found(text: str) -> set[int]:
+        return {q.id for q in qa.questions(db, COURSE, search=text)}
+
+    assert found("100%") == {ids["percent"]}
+    assert found("%") == {ids["percent"]}  # not "everything"
+    assert found("_") == {ids["snake"]}  # not "any one character"
+    assert found("SNAKE") == {ids["snake"]}
+    assert found("stack limit") == {ids["body"]}  # the text, not only the title
+    assert found("\\Users") == {ids["slash"]}
+    assert found("nothing like this") == set()
+    assert len(qa.questions(db, COURSE, search="   ")) == 4
+
+
+def test_reports_visibility_locking_and_the_log(db: Database) -> None:
+    question_id = qa.ask(db, COURSE, "ann", "Buy cheap followers", "spam spam")
+    assert qa.report(db, COURSE, "question", question_id, "bob", "Spam.") is True
+    assert qa.report(db, COURSE, "question", question_id, "bob", "Still spam.") is False
+    assert qa.report(db, COURSE, "question", question_id, "cat", "Advert.") is True
+    with pytest.raises(qa.QARejected) as own:
+        qa.report(db, COURSE, "question", question_id, "ann", "Me?")
+    assert own.value.key == "qa_own_report"
+    with pytest.raises(qa.QARejected) as empty:
+        qa.report(db, COURSE, "question", question_id, "dan", "  ")
+    assert empty.value.key == "qa_empty_reason"
+    with pytest.raises(qa.QARejected):  # a post of another course is not there
+        qa.report(db, OTHER, "question", question_id, "dan", "x")
+
+    [item] = qa.moderation_queue(db, [COURSE])
+    assert (item.kind, item.post_id, item.author) == ("question", question_id, "ann")
+    assert [(r.reporter, r.reason) for r in item.reports] == [("bob", "Spam."), ("cat", "Advert.")]
+    assert qa.moderation_queue(db, [OTHER]) == []
+
+    qa.moderate(db, COURSE, "question", question_id, "ted", "hide")
+    assert qa.questions(db, COURSE) == []  # members no longer see it
+    assert qa.questions(db, COURSE, reader=qa.Reader("bob")) == []
+    with pytest.raises(qa.QARejected) as gone:
+        qa.question(db, COURSE, question_id, reader=qa.Reader("bob"))
+    assert gone.value.status == 404
+    [own_view] = qa.questions(db, COURSE, reader=qa.Reader("ann"))
+    assert own_view.hidden  # the author sees it, marked hidden
+    assert qa.question(db, COURSE, question_id, reader=qa.Reader("ted", moderator=True)).hidden
+    assert qa.moderation_queue(db, [COURSE]) == []  # hiding resolves its reports
+
+    qa.moderate(db, COURSE, "question", question_id, "ted", "show")
+    qa.moderate(db, COURSE, "question", question_id, "ted", "lock")
+    with pytest.raises(qa.QARejected) as locked:
+        qa.answer(db, COURSE, question_id, "bob", "An answer")
+    assert (locked.value.status, locked.value.key) == (403, "qa_locked")
+    with pytest.raises(qa.QARejected):
+        qa.moderate(db, COURSE, "answer", question_id, "ted", "lock")  # answers do not lock
+    qa.moderate(db, COURSE, "question", question_id, "ted", "delete")
+    for reader in (qa.Reader("ann"), qa.Reader("ted", moderator=True)):
+        assert qa.questions(db, COURSE, reader=reader) == []
+
+    log = qa.moderation_log(db, [COURSE])
+    assert [(a.moderator, a.action, a.course_id, a.author) for a in log] == [
+        ("ted", "delete", COURSE, "ann"),
+        ("ted", "lock", COURSE, "ann"),
+        ("ted", "show", COURSE, "ann"),
+        ("ted", "hide", COURSE, "ann"),
+    ]
+    with db.transaction() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(ModerationAction)) == 4
+
+
+def test_a_hidden_answer_is_gone_for_members_and_loses_no_votes(db: Database) -> None:
+    question_id = qa.ask(db, COURSE, "ann", "Q", "Body")
+    qa.answer(db, COURSE, question_id, "bob", "Rude answer")
+    [answer] = qa.question(db, COURSE, question_id).answers
+    qa.vote(db, COURSE, answer.id, "cat")
+    qa.accept(db, COURSE, answer.id, "ann", instructor=False)
+    qa.moderate(db, COURSE, "answer", answer.id, "ted", "hide")
+    seen = qa.question(db, COURSE, question_id, reader=qa.Reader("cat"))
+    assert seen.answers == [] and not seen.accepted
+    [by_author] = qa.question(db, COURSE, question_id, reader=qa.Reader("bob")).answers
+    assert by_author.hidden and by_author.votes == 1
+    with pytest.raises(qa.QARejected):
+        qa.vote(db, COURSE, answer.id, "dan")  # nobody votes for what they cannot see
+
+
+def test_migration_renders_plain_text_rows_written_before(db_url: str) -> None:
+    """Rows from before 0014 were plain text: they read the same after it, now as HTML."""
+    upgrade(db_url, "0011_autograde_runs")
+    engine = sa.create_engine(db_url)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    old = "Why is __eq__ not enough?\n<b>sets</b> break:\n    {1, 2}"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO questions (course_id, author, title, body, created_at) "
+                "VALUES (:c, 'ann', 'Old', :b, :t)"
+            ),
+            {"c": COURSE, "b": old, "t": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO announcements (course_id, author, text, posted_at) "
+                "VALUES (:c, 'ted', 'Office hours *Friday*', :t)"
+            ),
+            {"c": COURSE, "t": now},
+        )
+    engine.dispose()
+    upgrade(db_url)
+    db = Database(db_url)
+    try:
+        [question] = qa.questions(db, COURSE)
+        assert question.body_html == (
+            "<p>Why is __eq__ not enough?<br>\n&lt;b&gt;sets&lt;/b&gt; break:<br>\n"
+            "&nbsp;&nbsp;&nbsp;&nbsp;{1, 2}</p>"
+        )
+        assert question.status == "visible" and not question.locked
+        from hub.reviews import announcements
+
+        [notice] = announcements(db, COURSE)
+        assert notice.html == "<p>Office hours *Friday*</p>"
+    finally:
+        db.dispose()
+
+
+# -- who may do what, over HTTP ------------------------------------------------------------------
+
+
+@pytest.fixture
+async def service(
+    settings: Settings,
+    catalog: Catalog,
+    db: Database,
+    standin: StripeStandIn,
+    fake_hub: FakeHub,
+    hub_user_from_headers: None,  # noqa: F811
+) -> AsyncIterator[Edge]:
+    """The service app with limits high enough for many writes by one member."""
+    data = settings.model_dump() | {"secrets": settings.secrets.model_dump()}
+    data["limits"] = {"window_seconds": 3600, "qa": 1000, "reviews": 1000}
+    configured = Settings.model_validate(data)
+    sync = make_access_sync(db, catalog, configured, fake_hub)
+    ctx = build_context(configured, catalog, db, standin.client(), sync, prefix=PREFIX)
+    server, url = await start_app(make_app(ctx))
+    async with httpx.AsyncClient(timeout=30) as http:
+        yield Edge(url, ctx, http)
+    server.stop()
+    await server.close_all_connections()
+    ctx.billing.close()
+
+
+async def ask(service: Edge, user: str, title: str, body: str) -> str:
+    asked = await service.post(f"courses/{COURSE}/questions", user, {"title": title, "body": body})
+    assert asked.status_code == 303, asked.text
+    return str(asked.headers["Location"]).rsplit("/", 1)[1]
+
+
+async def test_moderation_is_for_this_courses_instructors_and_admins(service: Edge) -> None:
+    for user in ("alice", "bob", "ivan"):
+        service.grant(user, COURSE)
+    # ivan teaches the other course and also learns this one: a member here, no moderator.
+    with service.ctx.db.transaction() as session:
+        repo.set_manual_access(session, "ivan", OTHER, active=True, reason="test")
+    question = await ask(service, "alice", "Cheap essays", "Visit my shop")
+    url = f"courses/{COURSE}/questions/{question}"
+
+    refused = {
+        "member": await service.post(url + "/hide", "bob"),
+        "other course's instructor": await service.post(url + "/hide", "olga", **OTHER_TEACHER),
+        "other course's instructor who learns here": await service.post(
+            url + "/delete", "ivan", **OTHER_TEACHER
+        ),
+        "learner without access": await service.post(url + "/lock", "carol"),
+        "the author": await service.post(url + "/hide", "alice"),
+    }
+    for who, response in refused.items():
+        assert response.status_code == 403, (who, response.text)
+    assert "Only the instructors of this course" in refused["member"].text
+    page = await service.get(url, "bob")
+    assert page.status_code == 200 and 'data-hidden="true"' not in page.text
+
+    # The course's instructor hides it: members get 404, the author sees it marked hidden.
+    hidden = await service.post(url + "/hide", "ted", **TEACHER)
+    assert hidden.status_code == 303, hidden.text
+    assert (await service.get(url, "bob")).status_code == 404
+    listing = await service.get(f"courses/{COURSE}/questions", "bob")
+    assert "Cheap essays" not in listing.text
+    own = await service.get(url, "alice")
+    assert own.status_code == 200 and "A moderator hid this post" in own.text
+    # An admin (no course group) moderates too; every action is in the log.
+    assert (await service.post(url + "/show", "root", **ADMIN)).status_code == 303
+    assert (await service.post(url + "/lock", "ted", **TEACHER)).status_code == 303
+    locked = await service.post(url, "bob", {"body": "Late answer"})
+    assert locked.status_code == 403 and "locked" in locked.text
+    log = qa.moderation_log(service.ctx.db, [COURSE])
+    assert [(a.moderator, a.action) for a in log] == [
+        ("ted", "lock"),
+        ("root", "show"),
+        ("ted", "hide"),
+    ]
+
+
+async def test_reporting_needs_access_once_per_member_and_reaches_the_queue(
+    service: Edge,
+) -> None:
+    for user in ("alice", "bob"):
+        service.grant(user, COURSE)
+    question = await ask(service, "alice", "Is this allowed?", "Full solution of PS1: ...")
+    report = f"courses/{COURSE}/questions/{question}/report"
+    page = f"courses/{COURSE}/questions/{question}"
+
+    outsider_read = await service.get(page, "carol")
+    outsider_report = await service.post(report, "carol", {"reason": "spoiler"})
+    assert outsider_read.status_code == 403 and outsider_report.status_code == 403
+    assert "for the members who have it" in outsider_report.text
+    assert (await service.post(report, None, {"reason": "x"})).status_code in (302, 403)
+
+    first = await service.post(report, "bob", {"reason": "Posts a graded solution."})
+    assert first.status_code == 200 and "will review this post" in first.text
+    again = await service.post(report, "bob", {"reason": "Again"})
+    assert again.status_code == 200 and "already reported" in again.text
+    zh = await service.post(report, "bob", {"reason": ""}, Accept_Language="zh-CN")
+    assert zh.status_code == 400 and "请说明你举报这条内容的原因" in zh.text
+
+    dashboard = await service.get(f"instructor/{COURSE}", "ted", **TEACHER)
+    assert dashboard.status_code == 200
+    assert "Posts a graded solution." in dashboard.text and "Again" not in dashboard.text
+    admin = await service.get("admin", "root", **ADMIN)
+    assert f'data-course="{COURSE}"' in admin.text and "Posts a graded solution." in admin.text
+    other = await service.get(f"instructor/{OTHER}", "olga", **OTHER_TEACHER)
+    assert "Posts a graded solution." not in other.text
+
+    deleted = await service.post(
+        f"courses/{COURSE}/questions/{question}/delete", "ted", {"next": "instructor"}, **TEACHER
+    )
+    assert deleted.status_code == 303
+    assert deleted.headers["Location"] == f"{PREFIX}instructor/{COURSE}#moderation"
+    assert (await service.get(page, "alice")).status_code == 404  # deleted: not even the author
+    dashboard = await service.get(f"instructor/{COURSE}", "ted", **TEACHER)
+    assert (
+        "Posts a graded solution." not in dashboard.text and "No reported posts" in dashboard.text
+    )
+
+
+async def test_search_page_and_public_rules_page(service: Edge) -> None:
+    service.grant("alice", COURSE)
+    await ask(service, "alice", "50% of tests fail", "Why?")
+    await ask(service, "alice", "Unrelated", "Other")
+    found = await service.get(f"courses/{COURSE}/questions?q=50%25", "alice")
+    assert "50% of tests fail" in found.text and "Unrelated" not in found.text
+    assert 'href="/services/learnhub/courses/python-101/rules"' in found.text
+    rules = await service.get(f"courses/{COURSE}/rules")  # no sign-in needed
+    assert rules.status_code == 200 and "Be kind." in rules.text
+    zh = await service.get(f"courses/{COURSE}/rules", Accept_Language="zh-CN")
+    assert "友善待人" in zh.text
+    css = await service.get("static/highlight.css")
+    assert css.status_code == 200 and ".learnhub-code .tok-k" in css.text
+    assert css.headers["X-Content-Type-Options"] == "nosniff"
