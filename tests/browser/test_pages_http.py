@@ -297,9 +297,9 @@ def test_course_questions_and_answers(docker_hub: HubProcess) -> None:
         sign_in_to_service(teacher, "demo-instructor")
         page = teacher.client.get(question_url)
         answered = teacher.client.post(
-            question_url, data={"_xsrf": xsrf_of(page), "body": "Define __hash__ as well."}
+            question_url, data={"_xsrf": xsrf_of(page), "body": "Define `__hash__` as well."}
         )
-        assert "Define __hash__ as well." in answered.text
+        assert "Define <code>__hash__</code> as well." in answered.text  # Markdown
         assert '<h2 class="h5">1 answer</h2>' in answered.text  # not "1 answers"
         answer_id = re.search(r'data-answer="(\d+)"', answered.text).group(1)  # type: ignore[union-attr]
         # An instructor cannot upvote their own answer.
