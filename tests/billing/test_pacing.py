@@ -11,21 +11,30 @@ cohort buyer here.
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import nbformat
 import pytest
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import AssignLatePenalties
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 
 from grader.course import GradingCourse
 from grader.gradebook import ensure_gradebook
 from grader.sandbox import SandboxPolicy
 from harness.stripe_standin import StripeStandIn
+from hub.access.hub_groups import make_access_sync
 from hub.courses import Catalog, Course, CourseEntry
 from hub.pacing import SELF_PACED_ANCHOR
-from tests.billing.conftest import Service
+from hub.service.app import make_app
+from hub.service.context import build_context
+from hub.settings import Settings
+from hub.store import Database
+from tests.billing.conftest import PREFIX, FakeHub, Service
 from tests.billing.test_webhook import checkout, entitlements
 
 LEARNER = "alice"
@@ -182,3 +191,38 @@ async def test_granted_hours_add_to_the_learners_own_deadline(
     collected(course, "bob")
     course.prepare()
     assert deadline(course, "bob") > datetime.now(UTC) + timedelta(days=13)
+
+
+async def test_course_and_checkout_pages_show_the_buyers_deadlines(
+    db: Database, catalog: Catalog, fake_hub: FakeHub, test_user_header: None
+) -> None:
+    settings = Settings.model_validate({"payments": {"provider": "demo"}})
+    sockets = bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+    sync = make_access_sync(db, catalog, settings, fake_hub)
+    ctx = build_context(settings, catalog, db, None, sync, prefix=PREFIX, service_url=url)
+    server = HTTPServer(make_app(ctx))
+    server.add_sockets(sockets)
+    me = {"X-Test-User": LEARNER}
+    passed = "1 of this course&#39;s 1 deadlines have passed"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            page = (await http.get(f"{PREFIX}courses/python-101")).text
+            assert "due 14 days after you enrol" in page and "Self-paced" in page
+            assert "learnhub-deadlines-passed" not in page
+            page = (await http.get(f"{PREFIX}courses/python-101?lang=zh-CN")).text
+            assert "报名后 14 天截止" in page
+            page = (await http.get(f"{PREFIX}courses/data-201?lang=en", headers=me)).text
+            assert passed in page and 'datetime="2026-01-10T23:59:00+00:00"' in page
+
+            for course_id, shown in (("python-101", "due 14 days after you enrol"),
+                                     ("data-201", passed)):  # fmt: skip
+                created = await http.post(f"{PREFIX}checkout/{course_id}", headers=me)
+                assert created.status_code == 303
+                checkout_page = await http.get(created.headers["Location"], headers=me)
+                assert "Your deadlines" in checkout_page.text
+                assert shown in checkout_page.text
+    finally:
+        server.stop()
+        await server.close_all_connections()
+        await ctx.events.aclose()
