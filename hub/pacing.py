@@ -90,20 +90,28 @@ def deadline_previews(course: Course, now: datetime) -> list[DeadlinePreview]:
 
 
 def enrolment_times(
-    session: Session, entry: CourseEntry, plans: Sequence[PlanSettings]
+    session: Session,
+    entry: CourseEntry,
+    plans: Sequence[PlanSettings],
+    *,
+    username: str | None = None,
 ) -> dict[str, datetime]:
-    """``username -> enrolled at`` for everyone whose access to the course is current: the
-    earliest record (purchase, grant, subscription to a plan covering it) still giving access."""
+    """``username -> enrolled at`` for everyone (or ``username``) whose access to the course
+    is current: the earliest record (purchase, grant, subscription to a plan covering it) still
+    giving access."""
     # Imported here: hub.store pulls in the ORM models, which the pages' importers need not.
     from hub.store import Entitlement
 
     catalog = Catalog([entry])
     course_id = entry.course.id
-    rows = session.scalars(
+    query = (
         sa.select(Entitlement)
         .where(Entitlement.status.in_(sorted(ACCESS_STATUSES)))
         .where(sa.or_(Entitlement.course_id == course_id, Entitlement.plan_id.is_not(None)))
     )
+    if username is not None:
+        query = query.where(Entitlement.username == username)
+    rows = session.scalars(query)
     out: dict[str, datetime] = {}
     for row in rows:
         if course_id not in entitled_courses(row, catalog, plans):
