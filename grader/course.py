@@ -246,6 +246,12 @@ class GradingCourse:
         self.take_back_sources()
         self.copy_sources(assignment, from_course=from_course)
         ensure_gradebook(self.gradebook_url)
+        self.apply_deadlines()
+        self.share_gradebook()
+
+    def apply_deadlines(self) -> None:
+        """Write every assignment's due date and every learner's extension into the gradebook
+        (grader/pacing.py): their own deadlines, in a self-paced course from their enrolment."""
         self_paced = self.entry.course.pacing == "self-paced"
         enrolments = self.enrolments() if self_paced else {}
         submitted = (
@@ -262,7 +268,6 @@ class GradingCourse:
                 submitted=submitted,
                 now=utcnow(),
             )
-        self.share_gradebook()
 
     def enrolments(self) -> dict[str, datetime]:
         """When each learner with access enrolled (hub/pacing.py), from LearnHub's database,
@@ -604,15 +609,9 @@ class GradingCourse:
         enrolment plus ``due_after``), and are kept when that is computed again.
         """
         self._require(assignment)
-        prepare_host_directory(self.root)
-        record_granted_hours(self.root, assignment, student, hours)
         self.prepare(assignment)
-        if self.entry.course.pacing == "self-paced":
-            return  # prepare() wrote the sum; nbgrader's grant_extension would replace it
-        with Gradebook(self.gradebook_url, self.course_id) as gb:
-            gb.update_or_create_student(student)
-            gb.update_or_create_submission(assignment, student)
-            gb.grant_extension(assignment, student, minutes=round(hours * 60))
+        record_granted_hours(self.root, assignment, student, hours)
+        self.apply_deadlines()
         log.info(
             "extension granted",
             extra={

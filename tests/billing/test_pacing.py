@@ -11,6 +11,7 @@ cohort buyer here.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -226,3 +227,25 @@ async def test_course_and_checkout_pages_show_the_buyers_deadlines(
         server.stop()
         await server.close_all_connections()
         await ctx.events.aclose()
+
+
+def test_extensions_survive_a_change_of_pacing_both_ways(tmp_path: Path) -> None:
+    # A cohort course of an earlier LearnHub: its extension lives only in the gradebook.
+    cohort = grading_course(COHORT, tmp_path, "")
+    with Gradebook(cohort.gradebook_url, cohort.course_id) as gb:
+        gb.update_or_create_student("bob")
+        gb.update_or_create_submission(ASSIGNMENT, "bob")
+        gb.grant_extension(ASSIGNMENT, "bob", hours=24)
+    cohort.prepare()
+    assert deadline(cohort, "bob") == COHORT_DUE + timedelta(hours=24)
+
+    paced = _entry("data-201", "self-paced", {"due_after": "14d"})
+    self_paced = dataclasses.replace(
+        cohort, entry=CourseEntry(course=paced.course, folder=cohort.entry.folder)
+    )
+    before = datetime.now(UTC)
+    self_paced.prepare()  # no enrolment on record: counted from now, plus the granted day
+    assert deadline(self_paced, "bob") >= before + timedelta(days=15) - timedelta(seconds=1)
+
+    cohort.prepare()  # and back: the cohort date plus the granted day, nothing of the enrolment
+    assert deadline(cohort, "bob") == COHORT_DUE + timedelta(hours=24)
