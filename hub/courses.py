@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -157,22 +158,26 @@ class Course(_Model):
     assignments: list[Assignment] = Field(default_factory=list)
     grading: Grading = Field(default_factory=Grading)
 
-    @model_validator(mode="after")
-    def _deadlines_match_pacing(self) -> Course:
+    @field_validator("assignments")
+    @classmethod
+    def _deadlines_match_pacing(
+        cls, value: list[Assignment], info: ValidationInfo
+    ) -> list[Assignment]:
         # One kind of deadline per course: a cohort date in a self-paced course (or the other
         # way round) would be silently ignored, and learners told the wrong thing.
-        for assignment in self.assignments:
-            if self.pacing == "cohort" and assignment.due_after is not None:
+        pacing = info.data.get("pacing", "cohort")
+        for assignment in value:
+            if pacing == "cohort" and assignment.due_after is not None:
                 raise ValueError(
-                    f"assignments.{assignment.id}.due_after: only for `pacing: self-paced`; "
-                    "a cohort course gives a date with `due:`"
+                    f"{assignment.id}.due_after: only for `pacing: self-paced`; a cohort course "
+                    "gives a date with `due:`"
                 )
-            if self.pacing == "self-paced" and assignment.due is not None:
+            if pacing == "self-paced" and assignment.due is not None:
                 raise ValueError(
-                    f"assignments.{assignment.id}.due: a self-paced course counts deadlines "
-                    "from each learner's enrolment: write `due_after: 14d` instead"
+                    f"{assignment.id}.due: a self-paced course counts deadlines from each "
+                    "learner's enrolment: write `due_after: 14d` instead"
                 )
-        return self
+        return value
 
     @field_validator("assignments")
     @classmethod
@@ -232,6 +237,8 @@ class CourseEntry:
 
 def _describe(error: ValidationError, path: Path) -> str:
     def explain(item: ErrorDetails) -> str | None:
+        if item["type"] == "value_error":
+            return item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             return "unknown key"
         if (

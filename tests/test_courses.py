@@ -136,9 +136,9 @@ def test_pacing_deadlines(tmp_path: Path) -> None:
         (
             "cohort",
             {"due_after": "14d"},
-            "assignments.ps1.due_after: only for `pacing: self-paced`",
+            "assignments: ps1.due_after: only for `pacing: self-paced`",
         ),
-        ("self-paced", {"due": "2027-01-01T00:00:00Z"}, "write `due_after: 14d` instead"),
+        ("self-paced", {"due": "2027-01-01T00:00:00Z"}, "assignments: ps1.due: a self-paced"),
         ("self-paced", {"due_after": "2 weeks"}, "36h (hours), 14d (days) or 2w (weeks)"),
         ("weekly", {}, "pacing: Input should be 'cohort' or 'self-paced'"),
     ],
