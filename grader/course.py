@@ -16,12 +16,13 @@ reported (with the way to take it) rather than applied over their edits.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from grader.ownership import (
     take_back_file,
     take_back_tree,
 )
+from grader.pacing import apply_deadlines, record_granted_hours
 from grader.policy import grading_parallelism, sandbox_policy
 from grader.preprocessors import RefuseAutotests
 from grader.records import RECORDS_DIR, read_record, tree_digest, write_record
@@ -54,6 +56,7 @@ from hub.addresses import service_prefix
 from hub.autograde_runs import record_autograde_runs
 from hub.courses import Catalog, CourseEntry
 from hub.errors import LearnHubError
+from hub.pacing import enrolment_times
 from hub.privilege import (
     ServiceAccount,
     prepare_data_dir,
@@ -62,8 +65,8 @@ from hub.privilege import (
     share_grading_folder,
 )
 from hub.progress import store_grades
-from hub.settings import Settings
-from hub.store import Database
+from hub.settings import PlanSettings, Settings
+from hub.store import Database, utcnow
 from hub.store.revisions import ensure_store
 from learnhub_container.exchange import configure_nbgrader
 
@@ -111,6 +114,8 @@ class GradingCourse:
     #: The account the LearnHub service runs as (operator commands run as root): it owns
     #: LearnHub's database and may read, never write, the gradebook (hub/privilege.py).
     service_account: ServiceAccount | None = None
+    #: The membership plans, whose subscriptions enrol learners too (self-paced deadlines).
+    plans: tuple[PlanSettings, ...] = ()
 
     @classmethod
     def for_course(
@@ -137,6 +142,7 @@ class GradingCourse:
             parallel=grading_parallelism(settings, entry.course),
             learnhub_db_url=settings.learnhub_db_url,
             service_account=service_account,
+            plans=tuple(settings.payments.plans),
         )
 
     @classmethod
@@ -240,10 +246,49 @@ class GradingCourse:
         self.take_back_sources()
         self.copy_sources(assignment, from_course=from_course)
         ensure_gradebook(self.gradebook_url)
-        with Gradebook(self.gradebook_url, self.course_id) as gb:
-            for item in self.entry.course.assignments:
-                gb.update_or_create_assignment(item.id, duedate=item.due)
+        self.apply_deadlines()
         self.share_gradebook()
+
+    def apply_deadlines(self) -> None:
+        """Write every assignment's due date and every learner's extension into the gradebook
+        (grader/pacing.py): their own deadlines, in a self-paced course from their enrolment."""
+        self_paced = self.entry.course.pacing == "self-paced"
+        enrolments = self.enrolments() if self_paced else {}
+        submitted = (
+            {a.id: self.submitted_students(a.id) for a in self.entry.course.assignments}
+            if self_paced
+            else {}
+        )
+        with Gradebook(self.gradebook_url, self.course_id) as gb:
+            apply_deadlines(
+                gb,
+                self.entry,
+                self.root,
+                enrolments=enrolments,
+                submitted=submitted,
+                now=utcnow(),
+            )
+
+    def enrolments(self) -> dict[str, datetime]:
+        """When each learner with access enrolled (hub/pacing.py), from LearnHub's database,
+        read as the service's account (root opens none of its files); empty without one."""
+        if not self.learnhub_db_url:
+            return {}
+        # Imported here: hub.upgrade (the privilege drop) is needed by this one read only.
+        from hub.upgrade import call_as
+
+        def read() -> str:
+            ensure_store(self.learnhub_db_url)
+            db = Database(self.learnhub_db_url)
+            try:
+                with db.transaction() as session:
+                    times = enrolment_times(session, self.entry, self.plans)
+            finally:
+                db.dispose()
+            return json.dumps({user: when.isoformat() for user, when in times.items()})
+
+        answer = json.loads(call_as(self.service_account, read))
+        return {user: datetime.fromisoformat(when) for user, when in answer.items()}
 
     def share_gradebook(self) -> None:
         """Let the service's account read the gradebook (dashboards, the grades API) through
@@ -558,13 +603,15 @@ class GradingCourse:
         return rows
 
     def grant_extension(self, assignment: str, student: str, *, hours: float) -> None:
-        """Move one learner's deadline for one assignment (0 removes the extension)."""
+        """Move one learner's deadline for one assignment (0 removes the extension).
+
+        In a self-paced course the hours count from the learner's own deadline (their
+        enrolment plus ``due_after``), and are kept when that is computed again.
+        """
         self._require(assignment)
         self.prepare(assignment)
-        with Gradebook(self.gradebook_url, self.course_id) as gb:
-            gb.update_or_create_student(student)
-            gb.update_or_create_submission(assignment, student)
-            gb.grant_extension(assignment, student, minutes=round(hours * 60))
+        record_granted_hours(self.root, assignment, student, hours)
+        self.apply_deadlines()
         log.info(
             "extension granted",
             extra={

@@ -6,6 +6,7 @@
                                    the TLS edge's nginx site file, from the settings
     learnhub check                 validate settings and every course.yaml
     learnhub courses list          the catalog
+    learnhub courses new ID        scaffold a course: course.yaml, a lesson, an nbgrader assignment
     learnhub courses validate [COURSE ...] [--run] [--strict]
                                    check assignments before learners get them
     learnhub grant USER COURSE     give USER access to COURSE
@@ -131,6 +132,28 @@ def cmd_courses_list(args: argparse.Namespace, environ: Mapping[str, str]) -> in
         course = entry.course
         price = format_money(course.price.amount, course.price.currency)
         print(f"{course.id:<28} {price:>12}  {len(course.assignments)} assignments  {course.title}")
+    return 0
+
+
+def cmd_courses_new(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Scaffold a new course folder that validates, and say what to do next."""
+    from hub.course_scaffold import ASSIGNMENT, scaffold_course
+
+    settings = _settings(args, environ)
+    folder = scaffold_course(
+        settings.courses_dir,
+        args.id,
+        title=args.title or "",
+        instructors=tuple(args.instructor or ()),
+    )
+    print(f"created {folder}/")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        print(f"  {path.relative_to(folder)}")
+    print(
+        f"next: edit course.yaml and the notebooks, then check the assignment in the grading "
+        f"sandbox with `learnhub courses validate {args.id} --run`; release it with "
+        f"`learnhub grader release {args.id} {ASSIGNMENT}` once the hub serves the course"
+    )
     return 0
 
 
@@ -593,6 +616,24 @@ def build_parser() -> argparse.ArgumentParser:
     courses = sub.add_parser("courses", help="the course catalog")
     courses_sub = courses.add_subparsers(dest="courses_command", required=True)
     courses_sub.add_parser("list", help="list courses").set_defaults(func=cmd_courses_list)
+    new = courses_sub.add_parser(
+        "new",
+        help=(
+            "scaffold a course under courses_dir: course.yaml, a lesson notebook and an "
+            "nbgrader assignment with a solution, visible and hidden tests"
+        ),
+    )
+    new.add_argument(
+        "id", metavar="ID", help="the new course id (lowercase letters, digits, dashes)"
+    )
+    new.add_argument("--title", help="the course title (default: from the id)")
+    new.add_argument(
+        "--instructor",
+        action="append",
+        metavar="USER",
+        help="an instructor's hub user name (repeat for more)",
+    )
+    new.set_defaults(func=cmd_courses_new)
     validate = courses_sub.add_parser(
         "validate",
         help=(

@@ -11,17 +11,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -57,12 +59,43 @@ class CourseLimits(_Model):
     cpu: Annotated[float, Field(gt=0, le=64)] | None = None
 
 
+#: ``14d``, ``36h``, ``2w``: how long after a learner's enrolment a self-paced assignment is due.
+RELATIVE_DUE_PATTERN = r"^([1-9][0-9]{0,3})([hdw])$"
+_RELATIVE_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_relative_due(value: object) -> object:
+    """``"14d"`` -> 14 days (``h`` hours, ``d`` days, ``w`` weeks); anything else unchanged
+    (pydantic then explains what it expected)."""
+    if isinstance(value, str):
+        match = re.fullmatch(RELATIVE_DUE_PATTERN, value.strip())
+        if match is None:
+            raise ValueError(
+                f"write a whole number and a unit: 36h (hours), 14d (days) or 2w (weeks), "
+                f"got {value!r}"
+            )
+        return timedelta(**{_RELATIVE_UNITS[match.group(2)]: int(match.group(1))})
+    return value
+
+
+RelativeDue = Annotated[timedelta, BeforeValidator(parse_relative_due)]
+
+
 class Assignment(_Model):
     """An nbgrader assignment of the course."""
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     title: str = Field(min_length=1)
-    due: AwareDatetime | None = None
+    due: AwareDatetime | None = Field(
+        None, description="Cohort courses: the deadline, the same for every learner."
+    )
+    due_after: RelativeDue | None = Field(
+        None,
+        description=(
+            "Self-paced courses: the deadline counted from each learner's enrolment (purchase "
+            "or grant), e.g. `14d`, `36h`, `2w`."
+        ),
+    )
 
 
 class CourseSandbox(_Model):
@@ -114,6 +147,14 @@ class Course(_Model):
     )
     syllabus: list[str] = Field(default_factory=list)
     outcomes: list[str] = Field(default_factory=list)
+    pacing: Literal["cohort", "self-paced"] = Field(
+        "cohort",
+        description=(
+            "`cohort`: every learner has the same deadlines (`assignments[].due`). "
+            "`self-paced`: each learner's deadlines count from their own enrolment "
+            "(`assignments[].due_after`), applied as nbgrader extensions."
+        ),
+    )
     assignments: list[Assignment] = Field(default_factory=list)
     grading: Grading = Field(default_factory=Grading)
     community_rules: str = Field(
@@ -124,6 +165,27 @@ class Course(_Model):
             "from the Q&A pages; empty shows LearnHub's default rules, in the reader's language."
         ),
     )
+
+    @field_validator("assignments")
+    @classmethod
+    def _deadlines_match_pacing(
+        cls, value: list[Assignment], info: ValidationInfo
+    ) -> list[Assignment]:
+        # One kind of deadline per course: a cohort date in a self-paced course (or the other
+        # way round) would be silently ignored, and learners told the wrong thing.
+        pacing = info.data.get("pacing", "cohort")
+        for assignment in value:
+            if pacing == "cohort" and assignment.due_after is not None:
+                raise ValueError(
+                    f"{assignment.id}.due_after: only for `pacing: self-paced`; a cohort course "
+                    "gives a date with `due:`"
+                )
+            if pacing == "self-paced" and assignment.due is not None:
+                raise ValueError(
+                    f"{assignment.id}.due: a self-paced course counts deadlines from each "
+                    "learner's enrolment: write `due_after: 14d` instead"
+                )
+        return value
 
     @field_validator("assignments")
     @classmethod
@@ -183,6 +245,8 @@ class CourseEntry:
 
 def _describe(error: ValidationError, path: Path) -> str:
     def explain(item: ErrorDetails) -> str | None:
+        if item["type"] == "value_error":
+            return item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             return "unknown key"
         if (

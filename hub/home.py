@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from hub.addresses import service_prefix
-from hub.courses import Catalog, deadline_label
+from hub.courses import Catalog, CourseEntry, deadline_label
 from hub.errors import CourseError
 from hub.i18n.hub_pages import current_language
 from hub.i18n.money import format_money
@@ -79,6 +79,7 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
     catalog_url = service_prefix(settings)
     state: dict[str, Any] = {}
 
+    from hub.pacing import enrolment_times, learner_deadline
     from hub.progress import course_progress
     from hub.reviews import announcements
 
@@ -89,6 +90,20 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
 
             state["db"] = Database(settings.learnhub_db_url)
         return state["db"]
+
+    def own_deadlines(rows: list[dict[str, Any]], entry: CourseEntry, name: str) -> None:
+        # A self-paced course's deadlines are the learner's own: enrolment plus due_after.
+        course = entry.course
+        if course.pacing != "self-paced":
+            return
+        with learnhub_db().transaction() as session:
+            enrolled = enrolment_times(session, entry, settings.payments.plans, username=name).get(
+                name
+            )
+        for row, assignment in zip(rows, course.assignments, strict=True):
+            due = learner_deadline(course, assignment, enrolled)
+            if due is not None:
+                row["due"], row["iso"] = deadline_label(due), due.isoformat()
 
     def for_user(user: Any) -> dict[str, Any]:
         empty = {"mine": [], "others": [], "ended": [], "error": "", "catalog_url": catalog_url}
@@ -141,6 +156,7 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
             if role:
                 try:
                     if role == "learner":
+                        own_deadlines(item["assignments"], entry, user.name)
                         progress = course_progress(learnhub_db(), course, user.name)
                         by_id = {p["id"]: p for p in progress}
                         for row in item["assignments"]:

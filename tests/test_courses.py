@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,35 @@ def test_demo_catalog_is_valid() -> None:
     for entry in catalog:
         assert entry.materials_dir.is_dir(), entry.course.id
         assert entry.course.assignments, entry.course.id
+
+
+def test_pacing_deadlines(tmp_path: Path) -> None:
+    self_paced = {
+        **GOOD,
+        "pacing": "self-paced",
+        "assignments": [{"id": "ps1", "title": "PS 1", "due_after": "14d"}],
+    }
+    course = load_course(make_course(tmp_path, self_paced)).course
+    assert course.assignments[0].due_after == timedelta(days=14)
+    assert load_course(make_course(tmp_path / "other", GOOD)).course.pacing == "cohort"
+
+
+@pytest.mark.parametrize(
+    ("pacing", "deadline", "problem"),
+    [
+        (
+            "cohort",
+            {"due_after": "14d"},
+            "assignments: ps1.due_after: only for `pacing: self-paced`",
+        ),
+        ("self-paced", {"due": "2027-01-01T00:00:00Z"}, "assignments: ps1.due: a self-paced"),
+        ("self-paced", {"due_after": "2 weeks"}, "36h (hours), 14d (days) or 2w (weeks)"),
+        ("weekly", {}, "pacing: Input should be 'cohort' or 'self-paced'"),
+    ],
+)
+def test_bad_pacing(tmp_path: Path, pacing: str, deadline: dict[str, str], problem: str) -> None:
+    data = {**GOOD, "pacing": pacing, "assignments": [{"id": "ps1", "title": "PS 1", **deadline}]}
+    with pytest.raises(CourseError) as err:
+        load_course(make_course(tmp_path, data))
+    assert problem in str(err.value)
+    assert "course.yaml: invalid course" in str(err.value)

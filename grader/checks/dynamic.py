@@ -15,7 +15,6 @@ sandbox, hidden tests restored) grades three submissions:
 
 from __future__ import annotations
 
-import functools
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -39,9 +38,9 @@ from grader.checks.cells import (
     solution_names,
 )
 from grader.checks.findings import Finding, Level
+from grader.gradebook import ensure_gradebook
 from grader.sandbox import SandboxPolicy
 from hub.courses import CourseEntry
-from hub.errors import LearnHubError
 
 #: The submissions graded for each assignment (nbgrader student ids).
 REFERENCE, RELEASE, CHEATER = "reference", "release", "cheater"
@@ -278,14 +277,17 @@ def _judge(
             )
         )
     else:
+        # An error, not a warning: the blank release must score zero, or a learner gets
+        # points for handing in the assignment untouched.
         for score in release:
             if score.score > 0:
                 findings.append(
                     work.finding(
-                        "warning",
+                        "error",
                         "release-scores",
-                        f"the release, as learners receive it, already scores "
-                        f"{score.score:g}/{score.max_score:g} here: points for doing nothing",
+                        f"the release, as learners receive it (solutions stripped), already "
+                        f"scores {score.score:g}/{score.max_score:g} here: points for doing "
+                        "nothing; make this cell test the learner's answer",
                         **where(score),
                     )
                 )
@@ -305,21 +307,6 @@ def _judge(
     return findings
 
 
-@functools.cache
-def _blank_gradebook() -> bytes:
-    """An empty nbgrader gradebook (SQLite file), made once per process.
-
-    Making one runs nbgrader's ``alembic`` in a new process to read the schema version, which
-    imports nbgrader again: 20 to 30 s on a busy 2-core host without bytecode caches. Each
-    course directory of a validation run starts from a copy instead.
-    """
-    with tempfile.TemporaryDirectory(prefix="learnhub-gradebook-") as tmp:
-        path = Path(tmp) / "gradebook.db"
-        with Gradebook(f"sqlite:///{path}"):
-            pass
-        return path.read_bytes()
-
-
 def _check_one(
     work: _Assignment, policy: SandboxPolicy, parallel: int, submissions: tuple[str, ...]
 ) -> list[Finding]:
@@ -329,9 +316,9 @@ def _check_one(
         work.root / "source" / assignment,
         ignore=shutil.ignore_patterns(".ipynb_checkpoints"),
     )
-    gradebook = work.root / "gradebook.db"
-    if not gradebook.exists():
-        gradebook.write_bytes(_blank_gradebook())
+    # In-process (grader/gradebook.py): nbgrader's own way runs `alembic` from PATH, 20 to 30 s
+    # on a busy host, and fails where the venv's bin/ is not on PATH.
+    ensure_gradebook(work.db_url)
     error = _generate_release(work)
     if error:
         return [work.finding("error", "generate", f"generate_assignment failed: {error}")]
@@ -372,17 +359,11 @@ def check_assignments(
     ``submissions`` picks some of them (``("cheater",)`` when the others are known to grade as
     they should), for a quicker run. One throwaway nbgrader course directory (under
     ``workdir``, default a temporary folder; removed afterwards) and one gradebook serve all
-    the assignments (see :func:`_blank_gradebook` for why). ``progress`` is called with
-    ``course/assignment`` before each assignment is graded.
+    the assignments. ``progress`` is called with ``course/assignment`` before each assignment
+    is graded.
 
-    Needs the Docker engine and the course's image (as grading does) and ``alembic`` on
-    ``PATH``.
+    Needs the Docker engine and the course's image (as grading does).
     """
-    if shutil.which("alembic") is None:
-        raise LearnHubError(
-            "alembic not found on PATH (nbgrader runs it to create a gradebook): run learnhub "
-            "from its activated virtual environment, or put the venv's bin/ on PATH"
-        )
     findings: list[Finding] = []
     with tempfile.TemporaryDirectory(prefix="learnhub-validate-", dir=workdir) as tmp:
         root = Path(tmp) / entry.course.id

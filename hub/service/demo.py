@@ -19,6 +19,8 @@ from hub.billing.demo import DatabaseStore, deliver
 from hub.billing.simulator import StripeSimulator
 from hub.i18n.money import format_money
 from hub.service.base import BaseHandler, LearnerPage, route
+from hub.service.deadlines import deadline_view
+from hub.store import utcnow
 
 
 class DemoStripeAPIHandler(BaseHandler):
@@ -107,6 +109,7 @@ class DemoCheckoutHandler(LearnerPage):
         what = self.course_title(meta.get("learnhub_course"), meta.get("learnhub_plan"))
         amount = int(session.get("amount_total") or 0)
         currency = str(session.get("currency", "usd"))
+        entry = self.ctx.catalog.get(str(meta.get("learnhub_course", "")))
         self.render_page(
             200,
             "demo_checkout.html",
@@ -114,6 +117,8 @@ class DemoCheckoutHandler(LearnerPage):
             what=what,
             amount=format_money(amount, currency, self.lang),
             state=state,
+            # What the buyer's deadlines will be, before they pay (hub/service/deadlines.py).
+            deadlines=deadline_view(entry.course, self.lang, utcnow()) if entry else None,
         )
 
     async def post(self, session_id: str) -> None:

@@ -30,8 +30,9 @@ from hub.reviews import (
     validate,
 )
 from hub.service.base import LearnerPage, route, spawn_url
+from hub.service.deadlines import deadline_view
 from hub.service.reports import PurchaseRow, purchase_history
-from hub.store import CheckoutSession, Entitlement
+from hub.store import CheckoutSession, Entitlement, utcnow
 from hub.store import repository as repo
 
 log = logging.getLogger("learnhub.service")
@@ -154,6 +155,7 @@ class CoursePages(LearnerPage):
                 }
                 for a in course.assignments
             ],
+            "deadlines": deadline_view(course, self.lang, utcnow()),
             "can_open": viewer is not None and viewer.may_open(course.id),
             "teaches": viewer is not None and viewer.administers(course.id),
             "open_url": spawn_url(self.ctx.hub_base, viewer.name, course.id) if viewer else "",
