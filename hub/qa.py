@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from hub.errors import LearnHubError
+from hub.mail import notices
 from hub.store import Database
 from hub.store.usage_models import Answer, AnswerVote, Question
 
@@ -96,6 +97,7 @@ def answer(db: Database, course_id: str, question_id: int, author: str, body: st
         session.add(
             Answer(question_id=question_id, author=author, body=body, created_at=datetime.now(UTC))
         )
+        notices.on_answer(session, question_id, author)  # mail the asker (hub/mail)
 
 
 def _answer(session: sa.orm.Session, course_id: str, answer_id: int) -> Answer:
@@ -127,6 +129,7 @@ def accept(db: Database, course_id: str, answer_id: int, username: str, *, instr
         if not instructor and question.author != username:
             raise QARejected("Only the person who asked, or an instructor, can accept.", 403)
         question.accepted_answer_id = answer_id
+        notices.on_accept(session, question.id, answer_id, username)  # mail (hub/mail)
         return int(question.id)
 
 

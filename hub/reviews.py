@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from hub.errors import LearnHubError
+from hub.mail import notices
 from hub.store import Database
 from hub.store.usage_models import Announcement, CourseReview
 
@@ -127,9 +128,9 @@ def post_announcement(db: Database, course_id: str, author: str, text: str) -> N
             f"Please keep announcements under {MAX_ANNOUNCEMENT_CHARS} characters."
         )
     with db.transaction() as session:
-        session.add(
-            Announcement(course_id=course_id, author=author, text=text, posted_at=datetime.now(UTC))
-        )
+        posted = datetime.now(UTC)
+        session.add(Announcement(course_id=course_id, author=author, text=text, posted_at=posted))
+        notices.on_announcement(session, course_id, author, text, posted)  # mail (hub/mail)
     _changed()
 
 
