@@ -107,11 +107,11 @@ class LoginHandler(NativeLoginHandler):  # type: ignore[misc]
 
     login_outcome: LoginOutcome | None = None
 
-    def render_template(self, name: str, sync: bool = False, **ns: Any) -> Any:
+    def render_template(self, name: str, **ns: Any) -> Any:
         """Upstream's page, plus the "Forgot password?" link when mail is on."""
         if self.authenticator.email_enabled:
             ns.setdefault("forgot_password_url", f"{self.hub.base_url}forgot-password")
-        return super().render_template(name, sync, **ns)
+        return super().render_template(name, **ns)
 
     def _render(self, login_error: str | None = None, username: str | None = None, **_: Any) -> Any:
         return super()._render(login_error=login_error, username=username)
