@@ -24,7 +24,7 @@ from jupyterhub.handlers import BaseHandler
 
 from hub.i18n import translator
 from hub.i18n.hub_pages import current_language
-from hub.mail import members, tokens
+from hub.mail import members, outbox, tokens
 from hub.mail.outbox import enqueue
 from hub.service.ratelimit import RateLimiter, retry_after
 from hub.settings import parseaddr_address
@@ -302,19 +302,14 @@ class ResetPasswordHandler(MailPage):
 
 def queue_verification(auth: Any, username: str, address: str, lang: str) -> None:
     """Store ``address`` unverified for ``username`` and queue the mail that confirms it."""
-    db = auth.learnhub_db()
-    members.record_address(db, username, address, lang)
-    token = tokens.sign(
-        auth.email_secret, "verify", {"u": username, "a": members.normalize_address(address)}
+    outbox.queue_verification(
+        auth.learnhub_db(),
+        secret=auth.email_secret,
+        hours=auth.email_verify_hours,
+        username=username,
+        address=address,
+        lang=lang,
     )
-    with db.transaction() as session:
-        enqueue(
-            session,
-            kind="verify",
-            recipient=address,
-            username=username,
-            params={"token": token, "hours": auth.email_verify_hours, "lang": lang},
-        )
 
 
 #: Routes the authenticator adds when mail is on.

@@ -13,7 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from hub.store import OutboxMessage, utcnow
+from hub.mail import members, tokens
+from hub.store import Database, OutboxMessage, utcnow
 
 log = logging.getLogger("learnhub.mail")
 
@@ -68,3 +69,21 @@ def enqueue(
     # No address in the log: the user and the kind say enough.
     log.info("mail queued", extra={"user": username, "kind": kind, "outcome": "queued"})
     return True
+
+
+def queue_verification(
+    db: Database, *, secret: str, hours: int, username: str, address: str, lang: str
+) -> None:
+    """Store ``address`` unverified for ``username`` and queue the mail that confirms it
+    (sign-up in the Hub, a new address on the mail settings page)."""
+    members.record_address(db, username, address, lang)
+    normalized = members.normalize_address(address)
+    token = tokens.sign(secret, "verify", {"u": username, "a": normalized})
+    with db.transaction() as session:
+        enqueue(
+            session,
+            kind="verify",
+            recipient=normalized,
+            username=username,
+            params={"token": token, "hours": hours, "lang": lang},
+        )

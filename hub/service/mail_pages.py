@@ -8,7 +8,10 @@ from typing import Any
 
 from hub.i18n import normalize
 from hub.mail import members, tokens
+from hub.mail.outbox import queue_verification
 from hub.service.base import LearnerPage, route
+from hub.service.ratelimit import RateLimiter, retry_after
+from hub.settings import parseaddr_address
 
 log = logging.getLogger("learnhub.service")
 
@@ -23,15 +26,20 @@ class EmailSettingsHandler(LearnerPage):
             return
         await self._show(name, saved=False)
 
-    async def _show(self, name: str, *, saved: bool) -> None:
+    async def _show(
+        self, name: str, *, saved: bool, status: int = 200, problem: str = "", sent: str = ""
+    ) -> None:
         member = await asyncio.to_thread(members.lookup, self.ctx.db, name)
         self.render_page(
-            200,
+            status,
             "email_settings.html",
             title=self.translate("email_settings_title"),
             member=member,
             kinds=members.NOTICE_KINDS,
             saved=saved,
+            problem=problem,
+            sent=sent,
+            enabled=self.ctx.settings.email.enabled,
         )
 
     async def post(self) -> None:
@@ -50,6 +58,52 @@ class EmailSettingsHandler(LearnerPage):
             extra={"user": name, "opt_outs": sorted(opt_outs), "outcome": "saved"},
         )
         await self._show(name, saved=True)
+
+
+#: Confirmation mails one member may ask for per window (each is a mail to any address).
+_address_limiter: dict[int, RateLimiter] = {}
+
+
+class EmailAddressHandler(EmailSettingsHandler):
+    """``POST {prefix}email/address``: give (or change) the address; a confirmation mail goes
+    to it, and it counts only once confirmed. Members who signed up before mail was on, or
+    whose confirmation mail was lost, start here."""
+
+    async def post(self) -> None:
+        """Store the address unverified and mail the confirmation link."""
+        name = self.require_learner()
+        if name is None:
+            return
+        email = self.ctx.settings.email
+        if not email.enabled:
+            await self._show(name, saved=False, status=404)
+            return
+        raw = self.get_body_argument("address", "", strip=True)[:320]
+        if parseaddr_address(raw) != raw:
+            problem = self.translate("signup_email_invalid", address=raw)
+            await self._show(name, saved=False, status=400, problem=problem)
+            return
+        window = self.ctx.settings.limits.window_seconds
+        limiter = _address_limiter.setdefault(
+            id(self.ctx), RateLimiter({"verify": (email.reset_requests, window)})
+        )
+        wait = limiter.take("verify", f"user:{name}")
+        if wait:
+            self.set_header("Retry-After", str(retry_after(wait)))
+            problem = self.translate("forgot_rate_limited", seconds=retry_after(wait))
+            await self._show(name, saved=False, status=429, problem=problem)
+            return
+        await asyncio.to_thread(
+            queue_verification,
+            self.ctx.db,
+            secret=self.ctx.settings.email_secret,
+            hours=email.verify_hours,
+            username=name,
+            address=raw,
+            lang=self.lang,
+        )
+        log.info("address given", extra={"user": name, "outcome": "verification-queued"})
+        await self._show(name, saved=False, sent=members.normalize_address(raw))
 
 
 class UnsubscribeHandler(LearnerPage):
@@ -106,5 +160,6 @@ def mail_routes(prefix: str) -> list[Any]:
     """Routes of the mail pages."""
     return [
         (route(prefix, "email"), EmailSettingsHandler),
+        (route(prefix, "email/address"), EmailAddressHandler),
         (route(prefix, "unsubscribe"), UnsubscribeHandler),
     ]
