@@ -303,7 +303,10 @@ def run_job(
                 raise LearnHubError(f"grading failed for {names}: {errors[0].reason}")
         elif request.kind == "feedback":
             students = course.feedback(assignment)
-            progress.set(summary={"key": "job_feedback", "count": len(students)})
+            # The students are kept so the notice hook (hub.mail.notices) can mail each one.
+            progress.set(
+                summary={"key": "job_feedback", "count": len(students), "students": students}
+            )
         elif request.kind == "export":
             result_text = grades_csv(course.export(assignment))
             progress.set(summary={"key": "job_exported"})

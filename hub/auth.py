@@ -38,18 +38,22 @@ from nativeauthenticator.handlers import SignUpHandler as NativeSignUpHandler
 from nativeauthenticator.orm import UserInfo
 from prometheus_client import Counter
 from tornado import web
-from traitlets import Dict, Integer, Unicode, default
+from traitlets import Bool, Dict, Integer, Unicode, default
 
 from hub.courses import Catalog
 from hub.errors import CourseError
 from hub.i18n import translator
 from hub.i18n.hub_pages import current_language
 from hub.logins import LoginThrottle
-from hub.settings import LockoutSettings
+from hub.mail.hub_handlers import HANDLERS as MAIL_HANDLERS
+from hub.mail.hub_handlers import queue_verification
+from hub.service.ratelimit import RateLimiter
+from hub.settings import EmailSettings, LockoutSettings, parseaddr_address
 from hub.usernames import lookalike_of, normalize_username, username_refusal
 
 #: The lockout defaults live in the settings model; the traits below only mirror them.
 _LOCKOUT_DEFAULTS = LockoutSettings()
+_EMAIL_DEFAULTS = EmailSettings()
 
 #: bcrypt uses only the first 72 bytes of a password; bcrypt 5 raises on longer ones.
 MAX_PASSWORD_BYTES = 72
@@ -102,6 +106,12 @@ class LoginHandler(NativeLoginHandler):  # type: ignore[misc]
     """
 
     login_outcome: LoginOutcome | None = None
+
+    def render_template(self, name: str, **ns: Any) -> Any:
+        """Upstream's page, plus the "Forgot password?" link when mail is on."""
+        if self.authenticator.email_enabled:
+            ns.setdefault("forgot_password_url", f"{self.hub.base_url}forgot-password")
+        return super().render_template(name, **ns)
 
     def _render(self, login_error: str | None = None, username: str | None = None, **_: Any) -> Any:
         return super()._render(login_error=login_error, username=username)
@@ -257,6 +267,24 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
         help="Longest wait; failures further apart are forgotten.",
     )
 
+    email_enabled = Bool(
+        False,
+        config=True,
+        help="Ask an address at sign-up, verify it, offer password reset (settings: email).",
+    )
+    email_secret = Unicode("", config=True, help="Signs the links in mail (LEARNHUB_EMAIL_SECRET).")
+    learnhub_db_url = Unicode("", config=True, help="LearnHub's database: the mail outbox.")
+    email_verify_hours = Integer(_EMAIL_DEFAULTS.verify_hours, config=True, help="See settings.")
+    email_reset_minutes = Integer(_EMAIL_DEFAULTS.reset_minutes, config=True, help="See settings.")
+    email_reset_requests = Integer(
+        _EMAIL_DEFAULTS.reset_requests, config=True, help="Reset requests per window."
+    )
+    email_reset_window = Integer(60, config=True, help="Seconds of the reset-request window.")
+
+    @default("ask_email_on_signup")
+    def _ask_email(self) -> bool:
+        return bool(self.email_enabled)
+
     @default("db")
     def _hub_db(self) -> Any:
         # NativeAuthenticator keeps its password table in the Hub database through this session;
@@ -275,6 +303,21 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
         # ones and the response time does not tell which accounts exist. Same cost factor as
         # the stored hashes (bcrypt's default, as nativeauthenticator uses).
         self._dummy_hash = bcrypt.hashpw(secrets.token_bytes(32), bcrypt.gensalt())
+        self.reset_limiter = RateLimiter(
+            {"reset": (self.email_reset_requests, self.email_reset_window)}
+        )
+        self._learnhub_db: Any = None
+        if self.email_enabled:
+            from hub.store import Database
+
+            # Made here, once, on the main thread: handlers use it from worker threads.
+            self._learnhub_db = Database(self.learnhub_db_url)
+            self.log.info("email: on (address at sign-up, verification, password reset)")
+        else:
+            self.log.info(
+                "email: off (settings email.enabled: false): sign-up asks no address and "
+                "there is no password reset"
+            )
         for username, password in sorted(self.seed_users.items()):
             if self.user_exists(username):
                 continue
@@ -295,9 +338,17 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
             r"/change-password": ChangePasswordHandler,
         }
         handlers: list[tuple[str, Any]] = super().get_handlers(app)
+        mail = MAIL_HANDLERS if self.email_enabled else []
         return [(path, replaced.get(path, h)) for path, h in handlers] + [
-            (r"/api/learnhub/accounts/([^/]+)/activate", ActivateAccountHandler)
+            (r"/api/learnhub/accounts/([^/]+)/activate", ActivateAccountHandler),
+            *mail,
         ]
+
+    def learnhub_db(self) -> Any:
+        """LearnHub's database (the mail outbox, members' addresses); only with mail on."""
+        if self._learnhub_db is None:
+            raise RuntimeError("email is off: LearnHub's database is not opened for mail")
+        return self._learnhub_db
 
     def normalize_username(self, username: str) -> str:
         """NFKC, then JupyterHub's lower-casing: a full-width name finds the plain account."""
@@ -417,6 +468,13 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
         too_long = password_too_long(password)
         if too_long:
             return SignUpResult("alert-danger", too_long)
+        email = email.strip()
+        if self.email_enabled:
+            _ = translator(current_language())
+            if not email:
+                return SignUpResult("alert-danger", _("signup_email_needed"))
+            if parseaddr_address(email) != email:
+                return SignUpResult("alert-danger", _("signup_email_invalid", address=email))
         if not self.is_password_strong(password):
             return SignUpResult(
                 "alert-danger",
@@ -464,6 +522,11 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
             return SignUpResult("alert-danger", "The email address is not valid.")
         self.db.add(account)
         self.db.commit()
+        if self.email_enabled:
+            try:
+                await asyncio.to_thread(queue_verification, self, name, email, current_language())
+            except Exception:  # the account exists; the member can ask again from settings
+                self.log.exception("sign-up: user=%s verification mail not queued", name)
         if role is not None:
             self.log.warning("sign-up: user=%s outcome=locked reserved-for=%s", name, role)
             return SignUpResult(

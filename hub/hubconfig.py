@@ -100,6 +100,7 @@ def apply_auth(c: Any, settings: Settings) -> None:
         c.LearnHubNativeAuthenticator.reserved_courses_dir = str(settings.courses_dir.resolve())
         for key, value in auth.lockout.model_dump().items():
             setattr(c.LearnHubNativeAuthenticator, f"lockout_{key}", value)
+        apply_email_auth(c, settings)
         if settings.mode == "demo":
             c.LearnHubNativeAuthenticator.seed_users = demo_seed_users(settings)
             c.Authenticator.allowed_users = set(DEMO_USERS)
@@ -124,6 +125,20 @@ def apply_auth(c: Any, settings: Settings) -> None:
         c.GenericOAuthenticator.username_claim = generic.username_claim
         c.GenericOAuthenticator.scope = list(generic.scope)
         c.GenericOAuthenticator.allow_all = True
+
+
+def apply_email_auth(c: Any, settings: Settings) -> None:
+    """Mail on the Hub's side: the address at sign-up, its verification, password reset."""
+    email = settings.email
+    native = c.LearnHubNativeAuthenticator
+    native.email_enabled = email.enabled
+    native.ask_email_on_signup = email.enabled
+    native.learnhub_db_url = settings.learnhub_db_url
+    native.email_secret = settings.email_secret
+    native.email_verify_hours = email.verify_hours
+    native.email_reset_minutes = email.reset_minutes
+    native.email_reset_requests = email.reset_requests
+    native.email_reset_window = settings.limits.window_seconds
 
 
 def apply_groups(c: Any, settings: Settings, catalog: Catalog) -> None:
@@ -304,7 +319,12 @@ def run_as(settings: Settings) -> dict[str, str]:
 SERVICE_START_TIMEOUT = 180
 
 #: The secrets the LearnHub service itself uses, and so the only ones it is given.
-SERVICE_SECRETS = ("stripe_secret_key", "stripe_webhook_secrets")
+SERVICE_SECRETS = (
+    "stripe_secret_key",
+    "stripe_webhook_secrets",
+    "smtp_password",
+    "email_secret",
+)
 
 
 def apply_all(c: Any, settings: Settings, catalog: Catalog) -> None:

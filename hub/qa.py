@@ -27,6 +27,8 @@ from sqlalchemy.exc import IntegrityError
 
 from hub.errors import LearnHubError
 from hub.markdown import render
+
+from hub.mail import notices
 from hub.store import Database
 from hub.store.usage_models import (
     DELETED,
@@ -249,6 +251,7 @@ def answer(db: Database, course_id: str, question_id: int, author: str, body: st
                 status=VISIBLE,
             )
         )
+        notices.on_answer(session, question_id, author)  # mail the asker (hub/mail)
 
 
 def _answer(
@@ -288,6 +291,7 @@ def accept(db: Database, course_id: str, answer_id: int, username: str, *, instr
                 "Only the person who asked, or an instructor, can accept.", 403, key="qa_not_asker"
             )
         question.accepted_answer_id = answer_id
+        notices.on_accept(session, question.id, answer_id, username)  # mail (hub/mail)
         return int(question.id)
 
 

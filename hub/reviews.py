@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from hub.errors import LearnHubError
+from hub.mail import notices
 from hub.markdown import render
 from hub.store import Database
 from hub.store.usage_models import Announcement, CourseReview
@@ -132,15 +133,17 @@ def post_announcement(db: Database, course_id: str, author: str, text: str) -> N
             f"Please keep announcements under {MAX_ANNOUNCEMENT_CHARS} characters."
         )
     with db.transaction() as session:
+        posted = datetime.now(UTC)
         session.add(
             Announcement(
                 course_id=course_id,
                 author=author,
                 text=text,
                 text_html=render(text),
-                posted_at=datetime.now(UTC),
+                posted_at=posted,
             )
         )
+        notices.on_announcement(session, course_id, author, text, posted)  # mail (hub/mail)
     _changed()
 
 

@@ -655,6 +655,128 @@ class LimitsSettings(_Model):
         return {action: (getattr(self, action), self.window_seconds) for action in actions}
 
 
+class SmtpSettings(_Model):
+    """The SMTP server LearnHub's mail goes out through (the service sends it)."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="SMTP server name or address.")
+    port: int = Field(
+        25, ge=1, le=65535, description="SMTP port: 587 for STARTTLS, 465 for TLS, 25 plain."
+    )
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls",
+        description=(
+            "`starttls` (upgrade after connecting, port 587), `tls` (TLS from the first byte, "
+            "port 465) or `none` (plain text: only to a server on this machine; production "
+            "refuses it for any other host)."
+        ),
+    )
+    username: str = Field(
+        "",
+        description=(
+            "Login name on the SMTP server; empty for none. Its password comes from "
+            "`LEARNHUB_SMTP_PASSWORD` and is never logged."
+        ),
+    )
+    timeout_seconds: float = Field(
+        30, gt=0, le=300, description="Longest wait for the SMTP server on each step."
+    )
+
+
+class EmailSettings(_Model):
+    """Mail: address verification, password reset and notices (hub/mail).
+
+    Off by default (the Hub logs one line saying so): sign-up then asks no address and the
+    sign-in page offers no reset. Links in mail are built from `hub.public_url`. Tokens in
+    links are signed with `LEARNHUB_EMAIL_SECRET`.
+    """
+
+    enabled: bool = Field(
+        False,
+        description=(
+            "Send mail. Needs `from_address`; production also needs `LEARNHUB_EMAIL_SECRET` "
+            "(32+ random characters) and an encrypted SMTP connection."
+        ),
+    )
+    from_address: str = Field(
+        "",
+        description="Sender of every mail, e.g. `LearnHub <noreply@learn.example.org>`.",
+    )
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    verify_hours: int = Field(
+        48, ge=1, le=24 * 30, description="How long an address-verification link works."
+    )
+    reset_minutes: int = Field(
+        60, ge=5, le=24 * 60, description="How long a password-reset link works (once)."
+    )
+    reset_requests: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description=(
+            "Password-reset requests per `limits.window_seconds`, counted per client address "
+            "and per address asked for."
+        ),
+    )
+    retry_seconds: int = Field(
+        30,
+        ge=1,
+        le=3600,
+        description=(
+            "First wait before a message the SMTP server did not take is tried again; each "
+            "further failure doubles it, up to an hour."
+        ),
+    )
+    give_up_hours: int = Field(
+        72,
+        ge=1,
+        le=24 * 30,
+        description=(
+            "A message still not sent after this long is marked failed (kept in the outbox, "
+            "logged and counted in `learnhub_mail_failed_total`)."
+        ),
+    )
+    poll_seconds: float = Field(
+        5, gt=0, le=300, description="How often the service looks in the outbox for mail due."
+    )
+    reminder_check_seconds: int = Field(
+        900,
+        ge=1,
+        le=6 * 3600,
+        description=(
+            "How often the service looks for assignments due within 24 hours to remind their "
+            "learners (each learner is reminded once per deadline)."
+        ),
+    )
+
+    @field_validator("from_address")
+    @classmethod
+    def _from_shape(cls, value: str) -> str:
+        address = parseaddr_address(value)
+        if value and address is None:
+            raise ValueError(
+                f"{value!r} is not a mail address; write `noreply@example.org` or "
+                "`LearnHub <noreply@example.org>`"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _sender_when_enabled(self) -> EmailSettings:
+        if self.enabled and not self.from_address:
+            raise ValueError("from_address: required when email is enabled")
+        return self
+
+
+def parseaddr_address(value: str) -> str | None:
+    """The bare ``user@domain`` in ``value`` (``Name <user@domain>`` or plain), or None."""
+    from email.utils import parseaddr
+
+    _name, address = parseaddr(value)
+    local, at, domain = address.rpartition("@")
+    if not at or not local or "." not in domain or any(c.isspace() for c in address):
+        return None
+    return address
+
+
 class MonitoringSettings(_Model):
     """What the LearnHub service reports to operators: ``/health`` and ``/metrics``.
 
@@ -702,6 +824,10 @@ class Secrets(_Model):
     #: The Hub API token of the metrics scraper (Hub service ``metrics``), optional.
     metrics_token: SecretStr | None = None
     demo_password: SecretStr | None = None
+    #: The SMTP server's password (``email.smtp.username``); only the service holds it.
+    smtp_password: SecretStr | None = None
+    #: Signs the links in mail (verification, password reset, unsubscribe).
+    email_secret: SecretStr | None = None
 
 
 #: Environment variables that feed :class:`Secrets`, and the two that are not secrets.
@@ -730,6 +856,7 @@ class Settings(_Model):
     grading: GradingSettings = Field(default_factory=GradingSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    email: EmailSettings = Field(default_factory=EmailSettings)
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
     source: str = Field("<defaults>", exclude=True, description="Where these settings came from.")
 
@@ -743,6 +870,15 @@ class Settings(_Model):
                 f"hub.bind_url: demo mode listens on {host!r}, which is not loopback; the demo "
                 "has a published admin password and a free Pay button. Bind 127.0.0.1, use "
                 "`mode: production`, or set hub.allow_public_demo: true on a private machine"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _smtp_password_given(self) -> Settings:
+        if self.email.enabled and self.email.smtp.username and self.secrets.smtp_password is None:
+            raise ValueError(
+                "LEARNHUB_SMTP_PASSWORD: required with email.smtp.username (set it in the "
+                "environment, never in the settings file)"
             )
         return self
 
@@ -794,6 +930,7 @@ class Settings(_Model):
                 problems.append(
                     "LEARNHUB_STRIPE_WEBHOOK_SECRETS: required with payments.provider stripe"
                 )
+        problems.extend(_email_problems(self))
         if self.spawner.backend in ("swarm", "kubernetes"):
             for key in ("hub_url", "learnhub_url"):
                 if not getattr(self.database, key) or getattr(self.database, key).startswith(
@@ -905,10 +1042,35 @@ class Settings(_Model):
         )
         return template.replace("{course}", course_id)
 
+    @property
+    def email_secret(self) -> str:
+        """The key that signs links in mail. Demo mode falls back to a published one, which
+        production refuses (:func:`_email_problems`). Never log what this returns."""
+        return self.secret("email_secret") or f"{DEMO_SECRET_MARKER}-email-links"
+
     def secret(self, name: str) -> str | None:
         """The plain value of secret ``name``, or None. Never log what this returns."""
         value = getattr(self.secrets, name)
         return None if value is None else str(value.get_secret_value())
+
+
+def _email_problems(settings: Settings) -> list[str]:
+    """What production refuses about mail: unsigned links, passwords in clear text."""
+    email = settings.email
+    if not email.enabled:
+        return []
+    problems: list[str] = []
+    secret = settings.secrets.email_secret
+    if secret is None or DEMO_SECRET_MARKER in secret.get_secret_value():
+        problems.append("LEARNHUB_EMAIL_SECRET: must be set to a random secret with email on")
+    elif len(secret.get_secret_value()) < 32:
+        problems.append("LEARNHUB_EMAIL_SECRET: must be at least 32 characters")
+    if email.smtp.security == "none" and not _is_loopback(email.smtp.host):
+        problems.append(
+            f"email.smtp.security: `none` sends mail (and the SMTP password) in clear text to "
+            f"{email.smtp.host!r}; use starttls or tls"
+        )
+    return problems
 
 
 def _origin_problems(hub: HubSettings) -> list[str]:

@@ -29,6 +29,7 @@ from hub.billing.reconcile import reconcile
 from hub.courses import Catalog
 from hub.errors import LearnHubError
 from hub.logs import configure_logging
+from hub.mail.sender import run_mail
 from hub.metrics import ServiceMetrics
 from hub.service.app import make_app
 from hub.service.context import build_context
@@ -152,7 +153,9 @@ async def main(argv: list[str] | None = None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    mail = asyncio.ensure_future(run_mail(settings, db, catalog, stop, registry=metrics.registry))
     await stop.wait()
+    await mail
     log.info("LearnHub service stopping")
     await events.aclose()
     billing.close()

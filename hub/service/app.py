@@ -18,6 +18,7 @@ from hub.service.context import CONTEXT_SETTING, ServiceContext
 from hub.service.dashboards import dashboard_routes
 from hub.service.demo import demo_routes
 from hub.service.grading import grading_routes
+from hub.service.mail_pages import mail_routes
 from hub.service.pages import page_routes
 from hub.service.payments import payment_routes
 from hub.service.probes import probe_routes
@@ -46,6 +47,8 @@ def make_app(
         *grading_routes(prefix),
         *community_routes(prefix),
         *static_routes(prefix),
+
+        *mail_routes(prefix),
         *(extra_routes or []),
     ]
     settings: dict[str, Any] = {

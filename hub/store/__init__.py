@@ -3,6 +3,7 @@
 from hub.store.database import Database, create_engine, upgrade
 from hub.store.exchange_models import ExchangeFeedback, ExchangeRelease, ExchangeSubmission
 from hub.store.job_models import GradingJob
+from hub.store.mail_models import MemberEmail, OutboxMessage
 from hub.store.models import (
     Base,
     CheckoutSession,
@@ -34,6 +35,8 @@ __all__ = [
     "ExchangeSubmission",
     "GradeSummary",
     "GradingJob",
+    "MemberEmail",
+    "OutboxMessage",
     "Payment",
     "ServerUsage",
     "StripeEvent",

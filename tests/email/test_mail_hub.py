@@ -1,0 +1,482 @@
+"""Mail through the real stack: a running hub (local spawner), its LearnHub service, and a real
+SMTP server on loopback (issue 14, item 3).
+
+One hub for the module. Members sign up through the Hub's form with an address, confirm it from
+the mail, reset a password from the mail, and get each notice (answer, accepted answer,
+announcement, released feedback, a deadline within 24 h) with links that work; unsubscribing or
+unticking a notice stops it; with the SMTP server down a mail is kept and sent once it is back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+
+import httpx
+import pytest
+
+from hub.mail import tokens
+from hub.settings import DEMO_SECRET_MARKER
+from tests.email.conftest import SmtpServer, html_of, links_in, text_of
+from tests.harness import ROOT, Browser, HubProcess, hub_settings, run_learnhub
+
+PASSWORD = "correct-horse-battery"
+NEW_PASSWORD = "staple-lantern-orbit"
+COURSE = "python-foundations"
+SERVICE = "services/learnhub/"
+DEMO_PASSWORD = "learnhub-demo"
+#: The demo's published link key (tests run in demo mode; production refuses it).
+SECRET = f"{DEMO_SECRET_MARKER}-email-links"
+RESET_LIMIT = 3
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpServer) -> Iterator[HubProcess]:
+    """A hub whose mail goes to ``smtp``; one assignment is due in 12 hours."""
+    workdir = tmp_path_factory.mktemp("mail-hub")
+    courses = workdir / "courses"
+    shutil.copytree(ROOT / "courses", courses)
+    course_yaml = courses / COURSE / "course.yaml"
+    soon = (datetime.now(UTC) + timedelta(hours=12)).strftime("%Y-%m-%dT%H:%M:00Z")
+    text = course_yaml.read_text()
+    assert "due: 2027-03-01T23:59:00Z" in text
+    course_yaml.write_text(text.replace("due: 2027-03-01T23:59:00Z", f"due: {soon}"))
+    settings = hub_settings(workdir, courses_dir=courses, backend="local")
+    settings["email"] = {
+        "enabled": True,
+        "from_address": "LearnHub <noreply@learnhub.test>",
+        "smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "none"},
+        "retry_seconds": 1,
+        "poll_seconds": 0.2,
+        "reminder_check_seconds": 1,
+        "reset_requests": RESET_LIMIT,
+    }
+    process = HubProcess(workdir=workdir, settings=settings)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(autouse=True)
+def report(request: pytest.FixtureRequest, hub: HubProcess) -> Iterator[None]:
+    """Print the hub log when a test fails."""
+    yield
+    result = getattr(request.node, "rep_call", None)
+    if result is not None and result.failed:
+        print("===== hub log =====\n" + hub.log_tail(300))
+
+
+def address(name: str) -> str:
+    return f"{name}@example.org"
+
+
+def subject(text: str):  # type: ignore[no-untyped-def]
+    return lambda m: text in str(m["Subject"])
+
+
+def xsrf_of(page: httpx.Response) -> str:
+    match = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+    assert match, f"no _xsrf field on {page.url}"
+    return match.group(1)
+
+
+def sign_in_to_service(b: Browser, user: str, password: str) -> None:
+    """Log in to the hub, then complete the service's OAuth hand-shake."""
+    assert b.login(user, password).status_code == 200
+    page = b.client.get(SERVICE + "login", params={"next": b.hub_path()[:-4] + SERVICE})
+    assert page.status_code == 200, page.text
+
+
+def member(hub: HubProcess, smtp: SmtpServer, name: str, *, lang: str = "en") -> EmailMessage:
+    """Sign ``name`` up, follow the confirmation link, grant the course; the confirmation mail."""
+    b = Browser(hub)
+    try:
+        b.client.cookies.set("learnhub-lang", lang)
+        page = b.signup(name, PASSWORD)
+        assert page.url.path.endswith("/hub/home"), page.text
+        mail = smtp.inbox.wait_for(address(name), lambda m: "/hub/verify-email?" in text_of(m))
+        confirmed = b.client.get(links_in(mail)[0])
+        assert confirmed.status_code == 200, confirmed.text
+        assert 'data-outcome="verified"' in confirmed.text
+    finally:
+        b.close()
+    granted = run_learnhub(hub, "grant", name, COURSE, timeout=120)
+    assert granted.returncode == 0, granted.stderr
+    return mail
+
+
+@pytest.fixture(scope="module")
+def people(hub: HubProcess, smtp: SmtpServer) -> dict[str, EmailMessage]:
+    """Three members with confirmed addresses and the course; ``ola`` reads Chinese."""
+    return {
+        "mia": member(hub, smtp, "mia"),
+        "noah": member(hub, smtp, "noah"),
+        "ola": member(hub, smtp, "ola", lang="zh-CN"),
+    }
+
+
+def outbox(hub: HubProcess, sql: str, *args: object) -> list[tuple[object, ...]]:
+    with sqlite3.connect(f"file:{hub.learnhub_db_path}?mode=ro", uri=True) as db:
+        return db.execute(sql, args).fetchall()
+
+
+# -- sign-up and the address ------------------------------------------------------------------
+
+
+def test_signup_asks_an_address_and_the_link_confirms_it(
+    hub: HubProcess, smtp: SmtpServer, people: dict[str, EmailMessage]
+) -> None:
+    mail = people["mia"]
+    assert mail["From"] == "LearnHub <noreply@learnhub.test>"
+    assert mail["Subject"] == "Confirm your email address"
+    assert "mia" in text_of(mail) and "Confirm my address" in html_of(mail)
+    # The sign-up page asks for the address; without one the Hub refuses the account.
+    b = Browser(hub)
+    try:
+        assert 'name="email"' in b.client.get("hub/signup").text
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', b.client.get("hub/signup").text)
+        assert xsrf
+        refused = b.client.post(
+            "hub/signup",
+            data={
+                "_xsrf": xsrf.group(1),
+                "username": "no-mail",
+                "email": "not an address",
+                "signup_password": PASSWORD,
+                "signup_password_confirmation": PASSWORD,
+            },
+        )
+        assert "is not an email address" in refused.text
+        # Confirmed: the member's mail settings say so. A forged link confirms nothing.
+        sign_in_to_service(b, "mia", PASSWORD)
+        settings = b.client.get(SERVICE + "email")
+        assert 'data-verified="yes"' in settings.text, settings.text
+        forged = links_in(mail)[0].replace("token=", "token=x")
+        assert b.client.get(forged).status_code == 400
+    finally:
+        b.close()
+    # In the member's language: ola signed up in Chinese.
+    assert people["ola"]["Subject"] == "请确认您的电子邮箱地址"
+
+
+# -- password reset ---------------------------------------------------------------------------
+
+
+def ask_reset(hub: HubProcess, who: str, local_address: str) -> httpx.Response:
+    with httpx.Client(
+        base_url=hub.url,
+        follow_redirects=True,
+        timeout=60,
+        transport=httpx.HTTPTransport(local_address=local_address),
+    ) as client:
+        form = client.get("hub/forgot-password")
+        return client.post("hub/forgot-password", data={"_xsrf": xsrf_of(form), "email": who})
+
+
+def result_text(page: httpx.Response) -> str:
+    match = re.search(r'id="learnhub-forgot-result"[^>]*>([^<]*)<', page.text)
+    assert match, page.text
+    return match.group(1)
+
+
+def test_password_reset_mail_link_works_once_and_the_new_password_signs_in(
+    hub: HubProcess, smtp: SmtpServer, people: dict[str, EmailMessage]
+) -> None:
+    # The login page offers it.
+    b = Browser(hub)
+    try:
+        assert 'id="learnhub-forgot-link"' in b.client.get("hub/login").text
+    finally:
+        b.close()
+    known = ask_reset(hub, address("mia"), "127.0.0.21")
+    unknown = ask_reset(hub, address("nobody-here"), "127.0.0.21")
+    # Enumeration: the same status and the same words whether the address has an account.
+    assert known.status_code == unknown.status_code == 200
+    assert result_text(known) == result_text(unknown)
+    mail = smtp.inbox.wait_for(address("mia"), subject("Reset your LearnHub password"))
+    link = links_in(mail)[0]
+    assert "/hub/reset-password?token=" in link
+    b = Browser(hub)
+    try:
+        form = b.client.get(link)
+        assert form.status_code == 200 and 'name="new_password"' in form.text
+        token = re.search(r'name="token" value="([^"]+)"', form.text)
+        assert token
+        done = b.client.post(
+            "hub/reset-password",
+            data={
+                "_xsrf": xsrf_of(form),
+                "token": token.group(1),
+                "new_password": NEW_PASSWORD,
+                "new_password_confirmation": NEW_PASSWORD,
+            },
+        )
+        assert done.status_code == 200 and 'data-outcome="changed"' in done.text, done.text
+        # The same link a second time: refused.
+        again = b.client.get(link)
+        assert again.status_code == 400 and 'data-outcome="invalid"' in again.text
+    finally:
+        b.close()
+    b = Browser(hub)
+    try:
+        assert b.login("mia", PASSWORD).url.path.endswith("/hub/login")  # old one is gone
+        assert b.login("mia", NEW_PASSWORD).url.path.endswith("/hub/home")
+    finally:
+        b.close()
+
+
+def test_expired_reset_link_is_refused(hub: HubProcess) -> None:
+    # A link for noah's current password, made longer ago than email.reset_minutes (60).
+    with sqlite3.connect(hub.data_dir / "jupyterhub.sqlite") as db:
+        (stored,) = db.execute("SELECT password FROM users_info WHERE username='noah'").fetchone()
+    fingerprint = tokens.password_fingerprint(SECRET, stored)
+    old = tokens.sign(SECRET, "reset", {"u": "noah", "p": fingerprint}, now=time.time() - 3700)
+    fresh = tokens.sign(SECRET, "reset", {"u": "noah", "p": fingerprint})
+    with httpx.Client(base_url=hub.url, timeout=60) as client:
+        expired = client.get("hub/reset-password", params={"token": old})
+        assert expired.status_code == 400 and 'data-outcome="expired"' in expired.text
+        # The control: the same link made now opens the form.
+        assert client.get("hub/reset-password", params={"token": fresh}).status_code == 200
+
+
+def test_reset_requests_are_rate_limited(hub: HubProcess) -> None:
+    pages = [ask_reset(hub, address(f"x{n}"), "127.0.0.22") for n in range(RESET_LIMIT + 1)]
+    assert [p.status_code for p in pages[:RESET_LIMIT]] == [200] * RESET_LIMIT
+    assert pages[-1].status_code == 429 and "Retry-After" in pages[-1].headers
+    # Another client address is not held back by this one.
+    assert ask_reset(hub, address("x0"), "127.0.0.23").status_code == 200
+
+
+# -- notices ----------------------------------------------------------------------------------
+
+
+def test_answer_and_accepted_answer_notices(
+    hub: HubProcess, smtp: SmtpServer, people: dict[str, EmailMessage]
+) -> None:
+    asker, answerer = Browser(hub), Browser(hub)
+    try:
+        sign_in_to_service(asker, "ola", PASSWORD)
+        sign_in_to_service(answerer, "noah", PASSWORD)
+        questions = f"{SERVICE}courses/{COURSE}/questions"
+        asked = asker.client.post(
+            questions,
+            data={
+                "_xsrf": xsrf_of(asker.client.get(questions)),
+                "title": "Why <b>yield</b>?",
+                "body": "Generators puzzle me.",
+            },
+        )
+        assert asked.status_code == 200
+        question_path = str(asked.url)
+        answered = answerer.client.post(
+            question_path,
+            data={"_xsrf": xsrf_of(answerer.client.get(question_path)), "body": "Laziness."},
+        )
+        assert answered.status_code == 200
+        mail = smtp.inbox.wait_for(address("ola"), lambda m: "/questions/" in text_of(m))
+        assert "新回答" in str(mail["Subject"])  # ola's language
+        assert "<b>yield</b>" not in html_of(mail) and "&lt;b&gt;yield&lt;/b&gt;" in html_of(mail)
+        opened = asker.client.get(links_in(mail)[0])
+        assert opened.status_code == 200 and "Laziness." in opened.text
+        # ola accepts: noah (the answer's author) hears of it.
+        answer_id = re.search(r"/answers/([0-9]+)/accept", opened.text)
+        assert answer_id, opened.text
+        accepted = asker.client.post(
+            f"{SERVICE}courses/{COURSE}/answers/{answer_id.group(1)}/accept",
+            data={"_xsrf": xsrf_of(opened)},
+        )
+        assert accepted.status_code == 200
+        mail = smtp.inbox.wait_for(address("noah"), subject("An answer was accepted"))
+        assert answerer.client.get(links_in(mail)[0]).status_code == 200
+    finally:
+        asker.close()
+        answerer.close()
+
+
+def announce(hub: HubProcess, text: str) -> None:
+    b = Browser(hub)
+    try:
+        sign_in_to_service(b, "demo-instructor", DEMO_PASSWORD)
+        dashboard = f"{SERVICE}instructor/{COURSE}"
+        posted = b.client.post(
+            dashboard + "/announce", data={"_xsrf": xsrf_of(b.client.get(dashboard)), "text": text}
+        )
+        assert posted.status_code == 200, posted.text
+    finally:
+        b.close()
+
+
+def test_announcement_notice_and_unsubscribe_link(
+    hub: HubProcess, smtp: SmtpServer, people: dict[str, EmailMessage]
+) -> None:
+    announce(hub, "Office hours move to Friday.")
+    mail = smtp.inbox.wait_for(address("mia"), lambda m: "Office hours move" in text_of(m))
+    assert mail["Subject"] == "New announcement in Python Foundations for Working Programmers"
+    course_link, unsubscribe = links_in(mail)[0], links_in(mail)[1]
+    assert mail["List-Unsubscribe"] == f"<{unsubscribe}>"
+    with httpx.Client(timeout=60, follow_redirects=True) as anonymous:
+        assert anonymous.get(course_link).status_code == 200
+        # GET only asks (mail scanners follow links); the button unsubscribes, no sign-in needed.
+        ask = anonymous.get(unsubscribe)
+        assert 'data-outcome="ask"' in ask.text
+        token = re.search(r'name="token" value="([^"]+)"', ask.text)
+        assert token
+        done = anonymous.post(unsubscribe.split("?")[0], data={"token": token.group(1)})
+        assert 'data-outcome="done"' in done.text, done.text
+    announce(hub, "Second notice: room B2.")
+    # noah still gets it; by then mia's notice would have been queued in the same transaction.
+    smtp.inbox.wait_for(address("noah"), lambda m: "room B2" in text_of(m))
+    assert not [m for m in smtp.inbox.to(address("mia")) if "room B2" in text_of(m)]
+    assert not outbox(
+        hub, "SELECT id FROM mail_outbox WHERE username='mia' AND params LIKE ?", "%room B2%"
+    )
+
+
+def test_settings_page_opt_out_stops_a_notice(
+    hub: HubProcess, smtp: SmtpServer, people: dict[str, EmailMessage]
+) -> None:
+    b = Browser(hub)
+    try:
+        sign_in_to_service(b, "noah", PASSWORD)
+        form = b.client.get(SERVICE + "email")
+        kept = ["feedback", "answer", "deadline"]  # announcements unticked
+        saved = b.client.post(
+            SERVICE + "email",
+            data={"_xsrf": xsrf_of(form), "notice": kept, "language": "en"},
+        )
+        assert 'id="learnhub-email-saved"' in saved.text
+        assert 'id="notice-announcement" name="notice" value="announcement">' in saved.text
+    finally:
+        b.close()
+    announce(hub, "Third notice: bring laptops.")
+    smtp.inbox.wait_for(address("ola"), lambda m: "bring laptops" in text_of(m))
+    assert not [m for m in smtp.inbox.to(address("noah")) if "bring laptops" in text_of(m)]
+
+
+def test_feedback_released_notice(
+    hub: HubProcess, smtp: SmtpServer, people: dict[str, EmailMessage]
+) -> None:
+    # The grading worker's last step for a feedback job, as its database child runs it.
+    from hub.grading_jobs import JobStore
+    from hub.store import Database, GradingJob, utcnow
+
+    db = Database(f"sqlite:///{hub.learnhub_db_path}")
+    try:
+        with db.transaction() as session:
+            job = GradingJob(
+                course_id=COURSE,
+                assignment_id="ps1-data-model",
+                kind="feedback",
+                args="{}",
+                requested_by="demo-instructor",
+                state="running",
+                progress=json.dumps({"summary": {"key": "job_feedback", "students": ["mia"]}}),
+                attempts=1,
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+            session.add(job)
+            session.flush()
+            job_id = job.id
+        JobStore(db).finish(job_id, "done")
+    finally:
+        db.dispose()
+    mail = smtp.inbox.wait_for(address("mia"), subject("Feedback on"))
+    b = Browser(hub)
+    try:
+        b.login("mia", NEW_PASSWORD)
+        home = b.client.get(links_in(mail)[0])
+        assert home.status_code == 200 and home.url.path.endswith("/hub/home")
+    finally:
+        b.close()
+
+
+def test_deadline_within_a_day_is_reminded_once(
+    hub: HubProcess, smtp: SmtpServer, people: dict[str, EmailMessage]
+) -> None:
+    mail = smtp.inbox.wait_for(address("noah"), subject("is due within 24 hours"))
+    assert "Problem set 1" in str(mail["Subject"])
+    with httpx.Client(timeout=60, follow_redirects=True) as client:
+        assert client.get(links_in(mail)[0]).status_code == 200
+    # Checked every second, queued once per learner and deadline.
+    rows = outbox(hub, "SELECT count(*) FROM mail_outbox WHERE kind='deadline' AND username='noah'")
+    assert rows == [(1,)]
+
+
+def test_member_without_an_address_adds_one_on_the_settings_page(
+    hub: HubProcess, smtp: SmtpServer
+) -> None:
+    # The demo accounts were seeded before any address existed.
+    b = Browser(hub)
+    try:
+        sign_in_to_service(b, "demo-learner", DEMO_PASSWORD)
+        page = b.client.get(SERVICE + "email")
+        assert "has no email address" in page.text and 'id="learnhub-address-form"' in page.text
+        bad = b.client.post(
+            SERVICE + "email/address", data={"_xsrf": xsrf_of(page), "address": "nope"}
+        )
+        assert bad.status_code == 400 and "is not an email address" in bad.text
+        sent = b.client.post(
+            SERVICE + "email/address",
+            data={"_xsrf": xsrf_of(page), "address": address("demo-learner")},
+        )
+        assert 'id="learnhub-email-sent"' in sent.text and 'data-verified="no"' in sent.text
+        mail = smtp.inbox.wait_for(address("demo-learner"), subject("Confirm your email"))
+        assert 'data-outcome="verified"' in b.client.get(links_in(mail)[0]).text
+        assert 'data-verified="yes"' in b.client.get(SERVICE + "email").text
+    finally:
+        b.close()
+
+
+# -- SMTP down --------------------------------------------------------------------------------
+
+
+def down_row(hub: HubProcess) -> tuple[object, ...] | None:
+    """Ola's outbox row of the announcement sent while the SMTP server is down."""
+    rows = outbox(
+        hub,
+        "SELECT state, attempts, last_error FROM mail_outbox "
+        "WHERE username='ola' AND params LIKE ?",
+        "%mail server was down%",
+    )
+    return rows[0] if rows else None
+
+
+def until(smtp: SmtpServer, done: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Wait until ``done()``, looking again whenever mail arrives or every 0.2 s (the
+    sender's poll interval here)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, what
+        with smtp.inbox.changed:
+            smtp.inbox.changed.wait(0.2)
+
+
+def test_mail_is_kept_while_smtp_is_down_and_sent_when_it_is_back(
+    hub: HubProcess, smtp: SmtpServer, people: dict[str, EmailMessage]
+) -> None:
+    smtp.stop()
+    try:
+        announce(hub, "Sent while the mail server was down.")
+
+        def tried() -> bool:
+            row = down_row(hub)
+            return row is not None and int(str(row[1])) >= 1
+
+        until(smtp, tried, "no failed attempt recorded")
+        state, _attempts, error = down_row(hub) or ()
+        assert state == "queued" and "Connect" in str(error)  # kept, with the error
+        assert "mail not sent; will retry" in hub.log_tail(400)
+    finally:
+        smtp.start()
+    smtp.inbox.wait_for(address("ola"), lambda m: "mail server was down" in text_of(m))
+    # The sender records the outcome right after the server took the mail.
+    until(smtp, lambda: (down_row(hub) or ("",))[0] == "sent", "not recorded as sent")

@@ -1,0 +1,191 @@
+"""Mail parts without a hub: signed links, settings checks, wording, addresses, the sender's
+retries against a real SMTP server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from hub.courses import Catalog
+from hub.errors import SettingsError
+from hub.mail import members, tokens
+from hub.mail.compose import compose
+from hub.mail.outbox import enqueue
+from hub.mail.sender import MailSender
+from hub.settings import Settings, load_settings
+from hub.store import Database, OutboxMessage, upgrade, utcnow
+from tests.email.conftest import SmtpServer, html_of
+from tests.harness import ROOT
+
+SECRET = "k" * 40
+
+
+def test_tokens_refuse_tampering_other_purposes_and_age() -> None:
+    token = tokens.sign(SECRET, "verify", {"u": "mia", "a": "mia@example.org"}, now=1000)
+    assert tokens.verify(SECRET, "verify", token, max_age_seconds=60, now=1030)["u"] == "mia"
+    _payload, mac = token.split(".")
+    forged = tokens.sign("another key", "verify", {"u": "eve", "a": "eve@example.org"}, now=1000)
+    refused = [
+        (forged.split(".")[0] + "." + mac, "verify", 60),  # someone else's payload, mia's MAC
+        (token, "reset", 60),  # a verification link is not a reset link
+        (token[:-2], "verify", 60),
+        ("garbage", "verify", 60),
+    ]
+    for candidate, purpose, age in refused:
+        with pytest.raises(tokens.TokenRefused) as caught:
+            tokens.verify(SECRET, purpose, candidate, max_age_seconds=age, now=1030)  # type: ignore[arg-type]
+        assert caught.value.reason == "invalid"
+    with pytest.raises(tokens.TokenRefused) as caught:
+        tokens.verify(SECRET, "verify", token, max_age_seconds=60, now=1061)
+    assert caught.value.reason == "expired"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "learnhub.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_email_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="from_address: required"):
+        load_settings(write(tmp_path, "email: {enabled: true}\n"), {})
+    with pytest.raises(SettingsError, match="not a mail address"):
+        load_settings(write(tmp_path, "email: {from_address: 'nobody'}\n"), {})
+    with_user = "email: {enabled: true, from_address: a@b.org, smtp: {username: u}}\n"
+    with pytest.raises(SettingsError, match="LEARNHUB_SMTP_PASSWORD: required"):
+        load_settings(write(tmp_path, with_user), {})
+    assert load_settings(write(tmp_path, with_user), {"LEARNHUB_SMTP_PASSWORD": "pw"}).email.enabled
+
+
+def test_production_refuses_unsigned_links_and_clear_text_smtp(tmp_path: Path) -> None:
+    text = (
+        "mode: production\nemail: {enabled: true, from_address: a@b.org, "
+        "smtp: {host: smtp.example.org, security: none}}\n"
+    )
+    with pytest.raises(SettingsError) as caught:
+        load_settings(write(tmp_path, text), {}, process="service")
+    assert "LEARNHUB_EMAIL_SECRET: must be set" in str(caught.value)
+    assert "email.smtp.security: `none` sends mail" in str(caught.value)
+
+
+def test_mail_words_escape_what_members_wrote() -> None:
+    mail = compose(
+        "answer",
+        "zh-CN",
+        name="ola",
+        action_url="http://localhost:8000/x?a=1&b=2",
+        values={"course": "C", "title": "<script>alert(1)</script>", "author": "noah"},
+    )
+    # The subject is a header: plain text, in the member's language.
+    assert mail.subject.startswith("您的问题有了新回答")
+    assert mail.subject.endswith("<script>alert(1)</script>")
+    assert "<script>" not in mail.html and "&lt;script&gt;" in mail.html
+    assert 'href="http://localhost:8000/x?a=1&amp;b=2"' in mail.html
+    assert "http://localhost:8000/x?a=1&b=2" in mail.text
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    url = f"sqlite:///{tmp_path / 'learnhub.sqlite'}"
+    upgrade(url)
+    database = Database(url)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+def test_an_address_counts_only_once_verified(db: Database) -> None:
+    members.record_address(db, "mia", "mia@Example.ORG", "en")
+    assert members.username_for(db, "mia@example.org") is None  # no reset to an unverified one
+    assert not members.mark_verified(db, "mia", "other@example.org")
+    assert members.mark_verified(db, "mia", "mia@example.org")
+    assert members.username_for(db, "mia@EXAMPLE.org") == "mia"
+
+
+def test_sender_keeps_mail_while_smtp_is_down_and_backs_off(db: Database) -> None:
+    smtp = SmtpServer()  # not started: nothing listens on its port
+    settings = Settings.model_validate(
+        {
+            "email": {
+                "enabled": True,
+                "from_address": "noreply@learnhub.test",
+                "smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "none"},
+                "retry_seconds": 30,
+                "give_up_hours": 1,
+            }
+        }
+    )
+    with db.transaction() as session:
+        enqueue(
+            session,
+            kind="reset",
+            recipient="mia@example.org",
+            username=None,
+            params={"token": "t", "minutes": 60, "lang": "en"},
+        )
+    sender = MailSender(settings, db, Catalog.load(ROOT / "courses"))
+
+    def row() -> OutboxMessage:
+        with db.transaction() as session:
+            return session.scalars(sa.select(OutboxMessage)).one()
+
+    assert asyncio.run(sender.run_once()) == 0
+    first = row()
+    assert (first.state, first.attempts) == ("queued", 1) and first.last_error
+    waited = first.next_attempt_at - utcnow()
+    assert timedelta(seconds=25) < waited <= timedelta(seconds=30)
+    assert asyncio.run(sender.run_once()) == 0 and row().attempts == 1  # not due yet
+    with db.transaction() as session:  # 30 s later
+        session.execute(sa.update(OutboxMessage).values(next_attempt_at=utcnow()))
+    asyncio.run(sender.run_once())
+    second = row()
+    assert second.attempts == 2
+    assert timedelta(seconds=55) < second.next_attempt_at - utcnow() <= timedelta(seconds=60)
+    smtp.start()
+    try:
+        with db.transaction() as session:
+            session.execute(sa.update(OutboxMessage).values(next_attempt_at=utcnow()))
+        assert asyncio.run(sender.run_once()) == 1
+        assert row().state == "sent"
+        (mail,) = smtp.inbox.to("mia@example.org")
+        assert mail["Subject"] == "Reset your LearnHub password"
+        assert "reset-password?token=t" in html_of(mail)
+    finally:
+        smtp.stop()
+
+
+def test_sender_gives_up_after_the_window_but_keeps_the_row(db: Database) -> None:
+    smtp = SmtpServer()
+    settings = Settings.model_validate(
+        {
+            "email": {
+                "enabled": True,
+                "from_address": "noreply@learnhub.test",
+                "smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "none"},
+                "give_up_hours": 1,
+            }
+        }
+    )
+    with db.transaction() as session:
+        enqueue(
+            session,
+            kind="reset",
+            recipient="mia@example.org",
+            username=None,
+            params={"token": "t", "minutes": 60, "lang": "en"},
+        )
+        session.flush()
+        session.execute(sa.update(OutboxMessage).values(created_at=utcnow() - timedelta(hours=2)))
+    sender = MailSender(settings, db, Catalog.load(ROOT / "courses"))
+    asyncio.run(sender.run_once())
+    with db.transaction() as session:
+        state, params = session.execute(sa.select(OutboxMessage.state, OutboxMessage.params)).one()
+    assert state == "failed" and json.loads(params)["token"] == "t"
+    assert sender.failed._value.get() == 1
