@@ -520,7 +520,8 @@ class LearnHubSwarmSpawner(CourseSpawnerMixin, SwarmSpawner):  # type: ignore[mi
         return str(node["Status"]["Addr"]), int(published[0])
 
     def get_state(self) -> dict[str, Any]:
-        """DockerSpawner's state plus the home's node."""
+        """DockerSpawner's state plus the home's node, which `clear_state` (a stopped server)
+        leaves alone: the home outlives every server."""
         state: dict[str, Any] = super().get_state()
         if self.home_node:
             state["home_node"] = self.home_node
@@ -530,12 +531,6 @@ class LearnHubSwarmSpawner(CourseSpawnerMixin, SwarmSpawner):  # type: ignore[mi
         """Restore DockerSpawner's state and the home's node."""
         super().load_state(state)
         self.home_node = state.get("home_node", self.home_node)
-
-    def clear_state(self) -> None:
-        """Forget the stopped service, never the home's node: it outlives every server."""
-        home_node = self.home_node
-        super().clear_state()
-        self.home_node = home_node
 
 
 def kube_spawner_class() -> type:

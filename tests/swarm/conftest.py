@@ -127,6 +127,7 @@ def swarm_worker(swarm: Swarm, images: None, docker_prefix_cleanup: None) -> Ite
     capability but that one and the unconfined profiles; /var/lib/docker on a volume, because
     overlay2 cannot sit on the container's own overlay root.
     """
+    started = time.monotonic()
     _build_worker_image()
     name = f"{TEST_PREFIX}-swarm-worker"
     docker(
@@ -160,6 +161,7 @@ def swarm_worker(swarm: Swarm, images: None, docker_prefix_cleanup: None) -> Ite
         worker.node = node
         worker.address = json.loads(docker("node", "inspect", node))[0]["Status"]["Addr"]
         docker("node", "update", "--label-add", f"{COURSES_LABEL}=true", node)
+        print(f"worker image checked, started and joined in {time.monotonic() - started:.1f} s")
         yield worker
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)

@@ -71,11 +71,13 @@ def swarm_hub(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[HubProcess]:
     """A hub whose course servers are Swarm services placed on the worker."""
+    started = time.monotonic()
     built = build_all(
         swarm_courses, template=COURSE_IMAGE, default_image="learnhub/singleuser:latest", push=False
     )
     image = COURSE_IMAGE.format(course=COURSE)
     assert image in built
+    print(f"course images built in {time.monotonic() - started:.1f} s")
     started = time.monotonic()
     loaded = swarm_worker.load(image)
     print(
@@ -101,8 +103,10 @@ def swarm_hub(
             "LEARNHUB_STRIPE_WEBHOOK_SECRETS": WEBHOOK_SECRET,
         },
     )
+    started = time.monotonic()
     try:
         with running(hub):
+            print(f"swarm hub started in {time.monotonic() - started:.1f} s")
             try:
                 yield hub
             finally:
