@@ -1,11 +1,14 @@
-"""LearnHubSwarmSpawner without a swarm: the home's node outlives a stop, and limits and
-mounts are what the end-to-end test relies on."""
+"""LearnHubSwarmSpawner without a swarm: the home's node outlives a stop, the mounts are what
+the end-to-end test relies on, and deploy/swarm's example is valid settings."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
+from hub.settings import load_settings
 from hub.spawner import HOME, HOME_VOLUME, SCRATCH_TMPFS_MIB, LearnHubSwarmSpawner
+from spawner_config import BACKENDS, _swarm_own
 
 
 def course_spawner() -> LearnHubSwarmSpawner:
@@ -35,3 +38,13 @@ def test_home_is_a_volume_and_tmp_a_tmpfs() -> None:
     assert mounts["/tmp"]["Type"] == "tmpfs"
     assert mounts["/tmp"]["TmpfsOptions"]["SizeBytes"] == SCRATCH_TMPFS_MIB * 1024**2
     assert not [m for m in mounts.values() if m["Type"] == "bind"]
+
+
+def test_the_deploy_example_is_valid_settings() -> None:
+    example = Path(__file__).resolve().parents[2] / "deploy" / "swarm" / "learnhub.swarm.yaml"
+    settings = load_settings(example, {})
+    assert settings.spawner.backend == "swarm"
+    own = _swarm_own(settings)
+    assert own["swarm_course_image"].endswith("/learnhub/course-{course}:latest")
+    assert own["swarm_constraints"] == ["node.labels.learnhub-courses==true"]
+    assert BACKENDS["swarm"].engine(settings)["use_internal_ip"] is False
