@@ -4,7 +4,8 @@ These fixtures change host-global state (swarm mode, a worker container, publish
 every test that uses them is in the xdist group ``swarm`` and the session holds a file lock while
 it uses the swarm. A swarm this session did not create is used as it is and never left; one it
 created is left at the end. The worker's image store is a named volume kept between runs
-(``learnhub-swarm-worker-images``), so images are loaded into it only when they changed.
+(``learnhub-swarm-worker-images``), and so is the registry's storage
+(``/var/cache/learnhub-swarm-registry``): only changed layers travel.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.harness import ROOT, TEST_PREFIX
+from tests.harness import ROOT, TEST_PREFIX, free_port
 
 #: Where the manager listens and the worker joins: the host's Docker bridge gateway, which the
 #: worker container reaches (127.0.0.1 would be the worker's own loopback).
@@ -29,7 +31,10 @@ WORKER_IMAGE = "learnhub/swarm-worker:latest"
 WORKER_IMAGES_VOLUME = "learnhub-swarm-worker-images"
 #: The node label that places course servers on the worker (the hub's `swarm.constraints`).
 COURSES_LABEL = "learnhub-courses"
+#: Shared by every session on this machine on purpose: one swarm test at a time.
 LOCK = Path("/tmp/learnhub-swarm-tests.lock")
+#: The registry's storage, kept between runs so that only changed layers are pushed again.
+REGISTRY_STORAGE = Path("/var/cache/learnhub-swarm-registry")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -81,6 +86,93 @@ def swarm(docker_engine: None) -> Iterator[Swarm]:
 
 
 @dataclass
+class Registry:
+    """Debian's `docker-registry`, twice over one storage folder: the host's engine pushes to
+    the loopback listener (the only plain-HTTP registries it accepts without a restart are on
+    127.0.0.0/8), the worker pulls from the one on the bridge gateway, as its registry mirror.
+    A mirror serves Docker Hub names, so `learnhub/course-x:latest` means the same image on
+    every node and the services name it unchanged."""
+
+    push: str
+    pull: str
+    #: The pull listener's access log.
+    pull_log: Path
+
+    def publish(self, image: str) -> float:
+        """Push `image` (by its own name on the nodes); the seconds it took."""
+        started = time.monotonic()
+        pushed = f"{self.push}/{image}"
+        docker("tag", image, pushed)
+        try:
+            docker("push", "-q", pushed, timeout=900)
+        finally:
+            docker("rmi", pushed)
+        return time.monotonic() - started
+
+    def served(self, client: str, image: str) -> bool:
+        """Whether the pull listener answered `client` for a manifest of `image` (no tag): a
+        GET when the node lacked the image, a HEAD when it checked the one it has."""
+        path = f" /v2/{image}/manifests/"
+        return any(
+            line.startswith(f"{client} ") and (f'"GET{path}' in line or f'"HEAD{path}' in line)
+            for line in self.pull_log.read_text(errors="replace").splitlines()
+        )
+
+
+def _ensure_registry_installed() -> None:
+    if shutil.which("docker-registry"):
+        return
+    subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False, timeout=600)
+    installed = subprocess.run(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "docker-registry"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    if installed.returncode != 0:
+        raise AssertionError(f"apt-get install docker-registry failed:\n{installed.stderr}")
+
+
+@pytest.fixture(scope="session")
+def registry(swarm: Swarm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """The image registry of the test swarm (see :class:`Registry`)."""
+    _ensure_registry_installed()
+    REGISTRY_STORAGE.mkdir(parents=True, exist_ok=True)
+    folder = tmp_path_factory.mktemp("registry")
+    listeners = {"push": f"127.0.0.1:{free_port()}", "pull": f"{MANAGER_ADDRESS}:{free_port()}"}
+    processes = []
+    try:
+        for role, address in listeners.items():
+            config = folder / f"{role}.yml"
+            config.write_text(
+                "version: 0.1\nlog:\n  level: warn\n"
+                f"storage:\n  filesystem:\n    rootdirectory: {REGISTRY_STORAGE}\n"
+                f"http:\n  addr: {address}\n"
+            )
+            log = (folder / f"{role}.log").open("wb")
+            processes.append(
+                subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log)
+            )
+        for address in listeners.values():
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"http://{address}/v2/", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"docker-registry on {address} did not answer")
+                time.sleep(0.1)
+        yield Registry(push=listeners["push"], pull=listeners["pull"], pull_log=folder / "pull.log")
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+@dataclass
 class Worker:
     """A worker node: its container, node id and swarm address."""
 
@@ -98,21 +190,6 @@ class Worker:
         except AssertionError:
             return None
 
-    def load(self, *images: str) -> list[str]:
-        """Give the worker the host's `images` by `docker save | docker load`, skipping those it
-        already has (same image id); return the ones loaded."""
-        missing = [
-            image
-            for image in images
-            if self.image_id(image) != docker("image", "inspect", "--format", "{{.Id}}", image)
-        ]
-        if missing:
-            saved = subprocess.run(
-                ["docker", "save", *missing], capture_output=True, check=True, timeout=600
-            ).stdout
-            self.docker("load", input=saved, timeout=600)
-        return missing
-
 
 def _build_worker_image() -> None:
     """The worker image from the offline base plus Debian's docker.io (layer cache: once)."""
@@ -120,7 +197,9 @@ def _build_worker_image() -> None:
 
 
 @pytest.fixture(scope="session")
-def swarm_worker(swarm: Swarm, images: None, docker_prefix_cleanup: None) -> Iterator[Worker]:
+def swarm_worker(
+    swarm: Swarm, registry: Registry, images: None, docker_prefix_cleanup: None
+) -> Iterator[Worker]:
     """A Docker-in-Docker container joined to the swarm as a worker, labelled for courses.
 
     `--privileged` fails on this VM (its bounding set lacks CAP_SYS_RESOURCE), hence every
@@ -138,6 +217,7 @@ def swarm_worker(swarm: Swarm, images: None, docker_prefix_cleanup: None) -> Ite
         "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
         "-v", f"{WORKER_IMAGES_VOLUME}:/var/lib/docker",
         WORKER_IMAGE,
+        "--registry-mirror", f"http://{registry.pull}", "--insecure-registry", registry.pull,
     )  # fmt: skip
     node = ""
     try:

@@ -35,7 +35,7 @@ from tests.harness import (
     stop_server,
     wait_for_server,
 )
-from tests.swarm.conftest import COURSES_LABEL, Swarm, Worker, docker
+from tests.swarm.conftest import COURSES_LABEL, Registry, Swarm, Worker, docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("swarm")]
 
@@ -65,6 +65,7 @@ def remove_services(prefix: str) -> None:
 def swarm_hub(
     swarm: Swarm,
     swarm_worker: Worker,
+    registry: Registry,
     swarm_courses: Path,
     standin: StripeStandIn,
     docker_prefix_cleanup: None,
@@ -78,11 +79,7 @@ def swarm_hub(
     image = COURSE_IMAGE.format(course=COURSE)
     assert image in built
     print(f"course images built in {time.monotonic() - started:.1f} s")
-    started = time.monotonic()
-    loaded = swarm_worker.load(image)
-    print(
-        f"images loaded into the worker: {loaded or 'none'} in {time.monotonic() - started:.1f} s"
-    )
+    print(f"course image pushed to the registry in {registry.publish(image):.1f} s")
 
     workdir = tmp_path_factory.mktemp("swarm-hub")
     settings = hub_settings(workdir, courses_dir=swarm_courses)
@@ -189,7 +186,11 @@ def assignments(b: Browser, url: str, action: str) -> list[dict[str, Any]]:
 
 
 def test_buy_learn_grade_refund_on_a_swarm_worker(
-    swarm_hub: HubProcess, swarm_worker: Worker, standin: StripeStandIn, swarm_courses: Path
+    swarm_hub: HubProcess,
+    swarm_worker: Worker,
+    registry: Registry,
+    standin: StripeStandIn,
+    swarm_courses: Path,
 ) -> None:
     hub = swarm_hub
     assert run_learnhub(hub, "grader", "release", COURSE, ASSIGNMENT).returncode == 0
@@ -207,6 +208,8 @@ def test_buy_learn_grade_refund_on_a_swarm_worker(
         url, first_spawn = launch(b, hub)
         task = service_task(hub)
         assert task["NodeID"] == swarm_worker.node
+        # The worker got the course image from the registry (its mirror), by its plain name.
+        assert registry.served(swarm_worker.address, f"learnhub/course-{COURSE}")
         spec = task["Spec"]["ContainerSpec"]
         assert spec["User"] == "1000:100" and spec["ReadOnly"] is True
         assert spec["CapabilityDrop"] == ["ALL"]
