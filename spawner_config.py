@@ -76,6 +76,30 @@ def _docker_own(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _swarm_engine(settings: Settings) -> dict[str, Any]:
+    """SwarmSpawner's values: no network (the node's default bridge reaches the Hub on the
+    host; servers are reached on a host-mode published port), no pull check on the Hub's own
+    engine (the node that runs the task pulls the image), the homes' volume driver."""
+    swarm = settings.spawner.swarm
+    return {
+        **_docker_engine(settings, remove=False),
+        "network_name": "",
+        "use_internal_ip": False,
+        "pull_policy": "skip",
+        "volume_driver": swarm.volume_driver,
+    }
+
+
+def _swarm_own(settings: Settings) -> dict[str, Any]:
+    """What only the Swarm backend's LearnHub class takes: the course image and placement."""
+    swarm = settings.spawner.swarm
+    return {
+        "swarm_course_image": swarm.course_image,
+        "swarm_constraints": list(swarm.constraints),
+        "home_affinity": swarm.home_affinity,
+    }
+
+
 BACKENDS: dict[str, Backend] = {
     "docker": Backend(
         "hub.spawner.LearnHubDockerSpawner",
@@ -89,7 +113,8 @@ BACKENDS: dict[str, Backend] = {
         "hub.spawner.LearnHubSwarmSpawner",
         "LearnHubSwarmSpawner",
         "SwarmSpawner",
-        lambda settings: _docker_engine(settings, remove=False),
+        _swarm_engine,
+        _swarm_own,
     ),
     "kubernetes": Backend(
         _kube_spawner_class,

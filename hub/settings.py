@@ -387,6 +387,40 @@ _DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 KUBERNETES_SERVICE_PATTERN = rf"^[a-z]([-a-z0-9]{{0,61}}[a-z0-9])?(\.{_DNS_LABEL})*$"
 
 
+class SwarmSettings(_Model):
+    """Course servers as Docker Swarm services (`spawner.backend: swarm`); see
+    docs/how-to/scale.md#docker-swarm."""
+
+    course_image: str = Field(
+        "learnhub/course-{course}:latest",
+        description=(
+            "Image of a course's servers, `{course}` replaced by the course id: the course image "
+            "with the course's materials baked in at /srv/learnhub/materials (`python -m "
+            "hub.swarm images`), since a bind mount of the hub host's folder does not follow a "
+            "server to another node. Push it to a registry every node can pull from."
+        ),
+    )
+    constraints: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Swarm placement constraints of every course server, e.g. "
+            "`node.labels.learnhub.courses==true` to keep them off the managers."
+        ),
+    )
+    home_affinity: bool = Field(
+        True,
+        description=(
+            "Pin each learner's course server to the node where its home volume was created "
+            "(the node id is kept in the Hub's database), so the local volume driver is enough. "
+            "Turn it off only with a volume driver that every node shares."
+        ),
+    )
+    volume_driver: str = Field(
+        "",
+        description="Volume driver of the homes (empty: `local`, one volume per node).",
+    )
+
+
 class SpawnerSettings(_Model):
     """Which engine runs the course containers and how."""
 
@@ -420,6 +454,7 @@ class SpawnerSettings(_Model):
     idle_timeout: int = Field(
         3600, ge=0, description="Stop servers idle this many seconds (0 disables the culler)."
     )
+    swarm: SwarmSettings = Field(default_factory=SwarmSettings)
     kubernetes_namespace: str = Field(
         "learnhub", description="Namespace of the course pods with `backend: kubernetes`."
     )

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from docker.errors import NotFound
+from docker.types import Mount, Resources, RestartPolicy
 from dockerspawner import DockerSpawner, SwarmSpawner
-from traitlets import Enum, Float, HasTraits, Integer, Unicode
+from traitlets import Bool, Enum, Float, HasTraits, Integer, List, Unicode
 
 from grader.ownership import prepare_instructor_copy
 from hub.access.policy import Member
@@ -395,20 +396,141 @@ class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[
 class LearnHubSwarmSpawner(CourseSpawnerMixin, SwarmSpawner):  # type: ignore[misc]
     """SwarmSpawner for course servers on a Docker Swarm (scale-out across machines).
 
-    Course materials must be baked into the course image (bind mounts do not follow a service to
-    another node); the volume driver of the swarm decides where learner volumes live.
+    - Materials are in the course's image (``swarm_course_image``, built by ``python -m
+      hub.swarm images``): a bind mount of the hub host's folder does not follow a service to
+      another node. The image's entrypoint syncs them into the home as on Docker.
+    - The home is a named volume of the node the server runs on. With ``home_affinity`` the
+      node that first ran a learner's course server is kept in the spawner's state (the Hub's
+      database) and every later start is constrained to it, so the work is there again.
+    - The Hub reaches a server through a port the node publishes in host mode (the node's
+      address and the task's port); Swarm's routing mesh (ingress VIPs) is not used.
+    - Same limits as the Docker backend where Swarm has them: memory, CPU, pids, uid 1000,
+      no capabilities, read-only root with a /tmp tmpfs. Swarm (API 1.41) has no
+      ``no-new-privileges``; with no capabilities and no setuid programs it adds little.
     """
+
+    swarm_course_image = Unicode(
+        "learnhub/course-{course}:latest",
+        config=True,
+        help="Image of a course's servers, `{course}` replaced by the course id.",
+    )
+    swarm_constraints = List(
+        Unicode(), config=True, help="Placement constraints of every course server."
+    )
+    home_affinity = Bool(
+        True, config=True, help="Pin each home to the node where its volume was created."
+    )
+    #: The node whose local volume holds this learner's home for this course ("" unknown).
+    home_node = Unicode("")
 
     async def start(self) -> Any:
         """Check access, configure the service for the course, then start it."""
         entry = self.authorize_course()
-        self.apply_course(entry)
-        self.volumes = {"{prefix}-{username}--{servername}": HOME}
-        self.extra_container_spec = {
-            "labels": {"learnhub.user": self.user.name, "learnhub.course": entry.course.id},
-            "user": "1000:100",
+        memory, cpu = self.apply_course(entry)
+        self.image = entry.course.image or self.swarm_course_image.format(course=entry.course.id)
+        self.volumes = {HOME_VOLUME: HOME}
+        labels = {
+            "learnhub.user": self.user.name,
+            "learnhub.course": entry.course.id,
+            "learnhub.prefix": self.name_prefix,
         }
-        return await super().start()
+        self.extra_container_spec = {
+            "labels": labels,
+            "user": "1000:100",
+            "cap_drop": ["ALL"],
+            "read_only": READ_ONLY_ROOT,
+        }
+        self.extra_create_kwargs = {"labels": labels}
+        constraints = list(self.swarm_constraints)
+        if self.home_affinity and self.home_node:
+            constraints.append(f"node.id=={self.home_node}")
+        self.extra_placement_spec = {"constraints": constraints}
+        # docker-py's Resources has no pids limit; the Engine API (1.41) does.
+        resources = Resources(
+            mem_limit=self.mem_limit, cpu_limit=int(float(self.cpu_limit or 1) * 1e9)
+        )
+        resources["Limits"]["Pids"] = 512
+        # Swarm retries a failed task forever by default; a server that fails is reported.
+        self.extra_task_spec = {
+            "resources": resources,
+            "restart_policy": RestartPolicy(condition="none"),
+        }
+        self.extra_endpoint_spec = {
+            "ports": [{"Protocol": "tcp", "TargetPort": self.port, "PublishMode": "host"}]
+        }
+        self.log.info(
+            "starting course server: user=%s course=%s image=%s mem=%s cpu=%s backend=swarm "
+            "node=%s",
+            self.user.name,
+            entry.course.id,
+            self.image,
+            memory,
+            cpu,
+            self.home_node or "any",
+        )
+        ip, port = await super().start()
+        await self.wait_until_listening(ip, port, within=float(self.start_timeout))
+        return ip, port
+
+    @property
+    def mounts(self) -> list[Mount]:
+        """The home as a named volume of the node (SwarmSpawner's own are bind mounts), and
+        /tmp as a tmpfs (Swarm mounts tmpfs noexec; tools that compile into /tmp use the home)."""
+        driver = self.mount_driver_config
+        homes = [
+            Mount(
+                target=spec["bind"],
+                source=name,
+                type="volume",
+                read_only=spec["mode"] == "ro",
+                driver_config=driver,
+                labels={"learnhub.user": self.user.name, "learnhub.course": self.name},
+            )
+            for name, spec in self.volume_binds.items()
+        ]
+        scratch = Mount(
+            target="/tmp",  # noqa: S108 - the container's own tmpfs
+            source=None,
+            type="tmpfs",
+            tmpfs_size=SCRATCH_TMPFS_MIB * 1024**2,
+            tmpfs_mode=0o1777,
+        )
+        return [*homes, scratch]
+
+    async def get_ip_and_port(self) -> tuple[str, int]:
+        """The address of the node that runs the task and the port it published there; and
+        remember that node as the home's (home affinity)."""
+        task = await self.get_task()
+        if task is None:
+            raise RuntimeError(f"service {self.service_name} has no task")
+        node = await self.docker("inspect_node", task["NodeID"])
+        ports = task.get("Status", {}).get("PortStatus", {}).get("Ports", [])
+        published = [p["PublishedPort"] for p in ports if p.get("TargetPort") == self.port]
+        if not published:
+            raise RuntimeError(f"service {self.service_name} published no port for {self.port}")
+        if self.home_affinity and not self.home_node:
+            self.home_node = str(task["NodeID"])
+            self.log.info(
+                "home placed: user=%s course=%s node=%s (%s)",
+                self.user.name,
+                self.name,
+                self.home_node,
+                node["Description"]["Hostname"],
+            )
+        return str(node["Status"]["Addr"]), int(published[0])
+
+    def get_state(self) -> dict[str, Any]:
+        """DockerSpawner's state plus the home's node, which `clear_state` (a stopped server)
+        leaves alone: the home outlives every server."""
+        state: dict[str, Any] = super().get_state()
+        if self.home_node:
+            state["home_node"] = self.home_node
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore DockerSpawner's state and the home's node."""
+        super().load_state(state)
+        self.home_node = state.get("home_node", self.home_node)
 
 
 def kube_spawner_class() -> type:

@@ -113,6 +113,11 @@ def test_swarm_backend(tmp_path: Path) -> None:
     c = configured({}, text, tmp_path)
     assert c.JupyterHub.spawner_class == "hub.spawner.LearnHubSwarmSpawner"
     assert c.LearnHubSwarmSpawner.name_prefix == "learnhub"
+    # Materials come in the course's image; servers are reached on a host-mode port.
+    assert c.LearnHubSwarmSpawner.swarm_course_image == "learnhub/course-{course}:latest"
+    assert c.LearnHubSwarmSpawner.home_affinity is True
+    assert c.SwarmSpawner.use_internal_ip is False
+    assert c.SwarmSpawner.network_name == ""
 
 
 def test_warning_log_level_is_spelled_for_traitlets(tmp_path: Path) -> None:
