@@ -26,9 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from hub.errors import LearnHubError
-from hub.markdown import render
-
 from hub.mail import notices
+from hub.markdown import render
 from hub.store import Database
 from hub.store.usage_models import (
     DELETED,

@@ -47,7 +47,6 @@ def make_app(
         *grading_routes(prefix),
         *community_routes(prefix),
         *static_routes(prefix),
-
         *mail_routes(prefix),
         *(extra_routes or []),
     ]

@@ -7,7 +7,7 @@ made hard) and its HTML is rendered from it, so nothing an old post said changes
 (``__eq__`` stays ``__eq__``, not bold ``eq``) and editing it later starts from Markdown.
 
 Revision ID: 0014_qa_markdown_moderation
-Revises: 0011_autograde_runs
+Revises: 0013_mail
 Create Date: 2026-12-05
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014_qa_markdown_moderation"
-down_revision: str | None = "0011_autograde_runs"
+down_revision: str | None = "0013_mail"
 branch_labels: str | None = None
 depends_on: str | None = None
 
