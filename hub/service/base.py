@@ -231,6 +231,10 @@ class LearnerPage(LearnerHandler, BaseHandler):
             # builds this hidden input and escapes the token itself.
             "xsrf_form_html": Markup(self.xsrf_form_html()) if viewer else Markup(""),  # noqa: S704
             "title": "",
+            # Public pages (catalog, course, preview) describe themselves (hub.seo.PageMeta);
+            # the course page adds schema.org data.
+            "meta": None,
+            "structured_data": None,
         }
         base_context.update(context)
         return self.ctx.templates.get_template(template).render(**base_context)
