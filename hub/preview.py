@@ -136,8 +136,10 @@ def lesson_stylesheet() -> str:
 .learnhub-lesson { overflow-wrap: anywhere; }
 .learnhub-lesson .input_area, .learnhub-lesson .output_area pre {
   background: var(--bs-tertiary-bg, #f7f7f7); border: 1px solid var(--bs-border-color, #ddd);
-  border-radius: .25rem; padding: .5rem; margin-bottom: 1rem; overflow-x: auto; }
-.learnhub-lesson .input_area pre, .learnhub-lesson .output_area pre { margin: 0; }
+  border-radius: .25rem; padding: .5rem; margin-bottom: 1rem; }
+/* Long lines wrap rather than scroll: a scrolling box of code is one more stop a keyboard
+   user must reach (axe: scrollable-region-focusable), and on a phone most lines are long. */
+.learnhub-lesson pre { margin: 0; white-space: pre-wrap; overflow: visible; }
 .learnhub-lesson table { display: block; max-width: 100%; overflow-x: auto;
   border-collapse: collapse; margin-bottom: 1rem; }
 .learnhub-lesson th, .learnhub-lesson td { border: 1px solid var(--bs-border-color, #ddd);

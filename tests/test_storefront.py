@@ -7,6 +7,8 @@ are checked on a real hub in `tests/browser/test_pages_http.py`.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import shutil
@@ -165,6 +167,16 @@ async def test_catalog_describes_itself_and_private_pages_ask_not_to_be_indexed(
     missing = await site.client.get("/services/learnhub/courses/no-such-course")
     assert missing.status_code == 404
     assert head_of(missing.text).meta["robots"] == "noindex"
+
+
+async def test_the_pages_one_style_element_is_the_one_their_policy_allows(site: Site) -> None:
+    """The navigation's rules are included into base.html's <style>; the CSP hash must be of
+    the rendered text, or Chromium drops the whole element (and the phone menu with it)."""
+    page = await site.client.get("/services/learnhub/")
+    (style,) = re.findall(r"<style>(.*?)</style>", page.text, re.S)
+    assert ".learnhub-nav-toggle:checked" in style
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in page.headers["Content-Security-Policy"]
 
 
 async def test_robots_and_sitemap_name_only_the_public_pages(site: Site) -> None:
