@@ -366,3 +366,20 @@ def test_front_door_and_the_hubs_pages_in_chinese(docker_hub: HubProcess) -> Non
         assert '<html lang="en">' in english.text and "My courses" in english.text
         catalog = member.client.get(SERVICE, headers=zh)
         assert '<html lang="en">' in catalog.text and "Sign out" in catalog.text
+
+
+def test_robots_sitemap_and_preview_lesson_through_the_proxy(visitor: Browser) -> None:
+    """The proxy's site-root routes reach the service; the free lesson needs no account."""
+    public = visitor.hub.url  # this hub's public URL (its base URL is /@/space%20word/)
+    robots = visitor.client.get("robots.txt")
+    assert robots.status_code == 200, robots.text
+    assert f"Sitemap: {public}sitemap.xml" in robots.text
+    assert "Disallow: /@/space%20word/hub/" in robots.text
+    sitemap = visitor.client.get("sitemap.xml")
+    assert sitemap.status_code == 200
+    assert f"<loc>{public}services/learnhub/courses/python-foundations/preview</loc>" in (
+        sitemap.text
+    )
+    lesson = visitor.client.get(SERVICE + "courses/python-foundations/preview")
+    assert lesson.status_code == 200 and 'id="learnhub-preview"' in lesson.text
+    assert "1. The Python data model" in lesson.text and 'id="login"' in lesson.text
