@@ -368,8 +368,10 @@ def test_front_door_and_the_hubs_pages_in_chinese(docker_hub: HubProcess) -> Non
         assert '<html lang="en">' in catalog.text and "Sign out" in catalog.text
 
 
-def test_robots_sitemap_and_preview_lesson_through_the_proxy(visitor: Browser) -> None:
-    """The proxy's site-root routes reach the service; the free lesson needs no account."""
+def test_robots_and_sitemap_at_the_site_root_through_the_proxy(visitor: Browser) -> None:
+    """The proxy's site-root routes (kept by the Hub) reach the service. (The free lesson,
+    which the sitemap lists, is opened anonymously in the Chromium walk of
+    tests/browser/test_journey_chromium.py; rendering it here too would cost a second render.)"""
     public = visitor.hub.url  # this hub's public URL (its base URL is /@/space%20word/)
     robots = visitor.client.get("robots.txt")
     assert robots.status_code == 200, robots.text
@@ -380,6 +382,3 @@ def test_robots_sitemap_and_preview_lesson_through_the_proxy(visitor: Browser) -
     assert f"<loc>{public}services/learnhub/courses/python-foundations/preview</loc>" in (
         sitemap.text
     )
-    lesson = visitor.client.get(SERVICE + "courses/python-foundations/preview")
-    assert lesson.status_code == 200 and 'id="learnhub-preview"' in lesson.text
-    assert "1. The Python data model" in lesson.text and 'id="login"' in lesson.text
