@@ -1,4 +1,8 @@
-"""A browser-like HTTP client for a running hub: sign up, log in, open a course server."""
+"""A browser-like HTTP client for a running hub: sign up, log in, open a course server.
+
+Also what real-Chromium tests share: the phone viewport and the automated accessibility check
+(axe-core from `tools/node_modules`, run in the page through Playwright's CDP connection).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,75 @@ import re
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
-from harness.hub import HubProcess
+from harness.hub import ROOT, HubProcess
 from harness.names import BrowserCookieJar
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page, ViewportSize
+
+#: The browser tests' two widths: a desktop, and a phone (an iPhone 12-15's CSS viewport).
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+#: axe-core, installed from npm with the proxy (tools/package.json, exact version).
+AXE_SCRIPT = ROOT / "tools" / "node_modules" / "axe-core" / "axe.min.js"
+#: Violations at these impacts fail a test; "minor" and "moderate" ones are reported only.
+AXE_FAILING_IMPACTS = ("serious", "critical")
+
+
+@cache
+def _axe_source() -> str:
+    if not AXE_SCRIPT.exists():
+        raise FileNotFoundError(
+            f"{AXE_SCRIPT} not found: run scripts/setup.sh (npm installs tools/package.json)"
+        )
+    return AXE_SCRIPT.read_text(encoding="utf-8")
+
+
+def axe_violations(page: Page) -> list[dict[str, Any]]:
+    """Run axe-core on ``page`` as it is now: its WCAG 2.x A/AA and best-practice rules.
+
+    The source is evaluated through CDP (``Runtime.evaluate``), which a page's
+    Content-Security-Policy does not govern: the service's pages allow no script at all, and
+    the check must not need a weaker policy than the one people get.
+    """
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        # Inside a function whose `define` is undefined, so a page's AMD loader (the Hub's
+        # pages carry require.js) cannot take axe's UMD wrapper instead of `window.axe`. (Not
+        # `new Function`: that is eval, which the pages' policy refuses.)
+        page.evaluate(
+            "(() => { const define = undefined, module = undefined, exports = undefined;\n"
+            + _axe_source()
+            + "\n})()"
+        )
+    result: dict[str, Any] = page.evaluate(
+        """async () => await window.axe.run(document, {
+            runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa",
+                                            "wcag22aa", "best-practice"]},
+            resultTypes: ["violations"],
+        })"""
+    )
+    return list(result["violations"])
+
+
+def serious_violations(page: Page) -> list[str]:
+    """axe's serious and critical violations on ``page``, one readable line per element."""
+    lines = []
+    for violation in axe_violations(page):
+        if violation.get("impact") not in AXE_FAILING_IMPACTS:
+            continue
+        for node in violation["nodes"]:
+            target = " ".join(str(t) for t in node.get("target", []))
+            lines.append(
+                f"{page.url}: {violation['id']} ({violation['impact']}) at {target}: "
+                f"{node.get('failureSummary', '').splitlines()[-1:]}"
+            )
+    return lines
 
 
 class Browser:

@@ -165,6 +165,14 @@ class Course(_Model):
             "from the Q&A pages; empty shows LearnHub's default rules, in the reader's language."
         ),
     )
+    preview: str | None = Field(
+        None,
+        description=(
+            "A free preview lesson: a notebook in `materials/` (e.g. `01-intro.ipynb`) that "
+            "anyone may read, rendered to HTML (not executed), on the course's public page "
+            "`courses/<id>/preview`."
+        ),
+    )
 
     @field_validator("assignments")
     @classmethod
@@ -185,6 +193,18 @@ class Course(_Model):
                     f"{assignment.id}.due: a self-paced course counts deadlines from each "
                     "learner's enrolment: write `due_after: 14d` instead"
                 )
+        return value
+
+    @field_validator("preview")
+    @classmethod
+    def _preview_is_a_materials_notebook(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = value.split("/")
+        if not value.endswith(".ipynb") or value.startswith("/") or ".." in parts or "" in parts:
+            raise ValueError(
+                f"must be a notebook path inside materials/, like 01-intro.ipynb, got {value!r}"
+            )
         return value
 
     @field_validator("assignments")
@@ -285,6 +305,11 @@ def load_course(folder: Path) -> CourseEntry:
                 f"{path}: assignments.{assignment.id}: no folder source/{assignment.id}/ "
                 "with its nbgrader source notebooks"
             )
+    if course.preview is not None and not (folder / "materials" / course.preview).is_file():
+        raise CourseError(
+            f"{path}: preview: no notebook materials/{course.preview}; name one of the "
+            "course's materials/ notebooks, or remove the key"
+        )
     return CourseEntry(course=course, folder=folder.resolve())
 
 

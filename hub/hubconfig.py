@@ -30,6 +30,7 @@ from hub.metrics import (
     SCRAPER_SERVICE,
 )
 from hub.privilege import prepare_data_dir, proxy_account, service_account
+from hub.seo import site_root_routes
 from hub.settings import Settings
 from hub.subdomains import learnhub_subdomain_hook
 
@@ -48,6 +49,8 @@ def apply_hub(c: Any, settings: Settings) -> None:
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub.proxy_api_port}"
     c.ConfigurableHTTPProxy.pid_file = str(data_dir / "proxy.pid")
     c.ConfigurableHTTPProxy.command = proxy_command(settings)
+    # robots.txt and sitemap.xml at the site's root, served by the LearnHub service (hub.seo).
+    c.Proxy.extra_routes = site_root_routes(settings, service_url(settings))
     # One origin per user server: a learner's page cannot read the Hub's pages (its tokens)
     # as whoever opens it. The LearnHub service stays on the Hub's host (hub.subdomains).
     if settings.subdomain_host:

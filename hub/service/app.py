@@ -23,6 +23,7 @@ from hub.service.pages import page_routes
 from hub.service.payments import payment_routes
 from hub.service.probes import probe_routes
 from hub.service.static_files import static_routes
+from hub.service.storefront import storefront_routes
 
 
 def make_app(
@@ -43,6 +44,7 @@ def make_app(
         *payment_routes(prefix),
         *probe_routes(prefix),
         *page_routes(prefix),
+        *storefront_routes(prefix, ctx.hub_base),
         *dashboard_routes(prefix),
         *grading_routes(prefix),
         *community_routes(prefix),

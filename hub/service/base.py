@@ -35,7 +35,12 @@ from hub.i18n import (
     plural_translator,
     translator,
 )
-from hub.service.context import CONTEXT_SETTING, TEMPLATES_DIR, ServiceContext
+from hub.service.context import (
+    CONTEXT_SETTING,
+    SITE_TEMPLATES_DIR,
+    TEMPLATES_DIR,
+    ServiceContext,
+)
 from hub.service.ratelimit import retry_after
 
 log = logging.getLogger("learnhub.service")
@@ -44,6 +49,10 @@ log = logging.getLogger("learnhub.service")
 #: Where a form's answer may redirect the browser besides this site (Chromium applies
 #: ``form-action`` to those redirects): Stripe's hosted Checkout and Customer Portal.
 STRIPE_FORM_TARGETS = ("https://checkout.stripe.com", "https://billing.stripe.com")
+
+
+#: How base.html's <style> takes in the navigation's rules.
+NAV_CSS_INCLUDE = '{% include "site/nav.css" %}'
 
 
 @cache
@@ -61,7 +70,11 @@ def content_security_policy(public_origin: str) -> str:
     match = re.search(r"<style>(.*?)</style>", template, re.S)
     styles = "'self'"
     if match:
-        digest = base64.b64encode(hashlib.sha256(match.group(1).encode()).digest()).decode()
+        # The navigation's rules, shared with the Hub's pages, are included as Jinja renders
+        # them (without the file's last newline).
+        nav_css = (SITE_TEMPLATES_DIR / "site" / "nav.css").read_text(encoding="utf-8")
+        style = match.group(1).replace(NAV_CSS_INCLUDE, nav_css.removesuffix("\n"))
+        digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
         styles += f" 'sha256-{digest}'"
     forms = " ".join(("'self'", public_origin, *STRIPE_FORM_TARGETS))
     return (
@@ -231,6 +244,10 @@ class LearnerPage(LearnerHandler, BaseHandler):
             # builds this hidden input and escapes the token itself.
             "xsrf_form_html": Markup(self.xsrf_form_html()) if viewer else Markup(""),  # noqa: S704
             "title": "",
+            # Public pages (catalog, course, preview) describe themselves (hub.seo.PageMeta);
+            # the course page adds schema.org data.
+            "meta": None,
+            "structured_data": None,
         }
         base_context.update(context)
         return self.ctx.templates.get_template(template).render(**base_context)

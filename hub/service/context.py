@@ -16,7 +16,7 @@ hands every handler its application's settings, so this adds one key, not a new 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -28,6 +28,7 @@ from hub.billing.fulfilment import Billing, SyncAccess
 from hub.billing.webhook import split_secrets
 from hub.courses import Catalog
 from hub.metrics import ServiceMetrics
+from hub.preview import PreviewLessons
 from hub.service.monitoring import Monitor
 from hub.service.ratelimit import RateLimiter
 from hub.settings import Settings
@@ -74,6 +75,8 @@ class ServiceContext:
     #: Per-person request limits (``limits`` settings) of checkout, success page, Q&A and
     #: reviews; None (a context made by hand) limits nothing.
     limiter: RateLimiter | None = None
+    #: The courses' free preview lessons, rendered once each (and again when one changes).
+    previews: PreviewLessons = field(default_factory=PreviewLessons)
 
 
 def template_environment() -> jinja2.Environment:

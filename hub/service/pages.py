@@ -29,9 +29,11 @@ from hub.reviews import (
     save_review,
     validate,
 )
+from hub.seo import PageMeta, course_data, json_ld, short_description
 from hub.service.base import LearnerPage, route, spawn_url
 from hub.service.deadlines import deadline_view
 from hub.service.reports import PurchaseRow, purchase_history
+from hub.service.storefront import preview_path
 from hub.store import CheckoutSession, Entitlement, utcnow
 from hub.store import repository as repo
 
@@ -160,6 +162,7 @@ class CoursePages(LearnerPage):
             "teaches": viewer is not None and viewer.administers(course.id),
             "open_url": spawn_url(self.ctx.hub_base, viewer.name, course.id) if viewer else "",
             "login_url": self.login_url_for(course_page),
+            "preview_url": preview_path(self.ctx.prefix, course.id) if course.preview else "",
         }
 
 
@@ -175,11 +178,18 @@ class CatalogHandler(CoursePages):
         rendered_at = generation()
         member = await self.member()
         courses = [self.course_view(entry, member) for entry in self.ctx.catalog]
+        _ = translator(self.lang)
         html = self.page_html(
             "catalog.html",
             viewer=viewer,
-            title=translator(self.lang)("catalog_title"),
+            title=_("catalog_title"),
             courses=courses,
+            meta=PageMeta(
+                title=_("catalog_title"),
+                description=_("catalog_description", count=len(courses)),
+                url=self.ctx.settings.absolute_url(self.ctx.prefix),
+                lang=self.lang,
+            ),
         )
         self.send_rendered(key, html, rendered_at)
 
@@ -203,6 +213,9 @@ class CourseHandler(CoursePages):
         average, count = await asyncio.to_thread(rating_summary, db, course_id)
         mine = next((r for r in reviews if viewer and r.username == viewer.name), None)
         notices = await asyncio.to_thread(announcements, db, course_id)
+        course = entry.course
+        url = self.ctx.settings.absolute_url(f"{self.ctx.prefix}courses/{course_id}")
+        preview = view["preview_url"]
         html = self.page_html(
             "course.html",
             viewer=viewer,
@@ -214,6 +227,22 @@ class CourseHandler(CoursePages):
             my_review=mine,
             review_url=f"{self.ctx.prefix}courses/{course_id}/review",
             notices=notices,
+            meta=PageMeta(
+                title=course.title,
+                description=short_description(course.summary),
+                url=url,
+                lang=self.lang,
+                og_type="article",
+            ),
+            structured_data=json_ld(
+                course_data(
+                    course,
+                    url,
+                    site_name=translator(self.lang)("site_name"),
+                    site_url=self.ctx.settings.public_url,
+                    preview_url=self.ctx.settings.absolute_url(preview) if preview else None,
+                )
+            ),
         )
         self.send_rendered(key, html, rendered_at)
 

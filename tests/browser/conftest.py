@@ -13,8 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    ViewportSize,
+    sync_playwright,
+)
 
+from harness.browser import DESKTOP
 from tests.harness import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,9 +65,11 @@ def chromium(playwright_driver: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-def new_context(chromium: Browser, *, locale: str = "en-US") -> BrowserContext:
-    """A fresh cookie jar in ``locale`` (which sets Accept-Language)."""
-    context = chromium.new_context(locale=locale, viewport={"width": 1280, "height": 900})
+def new_context(
+    chromium: Browser, *, locale: str = "en-US", viewport: ViewportSize = DESKTOP
+) -> BrowserContext:
+    """A fresh cookie jar in ``locale`` (which sets Accept-Language), at ``viewport``'s size."""
+    context = chromium.new_context(locale=locale, viewport=viewport)
     context.set_default_timeout(60_000)
     return context
 

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
 
+from harness.browser import DESKTOP, PHONE, serious_violations
 from tests.browser.conftest import Shots, new_context
 from tests.harness import HubProcess, run_learnhub
 
@@ -261,3 +262,71 @@ def test_page_in_chinese(
         expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     finally:
         page.close()
+
+
+@pytest.mark.parametrize(
+    ("locale", "viewport"),
+    [("en-US", DESKTOP), ("en-US", PHONE), ("zh-CN", DESKTOP), ("zh-CN", PHONE)],
+    ids=["en-desktop", "en-phone", "zh-desktop", "zh-phone"],
+)
+def test_visitor_pages_are_accessible(
+    docker_hub: HubProcess,
+    chromium: Browser,
+    shots: Shots,
+    locale: str,
+    viewport: ViewportSize,
+) -> None:
+    """Every page a visitor meets on the way to paying, checked by axe-core (serious and
+    critical violations fail), in both languages, at desktop and at phone width: the catalog,
+    a course page, its free lesson, sign-in, sign-up, My courses and the demo checkout. At
+    phone width the navigation folds behind its Menu button and nothing scrolls sideways."""
+    context = new_context(chromium, locale=locale, viewport=viewport)
+    page = context.new_page()
+    lang = "zh-CN" if locale == "zh-CN" else "en"
+    phone = viewport == PHONE
+    found: list[str] = []
+
+    def check(step: str) -> None:
+        expect(page.locator("html")).to_have_attribute("lang", lang)
+        found.extend(serious_violations(page))
+        overflow = page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{page.url} scrolls sideways by {overflow}px at {viewport}"
+        shots.take(page, step)
+
+    try:
+        page.goto(service_url(docker_hub))
+        expect(page.locator("#learnhub-catalog")).to_be_visible()
+        if phone:
+            # Folded: the links appear only once the Menu button is pressed.
+            expect(page.locator("#learnhub-nav-catalog")).to_be_hidden()
+            page.click("#learnhub-nav-toggler")
+            expect(page.locator("#learnhub-nav-catalog")).to_be_visible()
+            expect(page.locator("#login")).to_be_visible()
+        else:
+            expect(page.locator("#learnhub-nav-toggler")).to_be_hidden()
+        check("catalog")
+        page.goto(service_url(docker_hub, f"courses/{COURSE}"))
+        check("course")
+        page.click("#learnhub-preview-link")
+        expect(page.locator("#learnhub-preview")).to_be_visible()
+        check("preview")
+        page.goto(f"{docker_hub.url}hub/login")
+        expect(page.locator("#login_submit")).to_be_visible()
+        check("sign-in")
+        page.goto(f"{docker_hub.url}hub/signup")
+        check("sign-up")
+        fill_sign_up(page, f"a11y-{lang.lower()}-{viewport['width']}", "accessible-4-everyone")
+        expect(page.locator("#learnhub-home")).to_be_visible()
+        check("my-courses")
+        # Signed in to the Hub; "Sign in to buy" completes the service's sign-in hop.
+        page.goto(service_url(docker_hub, f"courses/{COURSE}"))
+        page.locator(".learnhub-signin").click()
+        page.locator(".learnhub-buy").click()
+        expect(page.locator("#learnhub-demo-checkout")).to_be_visible()
+        check("checkout")
+    finally:
+        context.close()
+        print("\n".join(found))
+    assert found == [], "\n".join(found)

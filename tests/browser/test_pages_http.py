@@ -366,3 +366,19 @@ def test_front_door_and_the_hubs_pages_in_chinese(docker_hub: HubProcess) -> Non
         assert '<html lang="en">' in english.text and "My courses" in english.text
         catalog = member.client.get(SERVICE, headers=zh)
         assert '<html lang="en">' in catalog.text and "Sign out" in catalog.text
+
+
+def test_robots_and_sitemap_at_the_site_root_through_the_proxy(visitor: Browser) -> None:
+    """The proxy's site-root routes (kept by the Hub) reach the service. (The free lesson,
+    which the sitemap lists, is opened anonymously in the Chromium walk of
+    tests/browser/test_journey_chromium.py; rendering it here too would cost a second render.)"""
+    public = visitor.hub.url  # this hub's public URL (its base URL is /@/space%20word/)
+    robots = visitor.client.get("robots.txt")
+    assert robots.status_code == 200, robots.text
+    assert f"Sitemap: {public}sitemap.xml" in robots.text
+    assert "Disallow: /@/space%20word/hub/" in robots.text
+    sitemap = visitor.client.get("sitemap.xml")
+    assert sitemap.status_code == 200
+    assert f"<loc>{public}services/learnhub/courses/python-foundations/preview</loc>" in (
+        sitemap.text
+    )
