@@ -43,6 +43,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         shutil.rmtree(basetemp, ignore_errors=True)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep each test module on one xdist worker, unless it names a group of its own.
+
+    `scripts/test.sh` runs `pytest -n 2 --dist loadgroup`: xdist hands out work by
+    `xdist_group`. A module's tests share module-scoped fixtures (a hub takes 10-20 s to start),
+    so the module is the default group: split across two workers, each would start its own hub.
+    Modules that touch host-global state name one group with `@pytest.mark.xdist_group` so that
+    they run one after another on one worker (docs/testing.md). Runs before xdist reads the
+    marks (tryfirst); without xdist the marks are unused.
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     """Remember each phase's report on the item, so fixtures can tell a failed test."""
