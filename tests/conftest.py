@@ -47,7 +47,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep each test module on one xdist worker, unless it names a group of its own.
 
-    `scripts/test.sh` runs `pytest -n 2 --dist loadgroup`: xdist hands out work by
+    With `-n 2 --dist loadgroup` (`scripts/test.sh -n 2`) xdist hands out work by
     `xdist_group`. A module's tests share module-scoped fixtures (a hub takes 10-20 s to start),
     so the module is the default group: split across two workers, each would start its own hub.
     Modules that touch host-global state name one group with `@pytest.mark.xdist_group` so that
