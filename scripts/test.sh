@@ -22,8 +22,8 @@ unset PYTHONDONTWRITEBYTECODE
 # `./scripts/test.sh -n 2` runs on two pytest-xdist workers: most of a test's time is waiting
 # (hubs starting, containers, sandboxes), not CPU. `--dist loadgroup` makes tests/conftest.py's
 # scheduler keep each module on one worker, and modules that share host-global state on one
-# worker together (docs/how-to/writing-tests.md); without `-n` it changes nothing. One process stays the default
-# until a whole `-n 2` run has been shown green here.
+# worker together (docs/how-to/writing-tests.md); without `-n` it changes nothing. One process
+# stays the default until a whole `-n 2` run has been shown green here.
 set +e
 .venv/bin/python -m pytest --dist loadgroup "$@"
 status=$?
