@@ -7,6 +7,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from harness.system import host_lock
+
 #: Every container and volume a test session creates starts with this; cleanup goes by it. The
 #: process id keeps two sessions on one Docker engine (a developer's and CI's) out of each other's
 #: way; leftovers of sessions that died are removed by :func:`remove_stale_test_objects`.
@@ -38,7 +40,17 @@ def docker_cleanup(prefix: str = TEST_PREFIX) -> None:
 
 
 def remove_stale_test_objects() -> None:
-    """Remove containers and volumes left by test sessions whose process is gone."""
+    """Remove containers and volumes left by test sessions whose process is gone.
+
+    Under a machine-wide lock: every test process does this as it starts (both xdist workers,
+    other checkouts' runs), and two removing the same leftovers at once raced on their
+    firewall chains (`iptables -X`: no chain by that name).
+    """
+    with host_lock("stale-test-objects"):
+        _remove_stale_test_objects()
+
+
+def _remove_stale_test_objects() -> None:
     names = (
         _docker("ps", "-a", "--format", "{{.Names}}")
         + _docker("volume", "ls", "-q")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up what is needed, then run lint, type checks and the whole test suite (Docker tests
-# included: they never skip). Extra arguments go to pytest.
+# included: they never skip). Extra arguments go to pytest (`-n 2`: two xdist workers).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup.sh" --test
@@ -19,8 +19,13 @@ mkdir -p test-artifacts
 # the service's imports took 6.7 s of CPU instead of 2.6 s, and tests/exchange/
 # test_nbgrader_client.py 244 s of CPU instead of 119 s.
 unset PYTHONDONTWRITEBYTECODE
+# `./scripts/test.sh -n 2` runs on two pytest-xdist workers: most of a test's time is waiting
+# (hubs starting, containers, sandboxes), not CPU. `--dist loadgroup` makes tests/conftest.py's
+# scheduler keep each module on one worker, and modules that share host-global state on one
+# worker together (docs/how-to/writing-tests.md); without `-n` it changes nothing. One process
+# stays the default until a whole `-n 2` run has been shown green here.
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest --dist loadgroup "$@"
 status=$?
 set -e
 if (( status == 5 )); then

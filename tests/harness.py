@@ -22,7 +22,7 @@ from harness.hub import (
     wait_for_server,
 )
 from harness.nbgrader import run_nbgrader
-from harness.system import free_port, have
+from harness.system import free_port, have, host_lock
 
 __all__ = [
     "HOSTILE_BASE_URL",
@@ -35,6 +35,7 @@ __all__ = [
     "docker_cleanup",
     "free_port",
     "have",
+    "host_lock",
     "hub_settings",
     "remove_stale_test_objects",
     "run_learnhub",
