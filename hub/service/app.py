@@ -17,6 +17,7 @@ from hub.service.community import community_routes
 from hub.service.context import CONTEXT_SETTING, ServiceContext
 from hub.service.dashboards import dashboard_routes
 from hub.service.demo import demo_routes
+from hub.service.enrolment import enrolment_routes
 from hub.service.grading import grading_routes
 from hub.service.pages import page_routes
 from hub.service.payments import payment_routes
@@ -43,6 +44,7 @@ def make_app(
         *page_routes(prefix),
         *dashboard_routes(prefix),
         *grading_routes(prefix),
+        *enrolment_routes(prefix),
         *community_routes(prefix),
         *(extra_routes or []),
     ]
