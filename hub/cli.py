@@ -12,6 +12,8 @@
                                    give members access to COURSE (a whole class at once)
     learnhub revoke COURSE USER... [--csv FILE]
                                    take it away (stops their course servers; files are kept)
+    learnhub materials publish COURSE [--from-instructors]
+                                   a new version of the materials, for each server's next start
     learnhub images build          build the container images that are out of date
     learnhub stripe sync           find or create Stripe prices for courses and plans
     learnhub reconcile             catch up on missed Stripe events, re-apply membership
@@ -286,6 +288,61 @@ def _add_enrolment_parsers(sub: argparse._SubParsersAction[argparse.ArgumentPars
             "--csv", metavar="FILE", help="a roster, one member a line (`-`: standard input)"
         )
         p.set_defaults(func=func)
+
+
+def cmd_materials_publish(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Publish a new version of a course's materials; servers get it at their next start."""
+    from hub.publishing import materials_root, publish_materials
+
+    settings = _settings(args, environ)
+    catalog = Catalog.load(settings.courses_dir)
+    entry = catalog.get(args.course)
+    if entry is None:
+        known = ", ".join(catalog.ids()) or "none"
+        raise LearnHubError(f"no such course {args.course!r} (known: {known})")
+    publication = publish_materials(
+        entry,
+        root=materials_root(settings),
+        instructor_copy=settings.formgrader_dir / entry.course.id,
+        by="operator",
+        from_course=not args.from_instructors,
+    )
+    if not publication.made:
+        print(f"nothing to publish: {args.course} {publication.version} has these materials")
+        return 0
+    print(
+        f"published {args.course} {publication.version} (from the "
+        f"{'course repository' if publication.source == 'course' else 'instructors copy'}): "
+        f"{len(publication.added)} new, {len(publication.changed)} changed, "
+        f"{len(publication.removed)} removed; learners get it at their next start"
+    )
+    for what, names in (
+        ("new", publication.added),
+        ("changed", publication.changed),
+        ("removed", publication.removed),
+    ):
+        for name in names:
+            print(f"  {what}: {name}")
+    return 0
+
+
+def _add_materials_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``learnhub materials publish COURSE [--from-course]``."""
+    materials = sub.add_parser("materials", help="course materials learners get in their home")
+    materials_sub = materials.add_subparsers(dest="materials_command", required=True)
+    publish = materials_sub.add_parser(
+        "publish",
+        help="publish a new version of courses/COURSE/materials; running learners get it at "
+        "their next start, their own edits kept",
+    )
+    publish.add_argument("course", metavar="COURSE")
+    publish.add_argument(
+        "--from-instructors",
+        action="store_true",
+        help="publish the instructors' copy instead (what they edited in their course servers "
+        "under ~/grading/materials), as the dashboard's Publish button does",
+    )
+    publish.set_defaults(func=cmd_materials_publish)
 
 
 def cmd_stripe_sync(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -660,6 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_courses_validate)
 
     _add_enrolment_parsers(sub)
+    _add_materials_parsers(sub)
 
     stripe_parser = sub.add_parser("stripe", help="Stripe products and prices")
     stripe_sub = stripe_parser.add_subparsers(dest="stripe_command", required=True)
