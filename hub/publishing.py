@@ -28,6 +28,7 @@ lacks are left alone).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -191,6 +192,27 @@ def publish_materials(
     folder.mkdir(mode=0o755, exist_ok=True)
     if root.is_symlink() or folder.is_symlink():
         raise PublishError(f"{folder}: a link where LearnHub keeps materials; remove it")
+    # One publish of a course at a time (the operator's command and the worker's job may meet):
+    # both would number their version alike.
+    lock = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _publish_locked(entry, folder, root, instructor_copy, by, from_course, now)
+    finally:
+        os.close(lock)
+
+
+def _publish_locked(
+    entry: CourseEntry,
+    folder: Path,
+    root: Path,
+    instructor_copy: Path | None,
+    by: str,
+    from_course: bool,
+    now: datetime | None,
+) -> Publication:
+    """:func:`publish_materials` with the course's lock held."""
+    course_id = entry.course.id
     numbers = [int(m.group(1)) for p in folder.iterdir() if (m := _VERSION.match(p.name))]
     version = f"v{max(numbers, default=0) + 1}"
     staging = folder / f".{version}.partial"

@@ -36,7 +36,7 @@ def test_versions_are_made_only_when_something_changed(entry: CourseEntry, tmp_p
     assert current_version(root, COURSE) == root / COURSE / "v1"
     again = publish_materials(entry, root=root, instructor_copy=None, by="operator", now=WHEN)
     assert again.version == "v1" and again.unchanged and not again.made
-    assert sorted(p.name for p in (root / COURSE).iterdir()) == ["current", "v1"]
+    assert sorted(p.name for p in (root / COURSE).iterdir()) == [".lock", "current", "v1"]
 
     (entry.materials_dir / "README.md").write_text("# Read me, revised\n")
     (entry.materials_dir / "05-async.ipynb").write_text("{}\n")
