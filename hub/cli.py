@@ -12,7 +12,7 @@
                                    give members access to COURSE (a whole class at once)
     learnhub revoke COURSE USER... [--csv FILE]
                                    take it away (stops their course servers; files are kept)
-    learnhub materials publish COURSE [--from-instructors]
+    learnhub materials publish COURSE [--from-instructors | --git URL [--branch B] [--path P]]
                                    a new version of the materials, for each server's next start
     learnhub images build          build the container images that are out of date
     learnhub stripe sync           find or create Stripe prices for courses and plans
@@ -290,9 +290,14 @@ def _add_enrolment_parsers(sub: argparse._SubParsersAction[argparse.ArgumentPars
         p.set_defaults(func=func)
 
 
+_PUBLISH_SOURCES = {"course": "the course repository", "instructors": "the instructors' copy"}
+
+
 def cmd_materials_publish(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Publish a new version of a course's materials; servers get it at their next start."""
-    from hub.publishing import materials_root, publish_materials
+    import tempfile
+
+    from hub.publishing import git_checkout, materials_root, publish_materials
 
     settings = _settings(args, environ)
     catalog = Catalog.load(settings.courses_dir)
@@ -300,19 +305,29 @@ def cmd_materials_publish(args: argparse.Namespace, environ: Mapping[str, str]) 
     if entry is None:
         known = ", ".join(catalog.ids()) or "none"
         raise LearnHubError(f"no such course {args.course!r} (known: {known})")
-    publication = publish_materials(
-        entry,
-        root=materials_root(settings),
-        instructor_copy=settings.formgrader_dir / entry.course.id,
-        by="operator",
-        from_course=not args.from_instructors,
-    )
+    with tempfile.TemporaryDirectory(prefix="learnhub-publish-") as scratch:
+        from_folder = None
+        if args.git:
+            checkout = Path(scratch) / "checkout"
+            commit = git_checkout(args.git, args.branch, checkout)
+            folder = (checkout / args.path).resolve() if args.path else checkout
+            if not folder.is_relative_to(checkout) or not folder.is_dir():
+                raise LearnHubError(f"{args.path!r}: no such folder in {args.git}")
+            from_folder = (folder, f"git {args.git} {args.branch} {commit[:12]}")
+        publication = publish_materials(
+            entry,
+            root=materials_root(settings),
+            instructor_copy=settings.formgrader_dir / entry.course.id,
+            by="operator",
+            from_course=not args.from_instructors,
+            from_folder=from_folder,
+        )
     if not publication.made:
         print(f"nothing to publish: {args.course} {publication.version} has these materials")
         return 0
     print(
-        f"published {args.course} {publication.version} (from the "
-        f"{'course repository' if publication.source == 'course' else 'instructors copy'}): "
+        f"published {args.course} {publication.version} (from "
+        f"{_PUBLISH_SOURCES.get(publication.source, publication.source)}): "
         f"{len(publication.added)} new, {len(publication.changed)} changed, "
         f"{len(publication.removed)} removed; learners get it at their next start"
     )
@@ -342,6 +357,14 @@ def _add_materials_parsers(sub: argparse._SubParsersAction[argparse.ArgumentPars
         help="publish the instructors' copy instead (what they edited in their course servers "
         "under ~/grading/materials), as the dashboard's Publish button does",
     )
+    publish.add_argument(
+        "--git",
+        metavar="URL",
+        help="publish a git repository instead (one commit deep, on this host; learners' "
+        "containers never reach it)",
+    )
+    publish.add_argument("--branch", default="main", help="--git: branch or tag (default main)")
+    publish.add_argument("--path", default="", help="--git: the materials folder in it")
     publish.set_defaults(func=cmd_materials_publish)
 
 

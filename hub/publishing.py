@@ -35,6 +35,7 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,9 +178,13 @@ def publish_materials(
     instructor_copy: Path | None,
     by: str,
     from_course: bool = False,
+    from_folder: tuple[Path, str] | None = None,
     now: datetime | None = None,
 ) -> Publication:
     """Make a new version of ``entry``'s materials and point ``current`` at it (as root).
+
+    ``from_folder``: publish this folder instead, with a label saying what it is (a git
+    checkout, :func:`git_checkout`).
 
     ``root`` is `<data_dir>/materials`; ``instructor_copy`` the course's instructors' copy
     (`<data_dir>/formgrader/<course>`), whose ``materials/`` is the source unless
@@ -197,7 +202,9 @@ def publish_materials(
     lock = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _publish_locked(entry, folder, root, instructor_copy, by, from_course, now)
+        return _publish_locked(
+            entry, folder, root, instructor_copy, by, from_course, from_folder, now
+        )
     finally:
         os.close(lock)
 
@@ -209,6 +216,7 @@ def _publish_locked(
     instructor_copy: Path | None,
     by: str,
     from_course: bool,
+    from_folder: tuple[Path, str] | None,
     now: datetime | None,
 ) -> Publication:
     """:func:`publish_materials` with the course's lock held."""
@@ -219,7 +227,11 @@ def _publish_locked(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(mode=0o755)
     try:
-        source = _fill(entry, staging, instructor_copy, from_course)
+        if from_folder is not None:
+            _copy_regular_files(from_folder[0], staging)
+            source = from_folder[1]
+        else:
+            source = _fill(entry, staging, instructor_copy, from_course)
         previous = current_version(root, course_id)
         before, after = _digests(previous) if previous else {}, _digests(staging)
         if previous is None:
@@ -278,6 +290,53 @@ def _fill(entry: CourseEntry, staging: Path, copy: Path | None, from_course: boo
         )
     _copy_regular_files(entry.materials_dir, staging)
     return "course"
+
+
+#: A branch or tag name as git spells them (no option, no "..", nothing a shell reads).
+_REF = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
+#: Longest a clone may take.
+GIT_TIMEOUT_SECONDS = 300
+
+
+def git_checkout(url: str, ref: str, dest: Path) -> str:
+    """Clone ``ref`` of the repository ``url`` into the new folder ``dest`` (one commit deep,
+    no submodules, no prompt, bounded in time); return its commit id.
+
+    In the spirit of nbgitpuller, but on the host and once per publish: learners' containers
+    never reach a git server (they have no route out), they get the published version.
+    """
+    if not _REF.match(ref):
+        raise PublishError(f"{ref!r} is not a branch or tag name")
+    if url.startswith("-"):
+        raise PublishError(f"{url!r} is not a repository address")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "HOME": str(dest.parent),
+    }
+    command = ["git", "clone", "--quiet", "--depth", "1", "--single-branch", "--no-tags"]
+    command += ["--branch", ref, "--", url, str(dest)]
+    try:
+        # A fixed program; the ref is checked and the URL comes after "--".
+        subprocess.run(
+            command, env=env, capture_output=True, text=True, check=True,
+            timeout=GIT_TIMEOUT_SECONDS,
+        )  # fmt: skip
+        head = subprocess.run(
+            ["git", "-C", str(dest), "rev-parse", "HEAD"],
+            env=env, capture_output=True, text=True, check=True, timeout=30,
+        )  # fmt: skip
+    except FileNotFoundError as exc:
+        raise PublishError("git is not installed on this host: apt-get install git") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise PublishError(f"git clone of {url} took over {GIT_TIMEOUT_SECONDS} s") from exc
+    except subprocess.CalledProcessError as exc:
+        reason = (exc.stderr or "").strip().splitlines()
+        raise PublishError(
+            f"git could not fetch {ref!r} of {url}: {reason[-1] if reason else exc}"
+        ) from exc
+    return head.stdout.strip()
 
 
 def _readable(folder: Path) -> None:

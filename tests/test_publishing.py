@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from hub.cli import main
 from hub.courses import CourseEntry, load_course
 from hub.publishing import NOTICE, current_version, publish_materials
 
@@ -88,3 +90,45 @@ def test_only_a_plain_version_link_is_mounted(tmp_path: Path) -> None:
     (folder / "current").unlink()
     os.symlink("v1", folder / "current")
     assert current_version(tmp_path, COURSE) == folder / "v1"
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(repo), *args],
+        check=True,
+        capture_output=True,
+        env={"PATH": os.environ["PATH"], "HOME": str(repo.parent), "GIT_CONFIG_NOSYSTEM": "1"},
+    )
+
+
+def test_the_operator_publishes_a_git_repository(
+    entry: CourseEntry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`learnhub materials publish COURSE --git URL --path P`, from a local repository."""
+    repo = tmp_path / "course-repo"
+    (repo / "lessons").mkdir(parents=True)
+    (repo / "lessons" / "intro.ipynb").write_text("{}\n")
+    (repo / "README.md").write_text("not published: outside --path\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "first")
+    data = tmp_path / "var"
+    config = tmp_path / "learnhub.yaml"
+    config.write_text(f"mode: demo\ncourses_dir: {entry.folder.parent}\nhub:\n  data_dir: {data}\n")
+    argv = ["--config", str(config), "materials", "publish", COURSE, "--git", str(repo)]
+    assert main([*argv, "--path", "lessons"], environ={}) == 0
+    assert "published python-foundations v1 (from git " in capsys.readouterr().out
+    version = current_version(data / "materials", COURSE)
+    assert version is not None
+    assert sorted(p.name for p in version.iterdir()) == [NOTICE, "intro.ipynb"]
+
+    (repo / "lessons" / "intro.ipynb").write_text('{"cells": []}\n')
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "two")
+    assert main([*argv, "--path", "lessons"], environ={}) == 0
+    out = capsys.readouterr().out
+    assert "v2" in out and "changed: intro.ipynb" in out
+    # A branch that is really an option, a folder outside the checkout: one line, status 2.
+    assert main([*argv, "--branch", "--upload-pack=touch /tmp/x"], environ={}) == 2
+    assert "is not a branch or tag name" in capsys.readouterr().err
+    assert main([*argv, "--path", "../.."], environ={}) == 2
+    assert "no such folder" in capsys.readouterr().err
