@@ -8,11 +8,11 @@ spawner: no server is started) on loopback with the demo courses, makes ``--memb
 (one bulk ``POST /hub/api/users``), then measures, as the operator runs them (the CLI with the
 hub's settings and admin token):
 
+- **after**: one ``learnhub grant COURSE --csv roster.csv`` for every member, then one
+  ``learnhub revoke COURSE --csv roster.csv``;
 - **before**: ``learnhub grant USER COURSE`` once per name, for the first ``--sequential``
   members, one process each (``--baseline-python``: the interpreter of another checkout, e.g.
-  main's, so its own code is measured), then ``learnhub revoke`` of the same names the same way;
-- **after**: one ``learnhub grant COURSE --csv roster.csv`` for every member, then one
-  ``learnhub revoke COURSE --csv roster.csv``.
+  main's, so its own code is measured), then ``learnhub revoke`` of the same names the same way.
 
 For each: wall seconds, CPU seconds of the CLI processes (their own, from ``RUSAGE_CHILDREN``)
 and the course group's size afterwards, which must be every member after a grant and nobody after
@@ -87,7 +87,17 @@ def main() -> int:
     settings["hub"]["log_level"] = "WARNING"
     hub = HubProcess(workdir=work, settings=settings)
     hub.start()
-    rows: list[tuple[str, int, float, float, int]] = []
+    print("| run | members | wall s | CPU s (CLI) | per member s | group size after |")
+    print("|---|---:|---:|---:|---:|---:|", flush=True)
+
+    def row(what: str, count: int, wall: float, cpu: float) -> None:
+        # Printed as soon as measured: the one-by-one runs take minutes on a busy machine.
+        print(
+            f"| {what} | {count} | {wall:.1f} | {cpu:.1f} | {wall / count:.3f} "
+            f"| {group_size(hub)} |",
+            flush=True,
+        )
+
     try:
         names = [f"class-member-{i:04d}" for i in range(args.members)]
         made = hub.api("POST", "/users", json={"usernames": names})
@@ -105,25 +115,20 @@ def main() -> int:
             for name in one_by_one:
                 cli(hub, base, "revoke", name, COURSE)
 
-        if one_by_one:
-            wall, cpu = measure(grant_each)
-            rows.append(("before: grant, one process per name", len(one_by_one), wall, cpu,
-                         group_size(hub)))  # fmt: skip
-            wall, cpu = measure(revoke_each)
-            rows.append(("before: revoke, one process per name", len(one_by_one), wall, cpu,
-                         group_size(hub)))  # fmt: skip
         py = sys.executable
         wall, cpu = measure(lambda: cli(hub, py, "grant", COURSE, "--csv", str(roster)))
-        rows.append(("after: grant --csv (one process)", len(names), wall, cpu, group_size(hub)))
+        row("after: grant --csv (one process)", len(names), wall, cpu)
         wall, cpu = measure(lambda: cli(hub, py, "revoke", COURSE, "--csv", str(roster)))
-        rows.append(("after: revoke --csv (one process)", len(names), wall, cpu, group_size(hub)))
+        row("after: revoke --csv (one process)", len(names), wall, cpu)
+        if one_by_one:
+            wall, cpu = measure(grant_each)
+            row("before: grant, one process per name", len(one_by_one), wall, cpu)
+            wall, cpu = measure(revoke_each)
+            row("before: revoke, one process per name", len(one_by_one), wall, cpu)
     finally:
         hub.stop()
         shutil.rmtree(work, ignore_errors=True)
-    print("| run | members | wall s | CPU s (CLI) | per member s | group size after |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for what, count, wall, cpu, size in rows:
-        print(f"| {what} | {count} | {wall:.1f} | {cpu:.1f} | {wall / count:.3f} | {size} |")
+    print(f"load average after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     return 0
 
 

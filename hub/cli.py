@@ -227,7 +227,10 @@ def _change_enrolment(settings: Settings, args: argparse.Namespace, action: str)
     ensure_store(settings.learnhub_db_url)
 
     async def run() -> enrolment.EnrolmentReport:
-        async with hub_groups.HubClient(hub_api_url(settings), token) as hub:
+        # A class is hundreds of Hub calls (look-ups, then a server stop per member revoked):
+        # a busy Hub may answer one of them slowly without being down.
+        timeout = enrolment.HUB_TIMEOUT_SECONDS
+        async with hub_groups.HubClient(hub_api_url(settings), token, timeout=timeout) as hub:
             db = Database(settings.learnhub_db_url)
             try:
                 return await enrolment.change_enrolment(

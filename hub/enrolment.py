@@ -52,6 +52,8 @@ MAX_USERNAME_LENGTH = 255
 #: Hub look-ups in flight at once: enough to hide each round trip, few enough that the Hub's
 #: single event loop keeps serving pages meanwhile.
 LOOKUP_CONCURRENCY = 16
+#: Seconds one Hub call of an enrolment may take (the usual 10 s gave up on a Hub at load 50).
+HUB_TIMEOUT_SECONDS = 60.0
 #: First fields of a header line (skipped).
 HEADER_NAMES = frozenset({"username", "user", "login", "name", "用户名"})
 #: Second fields of a header line.
