@@ -12,7 +12,8 @@ hub's settings and admin token):
   ``learnhub revoke COURSE --csv roster.csv``;
 - **before**: ``learnhub grant USER COURSE`` once per name, for the first ``--sequential``
   members, one process each (``--baseline-python``: the interpreter of another checkout, e.g.
-  main's, so its own code is measured), then ``learnhub revoke`` of the same names the same way.
+  main's, so its own code is measured; it must know the database's revision, which this
+  checkout creates at its own head), then ``learnhub revoke`` of the same names the same way.
 
 For each: wall seconds, CPU seconds of the CLI processes (their own, from ``RUSAGE_CHILDREN``)
 and the course group's size afterwards, which must be every member after a grant and nobody after
