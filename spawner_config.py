@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from hub.addresses import exchange_url
 from hub.network import internet_network_name, is_managed
+from hub.publishing import materials_root
 from hub.settings import Settings
 
 
@@ -137,6 +138,7 @@ def course_settings(settings: Settings) -> dict[str, Any]:
         "name_prefix": spawner.name_prefix,
         "exchange_url": exchange_url(settings),
         "grading_root": str(settings.formgrader_dir),
+        "materials_root": str(materials_root(settings)),
     }
 
 

@@ -36,7 +36,7 @@ from sqlalchemy.exc import OperationalError
 
 from hub.courses import Catalog
 from hub.errors import LearnHubError
-from hub.grading_jobs import JobRefused, JobStore, request_from_row
+from hub.grading_jobs import JobRefused, JobRequest, JobStore, request_from_row
 from hub.privilege import ServiceAccount, drop_privileges, prepare_data_dir
 from hub.settings import Settings
 from hub.store import Database
@@ -234,6 +234,52 @@ class Progress:
             self.rows.progress(self.job_id, self.doc)
 
 
+def _run_publish(
+    settings: Settings,
+    rows: JobRows,
+    job: dict[str, Any],
+    request: JobRequest,
+    fields: dict[str, Any],
+) -> str:
+    """A dashboard's "Publish materials": a new version for the learners' next start, made as
+    root from the instructors' copy (hub/publishing.py)."""
+    from hub.publishing import materials_root, publish_materials
+
+    job_id = int(job["id"])
+    progress = Progress(rows, job_id, str(job.get("progress") or ""))
+    try:
+        entry = Catalog.load(settings.courses_dir).get(request.course_id)
+        if entry is None:
+            raise LearnHubError(f"no such course {request.course_id!r}")
+        made = publish_materials(
+            entry,
+            root=materials_root(settings),
+            instructor_copy=settings.formgrader_dir / request.course_id,
+            by=str(job.get("requested_by") or "instructor"),
+            from_course=bool(request.args.get("from_course")),
+        )
+    except LearnHubError as exc:
+        log.warning("job failed", extra={**fields, "error": str(exc), "outcome": "failed"})
+        rows.finish(job_id, "failed", error=str(exc))
+        return "failed"
+    except OSError as exc:
+        log.exception("job crashed", extra={**fields, "outcome": "failed"})
+        rows.finish(job_id, "failed", error=f"could not publish: {exc}")
+        return "failed"
+    progress.set(
+        summary={
+            "key": "job_published" if made.made else "job_published_nothing",
+            "version": made.version,
+            "added": len(made.added),
+            "changed": len(made.changed),
+            "removed": len(made.removed),
+        }
+    )
+    rows.finish(job_id, "done")
+    log.info("job done", extra={**fields, "version": made.version, "outcome": "done"})
+    return "done"
+
+
 def run_job(
     settings: Settings,
     rows: JobRows,
@@ -254,6 +300,8 @@ def run_job(
         log.warning("job refused", extra={**fields, "reason": exc.key, "outcome": "failed"})
         rows.finish(job_id, "failed", error=f"refused by the worker: {exc}")
         return "failed"
+    if request.kind == "publish":
+        return _run_publish(settings, rows, job, request, fields)
     # nbgrader is imported only for a job that passed the check.
     from grader.course import GradingCourse
     from grader.reports import grades_csv

@@ -9,8 +9,12 @@
     learnhub courses new ID        scaffold a course: course.yaml, a lesson, an nbgrader assignment
     learnhub courses validate [COURSE ...] [--run] [--strict]
                                    check assignments before learners get them
-    learnhub grant USER COURSE     give USER access to COURSE
-    learnhub revoke USER COURSE    take it away (stops their course server; their files are kept)
+    learnhub grant COURSE USER... [--csv FILE]
+                                   give members access to COURSE (a whole class at once)
+    learnhub revoke COURSE USER... [--csv FILE]
+                                   take it away (stops their course servers; files are kept)
+    learnhub materials publish COURSE [--from-instructors | --git URL [--branch B] [--path P]]
+                                   a new version of the materials, for each server's next start
     learnhub images build          build the container images that are out of date
     learnhub stripe sync           find or create Stripe prices for courses and plans
     learnhub reconcile             catch up on missed Stripe events, re-apply membership
@@ -40,9 +44,8 @@ from typing import TYPE_CHECKING
 import stripe
 
 from hub.access import hub_groups
-from hub.access.status import EntitlementReason
 from hub.addresses import hub_api_url
-from hub.courses import Catalog, learner_group, load_courses
+from hub.courses import Catalog, load_courses
 from hub.errors import LearnHubError
 from hub.i18n.money import format_money
 from hub.logs import configure_logging
@@ -198,75 +201,197 @@ def cmd_courses_validate(args: argparse.Namespace, environ: Mapping[str, str]) -
     return 1 if errors or (args.strict and warnings_found) else 0
 
 
-def _change_access(settings: Settings, action: str, user: str, course_id: str) -> int:
-    """Record the grant or revocation as an entitlement, then apply the desired membership.
+def _enrolment_target(words: Sequence[str], catalog: Catalog) -> tuple[str, list[str]]:
+    """``COURSE NAME...`` (or the older ``USER COURSE``) -> the course and the names."""
+    if words and words[0] in catalog:
+        return words[0], list(words[1:])
+    if len(words) == 2 and words[1] in catalog:
+        return words[1], [words[0]]
+    course = words[0] if words else ""
+    known = ", ".join(catalog.ids()) or "none"
+    raise LearnHubError(f"no such course {course!r} (known: {known})")
+
+
+def _read_roster(args: argparse.Namespace, names: list[str]) -> str:
+    """The roster text: the names given, then the lines of ``--csv FILE`` (``-``: stdin)."""
+    text = "\n".join(name.replace(",", " ") for name in names)
+    if args.csv:
+        try:
+            data = sys.stdin.read() if args.csv == "-" else Path(args.csv).read_text("utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LearnHubError(f"cannot read {args.csv}: {exc}") from exc
+        text = f"{text}\n{data}" if text else data
+    return text
+
+
+def _change_enrolment(settings: Settings, args: argparse.Namespace, action: str) -> int:
+    """Grant or revoke one course for every member listed (names and/or ``--csv``), in one
+    process, one transaction and a few Hub calls (hub/enrolment.py); print what changed.
 
     Both go through the same path as payments: the entitlement is the truth, `hub.access`
-    makes the Hub's groups match it (and stops the server of anyone removed).
+    makes the Hub's groups match it (and stops the server of anyone removed). Exit status 1
+    when a line was left out (the good lines are applied all the same).
     """
-    from hub.access.hub_groups import load_desired_membership
+    from hub import enrolment
+    from hub.i18n import translator
     from hub.store import Database
-    from hub.store import repository as repo
     from hub.store.revisions import ensure_store
 
     catalog = Catalog.load(settings.courses_dir)
-    if course_id not in catalog:
-        known = ", ".join(catalog.ids()) or "none"
-        raise LearnHubError(f"no such course {course_id!r} (known: {known})")
+    course_id, names = _enrolment_target([args.course, *args.users], catalog)
+    try:
+        roster, errors = enrolment.parse_roster(_read_roster(args, names))
+    except enrolment.RosterRefused as exc:
+        raise LearnHubError(exc.message(translator("en"))) from exc
     token = _admin_token_for_cli(settings)
     # LearnHub's database is the service's: write it as the service does (hub/privilege.py).
     become_service_user(settings)
     # Before anything changes in the Hub: a database behind the code is refused here.
     ensure_store(settings.learnhub_db_url)
 
-    async def run() -> int:
-        async with hub_groups.HubClient(hub_api_url(settings), token) as hub:
-            if action == "grant" and await hub.user(user) is None:
-                raise LearnHubError(f"no such user {user!r}: they must sign up (or in) once first")
+    async def run() -> enrolment.EnrolmentReport:
+        # A class is hundreds of Hub calls (look-ups, then a server stop per member revoked):
+        # a busy Hub may answer one of them slowly without being down.
+        timeout = enrolment.HUB_TIMEOUT_SECONDS
+        async with hub_groups.HubClient(hub_api_url(settings), token, timeout=timeout) as hub:
             db = Database(settings.learnhub_db_url)
             try:
-                with db.transaction() as session:
-                    if action == "grant":
-                        changed = repo.set_manual_access(
-                            session, user, course_id, active=True, reason="granted by operator"
-                        )
-                        sources = ["manual"] if changed else []
-                    else:
-                        sources = repo.revoke_course(
-                            session, user, course_id, reason=EntitlementReason.OPERATOR_REVOKED
-                        )
-                desired = await asyncio.to_thread(load_desired_membership, db, catalog, settings)
+                return await enrolment.change_enrolment(
+                    db,
+                    catalog,
+                    settings,
+                    hub,
+                    course_id,
+                    roster,
+                    action=enrolment.Action(action),
+                    actor=enrolment.Actor.OPERATOR,
+                    by="operator",
+                    errors=errors,
+                )
             finally:
                 db.dispose()
-            changes = await hub_groups.apply_membership(hub, desired)
-        group = learner_group(course_id)
-        if action == "grant":
-            print(f"granted: {user} can now open {course_id}")
-        elif user in changes.removed.get(group, set()):
-            print(
-                f"revoked: {user} can no longer open {course_id} "
-                f"(withdrew: {', '.join(sources)}; their files are kept)"
-            )
-        elif user in desired.get(group, set()):
-            print(
-                f"{user} still has {course_id} through a membership plan; "
-                "cancel the subscription to end it"
-            )
-        else:
-            print(f"nothing to do: {user} had no access to {course_id}")
-        return 0
 
-    return asyncio.run(run())
+    report = asyncio.run(run())
+    for line in report.lines(translator("en")):
+        print(line)
+    return 1 if report.errors else 0
 
 
 def cmd_grant(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    """Give a user access to a course."""
-    return _change_access(_settings(args, environ), "grant", args.user, args.course)
+    """Give members access to a course."""
+    return _change_enrolment(_settings(args, environ), args, "grant")
 
 
 def cmd_revoke(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    """Take a user's access to a course away."""
-    return _change_access(_settings(args, environ), "revoke", args.user, args.course)
+    """Take members' access to a course away."""
+    return _change_enrolment(_settings(args, environ), args, "revoke")
+
+
+def _add_enrolment_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``learnhub grant|revoke COURSE [USER ...] [--csv FILE]`` (and the older USER COURSE)."""
+    for name, func, text in (
+        ("grant", cmd_grant, "give members access to COURSE (one or a whole class)"),
+        (
+            "revoke",
+            cmd_revoke,
+            "take members' access to COURSE away (stops their course servers; files are kept)",
+        ),
+    ):
+        p = sub.add_parser(
+            name,
+            help=text,
+            description=(
+                f"{text}. Members are names after COURSE and/or the lines of --csv FILE "
+                "(username or username,email; a header line and # comments are skipped). "
+                "Every good line is applied in one transaction; each bad line (unknown user, "
+                "malformed) is reported and left out, with exit status 1. "
+                f"The older order `learnhub {name} USER COURSE` still works."
+            ),
+        )
+        p.add_argument("course", metavar="COURSE", help="the course id")
+        p.add_argument("users", nargs="*", metavar="USER", help="members' usernames")
+        p.add_argument(
+            "--csv", metavar="FILE", help="a roster, one member a line (`-`: standard input)"
+        )
+        p.set_defaults(func=func)
+
+
+_PUBLISH_SOURCES = {"course": "the course repository", "instructors": "the instructors' copy"}
+
+
+def cmd_materials_publish(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Publish a new version of a course's materials; servers get it at their next start."""
+    import tempfile
+
+    from hub.publishing import git_checkout, materials_root, publish_materials
+
+    settings = _settings(args, environ)
+    catalog = Catalog.load(settings.courses_dir)
+    entry = catalog.get(args.course)
+    if entry is None:
+        known = ", ".join(catalog.ids()) or "none"
+        raise LearnHubError(f"no such course {args.course!r} (known: {known})")
+    with tempfile.TemporaryDirectory(prefix="learnhub-publish-") as scratch:
+        from_folder = None
+        if args.git:
+            checkout = Path(scratch) / "checkout"
+            commit = git_checkout(args.git, args.branch, checkout)
+            folder = (checkout / args.path).resolve() if args.path else checkout
+            if not folder.is_relative_to(checkout) or not folder.is_dir():
+                raise LearnHubError(f"{args.path!r}: no such folder in {args.git}")
+            from_folder = (folder, f"git {args.git} {args.branch} {commit[:12]}")
+        publication = publish_materials(
+            entry,
+            root=materials_root(settings),
+            instructor_copy=settings.formgrader_dir / entry.course.id,
+            by="operator",
+            from_course=not args.from_instructors,
+            from_folder=from_folder,
+        )
+    if not publication.made:
+        print(f"nothing to publish: {args.course} {publication.version} has these materials")
+        return 0
+    print(
+        f"published {args.course} {publication.version} (from "
+        f"{_PUBLISH_SOURCES.get(publication.source, publication.source)}): "
+        f"{len(publication.added)} new, {len(publication.changed)} changed, "
+        f"{len(publication.removed)} removed; learners get it at their next start"
+    )
+    for what, names in (
+        ("new", publication.added),
+        ("changed", publication.changed),
+        ("removed", publication.removed),
+    ):
+        for name in names:
+            print(f"  {what}: {name}")
+    return 0
+
+
+def _add_materials_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``learnhub materials publish COURSE [--from-course]``."""
+    materials = sub.add_parser("materials", help="course materials learners get in their home")
+    materials_sub = materials.add_subparsers(dest="materials_command", required=True)
+    publish = materials_sub.add_parser(
+        "publish",
+        help="publish a new version of courses/COURSE/materials; running learners get it at "
+        "their next start, their own edits kept",
+    )
+    publish.add_argument("course", metavar="COURSE")
+    publish.add_argument(
+        "--from-instructors",
+        action="store_true",
+        help="publish the instructors' copy instead (what they edited in their course servers "
+        "under ~/grading/materials), as the dashboard's Publish button does",
+    )
+    publish.add_argument(
+        "--git",
+        metavar="URL",
+        help="publish a git repository instead (one commit deep, on this host; learners' "
+        "containers never reach it)",
+    )
+    publish.add_argument("--branch", default="main", help="--git: branch or tag (default main)")
+    publish.add_argument("--path", default="", help="--git: the materials folder in it")
+    publish.set_defaults(func=cmd_materials_publish)
 
 
 def cmd_stripe_sync(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -658,14 +783,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.set_defaults(func=cmd_courses_validate)
 
-    for name, func, text in (
-        ("grant", cmd_grant, "give USER access to COURSE"),
-        ("revoke", cmd_revoke, "take USER's access to COURSE away"),
-    ):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("user")
-        p.add_argument("course")
-        p.set_defaults(func=func)
+    _add_enrolment_parsers(sub)
+    _add_materials_parsers(sub)
 
     stripe_parser = sub.add_parser("stripe", help="Stripe products and prices")
     stripe_sub = stripe_parser.add_subparsers(dest="stripe_command", required=True)

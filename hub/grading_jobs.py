@@ -30,7 +30,7 @@ from hub.courses import Catalog
 from hub.errors import LearnHubError
 from hub.mail import notices
 from hub.store import Database, GradingJob, utcnow
-from hub.store.job_models import ACTIVE_STATES, JOB_KINDS
+from hub.store.job_models import ACTIVE_STATES, COURSE_JOB_KINDS, JOB_KINDS
 
 #: Arguments each kind accepts, with their type; nothing else is stored or run.
 ALLOWED_ARGS: dict[str, dict[str, type]] = {
@@ -41,6 +41,7 @@ ALLOWED_ARGS: dict[str, dict[str, type]] = {
     "feedback": {},
     "export": {},
     "extend": {"student": str, "hours": float},
+    "publish": {"from_course": bool},
 }
 #: Arguments a kind cannot do without.
 REQUIRED_ARGS: dict[str, frozenset[str]] = {
@@ -105,7 +106,10 @@ def check_request(
         raise JobRefused("job_unknown_course", course=str(course_id)[:64])
     if not isinstance(kind, str) or kind not in JOB_KINDS:
         raise JobRefused("job_unknown_kind", job_kind=str(kind)[:32], kinds=", ".join(JOB_KINDS))
-    if not isinstance(assignment, str) or entry.course.assignment(assignment) is None:
+    if kind in COURSE_JOB_KINDS:
+        if assignment != "":
+            raise JobRefused("job_unknown_assignment", assignment=str(assignment)[:128], known="")
+    elif not isinstance(assignment, str) or entry.course.assignment(assignment) is None:
         known = ", ".join(a.id for a in entry.course.assignments)
         raise JobRefused("job_unknown_assignment", assignment=str(assignment)[:128], known=known)
     if not isinstance(args, dict):

@@ -26,6 +26,7 @@ from hub.access.policy import Member
 from hub.courses import COURSE_ID_PATTERN, CourseEntry, load_course
 from hub.errors import CourseError, user_facing_http_error
 from hub.homes import HomeError, HomeImage, Prepared, detach_home, prepare_home
+from hub.publishing import current_version
 
 #: Where the course's materials are mounted read-only inside the container.
 MATERIALS_MOUNT = "/srv/learnhub/materials"
@@ -97,6 +98,15 @@ class CourseSpawnerMixin(HasTraits):
         "",
         config=True,
         help="The nbgrader exchange as course containers reach it (LEARNHUB_EXCHANGE_URL).",
+    )
+    materials_root = Unicode(
+        "",
+        config=True,
+        help=(
+            "Folder of the courses' published materials (`<data_dir>/materials`, "
+            "hub/publishing.py). A server starts with its course's current version when one "
+            "was published, else with `courses/<id>/materials`."
+        ),
     )
     name_prefix = Unicode(
         "learnhub", config=True, help="Prefix of every container and volume LearnHub creates."
@@ -189,6 +199,16 @@ class CourseSpawnerMixin(HasTraits):
         finally:
             _STARTING[0] -= 1
 
+    def materials_folder(self, entry: CourseEntry) -> Path:
+        """What the server mounts as its materials: the course's current published version
+        (fixed for the life of this server, so a publish reaches it at its next start), else
+        the course repository's `materials/`."""
+        if self.materials_root:
+            published = current_version(Path(self.materials_root), entry.course.id)
+            if published is not None:
+                return published
+        return entry.materials_dir
+
     async def grading_directory(self, entry: CourseEntry) -> Path | None:
         """The course's nbgrader directory, for instructors of the course; else None."""
         groups = {group.name for group in self.user.groups}
@@ -274,7 +294,8 @@ class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[
                 if entry.course.internet and self.internet_network
                 else self.isolated_network
             )
-        self.volumes = {str(entry.materials_dir): {"bind": MATERIALS_MOUNT, "mode": "ro"}}
+        materials = str(self.materials_folder(entry))
+        self.volumes = {materials: {"bind": MATERIALS_MOUNT, "mode": "ro"}}
         grading = await self.grading_directory(entry)
         if grading is not None:
             self.volumes[str(grading)] = {"bind": GRADING_MOUNT, "mode": "rw"}

@@ -93,7 +93,9 @@ class HubClient:
         try:
             response = await self._client.request(method, url, json=json, headers=headers)
         except httpx.HTTPError as exc:
-            raise HubAPIError(f"JupyterHub API unreachable at {self.api_url}: {exc}") from exc
+            # A timeout's own text is empty: name its kind rather than print nothing.
+            reason = str(exc) or type(exc).__name__
+            raise HubAPIError(f"JupyterHub API unreachable at {self.api_url}: {reason}") from exc
         if response.status_code not in set(ok):
             try:
                 message = response.json().get("message", response.text)

@@ -17,6 +17,7 @@ from hub.service.community import community_routes
 from hub.service.context import CONTEXT_SETTING, ServiceContext
 from hub.service.dashboards import dashboard_routes
 from hub.service.demo import demo_routes
+from hub.service.enrolment import enrolment_routes
 from hub.service.grading import grading_routes
 from hub.service.mail_pages import mail_routes
 from hub.service.pages import page_routes
@@ -47,6 +48,7 @@ def make_app(
         *storefront_routes(prefix, ctx.hub_base),
         *dashboard_routes(prefix),
         *grading_routes(prefix),
+        *enrolment_routes(prefix),
         *community_routes(prefix),
         *static_routes(prefix),
         *mail_routes(prefix),

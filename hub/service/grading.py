@@ -41,6 +41,8 @@ def form_args(kind: str, form: dict[str, str]) -> dict[str, Any]:
         args["force"] = True
     if kind == "autograde":
         args["all"] = form.get("scope") == "all"
+    if kind == "publish" and form.get("from_course"):
+        args["from_course"] = True
     if kind in ("regrade-one", "extend"):
         args["student"] = form.get("student", "").strip()
     if kind == "extend":

@@ -9,8 +9,20 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.store.models import Base, UTCDateTime
 
-#: What a job may do; the same names as `learnhub grader` (plus one learner's regrade).
-JOB_KINDS = ("release", "collect", "autograde", "feedback", "export", "extend", "regrade-one")
+#: What a job may do; the same names as `learnhub grader` (plus one learner's regrade), and
+#: `publish` (`learnhub materials publish`, hub/publishing.py).
+JOB_KINDS = (
+    "release",
+    "collect",
+    "autograde",
+    "feedback",
+    "export",
+    "extend",
+    "regrade-one",
+    "publish",
+)
+#: Kinds about the whole course: their assignment is "".
+COURSE_JOB_KINDS = frozenset({"publish"})
 #: ``queued`` -> ``running`` -> ``done`` | ``failed``; a job whose worker died is queued again,
 #: and ``interrupted`` once it was interrupted too often to try again.
 JOB_STATES = ("queued", "running", "done", "failed", "interrupted")
@@ -25,7 +37,7 @@ class GradingJob(Base):
     __table_args__ = (
         sa.CheckConstraint(
             "kind IN ('release', 'collect', 'autograde', 'feedback', 'export', 'extend', "
-            "'regrade-one')",
+            "'regrade-one', 'publish')",
             name="ck_grading_jobs_kind",
         ),
         sa.CheckConstraint(
