@@ -104,3 +104,20 @@ def grades_csv(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         writer.writerow(row)
     return out.getvalue()
+
+
+def export_text(settings: Settings, entry: CourseEntry, exporter: str) -> str:
+    """The course's grades by the nbgrader ExportPlugin ``exporter`` (grader/export.py),
+    read-only from the gradebook (blocking); an empty export before anything was graded."""
+    from traitlets.config import Config
+
+    from grader.export import export_grades  # nbgrader: see the module docstring
+
+    url = settings.gradebook_url(entry.course.id)
+    return export_grades(
+        Config(),
+        url if _gradebook_exists(url) else "sqlite://",
+        entry.course.id,
+        exporter=exporter,
+        assignments=[a.id for a in entry.course.assignments],
+    )

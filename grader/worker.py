@@ -256,7 +256,7 @@ def run_job(
         return "failed"
     # nbgrader is imported only for a job that passed the check.
     from grader.course import GradingCourse
-    from grader.reports import grades_csv
+    from grader.export import DEFAULT_EXPORTER
 
     progress = Progress(rows, job_id, str(job.get("progress") or ""))
     factory = course_factory or GradingCourse.for_operator
@@ -305,7 +305,9 @@ def run_job(
             students = course.feedback(assignment)
             progress.set(summary={"key": "job_feedback", "count": len(students)})
         elif request.kind == "export":
-            result_text = grades_csv(course.export(assignment))
+            result_text = course.export_text(
+                assignment, exporter=str(args.get("exporter") or DEFAULT_EXPORTER)
+            )
             progress.set(summary={"key": "job_exported"})
         elif request.kind == "extend":
             course.grant_extension(assignment, args["student"], hours=float(args["hours"]))

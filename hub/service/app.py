@@ -13,6 +13,7 @@ from typing import Any
 from tornado import web
 
 from hub.service.base import NotFoundPage, log_request
+from hub.service.certificates import certificate_routes
 from hub.service.community import community_routes
 from hub.service.context import CONTEXT_SETTING, ServiceContext
 from hub.service.dashboards import dashboard_routes
@@ -44,6 +45,7 @@ def make_app(
         *dashboard_routes(prefix),
         *grading_routes(prefix),
         *community_routes(prefix),
+        *certificate_routes(prefix),
         *(extra_routes or []),
     ]
     settings: dict[str, Any] = {
