@@ -560,8 +560,8 @@ class GradingCourse:
         ``exporter`` (grader/export.py): ``csv`` (the default) or ``moodle``."""
         self.export(assignment)
         names = [assignment] if assignment else [a.id for a in self.entry.course.assignments]
-        # No gradebook yet: an empty one in memory, so the file still has its header.
-        url = self.gradebook_url if self._has_gradebook() else "sqlite://"
+        # No gradebook yet: the export of an empty one (its header).
+        url = self.gradebook_url if self._has_gradebook() else None
         return export_grades(
             self.nbgrader_config(),
             url,

@@ -7,7 +7,7 @@ of :data:`EXPORTERS` as nbgrader's ``ExportApp`` does (``plugin_class(parent=...
 ``nbgrader export --exporter grader.export.MoodleCsvExportPlugin --to grades.csv``.
 
 - ``csv`` (:class:`GradesCsvExportPlugin`, the default): one row per graded submission, the
-  columns of :data:`grader.reports.EXPORT_COLUMNS`, ``submitted_at`` in ISO 8601 with its time
+  columns of :data:`grader.grades_table.EXPORT_COLUMNS`, ``submitted_at`` in ISO 8601 with its time
   zone (nbgrader's own ``CsvExportPlugin`` writes nbgrader's zone-less UTC and does not quote
   commas).
 - ``moodle`` (:class:`MoodleCsvExportPlugin`): one row per learner, ``username`` then one
@@ -31,6 +31,8 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.plugins import ExportPlugin
 from traitlets.config import Config
 
+from grader.gradebook import ensure_gradebook
+from grader.grades_table import EXPORT_COLUMNS, grades_csv
 from hub.grading_jobs import EXPORT_FORMATS
 
 #: The exporter when none is asked for.
@@ -39,8 +41,6 @@ DEFAULT_EXPORTER = "csv"
 
 def gradebook_rows(gb: Gradebook, course_id: str, assignments: list[str]) -> list[dict[str, Any]]:
     """One row per graded submission of ``assignments`` (in that order), by learner."""
-    from grader.reports import EXPORT_COLUMNS  # the columns' one definition
-
     rows: list[dict[str, Any]] = []
     for name in assignments:
         try:
@@ -98,9 +98,7 @@ class GradesCsvExportPlugin(LearnHubExportPlugin):
     """LearnHub's CSV: one row per graded submission, times with their zone."""
 
     def render(self, gradebook: Gradebook) -> str:
-        """:func:`grader.reports.grades_csv` of the gradebook's rows."""
-        from grader.reports import grades_csv
-
+        """:func:`grader.grades_table.grades_csv` of the gradebook's rows."""
         return grades_csv(self._rows(gradebook))
 
 
@@ -135,7 +133,7 @@ assert tuple(EXPORTERS) == EXPORT_FORMATS, "the job allow-list names every expor
 
 def export_grades(
     config: Config,
-    gradebook_url: str,
+    gradebook_url: str | None,
     course_id: str,
     *,
     exporter: str = DEFAULT_EXPORTER,
@@ -144,12 +142,16 @@ def export_grades(
     """Run the exporter ``exporter`` on the gradebook as ``nbgrader export`` would; its text.
 
     ``config`` is the course's nbgrader configuration; the plugin writes into a private
-    temporary folder, which is read back and removed.
+    temporary folder, which is read back and removed. Without a gradebook yet (``None``) the
+    export is that of an empty one: its header only.
     """
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
     with tempfile.TemporaryDirectory(prefix="learnhub-export-") as folder:
         dest = Path(folder) / "grades.csv"
+        if gradebook_url is None:
+            gradebook_url = f"sqlite:///{Path(folder) / 'empty.db'}"
+            ensure_gradebook(gradebook_url)
         plugin = EXPORTERS[exporter](config=config)
         plugin.to = str(dest)
         plugin.assignment = list(assignments or [])

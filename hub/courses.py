@@ -143,7 +143,13 @@ class Course(_Model):
     outcomes: list[str] = Field(default_factory=list)
     assignments: list[Assignment] = Field(default_factory=list)
     grading: Grading = Field(default_factory=Grading)
-    completion: Completion | None = None
+    completion: Completion | None = Field(
+        None,
+        description=(
+            "What passing the course means; a learner who passes gets a certificate when "
+            "feedback is released (unset: no certificates)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _completion_counts_known_assignments(self) -> Course:
