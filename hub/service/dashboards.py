@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from grader.reports import average_score, course_grades, export_text
 from hub.access.policy import Member
@@ -102,6 +103,18 @@ def completion_view(
     }
 
 
+def formgrader_url(hub_base: str, user: str, course_id: str) -> str:
+    """The formgrader in ``user``'s own server of the course, started on the way if stopped.
+
+    A bare ``user-redirect/<course>/formgrader`` is not enough: until the named server has
+    been started once JupyterHub reads ``<course>`` as a path of the default server and sends
+    the instructor to spawn that (which LearnHub refuses). The course's spawn URL starts the
+    right server, or goes straight on when it runs.
+    """
+    then = f"{hub_base}hub/user-redirect/{course_id}/formgrader"
+    return f"{hub_base}hub/spawn/{quote(user, safe='')}/{course_id}?{urlencode({'next': then})}"
+
+
 class InstructorPage(LearnerPage):
     """A page of one course for its instructors and hub admins only."""
 
@@ -184,9 +197,7 @@ class InstructorDashboard(InstructorPage):
             grades_csv_url=f"{self.ctx.prefix}instructor/{course_id}/grades.csv",
             export_formats=EXPORT_FORMATS,
             completion=completion,
-            # The formgrader runs in the instructor's own course server; JupyterHub's
-            # user-redirect finds it (and offers to start it when it is stopped).
-            formgrader_url=f"{self.ctx.hub_base}hub/user-redirect/{course_id}/formgrader",
+            formgrader_url=formgrader_url(self.ctx.hub_base, viewer.name, course_id),
             assignments=[
                 {
                     "title": a.title,
