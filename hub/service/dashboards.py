@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlparse
 
 from grader.reports import average_score, course_grades, export_text
 from hub.access.policy import Member
@@ -39,6 +39,7 @@ from hub.service.reports import (
 )
 from hub.store import Database, Entitlement, Payment, utcnow
 from hub.store import repository as repo
+from hub.subdomains import learnhub_subdomain_hook
 from hub.usage import container_hours, sample
 
 log = logging.getLogger("learnhub.service")
@@ -103,16 +104,21 @@ def completion_view(
     }
 
 
-def formgrader_url(hub_base: str, user: str, course_id: str) -> str:
+def formgrader_url(subdomain_host: str, hub_base: str, user: str, course_id: str) -> str:
     """The formgrader in ``user``'s own server of the course, started on the way if stopped.
 
-    A bare ``user-redirect/<course>/formgrader`` is not enough: until the named server has
-    been started once JupyterHub reads ``<course>`` as a path of the default server and sends
-    the instructor to spawn that (which LearnHub refuses). The course's spawn URL starts the
-    right server, or goes straight on when it runs.
+    JupyterHub's ``user-redirect/<course>/formgrader`` does not reach it: the Hub reads
+    ``<course>`` as a path of the default server and offers to spawn that, which LearnHub
+    refuses. The course's spawn URL starts the right server (or goes straight on when it runs)
+    and then follows ``next``: the formgrader on the server's own origin.
     """
-    then = f"{hub_base}hub/user-redirect/{course_id}/formgrader"
-    return f"{hub_base}hub/spawn/{quote(user, safe='')}/{course_id}?{urlencode({'next': then})}"
+    path = f"{hub_base}user/{quote(user, safe='')}/{course_id}/formgrader"
+    if subdomain_host:
+        parsed = urlparse(subdomain_host)
+        host = learnhub_subdomain_hook(user, parsed.hostname or "localhost", "user")
+        port = f":{parsed.port}" if parsed.port else ""
+        path = f"{parsed.scheme}://{host}{port}{path}"
+    return f"{hub_base}hub/spawn/{quote(user, safe='')}/{course_id}?{urlencode({'next': path})}"
 
 
 class InstructorPage(LearnerPage):
@@ -197,7 +203,9 @@ class InstructorDashboard(InstructorPage):
             grades_csv_url=f"{self.ctx.prefix}instructor/{course_id}/grades.csv",
             export_formats=EXPORT_FORMATS,
             completion=completion,
-            formgrader_url=formgrader_url(self.ctx.hub_base, viewer.name, course_id),
+            formgrader_url=formgrader_url(
+                self.ctx.settings.subdomain_host, self.ctx.hub_base, viewer.name, course_id
+            ),
             assignments=[
                 {
                     "title": a.title,

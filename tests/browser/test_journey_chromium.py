@@ -208,7 +208,7 @@ def test_instructor_dashboard(
         "href",
         re.compile(
             r"hub/spawn/demo-instructor/algorithms-in-python\?next=.*"
-            r"hub%2Fuser-redirect%2Falgorithms-in-python%2Fformgrader$"
+            r"user%2Fdemo-instructor%2Falgorithms-in-python%2Fformgrader$"
         ),
     )
     shots.publish(shots.take(page, "instructor-dashboard"), "instructor-dashboard.png")
