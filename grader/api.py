@@ -14,7 +14,8 @@ from typing import Any
 from tornado import web
 
 from grader.exchange.auth import Authorizer, MissingScope
-from grader.reports import course_grades, grades_csv
+from grader.grades_table import grades_csv
+from grader.reports import course_grades
 from hub.courses import Catalog
 from hub.errors import HubAPIError
 from hub.settings import Settings

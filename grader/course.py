@@ -22,8 +22,9 @@ import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from nbgrader.api import Gradebook, MissingEntry
@@ -39,6 +40,7 @@ from grader.autograde import (
     course_config,
     find_submitted_students,
 )
+from grader.export import DEFAULT_EXPORTER, export_grades, gradebook_rows
 from grader.gradebook import ensure_gradebook
 from grader.ownership import (
     MAX_GRADEBOOK_BYTES,
@@ -54,6 +56,7 @@ from grader.records import RECORDS_DIR, read_record, tree_digest, write_record
 from grader.sandbox import SandboxPolicy
 from hub.addresses import service_prefix
 from hub.autograde_runs import record_autograde_runs
+from hub.certificates import evaluate, issue_certificates
 from hub.courses import Catalog, CourseEntry
 from hub.errors import LearnHubError
 from hub.pacing import enrolment_times
@@ -529,7 +532,48 @@ class GradingCourse:
             "feedback released",
             extra={"course": self.course_id, "assignment": assignment, "count": len(students)},
         )
+        self.record_returned_grades()
         return students
+
+    def record_returned_grades(self) -> list[str]:
+        """After feedback: copy the returned grades (hand grades included) to the learners'
+        home pages and issue certificates to those who pass ``completion:``; return who passes.
+
+        Feedback is when the grades are the ones learners are told, so that is when a
+        certificate is earned (hub/certificates.py).
+        """
+        if not self.learnhub_db_url:
+            return []
+        rows = self.grades()
+        course = self.entry.course
+        results = evaluate(course, rows) if course.completion else []
+        summaries = [
+            SimpleNamespace(
+                student=r["student"],
+                assignment=r["assignment"],
+                score=r["score"],
+                max_score=r["max_score"],
+            )
+            for r in rows
+        ]
+
+        def store() -> None:
+            ensure_store(self.learnhub_db_url)
+            db = Database(self.learnhub_db_url)
+            try:
+                store_grades(db, self.course_id, summaries)
+                issued = issue_certificates(db, course, results)
+                if issued:
+                    log.info(
+                        "certificates issued",
+                        extra={"course": self.course_id, "count": len(issued), "outcome": "issued"},
+                    )
+            finally:
+                db.dispose()
+
+        # LearnHub's database is the service's: root writes none of its files.
+        run_as_service_user(self.service_account, store)
+        return [r.learner for r in results if r.passed]
 
     def export(self, assignment: str | None = None) -> list[dict[str, Any]]:
         """:meth:`grades`, after taking back the instructors' manual grades.
@@ -555,6 +599,23 @@ class GradingCourse:
         self.share_gradebook()
         return self.grades(assignment)
 
+    def export_text(
+        self, assignment: str | None = None, *, exporter: str = DEFAULT_EXPORTER
+    ) -> str:
+        """The grades export (after :meth:`export`'s checks) by nbgrader's ``ExportPlugin``
+        ``exporter`` (grader/export.py): ``csv`` (the default) or ``moodle``."""
+        self.export(assignment)
+        names = [assignment] if assignment else [a.id for a in self.entry.course.assignments]
+        # No gradebook yet: the export of an empty one (its header).
+        url = self.gradebook_url if self._has_gradebook() else None
+        return export_grades(
+            self.nbgrader_config(),
+            url,
+            self.course_id,
+            exporter=exporter,
+            assignments=names,
+        )
+
     def _has_gradebook(self) -> bool:
         if self.gradebook_url.startswith("sqlite:///"):
             return Path(self.gradebook_url.removeprefix("sqlite:///")).is_file()
@@ -573,34 +634,9 @@ class GradingCourse:
 
     def grades(self, assignment: str | None = None) -> list[dict[str, Any]]:
         """One row per graded submission (all assignments, or one)."""
-        rows: list[dict[str, Any]] = []
         names = [assignment] if assignment else [a.id for a in self.entry.course.assignments]
         with Gradebook(self.gradebook_url, self.course_id) as gb:
-            for name in names:
-                try:
-                    submissions = gb.find_assignment(name).submissions
-                except MissingEntry:
-                    continue
-                for sub in sorted(submissions, key=lambda s: s.student.id):
-                    rows.append(
-                        {
-                            "course": self.course_id,
-                            "assignment": name,
-                            "student": sub.student.id,
-                            "score": round(float(sub.score), 4),
-                            "max_score": round(float(sub.max_score), 4),
-                            "late_penalty": round(float(sub.late_submission_penalty or 0), 4),
-                            "seconds_late": round(float(sub.total_seconds_late or 0)),
-                            # nbgrader keeps times in UTC without a zone (utils.parse_utc).
-                            "submitted_at": (
-                                sub.timestamp.replace(tzinfo=UTC).isoformat()
-                                if sub.timestamp
-                                else ""
-                            ),
-                            "needs_manual_grade": bool(sub.needs_manual_grade),
-                        }
-                    )
-        return rows
+            return gradebook_rows(gb, self.course_id, names)
 
     def grant_extension(self, assignment: str, student: str, *, hours: float) -> None:
         """Move one learner's deadline for one assignment (0 removes the extension).

@@ -7,27 +7,13 @@ needs nbgrader, which was about 40 MiB of the service's memory and a second of i
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grader.grades_table import EXPORT_COLUMNS, grades_csv  # noqa: F401 (used by importers)
 from hub.courses import CourseEntry
 from hub.settings import Settings
-
-#: Columns of the grades export, in order.
-EXPORT_COLUMNS = [
-    "course",
-    "assignment",
-    "student",
-    "score",
-    "max_score",
-    "late_penalty",
-    "seconds_late",
-    "submitted_at",
-    "needs_manual_grade",
-]
 
 #: Score distribution buckets, in percent of the maximum.
 BUCKETS = ["0-19", "20-39", "40-59", "60-79", "80-100"]
@@ -96,11 +82,18 @@ def average_score(settings: Settings, entries: list[CourseEntry]) -> float | Non
     return mean_percent([row for entry in entries for row in course_grades(settings, entry).rows])
 
 
-def grades_csv(rows: list[dict[str, Any]]) -> str:
-    """The grades export as CSV text."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(row)
-    return out.getvalue()
+def export_text(settings: Settings, entry: CourseEntry, exporter: str) -> str:
+    """The course's grades by the nbgrader ExportPlugin ``exporter`` (grader/export.py),
+    read-only from the gradebook (blocking); an empty export before anything was graded."""
+    from traitlets.config import Config
+
+    from grader.export import export_grades  # nbgrader: see the module docstring
+
+    url = settings.gradebook_url(entry.course.id)
+    return export_grades(
+        Config(),
+        url if _gradebook_exists(url) else None,
+        entry.course.id,
+        exporter=exporter,
+        assignments=[a.id for a in entry.course.assignments],
+    )

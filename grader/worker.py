@@ -304,7 +304,7 @@ def run_job(
         return _run_publish(settings, rows, job, request, fields)
     # nbgrader is imported only for a job that passed the check.
     from grader.course import GradingCourse
-    from grader.reports import grades_csv
+    from grader.export import DEFAULT_EXPORTER
 
     progress = Progress(rows, job_id, str(job.get("progress") or ""))
     factory = course_factory or GradingCourse.for_operator
@@ -356,7 +356,9 @@ def run_job(
                 summary={"key": "job_feedback", "count": len(students), "students": students}
             )
         elif request.kind == "export":
-            result_text = grades_csv(course.export(assignment))
+            result_text = course.export_text(
+                assignment, exporter=str(args.get("exporter") or DEFAULT_EXPORTER)
+            )
             progress.set(summary={"key": "job_exported"})
         elif request.kind == "extend":
             course.grant_extension(assignment, args["student"], hours=float(args["hours"]))

@@ -47,6 +47,7 @@ from hub.access import hub_groups
 from hub.addresses import hub_api_url
 from hub.courses import Catalog, load_courses
 from hub.errors import LearnHubError
+from hub.grading_jobs import EXPORT_FORMATS
 from hub.i18n.money import format_money
 from hub.logs import configure_logging
 from hub.privilege import become_service_user
@@ -462,7 +463,6 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from grader.course import GradingCourse, GradingError
-    from grader.reports import grades_csv
 
     # nbgrader's apps log each step at INFO on the `traitlets` logger; a failed step comes back
     # as a GradingError with nbgrader's reason, so the terminal shows that one line only.
@@ -534,7 +534,7 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 students = course.feedback(args.assignment, from_course=args.from_course)
             print(f"feedback released to {len(students)} learners for {what}")
         elif args.action == "export":
-            text = grades_csv(course.export(args.assignment))
+            text = course.export_text(args.assignment, exporter=args.exporter)
             if args.output:
                 Path(args.output).write_text(text)
                 print(f"wrote {args.output}")
@@ -848,6 +848,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="autograde: regrade every collected submission (default: only new or changed)",
     )
     grading.add_argument("--output", help="export: write the CSV to this file")
+    grading.add_argument(
+        "--exporter",
+        choices=list(EXPORT_FORMATS),
+        default=EXPORT_FORMATS[0],
+        help="export: csv (one row per submission, the default) or moodle (Moodle's grade "
+        "import: username and one column per assignment); nbgrader ExportPlugins",
+    )
     grading.add_argument("--student", help="extend: the learner; autograde: regrade only them")
     grading.add_argument("--hours", type=float, help="extend: extra hours (0 removes)")
     grading.set_defaults(func=cmd_grader)

@@ -127,6 +127,33 @@ class Grading(_Model):
     sandbox: CourseSandbox = Field(default_factory=CourseSandbox)
 
 
+class Completion(_Model):
+    """What passing the course means (`completion:`); a learner who passes gets a certificate.
+
+    Percentages are of each assignment's maximum, after late penalties; an assignment without a
+    graded submission counts as 0 %. With both rules set, both must hold.
+    """
+
+    min_percent_each: Annotated[float, Field(gt=0, le=100)] | None = Field(
+        None, description="Every counted assignment scores at least this percent."
+    )
+    min_percent_total: Annotated[float, Field(gt=0, le=100)] | None = Field(
+        None, description="The counted assignments' points together reach this percent."
+    )
+    assignments: list[str] | None = Field(
+        None, description="The assignment ids that count (unset: every assignment)."
+    )
+
+    @model_validator(mode="after")
+    def _has_a_rule(self) -> Completion:
+        if self.min_percent_each is None and self.min_percent_total is None:
+            raise ValueError(
+                "give min_percent_each (every assignment at least this percent), "
+                "min_percent_total (all points together), or both; e.g. min_percent_each: 60"
+            )
+        return self
+
+
 class Course(_Model):
     """One course, as declared in its `course.yaml`."""
 
@@ -173,6 +200,13 @@ class Course(_Model):
             "`courses/<id>/preview`."
         ),
     )
+    completion: Completion | None = Field(
+        None,
+        description=(
+            "What passing the course means; a learner who passes gets a certificate when "
+            "feedback is released (unset: no certificates)."
+        ),
+    )
 
     @field_validator("assignments")
     @classmethod
@@ -206,6 +240,26 @@ class Course(_Model):
                 f"must be a notebook path inside materials/, like 01-intro.ipynb, got {value!r}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _completion_counts_known_assignments(self) -> Course:
+        if self.completion is None:
+            return self
+        known = [a.id for a in self.assignments]
+        if not known:
+            raise ValueError("completion: the course has no assignments to pass; list them first")
+        for name in self.completion.assignments or []:
+            if name not in known:
+                raise ValueError(
+                    f"completion.assignments: {name!r} is not an assignment of this course "
+                    f"(known: {', '.join(known)})"
+                )
+        return self
+
+    def counted_assignments(self) -> list[str]:
+        """The assignment ids that ``completion`` counts (every assignment when unset)."""
+        chosen = self.completion.assignments if self.completion else None
+        return list(chosen) if chosen else [a.id for a in self.assignments]
 
     @field_validator("assignments")
     @classmethod

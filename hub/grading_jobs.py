@@ -39,10 +39,13 @@ ALLOWED_ARGS: dict[str, dict[str, type]] = {
     "autograde": {"all": bool},
     "regrade-one": {"student": str},
     "feedback": {},
-    "export": {},
+    "export": {"exporter": str},
     "extend": {"student": str, "hours": float},
     "publish": {"from_course": bool},
 }
+#: Export formats, each an nbgrader ExportPlugin of grader/export.py (named here, where the
+#: service checks requests without importing nbgrader).
+EXPORT_FORMATS = ("csv", "moodle")
 #: Arguments a kind cannot do without.
 REQUIRED_ARGS: dict[str, frozenset[str]] = {
     "regrade-one": frozenset({"student"}),
@@ -144,6 +147,11 @@ def _check_value(kind: str, name: str, expected: type, value: Any) -> Any:
         if not math.isfinite(hours) or not 0 <= hours <= MAX_EXTENSION_HOURS:
             raise JobRefused("job_bad_hours", maximum=MAX_EXTENSION_HOURS)
         return hours
+    if name == "exporter":
+        if value not in EXPORT_FORMATS:
+            formats = ", ".join(EXPORT_FORMATS)
+            raise JobRefused("job_bad_exporter", exporter=str(value)[:32], formats=formats)
+        return value
     if not isinstance(value, str) or not STUDENT_PATTERN.fullmatch(value):
         raise JobRefused("job_bad_student", student=str(value)[:64])
     return value

@@ -79,6 +79,7 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
     catalog_url = service_prefix(settings)
     state: dict[str, Any] = {}
 
+    from hub.certificates import learner_certificates
     from hub.pacing import enrolment_times, learner_deadline
     from hub.progress import course_progress
     from hub.reviews import announcements
@@ -123,6 +124,7 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
         mine: list[dict[str, Any]] = []
         others: list[dict[str, Any]] = []
         ended_items: list[dict[str, Any]] = []
+        certificates: dict[str, str] | None = None  # read once per page, when needed
         lang = current_language()
         for entry in catalog:
             course = entry.course
@@ -152,11 +154,17 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
                 ],
                 "ended": ended.get(course.id, ""),
                 "announcement": None,
+                "certificate_url": "",
             }
             if role:
                 try:
                     if role == "learner":
                         own_deadlines(item["assignments"], entry, user.name)
+                        if certificates is None:
+                            certificates = learner_certificates(learnhub_db(), user.name)
+                        cert = certificates.get(course.id)
+                        if cert:
+                            item["certificate_url"] = f"{catalog_url}certificates/{cert}"
                         progress = course_progress(learnhub_db(), course, user.name)
                         by_id = {p["id"]: p for p in progress}
                         for row in item["assignments"]:

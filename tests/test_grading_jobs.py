@@ -61,6 +61,8 @@ def db(tmp_path: Path) -> Database:
         (COURSE, "extend", ASSIGNMENT, {"student": "a", "hours": True}, "job_bad_hours"),
         (COURSE, "extend", ASSIGNMENT, {"student": "a", "hours": float("nan")}, "job_bad_hours"),
         (COURSE, "extend", ASSIGNMENT, {"student": "a", "hours": 1e9}, "job_bad_hours"),
+        (COURSE, "export", ASSIGNMENT, {"exporter": "grader.export.Evil"}, "job_bad_exporter"),
+        (COURSE, "export", ASSIGNMENT, {"exporter": ["csv"]}, "job_bad_exporter"),
     ],
 )
 def test_requests_outside_the_allow_list_are_refused(
@@ -76,6 +78,9 @@ def test_allowed_requests_keep_only_checked_values(catalog: Catalog) -> None:
         catalog, COURSE, "extend", ASSIGNMENT, {"student": "learner-a", "hours": 24}
     )
     assert request.args == {"student": "learner-a", "hours": 24.0}
+    assert check_request(catalog, COURSE, "export", ASSIGNMENT, {"exporter": "moodle"}).args == {
+        "exporter": "moodle"
+    }
     assert check_request(catalog, COURSE, "autograde", ASSIGNMENT, {"all": True}).args == {
         "all": True
     }

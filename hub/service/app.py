@@ -13,6 +13,7 @@ from typing import Any
 from tornado import web
 
 from hub.service.base import NotFoundPage, log_request
+from hub.service.certificates import certificate_routes
 from hub.service.community import community_routes
 from hub.service.context import CONTEXT_SETTING, ServiceContext
 from hub.service.dashboards import dashboard_routes
@@ -52,6 +53,7 @@ def make_app(
         *community_routes(prefix),
         *static_routes(prefix),
         *mail_routes(prefix),
+        *certificate_routes(prefix),
         *(extra_routes or []),
     ]
     settings: dict[str, Any] = {

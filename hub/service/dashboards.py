@@ -12,14 +12,17 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote, urlencode, urlparse
 
-from grader.reports import average_score, course_grades, grades_csv
+from grader.reports import average_score, course_grades, export_text
 from hub import qa
 from hub.access.policy import Member
 from hub.access.status import EntitlementStatus
+from hub.certificates import course_certificates, evaluate
 from hub.courses import CourseEntry
 from hub.entitlements import desired_membership, entitled_courses, plan_courses
 from hub.errors import HubAPIError
+from hub.grading_jobs import EXPORT_FORMATS
 from hub.i18n import translator
 from hub.i18n.money import major_units
 from hub.reviews import ReviewRejected, announcements, post_announcement, rating_summary
@@ -35,8 +38,9 @@ from hub.service.reports import (
     revenue_from_payments,
     status_counts,
 )
-from hub.store import Entitlement, Payment, utcnow
+from hub.store import Database, Entitlement, Payment, utcnow
 from hub.store import repository as repo
+from hub.subdomains import learnhub_subdomain_hook
 from hub.usage import container_hours, sample
 
 log = logging.getLogger("learnhub.service")
@@ -67,6 +71,55 @@ def _read_course(db_sessions: Any, course_id: str, plan_ids: list[str]) -> Billi
 def _format_revenue(amounts: dict[str, int], lang: str) -> str:
     texts = [money(v, c, lang) for c, v in sorted(amounts.items())]
     return ", ".join(texts) or money(0, "usd", lang)
+
+
+def completion_view(
+    db: Database, entry: CourseEntry, rows: list[dict[str, Any]], prefix: str
+) -> dict[str, Any] | None:
+    """Who passes the course's ``completion:`` rule, per learner, with their certificate link
+    (blocking); None when the course has no rule."""
+    course = entry.course
+    if course.completion is None:
+        return None
+    certificates = course_certificates(db, course.id)
+    learners = [
+        {
+            "learner": result.learner,
+            "percents": [f"{result.percents[a]:.0f} %" for a in course.counted_assignments()],
+            "total": f"{result.total_percent:.0f} %",
+            "passed": result.passed,
+            "certificate_url": (
+                f"{prefix}certificates/{certificates[result.learner]}"
+                if result.learner in certificates
+                else ""
+            ),
+        }
+        for result in evaluate(course, rows)
+    ]
+    return {
+        "rule": course.completion,
+        "assignments": course.counted_assignments(),
+        "learners": learners,
+        "passed": sum(1 for item in learners if item["passed"]),
+        "certified": len(certificates),
+    }
+
+
+def formgrader_url(subdomain_host: str, hub_base: str, user: str, course_id: str) -> str:
+    """The formgrader in ``user``'s own server of the course, started on the way if stopped.
+
+    JupyterHub's ``user-redirect/<course>/formgrader`` does not reach it: the Hub reads
+    ``<course>`` as a path of the default server and offers to spawn that, which LearnHub
+    refuses. The course's spawn URL starts the right server (or goes straight on when it runs)
+    and then follows ``next``: the formgrader on the server's own origin.
+    """
+    path = f"{hub_base}user/{quote(user, safe='')}/{course_id}/formgrader"
+    if subdomain_host:
+        parsed = urlparse(subdomain_host)
+        host = learnhub_subdomain_hook(user, parsed.hostname or "localhost", "user")
+        port = f":{parsed.port}" if parsed.port else ""
+        path = f"{parsed.scheme}://{host}{port}{path}"
+    return f"{hub_base}hub/spawn/{quote(user, safe='')}/{course_id}?{urlencode({'next': path})}"
 
 
 class InstructorPage(LearnerPage):
@@ -119,6 +172,10 @@ class InstructorDashboard(InstructorPage):
         panel = await jobs_panel(self, entry)
         reported = await asyncio.to_thread(qa.moderation_queue, self.ctx.db, [course_id])
         logged = await asyncio.to_thread(qa.moderation_log, self.ctx.db, [course_id])
+
+        completion = await asyncio.to_thread(
+            completion_view, self.ctx.db, entry, grades.rows, self.ctx.prefix
+        )
         submission_rows = [(a, n) for a, n in grades.submissions.items()]
         score_rows = list(grades.buckets.items())
         self.render_page(
@@ -150,9 +207,11 @@ class InstructorDashboard(InstructorPage):
                 _("scores"), [b for b, _n in score_rows], [n for _b, n in score_rows], unit=""
             ),
             grades_csv_url=f"{self.ctx.prefix}instructor/{course_id}/grades.csv",
-            # The formgrader runs in the instructor's own course server; JupyterHub's
-            # user-redirect finds it (and offers to start it when it is stopped).
-            formgrader_url=f"{self.ctx.hub_base}hub/user-redirect/{course_id}/formgrader",
+            export_formats=EXPORT_FORMATS,
+            completion=completion,
+            formgrader_url=formgrader_url(
+                self.ctx.settings.subdomain_host, self.ctx.hub_base, viewer.name, course_id
+            ),
             assignments=[
                 {
                     "title": a.title,
@@ -203,10 +262,21 @@ class GradesCSV(InstructorPage):
         if found is None:
             return
         _viewer, entry = found
-        grades = await asyncio.to_thread(course_grades, self.ctx.settings, entry)
+        exporter = self.get_query_argument("exporter", EXPORT_FORMATS[0])
+        if exporter not in EXPORT_FORMATS:
+            self.show_message(
+                400, "invalid", "job_refused_title", "job_bad_exporter",
+                alert="warning", exporter=exporter[:32], formats=", ".join(EXPORT_FORMATS),
+            )  # fmt: skip
+            return
+        text = await asyncio.to_thread(export_text, self.ctx.settings, entry, exporter)
+        suffix = "" if exporter == EXPORT_FORMATS[0] else f"-{exporter}"
         self.set_header("Content-Type", "text/csv; charset=utf-8")
-        self.set_header("Content-Disposition", f'attachment; filename="{course_id}-grades.csv"')
-        self.finish(grades_csv(grades.rows))
+        self.set_header("Cache-Control", "private, no-store")
+        self.set_header(
+            "Content-Disposition", f'attachment; filename="{course_id}-grades{suffix}.csv"'
+        )
+        self.finish(text)
 
 
 class OperatorDashboard(LearnerPage):

@@ -43,6 +43,9 @@ def form_args(kind: str, form: dict[str, str]) -> dict[str, Any]:
         args["all"] = form.get("scope") == "all"
     if kind == "publish" and form.get("from_course"):
         args["from_course"] = True
+
+    if kind == "export" and form.get("exporter"):
+        args["exporter"] = form["exporter"]
     if kind in ("regrade-one", "extend"):
         args["student"] = form.get("student", "").strip()
     if kind == "extend":
@@ -64,6 +67,8 @@ def display_job(job: dict[str, Any], _: Translator, prefix: str) -> dict[str, An
     args = job.get("args") or {}
     if kind == "autograde":
         label += f" ({_('job_autograde_all') if args.get('all') else _('job_autograde_new')})"
+    if kind == "export" and args.get("exporter"):
+        label += f" ({_('export_format_' + str(args['exporter']))})"
     if args.get("student"):
         label += f" · {args['student']}"
     progress = job.get("progress") or {}

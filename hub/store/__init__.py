@@ -1,5 +1,6 @@
 """LearnHub's own database: models, the :class:`Database` wrapper and migrations."""
 
+from hub.store.certificate_models import Certificate
 from hub.store.database import Database, create_engine, upgrade
 from hub.store.exchange_models import ExchangeFeedback, ExchangeRelease, ExchangeSubmission
 from hub.store.job_models import GradingJob
@@ -25,6 +26,7 @@ __all__ = [
     "Announcement",
     "AutogradeRun",
     "Base",
+    "Certificate",
     "CheckoutSession",
     "CourseReview",
     "Database",

@@ -7,7 +7,7 @@ one-active-job-per-course partial index is dropped first and made again afterwar
 cannot lose its WHERE clause.
 
 Revision ID: 0016_publish_jobs
-Revises: 0014_qa_markdown_moderation
+Revises: 0015_certificates
 Create Date: 2026-12-05
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016_publish_jobs"
-down_revision: str | None = "0014_qa_markdown_moderation"
+down_revision: str | None = "0015_certificates"
 branch_labels: str | None = None
 depends_on: str | None = None
 
