@@ -19,13 +19,13 @@ mkdir -p test-artifacts
 # the service's imports took 6.7 s of CPU instead of 2.6 s, and tests/exchange/
 # test_nbgrader_client.py 244 s of CPU instead of 119 s.
 unset PYTHONDONTWRITEBYTECODE
-# `./scripts/test.sh -n 2` runs on two pytest-xdist workers: most of a test's time is waiting
-# (hubs starting, containers, sandboxes), not CPU. `--dist loadgroup` makes tests/conftest.py's
-# scheduler keep each module on one worker, and modules that share host-global state on one
-# worker together (docs/how-to/writing-tests.md); without `-n` it changes nothing. One process
-# stays the default until a whole `-n 2` run has been shown green here.
+# Two pytest-xdist workers: most of a test's time is waiting (hubs starting, containers,
+# sandboxes), not CPU, and one process left a 2-core machine at load 1-2. `--dist loadgroup`
+# makes tests/conftest.py's scheduler keep each module on one worker, and modules that share
+# host-global state on one worker together (docs/how-to/writing-tests.md). `-n 0` (given
+# after, it wins) runs everything in this process, e.g. to debug one test.
 set +e
-.venv/bin/python -m pytest --dist loadgroup "$@"
+.venv/bin/python -m pytest -n 2 --dist loadgroup "$@"
 status=$?
 set -e
 if (( status == 5 )); then
