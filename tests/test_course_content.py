@@ -34,8 +34,9 @@ COURSE_FILES = sorted(COURSES_DIR.glob("*/course.yaml"))
 
 #: Every key course.yaml may have is a field of the platform's model (unknown keys are errors).
 TOP_KEYS = set(Course.model_fields)
-#: What the demo courses must fill in (image, grading, internet and pacing are optional).
-REQUIRED_KEYS = TOP_KEYS - {"image", "grading", "internet", "pacing"}
+#: What the demo courses must fill in (image, grading, internet, pacing and community rules are
+#: optional: a course without rules shows the default ones).
+REQUIRED_KEYS = TOP_KEYS - {"image", "grading", "internet", "pacing", "community_rules"}
 ID_RE = re.compile(r"^[a-z0-9-]{1,40}$")
 EXPECTED_POINTS = 10
 
