@@ -208,8 +208,14 @@ def _enrolment_target(words: Sequence[str], catalog: Catalog) -> tuple[str, list
         return words[0], list(words[1:])
     if len(words) == 2 and words[1] in catalog:
         return words[1], [words[0]]
-    course = words[0] if words else ""
     known = ", ".join(catalog.ids()) or "none"
+    if len(words) == 2:
+        # Either order is accepted, so name both words: the typo may be in either.
+        raise LearnHubError(
+            f"no such course {words[0]!r} or {words[1]!r} (known: {known}); "
+            "write COURSE then the members' names"
+        )
+    course = words[0] if words else ""
     raise LearnHubError(f"no such course {course!r} (known: {known})")
 
 

@@ -167,6 +167,9 @@ def test_instructor_runs_an_assignment_from_the_browser_and_a_passing_learner_is
     teacher.get_by_role("link", name="Submission #1").click()
     score = teacher.locator(f"input.score#{HAND_GRADED}")
     expect(score).to_be_visible(timeout=60_000)
+    # The formgrader binds its save-on-change handlers once its grade models have loaded
+    # (Backbone fetches them after the page): a change typed before that is never sent.
+    teacher.wait_for_load_state("networkidle")
     with teacher.expect_response(
         lambda r: "/formgrader/api/grade/" in r.url and r.request.method == "PUT"
     ) as saved:

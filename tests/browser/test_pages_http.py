@@ -227,10 +227,10 @@ def test_members_review_courses_and_feed_satisfaction(docker_hub: HubProcess) ->
         saved = b.client.post(review, data={"_xsrf": token, "rating": "5", "text": "Clear, deep."})
         assert saved.status_code == 200 and saved.url.path.endswith("/courses/python-foundations")
         assert 'data-user="demo-learner"' in saved.text and "Clear, deep." in saved.text
-        assert "<strong>5.0</strong> / 5 (1)" in saved.text
+        assert "<strong>5.0</strong> / 5 (1 rating)" in saved.text
         # Writing again replaces the member's review instead of adding one.
         again = b.client.post(review, data={"_xsrf": token, "rating": "4", "text": "Good."})
-        assert "<strong>4.0</strong> / 5 (1)" in again.text
+        assert "<strong>4.0</strong> / 5 (1 rating)" in again.text
     with browser(docker_hub) as b:
         b.signup("no-access-reviewer", "reviewing-without-buying")
         sign_in_to_service(b, "no-access-reviewer", "reviewing-without-buying")
