@@ -140,7 +140,13 @@ class RemoteGrading:
         self.poll_seconds = poll_seconds
         self.sleep = sleep
         self.client = httpx.Client(
-            headers={"Authorization": f"token {token}", "Accept": "application/json"},
+            # English, as every other `learnhub` command speaks (the service translates its
+            # refusals and job summaries by Accept-Language).
+            headers={
+                "Authorization": f"token {token}",
+                "Accept": "application/json",
+                "Accept-Language": "en",
+            },
             timeout=REQUEST_TIMEOUT,
             follow_redirects=False,
             transport=transport,
@@ -289,7 +295,15 @@ def run_remote(
     """Queue ``job``, follow it to its end, fetch an export's file; the exit status."""
     queued = client.queue(course, job)
     report(f"queued job #{queued['id']}: {queued.get('label', job.kind)}")
-    ended = client.follow(course, queued, report)
+    try:
+        ended = client.follow(course, queued, report)
+    except KeyboardInterrupt:
+        # The job is the hub's now: stopping this command only stops watching it.
+        report(
+            f"stopped following job #{queued['id']}; it keeps running on the hub "
+            "(see the course's instructor dashboard)"
+        )
+        return 130
     if ended["state"] != "done":
         report(f"job #{ended['id']} {ended.get('state_label', ended['state'])}: {ended['error']}")
         return 1

@@ -172,6 +172,7 @@ def test_a_job_is_queued_with_the_token_followed_and_its_export_downloaded(
     assert output.read_text() == "student,score\na,1\n"
     post = seen[0]
     assert post.url.path == JOBS and post.headers["Authorization"] == f"token {TOKEN}"
+    assert post.headers["Accept-Language"] == "en"
     assert dict(httpx.QueryParams(post.content.decode())) == {
         "kind": "export", "assignment": "ps1", "exporter": "csv"}  # fmt: skip
     assert any(line.startswith("a ") and "Graded 1/2" in line for line in lines), lines
@@ -188,3 +189,19 @@ def test_a_failed_job_exits_non_zero_with_its_error() -> None:
     with client(handler) as remote:
         assert run_remote(remote, COURSE, remote_job("collect", "a"), report=lines.append) == 1
     assert "nbgrader said no" in lines[-1]
+
+
+def test_interrupting_the_command_leaves_the_job_running() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return answer(202, {"job": job("queued")})
+
+    def interrupt(_: float) -> None:
+        raise KeyboardInterrupt
+
+    lines: list[str] = []
+    remote = RemoteGrading(
+        "https://hub.example/x/", TOKEN, transport=httpx.MockTransport(handler), sleep=interrupt
+    )
+    with remote:
+        assert run_remote(remote, COURSE, remote_job("collect", "a"), report=lines.append) == 130
+    assert "it keeps running on the hub" in lines[-1]
