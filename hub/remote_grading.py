@@ -224,7 +224,14 @@ class RemoteGrading:
         url = str(job.get("download_url") or "")
         if not url:
             raise RemoteGradingError(f"export job #{job['id']} of {course} made no file")
-        response = self._request("GET", urljoin(self.service, url), headers={"Accept": "*/*"})
+        target = urljoin(self.service, url)
+        # The token goes with every request of this client: never to another origin.
+        if urlsplit(target)[:2] != urlsplit(self.service)[:2]:
+            raise RemoteGradingError(
+                f"export job #{job['id']} of {course} points to another site; "
+                "download it from the course's instructor dashboard"
+            )
+        response = self._request("GET", target, headers={"Accept": "*/*"})
         if response.status_code != 200:
             raise self.refusal(course, response)
         return response.text

@@ -205,3 +205,15 @@ def test_interrupting_the_command_leaves_the_job_running() -> None:
     with remote:
         assert run_remote(remote, COURSE, remote_job("collect", "a"), report=lines.append) == 130
     assert "it keeps running on the hub" in lines[-1]
+
+
+def test_an_export_link_to_another_site_does_not_get_the_token() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, text="x")
+
+    with client(handler) as remote, pytest.raises(RemoteGradingError, match="another site"):
+        remote.download(COURSE, job("done", download_url="https://evil.example/grades.csv"))
+    assert seen == []
