@@ -463,6 +463,10 @@ def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """release | collect | autograde | feedback | export | extend, for one assignment."""
+    if args.hub_url:
+        return _grader_remote(args, environ)
+    if args.token_file:
+        raise LearnHubError("--token-file goes with --hub-url URL (the hub to run the job on)")
     import logging
 
     from rich.console import Console
@@ -554,6 +558,44 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     except GradingError as exc:
         raise LearnHubError(str(exc)) from exc
     return 0
+
+
+def _grader_remote(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """`learnhub grader ACTION --hub-url URL`: queue the job on the hub with the caller's own
+    token and follow it (hub/remote_grading.py); nothing runs on this machine."""
+    from hub.remote_grading import (
+        RemoteGrading,
+        RemoteGradingError,
+        read_token,
+        remote_job,
+        run_remote,
+    )
+
+    if not args.course or not args.assignment:
+        raise RemoteGradingError(f"learnhub grader {args.action} needs COURSE and ASSIGNMENT")
+    # Options the hub's job allow-list has no room for are refused here, not silently dropped.
+    for flag, given in (("--from-course", args.from_course), ("--parallel", args.parallel)):
+        if given:
+            raise RemoteGradingError(f"{flag} is for the hub host only; drop it with --hub-url")
+    job = remote_job(
+        args.action,
+        args.assignment,
+        force=args.force,
+        regrade_all=args.all,
+        student=args.student,
+        hours=args.hours,
+        exporter=args.exporter,
+    )
+    token = read_token(args.token_file, environ)
+    with RemoteGrading(args.hub_url, token) as client:
+        return run_remote(
+            client,
+            args.course,
+            job,
+            report=lambda line: print(line, file=sys.stderr, flush=True),
+            output=args.output,
+            write=lambda text: print(text, end=""),
+        )
 
 
 def _grader_worker(settings: Settings, args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -863,6 +905,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grading.add_argument("--student", help="extend: the learner; autograde: regrade only them")
     grading.add_argument("--hours", type=float, help="extend: extra hours (0 removes)")
+    grading.add_argument(
+        "--hub-url",
+        help="run the action on this hub as yourself (an instructor of COURSE), from any "
+        "machine: the Hub's address as in your browser; the job runs in the hub's grading worker",
+    )
+    grading.add_argument(
+        "--token-file",
+        help="--hub-url: a file holding your JupyterHub API token (made on the Hub's token "
+        "page, /hub/token); default: $LEARNHUB_TOKEN",
+    )
     grading.set_defaults(func=cmd_grader)
 
     net = sub.add_parser("network", help="isolation of course containers")
