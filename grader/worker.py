@@ -407,7 +407,9 @@ def serve(
         stopping.set()
         raise SystemExit(0)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    # JupyterHub stops a managed service with SIGINT, then SIGTERM: both end the loop quietly
+    # (SIGINT would otherwise be a KeyboardInterrupt traceback in the log at every shutdown).
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     me = worker_id()
     count = 0
     try:
@@ -428,7 +430,8 @@ def serve(
             run_job(settings, rows, job, token=token)
             count += 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if own_rows and isinstance(rows, ServiceUserJobStore):
             rows.close()
     return count

@@ -6,6 +6,7 @@ The end-to-end flow (dashboard, real worker, sandboxes) is tests/grader/test_gra
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -233,3 +234,43 @@ def test_a_forged_row_that_is_not_json_does_not_break_the_jobs_panel(db: Databas
     assert shown["submissions"] == [
         {"learner": "x", "state": "graded", "state_label": "已评分", "score": "", "reason": ""}
     ]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_the_worker_stops_quietly_on_the_hubs_stop_signals(
+    tmp_path: Path, db: Database, signum: int
+) -> None:
+    # JupyterHub stops a managed service with SIGINT first, then SIGTERM: either must end the
+    # worker with status 0 and no traceback in the operator's log.
+    config = tmp_path / "learnhub.yaml"
+    config.write_text(f"courses_dir: {ROOT / 'courses'}\nhub:\n  data_dir: {tmp_path / 'var'}\n")
+    script = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "from grader.worker import serve\n"
+        "from hub.grading_jobs import JobStore\n"
+        "from hub.settings import load_settings\n"
+        "from pathlib import Path\n"
+        "from hub.store import Database\n"
+        f"serve(load_settings(Path({str(config)!r}), {{}}), token='t', poll_seconds=0.2,\n"
+        f"      rows=JobStore(Database({db.url!r})))\n"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stderr=subprocess.PIPE, text=True
+    )
+    assert worker.stderr is not None
+    seen: list[str] = []
+    try:
+        for line in worker.stderr:
+            seen.append(line)
+            if "grading worker ready" in line:
+                break
+        assert worker.poll() is None, "".join(seen)
+        worker.send_signal(signum)
+        seen.append(worker.stderr.read())
+        status = worker.wait(timeout=30)
+    finally:
+        worker.kill()
+    log = "".join(seen)
+    assert status == 0, log
+    assert "Traceback" not in log
