@@ -11,14 +11,12 @@ Everything a member writes is untrusted. It goes through three steps, each with 
    (```` ```python ````), as ``<span class="tok-…">`` classes; the colours are a stylesheet
    among the service's static files (:func:`stylesheet`), never inline styles. An unknown or
    missing language is shown as plain code: guessing a lexer is slow and often wrong.
-3. **nh3** (Ammonia) sanitises the result with an allow-list: only the tags CommonMark makes,
+3. The site's one sanitizer (:mod:`hub.sanitize`, nh3) cleans the result with this module's
+   allow-list (:data:`POST_HTML`): only the tags CommonMark makes,
    only ``href``/``title`` on links, ``start`` on lists, and only Pygments' own classes; links
    only to ``http``, ``https``, ``mailto`` or relative addresses, each with
    ``rel="nofollow ugc noopener"``. Step 1 already refuses ``javascript:`` links; this step
    holds even if a parser bug or a future option lets something through.
-
-nh3 over bleach: bleach is deprecated upstream (its html5lib parser is unmaintained), nh3 parses
-with html5ever, the parser of a browser engine, and is a maintained allow-list sanitizer.
 
 Pages store both the source (to edit) and the HTML rendered here (to show), so a page view
 never parses Markdown.
@@ -31,7 +29,6 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-import nh3
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
 from markdown_it.token import Token
@@ -42,6 +39,8 @@ from pygments.lexers import get_lexer_by_name
 from pygments.token import STANDARD_TYPES
 from pygments.util import ClassNotFound
 
+from hub.sanitize import Allowlist, clean
+
 #: Prefix of Pygments' token classes, so they cannot collide with the site's Bootstrap classes.
 TOKEN_CLASS_PREFIX = "tok-"  # noqa: S105 (a CSS class prefix, not a secret)
 #: The class of every rendered code block (the stylesheet's scope).
@@ -50,33 +49,44 @@ CODE_CLASS = "learnhub-code"
 LINK_REL = "nofollow ugc noopener"
 
 #: The tags CommonMark produces with raw HTML and images off.
-_TAGS = {
-    "p",
-    "br",
-    "hr",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "blockquote",
-    "ul",
-    "ol",
-    "li",
-    "strong",
-    "em",
-    "code",
-    "pre",
-    "a",
-    "span",
-}
-_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
-_SCHEMES = {"http", "https", "mailto"}
+_TAGS = frozenset(
+    {
+        "p",
+        "br",
+        "hr",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "blockquote",
+        "ul",
+        "ol",
+        "li",
+        "strong",
+        "em",
+        "code",
+        "pre",
+        "a",
+        "span",
+    }
+)
 #: Characters that can mean something in CommonMark; escaped to keep plain text plain.
 _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]<>()#+\-.!|~&=])")
 
 
-def _token_classes() -> set[str]:
-    return {TOKEN_CLASS_PREFIX + name for name in STANDARD_TYPES.values() if name}
+def _token_classes() -> frozenset[str]:
+    return frozenset(TOKEN_CLASS_PREFIX + name for name in STANDARD_TYPES.values() if name)
+
+
+#: What a post's HTML may keep: CommonMark's tags, ``href``/``title`` on links, ``start`` on
+#: lists, Pygments' own classes only, links to http(s), mailto or relative addresses.
+POST_HTML = Allowlist(
+    tags=_TAGS,
+    attributes={"a": frozenset({"href", "title"}), "ol": frozenset({"start"})},
+    url_schemes=frozenset({"http", "https", "mailto"}),
+    classes={"span": _token_classes(), "pre": frozenset({CODE_CLASS})},
+    link_rel=LINK_REL,
+)
 
 
 @cache
@@ -131,17 +141,8 @@ def _parser() -> MarkdownIt:
 
 
 def sanitize(html: str) -> str:
-    """``html`` with everything outside the allow-list removed (see the module docstring)."""
-    return nh3.clean(
-        html,
-        tags=_TAGS,
-        clean_content_tags={"script", "style"},
-        attributes=_ATTRIBUTES,
-        url_schemes=_SCHEMES,
-        link_rel=LINK_REL,
-        allowed_classes={"span": _token_classes(), "pre": {CODE_CLASS}},
-        strip_comments=True,
-    )
+    """``html`` with everything outside the posts' allow-list removed (see the module docstring)."""
+    return clean(html, POST_HTML)
 
 
 def render(source: str) -> str:

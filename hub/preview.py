@@ -6,12 +6,13 @@ nbconvert's HTML exporter (its ``basic`` template: the cells without a page arou
 executed: what shows is what the instructor saved, outputs included.
 
 Course materials are written by instructors, but the page is public and on the site's own
-origin, so the HTML is cleaned as if a stranger wrote it (:func:`clean_lesson_html`): an
-allow-list of tags and attributes (bleach), links only to ``http(s):``, ``mailto:`` and
-in-page anchors, images only as ``data:image/...`` (what nbconvert embeds), no scripts, styles,
-frames, forms or event handlers. nbconvert's own ``sanitize_html`` is not used: its allow-list
-has no headings, paragraphs or images, so it shows a lesson's Markdown as escaped tags. The
-service's Content-Security-Policy (``script-src 'none'``) stays the second line.
+origin, so the HTML is cleaned as if a stranger wrote it (:func:`clean_lesson_html`): the
+site's one sanitizer (:mod:`hub.sanitize`, nh3, the same as members' posts) with this module's
+allow-list (:data:`LESSON_HTML`): links only to ``http(s):``, ``mailto:`` and relative or
+in-page addresses, images only as ``data:image/...`` (what nbconvert embeds), no scripts,
+styles, frames, forms or event handlers. nbconvert's own ``sanitize_html`` is not used: its
+allow-list has no headings, paragraphs or images, so it shows a lesson's Markdown as escaped
+tags. The service's Content-Security-Policy (``script-src 'none'``) stays the second line.
 
 Rendering takes about two seconds (nbconvert's templates and Markdown), so each lesson is
 rendered once and kept; a request first compares the notebook's bytes with those it was
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.courses import CourseEntry
+from hub.sanitize import Allowlist, clean
 
 #: Tags a lesson may use: text, code, lists, tables, images, details. Everything else is
 #: removed (its text kept), script and style elements with their content.
@@ -42,45 +44,48 @@ ALLOWED_TAGS = frozenset(
         *("table", "thead", "tbody", "tfoot", "tr", "th", "td", "caption", "details", "summary"),
     }
 )
-#: Schemes a link may use (bleach checks every URL attribute against them); ``data`` is only
-#: for images, which :func:`_allowed_attribute` enforces.
+#: Schemes any URL attribute may use (the sanitizer checks them); ``data`` is only for
+#: images, which :func:`_data_only_for_images` enforces.
 ALLOWED_PROTOCOLS = frozenset({"http", "https", "mailto", "data"})
-#: Elements whose content is code, not text: dropped whole before the allow-list runs, so a
-#: script's source does not show up as words on the page. (Cosmetic; bleach is what makes
-#: the result safe.)
-_SCRIPTLIKE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 #: Control characters and spaces a browser ignores inside a URL scheme (``java\tscript:``).
 _URL_NOISE = re.compile(r"[\x00-\x20]+")
 
 
-def _allowed_attribute(tag: str, name: str, value: str) -> bool:
-    """Whether ``tag`` may keep ``name="value"`` (bleach's attribute filter)."""
-    if name == "class" or (name == "id" and tag in ALLOWED_TAGS - {"a", "img"}):
-        return True
-    if tag == "a" and name in ("href", "title"):
-        # bleach also checks the scheme against ALLOWED_PROTOCOLS; data: is for images only.
-        return name == "title" or not _URL_NOISE.sub("", value).lower().startswith("data:")
+def _lesson_attributes() -> dict[str, frozenset[str]]:
+    # Every tag keeps its classes (nbconvert's layout and Pygments' colours) and, but for links
+    # and images, its id (headings' anchors); links, images and table cells keep what they need.
+    attributes = {tag: frozenset({"class", "id"}) for tag in ALLOWED_TAGS - {"a", "img"}}
+    attributes["a"] = frozenset({"class", "href", "title"})
+    attributes["img"] = frozenset({"class", "src", "alt", "width", "height"})
+    for cell in ("td", "th"):
+        attributes[cell] = attributes[cell] | {"colspan", "rowspan", "scope"}
+    return attributes
+
+
+def _data_only_for_images(tag: str, name: str, value: str) -> str | None:
+    """``value`` if ``tag`` may keep ``name="value"``, else None: ``data:`` is an image's only
+    source (no tracker can be called) and never a link's target (a ``data:text/html`` page)."""
+    is_data = _URL_NOISE.sub("", value).lower().startswith
     if tag == "img" and name == "src":
-        return _URL_NOISE.sub("", value).lower().startswith("data:image/")
-    if tag == "img" and name in ("alt", "width", "height"):
-        return True
-    return tag in ("td", "th") and name in ("colspan", "rowspan", "scope")
+        return value if is_data("data:image/") else None
+    if tag == "a" and name == "href":
+        return None if is_data("data:") else value
+    return value
+
+
+#: What a lesson's HTML may keep. No ``rel`` is added to links: no ``target`` is allowed, so a
+#: link cannot open a window that could reach back to this page.
+LESSON_HTML = Allowlist(
+    tags=ALLOWED_TAGS,
+    attributes=_lesson_attributes(),
+    url_schemes=ALLOWED_PROTOCOLS,
+    attribute_filter=_data_only_for_images,
+)
 
 
 def clean_lesson_html(html: str) -> str:
     """``html`` with only what a lesson needs and nothing that runs (see the module doc)."""
-    import bleach  # imported on first use: the service starts without it
-
-    return str(
-        bleach.clean(
-            _SCRIPTLIKE.sub("", html),
-            tags=ALLOWED_TAGS,
-            attributes=_allowed_attribute,
-            protocols=ALLOWED_PROTOCOLS,
-            strip=True,
-            strip_comments=True,
-        )
-    )
+    return clean(html, LESSON_HTML)
 
 
 def lesson_title(notebook_json: str, fallback: str) -> str:

@@ -315,6 +315,30 @@ def test_clean_lesson_html_keeps_a_lessons_own_markup() -> None:
 
 
 @pytest.mark.parametrize(
+    ("html", "cleaned"),
+    [
+        # data: is an image's only source (no tracker, no relative fetch) ...
+        (
+            '<img src="data:image/png;base64,AA" alt="plot">',
+            '<img src="data:image/png;base64,AA" alt="plot">',
+        ),
+        ('<img src="https://tracker.example/p.png" alt="p">', '<img alt="p">'),
+        ('<img src="pixel.png">', "<img>"),
+        ('<img src="data:text/html,hi">', "<img>"),
+        ('<img src="DATA:\timage/svg+xml,x">', '<img src="DATA:\timage/svg+xml,x">'),
+        # ... and never a link's target; relative and in-page links stay.
+        ('<a href="data:image/png;base64,AA">d</a>', "<a>d</a>"),
+        ('<a href=" data:text/html,x">d</a>', "<a>d</a>"),
+        ('<a href="02-next.html">next</a>', '<a href="02-next.html">next</a>'),
+        # Script-like content goes with its element, even inside foreign content.
+        ("<p>a</p><script>owned()</script><svg><style>p{}</style></svg>", "<p>a</p>"),
+    ],
+)
+def test_clean_lesson_html_allows_data_only_as_an_image(html: str, cleaned: str) -> None:
+    assert clean_lesson_html(html) == cleaned
+
+
+@pytest.mark.parametrize(
     ("value", "problem"),
     [
         ("../source/ps1-data-model/problem.ipynb", "must be a notebook path inside materials/"),
