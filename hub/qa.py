@@ -4,11 +4,14 @@ the course's moderators (its instructors and hub admins) hide, delete and lock.
 Who may do what is decided by the caller (the service checks course access first, and whether
 the viewer moderates the course); this module keeps the rules about the data: an answer belongs
 to its question, a member votes at most once per answer and reports a post at most once, only
-the asker or an instructor accepts, a locked question takes no answers, and what a moderator
-hid or deleted is shown to whom.
+the asker or an instructor accepts, a locked question takes no answers, only its author edits
+a post and only while a moderator has not hidden it or locked its question, and what a
+moderator hid or deleted is shown to whom.
 
 Posts are Markdown: the source is kept (for editing) and the HTML rendered by
-:func:`hub.markdown.render` is stored beside it, so showing a page never parses Markdown.
+:func:`hub.markdown.render` is stored beside it, so showing a page never parses Markdown. An
+edit renders again, marks the post edited (``edited_at``) and keeps the previous source in
+``post_edits``, which the moderation queue shows: what was reported stays readable.
 
 Visibility: a visible post is for everyone who may read the course; a hidden one only for its
 author (marked hidden) and the moderators; a deleted one for nobody (the row stays, for the
@@ -36,6 +39,7 @@ from hub.store.usage_models import (
     Answer,
     AnswerVote,
     ModerationAction,
+    PostEdit,
     PostReport,
     Question,
 )
@@ -86,6 +90,8 @@ class AnswerView:
     body_html: str = ""
     #: ``visible`` or ``hidden`` (deleted answers are never shown).
     status: str = VISIBLE
+    #: When its author last edited it (None: never).
+    edited_at: datetime | None = None
 
     @property
     def hidden(self) -> bool:
@@ -111,6 +117,8 @@ class QuestionView:
     status: str = VISIBLE
     #: No new answers.
     locked: bool = False
+    #: When its author last edited it (None: never).
+    edited_at: datetime | None = None
 
     @property
     def hidden(self) -> bool:
@@ -148,6 +156,29 @@ class Report:
 
 
 @dataclass(frozen=True)
+class Edit:
+    """What a post said before one edit (the moderation queue shows them)."""
+
+    editor: str
+    edited_at: datetime
+    #: The question's title before the edit (None for answers and announcements).
+    previous_title: str | None
+    previous_body: str
+
+
+@dataclass(frozen=True)
+class Editable:
+    """A post as its edit form shows it: the Markdown source, not the HTML."""
+
+    kind: str
+    post_id: int
+    question_id: int
+    #: The question's title (for an answer: the title of its question, for context).
+    title: str
+    body: str
+
+
+@dataclass(frozen=True)
 class QueueItem:
     """A reported post waiting for a moderator, with its open reports (oldest first)."""
 
@@ -162,6 +193,8 @@ class QueueItem:
     status: str
     locked: bool
     reports: list[Report] = field(default_factory=list)
+    #: The post's earlier versions, oldest first (empty: never edited).
+    edits: list[Edit] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -351,6 +384,7 @@ def _view(session: sa.orm.Session, q: Question, reader: Reader) -> QuestionView:
             accepted=a.id == q.accepted_answer_id,
             body_html=a.body_html,
             status=a.status,
+            edited_at=a.edited_at,
         )
         for a in session.scalars(sa.select(Answer).where(Answer.question_id == q.id))
         if reader.sees(a.status, a.author)
@@ -368,6 +402,7 @@ def _view(session: sa.orm.Session, q: Question, reader: Reader) -> QuestionView:
         body_html=q.body_html,
         status=q.status,
         locked=q.locked,
+        edited_at=q.edited_at,
     )
 
 
@@ -386,6 +421,88 @@ def question_of(db: Database, course_id: str, kind: str, post_id: int) -> int:
     """The id of the question a post is, or belongs to (blocking); 404 when gone."""
     with db.transaction() as session:
         return int(_post(session, course_id, kind, post_id)[1].id)
+
+
+def _own_editable_post(
+    session: sa.orm.Session, course_id: str, kind: str, post_id: int, editor: str
+) -> tuple[Question | Answer, Question]:
+    """The post ``editor`` may edit now, and its question; :class:`QARejected` otherwise.
+
+    Only its author edits a post, and only while it and its question are visible and the
+    question is not locked: a moderator's hide or lock wins over the author's wish to change it.
+    """
+    if kind not in POST_KINDS:
+        raise QARejected("There is no such post.", 404, key="qa_no_post")
+    post, q = _post(session, course_id, kind, post_id, Reader(editor))
+    if post.author != editor:
+        raise QARejected("Only its author can edit a post.", 403, key="qa_not_author")
+    if post.status != VISIBLE or q.status != VISIBLE:
+        raise QARejected(
+            "A moderator hid this post: it cannot be edited.", 403, key="qa_edit_hidden"
+        )
+    if q.locked:
+        raise QARejected(
+            "This question is locked: its posts cannot be edited.", 403, key="qa_edit_locked"
+        )
+    return post, q
+
+
+def editable(db: Database, course_id: str, kind: str, post_id: int, editor: str) -> Editable:
+    """The source of a post ``editor`` may edit now (blocking); :class:`QARejected` when they
+    may not (see :func:`edit`)."""
+    with db.transaction() as session:
+        post, q = _own_editable_post(session, course_id, kind, post_id, editor)
+        return Editable(kind, post_id, int(q.id), q.title, post.body)
+
+
+def edit(
+    db: Database,
+    course_id: str,
+    kind: str,
+    post_id: int,
+    editor: str,
+    body: str,
+    title: str | None = None,
+) -> int:
+    """Replace the Markdown of the author's own post (and a question's ``title``; blocking).
+
+    Only its author may, while neither a moderator's hide nor a lock stands in the way. The
+    post is rendered again and marked edited; what it said before is kept in ``post_edits``.
+    Saving an unchanged post changes nothing. Returns the id of the question concerned.
+    """
+    with db.transaction() as session:
+        # Who may edit first: someone else's post is refused whatever they sent.
+        post, q = _own_editable_post(session, course_id, kind, post_id, editor)
+        body = _text(body, MAX_BODY, kind)
+        new_title = _text(title or "", MAX_TITLE, "title") if isinstance(post, Question) else None
+        if post.body == body and (new_title is None or new_title == q.title):
+            return int(q.id)
+        now = datetime.now(UTC)
+        session.add(
+            PostEdit(
+                course_id=course_id,
+                kind=kind,
+                post_id=post_id,
+                editor=editor,
+                edited_at=now,
+                previous_title=q.title if new_title is not None else None,
+                previous_body=post.body,
+            )
+        )
+        post.body, post.body_html, post.edited_at = body, render(body), now
+        if isinstance(post, Question) and new_title is not None:
+            post.title = new_title
+        return int(q.id)
+
+
+def edit_history(session: sa.orm.Session, kind: str, post_id: int) -> list[Edit]:
+    """A post's earlier versions, oldest first (in the caller's transaction)."""
+    rows = session.scalars(
+        sa.select(PostEdit)
+        .where(PostEdit.kind == kind, PostEdit.post_id == post_id)
+        .order_by(PostEdit.edited_at, PostEdit.id)
+    )
+    return [Edit(r.editor, r.edited_at, r.previous_title, r.previous_body) for r in rows]
 
 
 def report(
@@ -495,6 +612,7 @@ def moderation_queue(db: Database, course_ids: Collection[str]) -> list[QueueIte
                     "status": post.status,
                     "locked": q.locked,
                     "reports": [],
+                    "edits": edit_history(session, r.kind, r.post_id),
                 }
             items[key]["reports"].append(Report(r.reporter, r.reason, r.created_at))
         return [QueueItem(**item) for item in items.values()]

@@ -16,7 +16,7 @@ from hub.errors import LearnHubError
 from hub.mail import notices
 from hub.markdown import render
 from hub.store import Database
-from hub.store.usage_models import Announcement, CourseReview
+from hub.store.usage_models import Announcement, CourseReview, PostEdit
 
 MAX_REVIEW_CHARS = 2000
 
@@ -120,11 +120,12 @@ class Notice:
     posted_at: datetime
     #: ``text`` rendered (safe HTML, :func:`hub.markdown.render`).
     html: str = ""
+    id: int = 0
+    #: When an instructor last edited it (None: never).
+    edited_at: datetime | None = None
 
 
-def post_announcement(db: Database, course_id: str, author: str, text: str) -> None:
-    """Post an instructor's announcement (Markdown) to a course (blocking); rejects empty or
-    long text. It is stored with its rendered HTML."""
+def _announcement_text(text: str) -> str:
     text = text.strip()
     if not text:
         raise ReviewRejected("An announcement needs some text.")
@@ -132,6 +133,13 @@ def post_announcement(db: Database, course_id: str, author: str, text: str) -> N
         raise ReviewRejected(
             f"Please keep announcements under {MAX_ANNOUNCEMENT_CHARS} characters."
         )
+    return text
+
+
+def post_announcement(db: Database, course_id: str, author: str, text: str) -> None:
+    """Post an instructor's announcement (Markdown) to a course (blocking); rejects empty or
+    long text. It is stored with its rendered HTML."""
+    text = _announcement_text(text)
     with db.transaction() as session:
         posted = datetime.now(UTC)
         session.add(
@@ -147,6 +155,40 @@ def post_announcement(db: Database, course_id: str, author: str, text: str) -> N
     _changed()
 
 
+def edit_announcement(
+    db: Database, course_id: str, announcement_id: int, editor: str, text: str
+) -> bool:
+    """Replace an announcement's Markdown (blocking): rendered again, marked edited, the
+    previous text kept in ``post_edits``. The caller has checked that ``editor`` teaches or
+    administers the course (any of its instructors may correct any of its announcements). No
+    new notice is mailed: an edit is a correction, not news. False when the course has no such
+    announcement; an unchanged text changes nothing.
+    """
+    text = _announcement_text(text)
+    html = render(text)
+    with db.transaction() as session:
+        row = session.get(Announcement, announcement_id)
+        if row is None or row.course_id != course_id:
+            return False
+        if row.text == text:
+            return True
+        now = datetime.now(UTC)
+        session.add(
+            PostEdit(
+                course_id=course_id,
+                kind="announcement",
+                post_id=announcement_id,
+                editor=editor,
+                edited_at=now,
+                previous_title=None,
+                previous_body=row.text,
+            )
+        )
+        row.text, row.text_html, row.edited_at = text, html, now
+    _changed()
+    return True
+
+
 def announcements(db: Database, course_id: str, limit: int = 5) -> list[Notice]:
     """The course's latest announcements, newest first (blocking)."""
     with db.transaction() as session:
@@ -156,4 +198,7 @@ def announcements(db: Database, course_id: str, limit: int = 5) -> list[Notice]:
             .order_by(Announcement.posted_at.desc(), Announcement.id.desc())
             .limit(limit)
         ).all()
-        return [Notice(r.author, r.text, r.posted_at, r.text_html) for r in rows]
+        return [
+            Notice(r.author, r.text, r.posted_at, r.text_html, id=r.id, edited_at=r.edited_at)
+            for r in rows
+        ]

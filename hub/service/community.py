@@ -1,4 +1,5 @@
-"""Course Q&A pages: ask, answer, upvote, accept, search, report; moderators hide, delete, lock.
+"""Course Q&A pages: ask, answer, upvote, accept, search, report, edit one's own post;
+moderators hide, delete, lock.
 
 Members of the course only, except the community rules page, which is public. Moderating
 a course (its instructors and hub admins: :meth:`Member.administers`) is decided here, once,
@@ -243,6 +244,76 @@ class ReportHandler(QAPage):
         )
 
 
+class EditHandler(QAPage):
+    """``GET|POST {prefix}courses/<id>/(questions|answers)/<n>/edit``: the author changes their
+    own post (the rule, in :func:`hub.qa.edit`: not once a moderator hid it or locked its
+    question)."""
+
+    async def get(self, course_id: str, kinds: str, post_id: str) -> None:
+        """The edit form, filled with the post's Markdown source."""
+        found = await self.course_member(course_id)
+        if found is None:
+            return
+        viewer, entry = found
+        try:
+            post = await asyncio.to_thread(
+                qa.editable, self.ctx.db, course_id, KINDS[kinds], int(post_id), viewer.name
+            )
+        except qa.QARejected as exc:
+            self.refuse(exc)
+            return
+        self.render_page(
+            200,
+            "edit_post.html",
+            title=self.translate("qa_edit_title"),
+            course=entry.course,
+            post=post,
+            base=self.questions_url(course_id),
+            action=f"{self.ctx.prefix}courses/{course_id}/{kinds}/{post_id}/edit",
+        )
+
+    async def post(self, course_id: str, kinds: str, post_id: str) -> None:
+        """Save the edit, then show the question again."""
+        found = await self.course_member(course_id, write=True)
+        if found is None:
+            return
+        viewer, _entry = found
+        kind = KINDS[kinds]
+        try:
+            question_id = await asyncio.to_thread(
+                qa.edit,
+                self.ctx.db,
+                course_id,
+                kind,
+                int(post_id),
+                viewer.name,
+                self.get_body_argument("body", ""),
+                self.get_body_argument("title", "") if kind == "question" else None,
+            )
+        except qa.QARejected as exc:
+            log.info(
+                "post edit refused",
+                extra={
+                    "user": viewer.name,
+                    "course": course_id,
+                    "post": f"{kind}/{post_id}",
+                    "outcome": exc.key or str(exc.status),
+                },
+            )
+            self.refuse(exc)
+            return
+        log.info(
+            "post edited",
+            extra={
+                "user": viewer.name,
+                "course": course_id,
+                "post": f"{kind}/{post_id}",
+                "outcome": "edited",
+            },
+        )
+        self.redirect(f"{self.questions_url(course_id)}/{question_id}", status=303)
+
+
 class ModerateHandler(QAPage):
     """``POST {prefix}courses/<id>/(questions|answers)/<n>/<action>``: hide, show, delete,
     dismiss (the reports), lock or unlock. The course's instructors and hub admins only."""
@@ -335,6 +406,7 @@ def community_routes(prefix: str) -> list[Any]:
             AnswerActionHandler,
         ),
         (route(prefix, f"courses/([a-z0-9-]+)/{kinds}/([0-9]+)/report"), ReportHandler),
+        (route(prefix, f"courses/([a-z0-9-]+)/{kinds}/([0-9]+)/edit"), EditHandler),
         (
             route(
                 prefix,

@@ -25,7 +25,13 @@ from hub.errors import HubAPIError
 from hub.grading_jobs import EXPORT_FORMATS
 from hub.i18n import translator
 from hub.i18n.money import major_units
-from hub.reviews import ReviewRejected, announcements, post_announcement, rating_summary
+from hub.reviews import (
+    ReviewRejected,
+    announcements,
+    edit_announcement,
+    post_announcement,
+    rating_summary,
+)
 from hub.service import charts
 from hub.service.base import LearnerPage, route
 from hub.service.grading import jobs_panel
@@ -198,6 +204,7 @@ class InstructorDashboard(InstructorPage):
             moderation_items=reported,
             moderation_actions=logged,
             announce_url=f"{self.ctx.prefix}instructor/{course_id}/announce",
+            announcements_url=f"{self.ctx.prefix}instructor/{course_id}/announcements",
             submission_rows=submission_rows,
             submissions_svg=charts.bar_chart(
                 _("submissions"), [a for a, _n in submission_rows], [n for _a, n in submission_rows]
@@ -249,6 +256,40 @@ class AnnounceHandler(InstructorPage):
         log.info(
             "announcement posted",
             extra={"user": viewer.name, "course": course_id, "outcome": "posted"},
+        )
+        self.redirect(f"{self.ctx.prefix}instructor/{course_id}#announcements", status=303)
+
+
+class AnnouncementEditHandler(InstructorPage):
+    """``POST {prefix}instructor/<course>/announcements/<n>``: one of the course's instructors
+    (or an admin) corrects an announcement (:func:`hub.reviews.edit_announcement`)."""
+
+    async def post(self, course_id: str, announcement_id: str) -> None:
+        """Save the new text, then show the dashboard again."""
+        found = self.instructor_course(course_id)
+        if found is None:
+            return
+        viewer, _entry = found
+        try:
+            edited = await asyncio.to_thread(
+                edit_announcement,
+                self.ctx.db,
+                course_id,
+                int(announcement_id),
+                viewer.name,
+                self.get_body_argument("text", ""),
+            )
+        except ReviewRejected as exc:
+            self.show_message(
+                400, "invalid", "announcement_invalid_title", "review_invalid", reason=str(exc)
+            )
+            return
+        if not edited:
+            self.show_message(404, "not-found", "not_found_title", "qa_no_announcement")
+            return
+        log.info(
+            "announcement edited",
+            extra={"user": viewer.name, "course": course_id, "outcome": "edited"},
         )
         self.redirect(f"{self.ctx.prefix}instructor/{course_id}#announcements", status=303)
 
@@ -441,5 +482,9 @@ def dashboard_routes(prefix: str) -> list[Any]:
         (route(prefix, "instructor/([a-z0-9-]+)"), InstructorDashboard),
         (route(prefix, "instructor/([a-z0-9-]+)/grades.csv"), GradesCSV),
         (route(prefix, "instructor/([a-z0-9-]+)/announce"), AnnounceHandler),
+        (
+            route(prefix, "instructor/([a-z0-9-]+)/announcements/([0-9]+)"),
+            AnnouncementEditHandler,
+        ),
         (route(prefix, "admin"), OperatorDashboard),
     ]

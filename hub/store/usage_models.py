@@ -96,6 +96,8 @@ class Announcement(Base):
     #: ``text`` rendered by :func:`hub.markdown.render` (what pages show).
     text_html: Mapped[str] = mapped_column(sa.Text, server_default="")
     posted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: When its author (or, for an announcement, an instructor) last edited it; None: never.
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 #: A post everyone who may read the course sees.
@@ -125,6 +127,8 @@ class Question(Base):
     status: Mapped[str] = mapped_column(sa.String(16), server_default=VISIBLE)
     #: A locked question takes no new answers.
     locked: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    #: When its author (or, for an announcement, an instructor) last edited it; None: never.
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Answer(Base):
@@ -142,6 +146,8 @@ class Answer(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     #: :data:`VISIBLE`, :data:`HIDDEN` or :data:`DELETED`.
     status: Mapped[str] = mapped_column(sa.String(16), server_default=VISIBLE)
+    #: When its author (or, for an announcement, an instructor) last edited it; None: never.
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class AnswerVote(Base):
@@ -194,3 +200,23 @@ class ModerationAction(Base):
     #: The post's author, so the log reads without the post.
     author: Mapped[str] = mapped_column(sa.String(255))
     acted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PostEdit(Base):
+    """What a post said before one edit: moderators see what was reported, even if its author
+    changed it since."""
+
+    __tablename__ = "post_edits"
+    __table_args__ = (sa.Index("ix_post_edits_post", "kind", "post_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[str] = mapped_column(sa.String(64))
+    #: ``question``, ``answer`` or ``announcement``.
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    post_id: Mapped[int] = mapped_column(sa.Integer)
+    editor: Mapped[str] = mapped_column(sa.String(255))
+    edited_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: The question's title before the edit (None for answers and announcements).
+    previous_title: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    #: The Markdown source before the edit.
+    previous_body: Mapped[str] = mapped_column(sa.Text)

@@ -137,6 +137,83 @@ def test_a_hidden_answer_is_gone_for_members_and_loses_no_votes(db: Database) ->
         qa.vote(db, COURSE, answer.id, "dan")  # nobody votes for what they cannot see
 
 
+def test_authors_edit_their_own_posts_until_a_moderator_steps_in(db: Database) -> None:
+    question_id = qa.ask(db, COURSE, "ann", "Sets?", "Why do sets break?")
+    qa.answer(db, COURSE, question_id, "bob", "Define `__hash__`.")
+    [answer] = qa.question(db, COURSE, question_id).answers
+    assert answer.edited_at is None
+    assert qa.report(db, COURSE, "question", question_id, "cat", "Rude title.") is True
+
+    # The author edits: rendered again (and sanitised), marked edited, the old source kept.
+    qa.edit(db, COURSE, "question", question_id, "ann", "Why? <script>x()</script>", "Sets")
+    qa.edit(db, COURSE, "answer", answer.id, "bob", "Define `__hash__` **and** `__eq__`.")
+    shown = qa.question(db, COURSE, question_id)
+    assert (shown.title, shown.body) == ("Sets", "Why? <script>x()</script>")
+    assert shown.body_html == "<p>Why? &lt;script&gt;x()&lt;/script&gt;</p>"
+    assert shown.edited_at is not None and shown.answers[0].edited_at is not None
+    assert "<strong>and</strong>" in shown.answers[0].body_html
+    source = qa.editable(db, COURSE, "answer", answer.id, "bob")
+    assert (source.body, source.question_id) == ("Define `__hash__` **and** `__eq__`.", question_id)
+    # Saving the same text again is no new version.
+    qa.edit(db, COURSE, "question", question_id, "ann", "Why? <script>x()</script>", "Sets")
+    # The moderator reads what was reported, not only what it says now.
+    [item] = qa.moderation_queue(db, [COURSE])
+    assert [(e.editor, e.previous_title, e.previous_body) for e in item.edits] == [
+        ("ann", "Sets?", "Why do sets break?")
+    ]
+
+    def refused(kind: str, post_id: int, editor: str) -> qa.QARejected:
+        with pytest.raises(qa.QARejected) as caught:
+            qa.edit(db, COURSE, kind, post_id, editor, "Changed", "Changed")
+        return caught.value
+
+    assert (
+        refused("question", question_id, "bob").key,
+        refused("answer", answer.id, "ann").key,
+    ) == (
+        "qa_not_author",
+        "qa_not_author",
+    )
+    assert refused("question", question_id, "ted").status == 403  # a moderator is no author
+    with pytest.raises(qa.QARejected):  # the post belongs to another course
+        qa.edit(db, OTHER, "question", question_id, "ann", "x", "x")
+    with pytest.raises(qa.QARejected) as empty:
+        qa.edit(db, COURSE, "answer", answer.id, "bob", "   ")
+    assert empty.value.key == "qa_empty_answer"
+
+    qa.moderate(db, COURSE, "question", question_id, "ted", "lock")
+    assert refused("question", question_id, "ann").key == "qa_edit_locked"
+    assert refused("answer", answer.id, "bob").key == "qa_edit_locked"  # its answers too
+    qa.moderate(db, COURSE, "question", question_id, "ted", "unlock")
+    qa.moderate(db, COURSE, "answer", answer.id, "ted", "hide")
+    assert refused("answer", answer.id, "bob").key == "qa_edit_hidden"
+    qa.moderate(db, COURSE, "question", question_id, "ted", "hide")
+    assert refused("question", question_id, "ann").key == "qa_edit_hidden"
+    qa.moderate(db, COURSE, "question", question_id, "ted", "delete")
+    assert refused("question", question_id, "ann").status == 404
+    with db.transaction() as session:
+        assert [e.previous_body for e in qa.edit_history(session, "answer", answer.id)] == [
+            "Define `__hash__`."
+        ]
+
+
+def test_instructors_correct_announcements_with_history(db: Database) -> None:
+    from hub.reviews import ReviewRejected, announcements, edit_announcement, post_announcement
+
+    post_announcement(db, COURSE, "ted", "Office hours *Fryday*")
+    [notice] = announcements(db, COURSE)
+    assert notice.edited_at is None
+    assert edit_announcement(db, OTHER, notice.id, "olga", "Hijacked") is False
+    assert edit_announcement(db, COURSE, notice.id, "tina", "Office hours *Friday*") is True
+    [edited] = announcements(db, COURSE)
+    assert edited.html == "<p>Office hours <em>Friday</em></p>" and edited.edited_at is not None
+    with pytest.raises(ReviewRejected):
+        edit_announcement(db, COURSE, notice.id, "tina", " ")
+    with db.transaction() as session:
+        [before] = qa.edit_history(session, "announcement", notice.id)
+    assert (before.editor, before.previous_body) == ("tina", "Office hours *Fryday*")
+
+
 def test_migration_renders_plain_text_rows_written_before(db_url: str) -> None:
     """Rows from before 0014 were plain text: they read the same after it, now as HTML."""
     upgrade(db_url, "0011_autograde_runs")
@@ -309,3 +386,87 @@ async def test_search_page_and_public_rules_page(service: Edge) -> None:
     css = await service.get("static/highlight.css")
     assert css.status_code == 200 and ".learnhub-code .tok-k" in css.text
     assert css.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_who_may_edit_a_post_over_http(service: Edge) -> None:
+    for user in ("alice", "bob"):
+        service.grant(user, COURSE)
+    question = await ask(service, "alice", "Loops", "How do I loop?")
+    url = f"courses/{COURSE}/questions/{question}"
+    answered = await service.post(url, "bob", {"body": "Use `for`."})
+    assert answered.status_code == 303
+    answer = qa.question(service.ctx.db, COURSE, int(question)).answers[0].id
+    edit_question, edit_answer = f"{url}/edit", f"courses/{COURSE}/answers/{answer}/edit"
+
+    # The author: a form with their Markdown, then the edit, marked on the page.
+    page = await service.get(url, "alice")
+    assert f'href="{PREFIX}{edit_question}"' in page.text
+    assert f'href="{PREFIX}{edit_answer}"' not in page.text  # not alice's answer
+    form = await service.get(edit_question, "alice")
+    assert form.status_code == 200 and "How do I loop?</textarea>" in form.text
+    saved = await service.post(
+        edit_question, "alice", {"title": "Loops in Python", "body": "How do I `loop`?"}
+    )
+    assert saved.status_code == 303 and saved.headers["Location"] == f"{PREFIX}{url}"
+    shown = await service.get(url, "bob")
+    assert "Loops in Python" in shown.text and "<code>loop</code>" in shown.text
+    assert 'class="text-body-secondary small learnhub-edited"' in shown.text
+    zh = await service.get(url, "bob", Accept_Language="zh-CN")
+    assert "已编辑" in zh.text
+
+    # Everyone else: another member, an instructor of the course, someone without access.
+    refused = {
+        "member, question": await service.post(edit_question, "bob", {"title": "x", "body": "x"}),
+        "member, form": await service.get(edit_question, "bob"),
+        "asker, someone's answer": await service.post(edit_answer, "alice", {"body": "x"}),
+        "instructor": await service.post(edit_answer, "ted", {"body": "x"}, **TEACHER),
+        "no access": await service.post(edit_question, "carol", {"title": "x", "body": "x"}),
+    }
+    for who, response in refused.items():
+        assert response.status_code == 403, (who, response.text)
+    assert "Only its author can edit a post." in refused["member, question"].text
+    assert (await service.post(edit_question, None, {"body": "x"})).status_code in (302, 403)
+
+    # A lock or a hide wins over the author; what the author can no longer change is unchanged.
+    assert (await service.post(url + "/lock", "ted", **TEACHER)).status_code == 303
+    locked = await service.post(edit_answer, "bob", {"body": "Sneaky"})
+    assert locked.status_code == 403 and "locked" in locked.text
+    assert (await service.get(edit_answer, "bob")).status_code == 403
+    assert "learnhub-edit-link" not in (await service.get(url, "bob")).text
+    assert (await service.post(url + "/unlock", "ted", **TEACHER)).status_code == 303
+    answer_url = f"courses/{COURSE}/answers/{answer}"
+    assert (await service.post(answer_url + "/hide", "ted", **TEACHER)).status_code == 303
+    hidden = await service.post(edit_answer, "bob", {"body": "Sneaky"})
+    assert hidden.status_code == 403 and "hid this post" in hidden.text
+    assert (await service.post(url + "/hide", "ted", **TEACHER)).status_code == 303
+    assert (
+        await service.post(edit_question, "bob", {"title": "x", "body": "x"})
+    ).status_code == 404
+    moderator = qa.Reader("ted", moderator=True)
+    [kept] = qa.question(service.ctx.db, COURSE, int(question), reader=moderator).answers
+    assert kept.body == "Use `for`." and kept.edited_at is None
+    with service.ctx.db.transaction() as session:
+        assert [e.previous_body for e in qa.edit_history(session, "answer", answer)] == []
+
+    # Announcements: the course's instructors correct them; members cannot.
+    announced = await service.post(
+        f"instructor/{COURSE}/announce", "ted", {"text": "Quiz on Mondy"}, **TEACHER
+    )
+    assert announced.status_code == 303
+    from hub.reviews import announcements
+
+    [notice] = announcements(service.ctx.db, COURSE)
+    edit_notice = f"instructor/{COURSE}/announcements/{notice.id}"
+    assert (await service.post(edit_notice, "bob", {"text": "No quiz"})).status_code == 403
+    other = await service.post(edit_notice, "olga", {"text": "No quiz"}, **OTHER_TEACHER)
+    assert other.status_code == 403
+    wrong_course = await service.post(
+        f"instructor/{OTHER}/announcements/{notice.id}", "olga", {"text": "x"}, **OTHER_TEACHER
+    )
+    assert wrong_course.status_code == 404
+    fixed = await service.post(edit_notice, "root", {"text": "Quiz on Monday"}, **ADMIN)
+    assert fixed.status_code == 303
+    course_page = await service.get(f"courses/{COURSE}", "bob")
+    assert "Quiz on Monday" in course_page.text and "Mondy" not in course_page.text
+    dashboard = await service.get(f"instructor/{COURSE}", "ted", **TEACHER)
+    assert f'action="{PREFIX}{edit_notice}"' in dashboard.text

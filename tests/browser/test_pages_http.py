@@ -320,6 +320,20 @@ def test_course_questions_and_answers(docker_hub: HubProcess) -> None:
         assert f'data-answer="{answer_id}" data-votes="1" data-accepted="true"' in accepted.text
         listing = asker.client.get(qa_page).text
         assert "Why is __eq__ not enough?" in listing and "accepted" in listing
+        # Editing one's own question: a forged form (no XSRF token) is refused, a real one saved.
+        edit = question_url + "/edit"
+        form = asker.client.get(edit)
+        assert form.status_code == 200 and "Sets break.</textarea>" in form.text
+        changed = {"title": "Why is __eq__ not enough for sets?", "body": "Sets *break*."}
+        assert asker.client.post(edit, data=changed).status_code == 403
+        saved = asker.client.post(edit, data={"_xsrf": xsrf_of(form), **changed})
+        assert saved.status_code == 200 and "<em>break</em>" in saved.text
+        assert "learnhub-edited" in saved.text
+    with browser(docker_hub) as teacher:  # an instructor is not the author
+        sign_in_to_service(teacher, "demo-instructor")
+        token = xsrf_of(teacher.client.get(question_url))
+        other = teacher.client.post(question_url + "/edit", data={"_xsrf": token, "body": "x"})
+        assert other.status_code == 403 and "Only its author" in other.text
 
 
 def test_front_door_and_the_hubs_pages_in_chinese(docker_hub: HubProcess) -> None:
