@@ -22,7 +22,7 @@ import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -519,8 +519,15 @@ class GradingCourse:
         # LearnHub's database is the service's: root writes none of its files.
         run_as_service_user(self.service_account, store)
 
-    def feedback(self, assignment: str, *, from_course: bool = False) -> list[str]:
-        """Generate feedback (hidden tests stripped) and release it; return the students."""
+    def feedback(
+        self, assignment: str, *, from_course: bool = False, release: str | None = None
+    ) -> list[str]:
+        """Generate feedback (hidden tests stripped), release it and tell each student by mail
+        (:meth:`tell_feedback_released`); return the students.
+
+        ``release`` names this release for the notice (a grading job passes its id, so a job
+        run again after its worker died mails nobody twice); by default, the time now.
+        """
         self._require(assignment)
         self.prepare(assignment, from_course=from_course)
         api = self._api()
@@ -533,7 +540,32 @@ class GradingCourse:
             extra={"course": self.course_id, "assignment": assignment, "count": len(students)},
         )
         self.record_returned_grades()
+        self.tell_feedback_released(
+            assignment, students, release=release or datetime.now(UTC).isoformat()
+        )
         return students
+
+    def tell_feedback_released(self, assignment: str, students: list[str], *, release: str) -> None:
+        """Queue the "feedback released" notice for ``students`` in LearnHub's outbox (the
+        service sends it): the one path for the dashboard's job and the command line."""
+        if not self.learnhub_db_url or not students:
+            return
+        from hub.mail.notices import feedback_released
+
+        def queue() -> None:
+            ensure_store(self.learnhub_db_url)
+            db = Database(self.learnhub_db_url)
+            try:
+                queued = feedback_released(db, self.course_id, assignment, students, release)
+            finally:
+                db.dispose()
+            log.info(
+                "feedback notices queued",
+                extra={"course": self.course_id, "assignment": assignment, "count": queued},
+            )
+
+        # LearnHub's database is the service's: root writes none of its files.
+        run_as_service_user(self.service_account, queue)
 
     def record_returned_grades(self) -> list[str]:
         """After feedback: copy the returned grades (hand grades included) to the learners'

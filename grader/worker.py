@@ -350,8 +350,8 @@ def run_job(
                 names = ", ".join(r.student for r in errors)
                 raise LearnHubError(f"grading failed for {names}: {errors[0].reason}")
         elif request.kind == "feedback":
-            students = course.feedback(assignment)
-            # The students are kept so the notice hook (hub.mail.notices) can mail each one.
+            # Named after the job: run again after a crash, it mails nobody a second time.
+            students = course.feedback(assignment, release=f"job-{job_id}")
             progress.set(
                 summary={"key": "job_feedback", "count": len(students), "students": students}
             )

@@ -28,7 +28,6 @@ from sqlalchemy.orm import Session
 
 from hub.courses import Catalog
 from hub.errors import LearnHubError
-from hub.mail import notices
 from hub.store import Database, GradingJob, utcnow
 from hub.store.job_models import ACTIVE_STATES, COURSE_JOB_KINDS, JOB_KINDS
 
@@ -358,8 +357,6 @@ class JobStore:
                 .where(GradingJob.id == job_id)
                 .values(state=state, error=error, result=result, updated_at=now, finished_at=now)
             )
-            if state == "done":
-                notices.on_job_done(session, session.get(GradingJob, job_id))  # mail (hub/mail)
 
     def requeue(self, job_id: int, reason: str) -> str:
         """A running job whose worker died: queued again (its progress kept), or

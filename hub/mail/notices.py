@@ -1,8 +1,11 @@
 """Notices: what happened that a member asked to hear about, queued in the outbox.
 
 Each hook runs inside the transaction of the change it tells about (an answer saved, an
-announcement posted, a grading job finished), in a savepoint: a notice that cannot be queued
-is logged and never undoes the change. Only members with a *verified* address who did not
+announcement posted), in a savepoint: a notice that cannot be queued is logged and never undoes
+the change. Feedback is released outside LearnHub's database (nbgrader's exchange), so its
+notice has an entry point of its own, :func:`feedback_released`, which every way of releasing
+feedback goes through (``grader.course.GradingCourse.feedback``: the dashboard's job and
+``learnhub grader feedback`` alike). Only members with a *verified* address who did not
 opt out get a row; the sender checks the opt-out again when it sends, so turning a notice off
 also stops what is already queued.
 
@@ -12,7 +15,6 @@ plans resolved by the service's settings (:func:`configure_audience`, called at 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -23,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from hub.mail.members import recipient
 from hub.mail.outbox import OPT_OUT_OF, enqueue
-from hub.store import Database, Entitlement, GradingJob
+from hub.store import Database, Entitlement
 
 log = logging.getLogger("learnhub.mail")
 
@@ -137,25 +139,24 @@ def on_announcement(
     return _queue(session, "announcement", people, params, f"{course_id}:{posted.isoformat()}")
 
 
-def on_job_done(session: Session, job: GradingJob | None) -> int:
-    """A grading job finished: a ``feedback`` job released feedback to the students its
-    progress names (``grader.worker`` records them)."""
-    if job is None or job.kind != "feedback":
-        return 0
-    try:
-        summary = json.loads(job.progress or "{}").get("summary") or {}
-        students = [str(name) for name in summary.get("students") or []]
-    except (ValueError, AttributeError):
-        return 0
-    return on_feedback_released(session, job.course_id, job.assignment_id, students, job.id)
-
-
 def on_feedback_released(
-    session: Session, course_id: str, assignment: str, students: Iterable[str], job: int
+    session: Session, course_id: str, assignment: str, students: Iterable[str], release: str
 ) -> int:
-    """Feedback was released: tell each student it is for."""
+    """Feedback was released: tell each student it is for.
+
+    ``release`` names this release: a second call with the same one (a grading job run again
+    after its worker died) queues nothing more; a new release of the same assignment does.
+    """
     params = {"course": course_id, "assignment": assignment}
-    return _queue(session, "feedback", students, params, f"{course_id}:{assignment}:{job}")
+    return _queue(session, "feedback", students, params, f"{course_id}:{assignment}:{release}")
+
+
+def feedback_released(
+    db: Database, course_id: str, assignment: str, students: Iterable[str], release: str
+) -> int:
+    """:func:`on_feedback_released` in a transaction of its own (blocking); the number queued."""
+    with db.transaction() as session:
+        return on_feedback_released(session, course_id, assignment, students, release)
 
 
 def queue_deadline_reminders(

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -189,3 +190,58 @@ def test_sender_gives_up_after_the_window_but_keeps_the_row(db: Database) -> Non
         state, params = session.execute(sa.select(OutboxMessage.state, OutboxMessage.params)).one()
     assert state == "failed" and json.loads(params)["token"] == "t"
     assert sender.failed._value.get() == 1
+
+
+def test_feedback_released_is_told_the_same_way_from_a_job_and_the_command_line(
+    tmp_path: Path, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`GradingCourse.feedback` is the one path: the worker's job and `learnhub grader
+    feedback` both call it, and it queues the notice (nbgrader's own steps stubbed out)."""
+    import grader.course
+    from grader.course import GradingCourse
+    from grader.worker import run_job
+    from hub.grading_jobs import JobStore, check_request
+    from hub.grading_jobs import enqueue as enqueue_job
+
+    course_id, assignment = "python-foundations", "ps1-data-model"
+    config = tmp_path / "learnhub.yaml"
+    config.write_text(
+        f"courses_dir: {ROOT / 'courses'}\nhub:\n  data_dir: {tmp_path / 'var'}\n"
+        f"database:\n  learnhub_url: {db.url}\n"
+    )
+    settings = load_settings(config, {})
+    catalog = Catalog.load(settings.courses_dir)
+    entry = catalog.get(course_id)
+    assert entry is not None
+
+    def nothing(*_args: object, **_kwargs: object) -> None:
+        return None
+
+    for step in ("_require", "prepare", "_check", "publish", "record_returned_grades"):
+        monkeypatch.setattr(GradingCourse, step, nothing)
+    nbgrader = SimpleNamespace(generate_feedback=nothing, release_feedback=nothing)
+    monkeypatch.setattr(GradingCourse, "_api", lambda _self: nbgrader)
+    monkeypatch.setattr(grader.course, "_students_with", lambda *_a: ["mia", "noah"])
+    course = GradingCourse.for_course(settings, entry)
+    members.record_address(db, "mia", "mia@example.org", "en")
+    assert members.mark_verified(db, "mia", "mia@example.org")  # noah gave no address
+
+    def feedback_rows() -> list[tuple[str | None, str]]:
+        with db.transaction() as session:
+            query = sa.select(OutboxMessage.username, OutboxMessage.params)
+            return list(session.execute(query.where(OutboxMessage.kind == "feedback")).tuples())
+
+    # The dashboard's job, run twice (its worker died after releasing): mia is told once.
+    enqueue_job(db, check_request(catalog, course_id, "feedback", assignment, {}), "ted")
+    rows = JobStore(db)
+    claimed = rows.claim("host:1")
+    assert claimed is not None
+    for _attempt in range(2):
+        done = run_job(settings, rows, claimed, token="t", course_factory=lambda *_a, **_k: course)
+        assert done == "done"
+    assert [name for name, _params in feedback_rows()] == ["mia"]
+    # The command line releases again: a new release, a new notice.
+    assert course.feedback(assignment) == ["mia", "noah"]
+    told = feedback_rows()
+    assert [name for name, _ in told] == ["mia", "mia"]
+    assert json.loads(told[1][1]) == {"course": course_id, "assignment": assignment}
