@@ -36,7 +36,7 @@ from sqlalchemy.exc import OperationalError
 
 from hub.courses import Catalog
 from hub.errors import LearnHubError
-from hub.grading_jobs import JobRefused, JobRequest, JobStore, request_from_row
+from hub.grading_jobs import JobRefused, JobStore, request_from_row
 from hub.privilege import ServiceAccount, drop_privileges, prepare_data_dir
 from hub.settings import Settings
 from hub.store import Database
@@ -234,52 +234,6 @@ class Progress:
             self.rows.progress(self.job_id, self.doc)
 
 
-def _run_publish(
-    settings: Settings,
-    rows: JobRows,
-    job: dict[str, Any],
-    request: JobRequest,
-    fields: dict[str, Any],
-) -> str:
-    """A dashboard's "Publish materials": a new version for the learners' next start, made as
-    root from the instructors' copy (hub/publishing.py)."""
-    from hub.publishing import materials_root, publish_materials
-
-    job_id = int(job["id"])
-    progress = Progress(rows, job_id, str(job.get("progress") or ""))
-    try:
-        entry = Catalog.load(settings.courses_dir).get(request.course_id)
-        if entry is None:
-            raise LearnHubError(f"no such course {request.course_id!r}")
-        made = publish_materials(
-            entry,
-            root=materials_root(settings),
-            instructor_copy=settings.formgrader_dir / request.course_id,
-            by=str(job.get("requested_by") or "instructor"),
-            from_course=bool(request.args.get("from_course")),
-        )
-    except LearnHubError as exc:
-        log.warning("job failed", extra={**fields, "error": str(exc), "outcome": "failed"})
-        rows.finish(job_id, "failed", error=str(exc))
-        return "failed"
-    except OSError as exc:
-        log.exception("job crashed", extra={**fields, "outcome": "failed"})
-        rows.finish(job_id, "failed", error=f"could not publish: {exc}")
-        return "failed"
-    progress.set(
-        summary={
-            "key": "job_published" if made.made else "job_published_nothing",
-            "version": made.version,
-            "added": len(made.added),
-            "changed": len(made.changed),
-            "removed": len(made.removed),
-        }
-    )
-    rows.finish(job_id, "done")
-    log.info("job done", extra={**fields, "version": made.version, "outcome": "done"})
-    return "done"
-
-
 def run_job(
     settings: Settings,
     rows: JobRows,
@@ -300,20 +254,48 @@ def run_job(
         log.warning("job refused", extra={**fields, "reason": exc.key, "outcome": "failed"})
         rows.finish(job_id, "failed", error=f"refused by the worker: {exc}")
         return "failed"
-    if request.kind == "publish":
-        return _run_publish(settings, rows, job, request, fields)
-    # nbgrader is imported only for a job that passed the check.
-    from grader.course import GradingCourse
-    from grader.export import DEFAULT_EXPORTER
+
+    def grading_course() -> Any:
+        # nbgrader is imported only for a job that passed the check and needs it.
+        from grader.course import GradingCourse
+
+        factory = course_factory or GradingCourse.for_operator
+        return factory(settings, request.course_id, token=token)
 
     progress = Progress(rows, job_id, str(job.get("progress") or ""))
-    factory = course_factory or GradingCourse.for_operator
     log.info("job started", extra={**fields, "assignment": request.assignment})
+    done_fields: dict[str, Any] = {}
     try:
-        course = factory(settings, request.course_id, token=token)
+        # Publishing is root copying files (hub/publishing.py): no nbgrader course for it.
+        course: Any = None if request.kind == "publish" else grading_course()
         result_text: str | None = None
         args, assignment = request.args, request.assignment
-        if request.kind == "release":
+        if request.kind == "publish":
+            # A dashboard's "Publish materials": a new version for the learners' next start,
+            # made as root from the instructors' copy.
+            from hub.publishing import materials_root, publish_materials
+
+            entry = catalog.get(request.course_id)
+            if entry is None:  # request_from_row checked it against this catalog
+                raise LearnHubError(f"no such course {request.course_id!r}")
+            made = publish_materials(
+                entry,
+                root=materials_root(settings),
+                instructor_copy=settings.formgrader_dir / request.course_id,
+                by=str(job.get("requested_by") or "instructor"),
+                from_course=bool(args.get("from_course")),
+            )
+            progress.set(
+                summary={
+                    "key": "job_published" if made.made else "job_published_nothing",
+                    "version": made.version,
+                    "added": len(made.added),
+                    "changed": len(made.changed),
+                    "removed": len(made.removed),
+                }
+            )
+            done_fields["version"] = made.version
+        elif request.kind == "release":
             course.release(assignment, force=bool(args.get("force")))
             progress.set(summary={"key": "job_released"})
         elif request.kind == "collect":
@@ -356,6 +338,8 @@ def run_job(
                 summary={"key": "job_feedback", "count": len(students), "students": students}
             )
         elif request.kind == "export":
+            from grader.export import DEFAULT_EXPORTER
+
             result_text = course.export_text(
                 assignment, exporter=str(args.get("exporter") or DEFAULT_EXPORTER)
             )
@@ -375,10 +359,15 @@ def run_job(
         return "failed"
     except Exception as exc:
         log.exception("job crashed", extra={**fields, "outcome": "failed"})
-        rows.finish(job_id, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
+        if request.kind == "publish" and isinstance(exc, OSError):
+            # A full disk or an unreadable file in the instructors' copy: say what failed.
+            error = f"could not publish: {exc}"
+        else:
+            error = f"internal error: {type(exc).__name__}: {exc}"
+        rows.finish(job_id, "failed", error=error)
         return "failed"
     rows.finish(job_id, "done", result=result_text)
-    log.info("job done", extra={**fields, "outcome": "done"})
+    log.info("job done", extra={**fields, **done_fields, "outcome": "done"})
     return "done"
 
 

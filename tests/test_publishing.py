@@ -132,3 +132,48 @@ def test_the_operator_publishes_a_git_repository(
     assert "is not a branch or tag name" in capsys.readouterr().err
     assert main([*argv, "--path", "../.."], environ={}) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_the_worker_runs_a_publish_job_without_nbgrader(entry: CourseEntry, tmp_path: Path) -> None:
+    """The dashboard's "Publish materials" through the worker's run_job: a version, or a
+    failure that says publishing failed (not an internal error) when the disk refuses."""
+    from typing import Any
+
+    from grader.worker import run_job
+    from hub.courses import Catalog
+    from hub.grading_jobs import JobStore, check_request, course_jobs, enqueue
+    from hub.publishing import materials_root
+    from hub.settings import load_settings
+    from hub.store import Database, upgrade
+
+    config = tmp_path / "learnhub.yaml"
+    config.write_text(
+        f"courses_dir: {tmp_path / 'courses'}\nhub:\n  data_dir: {tmp_path / 'var'}\n"
+    )
+    settings = load_settings(config, {})
+    url = f"sqlite:///{tmp_path / 'learnhub.sqlite'}"
+    upgrade(url)
+    db = Database(url)
+    rows = JobStore(db)
+    request = check_request(Catalog.load(settings.courses_dir), COURSE, "publish", "", {})
+
+    def must_not_run(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("publishing needs no nbgrader course")
+
+    def run() -> tuple[str, dict[str, Any]]:
+        enqueue(db, request, "ted")
+        claimed = rows.claim("host:1")
+        assert claimed is not None
+        outcome = run_job(settings, rows, claimed, token="t", course_factory=must_not_run)
+        return outcome, course_jobs(db, COURSE)[0]
+
+    try:
+        outcome, view = run()
+        assert outcome == "done" and view["progress"]["summary"]["version"] == "v1"
+        assert current_version(materials_root(settings), COURSE) is not None
+        shutil.rmtree(materials_root(settings))
+        materials_root(settings).write_text("a file where the versions go\n")
+        outcome, view = run()
+        assert outcome == "failed" and view["error"].startswith("could not publish: ")
+    finally:
+        db.dispose()
