@@ -103,8 +103,9 @@ assert type(empty) is dict and empty == {}
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 
-def _nbgrader(grade_id: str, *, solution: bool = False, points: int = 0) -> dict[str, Any]:
-    """Cell metadata as nbgrader's create-assignment toolbar writes it (schema 3)."""
+def nbgrader_meta(grade_id: str, *, solution: bool = False, points: int = 0) -> dict[str, Any]:
+    """Cell metadata as nbgrader's create-assignment toolbar writes it (schema 3): a solution
+    cell (``solution``), a graded test cell (``points``) or a locked read-only cell."""
     meta: dict[str, Any] = {
         "grade": points > 0,
         "grade_id": grade_id,
@@ -121,14 +122,16 @@ def _nbgrader(grade_id: str, *, solution: bool = False, points: int = 0) -> dict
     return out
 
 
-def _notebook(cells: list[nbformat.NotebookNode]) -> nbformat.NotebookNode:
+def new_notebook(cells: list[nbformat.NotebookNode]) -> nbformat.NotebookNode:
+    """A notebook of ``cells`` with the Python kernel a course image runs."""
     nb: nbformat.NotebookNode = nbformat.v4.new_notebook(cells=cells)  # type: ignore[no-untyped-call]
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}
     return nb
 
 
-def _cell(kind: str, source: str, cell_id: str, **metadata: Any) -> nbformat.NotebookNode:
+def new_cell(kind: str, source: str, cell_id: str, **metadata: Any) -> nbformat.NotebookNode:
+    """A ``markdown`` or code cell with a stable ``cell_id`` and ``metadata``."""
     make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
     cell: nbformat.NotebookNode = make(source, metadata=metadata)  # type: ignore[no-untyped-call]
     cell.id = cell_id  # stable ids: validate's findings name them
@@ -137,19 +140,24 @@ def _cell(kind: str, source: str, cell_id: str, **metadata: Any) -> nbformat.Not
 
 def lesson_notebook() -> nbformat.NotebookNode:
     """The first lesson (a learner-facing notebook of `materials/`)."""
-    return _notebook(
-        [_cell("markdown", LESSON_TEXT, "lesson-text"), _cell("code", LESSON_CODE, "lesson-code")]
+    return new_notebook(
+        [
+            new_cell("markdown", LESSON_TEXT, "lesson-text"),
+            new_cell("code", LESSON_CODE, "lesson-code"),
+        ]
     )
 
 
 def assignment_notebook() -> nbformat.NotebookNode:
     """The nbgrader source notebook of the assignment, solution and hidden tests in."""
-    return _notebook(
+    return new_notebook(
         [
-            _cell("markdown", INTRO, "intro", **_nbgrader("intro")),
-            _cell("code", SOLUTION, "word-count", **_nbgrader("word-count", solution=True)),
-            _cell("code", VISIBLE_TESTS, "tests", **_nbgrader("tests", points=1)),
-            _cell("code", HIDDEN_TESTS, "hidden-tests", **_nbgrader("hidden-tests", points=1)),
+            new_cell("markdown", INTRO, "intro", **nbgrader_meta("intro")),
+            new_cell("code", SOLUTION, "word-count", **nbgrader_meta("word-count", solution=True)),
+            new_cell("code", VISIBLE_TESTS, "tests", **nbgrader_meta("tests", points=1)),
+            new_cell(
+                "code", HIDDEN_TESTS, "hidden-tests", **nbgrader_meta("hidden-tests", points=1)
+            ),
         ]
     )
 

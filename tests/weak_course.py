@@ -14,6 +14,8 @@ from pathlib import Path
 import nbformat
 import yaml
 
+from hub.course_scaffold import nbgrader_meta, new_cell, new_notebook
+
 COURSE_ID = "weak-tests"
 ASSIGNMENT = "ps1"
 NOTEBOOK = "ps1.ipynb"
@@ -29,38 +31,19 @@ TYPED = "result = double(2)\nassert type(result) is int, 'return an int'\nassert
 WRONG = "assert type(double(3)) is int and double(3) == 7\n"
 
 
-def _meta(grade_id: str, *, solution: bool = False, points: int = 0) -> dict[str, object]:
-    meta: dict[str, object] = {
-        "grade": points > 0,
-        "grade_id": grade_id,
-        "locked": not solution,
-        "schema_version": 3,
-        "solution": solution,
-        "task": False,
-    }
-    if points:
-        meta["points"] = points
-    return {"nbgrader": meta}
-
-
 def notebook(*, wrong: bool = True) -> nbformat.NotebookNode:
-    """The source notebook (``wrong``: with the test cell the reference fails)."""
-    new_code = nbformat.v4.new_code_cell
+    """The source notebook (``wrong``: with the test cell the reference fails), built as
+    ``learnhub courses new`` builds its assignment (hub/course_scaffold.py)."""
     cells = [
-        nbformat.v4.new_markdown_cell("Write `double(x)`."),
-        new_code(SOLUTION, metadata=_meta("double", solution=True)),
-        new_code(WEAK, metadata=_meta("weak-tests", points=1)),
-        new_code(TYPED, metadata=_meta("typed-tests", points=1)),
+        new_cell("markdown", "Write `double(x)`.", "intro"),
+        new_cell("code", SOLUTION, "double", **nbgrader_meta("double", solution=True)),
+        new_cell("code", WEAK, "weak-tests", **nbgrader_meta("weak-tests", points=1)),
+        new_cell("code", TYPED, "typed-tests", **nbgrader_meta("typed-tests", points=1)),
     ]
     if wrong:
-        cells.append(new_code(WRONG, metadata=_meta("wrong-tests", points=1)))
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    return nb
+        wrong_tests = nbgrader_meta("wrong-tests", points=1)
+        cells.append(new_cell("code", WRONG, "wrong-tests", **wrong_tests))
+    return new_notebook(cells)
 
 
 def make_weak_course(courses_dir: Path, *, wrong: bool = True) -> Path:

@@ -110,16 +110,17 @@ def test_an_address_counts_only_once_verified(db: Database) -> None:
     assert members.username_for(db, "mia@EXAMPLE.org") == "mia"
 
 
-def test_sender_keeps_mail_while_smtp_is_down_and_backs_off(db: Database) -> None:
-    smtp = SmtpServer()  # not started: nothing listens on its port
+def queue_reset_mail(db: Database, smtp: SmtpServer, **email: object) -> MailSender:
+    """A password-reset mail for mia queued, and a sender for ``smtp`` (loopback, clear text)
+    with these ``email`` settings."""
     settings = Settings.model_validate(
         {
             "email": {
                 "enabled": True,
                 "from_address": "noreply@learnhub.test",
                 "smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "none"},
-                "retry_seconds": 30,
                 "give_up_hours": 1,
+                **email,
             }
         }
     )
@@ -131,7 +132,12 @@ def test_sender_keeps_mail_while_smtp_is_down_and_backs_off(db: Database) -> Non
             username=None,
             params={"token": "t", "minutes": 60, "lang": "en"},
         )
-    sender = MailSender(settings, db, Catalog.load(ROOT / "courses"))
+    return MailSender(settings, db, Catalog.load(ROOT / "courses"))
+
+
+def test_sender_keeps_mail_while_smtp_is_down_and_backs_off(db: Database) -> None:
+    smtp = SmtpServer()  # not started: nothing listens on its port
+    sender = queue_reset_mail(db, smtp, retry_seconds=30)
 
     def row() -> OutboxMessage:
         with db.transaction() as session:
@@ -163,28 +169,9 @@ def test_sender_keeps_mail_while_smtp_is_down_and_backs_off(db: Database) -> Non
 
 
 def test_sender_gives_up_after_the_window_but_keeps_the_row(db: Database) -> None:
-    smtp = SmtpServer()
-    settings = Settings.model_validate(
-        {
-            "email": {
-                "enabled": True,
-                "from_address": "noreply@learnhub.test",
-                "smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "none"},
-                "give_up_hours": 1,
-            }
-        }
-    )
-    with db.transaction() as session:
-        enqueue(
-            session,
-            kind="reset",
-            recipient="mia@example.org",
-            username=None,
-            params={"token": "t", "minutes": 60, "lang": "en"},
-        )
-        session.flush()
+    sender = queue_reset_mail(db, SmtpServer())
+    with db.transaction() as session:  # queued two hours ago, with one hour to deliver
         session.execute(sa.update(OutboxMessage).values(created_at=utcnow() - timedelta(hours=2)))
-    sender = MailSender(settings, db, Catalog.load(ROOT / "courses"))
     asyncio.run(sender.run_once())
     with db.transaction() as session:
         state, params = session.execute(sa.select(OutboxMessage.state, OutboxMessage.params)).one()
