@@ -477,22 +477,38 @@ def edit(
         new_title = _text(title or "", MAX_TITLE, "title") if isinstance(post, Question) else None
         if post.body == body and (new_title is None or new_title == q.title):
             return int(q.id)
-        now = datetime.now(UTC)
-        session.add(
-            PostEdit(
-                course_id=course_id,
-                kind=kind,
-                post_id=post_id,
-                editor=editor,
-                edited_at=now,
-                previous_title=q.title if new_title is not None else None,
-                previous_body=post.body,
-            )
-        )
+        previous_title = q.title if new_title is not None else None
+        now = keep_previous(session, course_id, kind, post_id, editor, post.body, previous_title)
         post.body, post.body_html, post.edited_at = body, render(body), now
         if isinstance(post, Question) and new_title is not None:
             post.title = new_title
         return int(q.id)
+
+
+def keep_previous(
+    session: sa.orm.Session,
+    course_id: str,
+    kind: str,
+    post_id: int,
+    editor: str,
+    previous_body: str,
+    previous_title: str | None = None,
+) -> datetime:
+    """Record what a post (``question``, ``answer`` or ``announcement``) said before the edit
+    ``editor`` is making now (in the caller's transaction); returns the edit's time."""
+    now = datetime.now(UTC)
+    session.add(
+        PostEdit(
+            course_id=course_id,
+            kind=kind,
+            post_id=post_id,
+            editor=editor,
+            edited_at=now,
+            previous_title=previous_title,
+            previous_body=previous_body,
+        )
+    )
+    return now
 
 
 def edit_history(session: sa.orm.Session, kind: str, post_id: int) -> list[Edit]:

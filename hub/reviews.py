@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from hub.errors import LearnHubError
 from hub.mail import notices
 from hub.markdown import render
+from hub.qa import keep_previous
 from hub.store import Database
-from hub.store.usage_models import Announcement, CourseReview, PostEdit
+from hub.store.usage_models import Announcement, CourseReview
 
 MAX_REVIEW_CHARS = 2000
 
@@ -172,18 +173,7 @@ def edit_announcement(
             return False
         if row.text == text:
             return True
-        now = datetime.now(UTC)
-        session.add(
-            PostEdit(
-                course_id=course_id,
-                kind="announcement",
-                post_id=announcement_id,
-                editor=editor,
-                edited_at=now,
-                previous_title=None,
-                previous_body=row.text,
-            )
-        )
+        now = keep_previous(session, course_id, "announcement", announcement_id, editor, row.text)
         row.text, row.text_html, row.edited_at = text, html, now
     _changed()
     return True

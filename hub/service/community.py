@@ -58,6 +58,13 @@ class QAPage(CoursePages):
         reason = self.translate(exc.key, **exc.params) if exc.key else str(exc)
         self.show_message(exc.status, "invalid", "qa_refused_title", "qa_invalid", reason=reason)
 
+    def log_post(
+        self, message: str, user: str, course_id: str, kind: str, post_id: str, outcome: str
+    ) -> None:
+        """One structured log line about a member's action on a post."""
+        extra = {"user": user, "course": course_id, "post": f"{kind}/{post_id}", "outcome": outcome}
+        log.info(message, extra=extra)
+
     def questions_url(self, course_id: str) -> str:
         """The course's Q&A page."""
         return f"{self.ctx.prefix}courses/{course_id}/questions"
@@ -225,15 +232,8 @@ class ReportHandler(QAPage):
         except qa.QARejected as exc:
             self.refuse(exc)
             return
-        log.info(
-            "post reported",
-            extra={
-                "user": viewer.name,
-                "course": course_id,
-                "post": f"{kind}/{post_id}",
-                "outcome": "reported" if new else "already-reported",
-            },
-        )
+        outcome = "reported" if new else "already-reported"
+        self.log_post("post reported", viewer.name, course_id, kind, post_id, outcome)
         self.show_message(
             200,
             "reported",
@@ -291,26 +291,11 @@ class EditHandler(QAPage):
                 self.get_body_argument("title", "") if kind == "question" else None,
             )
         except qa.QARejected as exc:
-            log.info(
-                "post edit refused",
-                extra={
-                    "user": viewer.name,
-                    "course": course_id,
-                    "post": f"{kind}/{post_id}",
-                    "outcome": exc.key or str(exc.status),
-                },
-            )
+            refused = exc.key or str(exc.status)
+            self.log_post("post edit refused", viewer.name, course_id, kind, post_id, refused)
             self.refuse(exc)
             return
-        log.info(
-            "post edited",
-            extra={
-                "user": viewer.name,
-                "course": course_id,
-                "post": f"{kind}/{post_id}",
-                "outcome": "edited",
-            },
-        )
+        self.log_post("post edited", viewer.name, course_id, kind, post_id, "edited")
         self.redirect(f"{self.questions_url(course_id)}/{question_id}", status=303)
 
 

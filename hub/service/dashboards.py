@@ -232,65 +232,45 @@ class InstructorDashboard(InstructorPage):
 
 
 class AnnounceHandler(InstructorPage):
-    """``POST {prefix}instructor/<course>/announce``: an instructor posts to the course."""
+    """``POST {prefix}instructor/<course>/announce``: an instructor posts to the course;
+    ``POST {prefix}instructor/<course>/announcements/<n>``: one of its instructors (or an
+    admin) corrects an announcement (:func:`hub.reviews.edit_announcement`, no new mail)."""
 
-    async def post(self, course_id: str) -> None:
-        """Post the announcement, then show the dashboard again."""
+    async def post(self, course_id: str, announcement_id: str | None = None) -> None:
+        """Post or correct the announcement, then show the dashboard again."""
         found = self.instructor_course(course_id)
         if found is None:
             return
         viewer, _entry = found
+        text = self.get_body_argument("text", "")
         try:
-            await asyncio.to_thread(
-                post_announcement,
-                self.ctx.db,
-                course_id,
-                viewer.name,
-                self.get_body_argument("text", ""),
-            )
+            if announcement_id is None:
+                await asyncio.to_thread(
+                    post_announcement, self.ctx.db, course_id, viewer.name, text
+                )
+                outcome = "posted"
+            else:
+                found_it = await asyncio.to_thread(
+                    edit_announcement,
+                    self.ctx.db,
+                    course_id,
+                    int(announcement_id),
+                    viewer.name,
+                    text,
+                )
+                outcome = "edited" if found_it else "not-found"
         except ReviewRejected as exc:
             self.show_message(
                 400, "invalid", "announcement_invalid_title", "review_invalid", reason=str(exc)
             )
             return
         log.info(
-            "announcement posted",
-            extra={"user": viewer.name, "course": course_id, "outcome": "posted"},
+            f"announcement {outcome}",
+            extra={"user": viewer.name, "course": course_id, "outcome": outcome},
         )
-        self.redirect(f"{self.ctx.prefix}instructor/{course_id}#announcements", status=303)
-
-
-class AnnouncementEditHandler(InstructorPage):
-    """``POST {prefix}instructor/<course>/announcements/<n>``: one of the course's instructors
-    (or an admin) corrects an announcement (:func:`hub.reviews.edit_announcement`)."""
-
-    async def post(self, course_id: str, announcement_id: str) -> None:
-        """Save the new text, then show the dashboard again."""
-        found = self.instructor_course(course_id)
-        if found is None:
-            return
-        viewer, _entry = found
-        try:
-            edited = await asyncio.to_thread(
-                edit_announcement,
-                self.ctx.db,
-                course_id,
-                int(announcement_id),
-                viewer.name,
-                self.get_body_argument("text", ""),
-            )
-        except ReviewRejected as exc:
-            self.show_message(
-                400, "invalid", "announcement_invalid_title", "review_invalid", reason=str(exc)
-            )
-            return
-        if not edited:
+        if outcome == "not-found":
             self.show_message(404, "not-found", "not_found_title", "qa_no_announcement")
             return
-        log.info(
-            "announcement edited",
-            extra={"user": viewer.name, "course": course_id, "outcome": "edited"},
-        )
         self.redirect(f"{self.ctx.prefix}instructor/{course_id}#announcements", status=303)
 
 
@@ -482,9 +462,6 @@ def dashboard_routes(prefix: str) -> list[Any]:
         (route(prefix, "instructor/([a-z0-9-]+)"), InstructorDashboard),
         (route(prefix, "instructor/([a-z0-9-]+)/grades.csv"), GradesCSV),
         (route(prefix, "instructor/([a-z0-9-]+)/announce"), AnnounceHandler),
-        (
-            route(prefix, "instructor/([a-z0-9-]+)/announcements/([0-9]+)"),
-            AnnouncementEditHandler,
-        ),
+        (route(prefix, "instructor/([a-z0-9-]+)/announcements/([0-9]+)"), AnnounceHandler),
         (route(prefix, "admin"), OperatorDashboard),
     ]
