@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -437,8 +437,3 @@ def course_id_from_group(group: str) -> str | None:
     return (
         group.removeprefix(LEARNER_GROUP_PREFIX) if group.startswith(LEARNER_GROUP_PREFIX) else None
     )
-
-
-def deadline_label(due: datetime | None) -> str:
-    """A human label for an assignment deadline."""
-    return "no deadline" if due is None else due.strftime("%Y-%m-%d %H:%M %Z")

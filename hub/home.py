@@ -14,9 +14,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 from hub.addresses import service_prefix
-from hub.courses import Catalog, CourseEntry, deadline_label
+from hub.courses import Catalog, CourseEntry
 from hub.errors import CourseError
-from hub.i18n.hub_pages import current_language
+from hub.i18n.dates import TZ_COOKIE, format_datetime, formatter, iso, normalize_zone, viewer_zone
+from hub.i18n.hub_pages import current_cookie, current_language
 from hub.i18n.money import format_money
 from hub.settings import Settings
 
@@ -92,7 +93,22 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
             state["db"] = Database(settings.learnhub_db_url)
         return state["db"]
 
-    def own_deadlines(rows: list[dict[str, Any]], entry: CourseEntry, name: str) -> None:
+    def time_zone(name: str) -> str:
+        # The learnhub-tz cookie the time zone form sets, else the member's saved zone, else UTC.
+        cookie = current_cookie(TZ_COOKIE)
+        if normalize_zone(cookie):
+            return viewer_zone(cookie)
+        from hub.preferences import saved_zone
+
+        try:
+            return viewer_zone(None, saved_zone(learnhub_db(), name))
+        except Exception:  # the home page renders (in UTC) even if the database is down
+            logging.getLogger("learnhub.home").exception("could not read the time zone")
+            return viewer_zone(None)
+
+    def own_deadlines(
+        rows: list[dict[str, Any]], entry: CourseEntry, name: str, lang: str, zone: str
+    ) -> None:
         # A self-paced course's deadlines are the learner's own: enrolment plus due_after.
         course = entry.course
         if course.pacing != "self-paced":
@@ -104,12 +120,21 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
         for row, assignment in zip(rows, course.assignments, strict=True):
             due = learner_deadline(course, assignment, enrolled)
             if due is not None:
-                row["due"], row["iso"] = deadline_label(due), due.isoformat()
+                row["due"], row["iso"] = format_datetime(due, lang, zone), iso(due)
 
     def for_user(user: Any) -> dict[str, Any]:
-        empty = {"mine": [], "others": [], "ended": [], "error": "", "catalog_url": catalog_url}
+        lang = current_language()
+        empty = {
+            "mine": [],
+            "others": [],
+            "ended": [],
+            "error": "",
+            "catalog_url": catalog_url,
+            **formatter(lang, viewer_zone(None)),
+        }
         if user is None:
             return empty
+        zone = time_zone(user.name)
         try:
             catalog = Catalog.load(courses_dir)
         except CourseError:
@@ -125,7 +150,6 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
         others: list[dict[str, Any]] = []
         ended_items: list[dict[str, Any]] = []
         certificates: dict[str, str] | None = None  # read once per page, when needed
-        lang = current_language()
         for entry in catalog:
             course = entry.course
             role = (
@@ -146,8 +170,8 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
                     {
                         "id": a.id,
                         "title": a.title,
-                        "due": deadline_label(a.due) if a.due is not None else "",
-                        "iso": a.due.isoformat() if a.due is not None else "",
+                        "due": format_datetime(a.due, lang, zone) if a.due is not None else "",
+                        "iso": iso(a.due),
                         "progress": None,
                     }
                     for a in course.assignments
@@ -159,7 +183,7 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
             if role:
                 try:
                     if role == "learner":
-                        own_deadlines(item["assignments"], entry, user.name)
+                        own_deadlines(item["assignments"], entry, user.name, lang, zone)
                         if certificates is None:
                             certificates = learner_certificates(learnhub_db(), user.name)
                         cert = certificates.get(course.id)
@@ -184,6 +208,8 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
             "ended": ended_items,
             "error": "",
             "catalog_url": catalog_url,
+            # Dates in the member's language and zone: when(moment), day(moment), iso(moment).
+            **formatter(lang, zone),
         }
 
     return for_user

@@ -44,6 +44,7 @@ from grader.ownership import publish_to_instructors, take_back_tree
 from hub.courses import CourseEntry
 from hub.errors import LearnHubError
 from hub.i18n import translate
+from hub.i18n.dates import DEFAULT_ZONE, format_datetime
 from hub.settings import Settings
 
 log = logging.getLogger("learnhub.publishing")
@@ -155,7 +156,7 @@ def _notice(publication: Publication, by: str, when: datetime) -> str:
                 lang,
                 "publish_notice_intro",
                 version=publication.version,
-                date=when.strftime("%Y-%m-%d %H:%M UTC"),
+                date=format_datetime(when, lang, DEFAULT_ZONE),  # a file for every reader: UTC
                 by=by,
             ),
             "",

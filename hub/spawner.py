@@ -26,6 +26,8 @@ from hub.access.policy import Member
 from hub.courses import COURSE_ID_PATTERN, CourseEntry, load_course
 from hub.errors import CourseError, user_facing_http_error
 from hub.homes import HomeError, HomeImage, Prepared, detach_home, prepare_home
+from hub.i18n import LOCALES
+from hub.i18n.hub_pages import request_language
 from hub.publishing import current_version
 
 #: Where the course's materials are mounted read-only inside the container.
@@ -220,10 +222,22 @@ class CourseSpawnerMixin(HasTraits):
 
     def course_environment(self, entry: CourseEntry) -> dict[str, str]:
         """Environment for the course container (never secrets beyond the Hub's own token)."""
-        env = {"LEARNHUB_COURSE": entry.course.id, "LEARNHUB_USER": self.user.name}
+        env = {
+            "LEARNHUB_COURSE": entry.course.id,
+            "LEARNHUB_USER": self.user.name,
+            "LEARNHUB_LAB_LOCALE": self.lab_locale(),
+        }
         if self.exchange_url:
             env["LEARNHUB_EXCHANGE_URL"] = self.exchange_url
         return env
+
+    def lab_locale(self) -> str:
+        """JupyterLab's locale for this start: the learner's LearnHub language (``?lang=``, the
+        ``learnhub-lang`` cookie, then ``Accept-Language`` of the request that starts the
+        server, the rule of every page), as the image's ``learnhub-start`` reads it from
+        ``LEARNHUB_LAB_LOCALE``. A start without a request (the API with a token) is English."""
+        request = getattr(getattr(self, "handler", None), "request", None)
+        return LOCALES[request_language(request)]
 
     def apply_course(self, entry: CourseEntry) -> tuple[str, float]:
         """Set image, limits and environment for the course; return (memory, cpu)."""

@@ -17,7 +17,8 @@ from typing import Any
 import docker
 import pytest
 
-from tests.harness import HubProcess, browser, stop_server, wait_for_server
+from hub import images as image_builder
+from tests.harness import ROOT, Browser, HubProcess, browser, stop_server, wait_for_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]
 
@@ -89,6 +90,9 @@ def test_course_server_has_the_notebooks_and_limits(
         expected = {p.name for p in (courses_dir / COURSE / "materials").iterdir()}
         assert expected <= names, f"missing {expected - names}"
 
+        # Nothing asked for Chinese: JupyterLab keeps its default language (English).
+        assert lab_language(b, server["url"]) == ("default", "Help")
+
     (container,) = containers_of(engine, "demo-learner", COURSE, docker_hub.prefix)
     attrs = container.attrs
     host = attrs["HostConfig"]
@@ -109,6 +113,56 @@ def test_course_server_has_the_notebooks_and_limits(
     assert not any("docker.sock" in (m.get("Source") or "") for m in attrs["Mounts"])
     uid = container.exec_run(["id", "-u"]).output.decode().strip()
     assert uid == "1000"
+
+
+def lab_language(b: Browser, server_url: str) -> tuple[str, str]:
+    """What the real JupyterLab of ``server_url`` shows, asked as its front end asks: the
+    composite ``locale`` of its translation setting (the learner's own setting, else the
+    schema's default, which Lab's default setting overrides change), then that locale's
+    translations, here the label of the Help menu.
+
+    (Not the list at ``translations/``: jupyterlab_server names the languages there in the
+    locale of the learner's *own* settings file only, ignoring defaults; the front end never
+    reads it to choose its language.)"""
+    base = b.absolute(server_url) + "lab/api/"
+    headers = b.xsrf_headers(server_url)
+    setting = b.client.get(
+        base + "settings/@jupyterlab/translation-extension:plugin", headers=headers
+    )
+    assert setting.status_code == 200, setting.text
+    found = setting.json()
+    locale = str(
+        found["settings"].get("locale", found["schema"]["properties"]["locale"]["default"])
+    )
+    pack = b.client.get(base + "translations/" + locale, headers=headers)
+    assert pack.status_code == 200, pack.text
+    help_label = pack.json()["data"].get("jupyterlab", {}).get("Help", ["Help"])
+    return locale, str(help_label[0])
+
+
+def test_jupyterlab_speaks_the_learners_language(
+    docker_hub: HubProcess, engine: docker.DockerClient
+) -> None:
+    """A learner who reads LearnHub in Chinese gets JupyterLab in Chinese: the zh-CN language
+    pack in the image, chosen at spawn from the ``learnhub-lang`` cookie."""
+    with browser(docker_hub) as b:
+        b.signup("li-lei", "tsinghua-garden-1911")
+        granted = run_cli(docker_hub, "grant", "li-lei", COURSE)
+        assert granted.returncode == 0, granted.stderr
+        assert b.login("li-lei", "tsinghua-garden-1911").status_code == 200
+        # The language toggle on any page remembers the choice in the learnhub-lang cookie.
+        assert b.client.get("hub/home?lang=zh-CN").status_code == 200
+        # The image tag is shared by every checkout on a machine, and another one's test run
+        # may have re-tagged its own build since this session's: make it this checkout's again
+        # (a no-op when it is), right before the spawn that uses it.
+        image_builder.build_images(ROOT, log=print)
+        assert b.spawn_course("li-lei", COURSE).status_code in (201, 202)
+        server = wait_for_server(docker_hub, "li-lei", COURSE)
+        (container,) = containers_of(engine, "li-lei", COURSE, docker_hub.prefix)
+        assert "LEARNHUB_LAB_LOCALE=zh_CN" in container.attrs["Config"]["Env"]
+        b.open_server(server["url"])
+        assert lab_language(b, server["url"]) == ("zh_CN", "帮助"), container.attrs["Image"]
+        # (The server is left running: the module's teardown removes it with the others.)
 
 
 def test_edits_survive_restart_and_materials_update(

@@ -54,7 +54,8 @@ def test_versions_are_made_only_when_something_changed(entry: CourseEntry, tmp_p
     assert not (v2 / "secret.txt").exists()
     assert (root / COURSE / "v1" / "01-data-model.ipynb").is_file()  # v1 is never changed
     notice = (v2 / NOTICE).read_text()
-    assert "Version v2, published 2026-12-05 06:00 UTC by operator." in notice
+    assert "Version v2, published Dec 5, 2026, 6:00\u202fAM UTC by operator." in notice
+    assert "2026年12月5日 06:00 (UTC)" in notice
     assert "- new: `05-async.ipynb`" in notice and "- changed: `README.md`" in notice
     assert "版本 v2" in notice and "NAME.updated.EXT" in notice
     assert oct((v2 / "README.md").stat().st_mode & 0o777) == "0o644"

@@ -51,6 +51,18 @@ def _cookie_lang(request: HTTPServerRequest) -> str | None:
     return morsel.value if morsel else None
 
 
+def current_cookie(name: str) -> str | None:
+    """The value of cookie ``name`` on the Hub request being served now (None if absent)."""
+    request = _current_request.get()
+    if request is None:
+        return None
+    try:
+        morsel = request.cookies.get(name)
+    except Exception:  # a malformed Cookie header must not break the page
+        return None
+    return morsel.value if morsel else None
+
+
 def request_language(request: HTTPServerRequest | None) -> str:
     """The page language of ``request``: ``?lang=``, the cookie, then ``Accept-Language``
     (:func:`hub.i18n.choose_language`, the rule the service's pages use)."""

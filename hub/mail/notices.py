@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from hub.i18n.dates import iso
 from hub.mail.members import recipient
 from hub.mail.outbox import OPT_OUT_OF, enqueue
 from hub.store import Database, Entitlement
@@ -177,7 +178,8 @@ def queue_deadline_reminders(
             params = {
                 "course": course_id,
                 "assignment": title,
-                "due": due.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                # Worded at send time in the member's language and time zone (hub/mail/sender.py).
+                "due_at": iso(due.astimezone(UTC)),
             }
             queued += _queue(
                 session,

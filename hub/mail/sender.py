@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
@@ -26,10 +26,12 @@ from prometheus_client import CollectorRegistry, Counter
 
 from hub.addresses import service_prefix
 from hub.courses import Catalog
+from hub.i18n.dates import DEFAULT_ZONE, format_datetime, viewer_zone
 from hub.mail import notices, tokens
 from hub.mail.compose import Composed, Footer, compose
 from hub.mail.members import recipient
 from hub.mail.outbox import OPT_OUT_OF
+from hub.preferences import zone_of
 from hub.settings import Settings
 from hub.store import Database, OutboxMessage, utcnow
 
@@ -146,13 +148,23 @@ class MailSender:
                     )
                     continue
                 lang = member.language if member else str(params.get("lang", "en"))
-                out.append(self._word(row, params, lang, opt))
+                zone = viewer_zone(None, zone_of(session, row.username) if row.username else None)
+                out.append(self._word(row, params, lang, opt, zone))
         return out
 
     def _word(
-        self, row: OutboxMessage, params: dict[str, Any], lang: str, opt: str | None
+        self,
+        row: OutboxMessage,
+        params: dict[str, Any],
+        lang: str,
+        opt: str | None,
+        zone: str = DEFAULT_ZONE,
     ) -> Outgoing:
-        values = {k: v for k, v in params.items() if k not in ("token", "lang", "course")}
+        values = {k: v for k, v in params.items() if k not in ("token", "lang", "course", "due_at")}
+        if "due_at" in params:
+            # A moment is stored as ISO UTC and shown in the member's zone, named.
+            due = datetime.fromisoformat(str(params["due_at"]))
+            values["due"] = format_datetime(due, lang, zone)
         if "course" in params:
             entry = self.catalog.get(str(params["course"]))
             values["course"] = entry.course.title if entry else str(params["course"])

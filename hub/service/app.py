@@ -26,6 +26,7 @@ from hub.service.payments import payment_routes
 from hub.service.probes import probe_routes
 from hub.service.static_files import static_routes
 from hub.service.storefront import storefront_routes
+from hub.service.time_zone import time_zone_routes
 
 
 def make_app(
@@ -54,6 +55,7 @@ def make_app(
         *static_routes(prefix),
         *mail_routes(prefix),
         *certificate_routes(prefix),
+        *time_zone_routes(prefix),
         *(extra_routes or []),
     ]
     settings: dict[str, Any] = {

@@ -35,6 +35,8 @@ from hub.i18n import (
     plural_translator,
     translator,
 )
+from hub.i18n.dates import TZ_COOKIE, formatter, normalize_zone, viewer_zone
+from hub.preferences import saved_zone
 from hub.service.context import (
     CONTEXT_SETTING,
     SITE_TEMPLATES_DIR,
@@ -193,10 +195,32 @@ class LearnerHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[mis
 
 
 class LearnerPage(LearnerHandler, BaseHandler):
-    """Base of the service's HTML pages: language, templates, the signed-in viewer."""
+    """Base of the service's HTML pages: language, time zone, templates, the signed-in viewer."""
 
     _lang: str | None = None
     _known_etag: str | None = None
+    _saved_zone: str | None = None
+
+    async def prepare(self) -> None:
+        """Learn who is looking and, for a member whose browser carries no time zone cookie,
+        the zone they saved (one primary-key read, off the loop; the cookie is set from it so
+        their next pages need none)."""
+        await super().prepare()
+        name = self.learner_name()
+        if name is None or normalize_zone(self.get_cookie(TZ_COOKIE)):
+            return
+        self._saved_zone = await asyncio.to_thread(saved_zone, self.ctx.db, name)
+        if self._saved_zone:
+            self.set_time_zone_cookie(self._saved_zone)
+
+    @property
+    def time_zone(self) -> str:
+        """The zone the page shows times in (:func:`hub.i18n.dates.viewer_zone`)."""
+        return viewer_zone(self.get_cookie(TZ_COOKIE), self._saved_zone)
+
+    def set_time_zone_cookie(self, zone: str) -> None:
+        """Remember ``zone`` in this browser, for the service's pages and the Hub's."""
+        self.set_cookie(TZ_COOKIE, zone, path=self.ctx.hub_base, samesite="Lax", expires_days=365)
 
     @property
     def lang(self) -> str:
@@ -239,6 +263,8 @@ class LearnerPage(LearnerHandler, BaseHandler):
             "viewer": viewer,
             "languages": [(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
             "lang_url": self.lang_url,
+            # Dates and times: when(moment), day(moment), iso(moment), time_zone.
+            **formatter(lang, self.time_zone),
             "login_url": self.login_url_for(self.request.path),
             # Only signed-in people see forms; anonymous pages set no XSRF cookie. Tornado
             # builds this hidden input and escapes the token itself.

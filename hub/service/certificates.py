@@ -16,6 +16,7 @@ from typing import Any
 
 from hub.certificates import CERTIFICATE_ID_PATTERN, find_certificate
 from hub.i18n import translator
+from hub.i18n.dates import format_date
 from hub.service.base import LearnerPage, route
 
 log = logging.getLogger("learnhub.service")
@@ -48,7 +49,7 @@ class CertificatePage(LearnerPage):
             "certificate.html",
             title=_("certificate_title"),
             certificate=found,
-            issued=found.issued_at.strftime("%Y-%m-%d"),
+            issued=format_date(found.issued_at, self.lang, self.time_zone),
             verify_url=self.ctx.settings.absolute_url(f"{self.ctx.prefix}certificates/{found.id}"),
             revoked_note=_(f"certificate_revoked_{reason}") if found.status == "revoked" else "",
         )

@@ -24,6 +24,7 @@ from hub.entitlements import desired_membership, entitled_courses, plan_courses
 from hub.errors import HubAPIError
 from hub.grading_jobs import EXPORT_FORMATS
 from hub.i18n import translator
+from hub.i18n.dates import format_datetime, iso
 from hub.i18n.money import major_units
 from hub.reviews import (
     ReviewRejected,
@@ -222,8 +223,8 @@ class InstructorDashboard(InstructorPage):
             assignments=[
                 {
                     "title": a.title,
-                    "due": a.due.strftime("%Y-%m-%d %H:%M UTC") if a.due else None,
-                    "due_iso": a.due.isoformat() if a.due else "",
+                    "due": format_datetime(a.due, self.lang, self.time_zone) if a.due else None,
+                    "due_iso": iso(a.due),
                 }
                 for a in entry.course.assignments
             ],

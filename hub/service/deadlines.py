@@ -12,6 +12,7 @@ from typing import Any
 
 from hub.courses import Course
 from hub.i18n import plural_translator
+from hub.i18n.dates import DEFAULT_ZONE, format_datetime, iso
 from hub.pacing import deadline_previews
 
 
@@ -23,14 +24,17 @@ def relative_due(lang: str, after: timedelta) -> str:
     return _n("due_hours_after_enrol", int(after.total_seconds() // 3600))
 
 
-def deadline_view(course: Course, lang: str, now: datetime) -> dict[str, Any]:
-    """The template data: ``pacing``, ``items`` (one per assignment: ``title``, ``due``,
-    ``due_iso``, ``after``, ``passed``), and ``passed``/``total`` counts of cohort dates."""
+def deadline_view(
+    course: Course, lang: str, now: datetime, zone: str = DEFAULT_ZONE
+) -> dict[str, Any]:
+    """The template data: ``pacing``, ``items`` (one per assignment: ``title``, ``due`` in the
+    viewer's ``zone``, ``due_iso``, ``after``, ``passed``), and ``passed``/``total`` counts of
+    cohort dates."""
     items = [
         {
             "title": p.title,
-            "due": p.due.strftime("%Y-%m-%d %H:%M UTC") if p.due else None,
-            "due_iso": p.due.isoformat() if p.due else "",
+            "due": format_datetime(p.due, lang, zone) if p.due else None,
+            "due_iso": iso(p.due),
             "after": relative_due(lang, p.after) if p.after is not None else "",
             "passed": p.passed,
         }

@@ -118,7 +118,9 @@ class DemoCheckoutHandler(LearnerPage):
             amount=format_money(amount, currency, self.lang),
             state=state,
             # What the buyer's deadlines will be, before they pay (hub/service/deadlines.py).
-            deadlines=deadline_view(entry.course, self.lang, utcnow()) if entry else None,
+            deadlines=deadline_view(entry.course, self.lang, utcnow(), self.time_zone)
+            if entry
+            else None,
         )
 
     async def post(self, session_id: str) -> None:

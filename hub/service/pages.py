@@ -19,6 +19,7 @@ from hub.access.policy import Member
 from hub.access.status import PurchaseStatus
 from hub.courses import CourseEntry
 from hub.i18n import translate, translator
+from hub.i18n.dates import format_datetime, iso
 from hub.i18n.money import format_money
 from hub.reviews import (
     ReviewRejected,
@@ -76,14 +77,14 @@ class PublicPages:
     """
 
     def __init__(self) -> None:
-        self._pages: dict[tuple[str, str], PublicPage] = {}
+        self._pages: dict[tuple[str, str, str], PublicPage] = {}
 
-    def get(self, key: tuple[str, str]) -> PublicPage | None:
-        """The current page for ``(path, language)``, or None."""
+    def get(self, key: tuple[str, str, str]) -> PublicPage | None:
+        """The current page for ``(path, language, time zone)``, or None."""
         page = self._pages.get(key)
         return page if page is not None and page.generation == generation() else None
 
-    def put(self, key: tuple[str, str], html: str, rendered_at: int) -> PublicPage:
+    def put(self, key: tuple[str, str, str], html: str, rendered_at: int) -> PublicPage:
         """Keep ``html``, rendered from data read at generation ``rendered_at``."""
         body = html.encode("utf-8")
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
@@ -95,15 +96,17 @@ class PublicPages:
 class CoursePages(LearnerPage):
     """Shared course-card data for the catalog and the course page."""
 
-    def public_key(self, viewer: Member | None) -> tuple[str, str] | None:
+    def public_key(self, viewer: Member | None) -> tuple[str, str, str] | None:
         """Where this request's page is kept among the :class:`PublicPages`, or None.
 
         Only an anonymous request qualifies, and only when the page depends on nothing in its
         query but ``lang`` (a signed-in person's page shows Buy or Open and their forms).
+        Dates are in the visitor's time zone (a valid IANA name, else UTC), so it is part of
+        the key; the store stays bounded by the tz database's few hundred names.
         """
         if viewer is not None or any(k != "lang" for k in self.request.query_arguments):
             return None
-        return (self.request.path, self.lang)
+        return (self.request.path, self.lang, self.time_zone)
 
     @property
     def public_pages(self) -> PublicPages:
@@ -114,7 +117,7 @@ class CoursePages(LearnerPage):
             pages = settings["learnhub_public_pages"] = PublicPages()
         return pages
 
-    def send_public(self, key: tuple[str, str] | None) -> bool:
+    def send_public(self, key: tuple[str, str, str] | None) -> bool:
         """Answer from the store when it has this page; whether it did."""
         page = self.public_pages.get(key) if key is not None else None
         if page is None:
@@ -122,7 +125,7 @@ class CoursePages(LearnerPage):
         self._send_public_page(page)
         return True
 
-    def send_rendered(self, key: tuple[str, str] | None, html: str, rendered_at: int) -> None:
+    def send_rendered(self, key: tuple[str, str, str] | None, html: str, rendered_at: int) -> None:
         """Send a page just rendered, keeping it first when it is an anonymous view."""
         if key is None:
             self.send_html(200, html)
@@ -152,12 +155,12 @@ class CoursePages(LearnerPage):
             "assignments": [
                 {
                     "title": a.title,
-                    "due": a.due.strftime("%Y-%m-%d %H:%M UTC") if a.due else None,
-                    "due_iso": a.due.isoformat() if a.due else "",
+                    "due": format_datetime(a.due, self.lang, self.time_zone) if a.due else None,
+                    "due_iso": iso(a.due),
                 }
                 for a in course.assignments
             ],
-            "deadlines": deadline_view(course, self.lang, utcnow()),
+            "deadlines": deadline_view(course, self.lang, utcnow(), self.time_zone),
             "can_open": viewer is not None and viewer.may_open(course.id),
             "teaches": viewer is not None and viewer.administers(course.id),
             "open_url": spawn_url(self.ctx.hub_base, viewer.name, course.id) if viewer else "",
@@ -329,8 +332,8 @@ class PurchasesHandler(LearnerPage):
         _ = translator(self.lang)
         return [
             {
-                "when": r.when.strftime("%Y-%m-%d %H:%M UTC"),
-                "when_iso": r.when.isoformat(),
+                "when": format_datetime(r.when, self.lang, self.time_zone),
+                "when_iso": iso(r.when),
                 "what": self.course_title(r.course_id, r.plan_id),
                 "status": r.status,
                 "status_label": _(r.status.i18n_key),

@@ -14,6 +14,7 @@ from hub.store.models import (
     StripeEvent,
     utcnow,
 )
+from hub.store.preference_models import MemberPreference
 from hub.store.usage_models import (
     Announcement,
     AutogradeRun,
@@ -38,6 +39,7 @@ __all__ = [
     "GradeSummary",
     "GradingJob",
     "MemberEmail",
+    "MemberPreference",
     "OutboxMessage",
     "Payment",
     "ServerUsage",

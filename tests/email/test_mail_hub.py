@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -464,3 +465,87 @@ def test_mail_is_kept_while_smtp_is_down_and_sent_when_it_is_back(
     smtp.inbox.wait_for(address("ola"), lambda m: "mail server was down" in text_of(m))
     # The sender records the outcome right after the server took the mail.
     until(smtp, lambda: (down_row(hub) or ("",))[0] == "sent", "not recorded as sent")
+
+
+# -- time zones (issue 14, item 2) ------------------------------------------------------------
+
+
+def course_deadline(hub: HubProcess) -> datetime:
+    """When ps1 of the hub's copy of the course is due (the fixture moved it 12 h ahead)."""
+    text = (hub.workdir / "courses" / COURSE / "course.yaml").read_text()
+    match = re.search(r"id: ps1-data-model\n(?:.*\n)*?\s+due: (\S+)", text)
+    assert match, text
+    return datetime.fromisoformat(match.group(1).replace("Z", "+00:00"))
+
+
+def test_a_member_in_shanghai_reads_deadlines_in_shanghai_time(
+    hub: HubProcess, smtp: SmtpServer
+) -> None:
+    """The zone saved on the form is used on the course page, on the Hub's home and in the
+    deadline mail; a zone that does not exist is refused and nothing is saved."""
+    from hub.i18n.dates import format_datetime
+
+    due = course_deadline(hub)
+    local = due.astimezone(ZoneInfo("Asia/Shanghai"))
+    shown = format_datetime(due, "zh-CN", "Asia/Shanghai")
+    # Said independently of the helper: Shanghai's wall clock and the zone's Chinese name.
+    assert shown == f"{local.year}年{local.month}月{local.day}日 {local:%H:%M} (中国标准时间)"
+    b = Browser(hub)
+    try:
+        b.client.cookies.set("learnhub-lang", "zh-CN")
+        assert b.signup("wei", PASSWORD).url.path.endswith("/hub/home")
+        confirm = smtp.inbox.wait_for(address("wei"), lambda m: "/hub/verify-email?" in text_of(m))
+        assert b.client.get(links_in(confirm)[0]).status_code == 200
+        sign_in_to_service(b, "wei", PASSWORD)
+        form = b.client.get(SERVICE + "time-zone")
+        assert 'id="learnhub-tz-default"' in form.text and "UTC" in form.text  # nothing chosen
+
+        bad = b.client.post(
+            SERVICE + "time-zone", data={"_xsrf": xsrf_of(form), "zone": "Mars/Base"}
+        )
+        assert bad.status_code == 400
+        assert "“Mars/Base”不是有效的时区" in bad.text and 'aria-invalid="true"' in bad.text
+        assert "learnhub-tz" not in bad.headers.get("set-cookie", "")
+        assert outbox(hub, "SELECT * FROM member_preferences WHERE username='wei'") == []
+
+        saved = b.client.post(
+            SERVICE + "time-zone", data={"_xsrf": xsrf_of(form), "zone": "Asia/Shanghai"}
+        )
+        assert saved.status_code == 200 and 'id="learnhub-tz-saved"' in saved.text
+        assert outbox(hub, "SELECT time_zone FROM member_preferences WHERE username='wei'") == [
+            ("Asia/Shanghai",)
+        ]
+        # The course page and the Hub's home, in Shanghai time.
+        page = b.client.get(SERVICE + f"courses/{COURSE}")
+        assert f'<time datetime="{due.isoformat()}">' in page.text
+        assert f"{shown}</time>" in page.text
+        granted = run_learnhub(hub, "grant", "wei", COURSE, timeout=120)
+        assert granted.returncode == 0, granted.stderr
+        home = b.client.get("hub/home")
+        assert f'<time datetime="{due.isoformat()}">{shown}</time>' in home.text, home.text
+        # Another browser of the same member (no cookie): the saved zone still applies.
+        other = Browser(hub)
+        try:
+            other.client.cookies.set("learnhub-lang", "zh-CN")
+            assert other.login("wei", PASSWORD).status_code == 200
+            assert shown in other.client.get("hub/home").text
+        finally:
+            other.close()
+    finally:
+        b.close()
+    # The reminder (queued once the course was granted) is worded in the member's zone.
+    mail = smtp.inbox.wait_for(address("wei"), lambda m: "截止" in str(m["Subject"]))
+    assert shown in text_of(mail)
+
+
+def test_a_visitor_chooses_a_zone_for_this_browser(hub: HubProcess) -> None:
+    due = course_deadline(hub)
+    with httpx.Client(base_url=hub.url, follow_redirects=True, timeout=60) as client:
+        utc = client.get(SERVICE + f"courses/{COURSE}")
+        assert f"{due.astimezone(UTC):%-I:%M}\u202f{due.astimezone(UTC):%p} UTC" in utc.text
+        chosen = client.post(SERVICE + "time-zone", data={"zone": "America/New_York"})
+        assert chosen.status_code == 200 and 'id="learnhub-tz-saved"' in chosen.text
+        assert "learnhub-tz=" in chosen.headers.get("set-cookie", "")
+        local = due.astimezone(ZoneInfo("America/New_York"))
+        page = client.get(SERVICE + f"courses/{COURSE}")
+        assert f"{local:%-I:%M}\u202f{local:%p} {local:%Z}" in page.text  # EST or EDT
