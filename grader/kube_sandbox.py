@@ -13,7 +13,7 @@ The same sandbox as :mod:`grader.sandbox`, in Kubernetes' terms:
   runtime's default seccomp profile; ``/tmp`` and the work folder are memory-backed
   ``emptyDir`` volumes with the Docker sandbox's sizes;
 - no network: the pod carries ``learnhub.role: grader-sandbox``, which the NetworkPolicy
-  ``learnhub-grader-sandboxes`` (deploy/kubernetes/learnhub.yaml) gives no ingress and no
+  ``learnhub-grader-sandboxes`` (deploy/kubernetes/manifests.yaml) gives no ingress and no
   egress at all; no service account token, no Service environment variables.
 
 Not the same: Kubernetes has no per-pod process limit in the pod spec. The Docker sandbox's
@@ -59,7 +59,7 @@ from learnhub_container.sandbox_runner import RESULT_MARKER
 
 log = logging.getLogger("learnhub.grader.kube_sandbox")
 
-#: The label the sandboxes' NetworkPolicy selects on (deploy/kubernetes/learnhub.yaml).
+#: The label the sandboxes' NetworkPolicy selects on (deploy/kubernetes/manifests.yaml).
 ROLE_LABEL = "learnhub.role"
 SANDBOX_ROLE = "grader-sandbox"
 #: The container's name in the Job's pod.
@@ -406,7 +406,7 @@ async def run_notebook_in_kube_job(
     The Kubernetes counterpart of :func:`grader.sandbox.run_notebook_in_sandbox`, with the same
     result and errors. Runs in a pod whose service account may create Jobs and Secrets, read
     pods and their logs and attach to them in ``namespace`` (the Role ``learnhub-grader`` of
-    deploy/kubernetes/learnhub.yaml). UNTESTED against a live cluster.
+    deploy/kubernetes/manifests.yaml). UNTESTED against a live cluster.
     """
     from kubernetes_asyncio import config
     from kubernetes_asyncio.client import ApiClient, BatchV1Api, CoreV1Api

@@ -12,9 +12,10 @@ The same rules as on Docker, in Kubernetes' terms:
   system with a memory-backed ``/tmp``, the runtime's default seccomp profile, no service
   account token and no Service environment variables;
 - the course's memory and CPU limits;
-- labels that the NetworkPolicies select on (``deploy/kubernetes/learnhub.yaml`` and Zero to
-  JupyterHub's own): the pod may reach the Hub API and the exchange through the Hub's Service
-  and nothing else, unless its course allows the internet (then public addresses only).
+- labels that the NetworkPolicies select on (``deploy/kubernetes/manifests.yaml``, and the
+  chart's Hub policy, which admits ``network-access-hub`` pods): the pod may reach the Hub API
+  and the exchange through the Hub's Service and cluster DNS, and nothing else, unless its
+  course allows the internet (then public addresses only).
 
 :func:`kubernetes_engine` gives KubeSpawner's traits as configuration, not in ``start()``:
 KubeSpawner derives the PVC's name from ``pvc_name_template`` in its ``__init__``, so a template
@@ -35,7 +36,7 @@ from hub.spawner import HOME, SCRATCH_TMPFS_MIB, CourseSpawnerMixin
 #: The label Zero to JupyterHub's hub NetworkPolicy admits to the Hub's ports (its chart gives
 #: it to course pods through ``singleuser.extraLabels``; LearnHub sets it itself).
 NETWORK_ACCESS_HUB = "hub.jupyter.org/network-access-hub"
-#: What a LearnHub pod is; deploy/kubernetes/learnhub.yaml's NetworkPolicies select on it.
+#: What a LearnHub pod is; deploy/kubernetes/manifests.yaml's NetworkPolicies select on it.
 ROLE_LABEL = "learnhub.role"
 COURSE_SERVER_ROLE = "course-server"
 #: "true" on the pods of courses whose course.yaml says ``internet: true``.
