@@ -20,19 +20,25 @@ LABEL org.opencontainers.image.title="LearnHub Hub for Kubernetes" \
       org.opencontainers.image.licenses="BSD-3-Clause"
 
 COPY certs/ca-certificates.crt /tmp/learnhub-certs/ca-certificates.crt
-COPY pyproject.toml README.md spawner_config.py /srv/learnhub/
+COPY pyproject.toml uv.lock README.md spawner_config.py /srv/learnhub/
 COPY hub/ /srv/learnhub/hub/
 COPY grader/ /srv/learnhub/grader/
 COPY learnhub_container/ /srv/learnhub/learnhub_container/
 COPY courses/ /srv/learnhub/courses/
 
-# LearnHub with its pinned dependencies (pyproject.toml); pycurl because the chart's
-# jupyterhub_config.py makes Tornado use curl for the Hub's requests to the proxy.
+# LearnHub with exactly the dependencies CI tests (uv.lock, no dev group); then pycurl, because
+# the chart's jupyterhub_config.py makes Tornado use curl for the Hub's requests to the proxy.
 RUN set -eu; \
     python3 -m venv /opt/learnhub/venv; \
-    PIP_CERT=/tmp/learnhub-certs/ca-certificates.crt \
-    PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
-        /opt/learnhub/venv/bin/pip install --progress-bar off /srv/learnhub pycurl==7.49.0; \
+    export PIP_CERT=/tmp/learnhub-certs/ca-certificates.crt \
+        SSL_CERT_FILE=/tmp/learnhub-certs/ca-certificates.crt \
+        PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 UV_NO_CACHE=1 \
+        UV_PROJECT_ENVIRONMENT=/opt/learnhub/venv UV_PYTHON=/opt/learnhub/venv/bin/python; \
+    /opt/learnhub/venv/bin/pip install --progress-bar off uv==0.13.8; \
+    /opt/learnhub/venv/bin/uv sync --project /srv/learnhub --frozen --no-dev --no-editable \
+        --inexact; \
+    /opt/learnhub/venv/bin/pip install --progress-bar off pycurl==7.49.0; \
+    /opt/learnhub/venv/bin/pip uninstall --yes uv; \
     rm -r /tmp/learnhub-certs; \
     useradd --uid 1000 --user-group --no-create-home --home-dir /srv/jupyterhub jovyan; \
     mkdir -p /srv/jupyterhub; \
