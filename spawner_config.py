@@ -21,9 +21,21 @@ from hub.settings import Settings
 
 def _kube_spawner_class() -> Any:
     # Imported only for this backend: kubespawner is heavy and needs no cluster until used.
-    from hub.spawner import kube_spawner_class
+    from hub.kube_spawner import LearnHubKubeSpawner
 
-    return kube_spawner_class()
+    return LearnHubKubeSpawner
+
+
+def _kube_engine(settings: Settings) -> dict[str, Any]:
+    from hub.kube_spawner import kubernetes_engine
+
+    return kubernetes_engine(settings)
+
+
+def _kube_own(settings: Settings) -> dict[str, Any]:
+    from hub.kube_spawner import kubernetes_own
+
+    return kubernetes_own(settings)
 
 
 class Backend(NamedTuple):
@@ -121,7 +133,8 @@ BACKENDS: dict[str, Backend] = {
         _kube_spawner_class,
         "LearnHubKubeSpawner",
         "KubeSpawner",
-        lambda settings: {"namespace": settings.spawner.kubernetes_namespace},
+        _kube_engine,
+        _kube_own,
     ),
     "local": Backend("hub.local_spawner.LearnHubLocalSpawner", "LearnHubLocalSpawner"),
 }

@@ -566,26 +566,3 @@ class LearnHubSwarmSpawner(CourseSpawnerMixin, SwarmSpawner):  # type: ignore[mi
         """Restore DockerSpawner's state and the home's node."""
         super().load_state(state)
         self.home_node = state.get("home_node", self.home_node)
-
-
-def kube_spawner_class() -> type:
-    """KubeSpawner with the LearnHub course checks; imported only when Kubernetes is used."""
-    from kubespawner import KubeSpawner
-
-    class LearnHubKubeSpawner(CourseSpawnerMixin, KubeSpawner):  # type: ignore[misc,valid-type]
-        """KubeSpawner for course servers on Kubernetes."""
-
-        async def start(self) -> Any:
-            entry = self.authorize_course()
-            self.apply_course(entry)
-            self.extra_labels = {
-                "learnhub.user": self.user.name,
-                "learnhub.course": entry.course.id,
-            }
-            self.storage_pvc_ensure = True
-            self.pvc_name_template = f"{self.name_prefix}-{{user_server}}"
-            self.volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": self.pvc_name}}]
-            self.volume_mounts = [{"name": "home", "mountPath": HOME}]
-            return await super().start()
-
-    return LearnHubKubeSpawner
