@@ -23,7 +23,6 @@ import pytest
 import stripe
 
 from harness.stripe_standin import API_KEY, StripeStandIn
-from hub.swarm import build_all
 from tests.harness import (
     Browser,
     HubProcess,
@@ -35,17 +34,25 @@ from tests.harness import (
     stop_server,
     wait_for_server,
 )
-from tests.swarm.conftest import COURSES_LABEL, Registry, Swarm, Worker, docker
+from tests.swarm.conftest import (
+    COURSE,
+    COURSE_IMAGE,
+    COURSES_LABEL,
+    Registry,
+    SandboxWatcher,
+    Swarm,
+    Worker,
+    docker,
+    sandbox_leftovers,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("swarm")]
 
-COURSE = "python-foundations"
 PRICE = 4900
 ASSIGNMENT = "ps1-data-model"
 LEARNER = "mae-swarm"
 PASSWORD = "distributed-systems-42"
 WEBHOOK_SECRET = "whsec_" + secrets.token_hex(16)
-COURSE_IMAGE = "learnhub/course-{course}:latest"
 
 
 @pytest.fixture(scope="module")
@@ -65,22 +72,13 @@ def remove_services(prefix: str) -> None:
 def swarm_hub(
     swarm: Swarm,
     swarm_worker: Worker,
-    registry: Registry,
+    swarm_course_image: str,
     swarm_courses: Path,
     standin: StripeStandIn,
     docker_prefix_cleanup: None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[HubProcess]:
     """A hub whose course servers are Swarm services placed on the worker."""
-    started = time.monotonic()
-    built = build_all(
-        swarm_courses, template=COURSE_IMAGE, default_image="learnhub/singleuser:latest", push=False
-    )
-    image = COURSE_IMAGE.format(course=COURSE)
-    assert image in built
-    print(f"course images built in {time.monotonic() - started:.1f} s")
-    print(f"course image pushed to the registry in {registry.publish(image):.1f} s")
-
     workdir = tmp_path_factory.mktemp("swarm-hub")
     settings = hub_settings(workdir, courses_dir=swarm_courses)
     settings["spawner"]["backend"] = "swarm"
@@ -185,6 +183,38 @@ def assignments(b: Browser, url: str, action: str) -> list[dict[str, Any]]:
     return list(body["value"])
 
 
+def assert_graded_in_swarm_jobs(watcher: SandboxWatcher, worker: Worker) -> None:
+    """The submission ran in a Swarm job on the worker, with the sandbox's limits and a network
+    of its own that leads nowhere; nothing of it is left."""
+    jobs = watcher.seen()
+    assert jobs, "autograde ran no Swarm sandbox job (it ran on the hub host's engine)"
+    for job in jobs:
+        spec = job.service["Spec"]
+        assert "ReplicatedJob" in spec["Mode"], spec["Mode"]
+        template = spec["TaskTemplate"]
+        assert template["RestartPolicy"]["Condition"] == "none"
+        container = template["ContainerSpec"]
+        assert container["Image"].startswith(COURSE_IMAGE.format(course=COURSE))
+        assert container["ReadOnly"] is True and container["CapabilityDrop"] == ["ALL"]
+        assert not [m for m in container.get("Mounts", []) if m["Type"] in ("bind", "volume")]
+        # The course server's memory (the sandbox's default), one core, the default pids.
+        limits = template["Resources"]["Limits"]
+        assert limits == {"MemoryBytes": 1024**3, "NanoCPUs": 10**9, "Pids": 128}, limits
+        assert job.task is not None and job.task["NodeID"] == worker.node
+        assert job.task["Status"]["State"] == "complete", job.task["Status"]
+        # Its own internal overlay network: no gateway out, no other member.
+        assert job.network is not None
+        assert job.network["Driver"] == "overlay" and job.network["Internal"] is True
+        assert job.network["Name"] == spec["Name"]
+        # What the worker's engine made of it.
+        assert job.container is not None, "the sandbox container was not seen on the worker"
+        host = job.container["HostConfig"]
+        assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (1024**3, 10**9, 128)
+        assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
+        assert list(job.container["NetworkSettings"]["Networks"]) == [spec["Name"]]
+    wait_until(lambda: not any(sandbox_leftovers(worker).values()), "the sandbox jobs to go")
+
+
 def test_buy_learn_grade_refund_on_a_swarm_worker(
     swarm_hub: HubProcess,
     swarm_worker: Worker,
@@ -251,9 +281,11 @@ def test_buy_learn_grade_refund_on_a_swarm_worker(
 
         collected = run_learnhub(hub, "grader", "collect", COURSE, ASSIGNMENT)
         assert collected.returncode == 0, collected.stderr
-        graded = run_learnhub(hub, "grader", "autograde", COURSE, ASSIGNMENT)
+        with SandboxWatcher(swarm_worker) as watcher:
+            graded = run_learnhub(hub, "grader", "autograde", COURSE, ASSIGNMENT)
         assert graded.returncode == 0, graded.stderr
         assert graded.stdout.split()[:3] == [LEARNER, "10/10", "ok"], graded.stdout
+        assert_graded_in_swarm_jobs(watcher, swarm_worker)
 
         # Refund: out of the group, and the service is gone from the swarm.
         intent = standin.store.objects[standin.store.objects[session]["payment_intent"]]
