@@ -100,7 +100,7 @@ _WAITING_STATES = frozenset(
 #: How often the task's state is read while it runs.
 POLL_SECONDS = 0.2
 #: How long cleanup retries removing the network while the node releases the task's endpoint.
-_NETWORK_RELEASE_SECONDS = 30.0
+_RELEASE_SECONDS = 30.0
 
 
 @dataclass
@@ -274,7 +274,7 @@ def _quietly(action: Callable[[], object], what: str, name: str) -> bool:
 
 def _remove_network(network: Network, name: str) -> None:
     """Remove the run's network once the node has let go of the task's endpoint."""
-    deadline = time.monotonic() + _NETWORK_RELEASE_SECONDS
+    deadline = time.monotonic() + _RELEASE_SECONDS
     while True:
         try:
             network.remove()
@@ -298,6 +298,7 @@ def _remove_network(network: Network, name: str) -> None:
 def _cleanup(client: DockerClient, created: _Created, name: str) -> None:
     if created.service is not None:
         service = created.service
+        # The node removes the task's container a moment later (the swarm does not say when).
         _quietly(lambda: client.api.remove_service(service), "service", name)
     if created.secret is not None:
         _quietly(created.secret.remove, "secret", created.secret.name)

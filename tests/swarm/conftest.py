@@ -61,6 +61,16 @@ def docker(*args: str, input: bytes | None = None, timeout: float = 300) -> str:
     return result.stdout.decode().strip()
 
 
+def wait_until(condition: Any, what: str, timeout: float = 60) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def swarm_state() -> str:
     return docker("info", "--format", "{{.Swarm.LocalNodeState}}")
 

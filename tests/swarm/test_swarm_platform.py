@@ -44,6 +44,7 @@ from tests.swarm.conftest import (
     Worker,
     docker,
     sandbox_leftovers,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("swarm")]
@@ -134,15 +135,6 @@ def deliver(hub: HubProcess, events: list[dict[str, Any]]) -> None:
             timeout=30,
         )
         assert response.status_code == 200, response.text
-
-
-def wait_until(condition: Any, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def in_group(hub: HubProcess) -> bool:
