@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import docker as docker_sdk
 import httpx
 import pytest
 
+from harness import flows
 from hub.swarm import build_all
 from tests.harness import ROOT, TEST_PREFIX, free_port
 
@@ -61,14 +62,10 @@ def docker(*args: str, input: bytes | None = None, timeout: float = 300) -> str:
     return result.stdout.decode().strip()
 
 
-def wait_until(condition: Any, what: str, timeout: float = 60) -> None:
-    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
+    """The harness's wait, at the swarm's pace (a swarm reports in steps of ~0.2 s and up to a
+    minute under load)."""
+    flows.wait_until(condition, what, timeout=timeout, interval=0.2)
 
 
 def swarm_state() -> str:

@@ -17,22 +17,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-import nbformat
 import pytest
-import stripe
 
+from harness import flows
 from harness.stripe_standin import API_KEY, StripeStandIn
 from tests.harness import (
     Browser,
     HubProcess,
+    assignments_api,
     browser,
     container_logs,
     hub_settings,
+    members,
+    open_course,
+    put_reference_solution,
     run_learnhub,
     running,
+    server_stopped,
     stop_server,
-    wait_for_server,
 )
 from tests.swarm.conftest import (
     COURSE,
@@ -125,20 +127,11 @@ def swarm_hub(
 
 
 def deliver(hub: HubProcess, events: list[dict[str, Any]]) -> None:
-    for event in events:
-        payload = json.dumps(event)
-        header = stripe.WebhookSignature.generate_signature_header(payload, WEBHOOK_SECRET)
-        response = httpx.post(
-            hub.url + "services/learnhub/stripe/webhook",
-            content=payload,
-            headers={"Stripe-Signature": header},
-            timeout=30,
-        )
-        assert response.status_code == 200, response.text
+    flows.deliver(hub, events, WEBHOOK_SECRET)
 
 
 def in_group(hub: HubProcess) -> bool:
-    return LEARNER in hub.api("GET", f"/groups/course-{COURSE}").json()["users"]
+    return LEARNER in members(hub, f"course-{COURSE}")
 
 
 def service_task(hub: HubProcess) -> dict[str, Any]:
@@ -156,23 +149,12 @@ def service_task(hub: HubProcess) -> dict[str, Any]:
 def launch(b: Browser, hub: HubProcess) -> tuple[str, float]:
     """Start the course server; its URL and the seconds from request to ready."""
     started = time.monotonic()
-    assert b.spawn_course(LEARNER, COURSE).status_code in (201, 202)
-    server = wait_for_server(hub, LEARNER, COURSE, timeout=120)
-    seconds = time.monotonic() - started
-    b.open_server(server["url"])
-    return str(server["url"]), seconds
+    url = open_course(b, hub, LEARNER, COURSE, timeout=120)
+    return url, time.monotonic() - started
 
 
 def assignments(b: Browser, url: str, action: str) -> list[dict[str, Any]]:
-    response = b.client.post(
-        b.absolute(url) + f"assignments/{action}",
-        data={"course_id": COURSE, "assignment_id": ASSIGNMENT},
-        headers=b.xsrf_headers(url),
-    )
-    assert response.status_code == 200, response.text
-    body = json.loads(response.text)
-    assert body.get("success", True), body
-    return list(body["value"])
+    return assignments_api(b, url, COURSE, ASSIGNMENT, action)
 
 
 def assert_graded_in_swarm_jobs(watcher: SandboxWatcher, worker: Worker) -> None:
@@ -253,22 +235,10 @@ def test_buy_learn_grade_refund_on_a_swarm_worker(
 
         # Fetch, solve and submit through the exchange (the worker reaches the host's gateway).
         assignments(b, url, "fetch")
-        solution = nbformat.read(
-            swarm_courses / COURSE / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4
-        )
         fetched = b.contents(url, f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb").json()["content"]
         assert "BEGIN HIDDEN TESTS" not in json.dumps(fetched)
-        for cell, ref in zip(fetched["cells"], solution.cells, strict=True):
-            if cell["cell_type"] == "code" and cell["metadata"].get("nbgrader", {}).get("solution"):
-                cell["source"] = "\n".join(
-                    line for line in ref.source.splitlines() if "SOLUTION" not in line
-                )
-        saved = b.client.put(
-            b.absolute(url) + f"api/contents/{ASSIGNMENT}/{ASSIGNMENT}.ipynb",
-            json={"type": "notebook", "format": "json", "content": fetched},
-            headers=b.xsrf_headers(url),
-        )
-        assert saved.status_code == 200, saved.text
+        source = swarm_courses / COURSE / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        put_reference_solution(b, url, source, ASSIGNMENT)
         assert any(a["status"] == "submitted" for a in assignments(b, url, "submit"))
 
         collected = run_learnhub(hub, "grader", "collect", COURSE, ASSIGNMENT)
@@ -283,10 +253,7 @@ def test_buy_learn_grade_refund_on_a_swarm_worker(
         intent = standin.store.objects[standin.store.objects[session]["payment_intent"]]
         deliver(hub, standin.sim.refund(str(intent["latest_charge"])))
         wait_until(lambda: not in_group(hub), "removal after refund")
-        wait_until(
-            lambda: COURSE not in hub.api("GET", f"/users/{LEARNER}").json()["servers"],
-            "the course server to stop",
-        )
+        wait_until(lambda: server_stopped(hub, LEARNER, COURSE), "the course server to stop")
         assert not docker("service", "ls", "-q", "--filter", f"label=learnhub.prefix={hub.prefix}")
         assert b.spawn_course(LEARNER, COURSE).status_code == 403
     # The home stays on the worker for a re-purchase.
