@@ -13,6 +13,10 @@ end before it starts the kernel (see ``learnhub_container/sandbox_runner.py``). 
 assignment's other files and the runner script reach the container through a read-only bind
 of a fresh temporary folder that contains only them; the executed notebook comes back on the
 container's stdout. The container is always removed.
+
+With ``policy.backend == "swarm"`` the same run is a Swarm job on the cluster
+(:mod:`grader.swarm_sandbox`), which shares this module's policy, input selection and
+judgement of the outcome (:func:`finish_run`).
 """
 
 from __future__ import annotations
@@ -296,7 +300,8 @@ def _optional_float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def _parse_result(stdout: bytes) -> dict[str, Any] | None:
+def parse_result(stdout: bytes) -> dict[str, Any] | None:
+    """The runner's result document in its stdout; None while (or if) it is not all there."""
     text = stdout.decode("utf-8", errors="replace")
     # The LAST marker is the runner's: it kills every other process before printing.
     _, sep, tail = text.rpartition(RESULT_MARKER + "\n")
@@ -376,7 +381,7 @@ def finish_run(
     the sandbox broke (no result, and no limit explains why)."""
     context, fields = log_context(labels)
     name = end.name
-    result = None if end.hard_timeout else _parse_result(end.stdout)
+    result = None if end.hard_timeout else parse_result(end.stdout)
     if end.hard_timeout:
         detail = f"notebook exceeded {policy.wall_clock_limit:g} s; the sandbox was killed"
         outcome = _aborted(nb, "limit", "timeout", detail, seconds, name)

@@ -1,8 +1,8 @@
 """Run one notebook in a throwaway Swarm job: the Docker sandbox, scheduled on the cluster.
 
 With ``spawner.backend: swarm`` submissions run where the course servers run, not on the hub
-host's engine. Each run is a ``replicated-job`` service (one task, restart ``none``) with the
-Docker sandbox's limits (:mod:`grader.sandbox`): memory, CPUs, pids, a read-only root, tmpfs
+host's engine. Each run is a one-shot service (one replica, restart condition ``none``) with
+the Docker sandbox's limits (:mod:`grader.sandbox`): memory, CPUs, pids, a read-only root, tmpfs
 ``/tmp`` and work dir, every capability dropped, the same runner and the same minimal
 environment. What differs is how things travel, because a Swarm task has no stdin to attach
 to and the hub host's folders are not on the node that runs it:
@@ -18,7 +18,10 @@ to and the hub host's folders are not on the node that runs it:
 * **The runner and the assignment's other files** are Swarm *configs* (one per file), mounted
   read-only under ``/sandbox/in``: readable by student code, as the Docker sandbox's bind is.
 * **The result** comes back through the task's log (``docker service logs``, stdout only),
-  the Docker sandbox's channel: the runner prints it after killing every other process.
+  the Docker sandbox's channel: the runner prints it after killing every other process, then
+  waits to be killed (``--linger``), because a Docker 20.10 node removes the container of a
+  removed service only while its task still runs (a finished task's container would stay).
+  The grader reads the log while the task runs, then removes the service.
 * **No network**: Swarm has no ``none`` network for services (swarmkit's only predefined
   networks are ``bridge`` and ``host``), so each run gets its own *internal* overlay network
   with no other member and no gateway, and its DNS forwards only to the container's own
@@ -74,6 +77,7 @@ from grader.sandbox import (
     assignment_files,
     finish_run,
     log_context,
+    parse_result,
 )
 
 log = logging.getLogger("learnhub.grader.swarm_sandbox")
@@ -97,8 +101,8 @@ _FINAL_STATES = frozenset({"complete", "failed", "rejected", "shutdown", "orphan
 _WAITING_STATES = frozenset(
     {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "allocated"}
 )
-#: How often the task's state is read while it runs.
-POLL_SECONDS = 0.2
+#: How often the task's state (and, while it runs, the runner's stdout) is read.
+POLL_SECONDS = 0.25
 #: How long cleanup retries removing the network while the node releases the task's endpoint.
 _RELEASE_SECONDS = 30.0
 
@@ -175,6 +179,7 @@ def _runner_command(policy: SandboxPolicy) -> list[str]:
         str(policy.notebook_timeout),
         "--wall-clock-factor",
         str(policy.wall_clock_factor),
+        "--linger",
     ]
 
 
@@ -308,10 +313,26 @@ def _cleanup(client: DockerClient, created: _Created, name: str) -> None:
         _remove_network(created.network, name)
 
 
+@dataclass
+class _Waited:
+    """How waiting for a task ended."""
+
+    task: dict[str, Any] | None
+    #: The wall-clock backstop hit.
+    hard_timeout: bool = False
+    #: The runner's whole stdout, once its result is all there (it then waits to be killed).
+    stdout: bytes | None = None
+
+
 def _wait(
     client: DockerClient, service: str, policy: SandboxPolicy, name: str, started: float
-) -> tuple[dict[str, Any] | None, bool]:
-    """Wait for the task to end; (its last state, whether the wall-clock backstop hit).
+) -> _Waited:
+    """Wait until the runner has printed its result, or the task ended, or the backstop hit.
+
+    The runner lingers after its result (``--linger``): a node removes the container of a
+    removed service's task only if the task still runs (Docker 20.10 forgets a finished
+    one's container), so the result is read from the log of the running task. Student code
+    cannot write to the runner's stdout, which stays empty until the result.
 
     A task that never started its container by the deadline is a broken sandbox (no node can
     run it, the image is missing), not a timeout of the student's code.
@@ -322,7 +343,11 @@ def _wait(
         task = _task(client, service)
         state = "" if task is None else str(task["Status"]["State"])
         if state in _FINAL_STATES:
-            return task, False
+            return _Waited(task)
+        if state == "running":
+            stdout = _logs(client, service, stdout=True)
+            if parse_result(stdout) is not None:
+                return _Waited(task, stdout=stdout)
         time.sleep(POLL_SECONDS)
     status = {} if task is None else task["Status"]
     if task is None or status.get("State") in _WAITING_STATES:
@@ -332,7 +357,7 @@ def _wait(
             f"{status.get('Err') or status.get('Message') or 'no task'}); check that a node "
             f"matches {list(policy.swarm_constraints) or 'any node'} and can pull {policy.image}"
         )
-    return task, True
+    return _Waited(task, hard_timeout=True)
 
 
 def run_notebook_in_swarm(
@@ -377,7 +402,11 @@ def run_notebook_in_swarm(
                 template,
                 name=name,
                 labels={**object_labels, **labels},
-                mode=ServiceMode("replicated-job"),
+                # One replica that is never restarted, not a `replicated-job`: Docker 20.10's
+                # nodes keep a job's container when its service is removed (exited, or still
+                # running), since the manager drops a job's tasks before the node acts on them;
+                # a replicated service's running task is shut down and removed by its node.
+                mode=ServiceMode("replicated", replicas=1),
                 # No virtual IP to allocate: nothing ever connects to a sandbox.
                 endpoint_spec=EndpointSpec(mode="dnsrr"),
             )
@@ -388,9 +417,12 @@ def run_notebook_in_swarm(
             "sandbox started service=%s %s", name, context, extra={**fields, "container": name}
         )
         try:
-            task, hard_timeout = _wait(swarm, created.service, policy, name, started)
-            stdout = b"" if hard_timeout else _logs(swarm, created.service, stdout=True)
-            stderr = b"" if hard_timeout else _logs(swarm, created.service, stdout=False)
+            waited = _wait(swarm, created.service, policy, name, started)
+            task, hard_timeout, stdout, stderr = waited.task, waited.hard_timeout, b"", b""
+            if waited.stdout is None and not hard_timeout:
+                # The runner ended without lingering: it crashed or was killed.
+                stdout = _logs(swarm, created.service, stdout=True)
+                stderr = _logs(swarm, created.service, stdout=False)
         except docker.errors.DockerException as exc:
             raise SandboxError(f"Swarm sandbox {name} could not be followed: {exc}") from exc
         status: dict[str, Any] = {} if task is None else task["Status"]
@@ -398,9 +430,13 @@ def run_notebook_in_swarm(
             raise SandboxError(
                 f"no node could run Swarm sandbox {name}: {status.get('Err') or status}"
             )
-        exit_code = int(status.get("ContainerStatus", {}).get("ExitCode", -1))
+        if waited.stdout is not None:
+            # The runner reported (its main returns 0) and waits for removal, still running.
+            stdout, exit_code = waited.stdout, 0
+        else:
+            exit_code = int(status.get("ContainerStatus", {}).get("ExitCode", -1))
         log.info(
-            "sandbox task ended service=%s %s node=%s state=%s exit_code=%s",
+            "sandbox task done service=%s %s node=%s state=%s exit_code=%s",
             name,
             context,
             None if task is None else task.get("NodeID"),

@@ -312,6 +312,8 @@ class SandboxJob:
     task: dict[str, Any] | None = None
     #: `docker inspect` of the task's container, on the node that ran it (the worker).
     container: dict[str, Any] | None = None
+    #: Every state the task was seen in, in order.
+    states: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -357,6 +359,9 @@ class SandboxWatcher:
                     job.network = client.api.inspect_network(networks[0]["Target"])
             for task in client.api.tasks(filters={"service": service["ID"]}):
                 job.task = task
+                state = task["Status"]["State"]
+                if not job.states or job.states[-1] != state:
+                    job.states.append(state)
                 container = task["Status"].get("ContainerStatus", {}).get("ContainerID")
                 if container and job.container is None and task["NodeID"] == self.worker.node:
                     try:

@@ -91,6 +91,7 @@ def test_hostile_cells_in_a_swarm_job_on_the_worker(
         result = run_notebook_in_sandbox(nb, policy, resources_dir=None)
     (job,) = watcher.seen()
     assert job.task is not None and job.task["NodeID"] == swarm_worker.node
+    assert job.service["Spec"]["TaskTemplate"]["RestartPolicy"]["Condition"] == "none"
     assert job.container is not None
     assert job.container["HostConfig"]["PidsLimit"] == 128
 
@@ -116,7 +117,7 @@ def test_hostile_cells_in_a_swarm_job_on_the_worker(
         result.detail
     )
     assert "after" in json.dumps(result.notebook.cells[1]["outputs"])
-    # The swarm objects go at once; the worker removes the container a moment later.
+    # The swarm objects go at once; the worker removes the (lingering) container a moment later.
     assert not any(
         v for k, v in sandbox_leftovers(swarm_worker).items() if k != "worker containers"
     )
