@@ -14,7 +14,7 @@ assignment's other files and the runner script reach the container through a rea
 of a fresh temporary folder that contains only them; the executed notebook comes back on the
 container's stdout. The container is always removed.
 
-With ``policy.backend == "swarm"`` the same run is a Swarm job on the cluster
+With ``policy.backend == "swarm"`` the same run is a one-shot Swarm service on the cluster
 (:mod:`grader.swarm_sandbox`), which shares this module's policy, input selection and
 judgement of the outcome (:func:`finish_run`).
 """
@@ -115,8 +115,8 @@ class SandboxPolicy:
     max_log_size: str = "64m"
     #: Where the bind-mounted input folders are made; the Docker engine must see this path.
     host_tmp_dir: str | None = None
-    #: ``docker``: a container on this host's engine; ``swarm``: a Swarm job on the cluster
-    #: (:mod:`grader.swarm_sandbox`), with the same limits.
+    #: ``docker``: a container on this host's engine; ``swarm``: a one-shot Swarm service on
+    #: the cluster (:mod:`grader.swarm_sandbox`), with the same limits.
     backend: Literal["docker", "swarm"] = "docker"
     #: Swarm placement constraints of the sandbox jobs (``swarm`` backend only).
     swarm_constraints: tuple[str, ...] = ()
@@ -442,7 +442,7 @@ def run_notebook_in_sandbox(
     error outputs in the offending and all later code cells; a broken sandbox (image missing,
     engine unreachable, runner crash) raises :class:`SandboxError`.
 
-    With ``policy.backend == "swarm"`` the run is a Swarm job on the cluster instead
+    With ``policy.backend == "swarm"`` the run is a one-shot Swarm service on the cluster instead
     (:func:`grader.swarm_sandbox.run_notebook_in_swarm`; ``client`` then talks to a manager).
     """
     labels = dict(labels or {})

@@ -1,4 +1,4 @@
-"""Run one notebook in a throwaway Swarm job: the Docker sandbox, scheduled on the cluster.
+"""Run one notebook in a throwaway Swarm service: the Docker sandbox, scheduled on the cluster.
 
 With ``spawner.backend: swarm`` submissions run where the course servers run, not on the hub
 host's engine. Each run is a one-shot service (one replica, restart condition ``none``) with
@@ -368,7 +368,7 @@ def run_notebook_in_swarm(
     labels: Mapping[str, str] | None = None,
     client: DockerClient | None = None,
 ) -> SandboxResult:
-    """Execute ``nb`` in a fresh Swarm job and return the executed copy.
+    """Execute ``nb`` in a fresh one-shot Swarm service and return the executed copy.
 
     The contract of :func:`grader.sandbox.run_notebook_in_sandbox`; ``client`` talks to a
     swarm manager (default: the environment's engine).
