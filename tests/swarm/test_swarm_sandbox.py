@@ -1,6 +1,6 @@
-"""Grading sandboxes as Swarm jobs: hostile cells in a job on the worker of the test swarm.
+"""Grading sandboxes as Swarm services: hostile cells in one on the worker of the test swarm.
 
-The job is the one autograde runs on Swarm (grader/swarm_sandbox.py), fed directly: a learner's
+The sandbox is the one autograde runs on Swarm (grader/swarm_sandbox.py), fed directly: a learner's
 cells try the network (the manager's address, on this machine), the hidden tests (the
 notebook's secret, the runner's stdin), the root file system and the memory limit. The
 settings pick the Swarm backend, and a notebook past Swarm's 500 KiB limit is refused with a
@@ -74,7 +74,7 @@ def _notebook(*sources: str) -> nbformat.NotebookNode:
 
 @pytest.mark.docker
 @pytest.mark.xdist_group("swarm")
-def test_hostile_cells_in_a_swarm_job_on_the_worker(
+def test_hostile_cells_in_a_swarm_sandbox_on_the_worker(
     swarm: Swarm, swarm_worker: Worker, swarm_course_image: str
 ) -> None:
     policy = SandboxPolicy(
