@@ -11,19 +11,28 @@ from grader.autograde import default_parallel
 from grader.sandbox import SandboxPolicy
 from hub.courses import Course
 from hub.settings import Settings
+from hub.swarm import course_image_name
 
 
 def sandbox_policy(settings: Settings, course: Course) -> SandboxPolicy:
     """The sandbox every submission of ``course`` runs in."""
     limits = course.sandbox_settings(settings.grading.sandbox)
     server = course.resource_limits(settings.spawner.limits)
+    image = course.image or settings.spawner.image
+    swarm = settings.spawner.backend == "swarm"
+    if swarm:
+        # Where the course servers run, from the image every node pulls (the course image
+        # with its materials): the hub host's engine may run no course at all.
+        image = course_image_name(settings.spawner.swarm.course_image, course.id)
     return SandboxPolicy(
-        image=course.image or settings.spawner.image,
+        image=image,
         memory=limits.memory or server.memory,
         cpus=limits.cpus,
         pids=limits.pids,
         cell_timeout=limits.cell_timeout,
         notebook_timeout=limits.notebook_timeout,
+        backend="swarm" if swarm else "docker",
+        swarm_constraints=tuple(settings.spawner.swarm.constraints) if swarm else (),
     )
 
 

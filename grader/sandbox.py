@@ -13,6 +13,10 @@ end before it starts the kernel (see ``learnhub_container/sandbox_runner.py``). 
 assignment's other files and the runner script reach the container through a read-only bind
 of a fresh temporary folder that contains only them; the executed notebook comes back on the
 container's stdout. The container is always removed.
+
+With ``policy.backend == "swarm"`` the same run is a one-shot Swarm service on the cluster
+(:mod:`grader.swarm_sandbox`), which shares this module's policy, input selection and
+judgement of the outcome (:func:`finish_run`).
 """
 
 from __future__ import annotations
@@ -27,10 +31,10 @@ import stat
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import docker.errors
 import nbformat
@@ -47,8 +51,8 @@ from learnhub_container.sandbox_runner import RESULT_MARKER, mark_unfinished
 log = logging.getLogger("learnhub.grader.sandbox")
 
 RUNNER_MODULE = "learnhub_sandbox_runner"
-_RUNNER_SOURCE = Path(sandbox_runner.__file__)
-_INPUT_MOUNT = "/sandbox/in"
+RUNNER_SOURCE = Path(sandbox_runner.__file__)
+INPUT_MOUNT = "/sandbox/in"
 
 #: The whole environment student code sees (besides the image's own ENV lines).
 #: The /tmp paths are inside the container, on its private tmpfs (hence the S108 noqa).
@@ -111,6 +115,11 @@ class SandboxPolicy:
     max_log_size: str = "64m"
     #: Where the bind-mounted input folders are made; the Docker engine must see this path.
     host_tmp_dir: str | None = None
+    #: ``docker``: a container on this host's engine; ``swarm``: a one-shot Swarm service on
+    #: the cluster (:mod:`grader.swarm_sandbox`), with the same limits.
+    backend: Literal["docker", "swarm"] = "docker"
+    #: Swarm placement constraints of the sandbox jobs (``swarm`` backend only).
+    swarm_constraints: tuple[str, ...] = ()
 
     @property
     def wall_clock_limit(self) -> float:
@@ -149,31 +158,43 @@ class SandboxResult:
         }
 
 
+def assignment_files(resources_dir: Path | None, limit: int) -> Iterator[tuple[Path, Path]]:
+    """The assignment's files and folders the sandbox gets, as (path, path relative to
+    ``resources_dir``), parents first; :class:`SandboxError` once the files pass ``limit`` bytes.
+    """
+    if resources_dir is None:
+        return
+    total = 0
+    for path in sorted(resources_dir.rglob("*")):
+        rel = path.relative_to(resources_dir)
+        # Symlinks could point at host files (a submission can contain one); other
+        # notebooks are earlier graded outputs, not inputs.
+        if path.is_symlink() or path.suffix == ".ipynb" or ".ipynb_checkpoints" in rel.parts:
+            continue
+        if path.is_file():
+            total += path.stat().st_size
+            if total > limit:
+                raise SandboxError(f"assignment files in {resources_dir} exceed {limit} bytes")
+        elif not path.is_dir():
+            continue
+        yield path, rel
+
+
 def _prepare_input(workdir: Path, resources_dir: Path | None, limit: int) -> None:
     """Fill the bind folder: the runner and the assignment's other files.
 
     Never the notebook: everything in this folder is readable by student code (it goes on
     stdin, :func:`_send_notebook`).
     """
-    shutil.copyfile(_RUNNER_SOURCE, workdir / f"{RUNNER_MODULE}.py")
+    shutil.copyfile(RUNNER_SOURCE, workdir / f"{RUNNER_MODULE}.py")
     files = workdir / "files"
     files.mkdir()
-    total = 0
-    if resources_dir is not None:
-        for path in sorted(resources_dir.rglob("*")):
-            rel = path.relative_to(resources_dir)
-            # Symlinks could point at host files (a submission can contain one); other
-            # notebooks are earlier graded outputs, not inputs.
-            if path.is_symlink() or path.suffix == ".ipynb" or ".ipynb_checkpoints" in rel.parts:
-                continue
-            if path.is_dir():
-                (files / rel).mkdir(parents=True, exist_ok=True)
-            elif path.is_file():
-                total += path.stat().st_size
-                if total > limit:
-                    raise SandboxError(f"assignment files in {resources_dir} exceed {limit} bytes")
-                (files / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, files / rel)
+    for path, rel in assignment_files(resources_dir, limit):
+        if path.is_dir():
+            (files / rel).mkdir(parents=True, exist_ok=True)
+        else:
+            (files / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, files / rel)
     # The container user is not the grader's user: it must read (never write) the folder.
     readable_dir = 0o755
     for dirpath, dirnames, filenames in os.walk(workdir):
@@ -193,7 +214,7 @@ def _create_container(
 ) -> Container:
     command = [
         "--input",
-        _INPUT_MOUNT,
+        INPUT_MOUNT,
         "--work",
         policy.work_dir,
         "--cell-timeout",
@@ -218,7 +239,7 @@ def _create_container(
         entrypoint=[policy.python, "-E", "-s", "-m", RUNNER_MODULE],
         command=command,
         name=name,
-        working_dir=_INPUT_MOUNT,
+        working_dir=INPUT_MOUNT,
         # The notebook comes on stdin; closing our end closes the container's (EOF).
         # docker-py sets StdinOnce only for a non-detached config (create never blocks).
         stdin_open=True,
@@ -233,7 +254,7 @@ def _create_container(
         pids_limit=policy.pids,
         cap_drop=["ALL"],
         security_opt=["no-new-privileges:true"],
-        volumes={str(input_dir): {"bind": _INPUT_MOUNT, "mode": "ro"}},
+        volumes={str(input_dir): {"bind": INPUT_MOUNT, "mode": "ro"}},
         labels={"learnhub.role": "grader-sandbox", **labels},
         log_config=LogConfig(
             type=LogConfig.types.JSON, config={"max-size": policy.max_log_size, "max-file": "1"}
@@ -279,7 +300,8 @@ def _optional_float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def _parse_result(stdout: bytes) -> dict[str, Any] | None:
+def parse_result(stdout: bytes) -> dict[str, Any] | None:
+    """The runner's result document in its stdout; None while (or if) it is not all there."""
     text = stdout.decode("utf-8", errors="replace")
     # The LAST marker is the runner's: it kills every other process before printing.
     _, sep, tail = text.rpartition(RESULT_MARKER + "\n")
@@ -323,6 +345,87 @@ def _aborted(
     return SandboxResult(copy, outcome, reason, detail, cell, seconds, name)
 
 
+@dataclass(frozen=True)
+class RunEnd:
+    """How a sandbox run ended, as its backend saw it: what :func:`finish_run` judges."""
+
+    #: The container's (or Swarm service's) name.
+    name: str
+    #: Killed by the grader at the wall-clock backstop.
+    hard_timeout: bool
+    exit_code: int
+    #: The engine says the memory limit killed the sandbox (not only a process in it).
+    oom_killed: bool
+    stdout: bytes
+    stderr: bytes
+    #: Why ``oom_killed`` is believed, for the instructor.
+    oom_detail: str = "the sandbox was killed: memory limit exceeded"
+
+
+def log_context(labels: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+    """The ``key=value`` text and the structured fields of ``labels`` for log lines."""
+    context = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in sorted(labels.items()))
+    # Structured fields (course, assignment, student, notebook) for log handlers.
+    fields: dict[str, Any] = {k.rsplit(".", 1)[-1]: v for k, v in labels.items()}
+    return context, fields
+
+
+def finish_run(
+    nb: NotebookNode,
+    policy: SandboxPolicy,
+    end: RunEnd,
+    seconds: float,
+    labels: Mapping[str, str],
+) -> SandboxResult:
+    """The result of a finished run, the same for every backend; :class:`SandboxError` when
+    the sandbox broke (no result, and no limit explains why)."""
+    context, fields = log_context(labels)
+    name = end.name
+    result = None if end.hard_timeout else parse_result(end.stdout)
+    if end.hard_timeout:
+        detail = f"notebook exceeded {policy.wall_clock_limit:g} s; the sandbox was killed"
+        outcome = _aborted(nb, "limit", "timeout", detail, seconds, name)
+    elif end.exit_code == 0 and result is not None:
+        outcome = SandboxResult(
+            notebook=_as_notebook(result["notebook"]),
+            outcome=str(result["outcome"]),
+            reason=str(result["reason"]),
+            detail=str(result["detail"]),
+            cell=result.get("cell"),
+            seconds=seconds,
+            container=name,
+            cpu_seconds=_optional_float(result.get("cpu_seconds")),
+        )
+    elif end.oom_killed:
+        outcome = _aborted(nb, "limit", "memory", end.oom_detail, seconds, name)
+    else:
+        tail = end.stderr.decode("utf-8", errors="replace")[-2000:]
+        log.error(
+            "sandbox failed container=%s %s exit_code=%s stderr=%r",
+            name,
+            context,
+            end.exit_code,
+            tail,
+            extra={**fields, "container": name, "outcome": "error"},
+        )
+        raise SandboxError(f"sandbox {name} exited with {end.exit_code} and no result: {tail}")
+    log.info(
+        "sandbox finished container=%s %s outcome=%s reason=%s seconds=%.2f",
+        name,
+        context,
+        outcome.outcome,
+        outcome.reason or "-",
+        seconds,
+        extra={
+            **fields,
+            "container": name,
+            "outcome": outcome.outcome,
+            "reason": outcome.reason,
+        },
+    )
+    return outcome
+
+
 def run_notebook_in_sandbox(
     nb: NotebookNode,
     policy: SandboxPolicy,
@@ -338,11 +441,19 @@ def run_notebook_in_sandbox(
     container and into the logs. Limits hit by student code give a ``"limit"`` result with
     error outputs in the offending and all later code cells; a broken sandbox (image missing,
     engine unreachable, runner crash) raises :class:`SandboxError`.
+
+    With ``policy.backend == "swarm"`` the run is a one-shot Swarm service on the cluster instead
+    (:func:`grader.swarm_sandbox.run_notebook_in_swarm`; ``client`` then talks to a manager).
     """
     labels = dict(labels or {})
-    context = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in sorted(labels.items()))
-    # Structured fields (course, assignment, student, notebook) for log handlers.
-    fields: dict[str, Any] = {k.rsplit(".", 1)[-1]: v for k, v in labels.items()}
+    if policy.backend == "swarm":
+        # Imported here: the Swarm backend builds on this module's helpers.
+        from grader.swarm_sandbox import run_notebook_in_swarm
+
+        return run_notebook_in_swarm(
+            nb, policy, resources_dir=resources_dir, labels=labels, client=client
+        )
+    context, fields = log_context(labels)
     own_client = client is None
     docker_client = DockerClient.from_env() if client is None else client
     name = f"{policy.name_prefix}{uuid.uuid4().hex[:12]}"
@@ -388,51 +499,13 @@ def run_notebook_in_sandbox(
             except docker.errors.APIError as exc:
                 # 404/409: the container vanished under us (removed by someone else).
                 raise SandboxError(f"sandbox {name} disappeared before it reported: {exc}") from exc
-        seconds = time.monotonic() - started
-        result = None if hard_timeout else _parse_result(stdout)
-        if hard_timeout:
-            detail = f"notebook exceeded {policy.wall_clock_limit:g} s; the sandbox was killed"
-            outcome = _aborted(nb, "limit", "timeout", detail, seconds, name)
-        elif exit_code == 0 and result is not None:
-            outcome = SandboxResult(
-                notebook=_as_notebook(result["notebook"]),
-                outcome=str(result["outcome"]),
-                reason=str(result["reason"]),
-                detail=str(result["detail"]),
-                cell=result.get("cell"),
-                seconds=seconds,
-                container=name,
-                cpu_seconds=_optional_float(result.get("cpu_seconds")),
-            )
-        elif oom_killed:
-            detail = "the sandbox was killed: memory limit exceeded"
-            outcome = _aborted(nb, "limit", "memory", detail, seconds, name)
-        else:
-            tail = stderr.decode("utf-8", errors="replace")[-2000:]
-            log.error(
-                "sandbox failed container=%s %s exit_code=%s stderr=%r",
-                name,
-                context,
-                exit_code,
-                tail,
-                extra={**fields, "container": name, "outcome": "error"},
-            )
-            raise SandboxError(f"sandbox {name} exited with {exit_code} and no result: {tail}")
-        log.info(
-            "sandbox finished container=%s %s outcome=%s reason=%s seconds=%.2f",
-            name,
-            context,
-            outcome.outcome,
-            outcome.reason or "-",
-            seconds,
-            extra={
-                **fields,
-                "container": name,
-                "outcome": outcome.outcome,
-                "reason": outcome.reason,
-            },
+        return finish_run(
+            nb,
+            policy,
+            RunEnd(name, hard_timeout, exit_code, oom_killed, stdout, stderr),
+            time.monotonic() - started,
+            labels,
         )
-        return outcome
     finally:
         if container is not None:
             _remove(container, context)

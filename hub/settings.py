@@ -471,7 +471,11 @@ class SpawnerSettings(_Model):
 
 class SandboxSettings(_Model):
     """Limits of the throwaway containers that run submissions for autograding. `course.yaml`
-    may override each of them per course (`grading.sandbox`)."""
+    may override each of them per course (`grading.sandbox`). Where they run follows
+    `spawner.backend`: with `swarm`, each sandbox is a one-shot Swarm service on the cluster
+    (the course's `spawner.swarm.course_image`, placed by `spawner.swarm.constraints`) with the
+    same limits, see docs/how-to/scale.md#grading-sandboxes-on-swarm; otherwise a container on
+    the hub host's Docker engine."""
 
     memory: Annotated[str, Field(pattern=MEMORY_PATTERN)] | None = Field(
         None,

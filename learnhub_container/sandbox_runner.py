@@ -838,6 +838,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cell-timeout", type=float, required=True, help="CPU seconds")
     parser.add_argument("--notebook-timeout", type=float, required=True, help="CPU seconds")
     parser.add_argument("--wall-clock-factor", type=float, default=4.0)
+    parser.add_argument(
+        "--linger",
+        action="store_true",
+        help="after the result, wait to be killed instead of exiting (Swarm jobs: a node "
+        "removes a task's container only if it still runs when its service is removed)",
+    )
     args = parser.parse_args(argv)
 
     # First: the notebook must only ever be in a process the kernel cannot read.
@@ -855,6 +861,9 @@ def main(argv: list[str] | None = None) -> int:
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     sys.stdout.flush()
+    while args.linger:
+        # Every other process is gone; as PID 1 only SIGKILL from outside ends this.
+        signal.pause()
     return 0
 
 

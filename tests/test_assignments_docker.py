@@ -17,7 +17,15 @@ import httpx
 import nbformat
 import pytest
 
-from tests.harness import ROOT, Browser, HubProcess, browser, run_learnhub, wait_for_server
+from harness import flows
+from tests.harness import (
+    ROOT,
+    Browser,
+    HubProcess,
+    browser,
+    put_reference_solution,
+    run_learnhub,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]
 
@@ -27,29 +35,12 @@ PASSWORD = "learnhub-demo"
 
 
 def assignments_api(b: Browser, server_url: str, action: str | None = None) -> list[dict]:  # type: ignore[type-arg]
-    """What JupyterLab's Assignments tab calls (nbgrader's assignment_list server extension)."""
-    base = b.absolute(server_url)
-    headers = b.xsrf_headers(server_url)
-    if action is None:
-        response = b.client.get(base + "assignments", params={"course_id": COURSE}, headers=headers)
-    else:
-        response = b.client.post(
-            base + f"assignments/{action}",
-            data={"course_id": COURSE, "assignment_id": ASSIGNMENT},
-            headers=headers,
-        )
-    assert response.status_code == 200, response.text
-    body = json.loads(response.text)
-    assert body.get("success", True), body
-    return list(body["value"])
+    """The Assignments tab's API for this module's assignment (:func:`flows.assignments_api`)."""
+    return flows.assignments_api(b, server_url, COURSE, ASSIGNMENT, action)
 
 
 def open_course(b: Browser, hub: HubProcess, user: str) -> str:
-    if COURSE not in hub.api("GET", f"/users/{user}").json()["servers"]:
-        assert b.spawn_course(user, COURSE).status_code in (201, 202)
-    server = wait_for_server(hub, user, COURSE)
-    b.open_server(server["url"])
-    return str(server["url"])
+    return flows.open_course(b, hub, user, COURSE)
 
 
 def hidden_test_lines() -> list[str]:
@@ -91,22 +82,8 @@ def test_full_assignment_cycle(docker_hub: HubProcess, courses_dir: Path) -> Non
         assert b.login("demo-learner", PASSWORD).status_code == 200
         url = open_course(b, docker_hub, "demo-learner")
         assignments_api(b, url, "fetch")
-        solution = nbformat.read(
-            courses_dir / COURSE / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4
-        )
-        fetched_nb = b.contents(url, f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb").json()["content"]
-        # Keep nbgrader's cell metadata of the release; put the reference code in the cells.
-        for cell, ref in zip(fetched_nb["cells"], solution.cells, strict=True):
-            if cell["cell_type"] == "code" and cell["metadata"].get("nbgrader", {}).get("solution"):
-                cell["source"] = "\n".join(
-                    line for line in ref.source.splitlines() if "SOLUTION" not in line
-                )
-        saved = b.client.put(
-            b.absolute(url) + f"api/contents/{ASSIGNMENT}/{ASSIGNMENT}.ipynb",
-            json={"type": "notebook", "format": "json", "content": fetched_nb},
-            headers=b.xsrf_headers(url),
-        )
-        assert saved.status_code == 200, saved.text
+        source = courses_dir / COURSE / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        put_reference_solution(b, url, source, ASSIGNMENT)
         submitted = assignments_api(b, url, "submit")
         assert any(a["status"] == "submitted" for a in submitted)
 

@@ -13,7 +13,6 @@ import json
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,18 @@ import httpx
 import pytest
 import stripe
 
+from harness import flows
 from harness.stripe_standin import API_KEY, StripeStandIn
 from tests.harness import (
     HubProcess,
     browser,
     hub_settings,
+    members,
+    open_course,
     running,
-    wait_for_server,
+    server_stopped,
+    wait_until,
+    webhook_url,
 )
 
 pytestmark = [pytest.mark.docker]
@@ -74,38 +78,13 @@ def paid_hub(
                 print("===== paid hub log =====\n" + hub.log_tail(80))
 
 
-def webhook_url(hub: HubProcess) -> str:
-    return hub.url + "services/learnhub/stripe/webhook"
-
-
 def deliver(hub: HubProcess, events: list[dict[str, Any]], secret: str = WEBHOOK_SECRET) -> None:
-    for event in events:
-        payload = json.dumps(event)
-        header = stripe.WebhookSignature.generate_signature_header(payload, secret)
-        response = httpx.post(
-            webhook_url(hub), content=payload, headers={"Stripe-Signature": header}, timeout=30
-        )
-        assert response.status_code == 200, response.text
+    flows.deliver(hub, events, secret)
 
 
 def new_checkout_session(standin: StripeStandIn, user: str) -> str:
     """What Stripe holds once the learner's checkout session exists (as the service creates it)."""
     return standin.course_checkout(user, COURSE, 6900, "Algorithms in Python")
-
-
-def members(hub: HubProcess, group: str) -> set[str]:
-    response = hub.api("GET", f"/groups/{group}")
-    assert response.status_code == 200, response.text
-    return set(response.json()["users"])
-
-
-def wait_until(condition: Any, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_forged_and_malformed_webhooks_are_refused_with_a_reason(paid_hub: HubProcess) -> None:
@@ -133,19 +112,14 @@ def test_purchase_refund_repurchase(paid_hub: HubProcess, standin: StripeStandIn
         deliver(paid_hub, standin.sim.complete_checkout(first))
         wait_until(lambda: LEARNER in members(paid_hub, group), "membership after payment")
 
-        assert b.spawn_course(LEARNER, COURSE).status_code in (201, 202)
-        server = wait_for_server(paid_hub, LEARNER, COURSE)
-        b.open_server(server["url"])
-        assert b.put_file(server["url"], "my-solution.py", "print(42)\n").status_code == 201
+        url = open_course(b, paid_hub, LEARNER, COURSE)
+        assert b.put_file(url, "my-solution.py", "print(42)\n").status_code == 201
 
         # Refund: out of the group, and the running course server is stopped.
         intent = standin.store.objects[standin.store.objects[first]["payment_intent"]]
         deliver(paid_hub, standin.sim.refund(str(intent["latest_charge"])))
         wait_until(lambda: LEARNER not in members(paid_hub, group), "removal after refund")
-        wait_until(
-            lambda: COURSE not in paid_hub.api("GET", f"/users/{LEARNER}").json()["servers"],
-            "the course server to stop",
-        )
+        wait_until(lambda: server_stopped(paid_hub, LEARNER, COURSE), "the course server to stop")
         assert b.spawn_course(LEARNER, COURSE).status_code == 403
 
         # The same event again changes nothing (recorded once).
@@ -156,10 +130,8 @@ def test_purchase_refund_repurchase(paid_hub: HubProcess, standin: StripeStandIn
         second = new_checkout_session(standin, LEARNER)
         deliver(paid_hub, standin.sim.complete_checkout(second))
         wait_until(lambda: LEARNER in members(paid_hub, group), "membership after re-purchase")
-        assert b.spawn_course(LEARNER, COURSE).status_code in (201, 202)
-        server = wait_for_server(paid_hub, LEARNER, COURSE)
-        b.open_server(server["url"])
-        mine = b.contents(server["url"], "my-solution.py")
+        url = open_course(b, paid_hub, LEARNER, COURSE)
+        mine = b.contents(url, "my-solution.py")
         assert mine.status_code == 200
         assert mine.json()["content"] == "print(42)\n"
     home = f"{paid_hub.prefix}-lin-2dpurchase--algorithms-2din-2dpython.ext4"

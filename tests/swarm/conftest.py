@@ -14,14 +14,19 @@ import fcntl
 import json
 import shutil
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import docker as docker_sdk
 import httpx
 import pytest
 
+from harness import flows
+from hub.swarm import build_all
 from tests.harness import ROOT, TEST_PREFIX, free_port
 
 #: Where the manager listens and the worker joins: the host's Docker bridge gateway, which the
@@ -31,6 +36,11 @@ WORKER_IMAGE = "learnhub/swarm-worker:latest"
 WORKER_IMAGES_VOLUME = "learnhub-swarm-worker-images"
 #: The node label that places course servers on the worker (the hub's `swarm.constraints`).
 COURSES_LABEL = "learnhub-courses"
+#: The course of the swarm tests and its Swarm image (`spawner.swarm.course_image`).
+COURSE = "python-foundations"
+COURSE_IMAGE = "learnhub/course-{course}:latest"
+#: The label of every Swarm object a grading sandbox run creates (grader/swarm_sandbox.py).
+SANDBOX_ROLE = "learnhub.role=grader-sandbox"
 #: Shared by every session on this machine on purpose: one swarm test at a time.
 LOCK = Path("/tmp/learnhub-swarm-tests.lock")
 #: The registry's storage, kept between runs so that only changed layers are pushed again.
@@ -50,6 +60,12 @@ def docker(*args: str, input: bytes | None = None, timeout: float = 300) -> str:
     if result.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr.decode()}")
     return result.stdout.decode().strip()
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
+    """The harness's wait, at the swarm's pace (a swarm reports in steps of ~0.2 s and up to a
+    minute under load)."""
+    flows.wait_until(condition, what, timeout=timeout, interval=0.2)
 
 
 def swarm_state() -> str:
@@ -258,3 +274,102 @@ def swarm_courses(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("swarm-courses") / "courses"
     shutil.copytree(ROOT / "courses", target)
     return target
+
+
+@pytest.fixture(scope="session")
+def swarm_course_image(registry: Registry, swarm_courses: Path) -> str:
+    """The course's Swarm image (the course image plus its materials), in the registry."""
+    started = time.monotonic()
+    built = build_all(
+        swarm_courses, template=COURSE_IMAGE, default_image="learnhub/singleuser:latest", push=False
+    )
+    image = COURSE_IMAGE.format(course=COURSE)
+    assert image in built
+    print(f"course images built in {time.monotonic() - started:.1f} s")
+    print(f"course image pushed to the registry in {registry.publish(image):.1f} s")
+    return image
+
+
+def sandbox_leftovers(worker: Worker) -> dict[str, list[str]]:
+    """Everything of a grading sandbox still on the swarm: services, secrets, configs and
+    networks on the manager, containers on the worker (empty lists when all is gone)."""
+    left = {
+        kind: docker(kind, "ls", "-q", "--filter", f"label={SANDBOX_ROLE}").split()
+        for kind in ("service", "secret", "config", "network")
+    }
+    left["worker containers"] = worker.docker(
+        "ps", "-aq", "--filter", f"label={SANDBOX_ROLE}"
+    ).split()
+    return left
+
+
+@dataclass
+class SandboxJob:
+    """One grading sandbox seen on the swarm while it ran."""
+
+    service: dict[str, Any]
+    network: dict[str, Any] | None = None
+    task: dict[str, Any] | None = None
+    #: `docker inspect` of the task's container, on the node that ran it (the worker).
+    container: dict[str, Any] | None = None
+    #: Every state the task was seen in, in order.
+    states: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SandboxWatcher:
+    """Records every grading sandbox service while it exists, from the manager's API, and its
+    task's container from the worker's engine (a sandbox job lives for seconds)."""
+
+    worker: Worker
+    jobs: dict[str, SandboxJob] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _errors: list[str] = field(default_factory=list)
+
+    def __enter__(self) -> SandboxWatcher:
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(timeout=30)
+
+    def _watch(self) -> None:
+        client = docker_sdk.from_env()
+        try:
+            while not self._stop.wait(0.1):
+                try:
+                    self._look(client)
+                except docker_sdk.errors.NotFound:
+                    continue  # a job ended between two calls: seen on the next round or not
+                except docker_sdk.errors.APIError as exc:
+                    self._errors.append(str(exc))
+        finally:
+            client.close()
+
+    def _look(self, client: docker_sdk.DockerClient) -> None:
+        for service in client.api.services(filters={"label": SANDBOX_ROLE}):
+            job = self.jobs.setdefault(service["ID"], SandboxJob(service=service))
+            if job.network is None:
+                networks = service["Spec"]["TaskTemplate"].get("Networks", [])
+                if networks:
+                    job.network = client.api.inspect_network(networks[0]["Target"])
+            for task in client.api.tasks(filters={"service": service["ID"]}):
+                job.task = task
+                state = task["Status"]["State"]
+                if not job.states or job.states[-1] != state:
+                    job.states.append(state)
+                container = task["Status"].get("ContainerStatus", {}).get("ContainerID")
+                if container and job.container is None and task["NodeID"] == self.worker.node:
+                    try:
+                        job.container = json.loads(self.worker.docker("inspect", container))[0]
+                    except AssertionError:
+                        pass  # already removed with its service
+
+    def seen(self) -> list[SandboxJob]:
+        """The jobs seen; fails when watching itself failed."""
+        assert not self._errors, self._errors
+        return list(self.jobs.values())

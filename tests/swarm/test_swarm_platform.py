@@ -17,35 +17,45 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-import nbformat
 import pytest
-import stripe
 
+from harness import flows
 from harness.stripe_standin import API_KEY, StripeStandIn
-from hub.swarm import build_all
 from tests.harness import (
     Browser,
     HubProcess,
+    assignments_api,
     browser,
     container_logs,
     hub_settings,
+    members,
+    open_course,
+    put_reference_solution,
     run_learnhub,
     running,
+    server_stopped,
     stop_server,
-    wait_for_server,
 )
-from tests.swarm.conftest import COURSES_LABEL, Registry, Swarm, Worker, docker
+from tests.swarm.conftest import (
+    COURSE,
+    COURSE_IMAGE,
+    COURSES_LABEL,
+    Registry,
+    SandboxWatcher,
+    Swarm,
+    Worker,
+    docker,
+    sandbox_leftovers,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("swarm")]
 
-COURSE = "python-foundations"
 PRICE = 4900
 ASSIGNMENT = "ps1-data-model"
 LEARNER = "mae-swarm"
 PASSWORD = "distributed-systems-42"
 WEBHOOK_SECRET = "whsec_" + secrets.token_hex(16)
-COURSE_IMAGE = "learnhub/course-{course}:latest"
 
 
 @pytest.fixture(scope="module")
@@ -65,22 +75,13 @@ def remove_services(prefix: str) -> None:
 def swarm_hub(
     swarm: Swarm,
     swarm_worker: Worker,
-    registry: Registry,
+    swarm_course_image: str,
     swarm_courses: Path,
     standin: StripeStandIn,
     docker_prefix_cleanup: None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[HubProcess]:
     """A hub whose course servers are Swarm services placed on the worker."""
-    started = time.monotonic()
-    built = build_all(
-        swarm_courses, template=COURSE_IMAGE, default_image="learnhub/singleuser:latest", push=False
-    )
-    image = COURSE_IMAGE.format(course=COURSE)
-    assert image in built
-    print(f"course images built in {time.monotonic() - started:.1f} s")
-    print(f"course image pushed to the registry in {registry.publish(image):.1f} s")
-
     workdir = tmp_path_factory.mktemp("swarm-hub")
     settings = hub_settings(workdir, courses_dir=swarm_courses)
     settings["spawner"]["backend"] = "swarm"
@@ -126,29 +127,11 @@ def swarm_hub(
 
 
 def deliver(hub: HubProcess, events: list[dict[str, Any]]) -> None:
-    for event in events:
-        payload = json.dumps(event)
-        header = stripe.WebhookSignature.generate_signature_header(payload, WEBHOOK_SECRET)
-        response = httpx.post(
-            hub.url + "services/learnhub/stripe/webhook",
-            content=payload,
-            headers={"Stripe-Signature": header},
-            timeout=30,
-        )
-        assert response.status_code == 200, response.text
-
-
-def wait_until(condition: Any, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    flows.deliver(hub, events, WEBHOOK_SECRET)
 
 
 def in_group(hub: HubProcess) -> bool:
-    return LEARNER in hub.api("GET", f"/groups/course-{COURSE}").json()["users"]
+    return LEARNER in members(hub, f"course-{COURSE}")
 
 
 def service_task(hub: HubProcess) -> dict[str, Any]:
@@ -166,23 +149,48 @@ def service_task(hub: HubProcess) -> dict[str, Any]:
 def launch(b: Browser, hub: HubProcess) -> tuple[str, float]:
     """Start the course server; its URL and the seconds from request to ready."""
     started = time.monotonic()
-    assert b.spawn_course(LEARNER, COURSE).status_code in (201, 202)
-    server = wait_for_server(hub, LEARNER, COURSE, timeout=120)
-    seconds = time.monotonic() - started
-    b.open_server(server["url"])
-    return str(server["url"]), seconds
+    url = open_course(b, hub, LEARNER, COURSE, timeout=120)
+    return url, time.monotonic() - started
 
 
 def assignments(b: Browser, url: str, action: str) -> list[dict[str, Any]]:
-    response = b.client.post(
-        b.absolute(url) + f"assignments/{action}",
-        data={"course_id": COURSE, "assignment_id": ASSIGNMENT},
-        headers=b.xsrf_headers(url),
-    )
-    assert response.status_code == 200, response.text
-    body = json.loads(response.text)
-    assert body.get("success", True), body
-    return list(body["value"])
+    return assignments_api(b, url, COURSE, ASSIGNMENT, action)
+
+
+def assert_graded_in_swarm_jobs(watcher: SandboxWatcher, worker: Worker) -> None:
+    """The submission ran in a Swarm job on the worker, with the sandbox's limits and a network
+    of its own that leads nowhere; nothing of it is left."""
+    jobs = watcher.seen()
+    assert jobs, "autograde ran no Swarm sandbox job (it ran on the hub host's engine)"
+    for job in jobs:
+        spec = job.service["Spec"]
+        # One task, never restarted (see grader/swarm_sandbox.py for why not `replicated-job`).
+        assert spec["Mode"] == {"Replicated": {"Replicas": 1}}, spec["Mode"]
+        template = spec["TaskTemplate"]
+        assert template["RestartPolicy"]["Condition"] == "none"
+        container = template["ContainerSpec"]
+        assert container["Image"].startswith(COURSE_IMAGE.format(course=COURSE))
+        assert container["ReadOnly"] is True and container["CapabilityDrop"] == ["ALL"]
+        assert not [m for m in container.get("Mounts", []) if m["Type"] in ("bind", "volume")]
+        # The course server's memory (the sandbox's default), one core, the default pids.
+        limits = template["Resources"]["Limits"]
+        assert limits == {"MemoryBytes": 1024**3, "NanoCPUs": 10**9, "Pids": 128}, limits
+        assert job.task is not None and job.task["NodeID"] == worker.node
+        # Ran, and was never seen failing: the runner lingers after its result until the
+        # service goes (see grader/swarm_sandbox.py).
+        assert "running" in job.states, job.states
+        assert not {"failed", "rejected", "complete"} & set(job.states), job.states
+        # Its own internal overlay network: no gateway out, no other member.
+        assert job.network is not None
+        assert job.network["Driver"] == "overlay" and job.network["Internal"] is True
+        assert job.network["Name"] == spec["Name"]
+        # What the worker's engine made of it.
+        assert job.container is not None, "the sandbox container was not seen on the worker"
+        host = job.container["HostConfig"]
+        assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (1024**3, 10**9, 128)
+        assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
+        assert list(job.container["NetworkSettings"]["Networks"]) == [spec["Name"]]
+    wait_until(lambda: not any(sandbox_leftovers(worker).values()), "the sandbox jobs to go")
 
 
 def test_buy_learn_grade_refund_on_a_swarm_worker(
@@ -231,38 +239,25 @@ def test_buy_learn_grade_refund_on_a_swarm_worker(
 
         # Fetch, solve and submit through the exchange (the worker reaches the host's gateway).
         assignments(b, url, "fetch")
-        solution = nbformat.read(
-            swarm_courses / COURSE / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4
-        )
         fetched = b.contents(url, f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb").json()["content"]
         assert "BEGIN HIDDEN TESTS" not in json.dumps(fetched)
-        for cell, ref in zip(fetched["cells"], solution.cells, strict=True):
-            if cell["cell_type"] == "code" and cell["metadata"].get("nbgrader", {}).get("solution"):
-                cell["source"] = "\n".join(
-                    line for line in ref.source.splitlines() if "SOLUTION" not in line
-                )
-        saved = b.client.put(
-            b.absolute(url) + f"api/contents/{ASSIGNMENT}/{ASSIGNMENT}.ipynb",
-            json={"type": "notebook", "format": "json", "content": fetched},
-            headers=b.xsrf_headers(url),
-        )
-        assert saved.status_code == 200, saved.text
+        source = swarm_courses / COURSE / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        put_reference_solution(b, url, source, ASSIGNMENT)
         assert any(a["status"] == "submitted" for a in assignments(b, url, "submit"))
 
         collected = run_learnhub(hub, "grader", "collect", COURSE, ASSIGNMENT)
         assert collected.returncode == 0, collected.stderr
-        graded = run_learnhub(hub, "grader", "autograde", COURSE, ASSIGNMENT)
+        with SandboxWatcher(swarm_worker) as watcher:
+            graded = run_learnhub(hub, "grader", "autograde", COURSE, ASSIGNMENT)
         assert graded.returncode == 0, graded.stderr
         assert graded.stdout.split()[:3] == [LEARNER, "10/10", "ok"], graded.stdout
+        assert_graded_in_swarm_jobs(watcher, swarm_worker)
 
         # Refund: out of the group, and the service is gone from the swarm.
         intent = standin.store.objects[standin.store.objects[session]["payment_intent"]]
         deliver(hub, standin.sim.refund(str(intent["latest_charge"])))
         wait_until(lambda: not in_group(hub), "removal after refund")
-        wait_until(
-            lambda: COURSE not in hub.api("GET", f"/users/{LEARNER}").json()["servers"],
-            "the course server to stop",
-        )
+        wait_until(lambda: server_stopped(hub, LEARNER, COURSE), "the course server to stop")
         assert not docker("service", "ls", "-q", "--filter", f"label=learnhub.prefix={hub.prefix}")
         assert b.spawn_course(LEARNER, COURSE).status_code == 403
     # The home stays on the worker for a re-purchase.
