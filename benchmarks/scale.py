@@ -474,7 +474,13 @@ def reused_hub(work: Path) -> tuple[ScaleHub, SharedServer, dict[str, Any]]:
     state["round"] += 1
     (work / STATE_FILE).write_text(json.dumps(state))
     shared = SharedServer(state["shared_port"]).start()
-    return scale_hub(work, state, shared), shared, state
+    hub = scale_hub(work, state, shared)
+    # As an operator does after updating LearnHub: its database follows the code's migrations.
+    hub.prepare()
+    upgraded = run_learnhub(hub, "upgrade", timeout=SYNC_TIMEOUT)
+    if upgraded.returncode != 0:
+        raise RuntimeError(f"learnhub upgrade failed:\n{upgraded.stderr}")
+    return hub, shared, state
 
 
 def scale_hub(work: Path, state: dict[str, Any], shared: SharedServer) -> ScaleHub:
@@ -490,8 +496,14 @@ def scale_hub(work: Path, state: dict[str, Any], shared: SharedServer) -> ScaleH
     )
 
 
-def load(hub: ScaleHub, args: argparse.Namespace, result: dict[str, Any]) -> None:
-    """Members, grants, one full sync and the running servers."""
+def load(
+    hub: ScaleHub, args: argparse.Namespace, result: dict[str, Any], state: dict[str, Any]
+) -> None:
+    """Members, grants, one full sync and the running servers; a reused folder whose load was
+    interrupted after the grants does the rest."""
+    if state.get("loaded") == "grants":
+        sync_and_spawn(hub, args, result)
+        return
     names = [member_name(m) for m in range(args.members)]
     t0 = time.perf_counter()
     admin = httpx.Client(
@@ -509,7 +521,13 @@ def load(hub: ScaleHub, args: argparse.Namespace, result: dict[str, Any]) -> Non
     result["entitlements"] = grant_all(hub, args.members, args.courses)
     result["grant_s"] = time.perf_counter() - t0
     log(f"{result['entitlements']} grants in {result['grant_s']:.1f} s")
+    state["loaded"] = "grants"
+    (hub.workdir / STATE_FILE).write_text(json.dumps(state))
+    sync_and_spawn(hub, args, result)
 
+
+def sync_and_spawn(hub: ScaleHub, args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """One full membership sync, then the running servers."""
     t0 = time.perf_counter()
     synced = run_learnhub(hub, "reconcile", timeout=SYNC_TIMEOUT)
     if synced.returncode != 0:
@@ -547,8 +565,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     pids = processes(hub)
     cpu_start = {k: cpu_seconds(v) for k, v in pids.items()}
     try:
-        if not args.reuse:
-            load(hub, args, result)
+        if state.get("loaded") != "all":
+            load(hub, args, result, state)
+            state["loaded"] = "all"
+            (work / STATE_FILE).write_text(json.dumps(state))
         result["ready_servers"] = asyncio.run(ready_servers(hub))
         log(f"{result['ready_servers']} servers ready")
 
