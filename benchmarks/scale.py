@@ -465,6 +465,7 @@ def new_hub(args: argparse.Namespace) -> tuple[Path, ScaleHub, SharedServer, dic
         "round": 0,
     }
     (work / STATE_FILE).write_text(json.dumps(state))
+    log(f"folder {work} (kept with --keep, for --reuse)")
     return work, scale_hub(work, state, shared), shared, state
 
 
