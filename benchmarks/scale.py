@@ -1,7 +1,8 @@
 """One hub with many members, courses and running servers (a measurement, not a test).
 
     .venv/bin/python benchmarks/scale.py [--members 10000] [--courses 200] [--servers 1000]
-        [--purchases 500] [--samples 200] [--page-samples 30]
+        [--purchases 500] [--samples 200] [--page-samples 30] [--keep]
+    .venv/bin/python benchmarks/scale.py --reuse /tmp/lh-scale-XXXX   # measure again, no load
 
 Starts a real LearnHub hub (JupyterHub + configurable-http-proxy + the LearnHub service, SQLite,
 `payments.provider: demo`) on loopback, with LearnHub's own config and one change: the no-op
@@ -27,7 +28,11 @@ and measures, printing a Markdown table (and writing ``benchmarks/results/scale-
   through the proxy, logged in;
 - the size of both SQLite databases, and the memory of the hub, the proxy and the service.
 
-Loopback only; every loop is bounded. The temporary folder is removed at the end.
+Loopback only; every loop is bounded. The temporary folder is removed at the end, unless
+``--keep``: then ``--reuse <folder>`` starts the same hub on the loaded data (the running servers
+survive, as the no-op spawner's state says they run) and measures again without the 20-minute
+load, which is how a change is measured before and after on the same data. Each reused round's
+burst buys another course, so its buyers are new ones.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ from benchmarks.common import (  # noqa: E402
     child_pids,
     cmdline,
     cpu_seconds,
+    loadavg,
     machine,
     percentile,
     rss_mib,
@@ -133,7 +139,7 @@ def make_courses(folder: Path, count: int) -> None:
 class SharedServer:
     """The one HTTP server every no-op 'server' is: answers 200 to anything, on loopback."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 body = b'{"ok": true}'
@@ -146,7 +152,8 @@ class SharedServer:
             def log_message(self, *args: Any) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # A reused hub's servers keep their recorded URL: the port is the first run's.
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -200,7 +207,9 @@ def summary(times: list[float]) -> dict[str, float]:
 def reader_token(hub: HubProcess) -> str:
     """A Hub-made token with read scopes only (config tokens are hashed slowly on every use)."""
     name = "bench-reader"
-    hub.api("POST", f"/users/{name}", json={"admin": True}).raise_for_status()
+    created = hub.api("POST", f"/users/{name}", json={"admin": True})
+    if created.status_code != 409:  # 409: made by an earlier round on the same data
+        created.raise_for_status()
     response = hub.api(
         "POST",
         f"/users/{name}/tokens",
@@ -369,28 +378,39 @@ async def spawn_servers(hub: HubProcess, servers: list[tuple[str, str]]) -> floa
                     raise RuntimeError(f"spawn {user}/{cid}: {r.status_code} {r.text}")
 
         await asyncio.gather(*(worker() for _ in range(SPAWN_CLIENTS)))
-        # Ready = listed as active with no pending spawn.
         deadline = time.perf_counter() + SYNC_TIMEOUT
         while time.perf_counter() < deadline:
-            ready = 0
-            offset = 0
-            for _ in range(1000):
-                r = await client.get(
-                    f"{hub.api_url}/users",
-                    params={"state": "ready", "offset": offset, "limit": 200},
-                    headers={"Accept": "application/jupyterhub-pagination+json"},
-                )
-                r.raise_for_status()
-                page = r.json()
-                ready += sum(len(u["servers"]) for u in page["items"])
-                following = page["_pagination"].get("next")
-                if not following:
-                    break
-                offset = int(following["offset"])
-            if ready >= len(servers):
+            if await count_ready(client, hub) >= len(servers):
                 return time.perf_counter() - start
             await asyncio.sleep(0.5)
     raise RuntimeError(f"servers not all ready after {SYNC_TIMEOUT}s")
+
+
+async def count_ready(client: httpx.AsyncClient, hub: HubProcess) -> int:
+    """Servers listed as ready (active, no pending spawn), every page."""
+    ready = 0
+    offset = 0
+    for _ in range(1000):
+        r = await client.get(
+            f"{hub.api_url}/users",
+            params={"state": "ready", "offset": offset, "limit": 200},
+            headers={"Accept": "application/jupyterhub-pagination+json"},
+        )
+        r.raise_for_status()
+        page = r.json()
+        ready += sum(len(u["servers"]) for u in page["items"])
+        following = page["_pagination"].get("next")
+        if not following:
+            return ready
+        offset = int(following["offset"])
+    raise RuntimeError("more than 1000 pages of users")
+
+
+async def ready_servers(hub: HubProcess) -> int:
+    """How many servers are ready now."""
+    headers = {"Authorization": f"token {hub.admin_token}"}
+    async with httpx.AsyncClient(timeout=120, headers=headers) as client:
+        return await count_ready(client, hub)
 
 
 def db_sizes(hub: HubProcess) -> dict[str, float]:
@@ -421,32 +441,123 @@ def logged_in(hub: HubProcess, user: str, password: str) -> Browser:
     return browser
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+STATE_FILE = "scale-state.json"
+
+
+def new_hub(args: argparse.Namespace) -> tuple[Path, ScaleHub, SharedServer, dict[str, Any]]:
+    """A fresh folder, courses, shared server and hub (not started); its state is saved."""
     work = Path(tempfile.mkdtemp(prefix="lh-scale-"))
     courses_dir = work / "courses"
     make_courses(courses_dir, args.courses)
     shared = SharedServer().start()
-    secret = "whsec_" + secrets.token_hex(16)
-    api_key = "sk_test_scale_" + secrets.token_hex(16)
     settings = hub_settings(work, courses_dir=courses_dir, backend="local")
     serve_at_root(settings)
     settings["hub"]["log_level"] = "WARNING"
     settings["payments"] = {"provider": "demo"}
     # Servers never expire here: the benchmark keeps them running while it measures.
     settings["spawner"]["idle_timeout"] = 0
-    hub = ScaleHub(
+    state = {
+        "settings": settings,
+        "secret": "whsec_" + secrets.token_hex(16),
+        "api_key": "sk_test_scale_" + secrets.token_hex(16),
+        "shared_port": shared.server.server_address[1],
+        "scale": {"members": args.members, "courses": args.courses, "servers": args.servers},
+        "round": 0,
+    }
+    (work / STATE_FILE).write_text(json.dumps(state))
+    log(f"folder {work} (kept with --keep, for --reuse)")
+    return work, scale_hub(work, state, shared), shared, state
+
+
+def reused_hub(work: Path) -> tuple[ScaleHub, SharedServer, dict[str, Any]]:
+    """The hub of a kept folder, on its loaded data; the next round of purchases."""
+    state = json.loads((work / STATE_FILE).read_text())
+    state["round"] += 1
+    (work / STATE_FILE).write_text(json.dumps(state))
+    shared = SharedServer(state["shared_port"]).start()
+    hub = scale_hub(work, state, shared)
+    # As an operator does after updating LearnHub: its database follows the code's migrations.
+    hub.prepare()
+    upgraded = run_learnhub(hub, "upgrade", timeout=SYNC_TIMEOUT)
+    if upgraded.returncode != 0:
+        raise RuntimeError(f"learnhub upgrade failed:\n{upgraded.stderr}")
+    return hub, shared, state
+
+
+def scale_hub(work: Path, state: dict[str, Any], shared: SharedServer) -> ScaleHub:
+    return ScaleHub(
         workdir=work,
-        settings=settings,
+        settings=state["settings"],
         extra_env={
             "SCALE_BENCH_SERVER_URL": shared.url,
             "PYTHONPATH": str(ROOT),
-            "LEARNHUB_STRIPE_WEBHOOK_SECRETS": secret,
-            "LEARNHUB_STRIPE_SECRET_KEY": api_key,
+            "LEARNHUB_STRIPE_WEBHOOK_SECRETS": state["secret"],
+            "LEARNHUB_STRIPE_SECRET_KEY": state["api_key"],
         },
     )
+
+
+def load(
+    hub: ScaleHub, args: argparse.Namespace, result: dict[str, Any], state: dict[str, Any]
+) -> None:
+    """Members, grants, one full sync and the running servers; a reused folder whose load was
+    interrupted after the grants does the rest."""
+    if state.get("loaded") == "grants":
+        sync_and_spawn(hub, args, result)
+        return
+    names = [member_name(m) for m in range(args.members)]
+    t0 = time.perf_counter()
+    admin = httpx.Client(
+        headers={"Authorization": f"token {hub.admin_token}"}, timeout=SYNC_TIMEOUT
+    )
+    for i in range(0, len(names), CREATE_BATCH):
+        r = admin.post(f"{hub.api_url}/users", json={"usernames": names[i : i + CREATE_BATCH]})
+        if r.status_code != 201:
+            raise RuntimeError(f"creating users: {r.status_code} {r.text[:300]}")
+    admin.close()
+    result["create_members_s"] = time.perf_counter() - t0
+    log(f"{args.members} members in {result['create_members_s']:.1f} s")
+
+    t0 = time.perf_counter()
+    result["entitlements"] = grant_all(hub, args.members, args.courses)
+    result["grant_s"] = time.perf_counter() - t0
+    log(f"{result['entitlements']} grants in {result['grant_s']:.1f} s")
+    state["loaded"] = "grants"
+    (hub.workdir / STATE_FILE).write_text(json.dumps(state))
+    sync_and_spawn(hub, args, result)
+
+
+def sync_and_spawn(hub: ScaleHub, args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """One full membership sync, then the running servers."""
+    t0 = time.perf_counter()
+    synced = run_learnhub(hub, "reconcile", timeout=SYNC_TIMEOUT)
+    if synced.returncode != 0:
+        raise RuntimeError(f"learnhub reconcile failed:\n{synced.stderr}")
+    result["full_sync_s"] = time.perf_counter() - t0
+    log(f"full membership sync in {result['full_sync_s']:.1f} s")
+
+    servers = [
+        (member_name(m), courses_of(m, args.courses)[0])
+        for m in range(min(args.servers, args.members))
+    ]
+    result["spawn_all_s"] = asyncio.run(spawn_servers(hub, servers))
+    log(f"{len(servers)} servers ready in {result['spawn_all_s']:.1f} s")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.reuse:
+        work = args.reuse
+        hub, shared, state = reused_hub(work)
+    else:
+        work, hub, shared, state = new_hub(args)
+    scale = state["scale"]
+    args.members, args.courses, args.servers = scale["members"], scale["courses"], scale["servers"]
+    secret, api_key = state["secret"], state["api_key"]
     result: dict[str, Any] = {
-        "scale": {"members": args.members, "courses": args.courses, "servers": args.servers},
+        "scale": scale,
+        "round": state["round"],
         "machine": machine(),
+        "loadavg": {},
     }
     t0 = time.perf_counter()
     hub.start(timeout=600)
@@ -455,38 +566,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     pids = processes(hub)
     cpu_start = {k: cpu_seconds(v) for k, v in pids.items()}
     try:
-        names = [member_name(m) for m in range(args.members)]
-        t0 = time.perf_counter()
-        admin = httpx.Client(
-            headers={"Authorization": f"token {hub.admin_token}"}, timeout=SYNC_TIMEOUT
-        )
-        for i in range(0, len(names), CREATE_BATCH):
-            r = admin.post(f"{hub.api_url}/users", json={"usernames": names[i : i + CREATE_BATCH]})
-            if r.status_code != 201:
-                raise RuntimeError(f"creating users: {r.status_code} {r.text[:300]}")
-        admin.close()
-        result["create_members_s"] = time.perf_counter() - t0
-        log(f"{args.members} members in {result['create_members_s']:.1f} s")
+        if state.get("loaded") != "all":
+            load(hub, args, result, state)
+            state["loaded"] = "all"
+            (work / STATE_FILE).write_text(json.dumps(state))
+        result["ready_servers"] = asyncio.run(ready_servers(hub))
+        log(f"{result['ready_servers']} servers ready")
 
-        t0 = time.perf_counter()
-        result["entitlements"] = grant_all(hub, args.members, args.courses)
-        result["grant_s"] = time.perf_counter() - t0
-        log(f"{result['entitlements']} grants in {result['grant_s']:.1f} s")
-
-        t0 = time.perf_counter()
-        synced = run_learnhub(hub, "reconcile", timeout=SYNC_TIMEOUT)
-        if synced.returncode != 0:
-            raise RuntimeError(f"learnhub reconcile failed:\n{synced.stderr}")
-        result["full_sync_s"] = time.perf_counter() - t0
-        log(f"full membership sync in {result['full_sync_s']:.1f} s")
-
-        servers = [
-            (member_name(m), courses_of(m, args.courses)[0])
-            for m in range(min(args.servers, args.members))
-        ]
-        result["spawn_all_s"] = asyncio.run(spawn_servers(hub, servers))
-        log(f"{len(servers)} servers ready in {result['spawn_all_s']:.1f} s")
-
+        result["loadavg"]["hub API"] = loadavg()
         token = reader_token(hub)
         rng = random.Random(16)
         api = httpx.Client(
@@ -520,10 +607,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         api.close()
         log(f"hub API: {json.dumps(result['hub_api'])}")
 
+        result["loadavg"]["burst"] = loadavg()
         # The burst: members buy a course they do not have yet, spread over the courses.
         buyers = []
         for m in range(args.members):
-            cid = course_id((m % args.courses + args.courses // 2) % args.courses)
+            offset = args.courses // 2 + state["round"]
+            cid = course_id((m % args.courses + offset) % args.courses)
             if cid not in courses_of(m, args.courses):
                 buyers.append((member_name(m), cid))
             if len(buyers) == args.purchases:
@@ -536,6 +625,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["burst"] = asyncio.run(burst(hub, token, events, secret))  # type: ignore[arg-type]
         log(f"burst: {json.dumps(result['burst'])}")
 
+        result["loadavg"]["pages"] = loadavg()
         pages_result = {}
         learner = logged_in(hub, "demo-learner", "learnhub-demo")
         admin = logged_in(hub, "demo-admin", "learnhub-demo")
@@ -559,13 +649,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for browser in (learner, admin, instructor):
             browser.close()
         result["pages"] = pages_result
+        result["loadavg"]["end"] = loadavg()
         result["db_mib"] = db_sizes(hub)
         result["rss_mib"] = {k: rss_mib(v) for k, v in pids.items()}
         result["cpu_s"] = {k: cpu_seconds(v) - cpu_start[k] for k, v in pids.items()}
     finally:
         hub.stop()
         shared.stop()
-        if not args.keep:
+        if not args.keep and not args.reuse:
             shutil.rmtree(work, ignore_errors=True)
     return result
 
@@ -580,13 +671,15 @@ def print_table(result: dict[str, Any]) -> None:
     print("|---|---|")
     rows = [
         (f"hub start (with {scale['courses']} courses' groups)", result["hub_start_s"]),
-        ("create members (bulk POST /users, 100 a call)", result["create_members_s"]),
-        (f"{result['entitlements']} manual grants (one transaction)", result["grant_s"]),
-        ("full membership sync (`learnhub reconcile`)", result["full_sync_s"]),
-        (f"start {scale['servers']} servers (no-op spawner)", result["spawn_all_s"]),
+        ("create members (bulk POST /users, 100 a call)", result.get("create_members_s")),
+        (f"{result.get('entitlements')} manual grants (one transaction)", result.get("grant_s")),
+        ("full membership sync (`learnhub reconcile`)", result.get("full_sync_s")),
+        (f"start {scale['servers']} servers (no-op spawner)", result.get("spawn_all_s")),
     ]
     for label, seconds in rows:
-        print(f"| {label} | {seconds:.1f} s |")
+        if seconds is not None:  # a reused round does not load
+            print(f"| {label} | {seconds:.1f} s |")
+    print(f"| servers ready while measuring | {result['ready_servers']} |")
     for label, s in {**result["hub_api"], **result["pages"]}.items():
         print(f"| {label} p50 / p95 (n={s['n']}) | {s['p50_ms']:.0f} / {s['p95_ms']:.0f} ms |")
     b = result["burst"]
@@ -602,6 +695,7 @@ def print_table(result: dict[str, Any]) -> None:
     cpu = ", ".join(f"{k} {v:.0f}" for k, v in result["cpu_s"].items())
     print(f"| CPU seconds used during the run | {cpu} |")
     print(f"\nmachine: {result['machine']}")
+    print(f"load average (1, 5, 15 min) before each phase: {result['loadavg']}")
 
 
 def main() -> int:
@@ -616,10 +710,14 @@ def main() -> int:
         "--page-budget", type=float, default=60, help="seconds per page (at least 5 samples)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--reuse", type=Path, help="a kept folder: start its hub and measure, without loading"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     result = run(args)
-    out = args.out or ROOT / "benchmarks" / "results" / f"scale-{args.members}.json"
+    name = f"scale-{args.members}" + (f"-round{result['round']}" if result["round"] else "")
+    out = args.out or ROOT / "benchmarks" / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print_table(result)

@@ -425,6 +425,7 @@ def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from hub.access.hub_groups import make_access_sync
     from hub.billing.fulfilment import Billing
     from hub.billing.reconcile import reconcile
+    from hub.enrolment import HUB_TIMEOUT_SECONDS
     from hub.store import Database
     from hub.store.revisions import ensure_store
 
@@ -437,7 +438,11 @@ def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     async def run() -> int:
         db = Database(settings.learnhub_db_url)
         try:
-            async with hub_groups.HubClient(hub_api_url(settings), token) as hub:
+            # At 10,000 members one call (a group's additions, the groups' listing) took longer
+            # than the client's usual 10 s on a busy Hub, and the reconcile gave up
+            # (benchmarks/scale.py); a reconcile is not interactive and may wait.
+            timeout = HUB_TIMEOUT_SECONDS
+            async with hub_groups.HubClient(hub_api_url(settings), token, timeout=timeout) as hub:
                 sync = make_access_sync(db, catalog, settings, hub)
                 if settings.payments.provider == "stripe":
                     from hub.billing.client import stripe_client

@@ -37,7 +37,7 @@ from hub.settings import settings_from_environment
 from hub.store import Database
 from hub.store import repository as repo
 from hub.store.revisions import ensure_store
-from hub.usage import SAMPLE_SECONDS, sample
+from hub.usage import SAMPLE_SECONDS
 
 log = logging.getLogger("learnhub.service")
 
@@ -142,7 +142,7 @@ async def main(argv: list[str] | None = None) -> None:
 
     async def sample_usage() -> None:
         try:
-            await sample(hub, db, set(catalog.ids()))
+            await ctx.hub_figures.sample_usage(hub, db, set(catalog.ids()))
         except LearnHubError as exc:
             log.warning("usage sample failed; retrying later", extra={"error": str(exc)})
 

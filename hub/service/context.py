@@ -29,6 +29,7 @@ from hub.billing.webhook import split_secrets
 from hub.courses import Catalog
 from hub.metrics import ServiceMetrics
 from hub.preview import PreviewLessons
+from hub.service.hub_figures import HubFigures
 from hub.service.monitoring import Monitor
 from hub.service.ratelimit import RateLimiter
 from hub.settings import Settings
@@ -77,6 +78,8 @@ class ServiceContext:
     limiter: RateLimiter | None = None
     #: The courses' free preview lessons, rendered once each (and again when one changes).
     previews: PreviewLessons = field(default_factory=PreviewLessons)
+    #: The operator dashboard's Hub readings (activity, usage samples), shared by its views.
+    hub_figures: HubFigures = field(default_factory=HubFigures)
 
 
 def template_environment() -> jinja2.Environment:

@@ -20,7 +20,7 @@ from hub.access.policy import Member
 from hub.access.status import EntitlementStatus
 from hub.certificates import course_certificates, evaluate
 from hub.courses import CourseEntry
-from hub.entitlements import desired_membership, entitled_courses, plan_courses
+from hub.entitlements import entitled_courses, plan_courses
 from hub.errors import HubAPIError
 from hub.grading_jobs import EXPORT_FORMATS
 from hub.i18n import translator
@@ -35,6 +35,7 @@ from hub.reviews import (
 )
 from hub.service import charts
 from hub.service.base import LearnerPage, route
+from hub.service.dashboard_data import read_operator_data
 from hub.service.grading import jobs_panel
 from hub.service.reports import (
     ACTIVITY_WINDOW,
@@ -48,28 +49,21 @@ from hub.service.reports import (
 from hub.store import Database, Entitlement, Payment, utcnow
 from hub.store import repository as repo
 from hub.subdomains import learnhub_subdomain_hook
-from hub.usage import container_hours, sample
 
 log = logging.getLogger("learnhub.service")
 
 
 @dataclass(frozen=True)
 class BillingData:
-    """The rows both dashboards read, in one transaction."""
+    """The rows of one course the instructor dashboard reads, in one transaction."""
 
     entitlements: list[Entitlement]
     payments: list[Payment]
 
 
-def _read(db_sessions: Any) -> BillingData:
-    with db_sessions() as session:
-        ents = list(repo.entitlements(session))
-        return BillingData(ents, list(repo.payments(session)))
-
-
 def _read_course(db_sessions: Any, course_id: str, plan_ids: list[str]) -> BillingData:
-    """One course's rows only: reading every member's (as the operator dashboard must) took
-    0.36 s p50 at 1,000 members and grew with them (benchmarks/scale.py)."""
+    """One course's rows only (indexed by course and plan, migration 0019): reading every
+    member's took 0.36 s p50 at 1,000 members and grew with them (benchmarks/scale.py)."""
     with db_sessions() as session:
         ents = list(repo.course_entitlements(session, course_id, plan_ids))
         return BillingData(ents, list(repo.course_payments(session, course_id)))
@@ -127,6 +121,35 @@ def formgrader_url(subdomain_host: str, hub_base: str, user: str, course_id: str
         port = f":{parsed.port}" if parsed.port else ""
         path = f"{parsed.scheme}://{host}{port}{path}"
     return f"{hub_base}hub/spawn/{quote(user, safe='')}/{course_id}?{urlencode({'next': path})}"
+
+
+#: Courses per page of the operator dashboard's per-course charts and tables: 200 bars in one
+#: 640-pixel chart are 3 pixels each, and unreadable.
+COURSES_PER_PAGE = 20
+
+
+def course_page(course_ids: list[str], requested: str) -> tuple[int, int, list[str]]:
+    """(page, number of pages, the course ids on it) for a ``?page=`` value; a value that is
+    not a page number shows the first page, one past the end the last."""
+    pages = max(1, -(-len(course_ids) // COURSES_PER_PAGE))
+    page = int(requested) if requested.isdigit() else 1
+    page = min(max(page, 1), pages)
+    start = (page - 1) * COURSES_PER_PAGE
+    return page, pages, course_ids[start : start + COURSES_PER_PAGE]
+
+
+def pager(page: int, pages: int, total: int, url: str) -> dict[str, Any] | None:
+    """What the page's course pager shows (None when every course fits on one page)."""
+    if pages <= 1:
+        return None
+    first = (page - 1) * COURSES_PER_PAGE + 1
+    return {
+        "first": first,
+        "last": min(total, first + COURSES_PER_PAGE - 1),
+        "total": total,
+        "previous": f"{url}?page={page - 1}" if page > 1 else None,
+        "next": f"{url}?page={page + 1}" if page < pages else None,
+    }
 
 
 class InstructorPage(LearnerPage):
@@ -316,30 +339,32 @@ class OperatorDashboard(LearnerPage):
             return
         _ = translator(self.lang)
         now = utcnow()
-        data = await asyncio.to_thread(_read, self.ctx.db.transaction)
         settings = self.ctx.settings
-        desired = desired_membership(
-            data.entitlements,
+        # The usage sample first: the container-hours read below then include it.
+        await self.refresh_usage()
+        data = await asyncio.to_thread(
+            read_operator_data,
+            self.ctx.db,
             self.ctx.catalog,
             settings.payments.plans,
             now=now,
             grace=timedelta(days=settings.payments.grace_period_days),
         )
+        desired = data.desired
         members = set().union(*desired.values()) if desired else set()
         activity = await self.activity(members)
-        revenue = revenue_from_payments(data.payments)
+        revenue = data.revenue
         course_ids = self.ctx.catalog.ids()
         per_course = members_by_course(desired)
         currency = settings.payments.plans[0].currency if settings.payments.plans else "usd"
         currency = next(iter(revenue.net), currency)
-        revenue_minor = [revenue.by_course.get(c, {}).get(currency, 0) for c in course_ids]
+        page, pages, shown = course_page(course_ids, self.get_query_argument("page", "1"))
+        revenue_minor = [revenue.by_course.get(c, {}).get(currency, 0) for c in shown]
         revenue_values = [float(major_units(v, currency)) for v in revenue_minor]
-        enrolment = enrolment_over_time(data.entitlements, set(course_ids), now=now)
+        enrolment = data.enrolment
         quality = await asyncio.to_thread(average_score, settings, list(self.ctx.catalog))
-        await self.refresh_usage()
         rating, reviews = await asyncio.to_thread(rating_summary, self.ctx.db)
-        hours = await asyncio.to_thread(container_hours, self.ctx.db)
-        total_hours = sum(hours.values())
+        total_hours = sum(data.hours.values())
         rate = settings.payments.container_hour_cost
         cost = round(total_hours * rate) if rate else None
         net = revenue.net.get(currency, 0)
@@ -407,10 +432,9 @@ class OperatorDashboard(LearnerPage):
             },
         ]
         revenue_rows = [
-            (c, money(v, currency, self.lang))
-            for c, v in zip(course_ids, revenue_minor, strict=True)
+            (c, money(v, currency, self.lang)) for c, v in zip(shown, revenue_minor, strict=True)
         ]
-        members_rows = [(c, per_course.get(c, 0)) for c in course_ids]
+        members_rows = [(c, per_course.get(c, 0)) for c in shown]
         reported = await asyncio.to_thread(qa.moderation_queue, self.ctx.db, course_ids)
         logged = await asyncio.to_thread(qa.moderation_log, self.ctx.db, course_ids)
         self.render_page(
@@ -421,12 +445,13 @@ class OperatorDashboard(LearnerPage):
             metrics=metrics,
             revenue_rows=revenue_rows,
             revenue_svg=charts.bar_chart(
-                _("revenue_by_course"), course_ids, revenue_values, unit=f" {currency.upper()}"
+                _("revenue_by_course"), shown, revenue_values, unit=f" {currency.upper()}"
             ),
             members_rows=members_rows,
             members_svg=charts.bar_chart(
-                _("members_by_course"), course_ids, [per_course.get(c, 0) for c in course_ids]
+                _("members_by_course"), shown, [per_course.get(c, 0) for c in shown]
             ),
+            course_pager=pager(page, pages, len(course_ids), f"{self.ctx.prefix}admin"),
             enrolment=enrolment,
             enrolment_svg=charts.step_chart(_("enrolled_learners"), enrolment),
             moderation_items=reported,
@@ -434,23 +459,27 @@ class OperatorDashboard(LearnerPage):
         )
 
     async def refresh_usage(self) -> None:
-        """Take a usage sample now, so container-hours include the servers running right now."""
+        """Make container-hours include the servers running right now (a new usage sample
+        when the last one may have missed one: :class:`hub.service.hub_figures.HubFigures`)."""
         client = self.ctx.hub_client
         if client is None:
             return
         try:
-            await sample(client, self.ctx.db, set(self.ctx.catalog.ids()))
+            await self.ctx.hub_figures.usage_current(
+                client, self.ctx.db, set(self.ctx.catalog.ids())
+            )
         except HubAPIError as exc:
             log.warning("usage sample failed", extra={"error": str(exc)})
 
     async def activity(self, members: set[str]) -> float | None:
-        """Share of members active in the last 7 days, or None when the Hub cannot tell."""
+        """Share of members active in the last 7 days, or None when the Hub cannot tell (the
+        Hub's answer is reused for a few minutes: :class:`hub.service.hub_figures.HubFigures`)."""
         client = self.ctx.hub_client
         if client is None:
             return None
         now = utcnow()
         try:
-            users = await client.users_active_since(now - ACTIVITY_WINDOW)
+            users = await self.ctx.hub_figures.recently_active(client, now - ACTIVITY_WINDOW)
         except HubAPIError as exc:
             log.warning("activity unavailable", extra={"error": str(exc)})
             return None

@@ -8,6 +8,7 @@ webhook payloads or today's catalog price, so a price change does not rewrite hi
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -212,6 +213,11 @@ def enrolment_over_time(
 
     An entitlement counts from its creation until it was revoked (its last update); pending
     ones never count. Weeks are labelled by their Monday.
+
+    One sweep: each entitlement covers a range of weeks, a learner's ranges are merged, and the
+    weekly counts are a running sum of where merged ranges begin and end. Comparing every
+    entitlement with every week took 8 s for 15,000 entitlements over a year on the loaded
+    benchmark machine (``benchmarks/scale.py``); this is linear in the entitlements.
     """
     # Plan entitlements count when the plan covers the course: the caller passes those in.
     relevant = [
@@ -223,18 +229,39 @@ def enrolment_over_time(
     if not relevant:
         return []
     first = week_start(min(e.created_at for e in relevant))
-    last = week_start(now)
+    weeks = (week_start(now) - first).days // 7 + 1
+    ends = [
+        datetime.combine(first + timedelta(days=7 * (i + 1)), datetime.min.time(), tzinfo=UTC)
+        for i in range(weeks)
+    ]
+    # Week i counts an entitlement when ends[i] > created_at and, if revoked, ends[i] <=
+    # updated_at: the weeks lo..hi.
+    spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for e in relevant:
+        lo = bisect_right(ends, e.created_at)
+        hi = weeks - 1
+        if e.status == EntitlementStatus.REVOKED:
+            hi = bisect_right(ends, e.updated_at) - 1
+        if lo <= hi:
+            spans[e.username].append((lo, hi))
+    change = [0] * (weeks + 1)
+    for ranges in spans.values():
+        ranges.sort()
+        lo, hi = ranges[0]
+        for next_lo, next_hi in ranges[1:]:
+            if next_lo <= hi + 1:
+                hi = max(hi, next_hi)
+                continue
+            change[lo] += 1
+            change[hi + 1] -= 1
+            lo, hi = next_lo, next_hi
+        change[lo] += 1
+        change[hi + 1] -= 1
     series: list[tuple[str, int]] = []
-    week = first
-    while week <= last:
-        end = datetime.combine(week + timedelta(days=7), datetime.min.time(), tzinfo=UTC)
-        users = {
-            e.username
-            for e in relevant
-            if e.created_at < end and (e.status != EntitlementStatus.REVOKED or e.updated_at >= end)
-        }
-        series.append((week.isoformat(), len(users)))
-        week += timedelta(days=7)
+    count = 0
+    for i in range(weeks):
+        count += change[i]
+        series.append(((first + timedelta(days=7 * i)).isoformat(), count))
     return series
 
 

@@ -70,6 +70,9 @@ class Entitlement(Base):
         ),
         sa.Index("ix_entitlements_username", "username"),
         sa.Index("ix_entitlements_payment_intent", "stripe_payment_intent_id"),
+        # One course's rows, for its instructors (migration 0019).
+        sa.Index("ix_entitlements_course_id", "course_id"),
+        sa.Index("ix_entitlements_plan_id", "plan_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -140,6 +143,7 @@ class Payment(Base):
     """
 
     __tablename__ = "payments"
+    __table_args__ = (sa.Index("ix_payments_course_id", "course_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     #: The checkout session (one-off purchase) or invoice (subscription) id.

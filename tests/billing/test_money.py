@@ -18,8 +18,8 @@ import sqlalchemy as sa
 import stripe
 
 from harness.stripe_standin import StripeStandIn
-from hub.service import dashboards
-from hub.service.reports import Revenue, revenue_from_payments
+from hub.service.dashboard_data import revenue_totals
+from hub.service.reports import Revenue
 from hub.settings import Settings
 from hub.store import Entitlement, StripeEvent
 from hub.store import repository as repo
@@ -70,9 +70,9 @@ def outcome(service: Service, event_id: str) -> tuple[str, str | None]:
 
 
 def revenue(service: Service) -> Revenue:
-    """R as the operator dashboard computes it (same read, same sum)."""
-    data = dashboards._read(service.billing.db.transaction)
-    return revenue_from_payments(data.payments)
+    """R as the operator dashboard computes it (the database's sum of the ledger)."""
+    with service.billing.db.transaction() as session:
+        return revenue_totals(session)
 
 
 def completed(events: list[dict[str, Any]]) -> dict[str, Any]:
