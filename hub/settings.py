@@ -850,7 +850,11 @@ class DatabaseSettings(_Model):
 class Secrets(_Model):
     """Secrets, filled only from the environment (``LEARNHUB_<NAME>``)."""
 
+    #: A full-admin Hub token (service ``learnhub-admin``) for the operator's own scripts; optional.
+    #: LearnHub itself never uses it.
     admin_token: SecretStr | None = None
+    #: The `learnhub` CLI's Hub token (service ``learnhub-cli``, only the scopes it needs).
+    cli_token: SecretStr | None = None
     cookie_secret: SecretStr | None = None
     service_token: SecretStr | None = None
     oauth_client_secret: SecretStr | None = None
@@ -928,11 +932,15 @@ class Settings(_Model):
             )
         # The LearnHub service is given only its own secrets (hub.hubconfig.SERVICE_SECRETS):
         # the Hub's secrets are checked where they are used.
-        hub_secrets: tuple[str, ...] = ("cookie_secret", "admin_token", "service_token")
+        hub_secrets: tuple[str, ...] = ("cookie_secret", "cli_token", "service_token")
+        # Optional, but when set it is a full-admin Hub token.
+        optional_secrets: tuple[str, ...] = ("admin_token",)
         if (info.context or {}).get("process") == "service":
-            hub_secrets = ()
-        for name in hub_secrets:
+            hub_secrets = optional_secrets = ()
+        for name in (*hub_secrets, *optional_secrets):
             value = getattr(self.secrets, name)
+            if value is None and name in optional_secrets:
+                continue
             if value is None or DEMO_SECRET_MARKER in value.get_secret_value():
                 problems.append(
                     f"LEARNHUB_{name.upper()}: must be set to a random secret in production"

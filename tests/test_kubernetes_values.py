@@ -20,7 +20,7 @@ from hub.settings import load_settings
 ROOT = Path(__file__).resolve().parent.parent
 VALUES = ROOT / "deploy" / "kubernetes" / "values.yaml"
 SECRETS = {
-    "LEARNHUB_ADMIN_TOKEN": "a" * 40,
+    "LEARNHUB_CLI_TOKEN": "a" * 40,
     "LEARNHUB_COOKIE_SECRET": "b" * 64,
     "LEARNHUB_SERVICE_TOKEN": "c" * 40,
     "LEARNHUB_OAUTH_CLIENT_SECRET": "d" * 40,
