@@ -726,6 +726,10 @@ def cmd_edge_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int
     for path in (settings.edge.certificate, settings.edge.certificate_key):
         if path is not None and not path.exists():
             raise LearnHubError(f"{path}: not found; put the certificate files there first")
+    # nginx makes the cache folder itself, but not its parent: Debian's package has no
+    # /var/cache/nginx, and `nginx -t` then failed on the default edge.cache_dir (found by
+    # following docs/how-to/production.md in tests/test_production_howto.py).
+    settings.edge.cache_dir.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     target = Path(args.output)
     partial = target.with_name(f".{target.name}.partial")
     partial.write_text(text, encoding="utf-8")

@@ -554,7 +554,7 @@ class PaymentSettings(_Model):
         "",
         description=(
             "Another address for Stripe's API (stripe-mock, or a test stand-in); empty: Stripe "
-            "itself. Refused in production."
+            "itself. Production accepts only a loopback address (a rehearsal)."
         ),
     )
     plans: list[PlanSettings] = Field(
@@ -956,8 +956,15 @@ class Settings(_Model):
             problems.append(
                 "LEARNHUB_METRICS_TOKEN: must be a random secret of at least 32 characters"
             )
-        if self.payments.stripe_api_base:
-            problems.append("payments.stripe_api_base: production talks to Stripe itself")
+        stripe_base = self.payments.stripe_api_base
+        if stripe_base and not _is_loopback(urlparse(stripe_base).hostname or ""):
+            # A stand-in on this machine's loopback (stripe-mock; the production how-to's test,
+            # which cannot reach Stripe) is the operator's own rehearsal; anything else would
+            # send the secret key and take payment facts from a third party.
+            problems.append(
+                "payments.stripe_api_base: production talks to Stripe itself (only a stand-in "
+                "on this machine's loopback is accepted, for a rehearsal)"
+            )
         if not self.hub.public_url.startswith("https://"):
             problems.append(
                 "hub.public_url: set the https:// address people use; absolute links (Stripe "
