@@ -51,7 +51,7 @@ from hub.grading_jobs import EXPORT_FORMATS
 from hub.i18n.money import format_money
 from hub.logs import configure_logging
 from hub.privilege import become_service_user
-from hub.settings import Settings, load_settings, settings_from_environment
+from hub.settings import Process, Settings, load_settings, settings_from_environment
 
 if TYPE_CHECKING:
     from grader.autograde import GradeResult
@@ -60,10 +60,12 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+def _settings(
+    args: argparse.Namespace, environ: Mapping[str, str], process: Process = "hub"
+) -> Settings:
     if args.config:
-        return load_settings(Path(args.config), environ)
-    return settings_from_environment(environ, Path.cwd() / "learnhub.yaml")
+        return load_settings(Path(args.config), environ, process=process)
+    return settings_from_environment(environ, Path.cwd() / "learnhub.yaml", process=process)
 
 
 def cli_token_file(settings: Settings) -> Path:
@@ -483,9 +485,10 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if not any(isinstance(h, logging.NullHandler) for h in nbgrader_log.handlers):
         nbgrader_log.addHandler(logging.NullHandler())
 
-    settings = _settings(args, environ)
     if args.action == "worker":
-        return _grader_worker(settings, args, environ)
+        # A managed service of the Hub, given no secret: only its own token (from JupyterHub).
+        return _grader_worker(_settings(args, environ, process="worker"), args, environ)
+    settings = _settings(args, environ)
     if not args.course or not args.assignment:
         raise LearnHubError(f"learnhub grader {args.action} needs COURSE and ASSIGNMENT")
     course = GradingCourse.for_operator(settings, args.course, token=_cli_token(settings))

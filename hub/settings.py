@@ -42,8 +42,9 @@ from hub.errors import SettingsError, describe_validation_error
 MEMORY_PATTERN = r"^[1-9][0-9]*(\.[0-9]+)?[KMGT]?$"
 
 #: Which process loads the settings: the Hub and the CLI hold the Hub's secrets; the LearnHub
-#: service is given only its own (payments), so the production guard does not ask it for more.
-Process = Literal["hub", "service"]
+#: service is given only its own (payments), and the grading worker none (its Hub token comes
+#: from JupyterHub), so the production guard does not ask them for more.
+Process = Literal["hub", "service", "worker"]
 
 #: Secret values that must never reach production.
 DEMO_SECRET_MARKER = "demo-insecure"  # noqa: S105 - a marker, not a secret
@@ -935,7 +936,8 @@ class Settings(_Model):
         hub_secrets: tuple[str, ...] = ("cookie_secret", "cli_token", "service_token")
         # Optional, but when set it is a full-admin Hub token.
         optional_secrets: tuple[str, ...] = ("admin_token",)
-        if (info.context or {}).get("process") == "service":
+        process = (info.context or {}).get("process")
+        if process in ("service", "worker"):
             hub_secrets = optional_secrets = ()
         for name in (*hub_secrets, *optional_secrets):
             value = getattr(self.secrets, name)
@@ -971,7 +973,9 @@ class Settings(_Model):
                 "return URLs) are built from it"
             )
         problems.extend(_origin_problems(self.hub))
-        if self.payments.provider == "stripe":
+        # The grading worker never talks to Stripe, and is given no secret (a managed service
+        # that asked for them exited at every start in production).
+        if self.payments.provider == "stripe" and process != "worker":
             if self.secrets.stripe_secret_key is None:
                 problems.append(
                     "LEARNHUB_STRIPE_SECRET_KEY: required with payments.provider stripe"

@@ -453,7 +453,8 @@ class RootShell:
         self.proc.stdin.write(f". {script}\necho {marker}\n".encode())
         self.proc.stdin.flush()
         output = b""
-        deadline = time.monotonic() + STEP_TIMEOUT
+        began = time.monotonic()
+        deadline = began + STEP_TIMEOUT
         while marker.encode() not in output:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -467,7 +468,7 @@ class RootShell:
                 break
             output += chunk
         text = output.decode(errors="replace").replace(marker + "\n", "")
-        self.transcript.write(f"$ {commands}{text}\n")
+        self.transcript.write(f"$ {commands}{text}# ({time.monotonic() - began:.1f} s)\n\n")
         self.transcript.flush()
         if marker not in output.decode(errors="replace"):
             raise AssertionError(
@@ -536,39 +537,49 @@ def wait_for_line(journal: Path, line: str, pid_file: Path, timeout: float = 300
     raise AssertionError(f"no {line!r} within {timeout}s:\n{journal.read_text()[-6000:]}")
 
 
+def hub_children(hub_port: int) -> list[int]:
+    """Processes the test's Hub started as its services (the culler, the LearnHub service,
+    the grading worker) or in its course containers: their Hub API address names the Hub's
+    port, which is this test's alone."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for item in environ:
+            if item.startswith(b"JUPYTERHUB_API_URL=") and f":{hub_port}/".encode() in item:
+                pids.append(int(entry.name))
+    return pids
+
+
 def stop_unit(sub: Substitutions, hub_port: int) -> None:
-    """What `systemctl stop learnhub-hub` does: stop the Hub (it stops its services), then its
-    proxy (`cleanup_proxy` is off) and whatever of its services is left: only processes this
-    test's unit started (the Hub's API port in their environment is this test's alone)."""
+    """Stop what the unit started, as a platform that is thrown away: its services at once
+    (asked one by one, JupyterHub spends seconds on each), the Hub, and its proxy, which
+    outlives the Hub (`cleanup_proxy` is off). Only processes this test's unit started."""
     pid_file = sub.root / "run" / "learnhub-hub.service.pid"
     if not pid_file.exists():
         return
     pid = int(pid_file.read_text())
-    try:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 60  # the unit's TimeoutStopSec
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if Path(f"/proc/{pid}").exists():
-            os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proxy = sub.path("/var/lib/learnhub") / "proxy.pid"
-    mine = f":{hub_port}/".encode()
-    pids = [int(proxy.read_text())] if proxy.exists() else []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                continue
-            if b"JUPYTERHUB_API_URL=" in environ and mine in environ:
-                pids.append(int(entry.name))
-    for other in pids:
+    proxy_pid = int(proxy.read_text()) if proxy.exists() else None
+    for other in [*hub_children(hub_port), pid]:
         try:
-            os.kill(other, signal.SIGTERM)
+            os.kill(other, signal.SIGKILL if other != pid else signal.SIGTERM)
         except ProcessLookupError:
             pass
+    deadline = time.monotonic() + 60  # the unit's TimeoutStopSec
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for other in [*hub_children(hub_port), *([proxy_pid] if proxy_pid else [])]:
+        try:
+            os.kill(other, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if Path(f"/proc/{pid}").exists():
+        os.killpg(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -825,6 +836,15 @@ def test_chromium_loads_the_catalog_over_https(platform: Platform) -> None:
             assert page.locator(f'article[data-course="{COURSE}"]').count() == 1
         finally:
             browser.close()
+
+
+def test_every_process_of_the_unit_stays_up(platform: Platform) -> None:
+    """The Hub's managed services start and keep running: the grading worker, given no secret,
+    exited at every start in production (the settings' guard asked it for the Hub's)."""
+    journal = (platform.sub.root / "run" / "learnhub-hub.service.journal").read_text()
+    assert "JupyterHub is now running at" in journal
+    crashes = re.findall(r"Service \S+ exited with status \d+", journal)
+    assert crashes == [], crashes
 
 
 def test_the_runbook_said_what_it_promised(platform: Platform) -> None:
