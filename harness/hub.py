@@ -235,6 +235,9 @@ class HubProcess(JupyterHubProcess):
     workdir: Path
     settings: dict[str, Any]
     admin_token: str = field(default_factory=lambda: secrets.token_hex(32))
+    #: The `learnhub` CLI's token (role `learnhub-cli`): what :func:`run_learnhub` runs with.
+    #: ``admin_token`` is the tests' own full-admin credential (:meth:`api`), never the CLI's.
+    cli_token: str = field(default_factory=lambda: secrets.token_hex(32))
     extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -285,6 +288,7 @@ class HubProcess(JupyterHubProcess):
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEARNHUB_")}
         env["LEARNHUB_CONFIG"] = str(self.config_path)
         env["LEARNHUB_ADMIN_TOKEN"] = self.admin_token
+        env["LEARNHUB_CLI_TOKEN"] = self.cli_token
         env["PATH"] = venv_path(env, str(ROOT / "tools" / "node_modules" / ".bin"))
         env.update(self.extra_env)
         return env
@@ -385,7 +389,7 @@ def apply_network(hub: HubProcess) -> None:
 def run_learnhub(
     hub: HubProcess, *args: str, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """Run the `learnhub` CLI as the operator of `hub` would (same settings, admin token)."""
+    """Run the `learnhub` CLI as the operator of `hub` would (same settings, the CLI's token)."""
     result = subprocess.run(
         [sys.executable, "-m", "hub.cli", *args],
         env=hub.env(),

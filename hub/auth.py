@@ -30,7 +30,6 @@ from typing import Any
 import bcrypt
 from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
-from jupyterhub.scopes import needs_scope
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import ChangePasswordHandler as NativeChangePasswordHandler
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
@@ -40,6 +39,7 @@ from prometheus_client import Counter
 from tornado import web
 from traitlets import Bool, Dict, Integer, Unicode, default
 
+from hub.access.scopes import OPERATOR_SCOPE, is_operator
 from hub.courses import Catalog
 from hub.errors import CourseError
 from hub.i18n import translator
@@ -216,12 +216,22 @@ class ActivateAccountHandler(APIHandler):  # type: ignore[misc]
     """``POST /hub/api/learnhub/accounts/<name>/activate``: unlock a reserved account.
 
     Admins can also use nativeauthenticator's `/hub/authorize` page; this is the way for the
-    operator's admin token, so the very first administrator can be activated.
+    operator's token (`LEARNHUB_CLI_TOKEN`), so the very first administrator can be activated.
+    It requires LearnHub's operator scope, not ``admin:users``: the operator's token need not be
+    able to make anyone a Hub admin. (``needs_scope`` cannot name it: it checks the name when
+    this module is imported, before the Hub has loaded LearnHub's custom scopes.)
     """
 
-    @needs_scope("admin:users")  # type: ignore[untyped-decorator]
     async def post(self, name: str) -> None:
         """Mark the account authorized (idempotent); 404 when it has no password yet."""
+        if not self.current_user:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
+        if not is_operator(self.expanded_scopes):
+            raise web.HTTPError(
+                403,
+                f"activating an account needs the scope {OPERATOR_SCOPE}: use the operator's "
+                "token (LEARNHUB_CLI_TOKEN), or an admin's /hub/authorize page",
+            )
         username = self.authenticator.normalize_username(name)
         account = self.authenticator.get_user(username)
         if account is None:

@@ -26,10 +26,10 @@ taken while the platform runs, each part consistent on its own:
   by the service's account, never by root (:mod:`hub.privilege`): the backup's ``data/service``
   is that account's, as the original is.
 
-Left out: secrets (``jupyterhub_cookie_secret`` and the demo's ``admin-token``: a restored
-platform gets its secrets from the environment again; without the old cookie secret members
-sign in once more), pid files, migration locks and pre-migration copies, and the Hub's
-mount points of homes.
+Left out: secrets (``jupyterhub_cookie_secret``, the demo's ``cli-token`` and an older demo's
+``admin-token``: a restored platform gets its secrets from the environment again; without the
+old cookie secret members sign in once more), pid files, migration locks and pre-migration
+copies, and the Hub's mount points of homes.
 
 ``learnhub restore SRC`` verifies every checksum first, refuses a backup whose schemas are newer
 than this code and a data folder that is not empty, then copies the tree back with its owners
@@ -67,7 +67,13 @@ from hub.store.revisions import copy_sqlite, describe, sqlite_path, store_revisi
 FORMAT = 1
 MANIFEST = "manifest.json"
 #: Files of the data folder that are secrets (or only mean something to a running process).
-_SKIPPED_NAMES = {"jupyterhub_cookie_secret", "admin-token", "jupyterhub.pid", "proxy.pid"}
+_SKIPPED_NAMES = {
+    "jupyterhub_cookie_secret",
+    "cli-token",
+    "admin-token",
+    "jupyterhub.pid",
+    "proxy.pid",
+}
 #: SQLite side files (copied through the backup API instead), locks, pre-migration copies.
 _SKIPPED = re.compile(
     r"(-wal|-shm|-journal|\.upgrade-lock|\.sqlite\.\d{4}-\d\d-\d\d-\d{6}(\.\d+)?)$"

@@ -51,7 +51,7 @@ from hub.grading_jobs import EXPORT_FORMATS
 from hub.i18n.money import format_money
 from hub.logs import configure_logging
 from hub.privilege import become_service_user
-from hub.settings import Settings, load_settings, settings_from_environment
+from hub.settings import Process, Settings, load_settings, settings_from_environment
 
 if TYPE_CHECKING:
     from grader.autograde import GradeResult
@@ -60,34 +60,36 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+def _settings(
+    args: argparse.Namespace, environ: Mapping[str, str], process: Process = "hub"
+) -> Settings:
     if args.config:
-        return load_settings(Path(args.config), environ)
-    return settings_from_environment(environ, Path.cwd() / "learnhub.yaml")
+        return load_settings(Path(args.config), environ, process=process)
+    return settings_from_environment(environ, Path.cwd() / "learnhub.yaml", process=process)
 
 
-def admin_token_file(settings: Settings) -> Path:
-    """Where the demo keeps its generated admin token (mode 0600)."""
-    return settings.data_dir / "admin-token"
+def cli_token_file(settings: Settings) -> Path:
+    """Where the demo keeps the CLI token it generated (mode 0600)."""
+    return settings.data_dir / "cli-token"
 
 
-def known_admin_token(settings: Settings) -> str | None:
-    """LEARNHUB_ADMIN_TOKEN, else the one the demo generated, else None."""
-    token = settings.secret("admin_token")
+def known_cli_token(settings: Settings) -> str | None:
+    """LEARNHUB_CLI_TOKEN, else the one the demo generated, else None."""
+    token = settings.secret("cli_token")
     if token:
         return token
-    path = admin_token_file(settings)
+    path = cli_token_file(settings)
     return path.read_text().strip() if path.exists() else None
 
 
-def ensure_admin_token(settings: Settings) -> str:
-    """The admin token: from LEARNHUB_ADMIN_TOKEN, else generated once for the demo."""
-    token = known_admin_token(settings)
+def ensure_cli_token(settings: Settings) -> str:
+    """The CLI's token: from LEARNHUB_CLI_TOKEN, else generated once for the demo."""
+    token = known_cli_token(settings)
     if token:
         return token
-    path = admin_token_file(settings)
+    path = cli_token_file(settings)
     if settings.mode == "production":
-        raise LearnHubError("LEARNHUB_ADMIN_TOKEN: required in production mode")
+        raise LearnHubError("LEARNHUB_CLI_TOKEN: required in production mode")
     path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -96,20 +98,22 @@ def ensure_admin_token(settings: Settings) -> str:
     return token
 
 
-def _admin_token_for_cli(settings: Settings) -> str:
-    token = known_admin_token(settings)
+def _cli_token(settings: Settings) -> str:
+    """The Hub token of `learnhub-cli` (role of the same name: only the scopes the commands
+    use). The full-admin LEARNHUB_ADMIN_TOKEN is never taken instead: it may do far more."""
+    token = known_cli_token(settings)
     if token:
         return token
     raise LearnHubError(
-        "no admin token: set LEARNHUB_ADMIN_TOKEN to the token the hub was started with "
-        f"(the demo writes one to {admin_token_file(settings)})"
+        "no CLI token: set LEARNHUB_CLI_TOKEN to the one the hub was started with "
+        f"(the demo writes one to {cli_token_file(settings)})"
     )
 
 
 def hub_environment(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
-    """Environment for the Hub process: ours plus the admin token and the proxy on PATH."""
+    """Environment for the Hub process: ours plus the CLI's token and the proxy on PATH."""
     env = dict(environ)
-    env["LEARNHUB_ADMIN_TOKEN"] = ensure_admin_token(settings)
+    env["LEARNHUB_CLI_TOKEN"] = ensure_cli_token(settings)
     if settings.source != "<defaults>":
         # The Hub must read the very file validated here (`--config` included), from its own
         # working folder (the checkout).
@@ -250,7 +254,7 @@ def _change_enrolment(settings: Settings, args: argparse.Namespace, action: str)
         roster, errors = enrolment.parse_roster(_read_roster(args, names))
     except enrolment.RosterRefused as exc:
         raise LearnHubError(exc.message(translator("en"))) from exc
-    token = _admin_token_for_cli(settings)
+    token = _cli_token(settings)
     # LearnHub's database is the service's: write it as the service does (hub/privilege.py).
     become_service_user(settings)
     # Before anything changes in the Hub: a database behind the code is refused here.
@@ -431,7 +435,7 @@ def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
     settings = _settings(args, environ)
     catalog = Catalog.load(settings.courses_dir)
-    token = _admin_token_for_cli(settings)
+    token = _cli_token(settings)
     become_service_user(settings)
     ensure_store(settings.learnhub_db_url)
 
@@ -486,12 +490,13 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if not any(isinstance(h, logging.NullHandler) for h in nbgrader_log.handlers):
         nbgrader_log.addHandler(logging.NullHandler())
 
-    settings = _settings(args, environ)
     if args.action == "worker":
-        return _grader_worker(settings, args, environ)
+        # A managed service of the Hub, given no secret: only its own token (from JupyterHub).
+        return _grader_worker(_settings(args, environ, process="worker"), args, environ)
+    settings = _settings(args, environ)
     if not args.course or not args.assignment:
         raise LearnHubError(f"learnhub grader {args.action} needs COURSE and ASSIGNMENT")
-    course = GradingCourse.for_operator(settings, args.course, token=_admin_token_for_cli(settings))
+    course = GradingCourse.for_operator(settings, args.course, token=_cli_token(settings))
     if args.action == "autograde":
         # Autograde ends by recording the grades in LearnHub's database: refuse one behind the
         # code now, not after grading every submission.
@@ -611,8 +616,8 @@ def _grader_worker(settings: Settings, args: argparse.Namespace, environ: Mappin
         raise LearnHubError("learnhub grader worker takes no COURSE or ASSIGNMENT")
     configure_logging(settings.hub.log_level)
     # As a managed service JupyterHub gives the worker its own token (role
-    # learnhub-grading-worker); an operator running it by hand uses the admin token.
-    token = environ.get("JUPYTERHUB_API_TOKEN") or _admin_token_for_cli(settings)
+    # learnhub-grading-worker); an operator running it by hand uses the CLI's token.
+    token = environ.get("JUPYTERHUB_API_TOKEN") or _cli_token(settings)
     count = serve(
         settings, token=token, poll_seconds=settings.grading.worker.poll_seconds, once=args.once
     )
@@ -729,6 +734,10 @@ def cmd_edge_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int
     for path in (settings.edge.certificate, settings.edge.certificate_key):
         if path is not None and not path.exists():
             raise LearnHubError(f"{path}: not found; put the certificate files there first")
+    # nginx makes the cache folder itself, but not its parent: Debian's package has no
+    # /var/cache/nginx, and `nginx -t` then failed on the default edge.cache_dir (found by
+    # following docs/how-to/production.md in tests/test_production_howto.py).
+    settings.edge.cache_dir.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     target = Path(args.output)
     partial = target.with_name(f".{target.name}.partial")
     partial.write_text(text, encoding="utf-8")

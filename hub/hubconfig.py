@@ -15,7 +15,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 from hub.access.hub_groups import ACCESS_SCOPES
-from hub.access.scopes import CUSTOM_SCOPES, LEARNHUB_SCOPE, SERVER_TOKEN_SCOPES
+from hub.access.scopes import (
+    CLI_SCOPES,
+    CUSTOM_SCOPES,
+    LEARNHUB_SCOPE,
+    OPERATOR_SCOPE,
+    SERVER_TOKEN_SCOPES,
+)
 from hub.addresses import hub_connect_host, hub_ip, service_prefix, service_url
 from hub.courses import Catalog
 from hub.demo_accounts import DEMO_ADMIN, DEMO_USERS, demo_groups, demo_seed_users
@@ -191,12 +197,12 @@ def apply_services(c: Any, settings: Settings) -> None:
     if settings.grading.worker.enabled:
         services.append(grading_worker_service(settings))
         # Its token reaches the exchange (release, collect, feedback) as an operator, as the
-        # admin token does for `learnhub grader`; it needs no more than that.
+        # CLI's token does for `learnhub grader`; it needs no more than that.
         roles.append(
             {
                 "name": "learnhub-grading-worker",
                 "services": ["grading-worker"],
-                "scopes": ["admin:users", LEARNHUB_SCOPE],
+                "scopes": [OPERATOR_SCOPE, LEARNHUB_SCOPE],
             }
         )
     roles.append(
@@ -210,14 +216,23 @@ def apply_services(c: Any, settings: Settings) -> None:
     roles.append(
         {"name": "user", "scopes": ["self", "access:services!service=learnhub", LEARNHUB_SCOPE]}
     )
+    cli_token = settings.secret("cli_token")
+    if cli_token:
+        # The `learnhub` CLI's token: the Hub scopes its membership commands use and LearnHub's
+        # own (the exchange, account activation); it cannot make users, tokens or admins, read
+        # servers' state or shut the Hub down (docs/security.md, "The CLI's token").
+        services.append({"name": CLI_SERVICE, "api_token": cli_token})
+        roles.append({"name": CLI_SERVICE, "scopes": list(CLI_SCOPES), "services": [CLI_SERVICE]})
     admin_token = settings.secret("admin_token")
     if admin_token:
+        # Optional: a full-admin token for the operator's own scripts (and the test harness).
+        # LearnHub's own code never uses it.
         services.append({"name": "learnhub-admin", "api_token": admin_token})
         roles.append({"name": "admin", "services": ["learnhub-admin"]})
         roles.append(
             {
                 "name": "learnhub-operator",
-                "scopes": [LEARNHUB_SCOPE],
+                "scopes": [LEARNHUB_SCOPE, OPERATOR_SCOPE],
                 "services": ["learnhub-admin"],
             }
         )
@@ -320,6 +335,9 @@ def run_as(settings: Settings) -> dict[str, str]:
 
 #: Seconds the Hub waits for the LearnHub service to answer at start.
 SERVICE_START_TIMEOUT = 180
+
+#: The Hub service (and role) whose token the `learnhub` CLI uses (``LEARNHUB_CLI_TOKEN``).
+CLI_SERVICE = "learnhub-cli"
 
 #: The secrets the LearnHub service itself uses, and so the only ones it is given.
 SERVICE_SECRETS = (

@@ -6,7 +6,7 @@ root: when the Hub is root they run as ``hub.service_user`` (JupyterHub's manage
 ``user`` key). The data folder is split so that account reaches exactly its own part::
 
     <data_dir>/              root, 0710, group <service>   jupyterhub.sqlite, cookie secret, pid
-                                                          files, admin-token: root's, 0600
+                                                          files, cli-token: root's, 0600
     <data_dir>/service/      <service>, 0700               learnhub.sqlite (+ -wal, -shm), exchange/
     <data_dir>/grader/       root, 0710, group <service>   <course>/ likewise; gradebook.db 0640
                                                           (the service reads grades, writes none)

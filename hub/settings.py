@@ -42,8 +42,9 @@ from hub.errors import SettingsError, describe_validation_error
 MEMORY_PATTERN = r"^[1-9][0-9]*(\.[0-9]+)?[KMGT]?$"
 
 #: Which process loads the settings: the Hub and the CLI hold the Hub's secrets; the LearnHub
-#: service is given only its own (payments), so the production guard does not ask it for more.
-Process = Literal["hub", "service"]
+#: service is given only its own (payments), and the grading worker none (its Hub token comes
+#: from JupyterHub), so the production guard does not ask them for more.
+Process = Literal["hub", "service", "worker"]
 
 #: Secret values that must never reach production.
 DEMO_SECRET_MARKER = "demo-insecure"  # noqa: S105 - a marker, not a secret
@@ -558,7 +559,7 @@ class PaymentSettings(_Model):
         "",
         description=(
             "Another address for Stripe's API (stripe-mock, or a test stand-in); empty: Stripe "
-            "itself. Refused in production."
+            "itself. Production accepts only a loopback address (a rehearsal)."
         ),
     )
     plans: list[PlanSettings] = Field(
@@ -854,7 +855,11 @@ class DatabaseSettings(_Model):
 class Secrets(_Model):
     """Secrets, filled only from the environment (``LEARNHUB_<NAME>``)."""
 
+    #: A full-admin Hub token (service ``learnhub-admin``) for the operator's own scripts; optional.
+    #: LearnHub itself never uses it.
     admin_token: SecretStr | None = None
+    #: The `learnhub` CLI's Hub token (service ``learnhub-cli``, only the scopes it needs).
+    cli_token: SecretStr | None = None
     cookie_secret: SecretStr | None = None
     service_token: SecretStr | None = None
     oauth_client_secret: SecretStr | None = None
@@ -932,11 +937,16 @@ class Settings(_Model):
             )
         # The LearnHub service is given only its own secrets (hub.hubconfig.SERVICE_SECRETS):
         # the Hub's secrets are checked where they are used.
-        hub_secrets: tuple[str, ...] = ("cookie_secret", "admin_token", "service_token")
-        if (info.context or {}).get("process") == "service":
-            hub_secrets = ()
-        for name in hub_secrets:
+        hub_secrets: tuple[str, ...] = ("cookie_secret", "cli_token", "service_token")
+        # Optional, but when set it is a full-admin Hub token.
+        optional_secrets: tuple[str, ...] = ("admin_token",)
+        process = (info.context or {}).get("process")
+        if process in ("service", "worker"):
+            hub_secrets = optional_secrets = ()
+        for name in (*hub_secrets, *optional_secrets):
             value = getattr(self.secrets, name)
+            if value is None and name in optional_secrets:
+                continue
             if value is None or DEMO_SECRET_MARKER in value.get_secret_value():
                 problems.append(
                     f"LEARNHUB_{name.upper()}: must be set to a random secret in production"
@@ -952,15 +962,24 @@ class Settings(_Model):
             problems.append(
                 "LEARNHUB_METRICS_TOKEN: must be a random secret of at least 32 characters"
             )
-        if self.payments.stripe_api_base:
-            problems.append("payments.stripe_api_base: production talks to Stripe itself")
+        stripe_base = self.payments.stripe_api_base
+        if stripe_base and not _is_loopback(urlparse(stripe_base).hostname or ""):
+            # A stand-in on this machine's loopback (stripe-mock; the production how-to's test,
+            # which cannot reach Stripe) is the operator's own rehearsal; anything else would
+            # send the secret key and take payment facts from a third party.
+            problems.append(
+                "payments.stripe_api_base: production talks to Stripe itself (only a stand-in "
+                "on this machine's loopback is accepted, for a rehearsal)"
+            )
         if not self.hub.public_url.startswith("https://"):
             problems.append(
                 "hub.public_url: set the https:// address people use; absolute links (Stripe "
                 "return URLs) are built from it"
             )
         problems.extend(_origin_problems(self.hub))
-        if self.payments.provider == "stripe":
+        # The grading worker never talks to Stripe, and is given no secret (a managed service
+        # that asked for them exited at every start in production).
+        if self.payments.provider == "stripe" and process != "worker":
             if self.secrets.stripe_secret_key is None:
                 problems.append(
                     "LEARNHUB_STRIPE_SECRET_KEY: required with payments.provider stripe"

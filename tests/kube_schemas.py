@@ -27,7 +27,7 @@ KUBERNETES_VERSION = "1.34.0"
 
 #: Stand-ins for the `learnhub-secrets` Secret the values file reads through hub.extraEnv.
 SECRETS = {
-    "LEARNHUB_ADMIN_TOKEN": "a" * 40,
+    "LEARNHUB_CLI_TOKEN": "a" * 40,
     "LEARNHUB_COOKIE_SECRET": "b" * 64,
     "LEARNHUB_SERVICE_TOKEN": "c" * 40,
     "LEARNHUB_OAUTH_CLIENT_SECRET": "d" * 40,

@@ -29,9 +29,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from grader.exchange.auth import HubAuthorizer
 from harness.hub import LoopbackHubProcess, venv_path
+from hub import cli as learnhub_cli
+from hub.access import scopes as hub_scopes
 from hub.access.hub_groups import HubClient
 from hub.service.reports import activity_share
+from hub.settings import load_settings
 from hub.store import Database, upgrade
 from hub.usage import container_hours, sample
 from tests.harness import ROOT, HubProcess, free_port, hub_settings, run_learnhub
@@ -109,14 +113,7 @@ def test_reconcile_removes_a_member_without_purchase_past_the_first_page(
 
 #: What `learnhub grant`, `revoke` and `reconcile` need of the Hub, read from every call they
 #: make (docs/security.md, "Hub API paging and the operator token"): far less than `admin`.
-MEMBERSHIP_SCOPES = [
-    "read:users",
-    "list:groups",
-    "read:groups",
-    "admin:groups",
-    "groups",
-    "delete:servers",
-]
+MEMBERSHIP_SCOPES = list(hub_scopes.MEMBERSHIP_SCOPES)
 
 
 def test_membership_commands_need_only_a_few_scopes(crowded: HubProcess) -> None:
@@ -131,7 +128,7 @@ def test_membership_commands_need_only_a_few_scopes(crowded: HubProcess) -> None
     )
     assert made.status_code == 201, made.text
     token = made.json()["token"]
-    narrow = HubProcess(crowded.workdir, crowded.settings, admin_token=token)
+    narrow = HubProcess(crowded.workdir, crowded.settings, admin_token=token, cli_token=token)
     assert set(crowded.api("GET", "/user").json()["scopes"]) > set(
         narrow.api("GET", "/user").json()["scopes"]
     )
@@ -153,6 +150,74 @@ def test_membership_commands_need_only_a_few_scopes(crowded: HubProcess) -> None
     assert narrow.api("POST", "/users/someone-new").status_code == 403
     assert narrow.api("POST", "/shutdown").status_code == 403
     assert crowded.api("GET", "/users/late-learner").json()["admin"] is False
+
+
+def the_clis_token(hub: HubProcess) -> str:
+    """The token `learnhub` sends to the Hub, resolved by the CLI's own code from the
+    environment and settings it runs with (:func:`run_learnhub`)."""
+    return learnhub_cli._cli_token(load_settings(hub.config_path, hub.env()))
+
+
+async def test_the_clis_token_holds_only_what_the_cli_needs(crowded: HubProcess) -> None:
+    """The CLI's token is narrowed to its own role: the Hub scopes of grant, revoke and
+    reconcile plus LearnHub's (the exchange, activation); it cannot do what `admin` can. It
+    failed while the CLI ran with the operator's full-admin token: that token made another
+    user's token, an admin, a user, read servers' state and could shut the Hub down."""
+    token = the_clis_token(crowded)
+    cli = HubProcess(crowded.workdir, crowded.settings, admin_token=token)
+    me = cli.api("GET", "/user")
+    assert me.status_code == 200, me.text
+    assert me.json()["kind"] == "service" and me.json()["name"] == "learnhub-cli"
+    granted = set(me.json()["scopes"])
+    assert "admin:users" not in granted and "tokens" not in granted, granted
+    # Every scope JupyterHub expands the role to is one the CLI's commands use, or comes with
+    # one of them (`read:users` brings `read:users:name`, `admin:groups` `delete:groups`).
+    assert {s.split("!")[0] for s in granted} <= {
+        *hub_scopes.CLI_SCOPES, "read:users:name", "read:users:groups", "read:groups:name",
+        "read:users:activity", "read:roles:users", "read:roles:groups", "read:roles",
+        "delete:groups",
+    }, granted  # fmt: skip
+
+    # What the full-admin token can do and the CLI's cannot.
+    assert cli.api("POST", "/users/late-learner/tokens", json={}).status_code == 403
+    assert cli.api("PATCH", "/users/late-learner", json={"admin": True}).status_code == 403
+    assert cli.api("POST", "/users/someone-else").status_code == 403
+    assert cli.api("POST", "/users/late-learner/server").status_code == 403
+    assert cli.api("GET", "/services").status_code == 403
+    assert cli.api("POST", "/shutdown").status_code == 403
+    assert crowded.api("GET", "/users/late-learner").json()["admin"] is False
+    assert crowded.api("GET", "/users/someone-else").status_code == 404
+
+    # What LearnHub needs it for still works: the membership commands (the module's other
+    # tests run them with this token too) ...
+    granted_run = run_learnhub(crowded, "grant", "late-learner", COURSE, timeout=120)
+    assert granted_run.returncode == 0, granted_run.stderr
+    assert "late-learner" in members(crowded, GROUP)
+    revoked = run_learnhub(crowded, "revoke", "late-learner", COURSE, timeout=120)
+    assert revoked.returncode == 0, revoked.stderr
+    assert "late-learner" not in members(crowded, GROUP)
+    # ... the exchange takes it as the operator (`learnhub grader`), by LearnHub's own scope ...
+    async with HubClient(crowded.api_url, crowded.admin_token) as client:
+        authorizer = HubAuthorizer(client, cache_seconds=0)
+        try:
+            operator = await authorizer.identify(token)
+        finally:
+            await authorizer.aclose()
+    assert operator is not None and operator.admin and operator.kind == "service"
+    # ... and so does account activation (404: nobody of that name signed up; past the scope
+    # check), which a token with `admin:users` alone may no longer use.
+    activate = crowded.url + "hub/api/learnhub/accounts/nobody-yet/activate"
+    answer = httpx.post(activate, headers={"Authorization": f"token {token}"}, timeout=30)
+    assert answer.status_code == 404, answer.text
+    crowded.api("POST", "/users/ops-owner", json={"admin": True})
+    user_admin = crowded.api(
+        "POST", "/users/ops-owner/tokens", json={"scopes": ["admin:users"], "note": "no operator"}
+    )
+    assert user_admin.status_code == 201, user_admin.text
+    refused = httpx.post(
+        activate, headers={"Authorization": f"token {user_admin.json()['token']}"}, timeout=30
+    )
+    assert refused.status_code == 403 and hub_scopes.OPERATOR_SCOPE in refused.text
 
 
 async def test_the_client_lists_every_user_and_group(crowded: HubProcess) -> None:

@@ -52,7 +52,9 @@ def test_applying_twice_gives_the_same_config(tmp_path: Path) -> None:
 
 def test_services_roles_and_groups(tmp_path: Path) -> None:
     text = f"hub:\n  data_dir: {tmp_path}\n  hub_ip: 127.0.0.1\n"
-    c = configured({"LEARNHUB_ADMIN_TOKEN": "t" * 40}, text, tmp_path)
+    c = configured(
+        {"LEARNHUB_ADMIN_TOKEN": "t" * 40, "LEARNHUB_CLI_TOKEN": "c" * 40}, text, tmp_path
+    )
     services = {s["name"]: s for s in c.JupyterHub.services}
     # The idle culler runs as a hub-managed service with only the scopes it needs.
     assert "jupyterhub_idle_culler" in services["idle-culler"]["command"]
@@ -67,6 +69,11 @@ def test_services_roles_and_groups(tmp_path: Path) -> None:
         "delete:servers",
     ]
     assert roles["admin"]["services"] == ["learnhub-admin"]
+    # The CLI's token has its own narrow role: never `admin`, never `admin:users`.
+    assert services["learnhub-cli"]["api_token"] == "c" * 40
+    assert roles["learnhub-cli"]["services"] == ["learnhub-cli"]
+    assert "admin:users" not in roles["learnhub-cli"]["scopes"]
+    assert "custom:learnhub:operate" in roles["learnhub-cli"]["scopes"]
     groups = c.JupyterHub.load_groups
     assert groups["instructors-python-foundations"]["users"] == ["demo-instructor"]
     assert groups["course-python-foundations"]["users"] == ["demo-learner"]
@@ -85,7 +92,7 @@ def test_production_oauth_and_subdomains(tmp_path: Path) -> None:
     strong = "s" * 40
     env = {
         "LEARNHUB_COOKIE_SECRET": strong,
-        "LEARNHUB_ADMIN_TOKEN": strong,
+        "LEARNHUB_CLI_TOKEN": strong,
         "LEARNHUB_SERVICE_TOKEN": strong,
         "LEARNHUB_STRIPE_SECRET_KEY": "sk_test_1",
         "LEARNHUB_STRIPE_WEBHOOK_SECRETS": "whsec_1",

@@ -36,6 +36,7 @@ PROXY_USER = "learnhub-proxy"
 
 HUB_ONLY = {
     "LEARNHUB_ADMIN_TOKEN",
+    "LEARNHUB_CLI_TOKEN",
     "LEARNHUB_COOKIE_SECRET",
     "LEARNHUB_SERVICE_TOKEN",
     "LEARNHUB_OAUTH_CLIENT_SECRET",
@@ -85,9 +86,9 @@ def test_service_holds_none_of_the_hubs_secrets(hub: HubProcess) -> None:
     leaked = sorted(HUB_ONLY & env.keys())
     assert leaked == [], f"the LearnHub service was given {leaked}"
     values = set(env.values())
-    for name in HUB_ONLY - {"LEARNHUB_ADMIN_TOKEN", "LEARNHUB_SERVICE_TOKEN"}:
+    for name in HUB_ONLY - {"LEARNHUB_ADMIN_TOKEN", "LEARNHUB_CLI_TOKEN", "LEARNHUB_SERVICE_TOKEN"}:
         assert hub.extra_env[name] not in values, name
-    assert hub.admin_token not in values
+    assert hub.admin_token not in values and hub.cli_token not in values
     # What it needs: its own payment secret, and its Hub token from JupyterHub itself.
     assert (
         env["LEARNHUB_STRIPE_WEBHOOK_SECRETS"] == hub.extra_env["LEARNHUB_STRIPE_WEBHOOK_SECRETS"]
@@ -291,7 +292,7 @@ def test_the_proxy_runs_as_its_own_user_with_only_its_token(hub: HubProcess) -> 
     assert set(env) <= set(proxy_launch.KEPT), sorted(set(env) - set(proxy_launch.KEPT))
     assert env["CONFIGPROXY_AUTH_TOKEN"]
     values = set(env.values())
-    assert hub.admin_token not in values
+    assert hub.admin_token not in values and hub.cli_token not in values
     assert not values & {hub.extra_env[name] for name in HUB_ONLY if name in hub.extra_env}
 
     # The service's user cannot read the proxy's token; the proxy still routes the Hub and

@@ -362,7 +362,7 @@ def test_production_refuses_a_short_metrics_token(tmp_path: Path) -> None:
         "LEARNHUB_STRIPE_SECRET_KEY": "sk_test_x",
         "LEARNHUB_STRIPE_WEBHOOK_SECRETS": "whsec_x",
         "LEARNHUB_COOKIE_SECRET": secrets.token_hex(32),
-        "LEARNHUB_ADMIN_TOKEN": secrets.token_hex(32),
+        "LEARNHUB_CLI_TOKEN": secrets.token_hex(32),
         "LEARNHUB_SERVICE_TOKEN": secrets.token_hex(32),
     }
     assert load_settings(path, env).secret("metrics_token") is None

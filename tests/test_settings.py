@@ -107,7 +107,7 @@ def test_production_refuses_demo_parts(tmp_path: Path) -> None:
     message = str(info.value)
     assert "payments.provider" in message
     assert "LEARNHUB_COOKIE_SECRET" in message
-    assert "LEARNHUB_ADMIN_TOKEN" in message
+    assert "LEARNHUB_CLI_TOKEN" in message
 
 
 def test_production_refuses_sqlite_for_swarm(tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_production_refuses_sqlite_for_swarm(tmp_path: Path) -> None:
     )
     env = {
         "LEARNHUB_COOKIE_SECRET": STRONG,
-        "LEARNHUB_ADMIN_TOKEN": STRONG,
+        "LEARNHUB_CLI_TOKEN": STRONG,
         "LEARNHUB_SERVICE_TOKEN": STRONG,
         "LEARNHUB_STRIPE_SECRET_KEY": "sk_test_x",
         "LEARNHUB_STRIPE_WEBHOOK_SECRETS": "whsec_x",
@@ -138,7 +138,7 @@ def test_production_accepts_a_safe_setup(tmp_path: Path) -> None:
     )
     env = {
         "LEARNHUB_COOKIE_SECRET": STRONG,
-        "LEARNHUB_ADMIN_TOKEN": STRONG,
+        "LEARNHUB_CLI_TOKEN": STRONG,
         "LEARNHUB_SERVICE_TOKEN": STRONG,
         "LEARNHUB_STRIPE_SECRET_KEY": "sk_test_x",
         "LEARNHUB_STRIPE_WEBHOOK_SECRETS": "whsec_a,whsec_b",
@@ -209,7 +209,7 @@ def test_subdomains_by_default_and_off_on_request(tmp_path: Path) -> None:
 
 PRODUCTION_ENV = {
     "LEARNHUB_COOKIE_SECRET": STRONG,
-    "LEARNHUB_ADMIN_TOKEN": STRONG,
+    "LEARNHUB_CLI_TOKEN": STRONG,
     "LEARNHUB_SERVICE_TOKEN": STRONG,
     "LEARNHUB_STRIPE_SECRET_KEY": "sk_test_x",
     "LEARNHUB_STRIPE_WEBHOOK_SECRETS": "whsec_x",
@@ -244,7 +244,7 @@ def test_production_needs_one_https_origin_per_server(
 def test_short_production_secret(tmp_path: Path) -> None:
     env = {
         "LEARNHUB_COOKIE_SECRET": "short",
-        "LEARNHUB_ADMIN_TOKEN": STRONG,
+        "LEARNHUB_CLI_TOKEN": STRONG,
         "LEARNHUB_SERVICE_TOKEN": STRONG,
     }
     with pytest.raises(SettingsError, match="LEARNHUB_COOKIE_SECRET: must be at least 32"):

@@ -18,7 +18,7 @@ import httpx
 
 from hub.access.hub_groups import HubClient
 from hub.access.policy import Member
-from hub.access.scopes import carries_learnhub_scope, missing_scope_message
+from hub.access.scopes import carries_learnhub_scope, is_operator, missing_scope_message
 from hub.errors import HubAPIError, LearnHubError
 
 log = logging.getLogger("learnhub.exchange")
@@ -71,7 +71,8 @@ class HubAuthorizer:
 
     ``hub`` is the service's own :class:`HubClient` (its token needs ``read:users``, which
     includes users' groups and admin flag). A service token counts as an operator only if its
-    own scopes include unfiltered ``admin:users`` (the ``admin`` role).
+    own scopes include LearnHub's operator scope (``custom:learnhub:operate``), never because it
+    may administer the Hub's users.
     """
 
     def __init__(
@@ -127,7 +128,7 @@ class HubAuthorizer:
         if not carries_learnhub_scope(scopes):
             return _UNSCOPED
         if model.get("kind") == "service":
-            return Member(name=name, admin="admin:users" in scopes, kind="service")
+            return Member(name=name, admin=is_operator(scopes), kind="service")
         # The caller's own token may not be allowed to read its groups (a server token is
         # narrow); the service's token reads them.
         user = await self.hub.user(name)
