@@ -64,6 +64,7 @@ PASSWORD_CHECKS = Counter(
     "learnhub_password_checks_total", "bcrypt password checks made for login attempts"
 )
 
+
 def password_too_long(password: str, lang: str = "en") -> str | None:
     """The message (in ``lang``) for a password bcrypt cannot take, or None when it fits."""
     size = len(password.encode("utf-8", "replace"))
