@@ -64,18 +64,13 @@ PASSWORD_CHECKS = Counter(
     "learnhub_password_checks_total", "bcrypt password checks made for login attempts"
 )
 
-_SIGNED_UP = "The signup was successful! You can now go to the home page and log in to the system."
 
-
-def password_too_long(password: str) -> str | None:
-    """The message for a password bcrypt cannot take, or None when it fits."""
+def password_too_long(password: str, lang: str = "en") -> str | None:
+    """The message (in ``lang``) for a password bcrypt cannot take, or None when it fits."""
     size = len(password.encode("utf-8", "replace"))
     if size <= MAX_PASSWORD_BYTES:
         return None
-    return (
-        f"Passwords can be at most {MAX_PASSWORD_BYTES} bytes long; this one is {size} bytes "
-        "(letters outside A-Z take 2 to 4 bytes each). Choose a shorter password."
-    )
+    return translator(lang)("password_too_long", limit=MAX_PASSWORD_BYTES, size=size)
 
 
 @dataclass(frozen=True)
@@ -198,7 +193,8 @@ class ChangePasswordHandler(NativeChangePasswordHandler):  # type: ignore[misc]
     async def post(self) -> None:
         """Refuse over-long passwords before upstream hands them to bcrypt."""
         for name in ("old_password", "new_password"):
-            problem = password_too_long(self.get_body_argument(name, "", strip=False))
+            typed = self.get_body_argument(name, "", strip=False)
+            problem = password_too_long(typed, current_language())
             if problem:
                 user = await self.get_current_user()
                 html = await self.render_template(
@@ -465,61 +461,49 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
     async def sign_up(
         self, *, username: str, password: str, confirmation: str, email: str, has_2fa: bool
     ) -> SignUpResult:
-        """Create an account from the sign-up form, or say exactly what to change."""
-        problem = username_refusal(username)
+        """Create an account from the sign-up form, or say exactly what to change (in the
+        page's language)."""
+        lang = current_language()
+        _ = translator(lang)
+        problem = username_refusal(username, lang)
         if problem:
             self.log.info("sign-up refused: user=%r outcome=bad-name", username[:64])
             return SignUpResult("alert-danger", problem)
         name = self.normalize_username(username)
         if password != confirmation:
-            return SignUpResult(
-                "alert-danger", "Your password did not match the confirmation. Please try again."
-            )
-        too_long = password_too_long(password)
+            return SignUpResult("alert-danger", _("signup_password_mismatch"))
+        too_long = password_too_long(password, lang)
         if too_long:
             return SignUpResult("alert-danger", too_long)
         email = email.strip()
         if self.email_enabled:
-            _ = translator(current_language())
             if not email:
                 return SignUpResult("alert-danger", _("signup_email_needed"))
             if parseaddr_address(email) != email:
                 return SignUpResult("alert-danger", _("signup_email_invalid", address=email))
         if not self.is_password_strong(password):
             return SignUpResult(
-                "alert-danger",
-                f"Be sure your password has at least {self.minimum_password_length} characters "
-                "and is not one of the most common passwords.",
+                "alert-danger", _("signup_password_weak", length=self.minimum_password_length)
             )
         if self.user_exists(name):
-            return SignUpResult(
-                "alert-danger",
-                "Something went wrong!\nIt appears that this username is already in use. "
-                "Please try again with a different username.",
-            )
+            return SignUpResult("alert-danger", _("signup_name_in_use"))
         try:
             role = self.reserved_role(name)
             lookalike = lookalike_of(name, self._known_names())
         except CourseError:
             self.log.exception("sign-up refused: the course catalog cannot be read")
-            return SignUpResult(
-                "alert-danger", "Sign-up is unavailable for a moment. Please try again later."
-            )
+            return SignUpResult("alert-danger", _("signup_unavailable"))
         if lookalike:
             self.log.info("sign-up refused: user=%s outcome=lookalike of=%s", name, lookalike)
             return SignUpResult(
-                "alert-danger",
-                f"The username {name} looks too much like the existing name {lookalike}. "
-                "Please choose a clearly different one.",
+                "alert-danger", _("signup_lookalike", name=name, existing=lookalike)
             )
         loop = asyncio.get_running_loop()
         hashed = await loop.run_in_executor(
             None, bcrypt.hashpw, password.encode("utf-8"), bcrypt.gensalt()
         )
         if self.user_exists(name):  # someone took it while the hash was computed
-            return SignUpResult(
-                "alert-danger", "This username was just taken. Please choose another one."
-            )
+            return SignUpResult("alert-danger", _("signup_just_taken"))
         try:
             account = UserInfo(
                 username=name,
@@ -529,7 +513,7 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
                 is_authorized=self.open_signup and role is None,
             )
         except AssertionError:
-            return SignUpResult("alert-danger", "The email address is not valid.")
+            return SignUpResult("alert-danger", _("signup_email_not_valid"))
         self.db.add(account)
         self.db.commit()
         if self.email_enabled:
@@ -541,12 +525,10 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
             self.log.warning("sign-up: user=%s outcome=locked reserved-for=%s", name, role)
             return SignUpResult(
                 "alert-warning",
-                f"The name {name} is reserved for a configured {role} of this LearnHub, so the "
-                "account was created locked: it cannot log in until the operator activates it. "
-                f"If you are not {name}, please sign up under another name.",
+                _("signup_reserved", name=name, role=_(f"signup_role_{role}")),
                 account,
             )
         self.log.info("sign-up: user=%s outcome=created open=%s", name, self.open_signup)
         if self.open_signup:
-            return SignUpResult("alert-success", _SIGNED_UP, account)
-        return SignUpResult("alert-info", "Your information has been sent to the admin.", account)
+            return SignUpResult("alert-success", _("signup_done"), account)
+        return SignUpResult("alert-info", _("signup_sent_to_admin"), account)

@@ -81,6 +81,7 @@ def apply_hub(c: Any, settings: Settings) -> None:
     c.JupyterHub.default_url = front_door(settings)
     # The Hub's pages share the service's look, navigation and language (hub/templates).
     c.JupyterHub.template_paths = [str(Path(__file__).parent / "templates")]
+    c.JupyterHub.logo_file = str(Path(__file__).parent / "service" / "static" / "learnhub-logo.svg")
     c.JupyterHub.template_vars = {
         "learnhub_mode": settings.mode,
         "learnhub_courses": home_courses(settings),

@@ -13,6 +13,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from hub.i18n import translate
 
 #: New usernames: a lower-case letter, then letters, digits and single inner hyphens.
 USERNAME_PATTERN = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
@@ -38,50 +41,56 @@ def _describe(char: str) -> str:
     return f"U+{ord(char):04X} {name}"
 
 
-def username_refusal(typed: str) -> str | None:
-    """Why ``typed`` cannot be a new account's name, as a sentence for the sign-up page; or None.
+@dataclass(frozen=True)
+class Refusal:
+    """Why a name is refused: a message key of :mod:`hub.i18n` and its values, so the sign-up
+    page words it in the visitor's language."""
+
+    key: str
+    values: dict[str, str | int] = field(default_factory=dict)
+
+    def text(self, lang: str = "en") -> str:
+        """The sentence in ``lang``."""
+        return translate(lang, self.key, **self.values)
+
+
+def refusal_of(typed: str) -> Refusal | None:
+    """Why ``typed`` cannot be a new account's name, or None.
 
     The checks run from the most surprising problem (an invisible character the person could
     not see) to the plain pattern, so the message names the actual cause.
     """
     if not typed:
-        return "Choose a username."
+        return Refusal("username_empty")
     for char in typed:
         if char.isspace() or unicodedata.category(char) in ("Zs", "Zl", "Zp"):
-            return (
-                f"The username contains whitespace ({_describe(char)}). "
-                "Usernames cannot contain spaces or tabs; use a hyphen instead."
-            )
+            return Refusal("username_whitespace", {"char": _describe(char)})
     for char in typed:
         if unicodedata.category(char) in ("Cc", "Cf", "Co", "Cs", "Cn"):
-            return (
-                f"The username contains an invisible character ({_describe(char)}), which would "
-                "let it look exactly like another name. Type the name again without it."
-            )
+            return Refusal("username_invisible", {"char": _describe(char)})
     if any(char in MARKUP_CHARACTERS for char in typed):
-        return "The username contains markup characters (< > & quotes); use letters only."
+        return Refusal("username_markup")
     folded = unicodedata.normalize("NFKC", typed)
     if not typed.isascii():
         if folded != typed and folded.isascii():
             first = next(char for char in typed if not char.isascii())
-            return (
-                f"The username uses full-width or other compatibility characters "
-                f"({_describe(first)}). Type it with plain letters: {folded.lower()}"
+            return Refusal(
+                "username_compatibility", {"char": _describe(first), "plain": folded.lower()}
             )
         first = next(char for char in folded if not char.isascii())
-        return (
-            f"The username contains {_describe(first)}. Letters of other scripts can look "
-            "exactly like Latin ones, so usernames use only a-z, 0-9 and '-'."
-        )
+        return Refusal("username_script", {"char": _describe(first)})
     name = folded.lower()
     if len(name) > USERNAME_MAX_LENGTH:
-        return f"The username is longer than {USERNAME_MAX_LENGTH} characters."
+        return Refusal("username_too_long", {"limit": USERNAME_MAX_LENGTH})
     if not _PATTERN.match(name):
-        return (
-            "Usernames start with a letter and use only a-z, 0-9 and single hyphens between "
-            "them (for example ada-lovelace)."
-        )
+        return Refusal("username_pattern")
     return None
+
+
+def username_refusal(typed: str, lang: str = "en") -> str | None:
+    """Why ``typed`` cannot be a new account's name, as a sentence in ``lang``; or None."""
+    refusal = refusal_of(typed)
+    return refusal.text(lang) if refusal else None
 
 
 def skeleton(name: str) -> str:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Route, ViewportSize, expect
 
 from harness.browser import DESKTOP, PHONE, serious_violations
 from tests.browser.conftest import Shots, new_context
+from tests.browser.page_checks import PageChecker, course_texts
 from tests.harness import HubProcess, run_learnhub
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]
@@ -82,41 +84,94 @@ def read_hub_token_page(page: Page, hub: HubProcess) -> str:
     return str(result)
 
 
-def test_member_journey(docker_hub: HubProcess, context: BrowserContext, shots: Shots) -> None:
-    page = context.new_page()
-    # 1. A visitor opens the site's root (no typed path) and sees what is for sale.
-    page.goto(docker_hub.url)
+def open_nav_link(page: Page, selector: str) -> None:
+    """Follow a navigation link as a person would: at phone width the links are folded
+    behind the Menu button, which is pressed first."""
+    link = page.locator(selector)
+    if not link.is_visible():
+        page.click("#learnhub-nav-toggler")
+    link.click()
+
+
+def visit_and_buy(
+    page: Page, hub: HubProcess, checker: PageChecker, username: str, password: str
+) -> None:
+    """From the site's root (no typed path) to a paid course on My courses, in the context's
+    language: catalog, course page, "Sign in to buy", "Create an account", the demo checkout
+    (genuinely signed Stripe-format events into the real webhook), the success page, then
+    My courses through the navigation. Each page is checked by ``checker``."""
+    checker.allow(username, f"{username}@example.org")
+    # 1. A visitor opens the site's root and sees what is for sale.
+    page.goto(hub.url)
     expect(page.locator(f'article[data-course="{COURSE}"]')).to_be_visible()
     expect(page.locator('article[data-course="python-foundations"]')).to_be_visible()
-    shots.publish(shots.take(page, "catalog"), "catalog.png")
-
-    # 2. "Sign in to buy", then "Create an account": the new member is signed in and back on
-    # the course page, without logging in again or looking for the course.
-    page.locator(f'article[data-course="{COURSE}"] .learnhub-signin').click()
+    checker.check(page, "catalog")
+    # 2. The course's page, then "Sign in to buy" and "Create an account": the new member is
+    # signed in and back on the course page, without logging in again or looking for it.
+    page.locator(f"#title-{COURSE} a").click()
+    expect(page.locator("#learnhub-course")).to_be_visible()
+    checker.check(page, "course")
+    page.locator(".learnhub-signin").first.click()
+    expect(page.locator("#login_submit")).to_be_visible()
+    checker.check(page, "sign-in")
     page.click("#learnhub-signup-link")
-    fill_sign_up(page, "katherine-johnson", "trajectory-1962-orbit")
+    expect(page.locator("#signup_submit")).to_be_visible()
+    checker.check(page, "sign-up")
+    fill_sign_up(page, username, password)
     expect(page.locator("#learnhub-course")).to_be_visible()
     assert urlparse(page.url).path.endswith(f"/services/learnhub/courses/{COURSE}"), page.url
     expect(page.locator(".learnhub-buy")).to_be_visible()
-    shots.take(page, "course-page")
-
-    # 3. Buy in the demo checkout: it says no money moves.
+    checker.check(page, "course-signed-in")
+    # 3. Buy in the demo checkout, at the course's price ($69.00, US$69.00 in Chinese).
     page.locator(".learnhub-buy").click()
-    expect(page.locator("#learnhub-demo-checkout")).to_contain_text("no money moves")
     expect(page.locator("#learnhub-demo-checkout")).to_contain_text("$69.00")
-    shots.take(page, "demo-checkout")
+    checker.check(page, "demo-checkout")
     page.click("#learnhub-demo-pay")
-
     # 4. Back on the success page, with the way into the course.
     message = page.locator("#learnhub-message")
     expect(message).to_have_attribute("data-kind", "success")
     expect(message).to_contain_text("Algorithms in Python")
-    shots.take(page, "success")
-
-    # 5. The member home lists the course with Launch; deadlines from course.yaml show.
-    page.goto(f"{docker_hub.url}hub/home")
+    checker.check(page, "success")
+    # 5. My courses, through the navigation, lists the course with Launch.
+    open_nav_link(page, "#learnhub-nav-home")
     row = page.locator(f'tr.learnhub-course[data-course="{COURSE}"]')
-    expect(row).to_be_visible()
+    expect(row.locator(".learnhub-launch")).to_be_visible()
+    checker.check(page, "my-courses")
+
+
+def launch_course(page: Page, checker: PageChecker) -> None:
+    """Press Launch on My courses and check the spawn page while the server starts.
+
+    The page follows the start through JupyterHub's progress stream and reloads into the
+    server once it says ready, which could happen before the checks finish. So the stream's
+    real events (from the real spawn) reach the page with its "ready" flag taken out and a
+    long reconnect delay: the page shows every message, stays, and the checks run; then the
+    page is reloaded, and the Hub sends the now-running server on.
+    """
+    progress = re.compile(r"/hub/api/users/[^/]+/servers/[^/]+/progress")
+
+    def hold_ready(route: Route) -> None:
+        response = route.fetch(timeout=180_000)  # the whole stream, up to "ready"
+        body = "retry: 3600000\n\n" + response.text().replace('"ready": true', '"ready": false')
+        route.fulfill(response=response, body=body)
+
+    page.route(progress, hold_ready, times=1)
+    page.locator(f'tr.learnhub-course[data-course="{COURSE}"] .learnhub-launch').click()
+    # Every event of the real start, the last one saying the server is ready, with its link.
+    expect(page.locator("#progress-message a")).to_be_visible(timeout=180_000)
+    expect(page.locator("#progress-bar")).to_have_attribute("aria-valuenow", "100")
+    checker.check(page, "spawn-pending")
+    page.reload()
+    expect(page).to_have_url(re.compile(r"/user/[^/]+/algorithms-in-python/lab"), timeout=180_000)
+
+
+def test_member_journey(docker_hub: HubProcess, chromium: Browser, shots: Shots) -> None:
+    """The member journey in English at desktop width, through JupyterLab and grading."""
+    context = new_context(chromium)
+    page = context.new_page()
+    checker = PageChecker("en", DESKTOP, course_texts(Path(docker_hub.settings["courses_dir"])))
+    visit_and_buy(page, docker_hub, checker, "katherine-johnson", "trajectory-1962-orbit")
+    row = page.locator(f'tr.learnhub-course[data-course="{COURSE}"]')
     expect(row.locator(".learnhub-deadlines")).to_contain_text("Problem set 1")
     expect(page.locator("#learnhub-catalog-link")).to_be_visible()
     shots.publish(shots.take(page, "home"), "home.png")
@@ -127,7 +182,7 @@ def test_member_journey(docker_hub: HubProcess, context: BrowserContext, shots: 
 
     # 6. Launch: the hub starts the container and JupyterLab shows the course notebooks, on the
     # learner's own origin.
-    row.locator(".learnhub-launch").click()
+    launch_course(page, checker)
     listing = page.locator(".jp-DirListing-itemText", has_text=NOTEBOOK)
     expect(listing).to_be_visible(timeout=180_000)
     port = urlparse(docker_hub.url).port
@@ -191,6 +246,75 @@ def test_member_journey(docker_hub: HubProcess, context: BrowserContext, shots: 
     expect(page.get_by_text("Score: 0.0 / 10.0").first).to_be_visible()
     assert "BEGIN HIDDEN TESTS" not in page.content()
     shots.take(page, "feedback")
+
+    # 11. The rest of the site, as in every language.
+    page.goto(f"{docker_hub.url}hub/home")
+    community_and_sign_out(page, checker)
+    context.close()
+    checker.assert_clean()
+
+
+def community_and_sign_out(page: Page, checker: PageChecker) -> None:
+    """From My courses (the course running) through the site's member pages, following links
+    only: the course page with its assignments, the course's Q&A (a question with Markdown and
+    a code block), the mail settings, then Sign out. Each page is checked by ``checker``."""
+    # Members' own words may stay as written: both journeys' members and their question (the
+    # module's hub is shared, so one journey's Q&A page lists the other's post).
+    title, body = QUESTION
+    checker.allow(*MEMBERS, title, *body.splitlines())
+    expect(page.locator(".learnhub-resume")).to_be_visible()
+    checker.check(page, "my-courses-running")
+    open_nav_link(page, "#learnhub-nav-catalog")
+    page.locator(f"#title-{COURSE} a").click()
+    expect(page.locator("#assignments-h")).to_be_visible()
+    expect(page.locator(".learnhub-open")).to_be_visible()
+    checker.check(page, "course-assignments")
+    page.click("#learnhub-qa-link")
+    expect(page.locator("#learnhub-ask-form")).to_be_visible()
+    checker.check(page, "questions")
+    page.fill("#q-title", title)
+    page.fill("#q-body", body)
+    page.locator("#learnhub-ask-form button[type=submit]").click()
+    expect(page.locator("#learnhub-question .learnhub-post strong")).to_have_text("bisect_left")
+    checker.check(page, "question")
+    open_nav_link(page, "#learnhub-nav-email")
+    expect(page.locator("#learnhub-email-settings")).to_be_visible()
+    checker.check(page, "mail-settings")
+    open_nav_link(page, "#logout")
+    expect(page.locator("#login_submit")).to_be_visible()
+    checker.check(page, "signed-out")
+
+
+#: The journeys' members (the English one's, the Chinese one's).
+MEMBERS = ("katherine-johnson", "tu-youyou")
+#: A member's question (their words may stay in Latin letters on a Chinese page).
+QUESTION = (
+    "Why is binary_search off by one?",
+    "Compared with **bisect_left**, mine misses the last item:\n\n"
+    "```python\nwhile lo < hi - 1:\n    mid = (lo + hi) // 2\n```\n",
+)
+
+
+def test_member_journey_in_chinese(docker_hub: HubProcess, chromium: Browser, shots: Shots) -> None:
+    """The member journey in Simplified Chinese on a phone, from the site's root with no typed
+    address, every page also checked at desktop width: every visible text translated, and no
+    serious accessibility violation. (JupyterLab itself has its own language pack.)"""
+    context = new_context(chromium, locale="zh-CN", viewport=PHONE)
+    page = context.new_page()
+    checker = PageChecker("zh-CN", PHONE, course_texts(Path(docker_hub.settings["courses_dir"])))
+    try:
+        visit_and_buy(page, docker_hub, checker, "tu-youyou", "artemisinin-1972-qinghao")
+        shots.take(page, "my-courses")
+        launch_course(page, checker)
+        # JupyterLab is where the course is done; its own menus are another piece of work, so
+        # the journey comes back to My courses the way a bookmark would.
+        page.goto(f"{docker_hub.url}hub/home")
+        community_and_sign_out(page, checker)
+        shots.take(page, "signed-out")
+    finally:
+        context.close()
+        print("\n".join(checker.problems))  # also when a step failed before the end
+    checker.assert_clean()
 
 
 def test_instructor_dashboard(

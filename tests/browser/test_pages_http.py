@@ -271,6 +271,42 @@ def test_instructors_post_announcements_members_see_them(docker_hub: HubProcess)
         assert "Office hours Friday 5pm." in b.client.get("hub/home").text
 
 
+#: An announcement with Markdown, a code block, and raw HTML that must never reach a page.
+MARKDOWN_NOTICE = (
+    "Read **the notes** before Friday.\n\n"
+    '```python\nprint("<script>alert(1)</script>")\n```\n\n'
+    "<script>alert('announcement')</script>\n\n"
+    "[a link](javascript:alert(2))"
+)
+
+
+def test_home_shows_announcements_rendered_and_sanitized(docker_hub: HubProcess) -> None:
+    """My courses shows an announcement as the course page does: its Markdown rendered (bold,
+    a highlighted code block), never as source, and no script an instructor typed."""
+    dashboard = SERVICE + "instructor/python-foundations"
+    with browser(docker_hub) as b:
+        sign_in_to_service(b, "demo-instructor")
+        token = xsrf_of(b.client.get(dashboard))
+        posted = b.client.post(
+            dashboard + "/announce", data={"_xsrf": token, "text": MARKDOWN_NOTICE}
+        )
+        assert posted.status_code == 200, posted.text
+    with browser(docker_hub) as b:
+        sign_in_to_service(b, "demo-learner")
+        home = b.client.get("hub/home")
+        assert home.status_code == 200
+        match = re.search(
+            r'<div class="small mb-0 learnhub-announcement">(.*?)</div></div>', home.text, re.S
+        )
+        assert match, home.text
+        shown = match.group(1)
+        assert "<strong>the notes</strong>" in shown and "**the notes**" not in shown
+        assert '<pre class="learnhub-code">' in shown and 'class="tok-' in shown  # Pygments
+        assert "&lt;script&gt;alert(1)" in shown  # the code block's text, escaped
+        assert "<script" not in shown and 'href="javascript:' not in shown
+        assert "static/highlight.css" in home.text
+
+
 def test_course_questions_and_answers(docker_hub: HubProcess) -> None:
     qa_page = SERVICE + "courses/python-foundations/questions"
     with browser(docker_hub) as outsider:
@@ -380,6 +416,74 @@ def test_front_door_and_the_hubs_pages_in_chinese(docker_hub: HubProcess) -> Non
         assert '<html lang="en">' in english.text and "My courses" in english.text
         catalog = member.client.get(SERVICE, headers=zh)
         assert '<html lang="en">' in catalog.text and "Sign out" in catalog.text
+
+
+def test_members_navigation_leads_to_their_mail_settings(docker_hub: HubProcess) -> None:
+    """Every page's navigation, the Hub's and the service's, has the member's mail settings
+    (notices, their language, the address); a visitor's has none."""
+    email_link = re.compile(
+        r'<a class="nav-link" id="learnhub-nav-email" href="([^"]+)">([^<]+)</a>'
+    )
+    with browser(docker_hub) as visitor:
+        assert not email_link.search(visitor.client.get(SERVICE).text)
+        assert not email_link.search(visitor.client.get("hub/login").text)
+    with browser(docker_hub) as member:
+        sign_in_to_service(member, "demo-learner")
+        for page in ("hub/home", SERVICE, SERVICE + "purchases"):
+            found = email_link.search(member.client.get(page).text)
+            assert found, page
+            assert found.group(1) == "/@/space%20word/services/learnhub/email", found.group(1)
+            assert found.group(2) == "Mail settings"
+        chinese = member.client.get("hub/home", headers={"Accept-Language": "zh-CN"})
+        found = email_link.search(chinese.text)
+        assert found and found.group(2) == "邮件设置"
+        settings = member.client.get(member.absolute(found.group(1)))
+        assert settings.status_code == 200 and 'id="learnhub-email-settings"' in settings.text
+
+
+def test_sign_up_refusals_and_hub_errors_in_chinese(docker_hub: HubProcess) -> None:
+    """Sign-up's refusals and JupyterHub's own errors (which carry no message key) are in the
+    page's language; JupyterHub's English detail is kept, marked as English."""
+    zh = {"Accept-Language": "zh-CN"}
+    with browser(docker_hub) as visitor:
+        form = visitor.client.get("hub/signup", headers=zh)
+        refusals = {
+            "ada lovelace": "用户名包含空白字符",
+            "ada-": "用户名须以字母开头",
+            "dem0-learner": "与已有的用户名 demo-learner 太相似",
+        }
+        for name, says in refusals.items():
+            page = visitor.client.post(
+                "hub/signup",
+                headers=zh,
+                data={
+                    "_xsrf": xsrf_of(form),
+                    "username": name,
+                    "signup_password": "a-long-enough-password",
+                    "signup_password_confirmation": "a-long-enough-password",
+                },
+            )
+            assert says in page.text, page.text
+        mismatch = visitor.client.post(
+            "hub/signup",
+            headers=zh,
+            data={
+                "_xsrf": xsrf_of(form),
+                "username": "emmy-noether",
+                "signup_password": "a-long-enough-password",
+                "signup_password_confirmation": "another-long-password",
+            },
+        )
+        assert "两次输入的密码不一致" in mismatch.text
+        # An error of JupyterHub's own, with no LearnHub key (a malformed spawn option).
+        visitor.signup("grace-hopper", "cobol-1959-compiler")
+        odd = visitor.client.get("hub/spawn/grace-hopper/python-foundations?opt-=1", headers=zh)
+        assert odd.status_code == 422, odd.text
+        main = odd.text.split("<main", 1)[1]
+        assert '<html lang="zh-CN">' in odd.text and "422：错误" in main  # noqa: RUF001
+        assert "处理这个请求时出错了" in main and "Unprocessable" not in main
+        # JupyterHub's words stay, for whoever needs them, marked as English.
+        assert '<p lang="en">Invalid user-option name opt-</p>' in main, main
 
 
 def test_robots_and_sitemap_at_the_site_root_through_the_proxy(visitor: Browser) -> None:
