@@ -11,6 +11,7 @@ from harness.docker import (
     docker_cleanup,
     remove_stale_test_objects,
 )
+from harness.edge import EdgeCA, make_ca, run_nginx, wait_for_port
 from harness.hub import (
     HOSTILE_BASE_URL,
     ROOT,
@@ -29,6 +30,7 @@ __all__ = [
     "ROOT",
     "TEST_PREFIX",
     "Browser",
+    "EdgeCA",
     "HubProcess",
     "browser",
     "container_logs",
@@ -37,10 +39,13 @@ __all__ = [
     "have",
     "host_lock",
     "hub_settings",
+    "make_ca",
     "remove_stale_test_objects",
     "run_learnhub",
     "run_nbgrader",
+    "run_nginx",
     "running",
     "stop_server",
+    "wait_for_port",
     "wait_for_server",
 ]
