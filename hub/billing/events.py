@@ -33,6 +33,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from hub.billing.fulfilment import (
@@ -42,8 +43,11 @@ from hub.billing.fulfilment import (
     FulfilmentResult,
     StripeObjectMissing,
 )
+from hub.entitlements import only_adds_access
 from hub.metrics import ServiceMetrics
 from hub.store import repository as repo
+from hub.store import utcnow
+from hub.store.repository import EntitlementUpdate
 
 log = logging.getLogger("learnhub.billing.events")
 
@@ -90,6 +94,8 @@ class EventQueue:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Users whose committed changes wait for the next access sync.
         self._to_sync: set[str] = set()
+        #: Some of those changes may take access away: the next sync reads every group.
+        self._sync_whole = False
         self._syncer: asyncio.Task[None] | None = None
         self._last_sync_start = float("-inf")
         #: The changes waiting for a sync came from a batch that found the queue idle.
@@ -235,6 +241,8 @@ class EventQueue:
             self.billing.log_outcome(event, result, outcome)
             if did_change:
                 changed.update(update.username for update in result.updates)
+                if not all(self._only_adds(update) for update in result.updates):
+                    self._sync_whole = True
         for event, error in failed:
             log.warning(
                 "stripe event failed; will retry",
@@ -259,9 +267,16 @@ class EventQueue:
             if wait > 0 and not self._sync_at_once:
                 await asyncio.sleep(wait)
             users, self._to_sync = self._to_sync, set()
+            whole, self._sync_whole = self._sync_whole, False
             self._sync_at_once = False
             self._last_sync_start = loop.time()
-            await self.billing.sync(*sorted(users))
+            # Purchases only add their buyers to groups: no need to read every group and
+            # entitlement, which grows with the members (the Hub's busiest work in a burst).
+            await self.billing.sync(*sorted(users), only_adds=not whole)
+
+    def _only_adds(self, update: EntitlementUpdate) -> bool:
+        grace = timedelta(days=self.billing.settings.payments.grace_period_days)
+        return only_adds_access(update, now=utcnow(), grace=grace)
 
     def _forget(self, event_id: str) -> None:
         self._held.discard(event_id)
