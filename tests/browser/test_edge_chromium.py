@@ -227,7 +227,8 @@ def test_anonymous_catalog_is_served_by_the_edge_and_revalidated_with_its_etag(
         bodies.add(body)
         page.wait_for_timeout(100)
     assert "HIT" in seen and "REVALIDATED" in seen, seen
-    assert set(seen) <= {"MISS", "HIT", "EXPIRED", "REVALIDATED"}, seen
+    # UPDATING: another request was revalidating it at that moment (none should, here).
+    assert set(seen) <= {"MISS", "HIT", "EXPIRED", "REVALIDATED", "UPDATING"}, seen
     assert len(bodies) == 1 and 'id="login"' in bodies.pop()
     # Course pages too; other service pages never.
     statuses = [cache_status(page, edge.service(f"courses/{COURSE}"))[0] for _ in range(2)]
@@ -250,7 +251,7 @@ def test_a_signed_in_member_is_never_served_from_or_into_the_cache(
     anonymous = visitor.new_page()
     anonymous.goto(edge.service())
     status, body = cache_status(anonymous, edge.service())
-    assert status in ("MISS", "HIT", "REVALIDATED", "EXPIRED")
+    assert status in ("MISS", "HIT", "REVALIDATED", "EXPIRED", "UPDATING")
     assert "mary-kingsley" not in body and 'id="login"' in body
 
 
