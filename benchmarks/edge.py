@@ -49,6 +49,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import resource
 import shutil
 import sqlite3
 import ssl
@@ -281,6 +282,11 @@ def stop_stack(stack: Stack) -> None:
 # Catalog: 100 keep-alive HTTPS clients
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def curl_loop(
     url: str,
     warmup: int,
@@ -296,11 +302,13 @@ async def curl_loop(
     process does the warm-up and the measured GETs, so the measured ones reuse the warm-up's
     connections: their TLS handshakes are behind them, as a browser's are after its first page.
     Each answer's line is read as curl writes it; the measurement starts at the line that ends
-    the warm-up, and CPU is read there and at the last line (curl's own from /proc).
+    the warm-up, and CPU is read there and at the last line (curl's own from /proc at the
+    first, and from this process's children once curl has ended).
     Returns the measured rows (status, seconds, edge cache status, new connections), the
     wall time and the CPU seconds per process.
     """
     total = warmup + requests
+    children_before = _children_cpu()
     with tempfile.NamedTemporaryFile("w", suffix=".curlrc") as cfg:
         cfg.write(f'url = "{url}"\noutput = "/dev/null"\n' * total)
         cfg.flush()
@@ -313,18 +321,23 @@ async def curl_loop(
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert proc.stdout is not None
-        with_curl = {**pids, "curl": [proc.pid]}
         rows: list[tuple[int, float, str, int]] = []
-        start, before = time.perf_counter(), cpu_of(with_curl)
+        start, before = time.perf_counter(), cpu_of(pids)
         end, after = start, before
+        curl_at_start = 0.0
         while line := await proc.stdout.readline():
             code, seconds, connects, cache = line.decode().rstrip("\n").split(" ", 3)
             rows.append((int(code), float(seconds), cache.strip("[]"), int(connects)))
             if len(rows) == warmup:
-                start, before = time.perf_counter(), cpu_of(with_curl)
+                start, before = time.perf_counter(), cpu_of(pids)
+                curl_at_start = cpu_seconds(proc.pid)
             if len(rows) == total:
-                end, after = time.perf_counter(), cpu_of(with_curl)
+                end, after = time.perf_counter(), cpu_of(pids)
         await proc.wait()
+    # curl's CPU after the warm-up: all of it (this process's reaped children, which during
+    # the run are curl alone) less what it had used when the warm-up ended.
+    after["curl"] = _children_cpu() - children_before - curl_at_start
+    before["curl"] = 0.0
     bad = {code for code, *_ in rows if code != 200}
     if bad or len(rows) != total:
         raise RuntimeError(f"{url}: {len(rows)} of {total} answered, statuses {sorted(bad)}")
