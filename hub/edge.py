@@ -140,6 +140,10 @@ def render_site(settings: Settings) -> str:
         f"upstream {UPSTREAM} {{",
         f"    server {site.upstream.removeprefix('http://')};",
         "    keepalive 32;",
+        # Below Node's 5 s: configurable-http-proxy closes a connection idle for 5 s, and nginx
+        # reusing one at that moment answered a POST with 502 (16 of 900 webhooks, when the
+        # open loop of benchmarks/edge.py started after a pause).
+        "    keepalive_timeout 4s;",
         "}",
         "",
         "map $http_upgrade $learnhub_connection_upgrade {",

@@ -41,7 +41,9 @@ def test_site_serves_the_public_host_and_its_subdomains(tmp_path: Path) -> None:
     assert "return 301 https://$host$request_uri;" in site
     assert "listen 443 ssl http2;" in site and "listen 80;" in site
     assert "server_name learn.example.org;" in site and "server_name *.learn.example.org;" in site
-    assert "upstream learnhub_proxy {\n    server 127.0.0.1:8000;\n    keepalive 32;\n}" in site
+    upstream = "upstream learnhub_proxy {\n    server 127.0.0.1:8000;\n    keepalive 32;\n"
+    # An idle connection is dropped before the proxy (Node, 5 s) would close it under a request.
+    assert upstream + "    keepalive_timeout 4s;\n}" in site
     assert site.count("proxy_pass http://learnhub_proxy;") == 6  # every location of both hosts
     # Kept alive to the proxy unless the browser asks to upgrade (websockets).
     assert (
