@@ -24,14 +24,15 @@ request of nginx, CHP, the Hub, the service and curl.
 ``webhook``: purchases signed with the stripe library's own scheme, posted to the public
 ``https://learn.test:<port>/services/learnhub/stripe/webhook`` through nginx and CHP. First a
 few one at a time; then an open loop: event *i* is due at ``start + i / rate`` and goes out on
-an idle keep-alive TLS connection (32 are opened before the loop starts; a new one when
-none is idle), whether or not earlier events
-have been answered, as Stripe sends them. The count and the time are bounded (``--events``,
-``--deadline``). For each buyer: the time from the moment the webhook accepted its last event
-(and from the moment that event was due) to the moment it is a member of the course group in
-the Hub. ``--watch db`` (default) reads the group from the Hub's own SQLite database (WAL) every
-25 ms; ``--watch api`` polls ``GET /hub/api/groups/<group>`` instead, which costs the Hub CPU
-that grows with the group (see docs/benchmarks.md, "Why the webhook figures differed").
+an idle keep-alive TLS connection (32 are opened before the loop starts; a new one when none is
+idle), whether or not earlier events have been answered, as Stripe sends them; the sender is a
+process of its own, apart from the Stripe stand-in and the membership reader. The count and the
+time are bounded (``--events``, ``--deadline``). For each buyer: the time from the moment the
+webhook accepted its last event (and from the moment that event was due) to the moment it is a
+member of the course group in the Hub. ``--watch db`` (default) reads the group from the Hub's
+own SQLite database (WAL) every 25 ms; ``--watch api`` polls ``GET /hub/api/groups/<group>``
+instead, which costs the Hub CPU that grows with the group (see docs/benchmarks.md, "Why the
+webhook figures differed").
 
 ``--py-spy PATH`` records the Hub and the service with py-spy (from PyPI; not a dependency of
 LearnHub) during the open loop, as raw stacks in the run's folder.
@@ -48,6 +49,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import multiprocessing
 import os
 import resource
 import shutil
@@ -60,6 +62,7 @@ import tempfile
 import threading
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -507,6 +510,67 @@ class Pool:
             conn.close()
 
 
+async def open_loop(
+    port: int, cafile: str, requests: list[bytes], rate: float, connections: int, deadline: float
+) -> dict[str, Any]:
+    """Send ``requests[i]`` at ``start + i / rate`` on an idle keep-alive TLS connection (a new
+    one when none is idle), whatever happened to the earlier ones; wait for the answers at most
+    ``deadline`` seconds after the last is due. Returns the times (``time.perf_counter``,
+    CLOCK_MONOTONIC, comparable across processes), the statuses and this process's CPU."""
+    cpu_start = time.process_time()
+    pool = Pool(port, ssl.create_default_context(cafile=cafile))
+    await pool.warm(connections)
+    n = len(requests)
+    due, sent, answered = [0.0] * n, [0.0] * n, [0.0] * n
+    statuses: dict[str, int] = {}
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def send(i: int) -> None:
+        conn = await pool.get()
+        sent[i] = time.perf_counter()
+        try:
+            status, _ = await conn.send(requests[i])
+        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+            status = 0
+            conn.close()
+        else:
+            pool.put(conn)
+        answered[i] = time.perf_counter()
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+
+    start = time.perf_counter()
+    for i in range(n):
+        due[i] = start + i / rate
+        delay = due[i] - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.ensure_future(send(i))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    sending = time.perf_counter() - start
+    until = time.perf_counter() + deadline
+    while tasks and time.perf_counter() < until:
+        await asyncio.wait(set(tasks), timeout=max(0.0, until - time.perf_counter()))
+    for task in tasks:
+        task.cancel()
+    pool.close()
+    return {
+        "start": start,
+        "sending": sending,
+        "due": due,
+        "sent": sent,
+        "answered": answered,
+        "statuses": statuses,
+        "opened": pool.opened,
+        "cpu": time.process_time() - cpu_start,
+    }
+
+
+def run_open_loop(*args: Any) -> dict[str, Any]:
+    """:func:`open_loop` in a process of its own (the generator's CPU and GIL are its own)."""
+    return asyncio.run(open_loop(*args))
+
+
 def summary(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
@@ -571,10 +635,6 @@ async def phase_webhook(stack: Stack, cfg: dict[str, Any], args: argparse.Namesp
             items.append((user, webhook_request(webhook, event)))
     buyers = [u for u in buyers if u in last_of]
     n = len(items)
-    due = [0.0] * n
-    sent = [0.0] * n
-    answered = [0.0] * n
-    statuses: dict[str, int] = {}
     watcher: DatabaseWatcher | Watcher
     if args.watch == "api":
         watcher = Watcher(hub.api_url, token, set(buyers))
@@ -583,46 +643,39 @@ async def phase_webhook(stack: Stack, cfg: dict[str, Any], args: argparse.Namesp
     pids = stack.pids()
     pids.pop("stock hub", None)
     pids.pop("stock proxy", None)
-    await pool.warm(max(0, int(cfg["connections"]) - len(pool.idle)))
-    spies = start_py_spy(args.py_spy, pids, stack.work, n / rate + 5)
+    # The generator runs in a process of its own: in this one it shared a GIL with the Stripe
+    # stand-in and the membership reader, and sent events seconds late under load.
+    loop = asyncio.get_running_loop()
+    sender = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    await loop.run_in_executor(sender, int)  # started, with this module imported
+    spies = start_py_spy(args.py_spy, pids, stack.work, n / rate + 10)
     load_before = uptime()
     before = cpu_of(pids)
     own_before = cpu_seconds(os.getpid())
     watcher.start()
-    start = time.perf_counter()
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def send(i: int) -> None:
-        conn = await pool.get()
-        sent[i] = time.perf_counter()
-        try:
-            status, _ = await conn.send(items[i][1])
-        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
-            status = 0
-            conn.close()
-        else:
-            pool.put(conn)
-        answered[i] = time.perf_counter()
-        statuses[str(status)] = statuses.get(str(status), 0) + 1
-
-    for i in range(n):
-        due[i] = start + i / rate
-        delay = due[i] - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        task = asyncio.ensure_future(send(i))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    sending = time.perf_counter() - start
-    deadline = time.perf_counter() + float(cfg["deadline"])
-    while tasks and time.perf_counter() < deadline:
-        await asyncio.wait(set(tasks), timeout=max(0.0, deadline - time.perf_counter()))
+    try:
+        out = await loop.run_in_executor(
+            sender,
+            run_open_loop,
+            stack.https_port,
+            str(stack.ca.ca_pem),
+            [request for _, request in items],
+            rate,
+            int(cfg["connections"]),
+            float(cfg["deadline"]),
+        )
+    finally:
+        sender.shutdown()
+    start, sending, statuses = out["start"], out["sending"], out["statuses"]
+    due, sent, answered = out["due"], out["sent"], out["answered"]
     accepted = max(answered) - start
+    deadline = start + n / rate + float(cfg["deadline"])
     await asyncio.to_thread(watcher.join, max(0.0, deadline - time.perf_counter()))
     watcher.stop.set()
     window = time.perf_counter() - start
     cpu = {name: value - before[name] for name, value in cpu_of(pids).items()}
-    cpu["benchmark process"] = cpu_seconds(os.getpid()) - own_before
+    cpu["load generator"] = out["cpu"]
+    cpu["benchmark process (stand-in, reader)"] = cpu_seconds(os.getpid()) - own_before
     load_after = uptime()
     for spy in spies:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -649,7 +702,7 @@ async def phase_webhook(stack: Stack, cfg: dict[str, Any], args: argparse.Namesp
         "accepted_per_s": sum(1 for t in answered if t) / accepted,
         "unanswered_by_deadline": sum(1 for t in answered if not t),
         "statuses": statuses,
-        "connections_opened": pool.opened,
+        "connections_opened": out["opened"],
         "send_lag": summary(lag),
         "answer": summary(answer),
         "accepted_to_member": summary(from_accepted),
