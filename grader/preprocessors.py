@@ -24,6 +24,21 @@ from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor, Overw
 from traitlets import Instance, Unicode
 
 from grader.sandbox import SandboxError, SandboxPolicy, SandboxResult, run_notebook_in_sandbox
+from grader.swarm_sandbox import run_notebook_in_swarm
+
+
+def run_sandboxed(
+    nb: NotebookNode,
+    policy: SandboxPolicy,
+    *,
+    resources_dir: Path | None,
+    labels: dict[str, str],
+) -> SandboxResult:
+    """Run ``nb`` in the sandbox backend ``policy`` names: a Docker container on this host, or a
+    one-shot Swarm service on the cluster (``spawner.backend: swarm``)."""
+    if policy.backend == "swarm":
+        return run_notebook_in_swarm(nb, policy, resources_dir=resources_dir, labels=labels)
+    return run_notebook_in_sandbox(nb, policy, resources_dir=resources_dir, labels=labels)
 
 
 class ExecutionGate:
@@ -100,7 +115,7 @@ class SandboxedExecute(NbGraderPreprocessor):  # type: ignore[misc]
         gate = self.gate.released() if self.gate is not None else nullcontext()
         try:
             with gate:
-                result = run_notebook_in_sandbox(
+                result = run_sandboxed(
                     nb,
                     self.sandbox_policy(),
                     resources_dir=Path(path) if path else None,

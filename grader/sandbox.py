@@ -442,17 +442,14 @@ def run_notebook_in_sandbox(
     error outputs in the offending and all later code cells; a broken sandbox (image missing,
     engine unreachable, runner crash) raises :class:`SandboxError`.
 
-    With ``policy.backend == "swarm"`` the run is a one-shot Swarm service on the cluster instead
-    (:func:`grader.swarm_sandbox.run_notebook_in_swarm`; ``client`` then talks to a manager).
+    Only the Docker backend runs here; :func:`grader.preprocessors.run_sandboxed` sends a
+    ``policy.backend == "swarm"`` run to :func:`grader.swarm_sandbox.run_notebook_in_swarm`.
     """
     labels = dict(labels or {})
-    if policy.backend == "swarm":
-        # Imported here: the Swarm backend builds on this module's helpers.
-        from grader.swarm_sandbox import run_notebook_in_swarm
-
-        return run_notebook_in_swarm(
-            nb, policy, resources_dir=resources_dir, labels=labels, client=client
-        )
+    if policy.backend != "docker":
+        # The other backends build on this module's helpers, so they cannot be imported here
+        # (no import cycles); the grading preprocessor picks them (grader.preprocessors).
+        raise SandboxError(f"run_notebook_in_sandbox runs Docker sandboxes, not {policy.backend!r}")
     context, fields = log_context(labels)
     own_client = client is None
     docker_client = DockerClient.from_env() if client is None else client

@@ -56,6 +56,21 @@ def grants_access(entitlement: EntitlementLike, *, now: datetime, grace: timedel
     return False
 
 
+def only_adds_access(entitlement: EntitlementLike, *, now: datetime, grace: timedelta) -> bool:
+    """Whether making this entitlement real can only add access and never take any away.
+
+    True for a one-off course purchase that gives access now: its learner should be in that
+    course's group, and nothing else about them changes. A plan (its courses can change or
+    shrink) or an entitlement that does not give access (a refund, a dispute, an unpaid
+    renewal) may take access away, which only a sync that reads the groups can do.
+    """
+    return (
+        entitlement.course_id is not None
+        and entitlement.plan_id is None
+        and grants_access(entitlement, now=now, grace=grace)
+    )
+
+
 def plan_courses(plan: PlanSettings, catalog: Catalog) -> set[str]:
     """Courses a plan grants that are in the catalog now."""
     if plan.courses == "all":

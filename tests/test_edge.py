@@ -41,7 +41,15 @@ def test_site_serves_the_public_host_and_its_subdomains(tmp_path: Path) -> None:
     assert "return 301 https://$host$request_uri;" in site
     assert "listen 443 ssl http2;" in site and "listen 80;" in site
     assert "server_name learn.example.org;" in site and "server_name *.learn.example.org;" in site
-    assert "proxy_pass http://127.0.0.1:8000;" in site
+    upstream = "upstream learnhub_proxy {\n    server 127.0.0.1:8000;\n    keepalive 32;\n"
+    # An idle connection is dropped before the proxy (Node, 5 s) would close it under a request.
+    assert upstream + "    keepalive_timeout 4s;\n}" in site
+    assert site.count("proxy_pass http://learnhub_proxy;") == 6  # every location of both hosts
+    # Kept alive to the proxy unless the browser asks to upgrade (websockets).
+    assert (
+        "map $http_upgrade $learnhub_connection_upgrade {\n    default upgrade;\n    ''      '';"
+        in site
+    )
     assert "proxy_set_header X-Forwarded-Proto $scheme;" in site
     assert f'ssl_certificate "{tmp_path}/cert.pem";' in site
 
@@ -61,6 +69,8 @@ def test_only_anonymous_catalog_pages_on_the_hub_host_are_cached(tmp_path: Path)
     assert hub_server.count("proxy_cache learnhub_pages;") == 4
     assert hub_server.count("proxy_no_cache $learnhub_personal;") == 4
     assert hub_server.count("proxy_cache_bypass $learnhub_personal;") == 4
+    # One revalidation at a time; meanwhile the others get the page as it was.
+    assert hub_server.count("proxy_cache_use_stale updating;") == 4
     assert "proxy_cache " not in users_server
     assert 'map "$http_cookie$http_authorization$arg_token" $learnhub_personal' in site
 

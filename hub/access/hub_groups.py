@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -294,17 +295,50 @@ async def _add_known_users(
     return existing
 
 
+async def add_memberships(hub: HubClient, desired: Mapping[str, set[str]]) -> MembershipChanges:
+    """Add each group's users to it, one request per group; never remove anyone.
+
+    Reads no group's members: JupyterHub keeps a user who is already a member once, so adding
+    again is harmless, and a group that does not exist yet is created. This is the sync for
+    changes that can only add access (:func:`hub.entitlements.only_adds_access`); reading
+    every group, as :func:`apply_membership` does, cost the Hub more with every member
+    (benchmarks/edge.py).
+    """
+    changes = MembershipChanges()
+    for group, wanted in sorted(desired.items()):
+        if not wanted:
+            continue
+        try:
+            added = await _add_known_users(hub, group, set(wanted), changes)
+        except HubAPIError as exc:
+            if exc.status != 404:
+                raise
+            await hub.create_group(group)
+            added = await _add_known_users(hub, group, set(wanted), changes)
+        if added:
+            changes.added[group] = added
+            for user in sorted(added):
+                log.info("access granted", extra={"user": user, "group": group, "outcome": "added"})
+    return changes
+
+
 def instructor_membership(catalog: Catalog) -> dict[str, set[str]]:
     """Desired `instructors-<id>` groups, straight from each `course.yaml`."""
     return {instructor_group(e.course.id): set(e.course.instructors) for e in catalog}
 
 
 def load_desired_membership(
-    db: Database, catalog: Catalog, settings: Settings, *, now: datetime | None = None
+    db: Database,
+    catalog: Catalog,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    users: Collection[str] | None = None,
 ) -> dict[str, set[str]]:
     """Desired groups of every catalog course (blocking).
 
     Learner groups come from the stored entitlements; instructor groups from each `course.yaml`.
+    With ``users``: only the learner groups those users should be in, and only them in it.
     """
     # Imported here: the Hub's config and the CLI import this module for ACCESS_SCOPES and
     # HubClient, and should not load SQLAlchemy and Alembic to start.
@@ -312,7 +346,7 @@ def load_desired_membership(
     from hub.store import utcnow
 
     with db.transaction() as session:
-        rows = repo.access_rows(session)
+        rows = repo.access_rows(session, users)
         desired = desired_membership(
             rows,
             catalog,
@@ -320,6 +354,8 @@ def load_desired_membership(
             now=now or utcnow(),
             grace=timedelta(days=settings.payments.grace_period_days),
         )
+    if users is not None:
+        return {group: members for group, members in desired.items() if members}
     desired.update(instructor_membership(catalog))
     return desired
 
@@ -358,6 +394,36 @@ class CoalescingSync:
         await self._current
 
 
+class AccessSync(CoalescingSync):
+    """The service's access sync: whole runs (coalesced), and additions for a few learners.
+
+    ``await sync()`` makes every group match the entitlements (:class:`CoalescingSync`).
+    ``await sync.add_granted(users)`` only adds ``users`` to the groups their entitlements
+    give, for changes that can only add access (a purchase). The two never overlap: a whole
+    run reads the entitlements before the groups, and an addition landing in between would be
+    taken for a member to remove.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[], Awaitable[None]],
+        add: Callable[[Collection[str]], Awaitable[None]],
+    ) -> None:
+        self._lock = asyncio.Lock()
+        self._add = add
+
+        async def locked_run() -> None:
+            async with self._lock:
+                await run()
+
+        super().__init__(locked_run)
+
+    async def add_granted(self, users: Collection[str]) -> None:
+        """Add ``users`` to the groups their entitlements give them; remove no one."""
+        async with self._lock:
+            await self._add(users)
+
+
 def make_access_sync(
     db: Database,
     catalog: Catalog,
@@ -365,7 +431,7 @@ def make_access_sync(
     hub: HubClient,
     *,
     on_sync: Callable[[MembershipChanges | None], None] | None = None,
-) -> Callable[[], Awaitable[None]]:
+) -> AccessSync:
     """A ``sync_access`` callable for :class:`hub.billing.fulfilment.Billing` and the service.
 
     Concurrent calls are coalesced (:class:`CoalescingSync`). Raises
@@ -373,15 +439,28 @@ def make_access_sync(
     each run changed, or None when it failed (the service's metrics).
     """
 
+    def report(changes: MembershipChanges | None) -> None:
+        if on_sync is not None:
+            on_sync(changes)
+
     async def run() -> None:
         try:
             desired = await asyncio.to_thread(load_desired_membership, db, catalog, settings)
             changes = await apply_membership(hub, desired)
         except HubAPIError:
-            if on_sync is not None:
-                on_sync(None)
+            report(None)
             raise
-        if on_sync is not None:
-            on_sync(changes)
+        report(changes)
 
-    return CoalescingSync(run)
+    async def add(users: Collection[str]) -> None:
+        try:
+            desired = await asyncio.to_thread(
+                partial(load_desired_membership, db, catalog, settings, users=users)
+            )
+            changes = await add_memberships(hub, desired)
+        except HubAPIError:
+            report(None)
+            raise
+        report(changes)
+
+    return AccessSync(run, add)

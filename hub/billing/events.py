@@ -33,6 +33,8 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from hub.billing.fulfilment import (
@@ -42,8 +44,11 @@ from hub.billing.fulfilment import (
     FulfilmentResult,
     StripeObjectMissing,
 )
+from hub.entitlements import only_adds_access
 from hub.metrics import ServiceMetrics
 from hub.store import repository as repo
+from hub.store import utcnow
+from hub.store.repository import EntitlementUpdate
 
 log = logging.getLogger("learnhub.billing.events")
 
@@ -79,6 +84,10 @@ class EventQueue:
         self.clock = clock
         self._incoming: list[tuple[dict[str, Any], asyncio.Future[str]]] = []
         self._recorder: asyncio.Task[None] | None = None
+        # Acceptance commits on a thread of its own: on the default executor an acknowledgement
+        # waited behind a batch's database reads (one per event, up to max_batch at once), and
+        # webhooks were answered seconds late under load (benchmarks/edge.py).
+        self._accept_thread = ThreadPoolExecutor(1, thread_name_prefix="webhook-accept")
         self._ready: deque[dict[str, Any]] = deque()
         #: Ids held in memory: ready, in the current batch, or waiting for a retry.
         self._held: set[str] = set()
@@ -90,6 +99,8 @@ class EventQueue:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Users whose committed changes wait for the next access sync.
         self._to_sync: set[str] = set()
+        #: Some of those changes may take access away: the next sync reads every group.
+        self._sync_whole = False
         self._syncer: asyncio.Task[None] | None = None
         self._last_sync_start = float("-inf")
         #: The changes waiting for a sync came from a batch that found the queue idle.
@@ -117,7 +128,9 @@ class EventQueue:
         while self._incoming:
             group, self._incoming = self._incoming, []
             try:
-                statuses = await asyncio.to_thread(self._record, [e for e, _ in group])
+                statuses = await asyncio.get_running_loop().run_in_executor(
+                    self._accept_thread, self._record, [e for e, _ in group]
+                )
             except Exception as exc:  # handed to each waiting delivery, which answers 5xx
                 for _, future in group:
                     if not future.done():
@@ -235,6 +248,8 @@ class EventQueue:
             self.billing.log_outcome(event, result, outcome)
             if did_change:
                 changed.update(update.username for update in result.updates)
+                if not all(self._only_adds(update) for update in result.updates):
+                    self._sync_whole = True
         for event, error in failed:
             log.warning(
                 "stripe event failed; will retry",
@@ -259,9 +274,16 @@ class EventQueue:
             if wait > 0 and not self._sync_at_once:
                 await asyncio.sleep(wait)
             users, self._to_sync = self._to_sync, set()
+            whole, self._sync_whole = self._sync_whole, False
             self._sync_at_once = False
             self._last_sync_start = loop.time()
-            await self.billing.sync(*sorted(users))
+            # Purchases only add their buyers to groups: no need to read every group and
+            # entitlement, which grows with the members (the Hub's busiest work in a burst).
+            await self.billing.sync(*sorted(users), only_adds=not whole)
+
+    def _only_adds(self, update: EntitlementUpdate) -> bool:
+        grace = timedelta(days=self.billing.settings.payments.grace_period_days)
+        return only_adds_access(update, now=utcnow(), grace=grace)
 
     def _forget(self, event_id: str) -> None:
         self._held.discard(event_id)

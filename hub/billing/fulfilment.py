@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import stripe
 from sqlalchemy.exc import IntegrityError
@@ -43,6 +43,16 @@ log = logging.getLogger("learnhub.billing")
 
 #: The access sync: recompute desired membership and apply it to the Hub.
 SyncAccess = Callable[[], Awaitable[None]]
+
+
+@runtime_checkable
+class AddingSync(Protocol):
+    """An access sync that can also just add a few learners to their groups
+    (:class:`hub.access.hub_groups.AccessSync`)."""
+
+    async def add_granted(self, users: Collection[str]) -> None:
+        """Add ``users`` to the groups their entitlements give them; remove no one."""
+
 
 #: Metadata keys LearnHub puts on sessions, payment intents and subscriptions.
 META_USER = "learnhub_user"
@@ -674,10 +684,18 @@ class Billing:
         with self.db.transaction() as session:
             return repo.event_done(session, event_id)
 
-    async def sync(self, *who: str) -> None:
-        """Run the access sync after ``who``'s entitlements changed; a failure is only logged."""
+    async def sync(self, *who: str, only_adds: bool = False) -> None:
+        """Run the access sync after ``who``'s entitlements changed; a failure is only logged.
+
+        ``only_adds``: every change can only add access
+        (:func:`hub.entitlements.only_adds_access`), so, when the sync can, only ``who`` are
+        added to their groups, without reading every group and entitlement.
+        """
         try:
-            await self.sync_access()
+            if only_adds and isinstance(self.sync_access, AddingSync):
+                await self.sync_access.add_granted(who)
+            else:
+                await self.sync_access()
         except HubAPIError as exc:
             # The entitlement is committed; the periodic sync or reconcile heals membership.
             log.warning(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -178,25 +178,25 @@ def entitlements(session: Session, username: str | None = None) -> Sequence[Enti
 
 
 def access_rows(
-    session: Session,
+    session: Session, usernames: Collection[str] | None = None
 ) -> Sequence[sa.Row[str, str | None, str | None, str, datetime | None]]:
-    """The entitlements that may give access (``active``, ``past_due``), as light rows.
+    """The entitlements that may give access (``active``, ``past_due``), as light rows;
+    only ``usernames``' when given.
 
     Only the columns :func:`hub.entitlements.desired_membership` reads: the access sync runs
     after every batch of webhook events, and building ORM objects for every row would cost
     far more than the rows themselves.
     """
-    return session.execute(
-        sa.select(
-            Entitlement.username,
-            Entitlement.course_id,
-            Entitlement.plan_id,
-            Entitlement.status,
-            Entitlement.period_end,
-        )
-        .where(Entitlement.status.in_(sorted(ACCESS_STATUSES)))
-        .order_by(Entitlement.id)
-    ).all()
+    query = sa.select(
+        Entitlement.username,
+        Entitlement.course_id,
+        Entitlement.plan_id,
+        Entitlement.status,
+        Entitlement.period_end,
+    ).where(Entitlement.status.in_(sorted(ACCESS_STATUSES)))
+    if usernames is not None:
+        query = query.where(Entitlement.username.in_(sorted(usernames)))
+    return session.execute(query.order_by(Entitlement.id)).all()
 
 
 def session_id_for_payment_intent(session: Session, payment_intent_id: str) -> str | None:

@@ -5,7 +5,7 @@ before each edit, so a moderator reading a report sees what was reported even af
 changed it.
 
 Revision ID: 0018_post_edits
-Revises: 0016_publish_jobs
+Revises: 0017_member_timezone
 Create Date: 2026-12-05
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018_post_edits"
-down_revision: str | None = "0016_publish_jobs"
+down_revision: str | None = "0017_member_timezone"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -6,7 +6,7 @@ scanned every member's rows: 15,000 entitlements at 10,000 members (benchmarks/s
 the scan grows with the platform, not with the course.
 
 Revision ID: 0019_scale_indexes
-Revises: 0016_publish_jobs
+Revises: 0018_post_edits
 Create Date: 2026-12-05
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0019_scale_indexes"
-down_revision: str | None = "0016_publish_jobs"
+down_revision: str | None = "0018_post_edits"
 branch_labels: str | None = None
 depends_on: str | None = None
 
