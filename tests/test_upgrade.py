@@ -52,7 +52,7 @@ class Platform:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEARNHUB_")}
         env["LEARNHUB_CONFIG"] = str(self.config)
-        env["LEARNHUB_ADMIN_TOKEN"] = "operator-token-for-the-test"
+        env["LEARNHUB_CLI_TOKEN"] = "operator-token-for-the-test"
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         return env
 
