@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import math
 import re
@@ -46,16 +45,17 @@ import nbformat
 from nbformat import NotebookNode
 
 from grader.sandbox import (
+    INPUT_MOUNT,
     RUNNER_MODULE,
+    RunEnd,
     SandboxError,
     SandboxPolicy,
     SandboxResult,
-    _aborted,
-    _as_notebook,
-    _optional_float,
+    finish_run,
+    log_context,
+    runner_arguments,
 )
 from learnhub_container import sandbox_runner
-from learnhub_container.sandbox_runner import RESULT_MARKER
 
 log = logging.getLogger("learnhub.grader.kube_sandbox")
 
@@ -64,7 +64,6 @@ ROLE_LABEL = "learnhub.role"
 SANDBOX_ROLE = "grader-sandbox"
 #: The container's name in the Job's pod.
 CONTAINER = "runner"
-INPUT_MOUNT = "/sandbox/in"
 #: A Secret holds at most 1 MiB of data; the runner script counts towards it.
 MAX_SECRET_BYTES = 1024 * 1024
 #: A finished Job the grader could not delete (it died) is removed by Kubernetes after this.
@@ -108,18 +107,7 @@ def sandbox_job_manifest(
         **{key: _label_value(value) for key, value in labels.items()},
     }
     resources = {"memory": kube_quantity(policy.memory), "cpu": str(policy.cpus)}
-    command_args = [
-        "--input",
-        INPUT_MOUNT,
-        "--work",
-        policy.work_dir,
-        "--cell-timeout",
-        str(policy.cell_timeout),
-        "--notebook-timeout",
-        str(policy.notebook_timeout),
-        "--wall-clock-factor",
-        str(policy.wall_clock_factor),
-    ]
+    command_args = runner_arguments(policy)
     container = {
         "name": CONTAINER,
         "image": policy.image,
@@ -271,22 +259,6 @@ def input_secret_manifest(
     }
 
 
-def parse_result(log_text: str) -> dict[str, Any] | None:
-    """The runner's result: the JSON document after the LAST marker in the container log.
-
-    The log interleaves the runner's stdout and stderr, so only the first JSON value after the
-    marker is read; the runner kills every other process before it prints it.
-    """
-    _, sep, tail = log_text.rpartition(RESULT_MARKER + "\n")
-    if not sep:
-        return None
-    try:
-        result, _ = json.JSONDecoder().raw_decode(tail)
-    except json.JSONDecodeError:
-        return None
-    return result if isinstance(result, dict) else None
-
-
 def job_outcome(
     nb: NotebookNode,
     policy: SandboxPolicy,
@@ -297,6 +269,7 @@ def job_outcome(
     terminated_reason: str,
     exit_code: int | None,
     log_text: str,
+    labels: Mapping[str, str] | None = None,
 ) -> SandboxResult:
     """What the Job's run means, from what the cluster reports about it.
 
@@ -305,26 +278,15 @@ def job_outcome(
     (``OOMKilled``, ``Error``, ``Completed``). A run without a result that no limit explains
     is the sandbox's failure (:class:`SandboxError`), not the student's.
     """
-    if deadline_exceeded:
-        detail = f"notebook exceeded {policy.wall_clock_limit:g} s; the sandbox was killed"
-        return _aborted(nb, "limit", "timeout", detail, seconds, name)
-    result = parse_result(log_text)
-    if exit_code == 0 and result is not None:
-        return SandboxResult(
-            notebook=_as_notebook(result["notebook"]),
-            outcome=str(result["outcome"]),
-            reason=str(result["reason"]),
-            detail=str(result["detail"]),
-            cell=result.get("cell"),
-            seconds=seconds,
-            container=name,
-            cpu_seconds=_optional_float(result.get("cpu_seconds")),
-        )
-    if terminated_reason == "OOMKilled":
-        detail = "the sandbox was killed: memory limit exceeded"
-        return _aborted(nb, "limit", "memory", detail, seconds, name)
-    tail = log_text[-2000:]
-    raise SandboxError(f"sandbox {name} exited with {exit_code} and no result: {tail}")
+    end = RunEnd(
+        name=name,
+        hard_timeout=deadline_exceeded,
+        exit_code=-1 if exit_code is None else exit_code,
+        oom_killed=terminated_reason == "OOMKilled",
+        stdout=log_text.encode(),
+        stderr=log_text[-2000:].encode(),
+    )
+    return finish_run(nb, policy, end, seconds, labels or {})
 
 
 def _container_state(pod: Any) -> tuple[Any, Any]:
@@ -413,7 +375,7 @@ async def run_notebook_in_kube_job(
     from kubernetes_asyncio.stream import WsApiClient
 
     labels = dict(labels or {})
-    context = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in sorted(labels.items()))
+    context, _ = log_context(labels)
     name = f"{policy.name_prefix}{uuid.uuid4().hex[:12]}"
     inputs = await asyncio.to_thread(collect_input, resources_dir)
     job = sandbox_job_manifest(
@@ -477,14 +439,6 @@ async def run_notebook_in_kube_job(
             terminated_reason=getattr(terminated, "reason", "") or "",
             exit_code=getattr(terminated, "exit_code", None),
             log_text=str(log_text),
+            labels=labels,  # finish_run logs the outcome, as on the other backends
         )
-    log.info(
-        "sandbox finished job=%s %s outcome=%s reason=%s seconds=%.2f",
-        name,
-        context,
-        outcome.outcome,
-        outcome.reason or "-",
-        outcome.seconds,
-        extra={"job": name, "outcome": outcome.outcome, "reason": outcome.reason},
-    )
     return outcome

@@ -205,14 +205,9 @@ def _prepare_input(workdir: Path, resources_dir: Path | None, limit: int) -> Non
             os.chmod(os.path.join(dirpath, name), readable_dir)
 
 
-def _create_container(
-    client: DockerClient,
-    policy: SandboxPolicy,
-    name: str,
-    input_dir: Path,
-    labels: Mapping[str, str],
-) -> Container:
-    command = [
+def runner_arguments(policy: SandboxPolicy) -> list[str]:
+    """The runner's arguments, the same on every backend (its limits come from ``policy``)."""
+    return [
         "--input",
         INPUT_MOUNT,
         "--work",
@@ -224,6 +219,16 @@ def _create_container(
         "--wall-clock-factor",
         str(policy.wall_clock_factor),
     ]
+
+
+def _create_container(
+    client: DockerClient,
+    policy: SandboxPolicy,
+    name: str,
+    input_dir: Path,
+    labels: Mapping[str, str],
+) -> Container:
+    command = runner_arguments(policy)
     uid, _, gid = policy.user.partition(":")
     tmpfs = {  # container paths, on tmpfs
         "/tmp":  # noqa: S108
@@ -300,15 +305,19 @@ def _optional_float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def parse_result(stdout: bytes) -> dict[str, Any] | None:
-    """The runner's result document in its stdout; None while (or if) it is not all there."""
-    text = stdout.decode("utf-8", errors="replace")
-    # The LAST marker is the runner's: it kills every other process before printing.
+def parse_result(output: bytes) -> dict[str, Any] | None:
+    """The runner's result document in its output; None while (or if) it is not all there.
+
+    The LAST marker is the runner's: it kills every other process before printing. Only the
+    first JSON value after it is read: a cluster's container log (Kubernetes) interleaves the
+    runner's stderr after it.
+    """
+    text = output.decode("utf-8", errors="replace")
     _, sep, tail = text.rpartition(RESULT_MARKER + "\n")
     if not sep:
         return None
     try:
-        result = json.loads(tail)
+        result, _ = json.JSONDecoder().raw_decode(tail)
     except json.JSONDecodeError:
         return None
     return result if isinstance(result, dict) else None

@@ -78,6 +78,7 @@ from grader.sandbox import (
     finish_run,
     log_context,
     parse_result,
+    runner_arguments,
 )
 
 log = logging.getLogger("learnhub.grader.swarm_sandbox")
@@ -169,16 +170,7 @@ def _runner_command(policy: SandboxPolicy) -> list[str]:
         "-s",
         "-m",
         RUNNER_MODULE,
-        "--input",
-        INPUT_MOUNT,
-        "--work",
-        policy.work_dir,
-        "--cell-timeout",
-        str(policy.cell_timeout),
-        "--notebook-timeout",
-        str(policy.notebook_timeout),
-        "--wall-clock-factor",
-        str(policy.wall_clock_factor),
+        *runner_arguments(policy),
         "--linger",
     ]
 
