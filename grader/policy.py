@@ -19,11 +19,15 @@ def sandbox_policy(settings: Settings, course: Course) -> SandboxPolicy:
     limits = course.sandbox_settings(settings.grading.sandbox)
     server = course.resource_limits(settings.spawner.limits)
     image = course.image or settings.spawner.image
-    swarm = settings.spawner.backend == "swarm"
+    backend = settings.spawner.backend
+    swarm = backend == "swarm"
     if swarm:
         # Where the course servers run, from the image every node pulls (the course image
         # with its materials): the hub host's engine may run no course at all.
         image = course_image_name(settings.spawner.swarm.course_image, course.id)
+    elif backend == "kubernetes":
+        # The image the course's pods run (hub/kube_spawner.py picks it the same way).
+        image = course.image or course_image_name(settings.spawner.swarm.course_image, course.id)
     return SandboxPolicy(
         image=image,
         memory=limits.memory or server.memory,
@@ -31,8 +35,9 @@ def sandbox_policy(settings: Settings, course: Course) -> SandboxPolicy:
         pids=limits.pids,
         cell_timeout=limits.cell_timeout,
         notebook_timeout=limits.notebook_timeout,
-        backend="swarm" if swarm else "docker",
+        backend=backend if backend in ("swarm", "kubernetes") else "docker",
         swarm_constraints=tuple(settings.spawner.swarm.constraints) if swarm else (),
+        kubernetes_namespace=settings.spawner.kubernetes_namespace,
     )
 
 

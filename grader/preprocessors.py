@@ -10,8 +10,9 @@ for every test cell with hidden tests of every learner, which is how hidden test
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from nbgrader.api import MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor, OverwriteCells
 from traitlets import Instance, Unicode
 
+from grader.kube_sandbox import run_notebook_in_kube_job
 from grader.sandbox import SandboxError, SandboxPolicy, SandboxResult, run_notebook_in_sandbox
 from grader.swarm_sandbox import run_notebook_in_swarm
 
@@ -32,12 +34,25 @@ def run_sandboxed(
     policy: SandboxPolicy,
     *,
     resources_dir: Path | None,
-    labels: dict[str, str],
+    labels: Mapping[str, str] | None = None,
 ) -> SandboxResult:
-    """Run ``nb`` in the sandbox backend ``policy`` names: a Docker container on this host, or a
-    one-shot Swarm service on the cluster (``spawner.backend: swarm``)."""
+    """Run ``nb`` in the sandbox backend ``policy`` names: a Docker container on this host, a
+    one-shot Swarm service on the cluster (``spawner.backend: swarm``), or a Kubernetes Job
+    (``spawner.backend: kubernetes``; untested against a live cluster, docs/how-to/kubernetes.md).
+    """
     if policy.backend == "swarm":
         return run_notebook_in_swarm(nb, policy, resources_dir=resources_dir, labels=labels)
+    if policy.backend == "kubernetes":
+        # Called on nbgrader's worker threads, which run no event loop of their own.
+        return asyncio.run(
+            run_notebook_in_kube_job(
+                nb,
+                policy,
+                namespace=policy.kubernetes_namespace,
+                resources_dir=resources_dir,
+                labels=labels,
+            )
+        )
     return run_notebook_in_sandbox(nb, policy, resources_dir=resources_dir, labels=labels)
 
 

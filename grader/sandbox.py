@@ -116,10 +116,13 @@ class SandboxPolicy:
     #: Where the bind-mounted input folders are made; the Docker engine must see this path.
     host_tmp_dir: str | None = None
     #: ``docker``: a container on this host's engine; ``swarm``: a one-shot Swarm service on
-    #: the cluster (:mod:`grader.swarm_sandbox`), with the same limits.
-    backend: Literal["docker", "swarm"] = "docker"
+    #: the cluster (:mod:`grader.swarm_sandbox`); ``kubernetes``: a Job in
+    #: ``kubernetes_namespace`` (:mod:`grader.kube_sandbox`); all with the same limits.
+    backend: Literal["docker", "swarm", "kubernetes"] = "docker"
     #: Swarm placement constraints of the sandbox jobs (``swarm`` backend only).
     swarm_constraints: tuple[str, ...] = ()
+    #: The namespace of the sandbox Jobs (``kubernetes`` backend only).
+    kubernetes_namespace: str = "learnhub"
 
     @property
     def wall_clock_limit(self) -> float:

@@ -219,3 +219,42 @@ def test_the_clusters_verdicts_are_limits() -> None:
 def test_a_run_without_a_result_is_the_sandboxs_failure() -> None:
     with pytest.raises(SandboxError, match="exited with 1"):
         _outcome(terminated_reason="Error", exit_code=1, log_text="Traceback ...")
+
+
+def test_grading_on_kubernetes_runs_sandboxes_as_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `spawner.backend: kubernetes` the grading preprocessor sends every submission to a
+    Job in the course pods' namespace, never to a Docker engine the Hub's pod does not have."""
+    from grader import preprocessors
+    from grader.policy import sandbox_policy
+    from hub.courses import load_course
+    from hub.settings import load_settings
+
+    root = Path(__file__).resolve().parent.parent
+    course = load_course(root / "courses" / "python-foundations").course
+    path = tmp_path / "learnhub.yaml"
+    path.write_text(
+        "spawner:\n  backend: kubernetes\n  kubernetes_namespace: courses\n"
+        "  swarm:\n    course_image: registry.example/c-{course}:v2\n"
+    )
+    policy = sandbox_policy(load_settings(path, {}), course)
+    assert (policy.backend, policy.kubernetes_namespace) == ("kubernetes", "courses")
+    assert policy.image == (course.image or "registry.example/c-python-foundations:v2")
+
+    calls: list[dict[str, Any]] = []
+
+    async def job(nb: NotebookNode, p: SandboxPolicy, **kwargs: Any) -> Any:
+        calls.append({"policy": p, **kwargs})
+        return "the job's result"
+
+    def docker(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a Docker sandbox was started on the kubernetes backend")
+
+    monkeypatch.setattr(preprocessors, "run_notebook_in_kube_job", job)
+    monkeypatch.setattr(preprocessors, "run_notebook_in_sandbox", docker)
+    result = preprocessors.run_sandboxed(_notebook(), policy, resources_dir=None, labels=LABELS)
+    assert result == "the job's result"
+    assert calls == [
+        {"policy": policy, "namespace": "courses", "resources_dir": None, "labels": LABELS}
+    ]

@@ -16,7 +16,8 @@ import nbformat
 import pytest
 
 from grader.policy import sandbox_policy
-from grader.sandbox import SandboxError, SandboxPolicy, run_notebook_in_sandbox
+from grader.preprocessors import run_sandboxed
+from grader.sandbox import SandboxError, SandboxPolicy
 from hub.courses import load_course
 from hub.settings import load_settings
 from tests.harness import ROOT, TEST_PREFIX
@@ -88,7 +89,7 @@ def test_hostile_cells_in_a_swarm_sandbox_on_the_worker(
     )
     nb = _notebook(ATTACKS, "print('after')", MEMORY_BOMB, HIDDEN)
     with SandboxWatcher(swarm_worker) as watcher:
-        result = run_notebook_in_sandbox(nb, policy, resources_dir=None)
+        result = run_sandboxed(nb, policy, resources_dir=None)
     (job,) = watcher.seen()
     assert job.task is not None and job.task["NodeID"] == swarm_worker.node
     assert job.service["Spec"]["TaskTemplate"]["RestartPolicy"]["Condition"] == "none"
@@ -144,4 +145,4 @@ def test_a_notebook_past_the_swarm_limit_is_refused_before_anything_is_made() ->
     big = _notebook("x = 1", "# " + "y" * 600_000)
     with pytest.raises(SandboxError, match=r"at most 512000 bytes.*Docker sandbox"):
         # No swarm here: the size is checked before any engine call (no client is made).
-        run_notebook_in_sandbox(big, policy, resources_dir=None)
+        run_sandboxed(big, policy, resources_dir=None)
