@@ -187,25 +187,48 @@ class SignUpHandler(NativeSignUpHandler):  # type: ignore[misc]
 
 
 class ChangePasswordHandler(NativeChangePasswordHandler):  # type: ignore[misc]
-    """Upstream page, but a password over bcrypt's limit gets a message instead of a 500."""
+    """``/hub/change-password``: upstream's page said everything in English and gave bcrypt
+    an over-long password (a 500). Here every outcome is a message in the page's language."""
 
     @web.authenticated  # type: ignore[misc]
     async def post(self) -> None:
-        """Refuse over-long passwords before upstream hands them to bcrypt."""
-        for name in ("old_password", "new_password"):
-            typed = self.get_body_argument(name, "", strip=False)
-            problem = password_too_long(typed, current_language())
-            if problem:
-                user = await self.get_current_user()
-                html = await self.render_template(
-                    "change-password.html",
-                    user_name=user.name,
-                    result_message=problem,
-                    alert="alert-danger",
-                )
-                self.finish(html)
-                return
-        await super().post()
+        """Check the current password, the confirmation and the length, then change it."""
+        user = await self.get_current_user()
+        _ = translator(current_language())
+        old = self.get_body_argument("old_password", "", strip=False)
+        new = self.get_body_argument("new_password", "", strip=False)
+        confirmation = self.get_body_argument("new_password_confirmation", "", strip=False)
+        problem = password_too_long(old, current_language()) or password_too_long(
+            new, current_language()
+        )
+        account = self.authenticator.get_user(user.name)
+        # bcrypt's check and hash run in worker threads, as at login (upstream ran both on the
+        # Hub's event loop, stalling every request it serves).
+        if problem is None and (
+            account is None
+            or not await asyncio.to_thread(
+                bcrypt.checkpw, old.encode("utf-8", "replace"), bytes(account.password)
+            )
+        ):
+            problem = _("change_password_wrong")
+        if problem is None and new != confirmation:
+            problem = _("reset_mismatch")
+        if problem is None and not self.authenticator.is_password_strong(new):
+            problem = _("reset_weak", length=self.authenticator.minimum_password_length)
+        if problem is None:
+            account.password = await asyncio.to_thread(
+                bcrypt.hashpw, new.encode("utf-8"), bcrypt.gensalt()
+            )
+            self.authenticator.db.commit()
+        outcome = "refused" if problem else "changed"
+        self.log.info("password change: user=%s outcome=%s", user.name, outcome)
+        html = await self.render_template(
+            "change-password.html",
+            user_name=user.name,
+            result_message=problem or _("change_password_done"),
+            alert="alert-danger" if problem else "alert-success",
+        )
+        self.finish(html)
 
 
 class ActivateAccountHandler(APIHandler):  # type: ignore[misc]

@@ -486,6 +486,49 @@ def test_sign_up_refusals_and_hub_errors_in_chinese(docker_hub: HubProcess) -> N
         assert '<p lang="en">Invalid user-option name opt-</p>' in main, main
 
 
+def test_members_change_their_password_in_their_language(docker_hub: HubProcess) -> None:
+    """`/hub/change-password` says every outcome in the page's language, changes nothing on a
+    wrong current password or a mismatch, and the new password is the one that signs in."""
+    zh = {"Accept-Language": "zh-CN"}
+    old, new = "first-long-passphrase", "second-long-passphrase"
+    with browser(docker_hub) as member:
+        member.signup("sophie-germain", old)
+        form = member.client.get("hub/change-password", headers=zh)
+        assert form.status_code == 200, form.text
+        assert '<html lang="zh-CN">' in form.text and "修改密码" in form.text
+        assert "Change password for" not in form.text  # upstream's English page
+        # LearnHub's own icon, on the Hub's pages and the service's, not JupyterHub's favicon.
+        icon = f'<link rel="icon" href="{member.hub_path()}logo" type="image/svg+xml">'
+        assert icon in form.text and icon in member.client.get(SERVICE).text
+        logo = member.client.get("hub/logo")
+        assert logo.headers["content-type"].startswith("image/svg+xml"), logo.headers
+        assert b"favicon" not in form.content
+
+        def change(current: str, typed: str, again: str, **headers: str) -> httpx.Response:
+            data = {"old_password": current, "new_password": typed}
+            data |= {"new_password_confirmation": again, "_xsrf": xsrf_of(form)}
+            return member.client.post("hub/change-password", headers=zh, data=data)
+
+        assert "当前密码不正确" in change("not-my-password", new, new).text
+        assert "两次输入的密码不一致" in change(old, new, new + "x").text
+        assert "最多 72 字节" in change(old, "short", "short").text  # too weak, in Chinese
+        assert "字节" in change(old, "x" * 80, "x" * 80).text  # bcrypt's limit, not a 500
+        forged = member.client.post(
+            "hub/change-password", data={"old_password": old, "new_password": new}
+        )
+        assert forged.status_code == 403
+        assert member.login("sophie-germain", old).status_code == 200  # nothing changed yet
+        form = member.client.get("hub/change-password", headers=zh)
+        done = change(old, new, new)
+        assert 'id="learnhub-change-password-result" class="alert alert-success"' in done.text
+        assert "密码已修改" in done.text
+    with browser(docker_hub) as again:
+        again.login("sophie-germain", old)
+        assert again.client.get("hub/home").url.path.endswith("/hub/login")
+        assert again.login("sophie-germain", new).status_code == 200
+        assert "sophie-germain" in again.client.get("hub/home").text
+
+
 def test_robots_and_sitemap_at_the_site_root_through_the_proxy(visitor: Browser) -> None:
     """The proxy's site-root routes (kept by the Hub) reach the service. (The free lesson,
     which the sitemap lists, is opened anonymously in the Chromium walk of
