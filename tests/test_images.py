@@ -122,11 +122,14 @@ def test_server_stack_imports(built: object) -> None:
 def test_image_installs_exactly_the_pinned_requirements(built: object) -> None:
     # pip resolving on its own would add what overrides.txt leaves out (rfc3987-syntax, whose
     # grammar compile cost every server start over a second) and could drift from the pins.
+    # requirements.txt, plus JupyterLab's language packs in a layer of their own.
+    pins = ("requirements.txt", "lab-language-packs.txt")
     pinned = {
         name.lower().replace("_", "-"): version
+        for pin_file in pins
         for name, version in re.findall(
             r"^([A-Za-z0-9_.-]+)==([^\s;]+)",
-            (REPO_ROOT / "docker" / "singleuser" / "requirements.txt").read_text(),
+            (REPO_ROOT / "docker" / "singleuser" / pin_file).read_text(),
             re.MULTILINE,
         )
     }
