@@ -298,7 +298,7 @@ QUESTION = (
 def test_member_journey_in_chinese(docker_hub: HubProcess, chromium: Browser, shots: Shots) -> None:
     """The member journey in Simplified Chinese on a phone, from the site's root with no typed
     address, every page also checked at desktop width: every visible text translated, and no
-    serious accessibility violation. (JupyterLab itself has its own language pack.)"""
+    serious accessibility violation; JupyterLab opens with its Chinese language pack."""
     context = new_context(chromium, locale="zh-CN", viewport=PHONE)
     page = context.new_page()
     checker = PageChecker("zh-CN", PHONE, course_texts(Path(docker_hub.settings["courses_dir"])))
@@ -306,8 +306,14 @@ def test_member_journey_in_chinese(docker_hub: HubProcess, chromium: Browser, sh
         visit_and_buy(page, docker_hub, checker, "tu-youyou", "artemisinin-1972-qinghao")
         shots.take(page, "my-courses")
         launch_course(page, checker)
-        # JupyterLab is where the course is done; its own menus are another piece of work, so
-        # the journey comes back to My courses the way a bookmark would.
+        # JupyterLab opens in Chinese: the server was started from a Chinese page, so its
+        # language pack is chosen (hub/spawner.py lab_locale, learnhub-start). Its strings are
+        # JupyterLab's own catalog, not ours, so the menus are checked, not every text.
+        menu = page.locator("#jp-MainMenu .lm-MenuBar-itemLabel")
+        expect(menu.first).to_have_text("文件", timeout=180_000)
+        expect(menu).to_contain_text(["文件", "编辑", "查看", "帮助"])
+        expect(page.locator(".jp-DirListing-itemText").first).to_be_visible(timeout=180_000)
+        shots.take(page, "jupyterlab-zh")
         page.goto(f"{docker_hub.url}hub/home")
         community_and_sign_out(page, checker)
         shots.take(page, "signed-out")
