@@ -21,9 +21,6 @@ webhook granting the course, health and both metrics endpoints answering.
 
 from __future__ import annotations
 
-import base64
-import datetime
-import hashlib
 import json
 import os
 import re
@@ -46,11 +43,8 @@ import psycopg
 import pytest
 import stripe
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from harness.edge import EdgeCA, make_ca
 from harness.hub import let_service_user_through
 from harness.names import resolve_localhost_subdomains
 from harness.stripe_standin import API_KEY, StripeStandIn
@@ -198,59 +192,16 @@ class Substitutions:
 # -- the machine: test CA, nginx as Debian runs it, a systemctl stand-in ---------------------
 
 
-@dataclass(frozen=True)
-class HowtoCA:
-    """A certificate authority made for this module, and what it signed."""
-
-    ca_pem: Path
-    spki_sha256: str
-
-
-def make_wildcard_certificate(folder: Path) -> HowtoCA:
+def make_wildcard_certificate(folder: Path) -> EdgeCA:
     """A test CA, and `fullchain.pem` / `privkey.pem` for HOST and *.HOST in ``folder`` (what
-    the operator brings to step 2)."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "LearnHub How-to Test CA")])
-    valid = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(valid[0])
-        .not_valid_after(valid[1])
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(valid[0])
-        .not_valid_after(valid[1])
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(HOST), x509.DNSName(f"*.{HOST}")]),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    (folder / "fullchain.pem").write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
-    (folder / "privkey.pem").write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    ca_pem = folder.parent / "test-ca.pem"
-    ca_pem.write_bytes(ca.public_bytes(pem))
-    spki = ca.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return HowtoCA(ca_pem, base64.b64encode(hashlib.sha256(spki).digest()).decode())
+    the operator brings to step 2), named as the how-to names them."""
+    ca_folder = folder.parent / "test-ca"
+    ca_folder.mkdir(exist_ok=True)
+    made = make_ca(ca_folder, HOST)
+    shutil.copyfile(made.chain_pem, folder / "fullchain.pem")
+    shutil.copyfile(made.key_pem, folder / "privkey.pem")
+    (folder / "privkey.pem").chmod(0o600)
+    return made
 
 
 def install_debian_nginx(sub: Substitutions) -> Path:
@@ -496,7 +447,7 @@ class RootShell:
 @dataclass
 class Platform:
     sub: Substitutions
-    ca: HowtoCA
+    ca: EdgeCA
     settings: dict[str, Any]
     standin: StripeStandIn
     pg_admin: str  # postgresql+psycopg://postgres@127.0.0.1:PORT
