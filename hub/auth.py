@@ -47,6 +47,7 @@ from hub.i18n.hub_pages import current_language
 from hub.logins import LoginThrottle
 from hub.mail.hub_handlers import HANDLERS as MAIL_HANDLERS
 from hub.mail.hub_handlers import queue_verification
+from hub.passwords import hash_password, password_matches
 from hub.service.ratelimit import RateLimiter
 from hub.settings import EmailSettings, LockoutSettings, parseaddr_address
 from hub.usernames import lookalike_of, normalize_username, username_refusal
@@ -205,10 +206,7 @@ class ChangePasswordHandler(NativeChangePasswordHandler):  # type: ignore[misc]
         # bcrypt's check and hash run in worker threads, as at login (upstream ran both on the
         # Hub's event loop, stalling every request it serves).
         if problem is None and (
-            account is None
-            or not await asyncio.to_thread(
-                bcrypt.checkpw, old.encode("utf-8", "replace"), bytes(account.password)
-            )
+            account is None or not await password_matches(old, account.password)
         ):
             problem = _("change_password_wrong")
         if problem is None and new != confirmation:
@@ -216,9 +214,7 @@ class ChangePasswordHandler(NativeChangePasswordHandler):  # type: ignore[misc]
         if problem is None and not self.authenticator.is_password_strong(new):
             problem = _("reset_weak", length=self.authenticator.minimum_password_length)
         if problem is None:
-            account.password = await asyncio.to_thread(
-                bcrypt.hashpw, new.encode("utf-8"), bcrypt.gensalt()
-            )
+            account.password = await hash_password(new)
             self.authenticator.db.commit()
         outcome = "refused" if problem else "changed"
         self.log.info("password change: user=%s outcome=%s", user.name, outcome)
@@ -433,19 +429,9 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
         return username
 
     async def _password_matches(self, password: str, stored: bytes) -> bool:
-        # bcrypt takes a few hundred milliseconds of CPU by design; on the event loop that stalls
-        # every request the Hub serves, so it runs in a worker thread (bcrypt releases the GIL).
+        # Counted: the operator watches the bcrypt work that login attempts cost.
         PASSWORD_CHECKS.inc()
-        loop = asyncio.get_running_loop()
-        try:
-            return bool(
-                await loop.run_in_executor(
-                    None, bcrypt.checkpw, password.encode("utf-8", "replace"), bytes(stored)
-                )
-            )
-        except ValueError:
-            self.log.error("stored password hash is not a bcrypt hash; login refused")
-            return False
+        return await password_matches(password, stored)
 
     @staticmethod
     def _tell(handler: Any, outcome: LoginOutcome) -> None:
@@ -521,10 +507,7 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
             return SignUpResult(
                 "alert-danger", _("signup_lookalike", name=name, existing=lookalike)
             )
-        loop = asyncio.get_running_loop()
-        hashed = await loop.run_in_executor(
-            None, bcrypt.hashpw, password.encode("utf-8"), bcrypt.gensalt()
-        )
+        hashed = await hash_password(password)
         if self.user_exists(name):  # someone took it while the hash was computed
             return SignUpResult("alert-danger", _("signup_just_taken"))
         try:

@@ -19,13 +19,13 @@ import asyncio
 import logging
 from typing import Any
 
-import bcrypt
 from jupyterhub.handlers import BaseHandler
 
 from hub.i18n import translator
 from hub.i18n.hub_pages import current_language
 from hub.mail import members, outbox, tokens
 from hub.mail.outbox import enqueue
+from hub.passwords import hash_password
 from hub.service.ratelimit import RateLimiter, retry_after
 from hub.settings import parseaddr_address
 
@@ -279,7 +279,7 @@ class ResetPasswordHandler(MailPage):
             )
             self.finish(html)
             return
-        hashed = await asyncio.to_thread(bcrypt.hashpw, password.encode("utf-8"), bcrypt.gensalt())
+        hashed = await hash_password(password)
         # Checked again after the slow hash: of two concurrent uses of one link, one wins.
         account, reason = self._account(token)
         if account is None:
