@@ -90,9 +90,10 @@ def _docker_own(settings: Settings) -> dict[str, Any]:
 
 
 def _swarm_engine(settings: Settings) -> dict[str, Any]:
-    """SwarmSpawner's values: no network (the node's default bridge reaches the Hub on the
-    host; servers are reached on a host-mode published port), no pull check on the Hub's own
-    engine (the node that runs the task pulls the image), the homes' volume driver."""
+    """SwarmSpawner's values: no network of its own (LearnHub's Swarm networks are chosen per
+    course, `_course_networks`; servers are reached on a host-mode published port), no pull
+    check on the Hub's own engine (the node that runs the task pulls the image), the homes'
+    volume driver."""
     swarm = settings.spawner.swarm
     return {
         **_docker_engine(settings, remove=False),
@@ -104,9 +105,10 @@ def _swarm_engine(settings: Settings) -> dict[str, Any]:
 
 
 def _swarm_own(settings: Settings) -> dict[str, Any]:
-    """What only the Swarm backend's LearnHub class takes: the course image and placement."""
+    """What only the Swarm backend's LearnHub class takes: networks, course image, placement."""
     swarm = settings.spawner.swarm
     return {
+        **_course_networks(settings),
         "swarm_course_image": swarm.course_image,
         "swarm_constraints": list(swarm.constraints),
         "home_affinity": swarm.home_affinity,

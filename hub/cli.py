@@ -687,13 +687,13 @@ def cmd_network_apply(args: argparse.Namespace, environ: Mapping[str, str]) -> i
     from hub import network
 
     settings = _settings(args, environ)
-    applied = network.apply_networks(settings)
+    applied = network.apply(settings, swarm_node=args.swarm_node)
     if not applied:
         print(f"nothing to do: spawner.network {settings.spawner.network!r} is not LearnHub's")
     for net in applied:
-        reach = "internet, no private addresses" if net.internet else "no route out"
-        ports = ", ".join(str(p) for p in net.host_ports)
-        print(f"{net.name} ({net.bridge}): {reach}; host ports {ports}; containers isolated")
+        print(network.describe(net, swarm_node=args.swarm_node))
+    if applied and settings.spawner.backend == "swarm" and not args.swarm_node:
+        print("now run `learnhub network apply --swarm-node` as root on every course node")
     return 0
 
 
@@ -933,9 +933,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     net = sub.add_parser("network", help="isolation of course containers")
     net_sub = net.add_subparsers(dest="network_command", required=True)
-    net_sub.add_parser(
+    net_apply = net_sub.add_parser(
         "apply", help="create the course networks and their firewall rules (as root)"
-    ).set_defaults(func=cmd_network_apply)
+    )
+    net_apply.add_argument(
+        "--swarm-node",
+        action="store_true",
+        help="on a Swarm course node: its local networks and firewall (run on every node)",
+    )
+    net_apply.set_defaults(func=cmd_network_apply)
 
     imgs = sub.add_parser("images", help="container images")
     imgs_sub = imgs.add_subparsers(dest="images_command", required=True)

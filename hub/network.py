@@ -18,11 +18,29 @@ not on this machine. :func:`apply_networks` makes the engine and the firewall ma
 runs as root (``learnhub network apply``: the demo command, the test harness, and in production
 a systemd ``ExecStartPre``) and is idempotent: each chain is flushed and written again, and the
 jump into it is added only once.
+
+On Docker Swarm (``spawner.backend: swarm``) the same two networks exist on every course node
+(:func:`plan_swarm_networks`): Swarm-scoped *bridge* networks whose node-local part is a
+config-only network on each node (``<network>-config``: LearnHub's bridge name, inter-container
+traffic off). ``learnhub network apply`` makes the Swarm networks on a manager;
+``learnhub network apply --swarm-node`` makes the config-only networks and the node's firewall
+on every course node (:func:`apply_swarm_node`). A node where it never ran has no config-only
+network, so Swarm rejects course servers there instead of running them unguarded. The node's
+rules: only the Hub's host (``hub.hub_ip``) opens connections to a course server, whose
+host-mode published port is otherwise open on every interface of the node
+(:func:`swarm_server_rules`); a course server reaches the Hub API and the exchange on the Hub's
+host, and beyond that the public internet if its course allows it, never private or link-local
+addresses nor the node itself (:func:`swarm_egress_rules`, :func:`swarm_input_rules`).
+Overlay networks were not chosen: an overlay has no switch for inter-container traffic (one per
+course would let its members reach each other, across nodes, past the nodes' firewalls), and an
+internal overlay has no way to the Hub on its host (docs/how-to/scale.md, "Network isolation
+on Swarm").
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import shutil
 import subprocess
@@ -74,6 +92,9 @@ class CourseNetwork:
     internet: bool
     #: TCP ports of the host that containers on this network may connect to.
     host_ports: tuple[int, ...]
+    #: On Swarm: the Hub's host (``hub.hub_ip``), the one address that reaches course servers
+    #: and that they reach for the Hub API and the exchange. Empty on one machine.
+    hub_address: str = ""
 
     @property
     def bridge(self) -> str:
@@ -89,6 +110,22 @@ class CourseNetwork:
     def egress_chain(self) -> str:
         """iptables chain (jumped to from DOCKER-USER) for traffic leaving the machine."""
         return f"LHF-{self.bridge}"
+
+    @property
+    def server_chain(self) -> str:
+        """iptables chain (from DOCKER-USER) for connections *to* course servers (Swarm)."""
+        return f"LHS-{self.bridge}"
+
+    @property
+    def relay_chain(self) -> str:
+        """iptables chain (from OUTPUT) for connections the node itself opens to course servers:
+        Docker's userland proxy relays published ports that way (Swarm)."""
+        return f"LHO-{self.bridge}"
+
+    @property
+    def config_network(self) -> str:
+        """On Swarm: the node-local config-only network that gives this network its bridge."""
+        return f"{self.name}-config"
 
     def create_options(self) -> dict[str, Any]:
         """Keyword arguments of docker-py's ``networks.create`` for this network."""
@@ -289,7 +326,294 @@ def gateway_address(network: str, client: Any | None = None) -> str:
         ) from None
     except DockerException as exc:
         raise NetworkError(f"Docker engine not reachable ({exc}); is dockerd running?") from exc
+    if attrs.get("Scope") == "swarm":
+        raise NetworkError(
+            f"Docker network {network!r} is a Swarm network, whose gateway differs on every "
+            "node: set hub.hub_ip to the Hub host's address on the nodes' network."
+        )
     for config in (attrs.get("IPAM") or {}).get("Config") or []:
         if config.get("Gateway"):
             return str(config["Gateway"])
     raise NetworkError(f"Docker network {network!r} has no gateway address")
+
+
+# --- Docker Swarm -------------------------------------------------------------------------------
+
+
+def swarm_hub_address(settings: Settings) -> str:
+    """``hub.hub_ip`` as the one address of the Hub's host that course nodes let in and out.
+
+    ``auto`` (the gateway of a network) means nothing on Swarm: every node has its own gateway.
+    """
+    value = settings.hub.hub_ip
+    remedy = (
+        f"hub.hub_ip is {value!r}: with spawner.backend swarm and LearnHub's network "
+        f"{settings.spawner.network!r}, set it to the IPv4 address of the Hub's host on the "
+        "nodes' network (e.g. `hub: {hub_ip: 10.0.0.10}`): course servers connect to it, and "
+        "the nodes let only it reach their servers."
+    )
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise NetworkError(remedy) from None
+    if address.version != 4 or address.is_unspecified or address.is_loopback:
+        raise NetworkError(remedy)
+    return str(address)
+
+
+def plan_swarm_networks(settings: Settings) -> list[CourseNetwork]:
+    """The Swarm networks the settings need (isolated and internet); none if unmanaged."""
+    name = settings.spawner.network
+    if settings.spawner.backend != "swarm" or not is_managed(name):
+        return []
+    hub = swarm_hub_address(settings)
+    ports = (settings.hub.hub_port, settings.hub.service_port)
+    return [
+        CourseNetwork(name, internet=False, host_ports=ports, hub_address=hub),
+        CourseNetwork(
+            internet_network_name(name), internet=True, host_ports=ports, hub_address=hub
+        ),
+    ]
+
+
+def _reject(chain: str) -> list[list[str]]:
+    """Refuse the rest at once ("connection refused"), rather than let it hang."""
+    return [
+        ["-A", chain, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"],
+        ["-A", chain, "-j", "REJECT", "--reject-with", "icmp-port-unreachable"],
+    ]
+
+
+def swarm_server_rules(network: CourseNetwork) -> list[list[str]]:
+    """Connections into the network's bridge: only the Hub's host opens them.
+
+    A server's port is published in host mode, so Docker forwards it from every interface of
+    the node; other members' servers, other containers of the node and every other machine are
+    refused here, after Docker's DNAT and before its own accept rules.
+    """
+    chain = network.server_chain
+    return [
+        ["-A", chain, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"],
+        ["-A", chain, "-s", f"{network.hub_address}/32", "-p", "tcp", "-j", "RETURN"],
+        *_reject(chain),
+    ]
+
+
+def swarm_relay_rules(network: CourseNetwork) -> list[list[str]]:
+    """Connections the node opens into the network's bridge: only from the Hub's address.
+
+    Docker does not NAT a published port for clients on the node's other bridges (its
+    ``-i docker0 -j RETURN`` rules): its userland proxy accepts them on the node and opens a
+    new connection from the bridge's gateway, which never passes ``DOCKER-USER``. Refusing that
+    second connection here closes the stranger's one at once.
+    """
+    chain = network.relay_chain
+    return [
+        ["-A", chain, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"],
+        ["-A", chain, "-s", f"{network.hub_address}/32", "-p", "tcp", "-j", "RETURN"],
+        *_reject(chain),
+    ]
+
+
+def swarm_egress_rules(network: CourseNetwork) -> list[list[str]]:
+    """Connections out of the network's bridge: the Hub API and the exchange on the Hub's host;
+    then, with internet, public addresses only; without, nothing."""
+    chain = network.egress_chain
+    ports = ",".join(str(port) for port in network.host_ports)
+    rules = [
+        ["-A", chain, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"],
+        ["-A", chain, "-d", f"{network.hub_address}/32", "-p", "tcp", "-m", "multiport",
+         "--dports", ports, "-j", "RETURN"],
+    ]  # fmt: skip
+    if not network.internet:
+        return rules + _reject(chain)
+    rules += [
+        ["-A", chain, "-d", cidr, "-j", "REJECT", "--reject-with", "icmp-net-prohibited"]
+        for cidr in BLOCKED_DESTINATIONS
+    ]
+    rules.append(["-A", chain, "-j", "RETURN"])
+    return rules
+
+
+def swarm_input_rules(network: CourseNetwork) -> list[list[str]]:
+    """Connections from the network to the node itself: only the Hub's ports at the Hub's
+    address (when the Hub runs on this node); the node's other services stay out of reach."""
+    chain = network.input_chain
+    ports = ",".join(str(port) for port in network.host_ports)
+    return [
+        ["-A", chain, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
+        ["-A", chain, "-d", f"{network.hub_address}/32", "-p", "tcp", "-m", "multiport",
+         "--dports", ports, "-j", "ACCEPT"],
+        *_reject(chain),
+    ]  # fmt: skip
+
+
+def swarm_jumps(network: CourseNetwork) -> list[list[str]]:
+    """The rules that send a course node's traffic of this network into its chains."""
+    return [
+        ["INPUT", "-i", network.bridge, "-j", network.input_chain],
+        ["OUTPUT", "-o", network.bridge, "-j", network.relay_chain],
+        ["DOCKER-USER", "-i", network.bridge, "-j", network.egress_chain],
+        ["DOCKER-USER", "-o", network.bridge, "-j", network.server_chain],
+    ]
+
+
+def _create_network(client: Any, body: dict[str, Any]) -> None:
+    """``POST /networks/create`` with fields docker-py's ``create_network`` lacks
+    (``ConfigOnly``, ``ConfigFrom``; Engine API 1.30+)."""
+    api = client.api
+    api._result(api._post_json(api._url("/networks/create"), data=body), True)
+
+
+def _ensure_swarm_network(client: Any, network: CourseNetwork) -> None:
+    """Create the Swarm-scoped bridge network, or check that the existing one is LearnHub's."""
+    try:
+        attrs = client.networks.get(network.name).attrs
+    except NotFound:
+        _create_network(
+            client,
+            {
+                "Name": network.name,
+                "Driver": "bridge",
+                "Scope": "swarm",
+                "ConfigFrom": {"Network": network.config_network},
+                "CheckDuplicate": True,
+                # No labels, options or IPAM: Docker refuses them beside ConfigFrom.
+            },
+        )
+        log.info("swarm course network created", extra={"network": network.name})
+        return
+    config_from = (attrs.get("ConfigFrom") or {}).get("Network")
+    if attrs.get("Scope") != "swarm" or config_from != network.config_network:
+        raise NetworkError(
+            f"Docker network {network.name!r} exists but is not LearnHub's Swarm network (scope "
+            f"{attrs.get('Scope')!r}, config from {config_from!r}; wanted swarm, "
+            f"{network.config_network!r}). Remove its services, remove it with `docker network "
+            f"rm {network.name}`, and run `learnhub network apply` again on a manager."
+        )
+
+
+def apply_swarm_networks(settings: Settings, client: Any | None = None) -> list[CourseNetwork]:
+    """On a Swarm manager: create the Swarm networks course servers join (idempotent)."""
+    networks = plan_swarm_networks(settings)
+    if not networks:
+        return networks
+    if client is None:
+        client = DockerClient.from_env()
+    try:
+        for network in networks:
+            _ensure_swarm_network(client, network)
+    except DockerException as exc:
+        raise NetworkError(
+            f"the Swarm networks could not be created ({exc}): run `learnhub network apply` "
+            "where the Docker engine is a Swarm manager (the Hub's host), and `learnhub network "
+            "apply --swarm-node` as root on every course node."
+        ) from exc
+    return networks
+
+
+def _ensure_config_network(client: Any, network: CourseNetwork) -> None:
+    """Create the node's config-only network, or check that the existing one isolates."""
+    options = {
+        "com.docker.network.bridge.name": network.bridge,
+        "com.docker.network.bridge.enable_icc": "false",
+    }
+    try:
+        attrs = client.networks.get(network.config_network).attrs
+    except NotFound:
+        _create_network(
+            client,
+            {
+                "Name": network.config_network,
+                "Driver": "bridge",
+                "ConfigOnly": True,
+                "CheckDuplicate": True,
+                "Options": options,
+                "Labels": {NETWORK_LABEL: "swarm-node"},
+            },
+        )
+        log.info("swarm node network created", extra={"network": network.config_network})
+        return
+    found = attrs.get("Options") or {}
+    problems = [
+        f"{key} should be {value}" for key, value in options.items() if found.get(key) != value
+    ]
+    if not attrs.get("ConfigOnly"):
+        problems.append("it should be config-only")
+    if problems:
+        raise NetworkError(
+            f"Docker network {network.config_network!r} on this node exists but does not isolate "
+            f"course servers ({'; '.join(problems)}). Remove it with `docker network rm "
+            f"{network.config_network}` (after `docker network rm {network.name}` on a manager), "
+            "then run `learnhub network apply` on a manager and `learnhub network apply "
+            "--swarm-node` here."
+        )
+
+
+def apply_swarm_node(settings: Settings, client: Any | None = None) -> list[CourseNetwork]:
+    """On a course node, as root: its config-only networks and its firewall (idempotent).
+
+    Run it on every node that may run course servers, and again at every boot before Docker
+    starts tasks (the rules live in the kernel, the networks in Docker's state).
+    """
+    if settings.spawner.backend != "swarm":
+        raise NetworkError(
+            "`learnhub network apply --swarm-node` is for spawner.backend swarm; with "
+            f"{settings.spawner.backend!r} run `learnhub network apply`."
+        )
+    networks = plan_swarm_networks(settings)
+    if not networks:
+        return networks
+    if client is None:
+        client = DockerClient.from_env()
+    for network in networks:
+        try:
+            _ensure_config_network(client, network)
+        except DockerException as exc:
+            raise NetworkError(
+                f"Docker on this node did not create {network.config_network!r} ({exc}); is "
+                "dockerd running, and is this shell root?"
+            ) from exc
+        _write_chain(network.server_chain, swarm_server_rules(network))
+        _write_chain(network.egress_chain, swarm_egress_rules(network))
+        _write_chain(network.input_chain, swarm_input_rules(network))
+        _write_chain(network.relay_chain, swarm_relay_rules(network))
+        for jump in swarm_jumps(network):
+            _ensure_jump(jump)
+        log.info(
+            "swarm node firewalled",
+            extra={
+                "network": network.name,
+                "bridge": network.bridge,
+                "internet": network.internet,
+                "hub": network.hub_address,
+                "outcome": "applied",
+            },
+        )
+    return networks
+
+
+def apply(settings: Settings, *, swarm_node: bool = False) -> list[CourseNetwork]:
+    """What ``learnhub network apply [--swarm-node]`` does for the settings' backend."""
+    if swarm_node:
+        return apply_swarm_node(settings)
+    if settings.spawner.backend == "swarm":
+        return apply_swarm_networks(settings)
+    return apply_networks(settings)
+
+
+def describe(network: CourseNetwork, *, swarm_node: bool = False) -> str:
+    """One line for the operator: what a network lets its course servers do."""
+    ports = ", ".join(str(port) for port in network.host_ports)
+    if not network.hub_address:
+        reach = "internet, no private addresses" if network.internet else "no route out"
+        return (
+            f"{network.name} ({network.bridge}): {reach}; host ports {ports}; containers isolated"
+        )
+    reach = "internet, no private addresses" if network.internet else "no internet"
+    where = "this node's firewall" if swarm_node else "Swarm network"
+    hub = network.hub_address
+    return (
+        f"{network.name} ({where}, bridge {network.bridge}): reaches {hub} ports {ports}, "
+        f"{reach}; reached only from {hub}"
+    )

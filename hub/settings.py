@@ -998,7 +998,10 @@ class Settings(_Model):
                         f"database.{key}: SQLite cannot be shared across hosts; use PostgreSQL "
                         f"with spawner.backend {self.spawner.backend}"
                     )
-        if self.spawner.backend == "docker" and self.spawner.network in ("bridge", "host"):
+        if self.spawner.backend in ("docker", "swarm") and self.spawner.network in (
+            "bridge",
+            "host",
+        ):
             problems.append(
                 f"spawner.network: Docker's `{self.spawner.network}` network lets course "
                 "containers reach each other and the host; use a LearnHub network (the default)"

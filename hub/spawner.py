@@ -113,8 +113,22 @@ class CourseSpawnerMixin(HasTraits):
     name_prefix = Unicode(
         "learnhub", config=True, help="Prefix of every container and volume LearnHub creates."
     )
+    isolated_network = Unicode(
+        "",
+        config=True,
+        help=(
+            "Docker (or Swarm) network of course servers without internet access "
+            "(hub.network). Empty: the engine's `network_name` for every course."
+        ),
+    )
+    internet_network = Unicode(
+        "",
+        config=True,
+        help="Docker network of course servers whose course.yaml says `internet: true`.",
+    )
 
     # Provided by the Spawner base class.
+    network_name: Any
     server: Any
     user: Any
     name: Any
@@ -248,23 +262,20 @@ class CourseSpawnerMixin(HasTraits):
         self.environment = {**self.environment, **self.course_environment(entry)}
         return memory, cpu
 
+    def choose_network(self, entry: CourseEntry) -> None:
+        """Join the course's LearnHub network (hub.network): the internet one when its
+        course.yaml allows it; leave the engine's `network_name` when LearnHub manages none."""
+        if self.isolated_network:
+            self.network_name = (
+                self.internet_network
+                if entry.course.internet and self.internet_network
+                else self.isolated_network
+            )
+
 
 class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[misc]
     """DockerSpawner for course servers on a single Docker engine."""
 
-    isolated_network = Unicode(
-        "",
-        config=True,
-        help=(
-            "Docker network of course servers without internet access (hub.network). Empty: "
-            "DockerSpawner's `network_name` for every course."
-        ),
-    )
-    internet_network = Unicode(
-        "",
-        config=True,
-        help="Docker network of course servers whose course.yaml says `internet: true`.",
-    )
     docker_workers = Integer(
         8,
         config=True,
@@ -302,12 +313,7 @@ class LearnHubDockerSpawner(CourseSpawnerMixin, DockerSpawner):  # type: ignore[
         """Check access, configure the container for the course, then start it."""
         entry = self.authorize_course()
         memory, cpu = self.apply_course(entry)
-        if self.isolated_network:
-            self.network_name = (
-                self.internet_network
-                if entry.course.internet and self.internet_network
-                else self.isolated_network
-            )
+        self.choose_network(entry)
         materials = str(self.materials_folder(entry))
         self.volumes = {materials: {"bind": MATERIALS_MOUNT, "mode": "ro"}}
         grading = await self.grading_directory(entry)
@@ -464,6 +470,7 @@ class LearnHubSwarmSpawner(CourseSpawnerMixin, SwarmSpawner):  # type: ignore[mi
         memory, cpu = self.apply_course(entry)
         self.image = entry.course.image or self.swarm_course_image.format(course=entry.course.id)
         self.volumes = {HOME_VOLUME: HOME}
+        self.choose_network(entry)
         labels = {
             "learnhub.user": self.user.name,
             "learnhub.course": entry.course.id,

@@ -16,10 +16,18 @@ from hub.errors import SettingsError
 from hub.network import (
     BLOCKED_DESTINATIONS,
     CourseNetwork,
+    NetworkError,
+    apply_swarm_node,
     egress_rules,
     input_rules,
     jumps,
     plan_networks,
+    plan_swarm_networks,
+    swarm_egress_rules,
+    swarm_input_rules,
+    swarm_jumps,
+    swarm_relay_rules,
+    swarm_server_rules,
 )
 from hub.settings import load_settings
 
@@ -94,3 +102,79 @@ def test_internet_courses_never_reach_private_or_link_local(address: str) -> Non
 def test_a_public_address_is_not_in_the_blocked_ranges() -> None:
     public = ipaddress.ip_address("151.101.0.223")  # an address of the package index's CDN
     assert not any(public in ipaddress.ip_network(cidr) for cidr in BLOCKED_DESTINATIONS)
+
+
+# --- Docker Swarm: read from the plan (the attacks run on a real swarm in tests/swarm/) ---------
+
+
+def _swarm(tmp_path: Path, extra: str = "  hub_ip: 10.0.0.10\n") -> list[CourseNetwork]:
+    text = "spawner:\n  backend: swarm\n  network: lh\nhub:\n" + extra
+    return plan_swarm_networks(load_settings(_write(tmp_path, text), {}))
+
+
+def test_swarm_plan_is_two_swarm_networks_guarded_for_the_hub_host(tmp_path: Path) -> None:
+    isolated, internet = _swarm(tmp_path)
+    assert (isolated.name, isolated.internet, isolated.config_network) == ("lh", False, "lh-config")
+    assert (internet.name, internet.internet) == ("lh-internet", True)
+    assert isolated.hub_address == internet.hub_address == "10.0.0.10"
+    # Only the Hub's host opens connections to a course server, through Docker's NAT ...
+    server = swarm_server_rules(isolated)
+    assert ["-s", "10.0.0.10/32", "-p", "tcp", "-j", "RETURN"] == server[1][2:]
+    assert server[-1][-4:] == ["-j", "REJECT", "--reject-with", "icmp-port-unreachable"]
+    # ... or through its userland proxy on the node.
+    relay = swarm_relay_rules(isolated)
+    assert ["-s", "10.0.0.10/32", "-p", "tcp", "-j", "RETURN"] == relay[1][2:]
+    assert relay[-2][-4:] == ["-j", "REJECT", "--reject-with", "tcp-reset"]
+    # The node's own services: only the Hub's ports at the Hub's address.
+    node = swarm_input_rules(isolated)
+    assert node[1][2:4] == ["-d", "10.0.0.10/32"] and node[1][-1] == "ACCEPT"
+    assert node[-1][-4:-2] == ["-j", "REJECT"]
+    assert [jump[0] for jump in swarm_jumps(isolated)] == [
+        "INPUT", "OUTPUT", "DOCKER-USER", "DOCKER-USER",
+    ]  # fmt: skip
+
+
+def test_swarm_course_without_internet_reaches_only_the_hub(tmp_path: Path) -> None:
+    isolated, _ = _swarm(tmp_path)
+    rules = swarm_egress_rules(isolated)
+    allowed = [rule for rule in rules if rule[-1] == "RETURN"]
+    assert len(allowed) == 2 and "ESTABLISHED,RELATED" in allowed[0]
+    assert allowed[1][2:] == [
+        "-d", "10.0.0.10/32", "-p", "tcp", "-m", "multiport", "--dports", "8081,10101",
+        "-j", "RETURN",
+    ]  # fmt: skip
+    # Everything else, metadata and the internet included, is refused: no -d, no way out.
+    assert rules[-1] == ["-A", isolated.egress_chain, "-j", "REJECT", "--reject-with",
+                         "icmp-port-unreachable"]  # fmt: skip
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "10.1.2.3", "172.17.0.1", "127.0.0.1"])
+def test_swarm_course_with_internet_never_reaches_private_or_link_local(
+    tmp_path: Path, address: str
+) -> None:
+    _, internet = _swarm(tmp_path)
+    rules = swarm_egress_rules(internet)
+    blocked = [
+        ipaddress.ip_network(rule[rule.index("-d") + 1]) for rule in rules[2:] if "-d" in rule
+    ]
+    assert any(ipaddress.ip_address(address) in net for net in blocked), address
+    assert rules[-1][-2:] == ["-j", "RETURN"]
+
+
+@pytest.mark.parametrize("hub_ip", ["auto", "hub.example.org", "127.0.0.1", "0.0.0.0", "::1"])
+def test_swarm_networks_need_the_hub_hosts_address(tmp_path: Path, hub_ip: str) -> None:
+    with pytest.raises(NetworkError, match=r"hub\.hub_ip .* set it to the IPv4 address of the Hub"):
+        _swarm(tmp_path, f"  hub_ip: '{hub_ip}'\n")
+
+
+def test_swarm_node_command_refuses_other_backends(tmp_path: Path) -> None:
+    with pytest.raises(NetworkError, match=r"--swarm-node` is for spawner.backend swarm"):
+        apply_swarm_node(load_settings(None, {}))
+
+
+def test_swarm_with_docker_bridge_is_unguarded_and_refused_in_production(tmp_path: Path) -> None:
+    unguarded = _write(tmp_path, "spawner:\n  backend: swarm\n  network: bridge\n")
+    assert plan_swarm_networks(load_settings(unguarded, {})) == []
+    text = "mode: production\nspawner:\n  backend: swarm\n  network: bridge\n"
+    with pytest.raises(SettingsError, match=r"spawner\.network: Docker's `bridge` network"):
+        load_settings(_write(tmp_path, text), {"LEARNHUB_COOKIE_SECRET": "x" * 40})
