@@ -195,6 +195,27 @@ class Worker:
     container: str
     node: str
     address: str
+    #: The worker's Docker API on the host's file system (a second socket of its dockerd).
+    socket: Path | None = None
+
+    def run_on_node(
+        self, command: list[str], env: dict[str, str], cwd: Path
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a host program as if on the node: in the worker's network namespace (its
+        iptables), with DOCKER_HOST at the worker's engine."""
+        assert self.socket is not None
+        pid = docker("inspect", "--format", "{{.State.Pid}}", self.container)
+        result = subprocess.run(
+            ["nsenter", "--target", pid, "--net", *command],
+            env={**env, "DOCKER_HOST": f"unix://{self.socket}"},
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        print(result.stdout, result.stderr)
+        return result
 
     def docker(self, *args: str, input: bytes | None = None, timeout: float = 300) -> str:
         """Run the docker CLI against the worker's own engine."""
@@ -214,7 +235,11 @@ def _build_worker_image() -> None:
 
 @pytest.fixture(scope="session")
 def swarm_worker(
-    swarm: Swarm, registry: Registry, images: None, docker_prefix_cleanup: None
+    swarm: Swarm,
+    registry: Registry,
+    images: None,
+    docker_prefix_cleanup: None,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Worker]:
     """A Docker-in-Docker container joined to the swarm as a worker, labelled for courses.
 
@@ -225,15 +250,18 @@ def swarm_worker(
     started = time.monotonic()
     _build_worker_image()
     name = f"{TEST_PREFIX}-swarm-worker"
+    # `learnhub network apply --swarm-node` runs "on the node" through this socket.
+    sockets = tmp_path_factory.mktemp("worker-api")
     docker(
         "run", "-d", "--name", name, "--hostname", name,
         "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
         "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
         "--security-opt", "systempaths=unconfined",
         "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-        "-v", f"{WORKER_IMAGES_VOLUME}:/var/lib/docker",
+        "-v", f"{WORKER_IMAGES_VOLUME}:/var/lib/docker", "-v", f"{sockets}:/run/learnhub-node",
         WORKER_IMAGE,
         "--registry-mirror", f"http://{registry.pull}", "--insecure-registry", registry.pull,
+        "--host", "unix:///run/learnhub-node/docker.sock",
     )  # fmt: skip
     node = ""
     try:
@@ -244,7 +272,7 @@ def swarm_worker(
             if time.monotonic() > deadline:
                 raise AssertionError("worker dockerd did not start:\n" + docker("logs", name))
             time.sleep(0.2)
-        worker = Worker(container=name, node="", address="")
+        worker = Worker(container=name, node="", address="", socket=sockets / "docker.sock")
         # The volume keeps the images, and with them the swarm state of an earlier run.
         subprocess.run(
             ["docker", "exec", name, "docker", "swarm", "leave", "--force"],

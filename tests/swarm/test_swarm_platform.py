@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ import pytest
 
 from harness import flows
 from harness.stripe_standin import API_KEY, StripeStandIn
+from hub.network import BLOCKED_DESTINATIONS, CourseNetwork
 from tests.harness import (
     Browser,
     HubProcess,
@@ -40,6 +44,7 @@ from tests.swarm.conftest import (
     COURSE,
     COURSE_IMAGE,
     COURSES_LABEL,
+    MANAGER_ADDRESS,
     Registry,
     SandboxWatcher,
     Swarm,
@@ -56,6 +61,9 @@ ASSIGNMENT = "ps1-data-model"
 LEARNER = "mae-swarm"
 PASSWORD = "distributed-systems-42"
 WEBHOOK_SECRET = "whsec_" + secrets.token_hex(16)
+#: LearnHub's Swarm network of the test (and `<it>-internet`): one fixed name, because its
+#: node-local part stays in the worker's kept image volume and is reused, as on a real node.
+SWARM_NETWORK = "learnhub-swarmtest"
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +93,10 @@ def swarm_hub(
     workdir = tmp_path_factory.mktemp("swarm-hub")
     settings = hub_settings(workdir, courses_dir=swarm_courses)
     settings["spawner"]["backend"] = "swarm"
-    # The Hub API and the exchange listen on docker0's gateway, which the worker routes to.
-    settings["spawner"]["network"] = "bridge"
+    # The Hub API and the exchange listen on docker0's gateway, which the worker routes to; the
+    # worker lets only that address reach its course servers.
+    settings["hub"]["hub_ip"] = MANAGER_ADDRESS
+    settings["spawner"]["network"] = SWARM_NETWORK
     settings["spawner"]["swarm"] = {
         "course_image": COURSE_IMAGE,
         "constraints": [f"node.labels.{COURSES_LABEL}==true"],
@@ -105,6 +115,7 @@ def swarm_hub(
     try:
         with running(hub):
             print(f"swarm hub started in {time.monotonic() - started:.1f} s")
+            apply_swarm_networks(hub, swarm_worker)
             try:
                 yield hub
             finally:
@@ -124,6 +135,22 @@ def swarm_hub(
         for volume in swarm_worker.docker("volume", "ls", "-q").split():
             if volume.startswith(hub.prefix):
                 swarm_worker.docker("volume", "rm", "-f", volume)
+        # Gone with the swarm when this session made it; else removed here (their services are).
+        subprocess.run(
+            ["docker", "network", "rm", SWARM_NETWORK, f"{SWARM_NETWORK}-internet"],
+            capture_output=True,
+            check=False,
+        )
+
+
+def apply_swarm_networks(hub: HubProcess, worker: Worker) -> None:
+    """What the operator runs: `learnhub network apply` on the manager (the Swarm networks),
+    and `learnhub network apply --swarm-node` on the course node (its networks and firewall)."""
+    manager = run_learnhub(hub, "network", "apply")
+    assert manager.returncode == 0, manager.stderr
+    cli = [sys.executable, "-m", "hub.cli", "network", "apply", "--swarm-node"]
+    node = worker.run_on_node(cli, hub.env(), hub.workdir)
+    assert node.returncode == 0, node.stderr
 
 
 def deliver(hub: HubProcess, events: list[dict[str, Any]]) -> None:
@@ -193,6 +220,140 @@ def assert_graded_in_swarm_jobs(watcher: SandboxWatcher, worker: Worker) -> None
     wait_until(lambda: not any(sandbox_leftovers(worker).values()), "the sandbox jobs to go")
 
 
+#: Connects to each target and asks for a page: "answered" (it got bytes back), "silent" (a
+#: listener that accepts and says nothing), "closed" (accepted, then closed before a byte:
+#: what Docker's userland proxy does when its own connection to the server is refused), or
+#: the error.
+PROBE = """
+import json, socket, sys
+results = {}
+for name, host, port in json.loads(sys.argv[1]):
+    s = socket.socket()
+    s.settimeout(3)
+    connected = False
+    try:
+        s.connect((host, port))
+        connected = True
+        s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        results[name] = "answered" if s.recv(1) else "closed"
+    except TimeoutError:
+        results[name] = "silent" if connected else "TimeoutError"
+    except OSError as exc:
+        results[name] = type(exc).__name__
+    finally:
+        s.close()
+print(json.dumps(results))
+"""
+#: What a learner's code gets when LearnHub's rules refuse it (at once, never a time-out).
+REFUSED = {"ConnectionRefusedError", "ConnectionResetError", "closed"}
+
+
+def probe_args(targets: dict[str, tuple[str, int]]) -> list[str]:
+    return ["-c", PROBE, json.dumps([[name, *where] for name, where in targets.items()])]
+
+
+def probe_in(worker: Worker, container: str, targets: dict[str, tuple[str, int]]) -> Any:
+    """Connect from inside a container of the worker, as uid 1000; each target's outcome."""
+    output = worker.docker("exec", "-u", "1000", container, "python3", *probe_args(targets))
+    return json.loads(output.splitlines()[-1])
+
+
+def probe_from_member(hub: HubProcess, worker: Worker, targets: dict[str, tuple[str, int]]) -> Any:
+    """Another member's server: a service on the course network on the worker, as uid 1000."""
+    name = f"{hub.prefix}-member"
+    docker(
+        "service", "create", "--detach", "--name", name,
+        "--label", f"learnhub.prefix={hub.prefix}", "--network", SWARM_NETWORK,
+        "--constraint", f"node.id=={worker.node}", "--restart-condition", "none",
+        "--user", "1000:100", "--entrypoint", "python3",
+        COURSE_IMAGE.format(course=COURSE), *probe_args(targets),
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: "Complete" in docker("service", "ps", "--format", "{{.CurrentState}}", name),
+            "the member's probe to finish",
+        )
+        return json.loads(docker("service", "logs", "--raw", name).splitlines()[-1])
+    finally:
+        docker("service", "rm", name)
+
+
+def assert_walled_off(hub: HubProcess, worker: Worker) -> None:
+    """The learner's server (no internet) on the worker: only the Hub's host reaches it, and it
+    reaches the Hub API and the exchange, nothing else on this machine. The rules for addresses
+    elsewhere (metadata, private ranges) are read from the node's firewall, never probed."""
+    task = service_task(hub)
+    (ports,) = task["Status"]["PortStatus"]["Ports"]
+    published = (worker.address, int(ports["PublishedPort"]))
+    server = json.loads(worker.docker("inspect", task["Status"]["ContainerStatus"]["ContainerID"]))
+    direct = (
+        server[0]["NetworkSettings"]["Networks"][SWARM_NETWORK]["IPAddress"],
+        ports["TargetPort"],
+    )
+    image = COURSE_IMAGE.format(course=COURSE)
+    # A careless host service on every address, neither the Hub's nor the exchange's port.
+    careless = socket.socket()
+    careless.bind(("0.0.0.0", 0))
+    careless.listen(8)
+    host_service = (MANAGER_ADDRESS, int(careless.getsockname()[1]))
+    stranger = worker.docker(
+        "run", "-d", "--label", f"learnhub.prefix={hub.prefix}", "--user", "1000:100",
+        "--entrypoint", "python3", image, "-m", "http.server", "8000",
+    )  # fmt: skip
+    try:
+        # The Hub's host (this process, from the manager's address) reaches the server.
+        with socket.create_connection(published, timeout=5) as hub_side:
+            hub_side.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert hub_side.recv(1)
+        stranger_ip = worker.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", stranger)
+        seen = probe_in(worker, stranger, {
+            "itself": ("127.0.0.1", 8000),
+            "host service": host_service,
+            "published port": published,
+            "server": direct,
+        })  # fmt: skip
+        # Listening, and reachable from outside LearnHub's networks: the controls.
+        assert seen["itself"] == "answered" and seen["host service"] == "silent", seen
+        assert {seen["published port"], seen["server"]} <= REFUSED, seen
+        ports_of_hub = hub.settings["hub"]
+        learner = probe_in(worker, server[0]["Id"], {
+            "hub api": (MANAGER_ADDRESS, ports_of_hub["hub_port"]),
+            "exchange": (MANAGER_ADDRESS, ports_of_hub["service_port"]),
+            "stranger": (stranger_ip, 8000),
+            "host service": host_service,
+            "the node's swarm port": (worker.address, 7946),
+        })  # fmt: skip
+        assert (learner["hub api"], learner["exchange"]) == ("answered", "answered"), learner
+        for target in ("stranger", "host service", "the node's swarm port"):
+            assert learner[target] in REFUSED, learner
+        member = probe_from_member(hub, worker, {"published port": published, "server": direct})
+        assert set(member.values()) <= REFUSED and len(member) == 2, member
+    finally:
+        careless.close()
+        worker.docker("rm", "-f", stranger)
+    # Elsewhere, by reading the node's rules: a course without internet has nothing past the
+    # Hub; one with internet never a private or link-local (cloud metadata) address.
+    isolated = CourseNetwork(SWARM_NETWORK, internet=False, host_ports=())
+    internet = CourseNetwork(f"{SWARM_NETWORK}-internet", internet=True, host_ports=())
+    listing = docker("exec", worker.container, "iptables", "-S", isolated.egress_chain)
+    assert listing.splitlines()[-1] == (
+        f"-A {isolated.egress_chain} -j REJECT --reject-with icmp-port-unreachable"
+    ), listing
+    listing = docker("exec", worker.container, "iptables", "-S", internet.egress_chain)
+    for cidr in BLOCKED_DESTINATIONS:
+        assert f"-d {cidr} -j REJECT" in listing, (cidr, listing)
+    assert "169.254.0.0/16" in BLOCKED_DESTINATIONS
+    forward = docker("exec", worker.container, "iptables", "-S")
+    for network in (isolated, internet):
+        for jump in (
+            f"-A DOCKER-USER -o {network.bridge} -j {network.server_chain}",
+            f"-A DOCKER-USER -i {network.bridge} -j {network.egress_chain}",
+            f"-A OUTPUT -o {network.bridge} -j {network.relay_chain}",
+            f"-A INPUT -i {network.bridge} -j {network.input_chain}",
+        ):
+            assert jump in forward, (jump, forward)
+
+
 def test_buy_learn_grade_refund_on_a_swarm_worker(
     swarm_hub: HubProcess,
     swarm_worker: Worker,
@@ -228,6 +389,9 @@ def test_buy_learn_grade_refund_on_a_swarm_worker(
         names = {item["name"] for item in b.contents(url).json()["content"]}
         expected = {p.name for p in (swarm_courses / COURSE / "materials").iterdir()}
         assert expected <= names, f"missing {expected - names}"
+        checked = time.monotonic()
+        assert_walled_off(hub, swarm_worker)
+        print(f"network isolation checked on the worker in {time.monotonic() - checked:.1f} s")
 
         # An edit survives a restart: the server comes back on the node that holds the home.
         assert b.put_file(url, "README.md", "# my swarm notes\n").status_code == 200
