@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from docker.errors import NotFound
 
 from hub.errors import SettingsError
 from hub.network import (
@@ -178,3 +180,33 @@ def test_swarm_with_docker_bridge_is_unguarded_and_refused_in_production(tmp_pat
     text = "mode: production\nspawner:\n  backend: swarm\n  network: bridge\n"
     with pytest.raises(SettingsError, match=r"spawner\.network: Docker's `bridge` network"):
         load_settings(_write(tmp_path, text), {"LEARNHUB_COOKIE_SECRET": "x" * 40})
+
+
+class _Networks:
+    """A Docker engine that has exactly ``existing`` (docker-py's ``client.networks``)."""
+
+    def __init__(self, existing: dict[str, dict[str, object]]) -> None:
+        self.existing = existing
+
+    def get(self, name: str) -> SimpleNamespace:
+        if name not in self.existing:
+            raise NotFound(name)
+        return SimpleNamespace(attrs=self.existing[name])
+
+
+def test_a_swarm_node_network_that_does_not_isolate_is_an_error_with_the_remedy(
+    tmp_path: Path,
+) -> None:
+    """Someone made `lh-config` by hand with inter-container traffic on: LearnHub refuses to
+    guard a bridge its members could cross, and says how to make it right."""
+    text = "spawner:\n  backend: swarm\n  network: lh\nhub:\n  hub_ip: 10.0.0.10\n"
+    settings = load_settings(_write(tmp_path, text), {})
+    by_hand = {"com.docker.network.bridge.enable_icc": "true"}
+    engine = SimpleNamespace(
+        networks=_Networks({"lh-config": {"ConfigOnly": True, "Options": by_hand}})
+    )
+    with pytest.raises(NetworkError) as refused:
+        apply_swarm_node(settings, client=engine)
+    message = str(refused.value)
+    assert "enable_icc should be false" in message
+    assert "docker network rm lh-config" in message and "--swarm-node" in message

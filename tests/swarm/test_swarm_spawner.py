@@ -47,4 +47,7 @@ def test_the_deploy_example_is_valid_settings() -> None:
     own = _swarm_own(settings)
     assert own["swarm_course_image"].endswith("/learnhub/course-{course}:latest")
     assert own["swarm_constraints"] == ["node.labels.learnhub-courses==true"]
+    # Course servers join LearnHub's Swarm networks, which the nodes' firewalls guard.
+    assert (own["isolated_network"], own["internet_network"]) == ("learnhub", "learnhub-internet")
+    assert settings.hub.hub_ip == "10.0.0.10"
     assert BACKENDS["swarm"].engine(settings)["use_internal_ip"] is False
