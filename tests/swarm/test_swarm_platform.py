@@ -354,8 +354,33 @@ def assert_walled_off(hub: HubProcess, worker: Worker) -> None:
             assert jump in forward, (jump, forward)
 
 
+def assert_unprepared_node_refuses(hub: HubProcess, swarm: Swarm) -> None:
+    """Fail closed: a node where `--swarm-node` never ran (the manager, here) has no
+    `<network>-config`, so Swarm rejects a course server there instead of running it
+    unguarded."""
+    name = f"{hub.prefix}-unguarded"
+    docker(
+        "service", "create", "--detach", "--name", name,
+        "--label", f"learnhub.prefix={hub.prefix}", "--network", SWARM_NETWORK,
+        "--constraint", f"node.id=={swarm.manager}", "--restart-condition", "none",
+        "--user", "1000:100", "--entrypoint", "true", COURSE_IMAGE.format(course=COURSE),
+    )  # fmt: skip
+
+    def error() -> str:
+        return docker("service", "ps", "--no-trunc", "--format", "{{.Error}}", name)
+
+    try:
+        wait_until(error, "Swarm to reject the course server on the unprepared node")
+        message = error()
+        assert f'configuration network "{SWARM_NETWORK}-config" does not exist' in message
+        assert "Rejected" in docker("service", "ps", "--format", "{{.CurrentState}}", name)
+    finally:
+        docker("service", "rm", name)
+
+
 def test_buy_learn_grade_refund_on_a_swarm_worker(
     swarm_hub: HubProcess,
+    swarm: Swarm,
     swarm_worker: Worker,
     registry: Registry,
     standin: StripeStandIn,
@@ -391,7 +416,9 @@ def test_buy_learn_grade_refund_on_a_swarm_worker(
         assert expected <= names, f"missing {expected - names}"
         checked = time.monotonic()
         assert_walled_off(hub, swarm_worker)
-        print(f"network isolation checked on the worker in {time.monotonic() - checked:.1f} s")
+        assert_unprepared_node_refuses(hub, swarm)
+        took = time.monotonic() - checked
+        print(f"network isolation checked (worker, unprepared manager) in {took:.1f} s")
 
         # An edit survives a restart: the server comes back on the node that holds the home.
         assert b.put_file(url, "README.md", "# my swarm notes\n").status_code == 200
