@@ -49,6 +49,17 @@ def xsrf_of(page: httpx.Response) -> str:
     return match.group(1)
 
 
+def password_fields(page: httpx.Response) -> list[tuple[str, str, str, str]]:
+    """(id, label, name, autocomplete) of each password field: the shape of
+    hub/templates/site/password-fields.html, which every account form renders."""
+    return re.findall(
+        r'<label class="form-label" for="([^"]+)">([^<]+)</label>\s*'
+        r'(?:<div class="input-group">\s*)?<input id="\1" type="password" name="([^"]+)" '
+        r'autocapitalize="off" autocorrect="off" autocomplete="([^"]+)"',
+        page.text,
+    )
+
+
 @pytest.fixture
 def visitor(docker_hub: HubProcess) -> Iterator[Browser]:
     with browser(docker_hub) as b:
@@ -386,8 +397,20 @@ def test_front_door_and_the_hubs_pages_in_chinese(docker_hub: HubProcess) -> Non
         assert "JupyterHub" not in re.search(r"<title>.*?</title>", login.text, re.S).group(0)  # type: ignore[union-attr]
         assert 'id="learnhub-nav-catalog"' in login.text and "课程目录" in login.text
         assert "创建账号" in login.text
+        assert password_fields(login) == [
+            ("password_input", "密码", "password", "current-password")
+        ]
         signup = visitor.client.get("hub/signup", headers=zh)
-        assert "创建你的 LearnHub 账号" in signup.text and "确认密码" in signup.text
+        assert "创建你的 LearnHub 账号" in signup.text
+        assert password_fields(signup) == [
+            ("password_input", "密码", "signup_password", "new-password"),
+            (
+                "password_confirmation_input",
+                "确认密码",
+                "signup_password_confirmation",
+                "new-password",
+            ),
+        ]
         # A course refused (never bought): the 403 says why and what to do, in Chinese.
         visitor.signup("lise-meitner", "fission-1938-physics")
         refused = visitor.client.get("hub/spawn/lise-meitner/algorithms-in-python", headers=zh)
@@ -497,6 +520,17 @@ def test_members_change_their_password_in_their_language(docker_hub: HubProcess)
         assert form.status_code == 200, form.text
         assert '<html lang="zh-CN">' in form.text and "修改密码" in form.text
         assert "Change password for" not in form.text  # upstream's English page
+        # The current password, then the new one twice: the fields every account form shares.
+        assert password_fields(form) == [
+            ("old_password_input", "当前密码", "old_password", "current-password"),
+            ("password_input", "新密码", "new_password", "new-password"),
+            (
+                "password_confirmation_input",
+                "确认密码",
+                "new_password_confirmation",
+                "new-password",
+            ),
+        ]
         # LearnHub's own icon, on the Hub's pages and the service's, not JupyterHub's favicon.
         icon = f'<link rel="icon" href="{member.hub_path()}logo" type="image/svg+xml">'
         assert icon in form.text and icon in member.client.get(SERVICE).text

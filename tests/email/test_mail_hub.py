@@ -207,7 +207,23 @@ def test_password_reset_mail_link_works_once_and_the_new_password_signs_in(
     b = Browser(hub)
     try:
         form = b.client.get(link)
-        assert form.status_code == 200 and 'name="new_password"' in form.text
+        assert form.status_code == 200
+        # The new password twice, in the fields every account form shares (site/password-fields).
+        fields = re.findall(
+            r'<label class="form-label" for="([^"]+)">([^<]+)</label>\s*<input id="\1" '
+            r'type="password" name="([^"]+)" autocapitalize="off" autocorrect="off" '
+            r'autocomplete="([^"]+)" class="form-control" required />',
+            form.text,
+        )
+        assert fields == [
+            ("password_input", "New password", "new_password", "new-password"),
+            (
+                "password_confirmation_input",
+                "Confirm password",
+                "new_password_confirmation",
+                "new-password",
+            ),
+        ], form.text
         token = re.search(r'name="token" value="([^"]+)"', form.text)
         assert token
         done = b.client.post(
