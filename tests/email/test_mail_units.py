@@ -193,8 +193,10 @@ def test_feedback_released_is_told_the_same_way_from_a_job_and_the_command_line(
     import grader.course
     from grader.course import GradingCourse
     from grader.worker import run_job
-    from hub.grading_jobs import JobStore, check_request
+    from hub.grading_jobs import JobStore, check_request, course_jobs
     from hub.grading_jobs import enqueue as enqueue_job
+    from hub.i18n import translator
+    from hub.service.grading import display_job
 
     course_id, assignment = "python-foundations", "ps1-data-model"
     config = tmp_path / "learnhub.yaml"
@@ -233,6 +235,11 @@ def test_feedback_released_is_told_the_same_way_from_a_job_and_the_command_line(
         done = run_job(settings, rows, claimed, token="t", course_factory=lambda *_a, **_k: course)
         assert done == "done"
     assert [name for name, _params in feedback_rows()] == ["mia"]
+    # The job keeps the count the dashboard shows, in either language, and no list of names.
+    (job,) = course_jobs(db, course_id)
+    assert job["progress"]["summary"] == {"key": "job_feedback", "count": 2}
+    shown = [display_job(job, translator(lang), "/")["summary"] for lang in ("en", "zh-CN")]
+    assert shown == ["Feedback released to 2 learners.", "已向 2 名学员发布反馈。"]
     # The command line releases again: a new release, a new notice.
     assert course.feedback(assignment) == ["mia", "noah"]
     told = feedback_rows()
