@@ -174,6 +174,30 @@ def test_checkout_needs_xsrf_then_demo_purchase_pages(docker_hub: HubProcess) ->
         assert "已退款" in ended.group(0) and "重新购买" in ended.group(0)
 
 
+def title_and_heading(page: httpx.Response) -> tuple[str, str]:
+    """The page's <title> and its <h1>, stripped."""
+    title = re.search(r"<title>(.*?)</title>", page.text, re.S)
+    heading = re.search(r"<h1[^>]*>(.*?)</h1>", page.text, re.S)
+    assert title and heading, page.text
+    return title.group(1).strip(), heading.group(1).strip()
+
+
+def test_the_start_page_names_the_course_by_its_title(docker_hub: HubProcess) -> None:
+    """The page shown while a course server starts names the course by its title (course.yaml),
+    not its id. (The server started here is the one the dashboards test meters; the failed
+    start's page is checked in Chinese in test_front_door_and_the_hubs_pages_in_chinese.)"""
+    course, title = "python-foundations", "Python Foundations for Working Programmers"
+    with browser(docker_hub) as learner:
+        assert learner.login("demo-learner", PASSWORD).status_code == 200
+        servers = docker_hub.api("GET", "/users/demo-learner").json()["servers"]
+        assert course not in servers, "this test runs before anything starts the server"
+        # The spawn page waits a second for the start, then shows the progress page.
+        starting = learner.client.get(f"hub/spawn/demo-learner/{course}")
+        assert starting.url.path.endswith(f"/hub/spawn-pending/demo-learner/{course}"), starting.url
+        assert title_and_heading(starting) == (f"Starting {title} · LearnHub", f"Starting {title}")
+        wait_for_server(docker_hub, "demo-learner", course)
+
+
 def test_dashboards_are_for_instructors_and_admins(docker_hub: HubProcess) -> None:
     with browser(docker_hub) as b:
         sign_in_to_service(b, "demo-learner")
@@ -420,6 +444,15 @@ def test_front_door_and_the_hubs_pages_in_chinese(docker_hub: HubProcess) -> Non
         assert "你没有课程“Algorithms in Python”的访问权限" in main, main
         assert "重新购买" in refused.text and "前往课程目录" in refused.text
         assert "You can try restarting" not in refused.text
+        # Back to the course server's page: the failed start, named by the course's title.
+        failed = visitor.client.get(
+            "hub/spawn-pending/lise-meitner/algorithms-in-python", headers=zh
+        )
+        assert failed.status_code == 403, failed.text
+        assert title_and_heading(failed) == (
+            "课程“Algorithms in Python”的服务器未能启动 · LearnHub",
+            "课程“Algorithms in Python”的服务器未能启动",
+        )
     with browser(docker_hub) as member:
         sign_in_to_service(member, "demo-learner")
         # A member at the root gets their courses.
