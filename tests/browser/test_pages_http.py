@@ -111,6 +111,11 @@ def test_checkout_needs_xsrf_then_demo_purchase_pages(docker_hub: HubProcess) ->
         assert "learnhub-buy" in course_page.text
         forged = b.client.post(SERVICE + "checkout/algorithms-in-python", follow_redirects=False)
         assert forged.status_code == 403
+        # Said in words (the member's language), not a bare "403 Forbidden".
+        assert (
+            "This form could not be accepted" in forged.text
+            and "Nothing was changed" in forged.text
+        )
         bad = b.client.post(
             SERVICE + "checkout/algorithms-in-python",
             data={"_xsrf": "not-the-token"},

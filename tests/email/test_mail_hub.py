@@ -555,11 +555,36 @@ def test_a_member_in_shanghai_reads_deadlines_in_shanghai_time(
 
 
 def test_a_visitor_chooses_a_zone_for_this_browser(hub: HubProcess) -> None:
+    """A visitor's zone is theirs: another site's form cannot choose it for them (403 in their
+    language, nothing set); the form itself works without script (its hidden token)."""
     due = course_deadline(hub)
     with httpx.Client(base_url=hub.url, follow_redirects=True, timeout=60) as client:
         utc = client.get(SERVICE + f"courses/{COURSE}")
-        assert f"{due.astimezone(UTC):%-I:%M}\u202f{due.astimezone(UTC):%p} UTC" in utc.text
-        chosen = client.post(SERVICE + "time-zone", data={"zone": "America/New_York"})
+        in_utc = f"{due.astimezone(UTC):%-I:%M}\u202f{due.astimezone(UTC):%p} UTC"
+        assert in_utc in utc.text
+        # Another site's auto-submitting form, in this visitor's browser: no token.
+        forged = client.post(
+            SERVICE + "time-zone",
+            data={"zone": "Pacific/Kiritimati"},
+            headers={
+                "Origin": "https://elsewhere.example",
+                "Sec-Fetch-Site": "cross-site",
+                "Sec-Fetch-Mode": "navigate",
+                "Accept-Language": "zh-CN",
+            },
+        )
+        assert forged.status_code == 403
+        assert '<html lang="zh-CN">' in forged.text and "无法接受此表单" in forged.text
+        assert "未作任何更改" in forged.text and "Traceback" not in forged.text
+        assert "learnhub-tz" not in forged.headers.get("set-cookie", "")
+        assert "learnhub-tz" not in client.cookies
+        again = client.get(SERVICE + f"courses/{COURSE}")
+        assert in_utc in again.text and "Kiritimati" not in again.text
+        # The form as a browser without script sends it: the hidden token, the cookie with it.
+        form = client.get(SERVICE + "time-zone")
+        chosen = client.post(
+            SERVICE + "time-zone", data={"_xsrf": xsrf_of(form), "zone": "America/New_York"}
+        )
         assert chosen.status_code == 200 and 'id="learnhub-tz-saved"' in chosen.text
         assert "learnhub-tz=" in chosen.headers.get("set-cookie", "")
         local = due.astimezone(ZoneInfo("America/New_York"))
