@@ -336,6 +336,13 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
             from hub.store import Database
 
             # Made here, once, on the main thread: handlers use it from worker threads.
+            # Why the Hub (root in production) may write the service's SQLite file: the file
+            # is the service's (hub.privilege creates it for the service before anything opens
+            # it), and SQLite gives the -wal, -shm and journal files a root process creates to
+            # the database file's owner, with its mode; so the service can always write after
+            # us (tests/email/test_mail_units.py). A Hub that is not root runs the service as
+            # itself; PostgreSQL has no files. (A different, open problem: SQLite follows a
+            # link the service plants in place of the file; docs/security.md, "Still as root".)
             self._learnhub_db = Database(self.learnhub_db_url)
             self.log.info("email: on (address at sign-up, verification, password reset)")
         else:

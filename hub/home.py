@@ -9,13 +9,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from hub.addresses import service_prefix
-from hub.courses import Catalog, CourseEntry
+from hub.courses import COURSE_ID_PATTERN, Catalog, CourseEntry, load_course
 from hub.errors import CourseError
 from hub.i18n.dates import TZ_COOKIE, format_datetime, formatter, iso, normalize_zone, viewer_zone
 from hub.i18n.hub_pages import current_cookie, current_language
@@ -239,3 +240,23 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
         }
 
     return for_user
+
+
+def course_titles(settings: Settings) -> Callable[[Any], Callable[[str], str]]:
+    """A `template_vars` callable: a function from a course id to the course's title.
+
+    For the pages JupyterHub renders about one course server (starting, not running), which
+    know only the server's name, the course id. A name that is no readable course shows as
+    itself. Reads that one `course.yaml` per call: these pages are shown once per start.
+    """
+    courses_dir = settings.courses_dir.resolve()
+
+    def title(course_id: str) -> str:
+        if not re.fullmatch(COURSE_ID_PATTERN, course_id or ""):
+            return course_id
+        try:
+            return load_course(courses_dir / course_id).course.title
+        except CourseError:
+            return course_id
+
+    return lambda user: title

@@ -25,7 +25,7 @@ from hub.access.scopes import (
 from hub.addresses import hub_connect_host, hub_ip, service_prefix, service_url
 from hub.courses import Catalog
 from hub.demo_accounts import DEMO_ADMIN, DEMO_USERS, demo_groups, demo_seed_users
-from hub.home import front_door, home_courses
+from hub.home import course_titles, front_door, home_courses
 from hub.hub_sqlite import tune_hub_sqlite
 from hub.i18n.hub_pages import hub_template_vars, language_transform
 from hub.metrics import (
@@ -85,6 +85,7 @@ def apply_hub(c: Any, settings: Settings) -> None:
     c.JupyterHub.template_vars = {
         "learnhub_mode": settings.mode,
         "learnhub_courses": home_courses(settings),
+        "learnhub_course_title": course_titles(settings),
         **hub_template_vars(service_prefix(settings)),
     }
     c.JupyterHub.tornado_settings = {

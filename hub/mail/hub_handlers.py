@@ -2,6 +2,8 @@
 
 They run in the Hub process (they change the password table in the Hub's database) and queue
 their mail in LearnHub's database; the LearnHub service sends it (:mod:`hub.mail.sender`).
+The Hub may be root and the service another user: that is safe for the service's SQLite file
+(why: :class:`hub.auth.LearnHubNativeAuthenticator`'s comment where it opens it).
 What a stranger can learn here is kept to nothing (docs/security.md, "Mail: links, tokens
 and enumeration"):
 

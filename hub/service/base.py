@@ -180,18 +180,45 @@ class LearnerHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[mis
             self.redirect(self.get_login_url())
         return name
 
+    #: Check visitors' POSTs too: for forms whose answer changes the visitor's own browser
+    #: (the time zone cookie), which a forged cross-site form could otherwise set for them.
+    xsrf_for_visitors = False
+
     def check_xsrf_cookie(self) -> None:
-        """Require the XSRF token on every POST that a Hub login cookie could authenticate.
+        """Require the XSRF token on every POST that a Hub login cookie could authenticate,
+        and on a visitor's POST where :attr:`xsrf_for_visitors` says so.
 
         JupyterHub's check (inherited from :class:`HubOAuthenticated`) binds the token to the
-        OAuth cookie and session. A request without our login cookie carries no ambient
+        OAuth cookie and session, or, for a visitor, to their address and browser (as the
+        Hub's own login form). A request without our login cookie carries no ambient
         credential a forged cross-site form could abuse (it is anonymous, or authenticated by an
-        ``Authorization`` header), so it has nothing to protect; JupyterHub itself only checks
-        XSRF when that cookie is present (``HubOAuth._get_user_cookie``).
+        ``Authorization`` header), so most have nothing to protect; JupyterHub itself only
+        checks XSRF when that cookie is present (``HubOAuth._get_user_cookie``). A refusal is
+        :class:`FormRefused`: a page in the viewer's language that says what to do.
         """
-        if not self.get_secure_cookie(self.hub_auth.cookie_name):
+        signed_in = bool(self.get_secure_cookie(self.hub_auth.cookie_name))
+        if not signed_in and not self.xsrf_for_visitors:
             return
-        super().check_xsrf_cookie()
+        try:
+            super().check_xsrf_cookie()
+        except web.HTTPError as exc:
+            if exc.status_code != 403:
+                raise
+            # Not the user's name: asking who is signed in checks XSRF again (JupyterHub's
+            # cookie authentication does), which would come straight back here.
+            log.warning(
+                "form refused: no valid XSRF token",
+                extra={"signed_in": signed_in, "outcome": "403", "path": self.request.path},
+            )
+            raise FormRefused() from exc
+
+
+class FormRefused(web.HTTPError):
+    """A POST without a valid XSRF token (a forged cross-site form, or a form kept open past
+    its token's life): 403, shown as a page that says to reload the form and send it again."""
+
+    def __init__(self) -> None:
+        super().__init__(403, "form without a valid XSRF token")
 
 
 class LearnerPage(LearnerHandler, BaseHandler):
@@ -415,13 +442,17 @@ class LearnerPage(LearnerHandler, BaseHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Errors (403 XSRF, 404, 500) as pages that look like the rest, never a traceback."""
         reason = self._reason or "Error"
+        title, body = f"{status_code} {reason}", ""
+        exc_info = kwargs.get("exc_info")
+        if exc_info is not None and isinstance(exc_info[1], FormRefused):
+            title, body = self.translate("form_refused_title"), self.translate("form_refused_body")
         try:
             self.render_page(
                 status_code,
                 "message.html",
                 kind="error",
-                title=f"{status_code} {reason}",
-                body="",
+                title=title,
+                body=body,
                 alert=None,
                 open_url=None,
             )

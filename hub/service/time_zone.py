@@ -4,6 +4,11 @@ The pages run no script, so the browser's zone is unknown to them; people choose
 A valid IANA name is remembered in the ``learnhub-tz`` cookie (any visitor) and, for a member,
 saved in ``member_preferences`` (their mails and their other browsers use it too). A bad name
 is refused with a message that says what to enter, and nothing is saved.
+
+The form is XSRF-checked for visitors too (another site must not choose a zone for them); a
+forged POST changes nothing and gets a 403 page in the viewer's language. The language is
+different on purpose: it is chosen by a link (``?lang=``, also each page's canonical address
+in that language, :mod:`hub.seo`), which changes only what the page is shown in.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+
+from markupsafe import Markup
 
 from hub.i18n.dates import DEFAULT_ZONE, MAX_ZONE_LENGTH, TZ_COOKIE, normalize_zone, zone_choices
 from hub.preferences import save_zone
@@ -21,6 +28,8 @@ log = logging.getLogger("learnhub.service")
 
 class TimeZoneHandler(LearnerPage):
     """``GET|POST {prefix}time-zone``: show and change the viewer's time zone."""
+
+    xsrf_for_visitors = True
 
     def _show(
         self, status: int = 200, *, saved: str = "", problem: str = "", typed: str = ""
@@ -37,6 +46,9 @@ class TimeZoneHandler(LearnerPage):
             problem=problem,
             typed=typed or self.time_zone,
             max_length=MAX_ZONE_LENGTH,
+            # Visitors too (other pages give them none): the only visitor form that needs it.
+            # Tornado builds the hidden input and escapes the token itself.
+            xsrf_form_html=Markup(self.xsrf_form_html()),  # noqa: S704
         )
 
     async def get(self) -> None:

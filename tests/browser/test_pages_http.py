@@ -49,6 +49,17 @@ def xsrf_of(page: httpx.Response) -> str:
     return match.group(1)
 
 
+def password_fields(page: httpx.Response) -> list[tuple[str, str, str, str]]:
+    """(id, label, name, autocomplete) of each password field: the shape of
+    hub/templates/site/password-fields.html, which every account form renders."""
+    return re.findall(
+        r'<label class="form-label" for="([^"]+)">([^<]+)</label>\s*'
+        r'(?:<div class="input-group">\s*)?<input id="\1" type="password" name="([^"]+)" '
+        r'autocapitalize="off" autocorrect="off" autocomplete="([^"]+)"',
+        page.text,
+    )
+
+
 @pytest.fixture
 def visitor(docker_hub: HubProcess) -> Iterator[Browser]:
     with browser(docker_hub) as b:
@@ -100,6 +111,11 @@ def test_checkout_needs_xsrf_then_demo_purchase_pages(docker_hub: HubProcess) ->
         assert "learnhub-buy" in course_page.text
         forged = b.client.post(SERVICE + "checkout/algorithms-in-python", follow_redirects=False)
         assert forged.status_code == 403
+        # Said in words (the member's language), not a bare "403 Forbidden".
+        assert (
+            "This form could not be accepted" in forged.text
+            and "Nothing was changed" in forged.text
+        )
         bad = b.client.post(
             SERVICE + "checkout/algorithms-in-python",
             data={"_xsrf": "not-the-token"},
@@ -161,6 +177,30 @@ def test_checkout_needs_xsrf_then_demo_purchase_pages(docker_hub: HubProcess) ->
         )
         assert ended, home.text
         assert "已退款" in ended.group(0) and "重新购买" in ended.group(0)
+
+
+def title_and_heading(page: httpx.Response) -> tuple[str, str]:
+    """The page's <title> and its <h1>, stripped."""
+    title = re.search(r"<title>(.*?)</title>", page.text, re.S)
+    heading = re.search(r"<h1[^>]*>(.*?)</h1>", page.text, re.S)
+    assert title and heading, page.text
+    return title.group(1).strip(), heading.group(1).strip()
+
+
+def test_the_start_page_names_the_course_by_its_title(docker_hub: HubProcess) -> None:
+    """The page shown while a course server starts names the course by its title (course.yaml),
+    not its id. (The server started here is the one the dashboards test meters; the failed
+    start's page is checked in Chinese in test_front_door_and_the_hubs_pages_in_chinese.)"""
+    course, title = "python-foundations", "Python Foundations for Working Programmers"
+    with browser(docker_hub) as learner:
+        assert learner.login("demo-learner", PASSWORD).status_code == 200
+        servers = docker_hub.api("GET", "/users/demo-learner").json()["servers"]
+        assert course not in servers, "this test runs before anything starts the server"
+        # The spawn page waits a second for the start, then shows the progress page.
+        starting = learner.client.get(f"hub/spawn/demo-learner/{course}")
+        assert starting.url.path.endswith(f"/hub/spawn-pending/demo-learner/{course}"), starting.url
+        assert title_and_heading(starting) == (f"Starting {title} · LearnHub", f"Starting {title}")
+        wait_for_server(docker_hub, "demo-learner", course)
 
 
 def test_dashboards_are_for_instructors_and_admins(docker_hub: HubProcess) -> None:
@@ -386,8 +426,20 @@ def test_front_door_and_the_hubs_pages_in_chinese(docker_hub: HubProcess) -> Non
         assert "JupyterHub" not in re.search(r"<title>.*?</title>", login.text, re.S).group(0)  # type: ignore[union-attr]
         assert 'id="learnhub-nav-catalog"' in login.text and "课程目录" in login.text
         assert "创建账号" in login.text
+        assert password_fields(login) == [
+            ("password_input", "密码", "password", "current-password")
+        ]
         signup = visitor.client.get("hub/signup", headers=zh)
-        assert "创建你的 LearnHub 账号" in signup.text and "确认密码" in signup.text
+        assert "创建你的 LearnHub 账号" in signup.text
+        assert password_fields(signup) == [
+            ("password_input", "密码", "signup_password", "new-password"),
+            (
+                "password_confirmation_input",
+                "确认密码",
+                "signup_password_confirmation",
+                "new-password",
+            ),
+        ]
         # A course refused (never bought): the 403 says why and what to do, in Chinese.
         visitor.signup("lise-meitner", "fission-1938-physics")
         refused = visitor.client.get("hub/spawn/lise-meitner/algorithms-in-python", headers=zh)
@@ -397,6 +449,15 @@ def test_front_door_and_the_hubs_pages_in_chinese(docker_hub: HubProcess) -> Non
         assert "你没有课程“Algorithms in Python”的访问权限" in main, main
         assert "重新购买" in refused.text and "前往课程目录" in refused.text
         assert "You can try restarting" not in refused.text
+        # Back to the course server's page: the failed start, named by the course's title.
+        failed = visitor.client.get(
+            "hub/spawn-pending/lise-meitner/algorithms-in-python", headers=zh
+        )
+        assert failed.status_code == 403, failed.text
+        assert title_and_heading(failed) == (
+            "课程“Algorithms in Python”的服务器未能启动 · LearnHub",
+            "课程“Algorithms in Python”的服务器未能启动",
+        )
     with browser(docker_hub) as member:
         sign_in_to_service(member, "demo-learner")
         # A member at the root gets their courses.
@@ -497,6 +558,17 @@ def test_members_change_their_password_in_their_language(docker_hub: HubProcess)
         assert form.status_code == 200, form.text
         assert '<html lang="zh-CN">' in form.text and "修改密码" in form.text
         assert "Change password for" not in form.text  # upstream's English page
+        # The current password, then the new one twice: the fields every account form shares.
+        assert password_fields(form) == [
+            ("old_password_input", "当前密码", "old_password", "current-password"),
+            ("password_input", "新密码", "new_password", "new-password"),
+            (
+                "password_confirmation_input",
+                "确认密码",
+                "new_password_confirmation",
+                "new-password",
+            ),
+        ]
         # LearnHub's own icon, on the Hub's pages and the service's, not JupyterHub's favicon.
         icon = f'<link rel="icon" href="{member.hub_path()}logo" type="image/svg+xml">'
         assert icon in form.text and icon in member.client.get(SERVICE).text

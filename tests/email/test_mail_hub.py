@@ -207,7 +207,23 @@ def test_password_reset_mail_link_works_once_and_the_new_password_signs_in(
     b = Browser(hub)
     try:
         form = b.client.get(link)
-        assert form.status_code == 200 and 'name="new_password"' in form.text
+        assert form.status_code == 200
+        # The new password twice, in the fields every account form shares (site/password-fields).
+        fields = re.findall(
+            r'<label class="form-label" for="([^"]+)">([^<]+)</label>\s*<input id="\1" '
+            r'type="password" name="([^"]+)" autocapitalize="off" autocorrect="off" '
+            r'autocomplete="([^"]+)" class="form-control" required />',
+            form.text,
+        )
+        assert fields == [
+            ("password_input", "New password", "new_password", "new-password"),
+            (
+                "password_confirmation_input",
+                "Confirm password",
+                "new_password_confirmation",
+                "new-password",
+            ),
+        ], form.text
         token = re.search(r'name="token" value="([^"]+)"', form.text)
         assert token
         done = b.client.post(
@@ -539,11 +555,36 @@ def test_a_member_in_shanghai_reads_deadlines_in_shanghai_time(
 
 
 def test_a_visitor_chooses_a_zone_for_this_browser(hub: HubProcess) -> None:
+    """A visitor's zone is theirs: another site's form cannot choose it for them (403 in their
+    language, nothing set); the form itself works without script (its hidden token)."""
     due = course_deadline(hub)
     with httpx.Client(base_url=hub.url, follow_redirects=True, timeout=60) as client:
         utc = client.get(SERVICE + f"courses/{COURSE}")
-        assert f"{due.astimezone(UTC):%-I:%M}\u202f{due.astimezone(UTC):%p} UTC" in utc.text
-        chosen = client.post(SERVICE + "time-zone", data={"zone": "America/New_York"})
+        in_utc = f"{due.astimezone(UTC):%-I:%M}\u202f{due.astimezone(UTC):%p} UTC"
+        assert in_utc in utc.text
+        # Another site's auto-submitting form, in this visitor's browser: no token.
+        forged = client.post(
+            SERVICE + "time-zone",
+            data={"zone": "Pacific/Kiritimati"},
+            headers={
+                "Origin": "https://elsewhere.example",
+                "Sec-Fetch-Site": "cross-site",
+                "Sec-Fetch-Mode": "navigate",
+                "Accept-Language": "zh-CN",
+            },
+        )
+        assert forged.status_code == 403
+        assert '<html lang="zh-CN">' in forged.text and "无法接受此表单" in forged.text
+        assert "未作任何更改" in forged.text and "Traceback" not in forged.text
+        assert "learnhub-tz" not in forged.headers.get("set-cookie", "")
+        assert "learnhub-tz" not in client.cookies
+        again = client.get(SERVICE + f"courses/{COURSE}")
+        assert in_utc in again.text and "Kiritimati" not in again.text
+        # The form as a browser without script sends it: the hidden token, the cookie with it.
+        form = client.get(SERVICE + "time-zone")
+        chosen = client.post(
+            SERVICE + "time-zone", data={"_xsrf": xsrf_of(form), "zone": "America/New_York"}
+        )
         assert chosen.status_code == 200 and 'id="learnhub-tz-saved"' in chosen.text
         assert "learnhub-tz=" in chosen.headers.get("set-cookie", "")
         local = due.astimezone(ZoneInfo("America/New_York"))

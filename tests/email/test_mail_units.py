@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import stat
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,14 +15,18 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy as sa
 
+from harness.hub import let_service_user_through
 from hub.courses import Catalog
 from hub.errors import SettingsError
 from hub.mail import members, tokens
 from hub.mail.compose import compose
+from hub.mail.hub_handlers import queue_verification
 from hub.mail.outbox import enqueue
 from hub.mail.sender import MailSender
+from hub.privilege import prepare_data_dir
 from hub.settings import Settings, load_settings
 from hub.store import Database, OutboxMessage, upgrade, utcnow
+from hub.upgrade import call_as
 from tests.email.conftest import SmtpServer, html_of
 from tests.harness import ROOT
 
@@ -187,8 +193,10 @@ def test_feedback_released_is_told_the_same_way_from_a_job_and_the_command_line(
     import grader.course
     from grader.course import GradingCourse
     from grader.worker import run_job
-    from hub.grading_jobs import JobStore, check_request
+    from hub.grading_jobs import JobStore, check_request, course_jobs
     from hub.grading_jobs import enqueue as enqueue_job
+    from hub.i18n import translator
+    from hub.service.grading import display_job
 
     course_id, assignment = "python-foundations", "ps1-data-model"
     config = tmp_path / "learnhub.yaml"
@@ -227,8 +235,57 @@ def test_feedback_released_is_told_the_same_way_from_a_job_and_the_command_line(
         done = run_job(settings, rows, claimed, token="t", course_factory=lambda *_a, **_k: course)
         assert done == "done"
     assert [name for name, _params in feedback_rows()] == ["mia"]
+    # The job keeps the count the dashboard shows, in either language, and no list of names.
+    (job,) = course_jobs(db, course_id)
+    assert job["progress"]["summary"] == {"key": "job_feedback", "count": 2}
+    shown = [display_job(job, translator(lang), "/")["summary"] for lang in ("en", "zh-CN")]
+    assert shown == ["Feedback released to 2 learners.", "已向 2 名学员发布反馈。"]
     # The command line releases again: a new release, a new notice.
     assert course.feedback(assignment) == ["mia", "noah"]
     told = feedback_rows()
     assert [name for name, _ in told] == ["mia", "mia"]
     assert json.loads(told[1][1]) == {"course": course_id, "assignment": assignment}
+
+
+def test_the_hubs_root_writes_leave_the_database_to_the_service(tmp_path: Path) -> None:
+    """The Hub (root) queues sign-up and reset mail in the service's SQLite database. Root being
+    the first to open it must not leave a root-owned ``-wal``/``-shm`` the service (its own
+    user) then cannot write: SQLite hands the files a root process creates to the database
+    file's owner, and the Hub creates that file for the service before anything opens it."""
+    assert os.geteuid() == 0, "the test command runs as root, so the Hub does"
+    config = tmp_path / "learnhub.yaml"
+    config.write_text(f"hub:\n  data_dir: {tmp_path / 'var'}\n  hub_ip: 127.0.0.1\n")
+    settings = load_settings(config, {})
+    let_service_user_through(tmp_path)
+    account = prepare_data_dir(settings)
+    assert account is not None
+    url = settings.learnhub_db_url
+    call_as(account, lambda: upgrade(url) or "migrated")  # `learnhub upgrade` does this
+    service_dir = settings.service_dir
+    assert sorted(p.name for p in service_dir.iterdir()) == ["learnhub.sqlite"]
+
+    hub_db = Database(url)  # what the authenticator opens, as root, first of all
+    try:
+        auth = SimpleNamespace(
+            learnhub_db=lambda: hub_db, email_secret=SECRET, email_verify_hours=48
+        )
+        queue_verification(auth, "mia", "mia@example.org", "en")
+        files = {p.name: p.stat() for p in service_dir.iterdir()}
+        assert set(files) == {"learnhub.sqlite", "learnhub.sqlite-wal", "learnhub.sqlite-shm"}
+        assert {(f.st_uid, stat.S_IMODE(f.st_mode)) for f in files.values()} == {
+            (account.uid, 0o600)
+        }
+
+        def send() -> str:  # the service's sender marks the row sent while the Hub has it open
+            service_db = Database(url)
+            with service_db.transaction() as session:
+                session.execute(sa.update(OutboxMessage).values(state="sent"))
+            service_db.dispose()
+            return "sent"
+
+        assert call_as(account, send) == "sent"
+    finally:
+        hub_db.dispose()
+    with hub_db.transaction() as session:
+        assert session.scalars(sa.select(OutboxMessage.state)).all() == ["sent"]
+    hub_db.dispose()
