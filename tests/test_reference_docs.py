@@ -41,6 +41,7 @@ def test_every_course_key_is_documented() -> None:
         else:
             assert name in keys
     assert "assignments[].due" in keys
+    assert "completion.min_percent_each" in keys
 
 
 def test_a_new_section_is_picked_up() -> None:
@@ -52,12 +53,15 @@ def test_a_new_section_is_picked_up() -> None:
     class Outer(BaseModel):
         extra: Extra = Extra()
         items: list[Extra] = []
+        maybe: Extra | None = None
 
     lines: list[str] = []
     model_tables(Outer, "", lines)
     text = "\n".join(lines)
     assert "| `extra.knob` | int | `3` |" in text
     assert "## `items[]`" in text
+    # An optional section (course.yaml's `completion:`) is documented key by key too.
+    assert "| `maybe.knob` | int | `3` |" in text
 
 
 def test_every_cli_command_and_option_is_documented() -> None:
