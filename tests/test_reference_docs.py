@@ -228,3 +228,13 @@ def test_every_service_module_is_on_the_architecture_map() -> None:
     modules = sorted(p.name for p in (ROOT / "hub" / "service").glob("*.py"))
     missing = [m for m in modules if m != "__init__.py" and f"`{m}`" not in table]
     assert not missing, f"add them to docs/architecture.md, 'The service's code': {missing}"
+
+
+def test_the_readme_opens_with_its_two_commands_and_ci_runs_the_second() -> None:
+    first = _blocks((ROOT / "README.md").read_text().split("\n# ", 1)[0], "sh")
+    assert len(first) == 1, "README.md must open with one sh block: the demo and the test command"
+    commands = [line.split("#")[0].strip() for line in first[0].splitlines()]
+    assert commands == ["./scripts/demo.sh", "./scripts/test.sh"]
+    for command in commands:
+        assert (ROOT / command).stat().st_mode & 0o111, f"{command} is not executable"
+    assert "scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
