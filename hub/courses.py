@@ -377,7 +377,10 @@ class Catalog:
     def load(cls, courses_dir: Path) -> Catalog:
         """Load every `courses_dir/*/course.yaml`; any invalid course fails the whole load."""
         if not courses_dir.is_dir():
-            raise CourseError(f"{courses_dir}: courses folder not found")
+            raise CourseError(
+                f"{courses_dir.resolve()}: courses folder not found "
+                "(a relative courses_dir is read from the current directory)"
+            )
         folders = sorted(
             p for p in courses_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
         )

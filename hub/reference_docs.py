@@ -91,6 +91,8 @@ def model_tables(model: type[BaseModel], prefix: str, lines: list[str]) -> None:
         item = _list_item(annotation)
         if item is not None:
             nested.append((f"{key}[]", item))
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # optional section
+            nested += [(key, arg) for arg in typing.get_args(annotation) if _is_model(arg)]
         description = (field.description or "").replace("\n", " ").replace("|", "\\|")
         rows.append(f"| `{key}` | {_type_name(field)} | {_default(field)} | {description} |")
     if rows:

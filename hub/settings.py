@@ -874,9 +874,10 @@ class Secrets(_Model):
     email_secret: SecretStr | None = None
 
 
-#: Environment variables that feed :class:`Secrets`, and the two that are not secrets.
+#: Environment variables that feed :class:`Secrets`, and the others LearnHub itself reads
+#: (scripts/setup.sh's extra build CA, an instructor's token for `learnhub grader --hub-url`).
 SECRET_ENV = {f"LEARNHUB_{name.upper()}": name for name in Secrets.model_fields}
-OTHER_ENV = {"LEARNHUB_CONFIG", "LEARNHUB_MODE"}
+OTHER_ENV = {"LEARNHUB_CONFIG", "LEARNHUB_MODE", "LEARNHUB_EXTRA_CA", "LEARNHUB_TOKEN"}
 
 
 class Settings(_Model):

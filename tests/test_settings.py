@@ -96,6 +96,12 @@ def test_unknown_environment_variable() -> None:
         load_settings(None, {"LEARNHUB_ADMN_TOKEN": "x"})
 
 
+def test_learnhubs_own_other_variables_are_not_unknown() -> None:
+    # `LEARNHUB_EXTRA_CA=corp.pem ./scripts/demo.sh` built the images with the CA, then
+    # `learnhub demo` refused the same variable as unknown.
+    load_settings(None, {"LEARNHUB_EXTRA_CA": "corp.pem", "LEARNHUB_TOKEN": "t"})
+
+
 def test_missing_file_named() -> None:
     with pytest.raises(SettingsError, match=r"nope\.yaml: settings file not found"):
         settings_from_environment({"LEARNHUB_CONFIG": "/nope.yaml"}, Path("/unused"))
