@@ -89,7 +89,10 @@ class HubSettings(_Model):
         "auto",
         description=(
             "Address the Hub API binds to and containers connect to. `auto` uses the gateway of "
-            "the Docker network, so course containers can reach the Hub and nothing else can."
+            "the Docker network, so course containers can reach the Hub and nothing else can. "
+            "On Swarm it must be the hub host's address that the course nodes reach (not `auto` "
+            "or loopback): each node's firewall lets only this address open connections to a "
+            "course server."
         ),
     )
     hub_port: int = Field(8081, ge=1, le=65535, description="Port of the Hub API.")
@@ -444,7 +447,10 @@ class SpawnerSettings(_Model):
             "apply`, as root) as an internal network without inter-container traffic, where "
             "containers reach only the Hub API and the exchange, plus `<network>-internet` for "
             "courses whose course.yaml allows the internet (private and link-local addresses "
-            "stay blocked). Docker's own `bridge` is not isolated: refused in production."
+            "stay blocked). Docker's own `bridge` is not isolated: refused in production. With "
+            "`backend: swarm` the same two names are Swarm-scoped networks, made on a manager by "
+            "`learnhub network apply` and walled off on every course node by `learnhub network "
+            "apply --swarm-node` (docs/how-to/scale.md)."
         ),
     )
     limits: ResourceLimits = Field(default_factory=ResourceLimits)
