@@ -81,12 +81,12 @@ from benchmarks.common import (  # noqa: E402
 from benchmarks.stock.hub import StockHub  # noqa: E402
 from benchmarks.stock.image import STOCK_IMAGE  # noqa: E402
 from benchmarks.webhook import (  # noqa: E402
+    COURSE,
     GROUP,
     POLL_SECONDS,
     SECRET,
     Connection,
     Watcher,
-    new_session,
     process_ids,
     watcher_token,
     webhook_request,
@@ -94,8 +94,9 @@ from benchmarks.webhook import (  # noqa: E402
 from harness.docker import docker_cleanup  # noqa: E402
 from harness.edge import DEBIAN_MAIN, EdgeCA, make_ca, run_nginx, wait_for_port  # noqa: E402
 from harness.hub import HubProcess, hub_settings, run_learnhub  # noqa: E402
-from harness.stripe_standin import API_KEY, StripeStandIn  # noqa: E402
+from harness.stripe_standin import API_KEY, StripeStandIn, open_course_checkout  # noqa: E402
 from harness.system import free_port  # noqa: E402
+from hub.store import Database  # noqa: E402
 
 HOST = "learn.test"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -599,7 +600,18 @@ async def phase_webhook(stack: Stack, cfg: dict[str, Any], args: argparse.Namesp
         r = hub.api("POST", "/users", json={"usernames": everyone[i : i + 200]})
         if r.status_code not in (201, 409):
             raise RuntimeError(f"creating users failed: {r.status_code} {r.text}")
-    sessions = {user: new_session(standin, user) for user in everyone}
+    # The service's own database records each session as its checkout would (one connection
+    # for all of them: a Database per session made this the slowest part of the run).
+    assert standin.record_sessions_in is not None
+    recorder = Database(standin.record_sessions_in)
+    client = standin.client()
+    try:
+        sessions = {
+            user: open_course_checkout(client, user, COURSE, 6900, COURSE, recorder)
+            for user in everyone
+        }
+    finally:
+        recorder.dispose()
     database = Path(hub.settings["hub"]["data_dir"]) / "jupyterhub.sqlite"
     token = watcher_token(hub) if args.watch == "api" else ""
 
