@@ -161,7 +161,7 @@ def render_site(settings: Settings) -> str:
         # of it (benchmarks/edge.py). Nothing else of the service takes this way.
         f"upstream {SERVICE_UPSTREAM} {{",
         f"    server {site.service_upstream};",
-        "    keepalive 16;",
+        "    keepalive 64;",
         "    keepalive_timeout 30s;",
         "}",
         "",
