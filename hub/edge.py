@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from hub.addresses import service_url
 from hub.errors import LearnHubError
 from hub.settings import Settings
 
@@ -27,6 +28,8 @@ CACHE_STATUS_HEADER = "X-LearnHub-Cache"
 
 #: The nginx upstream (configurable-http-proxy) the site file defines.
 UPSTREAM = "learnhub_proxy"
+#: The nginx upstream of the LearnHub service itself, for the Stripe webhook only.
+SERVICE_UPSTREAM = "learnhub_service"
 
 #: Where Debian's nginx reads extra `http {}` configuration from.
 DEBIAN_SITE_FILE = Path("/etc/nginx/conf.d/learnhub.conf")
@@ -46,6 +49,10 @@ class EdgeSite:
     upstream: str
     cached_paths: tuple[str, ...]
     service_path: str
+    #: Where the LearnHub service listens (``host:port``), for the webhook's own location.
+    service_upstream: str
+    #: The Stripe webhook's path, passed straight to the service.
+    webhook_path: str
 
 
 def _nginx_string(value: str) -> str:
@@ -100,6 +107,8 @@ def describe_site(settings: Settings) -> EdgeSite:
         # The anonymous catalog and course pages (hub.service.pages.PublicPages send ETags).
         cached_paths=(service, service + "courses", service + "courses/"),
         service_path=service,
+        service_upstream=service_url(settings).removeprefix("http://"),
+        webhook_path=service + "stripe/webhook",
     )
 
 
@@ -144,6 +153,16 @@ def render_site(settings: Settings) -> str:
         # reusing one at that moment answered a POST with 502 (16 of 900 webhooks, when the
         # open loop of benchmarks/edge.py started after a pause).
         "    keepalive_timeout 4s;",
+        "}",
+        "",
+        # The Stripe webhook goes straight to the LearnHub service: it has no login (Stripe's
+        # signature is checked by the service on the raw body), and through the proxy each
+        # event cost configurable-http-proxy about as much CPU as the service's own accepting
+        # of it (benchmarks/edge.py). Nothing else of the service takes this way.
+        f"upstream {SERVICE_UPSTREAM} {{",
+        f"    server {site.service_upstream};",
+        "    keepalive 64;",
+        "    keepalive_timeout 30s;",
         "}",
         "",
         "map $http_upgrade $learnhub_connection_upgrade {",
@@ -212,6 +231,18 @@ def render_site(settings: Settings) -> str:
     # the service (checkout, webhooks, the exchange, dashboards) ever is.
     out += ["server {", f"    listen {listen}{site.https_port} ssl http2;"]
     out += [f"    server_name {site.server_names[0]};", *tls]
+    out += [
+        "",
+        # Exactly the webhook's path (a POST of a few kilobytes, answered once the event is
+        # stored): to the service, kept alive, never cached, never upgraded.
+        f"    location = {_nginx_string(site.webhook_path)} {{",
+        f"        proxy_pass http://{SERVICE_UPSTREAM};",
+        *("        " + line for line in proxy[1:-2]),
+        '        proxy_set_header Connection "";',
+        "        proxy_cache off;",
+        *_headers("        "),
+        "    }",
+    ]
     course_pattern = "^" + re.escape(site.service_path) + "courses/[a-z0-9-]+$"
     selectors = [f"= {_nginx_string(path)}" for path in site.cached_paths]
     selectors.append(f'~ "{course_pattern}"')

@@ -1,17 +1,23 @@
 """The TLS edge's nginx site file: refused settings name the fix; what is cached is exact.
 
 The site file is proved against real nginx and Chromium in tests/browser/test_edge_chromium.py;
-these tests check, without a hub, what it is made from.
+these tests check, without a hub, what it is made from, and (real nginx in front of two
+recording servers) that the Stripe webhook alone bypasses the Hub's proxy.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from harness.edge import make_ca, run_nginx, wait_for_port
+from harness.system import free_port
 from hub.cli import main
 from hub.edge import EdgeConfigError, render_site
 from hub.settings import Settings, load_settings
@@ -44,7 +50,8 @@ def test_site_serves_the_public_host_and_its_subdomains(tmp_path: Path) -> None:
     upstream = "upstream learnhub_proxy {\n    server 127.0.0.1:8000;\n    keepalive 32;\n"
     # An idle connection is dropped before the proxy (Node, 5 s) would close it under a request.
     assert upstream + "    keepalive_timeout 4s;\n}" in site
-    assert site.count("proxy_pass http://learnhub_proxy;") == 6  # every location of both hosts
+    # Every location of both hosts but the webhook's.
+    assert site.count("proxy_pass http://learnhub_proxy;") == 6
     # Kept alive to the proxy unless the browser asks to upgrade (websockets).
     assert (
         "map $http_upgrade $learnhub_connection_upgrade {\n    default upgrade;\n    ''      '';"
@@ -61,6 +68,7 @@ def test_only_anonymous_catalog_pages_on_the_hub_host_are_cached(tmp_path: Path)
     cached = [line.strip() for line in hub_server.splitlines() if "location" in line]
     assert cached == [
         "location / {",
+        'location = "/@/space word/services/learnhub/stripe/webhook" {',
         'location = "/@/space word/services/learnhub/" {',
         'location = "/@/space word/services/learnhub/courses" {',
         'location = "/@/space word/services/learnhub/courses/" {',
@@ -72,6 +80,7 @@ def test_only_anonymous_catalog_pages_on_the_hub_host_are_cached(tmp_path: Path)
     # One revalidation at a time; meanwhile the others get the page as it was.
     assert hub_server.count("proxy_cache_use_stale updating;") == 4
     assert "proxy_cache " not in users_server
+    assert "stripe/webhook" not in users_server
     assert 'map "$http_cookie$http_authorization$arg_token" $learnhub_personal' in site
 
 
@@ -125,3 +134,85 @@ def test_written_site_passes_nginx_t(tmp_path: Path, capsys: pytest.CaptureFixtu
         check=False,
     )
     assert checked.returncode == 0, checked.stderr
+
+
+class _Recorder(ThreadingHTTPServer):
+    """A loopback HTTP/1.1 server that answers 200 and records what reached it."""
+
+    def __init__(self, name: str) -> None:
+        self.seen: list[tuple[str, str, bytes]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                recorder.seen.append((self.command, self.path, body))
+                reply = name.encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+def test_the_stripe_webhook_alone_goes_straight_to_the_service(tmp_path: Path) -> None:
+    # Real nginx with the written site file; the proxy and the service are recorders on their
+    # own ports, so where each request went is what they saw.
+    proxy, service = _Recorder("proxy"), _Recorder("service")
+    https_port, http_port = free_port(), free_port()
+    ca = make_ca(tmp_path, "learn.test")
+    public = f"https://learn.test:{https_port}"
+    config = tmp_path / "learnhub.yaml"
+    config.write_text(
+        f"hub:\n  bind_url: http://127.0.0.1:{proxy.port}{BASE}\n"
+        f"  public_url: {public}{BASE}\n  subdomain_host: {public}\n"
+        f"  service_port: {service.port}\n"
+        f"edge:\n  certificate: {ca.chain_pem}\n  certificate_key: {ca.key_pem}\n"
+        f"  listen_address: 127.0.0.1\n  http_port: {http_port}\n  cache_dir: {tmp_path}/cache\n"
+    )
+    site = tmp_path / "learnhub.conf"
+    site.write_text(render_site(load_settings(config, {})))
+    nginx = run_nginx(tmp_path / "nginx", site)
+    try:
+        wait_for_port(https_port, nginx, tmp_path / "nginx" / "error.log")
+
+        def post(path: str) -> str:
+            answer = subprocess.run(
+                ["curl", "-sS", "--cacert", str(ca.ca_pem), "--resolve",
+                 f"learn.test:{https_port}:127.0.0.1", "--data-binary", '{"id": "evt_1"}',
+                 "-H", "Content-Type: application/json", f"{public}{path}"],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            return answer.stdout
+
+        webhook = f"{BASE}services/learnhub/stripe/webhook"
+        assert post(webhook) == "service"
+        assert post(webhook) == "service"  # again, on the kept-alive connection
+        # The rest of the service, and anything near the webhook's path, still go through the
+        # Hub's proxy.
+        for path in ("services/learnhub/stripe/webhook/x", "services/learnhub/checkout/x"):
+            assert post(BASE + path) == "proxy"
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=30)
+        proxy.shutdown()
+        service.shutdown()
+    # The path as the sender wrote it (the base URL keeps its %20 and @), the body untouched.
+    assert service.seen == [("POST", webhook, b'{"id": "evt_1"}')] * 2
+    assert [path for _, path, _ in proxy.seen] == [
+        f"{BASE}services/learnhub/stripe/webhook/x",
+        f"{BASE}services/learnhub/checkout/x",
+    ]

@@ -211,9 +211,7 @@ class EventQueue:
                     from_idle = False
 
     async def _process(self, batch: list[dict[str, Any]], *, from_idle: bool = False) -> None:
-        results = await asyncio.gather(
-            *(self.billing.updates_for_event(event) for event in batch), return_exceptions=True
-        )
+        results = await self.billing.updates_for_events(batch)
         decided: list[tuple[dict[str, Any], FulfilmentResult]] = []
         failed: list[tuple[dict[str, Any], str]] = []
         for event, result in zip(batch, results, strict=True):

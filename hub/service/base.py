@@ -102,8 +102,7 @@ class BaseHandler(web.RequestHandler):
 
     def set_default_headers(self) -> None:
         """Security headers on every answer, errors included (tornado re-applies them then)."""
-        public_origin = self.ctx.settings.absolute_url("").rstrip("/")
-        self.set_header("Content-Security-Policy", content_security_policy(public_origin))
+        self.set_header("Content-Security-Policy", content_security_policy(self.ctx.public_origin))
         self.set_header("X-Frame-Options", "DENY")
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "same-origin")

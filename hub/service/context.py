@@ -15,6 +15,7 @@ hands every handler its application's settings, so this adds one key, not a new 
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,12 @@ class ServiceContext:
     previews: PreviewLessons = field(default_factory=PreviewLessons)
     #: The operator dashboard's Hub readings (activity, usage samples), shared by its views.
     hub_figures: HubFigures = field(default_factory=HubFigures)
+
+    @functools.cached_property
+    def public_origin(self) -> str:
+        """``scheme://host[:port]`` of the public URL, worked out once (every answer's
+        security headers name it; per request it was a few percent of a webhook's CPU)."""
+        return self.settings.absolute_url("").rstrip("/")
 
 
 def template_environment() -> jinja2.Environment:

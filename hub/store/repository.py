@@ -423,6 +423,17 @@ def checkout_session(session: Session, session_id: str) -> CheckoutSession | Non
     ).one_or_none()
 
 
+def checkout_sessions(session: Session, session_ids: Collection[str]) -> list[CheckoutSession]:
+    """LearnHub's records of those of ``session_ids`` it created (one query for a batch)."""
+    if not session_ids:
+        return []
+    return list(
+        session.scalars(
+            sa.select(CheckoutSession).where(CheckoutSession.session_id.in_(set(session_ids)))
+        )
+    )
+
+
 def active_subscription_ids(session: Session) -> list[str]:
     """Subscriptions whose entitlement is not revoked (for reconciliation)."""
     return list(
