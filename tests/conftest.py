@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,10 @@ def pytest_configure(config: pytest.Config) -> None:
     pytest session that starts resets the shared `/tmp/pytest-of-root` to 0700, and so would
     lock that user out of a hub another checkout's session is running.
     """
+    if not hasattr(config, "workerinput"):
+        # The controller (or a run without xdist) starts each run's timelines afresh.
+        for old in TIMELINE_DIR.glob("timeline-*.tsv"):
+            old.unlink()
     if os.geteuid() == 0 and config.option.basetemp is None:
         config.option.basetemp = str(Path(tempfile.gettempdir()) / f"pytest-learnhub-{os.getpid()}")
 
@@ -77,6 +82,26 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return unit_of_work(nodeid)
 
     return ModuleScheduling(config, log)
+
+
+#: Where each test's start and end are written, one file per xdist worker
+#: (`timeline-gw0.tsv`...; `timeline-main.tsv` without xdist): worker, start, end (Unix time),
+#: node id. `scripts/timeline.py` turns them into per-worker, per-module timelines, to see
+#: whether a worker idles at the end of a run (docs/how-to/writing-tests.md, "Balance").
+TIMELINE_DIR = ROOT / "test-artifacts"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):  # type: ignore[no-untyped-def]
+    """Time the whole of each test (setup, call, teardown) into this worker's timeline file."""
+    start = time.time()
+    try:
+        return (yield)
+    finally:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        TIMELINE_DIR.mkdir(exist_ok=True)
+        with open(TIMELINE_DIR / f"timeline-{worker}.tsv", "a", encoding="utf-8") as out:
+            out.write(f"{worker}\t{start:.3f}\t{time.time():.3f}\t{item.nodeid}\n")
 
 
 @pytest.hookimpl(wrapper=True)
