@@ -1,22 +1,42 @@
 #!/usr/bin/env python3
 """Summarise a test run's timelines (`test-artifacts/timeline-*.tsv`, from tests/conftest.py).
 
-    .venv/bin/python scripts/timeline.py [test-artifacts]
+    .venv/bin/python scripts/timeline.py [--write] [test-artifacts]
 
 Prints, per xdist worker, when it started and finished and how long it was busy, then each
 worker's units of work (modules, or groups of SHARED_HOST_STATE) in the order it ran them, with
 their start offset and duration, and finally the slowest units. A worker that finishes long
 before the other is idle capacity: schedule the longest units first or split them.
+
+`--write` also records each unit's duration in tests/module_durations.json, from which the
+scheduler in tests/conftest.py hands out the longest units first. Refresh it from a whole run
+(`./scripts/test.sh`) when modules were added or got much slower or faster; commit it.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import defaultdict
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 
-def main(folder: Path) -> None:
+
+def write_durations(units: dict[tuple[str, str], list[float]]) -> None:
+    """Record each unit of work's duration for the scheduler (tests/module_durations.json)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.conftest import DURATIONS_FILE, unit_of_work
+
+    seconds: dict[str, float] = defaultdict(float)
+    for (_worker, module), (_start, _end, total, _count) in units.items():
+        seconds[unit_of_work(module)] += total
+    ordered = dict(sorted(((u, round(s, 1)) for u, s in seconds.items()), key=lambda i: -i[1]))
+    DURATIONS_FILE.write_text(json.dumps(ordered, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {len(ordered)} units to {DURATIONS_FILE}")
+
+
+def main(folder: Path, write: bool = False) -> None:
     rows: list[tuple[str, float, float, str]] = []
     for path in sorted(folder.glob("timeline-*.tsv")):
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -47,7 +67,10 @@ def main(folder: Path) -> None:
     slowest = sorted(units.items(), key=lambda u: -u[1][2])[:30]
     for (worker, module), (_s, _e, total, count) in slowest:
         print(f"   {total:6.1f} s  {count:3d} tests  {worker}  {module}")
+    if write:
+        write_durations(units)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "test-artifacts"))
+    args = [a for a in sys.argv[1:] if a != "--write"]
+    main(Path(args[0] if args else "test-artifacts"), write="--write" in sys.argv[1:])
