@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,10 @@ def pytest_configure(config: pytest.Config) -> None:
     pytest session that starts resets the shared `/tmp/pytest-of-root` to 0700, and so would
     lock that user out of a hub another checkout's session is running.
     """
+    if not hasattr(config, "workerinput"):
+        # The controller (or a run without xdist) starts each run's timelines afresh.
+        for old in TIMELINE_DIR.glob("timeline-*.tsv"):
+            old.unlink()
     if os.geteuid() == 0 and config.option.basetemp is None:
         config.option.basetemp = str(Path(tempfile.gettempdir()) / f"pytest-learnhub-{os.getpid()}")
 
@@ -58,6 +64,33 @@ def unit_of_work(nodeid: str) -> str:
     return module
 
 
+#: Seconds each unit of work took in a recent whole run (`scripts/timeline.py --write`), so
+#: the scheduler can hand out the longest first. Only the order depends on it: a stale or
+#: missing entry never changes what runs.
+DURATIONS_FILE = Path(__file__).with_name("module_durations.json")
+#: A unit with no recorded duration (a new module) is assumed to take this long: about a
+#: module that starts its own hub, so it is not left for the very end.
+UNKNOWN_UNIT_SECONDS = 20.0
+
+
+def expected_seconds() -> dict[str, float]:
+    """The recorded duration of each unit of work (empty when there is no record)."""
+    try:
+        recorded = json.loads(DURATIONS_FILE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(unit): float(seconds) for unit, seconds in recorded.items()}
+
+
+def longest_first(units: list[str], durations: dict[str, float]) -> list[str]:
+    """``units`` in the order to hand them out: longest expected duration first.
+
+    Largest-first keeps the two workers' finishing times close: the last units handed out are
+    short ones, so no worker is left running a long module alone while the other idles.
+    """
+    return sorted(units, key=lambda unit: -durations.get(unit, UNKNOWN_UNIT_SECONDS))
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With `-n 2 --dist loadgroup` (`scripts/test.sh -n 2`), hand out whole modules.
@@ -66,17 +99,50 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     two workers, each would start its own. xdist's own `xdist_group` marks do not work with
     pytest 9.2 (xdist 3.8.0 renames `item._nodeid`, which pytest no longer reads), so tests
     run one by one, wherever; this scheduler groups by :func:`unit_of_work` instead, from the
-    node ids alone (the controller collects nothing).
+    node ids alone (the controller collects nothing). Units go out longest first
+    (:func:`longest_first`; xdist's own order is by number of tests, which put the slowest
+    modules, with few tests each, at the end of the run).
     """
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
+    durations = expected_seconds()
+
     class ModuleScheduling(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
             return unit_of_work(nodeid)
 
+        def _assign_work_unit(self, node: Any) -> None:
+            # schedule() fills the whole queue before it assigns the first unit: order it once.
+            if not getattr(self, "_ordered", False):
+                self._ordered = True
+                queue = self.workqueue
+                for unit in longest_first(list(queue), durations):
+                    queue.move_to_end(unit)
+            super()._assign_work_unit(node)
+
     return ModuleScheduling(config, log)
+
+
+#: Where each test's start and end are written, one file per xdist worker
+#: (`timeline-gw0.tsv`...; `timeline-main.tsv` without xdist): worker, start, end (Unix time),
+#: node id. `scripts/timeline.py` turns them into per-worker, per-module timelines, to see
+#: whether a worker idles at the end of a run (docs/how-to/writing-tests.md, "Balance").
+TIMELINE_DIR = ROOT / "test-artifacts"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):  # type: ignore[no-untyped-def]
+    """Time the whole of each test (setup, call, teardown) into this worker's timeline file."""
+    start = time.time()
+    try:
+        return (yield)
+    finally:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        TIMELINE_DIR.mkdir(exist_ok=True)
+        with open(TIMELINE_DIR / f"timeline-{worker}.tsv", "a", encoding="utf-8") as out:
+            out.write(f"{worker}\t{start:.3f}\t{time.time():.3f}\t{item.nodeid}\n")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -64,22 +64,24 @@ def test_full_assignment_cycle(docker_hub: HubProcess, courses_dir: Path) -> Non
     assert released.returncode == 0, released.stderr
 
     # Learner 1 solves it (the reference solution); learner 2 hands in the untouched release.
-    with browser(docker_hub) as b2:
-        b2.signup("ada-solver", "difference-engine-1822")
-        assert b2.login("ada-solver", "difference-engine-1822").status_code == 200
-        assert run_learnhub(docker_hub, "grant", "ada-solver", COURSE).returncode == 0
-        url2 = open_course(b2, docker_hub, "ada-solver")
-        listed = assignments_api(b2, url2)
-        assert [a["assignment_id"] for a in listed if a["status"] == "released"] == [ASSIGNMENT]
-        assignments_api(b2, url2, "fetch")
-        fetched = b2.contents(url2, f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb")
-        assert fetched.status_code == 200
-        text = json.dumps(fetched.json()["content"])
-        assert "BEGIN HIDDEN TESTS" not in text and "BEGIN SOLUTION" not in text
-        assignments_api(b2, url2, "submit")
-
-    with browser(docker_hub) as b:
+    # Learner 1's server starts while learner 2 works (a server takes seconds to start).
+    with browser(docker_hub) as b, browser(docker_hub) as instructor:
         assert b.login("demo-learner", PASSWORD).status_code == 200
+        assert b.spawn_course("demo-learner", COURSE).status_code in (201, 202)
+        with browser(docker_hub) as b2:
+            b2.signup("ada-solver", "difference-engine-1822")
+            assert b2.login("ada-solver", "difference-engine-1822").status_code == 200
+            assert run_learnhub(docker_hub, "grant", "ada-solver", COURSE).returncode == 0
+            url2 = open_course(b2, docker_hub, "ada-solver")
+            listed = assignments_api(b2, url2)
+            assert [a["assignment_id"] for a in listed if a["status"] == "released"] == [ASSIGNMENT]
+            assignments_api(b2, url2, "fetch")
+            fetched = b2.contents(url2, f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb")
+            assert fetched.status_code == 200
+            text = json.dumps(fetched.json()["content"])
+            assert "BEGIN HIDDEN TESTS" not in text and "BEGIN SOLUTION" not in text
+            assignments_api(b2, url2, "submit")
+
         url = open_course(b, docker_hub, "demo-learner")
         assignments_api(b, url, "fetch")
         source = courses_dir / COURSE / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
@@ -101,6 +103,9 @@ def test_full_assignment_cycle(docker_hub: HubProcess, courses_dir: Path) -> Non
             if line.startswith(("demo-learner", "ada-solver"))
         }
         assert scores == {"demo-learner": "10/10", "ada-solver": "0/10"}
+        # The instructor's course server (manual grading, below) starts while feedback is made.
+        assert instructor.login("demo-instructor", PASSWORD).status_code == 200
+        assert instructor.spawn_course("demo-instructor", COURSE).status_code in (201, 202)
 
         # The member home shows the learner's progress: the score of the graded assignment.
         home = b.client.get("hub/home").text

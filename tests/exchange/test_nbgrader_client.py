@@ -64,12 +64,15 @@ class Person:
             }
         )
 
-    async def run(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    async def run(
+        self, *args: str, ok: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `nbgrader ARGS` in this person's folder (``env``: instead of theirs)."""
         result = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "nbgrader", *args],
             cwd=self.folder,
-            env=self.env,
+            env=self.env if env is None else env,
             capture_output=True,
             text=True,
             timeout=300,
@@ -140,49 +143,71 @@ async def test_full_cycle_with_nbgrader_apps(exchange: Exchange, tmp_path: Path)
     bob = Person(tmp_path / "bob", "tok-bob", exchange)
     eve = Person(tmp_path / "eve", "tok-eve", exchange)
 
+    # Steps of different people that do not depend on each other run at the same time, as
+    # they would in a class (each nbgrader command is a new Python process: seconds of CPU).
     # Nothing released yet; a learner's list is empty, fetching fails with the server's word.
-    assert "Released assignments:" in (await alice.run("list")).stderr
-    failed = await alice.run("fetch_assignment", AID, ok=False)
+    empty, failed = await asyncio.gather(
+        alice.run("list"), alice.run("fetch_assignment", AID, ok=False)
+    )
+    assert "Released assignments:" in empty.stderr
     assert "is released in" in failed.stderr
 
     await instructor.run("generate_assignment", AID, "--force")
     released = await instructor.run("release_assignment", AID)
     assert f"Released as: {COURSE} {AID}" in released.stderr
-    again = await instructor.run("release_assignment", AID, ok=False)
-    assert "--force" in again.stderr
-    await instructor.run("release_assignment", AID, "--force")
-    # A learner cannot release.
-    shutil.copytree(instructor.folder / "release", alice.folder / "release")
-    assert "instructor access" in (await alice.run("release_assignment", AID, ok=False)).stderr
-    shutil.rmtree(alice.folder / "release")
 
-    listed = await alice.run("list")
-    assert f"{COURSE} {AID}" in listed.stderr and "already downloaded" not in listed.stderr
-    await alice.run("fetch_assignment", AID)
+    async def release_again() -> None:
+        again = await instructor.run("release_assignment", AID, ok=False)
+        assert "--force" in again.stderr
+        await instructor.run("release_assignment", AID, "--force")
+
+    async def learner_cannot_release() -> None:
+        shutil.copytree(instructor.folder / "release", alice.folder / "release")
+        assert "instructor access" in (await alice.run("release_assignment", AID, ok=False)).stderr
+        shutil.rmtree(alice.folder / "release")
+
+    await asyncio.gather(release_again(), learner_cannot_release())
+
     notebook = alice.folder / AID / f"{AID}.ipynb"
-    assert notebook.is_file()
-    assert "BEGIN HIDDEN TESTS" not in notebook.read_text()
-    assert "already downloaded" in (await alice.run("list")).stderr
-    assert "already have a copy" in (await alice.run("fetch_assignment", AID, ok=False)).stderr
 
-    # A non-member is refused by the server with a clear message.
-    refused = await eve.run("fetch_assignment", AID, ok=False)
-    assert f"you do not have access to course {COURSE}" in refused.stderr
-    assert not (eve.folder / AID).exists()
+    async def alice_fetches() -> None:
+        listed = await alice.run("list")
+        assert f"{COURSE} {AID}" in listed.stderr and "already downloaded" not in listed.stderr
+        await alice.run("fetch_assignment", AID)
+        assert notebook.is_file()
+        assert "BEGIN HIDDEN TESTS" not in notebook.read_text()
+        listed_again, fetched_again = await asyncio.gather(
+            alice.run("list"), alice.run("fetch_assignment", AID, ok=False)
+        )
+        assert "already downloaded" in listed_again.stderr
+        assert "already have a copy" in fetched_again.stderr
+        # Alice submits an unfinished version, then the solved one; both are kept.
+        first = await alice.run("submit", AID)
+        assert f"Submitted as: {COURSE} {AID}" in first.stderr
+        solve(notebook)
+        await alice.run("submit", AID)
 
-    # Alice submits an unfinished version, then the solved one; both are kept.
-    first = await alice.run("submit", AID)
-    assert f"Submitted as: {COURSE} {AID}" in first.stderr
-    solve(notebook)
-    await alice.run("submit", AID)
-    await bob.run("fetch_assignment", AID)
-    await bob.run("submit", AID)
-    cached = (await alice.run("list", "--cached")).stderr
-    assert cached.count(f"{COURSE} alice {AID}") == 2 and "bob" not in cached
-    inbound = (await instructor.run("list", "--inbound")).stderr
-    assert inbound.count(f"{COURSE} alice {AID}") == 2 and f"{COURSE} bob {AID}" in inbound
+    async def non_member_is_refused() -> None:
+        # A non-member is refused by the server with a clear message.
+        refused = await eve.run("fetch_assignment", AID, ok=False)
+        assert f"you do not have access to course {COURSE}" in refused.stderr
+        assert not (eve.folder / AID).exists()
+
+    async def bob_submits() -> None:
+        await bob.run("fetch_assignment", AID)
+        await bob.run("submit", AID)
+
+    await asyncio.gather(alice_fetches(), non_member_is_refused(), bob_submits())
+    cached, inbound, not_inbound = await asyncio.gather(
+        alice.run("list", "--cached"),
+        instructor.run("list", "--inbound"),
+        alice.run("list", "--inbound", ok=False),
+    )
+    assert cached.stderr.count(f"{COURSE} alice {AID}") == 2 and "bob" not in cached.stderr
+    assert inbound.stderr.count(f"{COURSE} alice {AID}") == 2
+    assert f"{COURSE} bob {AID}" in inbound.stderr
     # The learner cannot list everyone's submissions.
-    assert "instructor access" in (await alice.run("list", "--inbound", ok=False)).stderr
+    assert "instructor access" in not_inbound.stderr
 
     # Collect takes the newest per student; the timestamp is the server's.
     collected = await instructor.run("collect", AID)
@@ -198,14 +223,16 @@ async def test_full_cycle_with_nbgrader_apps(exchange: Exchange, tmp_path: Path)
     await instructor.run("generate_feedback", AID)
     await instructor.run("release_feedback", AID)
 
-    fetched = await alice.run("fetch_feedback", AID)
-    assert "Fetched feedback" in fetched.stderr
+    async def alice_gets_feedback() -> None:
+        fetched = await alice.run("fetch_feedback", AID)
+        assert "Fetched feedback" in fetched.stderr
+        assert "feedback already fetched" in (await alice.run("list", "--cached")).stderr
+
+    await asyncio.gather(alice_gets_feedback(), bob.run("fetch_feedback", AID))
     [html] = list((alice.folder / AID / "feedback").glob("*/*.html"))
     assert html.parent.name == subs[-1].timestamp
     assert "Score" in html.read_text() or "score" in html.read_text()
-    assert "feedback already fetched" in (await alice.run("list", "--cached")).stderr
     # Bob's feedback is his, and alice's never reaches him.
-    await bob.run("fetch_feedback", AID)
     bob_files = list((bob.folder / AID / "feedback").glob("*/*.html"))
     assert len(bob_files) == 1 and bob_files[0].read_bytes() != html.read_bytes()
 
@@ -234,24 +261,31 @@ async def test_assignment_tab_fetch_and_submit(exchange: Exchange, tmp_path: Pat
     release = instructor.folder / "release" / AID
     release.mkdir(parents=True)
     (release / f"{AID}.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook()))
-    await instructor.run("release_assignment", AID)
-
     dave = Person(tmp_path / "dave", "tok-dave", exchange)
+    eve = Person(tmp_path / "eve", "tok-eve", exchange)
     calls = f"""
 out["released"] = lister.list_released_assignments(course_id={COURSE!r})
 out["fetch"] = lister.fetch_assignment({COURSE!r}, {AID!r})
 out["submit"] = lister.submit_assignment({COURSE!r}, {AID!r})
 out["submitted"] = lister.list_submitted_assignments(course_id={COURSE!r})
 """
-    tab = json.loads(await dave.python(ASSIGNMENT_TAB.format(calls=calls)))
+
+    async def release_then_dave() -> str:
+        await instructor.run("release_assignment", AID)
+        return await dave.python(ASSIGNMENT_TAB.format(calls=calls))
+
+    # Eve's tab needs nothing released: her process runs while the release and Dave's run.
+    dave_out, eve_out = await asyncio.gather(
+        release_then_dave(), eve.python(ASSIGNMENT_TAB.format(calls=""))
+    )
+    tab = json.loads(dave_out)
     assert tab["released"]["value"][0]["status"] == "released"
     assert tab["fetch"] == {"success": True} and tab["submit"] == {"success": True}
     [assignment] = tab["submitted"]["value"]
     assert assignment["student_id"] == "d@ve.o'neil"
     assert (dave.folder / AID / f"{AID}.ipynb").is_file()
 
-    eve = Person(tmp_path / "eve", "tok-eve", exchange)
-    tab = json.loads(await eve.python(ASSIGNMENT_TAB.format(calls="")))
+    tab = json.loads(eve_out)
     assert tab["courses"]["success"] is False  # the tab shows the error instead of a list
 
 
@@ -264,11 +298,14 @@ async def test_client_reports_413_and_unreachable(exchange: Exchange, tmp_path: 
     alice = Person(tmp_path / "alice", "tok-alice", exchange)
     await alice.run("fetch_assignment", AID)
     (alice.folder / AID / "data.bin").write_bytes(os.urandom(300 * 1024))
-    too_big = await alice.run("submit", AID, ok=False)
+    unreachable = dict(alice.env, LEARNHUB_EXCHANGE_URL=f"http://127.0.0.1:9{PREFIX}exchange/")
+    unconfigured = {k: v for k, v in alice.env.items() if k != "LEARNHUB_EXCHANGE_URL"}
+    # Three independent commands (each a new Python process), at the same time.
+    too_big, down, unset = await asyncio.gather(
+        alice.run("submit", AID, ok=False),
+        alice.run("list", ok=False, env=unreachable),
+        alice.run("list", ok=False, env=unconfigured),
+    )
     assert "(413)" in too_big.stderr and "limit" in too_big.stderr
-
-    alice.env["LEARNHUB_EXCHANGE_URL"] = f"http://127.0.0.1:9{PREFIX}exchange/"
-    down = await alice.run("list", ok=False)
     assert "Cannot reach the LearnHub exchange" in down.stderr
-    del alice.env["LEARNHUB_EXCHANGE_URL"]
-    assert "not configured" in (await alice.run("list", ok=False)).stderr
+    assert "not configured" in unset.stderr
