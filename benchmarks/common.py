@@ -1,11 +1,20 @@
-"""Helpers shared by the benchmarks: percentiles, container memory, process memory."""
+"""Helpers shared by the benchmarks: percentiles, container memory, process memory, and the
+operator dashboard's test data (shared with tests/billing/test_dashboard_scale.py)."""
 
 from __future__ import annotations
 
 import os
+import random
 import subprocess
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hub.service.reports import DatedEntitlement
+    from hub.store import Entitlement, Payment
+    from hub.store.usage_models import ServerUsage
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -159,3 +168,120 @@ def serve_at_root(settings: dict[str, Any]) -> None:
     for key in ("bind_url", "public_url"):
         if key in settings["hub"]:
             settings["hub"][key] = settings["hub"][key].split("/@")[0] + "/"
+
+
+# -- the operator dashboard's data, for its test and its benchmark --------------------------------
+
+
+def dashboard_rows(
+    first: int, count: int, course_ids: Sequence[str], now: datetime
+) -> tuple[list[Entitlement], list[Payment], list[ServerUsage]]:
+    """Rows of members ``first`` .. ``first + count - 1`` (``member00000`` ...): every kind of
+    entitlement the operator dashboard's figures treat differently (revoked, past due in and out
+    of grace, pending, plans ``all-access`` and ``data-only``, a withdrawn course, a second
+    course and a repurchase), payments in two currencies with refunds, and server runs, over
+    200 days before ``now``. The same ``first`` always gives the same rows."""
+    from hub.store import Entitlement, Payment
+    from hub.store.usage_models import ServerUsage
+
+    rng = random.Random(first)
+    ents: list[Entitlement] = []
+    payments: list[Payment] = []
+    runs: list[ServerUsage] = []
+    for m in range(first, first + count):
+        name = f"member{m:05d}"
+        created = now - timedelta(days=rng.randint(0, 200), minutes=rng.randint(0, 1440))
+        status, period_end, updated = "active", None, created
+        if m % 7 == 0:
+            status, updated = "revoked", created + timedelta(days=rng.randint(0, 60))
+        elif m % 11 == 0:
+            status, period_end = "past_due", now - timedelta(days=rng.choice([1, 10]))
+        elif m % 17 == 0:
+            status = "pending"
+        course_id = course_ids[m % len(course_ids)] if m % 23 else "withdrawn-course"
+        ents.append(
+            Entitlement(
+                username=name,
+                course_id=course_id,
+                source="purchase",
+                status=status,
+                period_end=period_end,
+                created_at=created,
+                updated_at=updated,
+            )
+        )
+        if m % 5 == 0:  # a second course, sometimes the same one again (a repurchase)
+            again = course_ids[(m // 5) % len(course_ids)]
+            ents.append(
+                Entitlement(
+                    username=name,
+                    course_id=again,
+                    source="manual",
+                    status="active",
+                    created_at=created + timedelta(days=3),
+                    updated_at=created + timedelta(days=3),
+                )
+            )
+        if m % 13 == 0:
+            ents.append(
+                Entitlement(
+                    username=name,
+                    plan_id=rng.choice(["all-access", "data-only"]),
+                    source="subscription",
+                    status="active",
+                    created_at=created,
+                    updated_at=created,
+                )
+            )
+        if m % 3 == 0:
+            currency = "eur" if m % 2 else "usd"
+            payments.append(
+                Payment(
+                    stripe_id=f"cs_{m}",
+                    kind="checkout" if m % 13 else "invoice",
+                    username=name,
+                    course_id=course_id if m % 13 else None,
+                    currency=currency,
+                    amount=4900 + m,
+                    amount_refunded=(4900 + m if m % 9 == 0 else 0),
+                    paid_at=created,
+                    updated_at=created,
+                )
+            )
+        if m % 4 == 0:
+            started = now - timedelta(hours=rng.randint(1, 100))
+            seen = started + timedelta(minutes=rng.randint(0, 300))
+            runs.append(
+                ServerUsage(
+                    username=name, course_id=course_id, started_at=started, last_seen_at=seen
+                )
+            )
+    return ents, payments, runs
+
+
+def enrolment_week_by_week(
+    entitlements: Sequence[DatedEntitlement], course_ids: set[str], *, now: datetime
+) -> list[tuple[str, int]]:
+    """The enrolment chart's definition, week by week over every entitlement (what the
+    dashboard computed before 8f4b9c2): the slow, obvious reference the faster ways must equal."""
+    from hub.service.reports import week_start
+
+    relevant = [
+        e
+        for e in entitlements
+        if e.status != "pending" and (e.course_id in course_ids or e.plan_id is not None)
+    ]
+    if not relevant:
+        return []
+    week = week_start(min(e.created_at for e in relevant))
+    series = []
+    while week <= week_start(now):
+        end = datetime.combine(week + timedelta(days=7), datetime.min.time(), tzinfo=UTC)
+        users = {
+            e.username
+            for e in relevant
+            if e.created_at < end and (e.status != "revoked" or e.updated_at >= end)
+        }
+        series.append((week.isoformat(), len(users)))
+        week += timedelta(days=7)
+    return series

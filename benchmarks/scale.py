@@ -208,7 +208,11 @@ def reader_token(hub: HubProcess) -> str:
     """A Hub-made token with read scopes only (config tokens are hashed slowly on every use)."""
     name = "bench-reader"
     created = hub.api("POST", f"/users/{name}", json={"admin": True})
-    if created.status_code != 409:  # 409: made by an earlier round on the same data
+    if created.status_code == 409:
+        # Made by an earlier round on the same data; the Hub's restart took its admin flag
+        # (it is not in the configured admin users), without which it may not grant the scopes.
+        hub.api("PATCH", f"/users/{name}", json={"admin": True}).raise_for_status()
+    else:
         created.raise_for_status()
     response = hub.api(
         "POST",
@@ -335,6 +339,7 @@ async def burst(
         members_at: float | None = None
         polls = 0
         deadline = start + SYNC_TIMEOUT
+        missing = set(pairs)
         while time.perf_counter() < deadline:
             if posted_at is None and posting.done():
                 posting.result()
@@ -349,8 +354,8 @@ async def burst(
         await posting
         if posted_at is None:
             posted_at = time.perf_counter() - start
-    if members_at is None:
-        raise RuntimeError(f"burst: buyers still missing from their groups after {SYNC_TIMEOUT}s")
+    # Not all in their groups by the deadline: recorded (with how many were missing), and the
+    # run goes on to the pages, so an unattended run still prints its table.
     bad = [s for s in statuses if s != 200]
     if bad:
         raise RuntimeError(f"burst: {len(bad)} webhook answers were not 200: {bad[:5]}")
@@ -359,6 +364,7 @@ async def burst(
         "events": len(events),
         "posted_s": posted_at,
         "all_members_s": members_at,
+        "missing_at_deadline": 0 if members_at is not None else len(missing),
         "polls": polls,
     }
 
@@ -608,22 +614,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"hub API: {json.dumps(result['hub_api'])}")
 
         result["loadavg"]["burst"] = loadavg()
-        # The burst: members buy a course they do not have yet, spread over the courses.
-        buyers = []
-        for m in range(args.members):
-            offset = args.courses // 2 + state["round"]
-            cid = course_id((m % args.courses + offset) % args.courses)
-            if cid not in courses_of(m, args.courses):
-                buyers.append((member_name(m), cid))
-            if len(buyers) == args.purchases:
-                break
-        events_file = work / "events.json"
-        t0 = time.perf_counter()
-        prepare_purchases(hub, buyers, api_key, events_file)
-        log(f"{len(buyers)} checkout sessions made in {time.perf_counter() - t0:.1f} s")
-        events = [tuple(e) for e in json.loads(events_file.read_text())]
-        result["burst"] = asyncio.run(burst(hub, token, events, secret))  # type: ignore[arg-type]
-        log(f"burst: {json.dumps(result['burst'])}")
+        result["burst"] = None
+        if args.purchases:
+            # The burst: members buy a course they do not have yet, spread over the courses.
+            buyers = []
+            for m in range(args.members):
+                offset = args.courses // 2 + state["round"]
+                cid = course_id((m % args.courses + offset) % args.courses)
+                if cid not in courses_of(m, args.courses):
+                    buyers.append((member_name(m), cid))
+                if len(buyers) == args.purchases:
+                    break
+            events_file = work / "events.json"
+            t0 = time.perf_counter()
+            prepare_purchases(hub, buyers, api_key, events_file)
+            log(f"{len(buyers)} checkout sessions made in {time.perf_counter() - t0:.1f} s")
+            events = [tuple(e) for e in json.loads(events_file.read_text())]
+            result["burst"] = asyncio.run(burst(hub, token, events, secret))  # type: ignore[arg-type]
+            log(f"burst: {json.dumps(result['burst'])}")
 
         result["loadavg"]["pages"] = loadavg()
         pages_result = {}
@@ -654,7 +662,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["rss_mib"] = {k: rss_mib(v) for k, v in pids.items()}
         result["cpu_s"] = {k: cpu_seconds(v) - cpu_start[k] for k, v in pids.items()}
     finally:
-        hub.stop()
+        # discard: a hub with 10,000 users takes longer than the harness's 30 s to stop and is
+        # killed, which once left the service running on its port into the next round.
+        hub.stop(discard=True)
         shared.stop()
         if not args.keep and not args.reuse:
             shutil.rmtree(work, ignore_errors=True)
@@ -683,11 +693,17 @@ def print_table(result: dict[str, Any]) -> None:
     for label, s in {**result["hub_api"], **result["pages"]}.items():
         print(f"| {label} p50 / p95 (n={s['n']}) | {s['p50_ms']:.0f} / {s['p95_ms']:.0f} ms |")
     b = result["burst"]
-    print(
-        f"| burst of {b['purchases']} purchases ({b['events']} signed events, "
-        f"{WEBHOOK_CLIENTS} clients): all accepted / all buyers in their groups "
-        f"| {b['posted_s']:.1f} / {b['all_members_s']:.1f} s |"
-    )
+    if b is not None:  # --purchases 0: no burst
+        print(
+            f"| burst of {b['purchases']} purchases ({b['events']} signed events, "
+            f"{WEBHOOK_CLIENTS} clients): all accepted / all buyers in their groups "
+            + (
+                f"| {b['posted_s']:.1f} / {b['all_members_s']:.1f} s |"
+                if b["all_members_s"] is not None
+                else f"| {b['posted_s']:.1f} s / {b['missing_at_deadline']} of "
+                f"{b['purchases']} still missing after {SYNC_TIMEOUT:.0f} s |"
+            )
+        )
     for name, size in result["db_mib"].items():
         print(f"| {name} | {size:.1f} MiB |")
     rss = ", ".join(f"{k} {v:.0f}" for k, v in result["rss_mib"].items() if v)

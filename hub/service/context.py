@@ -30,6 +30,7 @@ from hub.billing.webhook import split_secrets
 from hub.courses import Catalog
 from hub.metrics import ServiceMetrics
 from hub.preview import PreviewLessons
+from hub.service.grade_figures import GradebookScores
 from hub.service.hub_figures import HubFigures
 from hub.service.monitoring import Monitor
 from hub.service.ratelimit import RateLimiter
@@ -81,6 +82,8 @@ class ServiceContext:
     previews: PreviewLessons = field(default_factory=PreviewLessons)
     #: The operator dashboard's Hub readings (activity, usage samples), shared by its views.
     hub_figures: HubFigures = field(default_factory=HubFigures)
+    #: The operator dashboard's quality figure, each gradebook read again only when it changed.
+    grade_figures: GradebookScores = field(default_factory=GradebookScores)
 
     @functools.cached_property
     def public_origin(self) -> str:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode, urlparse
 
-from grader.reports import average_score, course_grades, export_text
+from grader.reports import course_grades, export_text
 from hub import qa
 from hub.access.policy import Member
 from hub.access.status import EntitlementStatus
@@ -39,10 +39,9 @@ from hub.service.dashboard_data import read_operator_data
 from hub.service.grading import jobs_panel
 from hub.service.reports import (
     ACTIVITY_WINDOW,
-    activity_share,
     enrolment_over_time,
-    members_by_course,
     money,
+    recently_active_names,
     revenue_from_payments,
     status_counts,
 )
@@ -342,6 +341,9 @@ class OperatorDashboard(LearnerPage):
         settings = self.ctx.settings
         # The usage sample first: the container-hours read below then include it.
         await self.refresh_usage()
+        course_ids = self.ctx.catalog.ids()
+        page, pages, shown = course_page(course_ids, self.get_query_argument("page", "1"))
+        active_users = await self.recently_active(now)
         data = await asyncio.to_thread(
             read_operator_data,
             self.ctx.db,
@@ -349,20 +351,22 @@ class OperatorDashboard(LearnerPage):
             settings.payments.plans,
             now=now,
             grace=timedelta(days=settings.payments.grace_period_days),
+            course_ids=shown,
+            active_users=active_users,
         )
-        desired = data.desired
-        members = set().union(*desired.values()) if desired else set()
-        activity = await self.activity(members)
+        activity = None
+        if data.active_members is not None:
+            activity = data.active_members / data.members if data.members else 0.0
         revenue = data.revenue
-        course_ids = self.ctx.catalog.ids()
-        per_course = members_by_course(desired)
+        per_course = data.per_course
         currency = settings.payments.plans[0].currency if settings.payments.plans else "usd"
         currency = next(iter(revenue.net), currency)
-        page, pages, shown = course_page(course_ids, self.get_query_argument("page", "1"))
         revenue_minor = [revenue.by_course.get(c, {}).get(currency, 0) for c in shown]
         revenue_values = [float(major_units(v, currency)) for v in revenue_minor]
         enrolment = data.enrolment
-        quality = await asyncio.to_thread(average_score, settings, list(self.ctx.catalog))
+        quality = await asyncio.to_thread(
+            self.ctx.grade_figures.average, settings, list(self.ctx.catalog)
+        )
         rating, reviews = await asyncio.to_thread(rating_summary, self.ctx.db)
         total_hours = sum(data.hours.values())
         rate = settings.payments.container_hour_cost
@@ -374,7 +378,7 @@ class OperatorDashboard(LearnerPage):
             {
                 "key": "N",
                 "label": _("metric_members"),
-                "value": str(len(members)),
+                "value": str(data.members),
                 "note": _("members_note"),
                 "missing": False,
             },
@@ -471,19 +475,20 @@ class OperatorDashboard(LearnerPage):
         except HubAPIError as exc:
             log.warning("usage sample failed", extra={"error": str(exc)})
 
-    async def activity(self, members: set[str]) -> float | None:
-        """Share of members active in the last 7 days, or None when the Hub cannot tell (the
-        Hub's answer is reused for a few minutes: :class:`hub.service.hub_figures.HubFigures`)."""
+    async def recently_active(self, now: datetime) -> set[str] | None:
+        """Who was active in the last 7 days, or None when the Hub cannot tell (the Hub's
+        answer is reused for a few minutes: :class:`hub.service.hub_figures.HubFigures`); the
+        database counts which of them are members (A)."""
         client = self.ctx.hub_client
         if client is None:
             return None
-        now = utcnow()
+        since = now - ACTIVITY_WINDOW
         try:
-            users = await self.ctx.hub_figures.recently_active(client, now - ACTIVITY_WINDOW)
+            users = await self.ctx.hub_figures.recently_active(client, since)
         except HubAPIError as exc:
             log.warning("activity unavailable", extra={"error": str(exc)})
             return None
-        return activity_share(users, members, now=now)
+        return recently_active_names(users, since)
 
 
 def dashboard_routes(prefix: str) -> list[Any]:

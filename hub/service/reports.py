@@ -298,6 +298,17 @@ def activity_share(
     return active / len(members)
 
 
+def recently_active_names(users: Iterable[Mapping[str, Any]], since: datetime) -> set[str]:
+    """Names of the Hub users whose ``last_activity`` is ``since`` or later (the part of
+    :func:`activity_share` that needs the Hub; the database counts which are members)."""
+    names = set()
+    for user in users:
+        seen = parse_hub_time(user.get("last_activity"))
+        if seen is not None and seen >= since and user.get("name"):
+            names.add(str(user["name"]))
+    return names
+
+
 def members_by_course(desired: Mapping[str, set[str]]) -> dict[str, int]:
     """``{"course-x": {...}}`` -> ``{"x": count}``."""
     counts: dict[str, int] = defaultdict(int)

@@ -15,6 +15,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub.store import enrolment_summary
+
 T = TypeVar("T")
 
 log = logging.getLogger("learnhub.store")
@@ -76,6 +78,7 @@ class Database:
         self.url = db_url
         self.engine = create_engine(db_url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        enrolment_summary.install(self.sessions)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -15,10 +15,10 @@ pin what replaced that, on SQLite and PostgreSQL:
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,15 +26,15 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from benchmarks.common import dashboard_rows, enrolment_week_by_week
 from harness.stripe_standin import StripeStandIn
 from hub.access.hub_groups import HubClient, make_access_sync
-from hub.courses import Catalog
-from hub.entitlements import desired_membership
+from hub.courses import Catalog, Course, CourseEntry
 from hub.service.app import make_app
 from hub.service.context import ServiceContext, build_context
-from hub.service.dashboard_data import read_operator_data
+from hub.service.dashboard_data import OperatorData, operator_data_from_rows, read_operator_data
 from hub.service.dashboards import COURSES_PER_PAGE
-from hub.service.reports import DatedEntitlement, revenue_from_payments, week_start
+from hub.service.grade_figures import SERVER_GRADEBOOK_SECONDS, GradebookScores
 from hub.settings import Settings
 from hub.store import Database, Entitlement, Payment
 from hub.store.usage_models import ServerUsage
@@ -53,108 +53,12 @@ def many_courses() -> Catalog:
 
 
 def seed(db: Database, first: int, count: int) -> None:
-    """Members ``first`` .. ``first + count - 1``: every kind of entitlement the figures treat
-    differently (revoked, past due in and out of grace, pending, plans, a withdrawn course),
-    payments in two currencies with refunds, and server runs."""
-    rng = random.Random(first)
-    ents: list[Entitlement] = []
-    payments: list[Payment] = []
-    runs: list[ServerUsage] = []
-    for m in range(first, first + count):
-        name = f"member{m:05d}"
-        created = NOW - timedelta(days=rng.randint(0, 200), minutes=rng.randint(0, 1440))
-        status, period_end, updated = "active", None, created
-        if m % 7 == 0:
-            status, updated = "revoked", created + timedelta(days=rng.randint(0, 60))
-        elif m % 11 == 0:
-            status, period_end = "past_due", NOW - timedelta(days=rng.choice([1, 10]))
-        elif m % 17 == 0:
-            status = "pending"
-        course_id = COURSE_IDS[m % len(COURSE_IDS)] if m % 23 else "withdrawn-course"
-        ents.append(
-            Entitlement(
-                username=name,
-                course_id=course_id,
-                source="purchase",
-                status=status,
-                period_end=period_end,
-                created_at=created,
-                updated_at=updated,
-            )
-        )
-        if m % 5 == 0:  # a second course, sometimes the same one again (a repurchase)
-            again = COURSE_IDS[(m // 5) % len(COURSE_IDS)]
-            ents.append(
-                Entitlement(
-                    username=name,
-                    course_id=again,
-                    source="manual",
-                    status="active",
-                    created_at=created + timedelta(days=3),
-                    updated_at=created + timedelta(days=3),
-                )
-            )
-        if m % 13 == 0:
-            ents.append(
-                Entitlement(
-                    username=name,
-                    plan_id=rng.choice(["all-access", "data-only"]),
-                    source="subscription",
-                    status="active",
-                    created_at=created,
-                    updated_at=created,
-                )
-            )
-        if m % 3 == 0:
-            currency = "eur" if m % 2 else "usd"
-            payments.append(
-                Payment(
-                    stripe_id=f"cs_{m}",
-                    kind="checkout" if m % 13 else "invoice",
-                    username=name,
-                    course_id=course_id if m % 13 else None,
-                    currency=currency,
-                    amount=4900 + m,
-                    amount_refunded=(4900 + m if m % 9 == 0 else 0),
-                    paid_at=created,
-                    updated_at=created,
-                )
-            )
-        if m % 4 == 0:
-            started = NOW - timedelta(hours=rng.randint(1, 100))
-            seen = started + timedelta(minutes=rng.randint(0, 300))
-            runs.append(
-                ServerUsage(
-                    username=name, course_id=course_id, started_at=started, last_seen_at=seen
-                )
-            )
+    """Members ``first`` .. ``first + count - 1`` (:func:`benchmarks.common.dashboard_rows`:
+    every kind of entitlement the figures treat differently, payments, server runs), written
+    through the ORM as LearnHub writes them."""
+    ents, payments, runs = dashboard_rows(first, count, COURSE_IDS, NOW)
     with db.transaction() as session:
         session.add_all([*ents, *payments, *runs])
-
-
-def enrolment_week_by_week(
-    entitlements: list[DatedEntitlement], course_ids: set[str], *, now: datetime
-) -> list[tuple[str, int]]:
-    """The chart's definition, week by week (what the dashboard computed before)."""
-    relevant = [
-        e
-        for e in entitlements
-        if e.status != "pending" and (e.course_id in course_ids or e.plan_id is not None)
-    ]
-    if not relevant:
-        return []
-    week = week_start(min(e.created_at for e in relevant))
-    series = []
-    while week <= week_start(now):
-        end = datetime.combine(week + timedelta(days=7), datetime.min.time(), tzinfo=UTC)
-        users = {
-            e.username
-            for e in relevant
-            if e.created_at < end and (e.status != "revoked" or e.updated_at >= end)
-        }
-        series.append((week.isoformat(), len(users)))
-        week += timedelta(days=7)
-    return series
 
 
 @contextmanager
@@ -172,32 +76,100 @@ def counted(db: Database) -> Iterator[list[str]]:
         sa.event.remove(db.engine, "before_cursor_execute", note)
 
 
+def whole_table(
+    db: Database, catalog: Catalog, settings: Settings, now: datetime = NOW, **kw: Any
+) -> OperatorData:
+    """The figures from every row, by their definitions (the week-by-week chart included)."""
+    with db.transaction() as session:
+        ents = list(session.scalars(sa.select(Entitlement)))
+        payments = list(session.scalars(sa.select(Payment)))
+        runs = list(session.scalars(sa.select(ServerUsage)))
+    hours: dict[str, float] = {}
+    for run in runs:
+        seconds = (run.last_seen_at - run.started_at).total_seconds()
+        hours[run.course_id] = hours.get(run.course_id, 0.0) + max(0.0, seconds) / 3600
+    data = operator_data_from_rows(
+        ents, payments, hours, catalog, settings.payments.plans, now=now, grace=GRACE, **kw
+    )
+    assert data.enrolment == enrolment_week_by_week(ents, set(catalog.ids()), now=now)
+    return data
+
+
 def test_operator_figures_take_the_same_few_queries_and_match_every_row(
     db: Database, many_courses: Catalog, settings: Settings
 ) -> None:
     plans = settings.payments.plans
-    counts = []
-    for first, count in ((0, 40), (40, 600)):
-        seed(db, first, count)
+    shown = COURSE_IDS[:20]
+    active = [f"member{m:05d}" for m in range(0, 900, 3)] + ["not-a-member"]
+    seed(db, 0, 40)
+    # The first view computes the weekly rows for this catalog (it leaves out a withdrawn
+    # course the weeks counted): later ones only read them.
+    read_operator_data(db, many_courses, plans, now=NOW, grace=GRACE, course_ids=shown)
+
+    def check() -> int:
         with counted(db) as statements:
-            data = read_operator_data(db, many_courses, plans, now=NOW, grace=GRACE)
-        counts.append(len(statements))
-        with db.transaction() as session:
-            ents = list(session.scalars(sa.select(Entitlement)))
-            payments = list(session.scalars(sa.select(Payment)))
-            runs = list(session.scalars(sa.select(ServerUsage)))
-        assert data.desired == desired_membership(ents, many_courses, plans, now=NOW, grace=GRACE)
-        assert data.enrolment == enrolment_week_by_week(ents, set(COURSE_IDS), now=NOW)
-        assert len(data.enrolment) > 20  # many weeks, with revocations among them
-        assert data.revenue == revenue_from_payments(payments)
-        hours: dict[str, float] = {}
-        for run in runs:
-            seconds = (run.last_seen_at - run.started_at).total_seconds()
-            hours[run.course_id] = hours.get(run.course_id, 0.0) + max(0.0, seconds) / 3600
-        assert data.hours == pytest.approx(hours)
-    # Entitlements, revenue and hours: one statement each (plus the transaction's own, if any),
-    # for 40 members as for 640.
-    assert counts[0] == counts[1] <= 5, counts
+            data = read_operator_data(
+                db, many_courses, plans, now=NOW, grace=GRACE, course_ids=shown, active_users=active
+            )
+        expected = whole_table(db, many_courses, settings, course_ids=shown, active_users=active)
+        assert data.members == expected.members
+        assert data.per_course == expected.per_course
+        assert data.active_members == expected.active_members
+        assert data.enrolment == expected.enrolment
+        assert data.revenue == expected.revenue
+        assert data.hours == pytest.approx(expected.hours)
+        return len(statements)
+
+    counts = [check()]
+    seed(db, 40, 600)  # 15 times the members, written through the ORM: the hooks keep the weeks
+    counts.append(check())
+    assert len(read_operator_data(db, many_courses, plans, now=NOW, grace=GRACE).enrolment) > 20
+    # Revocations, reactivations and a repurchase of existing rows move the weeks too.
+    with db.transaction() as session:
+        rows = session.scalars(sa.select(Entitlement).where(Entitlement.id % 9 == 0)).all()
+        for i, row in enumerate(rows):
+            if row.status == "revoked":
+                row.status = "active"
+            elif i % 2:
+                row.status, row.updated_at = "revoked", NOW - timedelta(days=i % 90)
+            else:
+                row.created_at = row.created_at - timedelta(days=30)
+        session.flush()
+        session.add(
+            Entitlement(
+                username="member00001", course_id=COURSE_IDS[5], source="purchase",
+                status="active", created_at=NOW - timedelta(days=400), updated_at=NOW,
+            )
+        )  # fmt: skip
+    counts.append(check())
+    # The members, courses shown, active users, weeks, payments and runs: fixed statements
+    # (the weeks' stamp, its state and rows, three counts, revenue and hours), for 40 members
+    # as for 640.
+    assert counts[0] == counts[1] == counts[2] <= 9, counts
+
+
+def test_a_write_past_the_hooks_is_noticed_and_the_weeks_rebuilt(
+    db: Database, many_courses: Catalog, settings: Settings
+) -> None:
+    plans = settings.payments.plans
+    seed(db, 0, 60)
+    read_operator_data(db, many_courses, plans, now=NOW, grace=GRACE)
+    # A bulk INSERT (no ORM flush, so no hook), as a batch writer might do it.
+    rows = [
+        {
+            "username": f"bulk{i}",
+            "course_id": COURSE_IDS[i % 3],
+            "source": "manual",
+            "status": "active",
+            "created_at": NOW - timedelta(days=40 + i),
+            "updated_at": NOW - timedelta(days=40 + i),
+        }
+        for i in range(5)
+    ]
+    with db.transaction() as session:
+        session.execute(sa.insert(Entitlement), rows)
+    data = read_operator_data(db, many_courses, plans, now=NOW, grace=GRACE)
+    assert data.enrolment == whole_table(db, many_courses, settings).enrolment
 
 
 # -- the page, with a Hub that counts what it is asked -------------------------------------------
@@ -339,8 +311,106 @@ async def test_per_course_charts_page_through_the_courses(
     chinese = (await http.get(url + "?page=2&lang=zh-CN", headers=ADMIN)).text
     assert "第 21\u201340 门课程\uff0c共 45 门" in chinese
     # N counts every member with access, whichever page of courses is shown.
-    data = read_operator_data(
-        ctx.db, ctx.catalog, ctx.settings.payments.plans, now=datetime.now(UTC), grace=GRACE
+    data = whole_table(ctx.db, ctx.catalog, ctx.settings, now=datetime.now(UTC))
+    assert f"<strong>{data.members}</strong>" in last
+
+
+# -- the quality figure: a view opens only the gradebooks that changed ---------------------------
+
+
+def graded_course(course_id: str) -> CourseEntry:
+    """A course with one assignment, ``a1`` (10 points in two cells)."""
+    return CourseEntry(
+        course=Course.model_validate(
+            {
+                "id": course_id,
+                "title": course_id,
+                "summary": "A course.",
+                "price": {"amount": 4900},
+                "assignments": [{"id": "a1", "title": "A1"}],
+            }
+        ),
+        folder=Path("/nonexistent") / course_id,
     )
-    members = set().union(*data.desired.values())
-    assert f"<strong>{len(members)}</strong>" in last
+
+
+def grade(url: str, course_id: str, scores: dict[str, tuple[float, float]]) -> None:
+    """Hand ``a1`` in for each learner with these manual scores of its two cells."""
+    from nbgrader.api import Gradebook
+
+    from grader.gradebook import ensure_gradebook
+
+    ensure_gradebook(url)
+    with Gradebook(url, course_id) as gb:
+        if not gb.assignments:
+            gb.add_assignment("a1")
+            gb.add_notebook("a1", "a1")
+            gb.add_grade_cell("t1", "a1", "a1", max_score=4, cell_type="code")
+            gb.add_grade_cell("t2", "a1", "a1", max_score=6, cell_type="code")
+        for student, (t1, t2) in scores.items():
+            gb.update_or_create_student(student)
+            gb.add_submission("a1", student)
+            gb.find_grade("t1", "a1", "a1", student).manual_score = t1
+            gb.find_grade("t2", "a1", "a1", student).manual_score = t2
+        gb.db.commit()
+
+
+def with_gradebooks(settings: Settings, url: str) -> Settings:
+    database = settings.database.model_copy(update={"gradebook_url": url})
+    return settings.model_copy(update={"database": database})
+
+
+def test_quality_opens_only_the_gradebooks_that_changed(settings: Settings, tmp_path: Path) -> None:
+    here = with_gradebooks(settings, f"sqlite:///{tmp_path}/{{course}}.db")
+    entries = [graded_course(c) for c in ("g1", "g2", "g3")]  # g3: nothing graded, no file
+    files = {c: Path(here.gradebook_url(c).removeprefix("sqlite:///")) for c in ("g1", "g2")}
+    percents = {"g1": [60.0, 70.0], "g2": [60.0]}
+    for course_id, path in files.items():
+        path.write_bytes(b"x" * len(percents[course_id]))
+    reads: list[str] = []
+
+    def read(_settings: Settings, entry: CourseEntry) -> list[float]:
+        reads.append(entry.course.id)
+        return percents[entry.course.id]
+
+    scores = GradebookScores(read=read)
+    assert scores.average(here, entries) == pytest.approx(190 / 3)
+    for _ in range(3):
+        assert scores.average(here, entries) == pytest.approx(190 / 3)
+    assert reads == ["g1", "g2"]  # nothing changed since: nothing opened again
+    percents["g2"].append(100.0)  # graded: nbgrader writes the file (and its journal)
+    files["g2"].write_bytes(b"xx")
+    assert scores.average(here, entries) == pytest.approx(72.5)
+    assert reads == ["g1", "g2", "g2"]
+
+
+def test_quality_equals_the_mean_over_every_gradebook(settings: Settings, tmp_path: Path) -> None:
+    """On a real nbgrader gradebook, the kept scores give the figure read from all of it."""
+    from grader.reports import average_score
+
+    here = with_gradebooks(settings, f"sqlite:///{tmp_path}/{{course}}.db")
+    entries = [graded_course("g1"), graded_course("g2")]
+    grade(here.gradebook_url("g1"), "g1", {"ann": (4, 2), "bob": (1, 6)})
+    scores = GradebookScores()
+    assert scores.average(here, entries) == average_score(here, entries) == pytest.approx(65)
+    assert scores.opened == 1  # g2 has no gradebook yet
+
+
+def test_a_gradebook_on_a_server_is_read_again_after_a_minute(settings: Settings) -> None:
+    here = with_gradebooks(settings, "postgresql://db.invalid/gradebook_{course}")
+    clock = [0.0]
+    reads: list[str] = []
+
+    def read(_settings: Settings, entry: CourseEntry) -> list[float]:
+        reads.append(entry.course.id)
+        return [50.0, 100.0]
+
+    scores = GradebookScores(read=read, clock=lambda: clock[0])
+    entries = [graded_course("g1")]
+    assert scores.average(here, entries) == 75.0
+    clock[0] = SERVER_GRADEBOOK_SECONDS - 1
+    scores.average(here, entries)
+    assert reads == ["g1"]
+    clock[0] = SERVER_GRADEBOOK_SECONDS + 1
+    scores.average(here, entries)
+    assert reads == ["g1", "g1"]
