@@ -7,7 +7,7 @@ Times, alternately and ``--repeat`` times each, and prints p50 / max in ms with 
 each ran:
 
 - **every row** (what the dashboard's figures are defined as, and what it computed before
-  0021): every entitlement, payment and server run as ORM objects, folded by
+  0020): every entitlement, payment and server run as ORM objects, folded by
   :func:`hub.service.dashboard_data.operator_data_from_rows`;
 - **per view**: :func:`hub.service.dashboard_data.read_operator_data` (counts in SQL, the
   enrolment chart from its weekly rows).

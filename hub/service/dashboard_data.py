@@ -8,7 +8,7 @@ p50, still growing with the members (15,500 rows a view). Now no view reads enti
   users are members) is counted by the database: ``COUNT(DISTINCT username)`` over the rows
   that give access now, with ``GROUP BY`` course for the page's courses;
 - **the enrolment chart** comes from rows per week kept up to date on every write
-  (:mod:`hub.store.enrolment_summary`, migration 0021);
+  (:mod:`hub.store.enrolment_summary`, migration 0020);
 - **money and container-hours** are summed by the database (one ``GROUP BY`` each).
 
 So a view runs the same few statements however many members, payments or server runs there are,

@@ -1,4 +1,4 @@
-"""The operator dashboard's enrolment chart, kept as a few rows per week (migration 0021).
+"""The operator dashboard's enrolment chart, kept as a few rows per week (migration 0020).
 
 The chart counts, at the end of each week, the learners with access then: an entitlement
 counts from its creation until it was revoked (its last update), ``pending`` never counts, and

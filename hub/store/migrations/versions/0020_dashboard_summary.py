@@ -6,7 +6,7 @@ weekly changes, maintained on every write of an entitlement
 (:mod:`hub.store.enrolment_summary`); this migration fills it from the entitlements there are,
 counting every course (the first view with a catalog that leaves some out computes it again).
 
-Revision ID: 0021_dashboard_summary
+Revision ID: 0020_dashboard_summary
 Revises: 0019_scale_indexes
 Create Date: 2026-12-05
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0021_dashboard_summary"
+revision = "0020_dashboard_summary"
 down_revision: str | None = "0019_scale_indexes"
 branch_labels: str | None = None
 depends_on: str | None = None
