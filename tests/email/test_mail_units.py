@@ -304,13 +304,16 @@ def test_the_hub_creates_nothing_through_a_link_the_service_plants(tmp_path: Pat
     from traitlets.config import Config
 
     from hub.auth import LearnHubNativeAuthenticator
+    from hub.course_scaffold import scaffold_course
     from hub.home import home_courses
     from hub.hubconfig import apply_email_auth
 
     assert os.geteuid() == 0, "the test command runs as root, so the Hub does"
     config = tmp_path / "learnhub.yaml"
+    (tmp_path / "courses").mkdir()
+    scaffold_course(tmp_path / "courses", "intro-python")  # one course: a cheap catalog
     config.write_text(
-        f"courses_dir: {ROOT / 'courses'}\n"
+        f"courses_dir: {tmp_path / 'courses'}\n"
         f"hub:\n  data_dir: {tmp_path / 'var'}\n  hub_ip: 127.0.0.1\n"
         "email: {enabled: true, from_address: noreply@learnhub.test}\n"
     )
