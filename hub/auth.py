@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -299,6 +300,9 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
     )
     email_secret = Unicode("", config=True, help="Signs the links in mail (LEARNHUB_EMAIL_SECRET).")
     learnhub_db_url = Unicode("", config=True, help="LearnHub's database: the mail outbox.")
+    learnhub_db_owner = Integer(
+        -1, config=True, help="uid that must own its SQLite file (the service's); -1: the Hub's."
+    )
     email_verify_hours = Integer(_EMAIL_DEFAULTS.verify_hours, config=True, help="See settings.")
     email_reset_minutes = Integer(_EMAIL_DEFAULTS.reset_minutes, config=True, help="See settings.")
     email_reset_requests = Integer(
@@ -333,7 +337,7 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
         )
         self._learnhub_db: Any = None
         if self.email_enabled:
-            from hub.store import Database
+            from hub.store.hub_side import hub_database
 
             # Made here, once, on the main thread: handlers use it from worker threads.
             # Why the Hub (root in production) may write the service's SQLite file: the file
@@ -341,9 +345,11 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
             # it), and SQLite gives the -wal, -shm and journal files a root process creates to
             # the database file's owner, with its mode; so the service can always write after
             # us (tests/email/test_mail_units.py). A Hub that is not root runs the service as
-            # itself; PostgreSQL has no files. (A different, open problem: SQLite follows a
-            # link the service plants in place of the file; docs/security.md, "Still as root".)
-            self._learnhub_db = Database(self.learnhub_db_url)
+            # itself; PostgreSQL has no files. The service's user could put a link where the
+            # file was: hub_database never creates a file and refuses a link or a file the
+            # service does not own (docs/security.md, "Still as root").
+            owner = self.learnhub_db_owner if self.learnhub_db_owner >= 0 else os.geteuid()
+            self._learnhub_db = hub_database(self.learnhub_db_url, owner)
             self.log.info("email: on (address at sign-up, verification, password reset)")
         else:
             self.log.info(

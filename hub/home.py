@@ -102,11 +102,26 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
 
     def learnhub_db() -> Any:
         # One engine for the hub process, made on first use (never at import or config load).
+        # The Hub's kind: never creates the file, refuses a link the service planted there.
         if "db" not in state:
-            from hub.store import Database
+            from hub.store.hub_side import hub_database, service_db_owner
 
-            state["db"] = Database(settings.learnhub_db_url)
+            state["db"] = hub_database(settings.learnhub_db_url, service_db_owner(settings))
         return state["db"]
+
+    def records_refused() -> bool:
+        # Checked once per page, before any read: a refused file hides the database's notes
+        # and says so, instead of one logged traceback per read.
+        from hub.store.hub_side import ServiceDatabaseRefused
+
+        try:
+            with learnhub_db().engine.connect():  # a new connection checks the file first
+                pass
+        except ServiceDatabaseRefused:  # logged by the check, with the path and the remedy
+            return True
+        except Exception:  # down for another reason: each read below logs and carries on
+            return False
+        return False
 
     def time_zone(name: str) -> str:
         # The learnhub-tz cookie the time zone form sets, else the member's saved zone, else UTC.
@@ -161,14 +176,15 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
         }
         if user is None:
             return empty
-        zone = time_zone(user.name)
+        refused = records_refused()
+        zone = viewer_zone(current_cookie(TZ_COOKIE)) if refused else time_zone(user.name)
         try:
             catalog = current_catalog()
         except CourseError:
             # The operator sees the details in `learnhub check`; members get a calm message.
             return {**empty, "error": "catalog_updating"}
         try:
-            ended = ended_courses(learnhub_db(), user.name)
+            ended = {} if refused else ended_courses(learnhub_db(), user.name)
         except Exception:  # the home page must render even if LearnHub's database is down
             logging.getLogger("learnhub.home").exception("could not read entitlements")
             ended = {}
@@ -207,7 +223,9 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
                 "announcement": None,
                 "certificate_url": "",
             }
-            if role:
+            if role and refused:
+                mine.append(item)
+            elif role:
                 try:
                     if role == "learner":
                         own_deadlines(item["assignments"], entry, user.name, lang, zone)
@@ -233,7 +251,7 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
             "mine": mine,
             "others": others,
             "ended": ended_items,
-            "error": "",
+            "error": "records_unavailable" if refused else "",
             "catalog_url": catalog_url,
             # Dates in the member's language and zone: when(moment), day(moment), iso(moment).
             **formatter(lang, zone),

@@ -38,6 +38,7 @@ from hub.metrics import (
 from hub.privilege import prepare_data_dir, proxy_account, service_account
 from hub.seo import site_root_routes
 from hub.settings import Settings
+from hub.store.hub_side import service_db_owner
 from hub.subdomains import learnhub_subdomain_hook
 
 
@@ -145,6 +146,7 @@ def apply_email_auth(c: Any, settings: Settings) -> None:
     native.email_enabled = email.enabled
     native.ask_email_on_signup = email.enabled
     native.learnhub_db_url = settings.learnhub_db_url
+    native.learnhub_db_owner = service_db_owner(settings)  # whose SQLite file the Hub opens
     native.email_secret = settings.email_secret
     native.email_verify_hours = email.verify_hours
     native.email_reset_minutes = email.reset_minutes

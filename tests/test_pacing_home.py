@@ -20,7 +20,11 @@ def test_home_shows_the_learners_own_deadline(tmp_path: Path) -> None:
     courses.mkdir()
     scaffold_course(courses, "intro-python")  # self-paced, ps1 due 14 days after enrolment
     settings = Settings.model_validate(
-        {"courses_dir": str(courses), "hub": {"data_dir": str(tmp_path / "var")}}
+        # The service runs as this test (its database is this test's file, not learnhub's).
+        {
+            "courses_dir": str(courses),
+            "hub": {"data_dir": str(tmp_path / "var"), "service_user": ""},
+        }
     )
     upgrade(settings.learnhub_db_url)
     db = Database(settings.learnhub_db_url)

@@ -74,9 +74,10 @@ class Database:
     Methods are blocking; async code calls them through ``asyncio.to_thread``.
     """
 
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, engine: Engine | None = None) -> None:
         self.url = db_url
-        self.engine = create_engine(db_url)
+        # ``engine``: one made another way (the Hub's, :func:`hub.store.hub_side.hub_database`).
+        self.engine = engine if engine is not None else create_engine(db_url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         enrolment_summary.install(self.sessions)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import stat
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from hub.mail.sender import MailSender
 from hub.privilege import prepare_data_dir
 from hub.settings import Settings, load_settings
 from hub.store import Database, OutboxMessage, upgrade, utcnow
+from hub.store.hub_side import hub_database
 from hub.upgrade import call_as
 from tests.email.conftest import SmtpServer, html_of
 from tests.harness import ROOT
@@ -264,7 +266,7 @@ def test_the_hubs_root_writes_leave_the_database_to_the_service(tmp_path: Path) 
     service_dir = settings.service_dir
     assert sorted(p.name for p in service_dir.iterdir()) == ["learnhub.sqlite"]
 
-    hub_db = Database(url)  # what the authenticator opens, as root, first of all
+    hub_db = hub_database(url, account.uid)  # what the authenticator opens, as root, first
     try:
         auth = SimpleNamespace(
             learnhub_db=lambda: hub_db, email_secret=SECRET, email_verify_hours=48
@@ -289,3 +291,76 @@ def test_the_hubs_root_writes_leave_the_database_to_the_service(tmp_path: Path) 
     with hub_db.transaction() as session:
         assert session.scalars(sa.select(OutboxMessage.state)).all() == ["sent"]
     hub_db.dispose()
+
+
+def test_the_hub_creates_nothing_through_a_link_the_service_plants(tmp_path: Path) -> None:
+    """The service's account owns ``service/``, so it can put a symbolic link where its SQLite
+    file was. SQLite follows a link for the main database file and would create the target
+    (root-owned, wherever the link points) for the Hub, which is root. The Hub's two opens,
+    the member home page's reads and the queueing of a verification mail, must refuse the link
+    and create or change nothing at either target: a missing path in a root-only folder, an
+    existing empty root-owned file."""
+    from jupyterhub import orm
+    from traitlets.config import Config
+
+    from hub.auth import LearnHubNativeAuthenticator
+    from hub.course_scaffold import scaffold_course
+    from hub.home import home_courses
+    from hub.hubconfig import apply_email_auth
+
+    assert os.geteuid() == 0, "the test command runs as root, so the Hub does"
+    config = tmp_path / "learnhub.yaml"
+    (tmp_path / "courses").mkdir()
+    scaffold_course(tmp_path / "courses", "intro-python")  # one course: a cheap catalog
+    config.write_text(
+        f"courses_dir: {tmp_path / 'courses'}\n"
+        f"hub:\n  data_dir: {tmp_path / 'var'}\n  hub_ip: 127.0.0.1\n"
+        "email: {enabled: true, from_address: noreply@learnhub.test}\n"
+    )
+    settings = load_settings(config, {})
+    let_service_user_through(tmp_path)
+    account = prepare_data_dir(settings)
+    assert account is not None
+    call_as(account, lambda: upgrade(settings.learnhub_db_url) or "migrated")
+    database = settings.service_dir / "learnhub.sqlite"
+    vault = tmp_path / "root-only"
+    vault.mkdir(mode=0o700)
+    missing, empty = vault / "planted.sqlite", vault / "existing"
+    empty.touch(mode=0o600)
+    before = empty.stat()
+
+    c = Config()
+    apply_email_auth(c, settings)  # the Hub's wiring of the authenticator's database
+    hub_db = orm.new_session_factory("sqlite://")()  # the Hub's own database, in memory
+    auth = LearnHubNativeAuthenticator(config=c, db=hub_db)
+    home_page = home_courses(settings)
+    mia = SimpleNamespace(name="mia", groups=[], admin=False)
+    logged: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = logged.append  # type: ignore[method-assign]
+    logging.getLogger("learnhub.store").addHandler(handler)
+    for target in (missing, empty):
+
+        def plant(target: Path = target) -> str:  # what a compromised service can do
+            link = settings.service_dir / "planted"
+            link.unlink(missing_ok=True)
+            link.symlink_to(target)
+            link.replace(database)
+            return "planted"
+
+        assert call_as(account, plant) == "planted"
+        logged.clear()
+        page = home_page(mia)
+        with pytest.raises(Exception, match="symbolic link"):
+            queue_verification(auth, "mia", "mia@example.org", "en")
+        assert not missing.exists()
+        after = empty.stat()
+        assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+        assert sorted(p.name for p in vault.iterdir()) == ["existing"]
+        # The page renders, without the database's notes, and says so in the member's words.
+        assert page["error"] == "records_unavailable" and page["others"]
+        refusals = [r for r in logged if r.getMessage() == "learnhub database refused"]
+        assert refusals and {getattr(r, "path", None) for r in refusals} == {str(database)}
+        assert all("symbolic link" in getattr(r, "reason", "") for r in refusals)
+        assert all("restore the database" in getattr(r, "remedy", "") for r in refusals)
+    logging.getLogger("learnhub.store").removeHandler(handler)
