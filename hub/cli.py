@@ -794,7 +794,7 @@ def cmd_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         from hub import network
 
         network.apply_networks(settings)
-    return _exec_hub(settings, catalog, environ)
+    return _exec_hub(settings, catalog, environ, stop_proxy=True)
 
 
 def cmd_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -831,8 +831,16 @@ def cmd_edge_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int
     return 0
 
 
-def _exec_hub(settings: Settings, catalog: Catalog, environ: Mapping[str, str]) -> int:
-    """Replace this process with JupyterHub on LearnHub's config."""
+def _exec_hub(
+    settings: Settings, catalog: Catalog, environ: Mapping[str, str], *, stop_proxy: bool = False
+) -> int:
+    """Replace this process with JupyterHub on LearnHub's config.
+
+    ``stop_proxy`` (the demo): Ctrl-C stops the proxy too. JupyterHub leaves it running
+    (``cleanup_proxy`` is off, so a service manager's restart keeps the site answering), and
+    the demo's proxy then answered 503 on its port until killed by hand. Course servers stay
+    either way, as across every Hub restart: the next start finds them again.
+    """
     env = hub_environment(settings, environ)
     # The demo follows its own code: after a `git pull` it migrates the databases it made
     # (exactly what `learnhub upgrade` does, backup and lock included) and says so.
@@ -850,6 +858,9 @@ def _exec_hub(settings: Settings, catalog: Catalog, environ: Mapping[str, str]) 
         print("demo accounts: demo-learner, demo-instructor, demo-admin (see README for password)")
     jupyterhub = str(Path(sys.executable).parent / "jupyterhub")
     argv = [jupyterhub, "-f", str(ROOT / "jupyterhub_config.py")]
+    if stop_proxy:
+        # Command-line config wins over the config file's (traitlets' rule).
+        argv.append("--JupyterHub.cleanup_proxy=True")
     os.chdir(ROOT)
     os.execve(jupyterhub, argv, env)  # noqa: S606 - replacing ourselves with the hub on purpose
 

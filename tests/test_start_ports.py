@@ -1,4 +1,5 @@
-"""Starting LearnHub when one of its ports is another program's: a clear refusal, nothing left.
+"""Starting and stopping LearnHub from its commands: a clear refusal when one of its ports is
+another program's, nothing left running after a refusal or a Ctrl-C.
 
 A newcomer with something on :8000 ran `learnhub demo`: configurable-http-proxy logged
 ``EADDRINUSE`` and kept running, the Hub "started", and nothing was reachable.
@@ -7,19 +8,22 @@ A newcomer with something on :8000 ran `learnhub demo`: configurable-http-proxy 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
+import httpx
 import pytest
 
 from harness.hub import venv_path
 from hub.cli import refuse_taken_ports
 from hub.errors import LearnHubError
 from hub.settings import load_settings
-from tests.harness import ROOT, HubProcess, hub_settings, run_learnhub
+from tests.harness import ROOT, HubProcess, hub_settings, run_learnhub, wait_until
 
 
 @pytest.fixture
@@ -103,3 +107,47 @@ def test_proxy_refuses_a_port_taken_after_the_check(taken: int) -> None:
     assert f"127.0.0.1:{taken} is already in use by another program" in result.stderr
     assert "set hub.bind_url in learnhub.yaml" in result.stderr
     assert not can_connect(api_port)
+
+
+def test_ctrl_c_stops_the_demo_and_its_proxy(tmp_path: Path) -> None:
+    """Ctrl-C on `learnhub demo` ends the command and frees its ports: the proxy used to stay,
+    answering 503 on the demo's address (JupyterHub's `cleanup_proxy` is off)."""
+    hub = local_hub(tmp_path)
+    hub.prepare()
+    log = hub.log_path.open("ab")
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "demo", "--skip-images"],
+        cwd=tmp_path,
+        env=hub.env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    proxy = None
+    try:
+
+        def answers() -> bool:
+            assert demo.poll() is None, hub.log_tail()
+            try:
+                return httpx.get(hub.api_url + "/", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(answers, "the demo's Hub API", timeout=180, interval=0.2)
+        proxy = hub.proxy_pid()
+        assert proxy is not None
+        demo.send_signal(signal.SIGINT)  # the CLI became JupyterHub: same process
+        assert demo.wait(timeout=120) == 0, hub.log_tail()
+        wait_until(lambda: not Path(f"/proc/{proxy}").exists(), "the proxy to exit")
+        ports = [int(urlparse(hub.bind_url).port or 0)]
+        ports += [
+            hub.settings["hub"][name] for name in ("proxy_api_port", "hub_port", "service_port")
+        ]
+        listening = [port for port in ports if can_connect(port)]
+        assert not listening, hub.log_tail()
+    finally:
+        log.close()
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+        hub.stop()  # whatever is left (the proxy, services) on failure
