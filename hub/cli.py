@@ -33,18 +33,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
 import secrets
 import shutil
+import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 import stripe
 
 from hub.access import hub_groups
-from hub.addresses import hub_api_url
+from hub.addresses import hub_api_url, hub_ip
 from hub.courses import Catalog, load_courses
 from hub.errors import LearnHubError
 from hub.grading_jobs import EXPORT_FORMATS
@@ -697,10 +700,91 @@ def cmd_network_apply(args: argparse.Namespace, environ: Mapping[str, str]) -> i
     return 0
 
 
+def _previous_proxy_running(settings: Settings) -> bool:
+    """Whether the proxy named by the Hub's pid file (``data_dir/proxy.pid``) still runs."""
+    try:
+        pid = int((settings.data_dir / "proxy.pid").read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def _listening_addresses(
+    settings: Settings, *, hub_address: bool = True
+) -> Iterator[tuple[str, int, str, str]]:
+    """(host, port, what listens there, the setting that moves it) for every port a start
+    opens on this machine: the proxy's public and API ports, the service's, the Hub's
+    (without ``hub_address``: all but the Hub's)."""
+    # A proxy left running by the previous Hub (``cleanup_proxy`` is off) holds these two;
+    # JupyterHub stops it before starting its own, and hub.proxy_launch checks again then.
+    if not _previous_proxy_running(settings):
+        bind = urlparse(settings.hub.bind_url)
+        public_port = bind.port or (443 if bind.scheme == "https" else 80)
+        yield bind.hostname or "", public_port, "where people connect", "hub.bind_url"
+        yield "127.0.0.1", settings.hub.proxy_api_port, "the proxy's API", "hub.proxy_api_port"
+    yield "127.0.0.1", settings.hub.service_port, "the LearnHub service", "hub.service_port"
+    if not hub_address:
+        return
+    # The Docker network's gateway with `hub_ip: auto`: it exists once `learnhub network
+    # apply` has run.
+    yield hub_ip(settings), settings.hub.hub_port, "the Hub's API", "hub.hub_port"
+
+
+def port_taken(host: str, port: int) -> bool:
+    """Whether another program already listens on ``host:port``.
+
+    Binds it the way the proxy and Tornado do (``SO_REUSEADDR``, so connections of a Hub
+    that just stopped do not count). An address this machine does not have yet is not
+    "taken": the program that binds it reports that itself.
+    """
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror:
+        return False
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                # Anything else (a port below 1024 for a user, an address not here yet) is
+                # for the program itself to report.
+                if exc.errno == errno.EADDRINUSE:
+                    return True
+    return False
+
+
+def refuse_taken_ports(settings: Settings, *, hub_address: bool = True) -> None:
+    """Stop a start before anything runs when one of its ports is another program's.
+
+    Otherwise configurable-http-proxy only logs ``EADDRINUSE`` and keeps running, the Hub
+    "starts", and nothing is reachable (found by a newcomer with something on :8000).
+    """
+    for host, port, role, setting in _listening_addresses(settings, hub_address=hub_address):
+        if port_taken(host, port):
+            raise LearnHubError(
+                f"{host or '*'}:{port} ({role}, {setting}) is already in use by another "
+                f"program: stop that program, or set {setting} in learnhub.yaml to a free port "
+                '(README, "A port already in use?")'
+            )
+
+
 def cmd_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Build what is out of date and run the platform in the foreground."""
     settings = _settings(args, environ)
     catalog = Catalog.load(settings.courses_dir)
+    # Before minutes of image builds: all but the Hub's port. The Hub's address (the Docker
+    # network's gateway with `hub_ip: auto`) exists once the network does; _exec_hub checks
+    # every port.
+    refuse_taken_ports(settings, hub_address=False)
     if settings.spawner.backend == "docker" and not args.skip_images:
         from hub import images
 
@@ -710,7 +794,7 @@ def cmd_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         from hub import network
 
         network.apply_networks(settings)
-    return _exec_hub(settings, catalog, environ)
+    return _exec_hub(settings, catalog, environ, stop_proxy=True)
 
 
 def cmd_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -747,13 +831,22 @@ def cmd_edge_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int
     return 0
 
 
-def _exec_hub(settings: Settings, catalog: Catalog, environ: Mapping[str, str]) -> int:
-    """Replace this process with JupyterHub on LearnHub's config."""
+def _exec_hub(
+    settings: Settings, catalog: Catalog, environ: Mapping[str, str], *, stop_proxy: bool = False
+) -> int:
+    """Replace this process with JupyterHub on LearnHub's config.
+
+    ``stop_proxy`` (the demo): Ctrl-C stops the proxy too. JupyterHub leaves it running
+    (``cleanup_proxy`` is off, so a service manager's restart keeps the site answering), and
+    the demo's proxy then answered 503 on its port until killed by hand. Course servers stay
+    either way, as across every Hub restart: the next start finds them again.
+    """
     env = hub_environment(settings, environ)
     # The demo follows its own code: after a `git pull` it migrates the databases it made
     # (exactly what `learnhub upgrade` does, backup and lock included) and says so.
     from hub.upgrade import upgrade_platform
 
+    refuse_taken_ports(settings)
     for line in upgrade_platform(settings, on_wait=print):
         print(line)
     if shutil.which("configurable-http-proxy", path=env["PATH"]) is None:
@@ -765,6 +858,9 @@ def _exec_hub(settings: Settings, catalog: Catalog, environ: Mapping[str, str]) 
         print("demo accounts: demo-learner, demo-instructor, demo-admin (see README for password)")
     jupyterhub = str(Path(sys.executable).parent / "jupyterhub")
     argv = [jupyterhub, "-f", str(ROOT / "jupyterhub_config.py")]
+    if stop_proxy:
+        # Command-line config wins over the config file's (traitlets' rule).
+        argv.append("--JupyterHub.cleanup_proxy=True")
     os.chdir(ROOT)
     os.execve(jupyterhub, argv, env)  # noqa: S606 - replacing ourselves with the hub on purpose
 

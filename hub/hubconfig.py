@@ -85,6 +85,7 @@ def apply_hub(c: Any, settings: Settings) -> None:
     c.JupyterHub.logo_file = str(Path(__file__).parent / "service" / "static" / "learnhub-logo.svg")
     c.JupyterHub.template_vars = {
         "learnhub_mode": settings.mode,
+        "learnhub_native_auth": settings.auth.kind == "native",
         "learnhub_courses": home_courses(settings),
         "learnhub_course_title": course_titles(settings),
         **hub_template_vars(service_prefix(settings)),

@@ -19,10 +19,12 @@ environment is trimmed. Kept to the standard library: it runs on every Hub start
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import pwd
 import shutil
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -50,6 +52,54 @@ def binds_privileged_port(proxy_args: Sequence[str]) -> bool:
         if flag == "--port" and value.isdigit():
             return int(value) < PRIVILEGED_PORTS
     return False
+
+
+#: JupyterHub's proxy flags for the two addresses the proxy listens on, and the setting that
+#: moves each.
+LISTEN_FLAGS = (
+    ("--ip", "--port", "hub.bind_url"),
+    ("--api-ip", "--api-port", "hub.proxy_api_port"),
+)
+
+
+def flag_values(proxy_args: Sequence[str]) -> dict[str, str]:
+    """``--flag value`` pairs of JupyterHub's proxy arguments."""
+    return {
+        flag: value
+        for flag, value in itertools.pairwise(proxy_args)
+        if flag.startswith("--") and not value.startswith("--")
+    }
+
+
+def refuse_taken_ports(proxy_args: Sequence[str]) -> None:
+    """Raise :class:`LaunchError` when another program already listens where the proxy would.
+
+    configurable-http-proxy only logs ``EADDRINUSE`` and keeps serving its API, so the Hub
+    would run on with nothing reachable; exiting here makes JupyterHub's start fail instead.
+    ``learnhub serve``/``demo`` check earlier; this catches a port taken since then.
+    """
+    values = flag_values(proxy_args)
+    for ip_flag, port_flag, setting in LISTEN_FLAGS:
+        port = values.get(port_flag, "")
+        if not port.isdigit():
+            continue
+        host = values.get(ip_flag, "")
+        try:
+            infos = socket.getaddrinfo(host or None, int(port), type=socket.SOCK_STREAM)
+        except socket.gaierror:
+            continue
+        for family, kind, proto, _name, address in infos:
+            with socket.socket(family, kind, proto) as probe:
+                # As the proxy binds: connections of a proxy that just stopped do not count.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(address)
+                except OSError as exc:
+                    if exc.errno == errno.EADDRINUSE:
+                        raise LaunchError(
+                            f"{host or '*'}:{port} is already in use by another program: stop "
+                            f"that program, or set {setting} in learnhub.yaml to a free port"
+                        ) from None
 
 
 def command(user: str, proxy_args: Sequence[str], environ: Mapping[str, str]) -> list[str]:
@@ -102,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Replace this process with the proxy; return an exit status only if that failed."""
     try:
         user, proxy_args = parse(sys.argv[1:] if argv is None else argv)
+        refuse_taken_ports(proxy_args)
         environment = proxy_environment(os.environ)
         argv_out = command(user, proxy_args, os.environ)
     except LaunchError as exc:

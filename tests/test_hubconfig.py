@@ -223,3 +223,23 @@ def test_other_backends_keep_connecting_where_the_hub_binds(tmp_path: Path) -> N
     assert c.JupyterHub.hub_bind_url == "http://172.31.0.1:8081"
     assert "hub_connect_url" not in c.JupyterHub
     assert c.LearnHubDockerSpawner.exchange_url.startswith("http://172.31.0.1:10101/")
+
+
+def test_only_native_accounts_get_the_change_password_link(tmp_path: Path) -> None:
+    """The navigation links /hub/change-password for LearnHub's own accounts; GitHub and other
+    OAuth sign-ins have no LearnHub password (hub/templates/site/nav.html)."""
+    from jinja2 import Environment, FileSystemLoader
+
+    hub = f"hub:\n  data_dir: {tmp_path}\n  hub_ip: 127.0.0.1\n"
+    github = "auth:\n  kind: github\n  github:\n    client_id: abc\n"
+    native, oauth = (
+        configured({}, text, tmp_path).JupyterHub.template_vars["learnhub_native_auth"]
+        for text in (hub, hub + github)
+    )
+    assert (native, oauth) == (True, False)
+    nav = Environment(loader=FileSystemLoader(ROOT / "hub" / "templates"), autoescape=True)
+    macro = nav.get_template("site/nav.html").module.navbar  # type: ignore[attr-defined]
+    site = {"user_name": "ada", "extra": [], "catalog_url": "/", "email_url": "/email"}
+    for password_url, shown in (("/hub/change-password", True), ("", False)):
+        html = str(macro(str, "en", [], str, {**site, "password_url": password_url}))
+        assert ('id="learnhub-nav-password"' in html) is shown

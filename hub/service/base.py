@@ -285,6 +285,8 @@ class LearnerPage(LearnerHandler, BaseHandler):
             "_n": plural_translator(lang),
             "prefix": self.ctx.prefix,
             "hub_base": self.ctx.hub_base,
+            # The navigation links the Hub's change-password page for LearnHub's own accounts.
+            "native_auth": self.ctx.settings.auth.kind == "native",
             "hub_static": f"{self.ctx.hub_base}hub/static/",
             "viewer": viewer,
             "languages": [(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],

@@ -485,16 +485,22 @@ def test_members_navigation_leads_to_their_mail_settings(docker_hub: HubProcess)
     email_link = re.compile(
         r'<a class="nav-link" id="learnhub-nav-email" href="([^"]+)">([^<]+)</a>'
     )
+    password_link = re.compile(r'<a class="nav-link" id="learnhub-nav-password" href="([^"]+)">')
     with browser(docker_hub) as visitor:
-        assert not email_link.search(visitor.client.get(SERVICE).text)
-        assert not email_link.search(visitor.client.get("hub/login").text)
+        for page in (SERVICE, "hub/login"):
+            text = visitor.client.get(page).text
+            assert not email_link.search(text) and not password_link.search(text), page
     with browser(docker_hub) as member:
         sign_in_to_service(member, "demo-learner")
         for page in ("hub/home", SERVICE, SERVICE + "purchases"):
-            found = email_link.search(member.client.get(page).text)
+            text = member.client.get(page).text
+            found = email_link.search(text)
             assert found, page
             assert found.group(1) == "/@/space%20word/services/learnhub/email", found.group(1)
             assert found.group(2) == "Mail settings"
+            # Beside it, the Hub's change-password page (this hub's accounts are native).
+            password = password_link.search(text)
+            assert password and password.group(1) == member.hub_path() + "change-password"
         chinese = member.client.get("hub/home", headers={"Accept-Language": "zh-CN"})
         found = email_link.search(chinese.text)
         assert found and found.group(2) == "邮件设置"
@@ -552,9 +558,16 @@ def test_members_change_their_password_in_their_language(docker_hub: HubProcess)
     wrong current password or a mismatch, and the new password is the one that signs in."""
     zh = {"Accept-Language": "zh-CN"}
     old, new = "first-long-passphrase", "second-long-passphrase"
+    password_link = re.compile(
+        r'<a class="nav-link" id="learnhub-nav-password" href="([^"]+)">([^<]+)</a>'
+    )
     with browser(docker_hub) as member:
         member.signup("sophie-germain", old)
-        form = member.client.get("hub/change-password", headers=zh)
+        # My courses links the form, in the page's language (native accounts have a password).
+        found = password_link.search(member.client.get("hub/home", headers=zh).text)
+        assert found and found.group(2) == "修改密码", found
+        assert found.group(1) == member.hub_path() + "change-password", found.group(1)
+        form = member.client.get(member.absolute(found.group(1)), headers=zh)
         assert form.status_code == 200, form.text
         assert '<html lang="zh-CN">' in form.text and "修改密码" in form.text
         assert "Change password for" not in form.text  # upstream's English page
