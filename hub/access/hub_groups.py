@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -404,13 +404,23 @@ class AccessSync(CoalescingSync):
     taken for a member to remove.
     """
 
+    #: Seconds between retries of additions the Hub refused or did not answer; after the last,
+    #: the periodic reconcile is left to heal them.
+    RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
     def __init__(
         self,
         run: Callable[[], Awaitable[None]],
         add: Callable[[Collection[str]], Awaitable[None]],
+        *,
+        retry_delays: Sequence[float] | None = None,
     ) -> None:
         self._lock = asyncio.Lock()
         self._add = add
+        self._retry_delays = tuple(self.RETRY_DELAYS if retry_delays is None else retry_delays)
+        #: Learners whose addition failed and waits for a retry.
+        self._pending: set[str] = set()
+        self._retrying: asyncio.Task[None] | None = None
 
         async def locked_run() -> None:
             async with self._lock:
@@ -419,9 +429,56 @@ class AccessSync(CoalescingSync):
         super().__init__(locked_run)
 
     async def add_granted(self, users: Collection[str]) -> None:
-        """Add ``users`` to the groups their entitlements give them; remove no one."""
-        async with self._lock:
-            await self._add(users)
+        """Add ``users`` to the groups their entitlements give them; remove no one.
+
+        When the Hub fails (a timeout at a busy moment), the error still reaches the caller,
+        and the users are also kept for a retry with back-off: a paid learner waits seconds
+        for their group, not the next reconcile (minutes, and slow itself when the Hub is busy).
+        """
+        try:
+            async with self._lock:
+                await self._add(users)
+        except HubAPIError:
+            self._retry_later(users)
+            raise
+
+    @property
+    def pending(self) -> frozenset[str]:
+        """Learners whose addition failed and is still to be retried."""
+        return frozenset(self._pending)
+
+    def _retry_later(self, users: Collection[str]) -> None:
+        self._pending.update(users)
+        if self._retrying is None or self._retrying.done():
+            self._retrying = asyncio.ensure_future(self._retry())
+
+    async def _retry(self) -> None:
+        """Retry the pending additions together, backing off, until none is left."""
+        for attempt, delay in enumerate(self._retry_delays, start=1):
+            await asyncio.sleep(delay)
+            users, self._pending = self._pending, set()
+            try:
+                async with self._lock:
+                    await self._add(users)
+            except HubAPIError as exc:
+                self._pending |= users
+                log.warning(
+                    "adding learners to their groups failed again; will retry",
+                    extra={"count": len(users), "attempt": attempt, "outcome": "retry",
+                           "error": str(exc)},
+                )  # fmt: skip
+                continue
+            log.info(
+                "learners added to their groups on retry",
+                extra={"count": len(users), "attempt": attempt, "outcome": "healed"},
+            )
+            if not self._pending:  # failures that came in meanwhile go round again
+                return
+        log.warning(
+            "adding learners to their groups still fails; the reconcile will heal it",
+            extra={"count": len(self._pending), "outcome": "gave_up"},
+        )
+        self._pending.clear()
 
 
 def make_access_sync(

@@ -737,9 +737,10 @@ class Billing:
             else:
                 await self.sync_access()
         except HubAPIError as exc:
-            # The entitlement is committed; the periodic sync or reconcile heals membership.
+            # The entitlement is committed. A failed addition is retried with back-off
+            # (AccessSync.add_granted); anything else heals at the next sync or reconcile.
             log.warning(
-                "access sync failed; will heal on the next sync",
+                "access sync failed; will heal on a retry or the next sync",
                 extra={"user": ",".join(who), "outcome": "sync_failed", "error": str(exc)},
             )
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 
 import pytest
 
-from hub.access.hub_groups import CoalescingSync
+from hub.access.hub_groups import AccessSync, CoalescingSync
 from hub.errors import HubAPIError
 
 
@@ -50,3 +51,52 @@ async def test_errors_reach_the_callers_of_that_run_and_the_next_run_is_fresh() 
         await first
     await second  # the follow-up run succeeded
     assert calls["n"] == 2
+
+
+async def test_a_failed_addition_is_retried_with_back_off_until_it_lands() -> None:
+    """A purchase whose group addition times out at a busy Hub is added seconds later, not at
+    the next reconcile; additions failing meanwhile ride along on the same retry."""
+    added: list[set[str]] = []
+    failures = {"left": 3}
+
+    async def add(users: Collection[str]) -> None:
+        await asyncio.sleep(0)
+        if failures["left"]:
+            failures["left"] -= 1
+            raise HubAPIError("ReadTimeout")
+        added.append(set(users))
+
+    async def run() -> None:
+        raise AssertionError("an addition never runs the whole sync")
+
+    sync = AccessSync(run, add, retry_delays=(0.01, 0.01, 0.01))
+    with pytest.raises(HubAPIError):
+        await sync.add_granted(["ada"])  # the caller still hears of the failure
+    with pytest.raises(HubAPIError):
+        await sync.add_granted(["bo"])
+    assert sync.pending == {"ada", "bo"}
+    assert sync._retrying is not None
+    await asyncio.wait_for(sync._retrying, timeout=30)
+    assert sync.pending == frozenset()
+    # The first retry failed (third failure), the second added both at once.
+    assert added == [{"ada", "bo"}]
+    assert failures["left"] == 0
+
+
+async def test_a_retry_gives_up_after_its_last_delay_and_leaves_it_to_the_reconcile() -> None:
+    attempts = {"n": 0}
+
+    async def add(users: Collection[str]) -> None:
+        attempts["n"] += 1
+        raise HubAPIError("hub down")
+
+    async def run() -> None:
+        pass
+
+    sync = AccessSync(run, add, retry_delays=(0.0, 0.0))
+    with pytest.raises(HubAPIError):
+        await sync.add_granted(["ada"])
+    assert sync._retrying is not None
+    await sync._retrying
+    assert attempts["n"] == 3  # the call and both retries, then no more
+    assert sync.pending == frozenset()
