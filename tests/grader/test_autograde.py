@@ -1,17 +1,13 @@
 """Sandboxed autograde end to end: real nbgrader, real Docker, hostile submissions.
 
-Two identical temp courses are graded at the same time: one in parallel (in this process),
-the other serially (one submission at a time, in a grader process of its own, as a second
-grading job on the same host would be); every submission must get the same score both times,
-the expected score, and a visible sandbox reason in both graded copies.
+One temp course is graded twice, first in parallel and then serially; every submission
+must get the same score both times, the expected score, and a visible sandbox reason.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +27,6 @@ from tests.grader.conftest import (
     ASSIGNMENT,
     COURSE_ID,
     NOTEBOOK,
-    REPO,
-    SANDBOX_PREFIX,
     SOURCE,
     VENV_BIN,
     make_course,
@@ -170,50 +164,14 @@ CASES: dict[str, Case] = {
 
 @dataclass
 class Graded:
-    root: Path  # graded in parallel
-    serial_root: Path  # an identical course, graded serially
+    root: Path
     parallel: dict[str, GradeResult]
     serial: dict[str, GradeResult]
 
-    def notebooks(self, student: str) -> list[nbformat.NotebookNode]:
-        """The student's graded notebook of each grading (parallel, serial)."""
-        return [
-            nbformat.read(root / "autograded" / student / ASSIGNMENT / NOTEBOOK, as_version=4)
-            for root in (self.root, self.serial_root)
-        ]
-
-
-#: The serial grading, in a process of its own: nbgrader's process-wide state (os.environ
-#: tweaks) is only safe for one autograde_submissions call per process at a time.
-SERIAL_GRADING = """
-import dataclasses, json, sys
-from pathlib import Path
-from grader.autograde import autograde_submissions, course_config
-from tests.grader.conftest import short_policy
-root, assignment, course_id, students, cell_timeout, prefix = json.loads(sys.argv[1])
-results = autograde_submissions(
-    Path(root), assignment, students,
-    policy=short_policy(cell_timeout=cell_timeout, name_prefix=prefix),
-    config=course_config(Path(root), course_id=course_id), parallel=1,
-)
-print(json.dumps([dataclasses.asdict(r) for r in results]))
-"""
-
-
-def _start_serial_grading(root: Path) -> subprocess.Popen[str]:
-    args = [str(root), ASSIGNMENT, COURSE_ID, list(CASES), CELL_CPU_SECONDS, SANDBOX_PREFIX]
-    return subprocess.Popen(
-        [sys.executable, "-c", SERIAL_GRADING, json.dumps(args)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _serial_results(grading: subprocess.Popen[str]) -> list[GradeResult]:
-    out, _ = grading.communicate(timeout=600)
-    assert grading.returncode == 0, f"the serial grading failed (its log is above): {out}"
-    return [GradeResult(**fields) for fields in json.loads(out.splitlines()[-1])]
+    def notebook(self, student: str) -> nbformat.NotebookNode:
+        return nbformat.read(
+            self.root / "autograded" / student / ASSIGNMENT / NOTEBOOK, as_version=4
+        )
 
 
 @pytest.fixture(scope="module")
@@ -222,49 +180,36 @@ def graded(sandbox_engine: None, tmp_path_factory: pytest.TempPathFactory) -> It
         mp.setenv("PATH", VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
         # A secret in the grader's environment must never reach student code.
         mp.setenv("LEARNHUB_STRIPE_SECRET_KEY", FAKE_SECRET)
-        roots = [make_course(tmp_path_factory.mktemp("grader") / "course") for _ in range(2)]
+        root = make_course(tmp_path_factory.mktemp("grader") / "course")
         for student, case in CASES.items():
             src = (
                 SOURCE / NOTEBOOK
                 if case.base == "source"
-                else roots[0] / "release" / ASSIGNMENT / NOTEBOOK
+                else root / "release" / ASSIGNMENT / NOTEBOOK
             )
             nb = nbformat.read(src, as_version=4)
             if case.edit is not None:
                 case.edit(nb)
-            for root in roots:
-                dest = root / "submitted" / student / ASSIGNMENT / NOTEBOOK
-                dest.parent.mkdir(parents=True)
-                nbformat.write(nb, dest)
-        root, serial_root = roots
-        # Both gradings at once, as two grading jobs on one host: the serial one alone takes
-        # about as long as both did one after the other (its sandboxes never overlap).
-        serial_grading = _start_serial_grading(serial_root)
-        try:
-            policy = short_policy(cell_timeout=CELL_CPU_SECONDS)
-            seen: list[str] = []
-            config = course_config(root, course_id=COURSE_ID)
-            parallel = autograde_submissions(
-                root,
-                ASSIGNMENT,
-                None,
-                policy=policy,
-                config=config,
-                parallel=2,
-                progress=lambda r: seen.append(r.student),
-            )
-            assert sorted(seen) == sorted(CASES)
-            serial = _serial_results(serial_grading)
-        finally:
-            if serial_grading.poll() is None:
-                serial_grading.kill()
-                serial_grading.wait()
-        yield Graded(
+            dest = root / "submitted" / student / ASSIGNMENT / NOTEBOOK
+            dest.parent.mkdir(parents=True)
+            nbformat.write(nb, dest)
+        policy = short_policy(cell_timeout=CELL_CPU_SECONDS)
+        seen: list[str] = []
+        config = course_config(root, course_id=COURSE_ID)
+        parallel = autograde_submissions(
             root,
-            serial_root,
-            {r.student: r for r in parallel},
-            {r.student: r for r in serial},
+            ASSIGNMENT,
+            None,
+            policy=policy,
+            config=config,
+            parallel=2,
+            progress=lambda r: seen.append(r.student),
         )
+        assert sorted(seen) == sorted(CASES)
+        serial = autograde_submissions(
+            root, ASSIGNMENT, list(CASES), policy=policy, config=config, parallel=1
+        )
+        yield Graded(root, {r.student: r for r in parallel}, {r.student: r for r in serial})
 
 
 def test_students_discovered(graded: Graded) -> None:
@@ -286,19 +231,17 @@ def test_score_outcome_and_reason(graded: Graded, student: str) -> None:
     # Parallel and serial grading agree exactly (same score, same reason).
     p, s = graded.parallel[student], graded.serial[student]
     assert (p.score, p.outcome, p.reason) == (s.score, s.outcome, s.reason)
-    # The reason is visible to the instructor in the graded notebook (of both gradings).
-    for nb in graded.notebooks(student):
-        meta = nb.metadata["learnhub"]["sandbox"]
-        assert (meta["outcome"], meta["reason"]) == (case.outcome, case.reason)
+    # The reason is visible to the instructor in the graded notebook.
+    meta = graded.notebook(student).metadata["learnhub"]["sandbox"]
+    assert (meta["outcome"], meta["reason"]) == (case.outcome, case.reason)
 
 
 def test_gradebook_matches(graded: Graded) -> None:
     from nbgrader.api import Gradebook
 
-    for root in (graded.root, graded.serial_root):
-        with Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id=COURSE_ID) as gb:
-            for student, case in CASES.items():
-                assert gb.find_submission(ASSIGNMENT, student).score == case.score, student
+    with Gradebook(f"sqlite:///{graded.root / 'gradebook.db'}", course_id=COURSE_ID) as gb:
+        for student, case in CASES.items():
+            assert gb.find_submission(ASSIGNMENT, student).score == case.score, student
 
 
 def _text(nb: nbformat.NotebookNode) -> str:
@@ -306,42 +249,39 @@ def _text(nb: nbformat.NotebookNode) -> str:
 
 
 def test_network_is_unreachable(graded: Graded) -> None:
-    for nb in graded.notebooks("network"):
-        text = _text(nb)
-        assert "NETWORK-BLOCKED" in text and "NETWORK-REACHABLE" not in text
+    text = _text(graded.notebook("network"))
+    assert "NETWORK-BLOCKED" in text and "NETWORK-REACHABLE" not in text
 
 
 def test_no_grader_secrets_or_host_files(graded: Graded) -> None:
-    for nb in graded.notebooks("snoop"):
-        text = _text(nb)
-        assert "ENV" in text
-        assert FAKE_SECRET not in text and "LEARNHUB_STRIPE_SECRET_KEY" not in text
-        assert "DENIED /etc/shadow" in text and "DENIED /proc/1/environ" in text
-        assert "DENIED /work/main/pyproject.toml" in text
-        for name in ("PATH", "HOME"):
-            assert os.environ[name] not in text or name == "HOME"
+    text = _text(graded.notebook("snoop"))
+    assert "ENV" in text
+    assert FAKE_SECRET not in text and "LEARNHUB_STRIPE_SECRET_KEY" not in text
+    assert "DENIED /etc/shadow" in text and "DENIED /proc/1/environ" in text
+    assert "DENIED /work/main/pyproject.toml" in text
+    for name in ("PATH", "HOME"):
+        assert os.environ[name] not in text or name == "HOME"
 
 
 def test_timeout_error_in_offending_cell(graded: Graded) -> None:
-    for nb in graded.notebooks("infinite-loop"):
-        outputs = _cell(nb, SOLUTION_P4).outputs
-        assert any(
-            o.get("ename") == "Timeout"
-            and f"cell exceeded {CELL_CPU_SECONDS} s" in o.get("evalue", "")
-            for o in outputs
-        )
+    nb = graded.notebook("infinite-loop")
+    outputs = _cell(nb, SOLUTION_P4).outputs
+    assert any(
+        o.get("ename") == "Timeout" and f"cell exceeded {CELL_CPU_SECONDS} s" in o.get("evalue", "")
+        for o in outputs
+    )
 
 
 def test_aborted_notebook_marks_remaining_cells(graded: Graded) -> None:
-    for nb in graded.notebooks("kernel-killer"):
-        assert any(o.get("output_type") == "error" for o in _cell(nb, SOLUTION_P4).outputs)
-        assert any(o.get("ename") == "NotExecuted" for o in _cell(nb, "p4-tests").outputs)
+    nb = graded.notebook("kernel-killer")
+    assert any(o.get("output_type") == "error" for o in _cell(nb, SOLUTION_P4).outputs)
+    assert any(o.get("ename") == "NotExecuted" for o in _cell(nb, "p4-tests").outputs)
 
 
 def test_deleted_tests_are_restored(graded: Graded) -> None:
-    for nb in graded.notebooks("deleted-tests"):
-        ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
-        assert all(t in ids for t in TEST_IDS)
+    nb = graded.notebook("deleted-tests")
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
+    assert all(t in ids for t in TEST_IDS)
 
 
 def test_no_container_left(graded: Graded) -> None:
