@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,14 +76,6 @@ class Database:
         self.url = db_url
         self.engine = create_engine(db_url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._sqlite = self.engine.dialect.name == "sqlite"
-        # SQLite has one writer per file. A connection that finds the write lock held waits in
-        # SQLite's busy handler, which sleeps (1, 2, 5 ... 100 ms) and tries again instead of
-        # waking when the lock is released: under the webhook burst, acceptance commits and
-        # batch transactions of this process slept against each other while the CPU was idle
-        # (docs/benchmarks.md). This process's writers queue here instead and are woken on
-        # release. Other processes (CLI, Hub, worker) still meet SQLite's own lock.
-        self._write_lock = threading.Lock()
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -92,28 +83,8 @@ class Database:
         with self.sessions.begin() as session:
             yield session
 
-    @contextmanager
-    def write_transaction(self) -> Iterator[Session]:
-        """:meth:`transaction` for work that writes; on SQLite, one at a time in this process.
-
-        On SQLite the transaction takes the write lock at its start (``BEGIN IMMEDIATE``) after
-        this process's earlier writers have finished, so its reads and writes see one snapshot
-        and it never sleeps in SQLite's busy handler behind a writer of this process. Commit
-        and durability are those of :meth:`transaction`. On other databases (row locks, many
-        writers) it is exactly :meth:`transaction`.
-        """
-        if not self._sqlite:
-            with self.transaction() as session:
-                yield session
-            return
-        with self._write_lock, self.sessions.begin() as session:
-            # pysqlite would begin a deferred transaction at the first write; an explicit
-            # BEGIN IMMEDIATE takes the lock now (waiting only for other processes).
-            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-            yield session
-
     def transact_retrying(self, work: Callable[[Session], T], attempts: int = 3) -> T:
-        """``work(session)`` in a :meth:`write_transaction`, run again when a writer won a race.
+        """``work(session)`` in a transaction, run again when a concurrent writer won a race.
 
         An ``IntegrityError`` (typically a unique key another transaction committed first, e.g.
         the same entitlement created by the webhook queue and the success page) rolls the whole
@@ -122,7 +93,7 @@ class Database:
         """
         for attempt in range(attempts):
             try:
-                with self.write_transaction() as session:
+                with self.transaction() as session:
                     return work(session)
             except IntegrityError:
                 if attempt == attempts - 1:

@@ -15,7 +15,6 @@ import stripe
 from harness.stripe_standin import StripeStandIn
 from hub.access.hub_groups import make_access_sync
 from hub.billing.events import EventQueue
-from hub.billing.fulfilment import FulfilmentResult
 from hub.billing.reconcile import reconcile
 from hub.courses import Catalog
 from hub.service.context import build_context
@@ -584,45 +583,3 @@ async def test_concurrent_deliveries_are_processed_once(
     [ent] = entitlements(service)
     assert (ent.stripe_subscription_id, ent.status) == (sub_id, "active")
     assert fake_hub.group_members["course-python-101"] == {"bob"}
-
-
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-async def test_acceptance_and_batches_never_wait_in_sqlites_busy_handler(
-    service: Service,
-) -> None:
-    # With SQLite's busy timeout at 0, a writer that would have slept in the busy handler
-    # (waiting for the write lock another of the service's threads holds) fails at once with
-    # "database is locked". Acceptance commits and batch transactions run on threads of their
-    # own in the service; they must queue for each other instead of sleep-polling.
-    def no_busy_wait(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute("PRAGMA busy_timeout=0")
-
-    db = service.billing.db
-    sa.event.listen(db.engine, "connect", no_busy_wait)
-    db.engine.dispose()  # every connection from now on has no busy wait
-
-    def event(i: int) -> dict[str, Any]:
-        return {**_event(), "id": f"evt_burst_{i}"}
-
-    rounds = 40
-    assert service.events._record([event(i) for i in range(rounds)]) == ["queued"] * rounds
-
-    def accept(start: int) -> list[str]:
-        return [service.events._record([event(i)])[0] for i in range(start, start + rounds)]
-
-    def apply() -> list[str]:
-        result = FulfilmentResult("ignored", "test")
-        return [
-            service.billing.apply_batch([(event(i), result)])[str(event(i)["id"])][0]
-            for i in range(rounds)
-        ]
-
-    accepted_a, accepted_b, applied = await asyncio.gather(
-        asyncio.to_thread(accept, rounds),
-        asyncio.to_thread(accept, 2 * rounds),
-        asyncio.to_thread(apply),
-    )
-    assert accepted_a == accepted_b == ["queued"] * rounds
-    assert applied == ["ignored"] * rounds
-    outcomes = [e.outcome for e in events(service).values()]
-    assert (outcomes.count("ignored"), outcomes.count(repo.QUEUED)) == (rounds, 2 * rounds)
