@@ -170,6 +170,8 @@ class Stack:
     nginx: subprocess.Popen[bytes] | None
     https_port: int
     stock_https_port: int
+    #: The folder of the service's PostgreSQL cluster (``--database postgres``).
+    postgres: Path | None = None
 
     @property
     def public(self) -> str:
@@ -197,6 +199,24 @@ def cpu_of(pids: dict[str, list[int]]) -> dict[str, float]:
     return {name: sum(cpu_seconds(p) for p in group) for name, group in pids.items()}
 
 
+def run_queue_seconds(pid: int) -> float:
+    """Time the threads of ``pid`` alive now have spent runnable but waiting for a CPU.
+
+    The second field of each thread's ``/proc/<pid>/task/<tid>/schedstat``: on a loaded
+    machine a process that uses little CPU may still be slow because it waits for one
+    (threads that have exited are not counted).
+    """
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
+def run_queue_of(pids: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(run_queue_seconds(p) for p in group) for name, group in pids.items()}
+
+
 def stock_site(stack_ca: EdgeCA, port: int, upstream_port: int) -> str:
     """nginx server block for stock JupyterHub: the edge's TLS settings, no cache."""
     return f"""
@@ -222,8 +242,63 @@ server {{
 """
 
 
-def start_stack(work: Path, *, with_stock: bool, log_level: str) -> Stack:
-    """CA, Stripe stand-in, LearnHub (+ stock) and nginx in front; raises if one fails."""
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+#: ``--database`` choices, as printed with each run.
+DATABASES = {
+    "sqlite": "SQLite (WAL, synchronous=FULL), LearnHub's default",
+    "postgres": "PostgreSQL 15 on loopback (fsync and synchronous_commit on), production's",
+}
+
+
+def start_postgres() -> tuple[str, Path]:
+    """A PostgreSQL cluster on loopback; returns the service's database URL and its folder.
+
+    Production's durability, unlike the test suite's throwaway cluster: ``fsync``,
+    ``synchronous_commit`` and ``full_page_writes`` keep PostgreSQL's defaults (on), so a
+    commit, and the webhook's 200 after it, waits for the disk as on SQLite (FULL).
+    """
+    if not (PG_BIN / "initdb").exists() or shutil.which("runuser") is None:
+        raise SystemExit(
+            f"--database postgres needs PostgreSQL 15 ({PG_BIN}/initdb) and runuser: "
+            "apt-get install postgresql"
+        )
+    # A folder of its own: the run's folder is private to this user, not to postgres.
+    base = Path(tempfile.mkdtemp(prefix="lh-bench-pg-"))
+    shutil.chown(base, "postgres", "postgres")
+    port = free_port()
+
+    def as_postgres(*args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True)
+
+    as_postgres(str(PG_BIN / "initdb"), "-D", str(base / "data"), "-A", "trust", "-U", "postgres")
+    as_postgres(
+        str(PG_BIN / "pg_ctl"),
+        "-D",
+        str(base / "data"),
+        "-l",
+        str(base / "log"),
+        "-w",
+        "-o",
+        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={base}",
+        "start",
+    )
+    as_postgres(str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "learnhub")
+    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/learnhub", base
+
+
+def stop_postgres(base: Path) -> None:
+    """Stop the cluster :func:`start_postgres` started in ``base`` and remove it."""
+    stop = [str(PG_BIN / "pg_ctl"), "-D", str(base / "data"), "-m", "fast", "stop"]
+    subprocess.run(["runuser", "-u", "postgres", "--", *stop], check=False, capture_output=True)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def start_stack(work: Path, *, with_stock: bool, log_level: str, database: str) -> Stack:
+    """CA, Stripe stand-in, LearnHub (+ stock) and nginx in front; raises if one fails.
+
+    ``database``: ``sqlite`` (LearnHub's default, a file under the data directory) or
+    ``postgres`` (production's, docs/how-to/production.md) for the service's database.
+    """
     ca = make_ca(work, HOST)
     standin = StripeStandIn().start()
     settings = hub_settings(work / "learnhub", courses_dir=ROOT / "courses")
@@ -241,9 +316,15 @@ def start_stack(work: Path, *, with_stock: bool, log_level: str) -> Stack:
         "http_port": http_port,
         "cache_dir": str(work / "nginx" / "cache"),
     }
-    standin.record_sessions_in = (
-        f"sqlite:///{Path(settings['hub']['data_dir']) / 'service' / 'learnhub.sqlite'}"
-    )
+    postgres = None
+    if database == "postgres":
+        url, postgres = start_postgres()
+        settings["database"] = {"learnhub_url": url}
+        standin.record_sessions_in = url
+    else:
+        standin.record_sessions_in = (
+            f"sqlite:///{Path(settings['hub']['data_dir']) / 'service' / 'learnhub.sqlite'}"
+        )
     hub = EdgeHub(
         workdir=work / "learnhub",
         settings=settings,
@@ -256,7 +337,7 @@ def start_stack(work: Path, *, with_stock: bool, log_level: str) -> Stack:
     if with_stock:
         (work / "stock").mkdir()
         stock = StockHub(workdir=work / "stock", image=STOCK_IMAGE, prefix=f"lhb{os.getpid()}-st")
-    stack = Stack(work, ca, hub, stock, standin, None, https_port, stock_https_port)
+    stack = Stack(work, ca, hub, stock, standin, None, https_port, stock_https_port, postgres)
     log(f"starting LearnHub ({hub.url}, public {stack.public})")
     hub.start()
     if stock is not None:
@@ -287,6 +368,8 @@ def stop_stack(stack: Stack) -> None:
             with contextlib.suppress(Exception):
                 hub.stop()
     stack.standin.stop()
+    if stack.postgres is not None:
+        stop_postgres(stack.postgres)
     docker_cleanup(f"lhb{os.getpid()}")
 
 
@@ -745,6 +828,7 @@ async def phase_webhook(stack: Stack, cfg: dict[str, Any], args: argparse.Namesp
     spies = start_py_spy(args.py_spy, pids, stack.work, n / rate + 10)
     load_before = uptime()
     before = cpu_of(pids)
+    waited_before = run_queue_of(pids)
     own_before = cpu_seconds(os.getpid())
     watcher.start()
     try:
@@ -768,6 +852,7 @@ async def phase_webhook(stack: Stack, cfg: dict[str, Any], args: argparse.Namesp
     watcher.stop.set()
     window = time.perf_counter() - start
     cpu = {name: value - before[name] for name, value in cpu_of(pids).items()}
+    waited = {name: value - waited_before[name] for name, value in run_queue_of(pids).items()}
     cpu["load generator"] = out["cpu"]
     cpu["benchmark process (stand-in, reader)"] = cpu_seconds(os.getpid()) - own_before
     load_after = uptime()
@@ -805,6 +890,7 @@ async def phase_webhook(stack: Stack, cfg: dict[str, Any], args: argparse.Namesp
         "all_members_s": (max(seen.values()) - start) if seen else None,
         "window_s": window,
         "cpu_ms_per_event": {k: round(v * 1000 / n, 3) for k, v in cpu.items()},
+        "run_queue_ms_per_event": {k: round(v * 1000 / n, 3) for k, v in waited.items()},
         "membership_polls": watcher.polls,
         "watcher_cpu_s": round(watcher.cpu, 3),
         "uptime_before": load_before,
@@ -814,7 +900,8 @@ async def phase_webhook(stack: Stack, cfg: dict[str, Any], args: argparse.Namesp
         f"open loop: {n} events due at {rate:.0f}/s, sent at {result['sent_per_s']:.0f}/s, "
         f"accepted at {result['accepted_per_s']:.0f}/s, statuses {statuses}; accepted → "
         f"member p50/p95/p99 {fmt_ms(result['accepted_to_member'])}; not members "
-        f"{len(missing)}; CPU ms/event {result['cpu_ms_per_event']}"
+        f"{len(missing)}; CPU ms/event {result['cpu_ms_per_event']}; waiting for a CPU "
+        f"ms/event {result['run_queue_ms_per_event']}"
     )
     return result
 
@@ -969,16 +1056,20 @@ async def main_async(args: argparse.Namespace) -> int:
         "quick": args.quick,
         "config": cfg,
         "commit": git_commit(),
+        "database": args.database,
         "machine_at_start": machine(),
         "uptime": {},
     }
     log(f"machine: {results['machine_at_start']['uptime']}")
+    log(f"the service's database: {DATABASES[args.database]}")
     work = Path(tempfile.mkdtemp(prefix="lh-bench-edge-"))
     results["workdir"] = str(work)
     stack = None
     errors = {}
     try:
-        stack = start_stack(work, with_stock="catalog" in phases, log_level=args.log_level)
+        stack = start_stack(
+            work, with_stock="catalog" in phases, log_level=args.log_level, database=args.database
+        )
         for phase in phases:
             results["uptime"][f"{phase} start"] = uptime()
             log(f"--- phase {phase}: {results['uptime'][f'{phase} start']}")
@@ -1004,7 +1095,8 @@ async def main_async(args: argparse.Namespace) -> int:
     print()
     for moment, text in results["uptime"].items():
         print(f"- {moment}: `{text}`")
-    print(f"\nwrote {out}; logs in {work}")
+    print(f"\nthe service's database: {DATABASES[args.database]}")
+    print(f"wrote {out}; logs in {work}")
     return 1 if errors else 0
 
 
@@ -1020,6 +1112,13 @@ def main() -> int:
     parser.add_argument("--watch", choices=["db", "api"], default="db")
     parser.add_argument("--log-level", default="WARNING", help="of the Hub and the service")
     parser.add_argument("--py-spy", help="path of a py-spy binary: record the Hub and service")
+    parser.add_argument(
+        "--database",
+        choices=sorted(DATABASES),
+        default="sqlite",
+        help="the service's database: sqlite (default) or postgres (production's; a local "
+        "PostgreSQL 15 cluster, started and stopped by the run)",
+    )
     parser.add_argument("--output", help="default: benchmarks/results/edge[-quick].json")
     args = parser.parse_args()
     if not args.output:
