@@ -33,11 +33,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import os
 import secrets
 import shutil
-import socket
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -54,6 +52,7 @@ from hub.grading_jobs import EXPORT_FORMATS
 from hub.i18n.money import format_money
 from hub.logs import configure_logging
 from hub.privilege import become_service_user
+from hub.proxy_launch import port_taken
 from hub.settings import Process, Settings, load_settings, settings_from_environment
 
 if TYPE_CHECKING:
@@ -734,32 +733,6 @@ def _listening_addresses(
     # The Docker network's gateway with `hub_ip: auto`: it exists once `learnhub network
     # apply` has run.
     yield hub_ip(settings), settings.hub.hub_port, "the Hub's API", "hub.hub_port"
-
-
-def port_taken(host: str, port: int) -> bool:
-    """Whether another program already listens on ``host:port``.
-
-    Binds it the way the proxy and Tornado do (``SO_REUSEADDR``, so connections of a Hub
-    that just stopped do not count). An address this machine does not have yet is not
-    "taken": the program that binds it reports that itself.
-    """
-    try:
-        infos = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-    except socket.gaierror:
-        return False
-    for family, kind, proto, _name, address in infos:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(address)
-            except OSError as exc:
-                # Anything else (a port below 1024 for a user, an address not here yet) is
-                # for the program itself to report.
-                if exc.errno == errno.EADDRINUSE:
-                    return True
-    return False
 
 
 def refuse_taken_ports(settings: Settings, *, hub_address: bool = True) -> None:

@@ -54,6 +54,34 @@ def binds_privileged_port(proxy_args: Sequence[str]) -> bool:
     return False
 
 
+def port_taken(host: str, port: int) -> bool:
+    """Whether another program already listens on ``host:port``.
+
+    Binds it the way the proxy and Tornado do (``SO_REUSEADDR``, so connections of a Hub
+    that just stopped do not count). An address this machine does not have yet is not
+    "taken": the program that binds it reports that itself. Asked by ``learnhub serve`` and
+    ``demo`` before they start anything, and by :func:`refuse_taken_ports` just before the
+    proxy starts; it lives here because this module must stay light to import.
+    """
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror:
+        return False
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                # Anything else (a port below 1024 for a user, an address not here yet) is
+                # for the program itself to report.
+                if exc.errno == errno.EADDRINUSE:
+                    return True
+    return False
+
+
 #: JupyterHub's proxy flags for the two addresses the proxy listens on, and the setting that
 #: moves each.
 LISTEN_FLAGS = (
@@ -81,25 +109,12 @@ def refuse_taken_ports(proxy_args: Sequence[str]) -> None:
     values = flag_values(proxy_args)
     for ip_flag, port_flag, setting in LISTEN_FLAGS:
         port = values.get(port_flag, "")
-        if not port.isdigit():
-            continue
         host = values.get(ip_flag, "")
-        try:
-            infos = socket.getaddrinfo(host or None, int(port), type=socket.SOCK_STREAM)
-        except socket.gaierror:
-            continue
-        for family, kind, proto, _name, address in infos:
-            with socket.socket(family, kind, proto) as probe:
-                # As the proxy binds: connections of a proxy that just stopped do not count.
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    probe.bind(address)
-                except OSError as exc:
-                    if exc.errno == errno.EADDRINUSE:
-                        raise LaunchError(
-                            f"{host or '*'}:{port} is already in use by another program: stop "
-                            f"that program, or set {setting} in learnhub.yaml to a free port"
-                        ) from None
+        if port.isdigit() and port_taken(host, int(port)):
+            raise LaunchError(
+                f"{host or '*'}:{port} is already in use by another program: stop "
+                f"that program, or set {setting} in learnhub.yaml to a free port"
+            )
 
 
 def command(user: str, proxy_args: Sequence[str], environ: Mapping[str, str]) -> list[str]:
