@@ -127,17 +127,30 @@ class CourseNetwork:
         """On Swarm: the node-local config-only network that gives this network its bridge."""
         return f"{self.name}-config"
 
+    @property
+    def bridge_options(self) -> dict[str, str]:
+        """The bridge driver's options that isolate it: LearnHub's bridge name (which its
+        firewall rules name) and no traffic between containers. On one machine they are the
+        network's own; on a Swarm node, its config-only network's."""
+        return {
+            "com.docker.network.bridge.name": self.bridge,
+            "com.docker.network.bridge.enable_icc": "false",
+        }
+
     def create_options(self) -> dict[str, Any]:
         """Keyword arguments of docker-py's ``networks.create`` for this network."""
         return {
             "driver": "bridge",
             "internal": not self.internet,
-            "options": {
-                "com.docker.network.bridge.name": self.bridge,
-                "com.docker.network.bridge.enable_icc": "false",
-            },
+            "options": self.bridge_options,
             "labels": {NETWORK_LABEL: "internet" if self.internet else "isolated"},
         }
+
+
+def _option_problems(found: dict[str, Any] | None, wanted: dict[str, str]) -> list[str]:
+    """What an existing network's driver options lack of ``wanted``, as "key should be value"."""
+    found = found or {}
+    return [f"{key} should be {value}" for key, value in wanted.items() if found.get(key) != value]
 
 
 def internet_network_name(network: str) -> str:
@@ -242,13 +255,9 @@ def _ensure_docker_network(client: Any, network: CourseNetwork) -> None:
         log.info("course network created", extra={"network": network.name, "outcome": "created"})
         return
     attrs = existing.attrs
-    options = attrs.get("Options") or {}
-    problems = []
+    problems = _option_problems(attrs.get("Options"), wanted["options"])
     if bool(attrs.get("Internal")) != wanted["internal"]:
-        problems.append(f"internal should be {str(wanted['internal']).lower()}")
-    for key, value in wanted["options"].items():
-        if options.get(key) != value:
-            problems.append(f"{key} should be {value}")
+        problems.insert(0, f"internal should be {str(wanted['internal']).lower()}")
     if problems:
         raise NetworkError(
             f"Docker network {network.name!r} exists but does not isolate course containers "
@@ -514,10 +523,7 @@ def apply_swarm_networks(settings: Settings, client: Any | None = None) -> list[
 
 def _ensure_config_network(client: Any, network: CourseNetwork) -> None:
     """Create the node's config-only network, or check that the existing one isolates."""
-    options = {
-        "com.docker.network.bridge.name": network.bridge,
-        "com.docker.network.bridge.enable_icc": "false",
-    }
+    options = network.bridge_options
     try:
         attrs = client.networks.get(network.config_network).attrs
     except NotFound:
@@ -534,10 +540,7 @@ def _ensure_config_network(client: Any, network: CourseNetwork) -> None:
         )
         log.info("swarm node network created", extra={"network": network.config_network})
         return
-    found = attrs.get("Options") or {}
-    problems = [
-        f"{key} should be {value}" for key, value in options.items() if found.get(key) != value
-    ]
+    problems = _option_problems(attrs.get("Options"), options)
     if not attrs.get("ConfigOnly"):
         problems.append("it should be config-only")
     if problems:
