@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from hub.courses import CourseEntry
     from hub.service.reports import DatedEntitlement
     from hub.store import Entitlement, Payment
     from hub.store.usage_models import ServerUsage
@@ -171,6 +172,27 @@ def serve_at_root(settings: dict[str, Any]) -> None:
 
 
 # -- the operator dashboard's data, for its test and its benchmark --------------------------------
+
+
+def course_entry(course_id: str, assignments: int = 0) -> CourseEntry:
+    """A generated catalog entry priced 49.00, with assignments ``a1`` … ``a<assignments>``
+    (no folder on disk: the dashboards read only its metadata)."""
+    from hub.courses import Course, CourseEntry
+
+    return CourseEntry(
+        course=Course.model_validate(
+            {
+                "id": course_id,
+                "title": course_id,
+                "summary": "A generated course.",
+                "price": {"amount": 4900},
+                "assignments": [
+                    {"id": f"a{i}", "title": f"A{i}"} for i in range(1, assignments + 1)
+                ],
+            }
+        ),
+        folder=Path("/nonexistent") / course_id,
+    )
 
 
 def dashboard_rows(

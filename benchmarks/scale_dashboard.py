@@ -44,8 +44,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import dashboard_rows, loadavg, machine  # noqa: E402
-from hub.courses import Catalog, Course, CourseEntry  # noqa: E402
+from benchmarks.common import course_entry, dashboard_rows, loadavg, machine  # noqa: E402
+from hub.courses import Catalog, CourseEntry  # noqa: E402
 from hub.privilege import run_as_service_user, service_account  # noqa: E402
 from hub.service.dashboard_data import (  # noqa: E402
     OperatorData,
@@ -63,21 +63,6 @@ PLANS = [
     PlanSettings.model_validate(ALL_ACCESS),
     PlanSettings.model_validate({**DATA_ONLY, "courses": ["course-001"]}),
 ]
-
-
-def course_entry(course_id: str, assignments: int = 0) -> CourseEntry:
-    return CourseEntry(
-        course=Course.model_validate(
-            {
-                "id": course_id,
-                "title": course_id,
-                "summary": "A generated course.",
-                "price": {"amount": 4900},
-                "assignments": [{"id": f"a{i}", "title": f"A{i}"} for i in range(assignments)],
-            }
-        ),
-        folder=Path("/nonexistent") / course_id,
-    )
 
 
 def every_row(
@@ -209,13 +194,13 @@ def gradebooks(count: int, repeat: int) -> dict[str, Any]:
             ensure_gradebook(url)
             with Gradebook(url, entry.course.id) as gb:
                 if not gb.assignments:
-                    gb.add_assignment("a0")
-                    gb.add_notebook("a0", "a0")
-                    gb.add_grade_cell("t", "a0", "a0", max_score=10, cell_type="code")
+                    gb.add_assignment("a1")
+                    gb.add_notebook("a1", "a1")
+                    gb.add_grade_cell("t", "a1", "a1", max_score=10, cell_type="code")
                 for s in students:
                     gb.update_or_create_student(f"s{s}")
-                    gb.add_submission("a0", f"s{s}")
-                    gb.find_grade("t", "a0", "a0", f"s{s}").manual_score = s % 11
+                    gb.add_submission("a1", f"s{s}")
+                    gb.find_grade("t", "a1", "a1", f"s{s}").manual_score = s % 11
                 gb.db.commit()
 
         t0 = time.perf_counter()

@@ -26,10 +26,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from benchmarks.common import dashboard_rows, enrolment_week_by_week
+from benchmarks.common import course_entry, dashboard_rows, enrolment_week_by_week
 from harness.stripe_standin import StripeStandIn
 from hub.access.hub_groups import HubClient, make_access_sync
-from hub.courses import Catalog, Course, CourseEntry
+from hub.courses import Catalog, CourseEntry
 from hub.service.app import make_app
 from hub.service.context import ServiceContext, build_context
 from hub.service.dashboard_data import OperatorData, operator_data_from_rows, read_operator_data
@@ -318,22 +318,6 @@ async def test_per_course_charts_page_through_the_courses(
 # -- the quality figure: a view opens only the gradebooks that changed ---------------------------
 
 
-def graded_course(course_id: str) -> CourseEntry:
-    """A course with one assignment, ``a1`` (10 points in two cells)."""
-    return CourseEntry(
-        course=Course.model_validate(
-            {
-                "id": course_id,
-                "title": course_id,
-                "summary": "A course.",
-                "price": {"amount": 4900},
-                "assignments": [{"id": "a1", "title": "A1"}],
-            }
-        ),
-        folder=Path("/nonexistent") / course_id,
-    )
-
-
 def grade(url: str, course_id: str, scores: dict[str, tuple[float, float]]) -> None:
     """Hand ``a1`` in for each learner with these manual scores of its two cells."""
     from nbgrader.api import Gradebook
@@ -362,7 +346,8 @@ def with_gradebooks(settings: Settings, url: str) -> Settings:
 
 def test_quality_opens_only_the_gradebooks_that_changed(settings: Settings, tmp_path: Path) -> None:
     here = with_gradebooks(settings, f"sqlite:///{tmp_path}/{{course}}.db")
-    entries = [graded_course(c) for c in ("g1", "g2", "g3")]  # g3: nothing graded, no file
+    # g3: nothing graded, no file.
+    entries = [course_entry(c, assignments=1) for c in ("g1", "g2", "g3")]
     files = {c: Path(here.gradebook_url(c).removeprefix("sqlite:///")) for c in ("g1", "g2")}
     percents = {"g1": [60.0, 70.0], "g2": [60.0]}
     for course_id, path in files.items():
@@ -389,7 +374,7 @@ def test_quality_equals_the_mean_over_every_gradebook(settings: Settings, tmp_pa
     from grader.reports import average_score
 
     here = with_gradebooks(settings, f"sqlite:///{tmp_path}/{{course}}.db")
-    entries = [graded_course("g1"), graded_course("g2")]
+    entries = [course_entry("g1", assignments=1), course_entry("g2", assignments=1)]
     grade(here.gradebook_url("g1"), "g1", {"ann": (4, 2), "bob": (1, 6)})
     scores = GradebookScores()
     assert scores.average(here, entries) == average_score(here, entries) == pytest.approx(65)
@@ -406,7 +391,7 @@ def test_a_gradebook_on_a_server_is_read_again_after_a_minute(settings: Settings
         return [50.0, 100.0]
 
     scores = GradebookScores(read=read, clock=lambda: clock[0])
-    entries = [graded_course("g1")]
+    entries = [course_entry("g1", assignments=1)]
     assert scores.average(here, entries) == 75.0
     clock[0] = SERVER_GRADEBOOK_SECONDS - 1
     scores.average(here, entries)
