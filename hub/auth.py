@@ -40,6 +40,7 @@ from prometheus_client import Counter
 from tornado import web
 from traitlets import Bool, Dict, Integer, Unicode, default
 
+from hub.access.hub_api import HUB_API_HANDLERS
 from hub.access.scopes import OPERATOR_SCOPE, is_operator
 from hub.courses import Catalog
 from hub.errors import CourseError
@@ -369,7 +370,8 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
             self.log.info("seeded account: user=%s outcome=created", username)
 
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
-        """Upstream handlers with LearnHub's login, sign-up and change-password pages."""
+        """Upstream handlers with LearnHub's login, sign-up and change-password pages,
+        and LearnHub's additions to the Hub API."""
         replaced = {
             r"/login": LoginHandler,
             r"/signup": SignUpHandler,
@@ -379,6 +381,7 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
         mail = MAIL_HANDLERS if self.email_enabled else []
         return [(path, replaced.get(path, h)) for path, h in handlers] + [
             (r"/api/learnhub/accounts/([^/]+)/activate", ActivateAccountHandler),
+            *HUB_API_HANDLERS,
             *mail,
         ]
 

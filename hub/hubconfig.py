@@ -118,7 +118,7 @@ def apply_auth(c: Any, settings: Settings) -> None:
             c.LearnHubNativeAuthenticator.seed_users = demo_seed_users(settings)
             c.Authenticator.allowed_users = set(DEMO_USERS)
     elif auth.kind == "github":
-        c.JupyterHub.authenticator_class = "github"
+        c.JupyterHub.authenticator_class = "hub.oauth.LearnHubGitHubOAuthenticator"
         c.GitHubOAuthenticator.client_id = auth.github.client_id
         c.GitHubOAuthenticator.client_secret = settings.secret("oauth_client_secret") or ""
         c.GitHubOAuthenticator.oauth_callback_url = auth.github.callback_url
@@ -128,7 +128,7 @@ def apply_auth(c: Any, settings: Settings) -> None:
             c.GitHubOAuthenticator.allow_all = True
     else:
         generic = auth.generic
-        c.JupyterHub.authenticator_class = "generic-oauth"
+        c.JupyterHub.authenticator_class = "hub.oauth.LearnHubGenericOAuthenticator"
         c.GenericOAuthenticator.client_id = generic.client_id
         c.GenericOAuthenticator.client_secret = settings.secret("oauth_client_secret") or ""
         c.GenericOAuthenticator.oauth_callback_url = generic.callback_url

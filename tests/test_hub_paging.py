@@ -33,6 +33,7 @@ from grader.exchange.auth import HubAuthorizer
 from harness.hub import LoopbackHubProcess, venv_path
 from hub import cli as learnhub_cli
 from hub.access import scopes as hub_scopes
+from hub.access.hub_api import LOOKUP_CHUNK
 from hub.access.hub_groups import HubClient
 from hub.service.reports import activity_share
 from hub.settings import load_settings
@@ -227,6 +228,80 @@ async def test_the_client_lists_every_user_and_group(crowded: HubProcess) -> Non
     assert set(LEARNERS) <= users
     assert len(groups) > OTHER_GROUPS
     assert GROUP in groups
+
+
+# -- LearnHub's group endpoint -----------------------------------------------------------------
+
+#: More learners than one of the endpoint's look-up queries takes (hub.access.hub_api).
+BULK = [f"bulk-{i:03d}" for i in range(LOOKUP_CHUNK + 20)]
+
+
+def test_the_group_endpoint_changes_hundreds_of_members_in_one_request(crowded: HubProcess) -> None:
+    """``/hub/api/learnhub/groups/<g>/users``, what the service adds buyers with: JupyterHub's
+    own endpoint ran four queries per learner (91 % of the Hub's CPU in a burst of purchases,
+    docs/benchmarks.md). The same change, seen from the group and from each user."""
+    made = crowded.api("POST", "/users", json={"usernames": BULK})
+    assert made.status_code == 201, made.text
+    path = f"/learnhub/groups/{GROUP}/users"
+    # Names are normalized as at sign-in: an upper-case spelling is the same learner.
+    added = crowded.api("POST", path, json={"users": [*BULK, BULK[0].upper()]})
+    assert added.status_code == 200, added.text
+    assert added.json() == {"name": GROUP, "added": BULK, "already": []}
+    assert set(BULK) <= members(crowded, GROUP)
+    assert GROUP in crowded.api("GET", f"/users/{BULK[-1]}").json()["groups"]
+
+    again = crowded.api("POST", path, json={"users": [BULK[0], "learner-001"]})
+    assert again.json() == {"name": GROUP, "added": ["learner-001"], "already": [BULK[0]]}
+
+    # One unknown name: 400 naming it, and nobody of the request is added.
+    refused = crowded.api("POST", path, json={"users": ["learner-002", "no-such-person"]})
+    assert refused.status_code == 400 and "No such user: no-such-person" in refused.text
+    assert "learner-002" not in members(crowded, GROUP)
+    for body in ({"users": "learner-002"}, {"names": []}, [1, 2]):
+        bad = crowded.api("POST", path, json=body)
+        assert bad.status_code == 400 and "users" in bad.text, (body, bad.text)
+    missing = crowded.api("POST", "/learnhub/groups/course-nowhere/users", json={"users": []})
+    assert missing.status_code == 404 and "No such group" in missing.text
+
+    removed = crowded.api("DELETE", path, json={"users": [*BULK, "learner-003"]})
+    assert removed.status_code == 200, removed.text
+    assert removed.json() == {"name": GROUP, "removed": BULK, "absent": ["learner-003"]}
+    assert not set(BULK) & members(crowded, GROUP)
+    assert GROUP not in crowded.api("GET", f"/users/{BULK[-1]}").json()["groups"]
+    crowded.api("DELETE", path, json={"users": ["learner-001"]})
+
+
+def test_the_group_endpoint_needs_the_groups_scope_on_that_group(crowded: HubProcess) -> None:
+    """The same scope as JupyterHub's endpoint, narrowed the same way by a group filter."""
+    crowded.api("POST", "/users/ops-owner", json={"admin": True})
+
+    def token(scopes: list[str]) -> HubProcess:
+        made = crowded.api("POST", "/users/ops-owner/tokens", json={"scopes": scopes})
+        assert made.status_code == 201, made.text
+        key = made.json()["token"]
+        return HubProcess(crowded.workdir, crowded.settings, admin_token=key, cli_token=key)
+
+    body = {"users": ["learner-004"]}
+    other_group = token(["groups!group=club-000"])
+    denied = other_group.api("POST", f"/learnhub/groups/{GROUP}/users", json=body)
+    # JupyterHub answers a filtered scope's other resources as missing; so does its endpoint.
+    assert denied.status_code == 404 and "No access" in denied.text, denied.text
+    upstream = other_group.api("POST", f"/groups/{GROUP}/users", json=body)
+    assert (upstream.status_code, upstream.json()) == (denied.status_code, denied.json())
+    allowed = other_group.api("POST", "/learnhub/groups/club-000/users", json=body)
+    assert allowed.status_code == 200, allowed.text
+    assert (
+        token(["read:groups"])
+        .api("DELETE", "/learnhub/groups/club-000/users", json=body)
+        .status_code
+        == 403
+    )
+    anonymous = httpx.post(
+        crowded.url + f"hub/api/learnhub/groups/{GROUP}/users", json=body, timeout=30
+    )
+    assert anonymous.status_code == 403
+    assert "learner-004" not in members(crowded, GROUP)
+    assert "learner-004" in members(crowded, "club-000")
 
 
 async def test_recent_activity_reads_only_the_recently_active_pages(crowded: HubProcess) -> None:

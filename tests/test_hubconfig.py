@@ -106,7 +106,7 @@ def test_production_oauth_and_subdomains(tmp_path: Path) -> None:
         "    allowed_organizations: [learnhub-members]\n"
     )
     c = configured(env, text, tmp_path)
-    assert c.JupyterHub.authenticator_class == "github"
+    assert c.JupyterHub.authenticator_class == "hub.oauth.LearnHubGitHubOAuthenticator"
     assert c.GitHubOAuthenticator.client_secret == "gh-secret"
     assert c.GitHubOAuthenticator.allowed_organizations == {"learnhub-members"}
     assert c.JupyterHub.subdomain_host == "https://learn.example.org"

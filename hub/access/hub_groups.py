@@ -192,15 +192,23 @@ class HubClient:
         await self.request("POST", f"/groups/{quote(group, safe='')}", ok=(201, 409))
 
     async def add_members(self, group: str, users: Iterable[str]) -> None:
-        """Add users to a group."""
+        """Add users to a group.
+
+        Through LearnHub's group endpoint in the Hub (:mod:`hub.access.hub_api`), not
+        JupyterHub's ``/groups/<group>/users``: the same change under the same scope, but one
+        look-up for all the names instead of four queries per user, and an answer that does not
+        list the whole course.
+        """
         await self.request(
-            "POST", f"/groups/{quote(group, safe='')}/users", json={"users": sorted(users)}
+            "POST", f"/learnhub/groups/{quote(group, safe='')}/users", json={"users": sorted(users)}
         )
 
     async def remove_members(self, group: str, users: Iterable[str]) -> None:
-        """Remove users from a group."""
+        """Remove users from a group (LearnHub's group endpoint, as :meth:`add_members`)."""
         await self.request(
-            "DELETE", f"/groups/{quote(group, safe='')}/users", json={"users": sorted(users)}
+            "DELETE",
+            f"/learnhub/groups/{quote(group, safe='')}/users",
+            json={"users": sorted(users)},
         )
 
     async def stop_server(self, user: str, server_name: str) -> None:
