@@ -77,6 +77,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import (  # noqa: E402
     child_pids,
+    cmdline,
     cpu_seconds,
     loadavg,
     machine,
@@ -186,6 +187,14 @@ class Stack:
         """Processes whose CPU the run reports, by role."""
         ids = process_ids(self.hub)
         out = {name: [pid] for name, pid in ids.items() if pid}
+        service = ids.get("service")
+        intake = (
+            [p for p in child_pids(service) if "hub.billing.intake" in cmdline(p)]
+            if service
+            else []
+        )
+        if intake:
+            out["webhook intake"] = intake
         out["nginx"] = self.nginx_pids()
         if self.stock is not None and self.stock.proc is not None:
             out["stock hub"] = [self.stock.proc.pid]
@@ -293,11 +302,15 @@ def stop_postgres(base: Path) -> None:
     shutil.rmtree(base, ignore_errors=True)
 
 
-def start_stack(work: Path, *, with_stock: bool, log_level: str, database: str) -> Stack:
+def start_stack(
+    work: Path, *, with_stock: bool, log_level: str, database: str, intake: bool = True
+) -> Stack:
     """CA, Stripe stand-in, LearnHub (+ stock) and nginx in front; raises if one fails.
 
     ``database``: ``sqlite`` (LearnHub's default, a file under the data directory) or
     ``postgres`` (production's, docs/how-to/production.md) for the service's database.
+    ``intake``: the webhook intake process (``hub.webhook_port``, as production.md sets it);
+    without it the service takes webhooks itself.
     """
     ca = make_ca(work, HOST)
     standin = StripeStandIn().start()
@@ -307,6 +320,8 @@ def start_stack(work: Path, *, with_stock: bool, log_level: str, database: str) 
     https_port, http_port, stock_https_port = free_port(), free_port(), free_port()
     settings["hub"]["public_url"] = f"https://{HOST}:{https_port}/"
     settings["hub"]["log_level"] = log_level
+    if intake:
+        settings["hub"]["webhook_port"] = free_port()
     settings["spawner"]["name_prefix"] = f"lhb{os.getpid()}-lh"
     settings["payments"] = {"provider": "stripe", "stripe_api_base": standin.url}
     settings["edge"] = {
@@ -913,7 +928,7 @@ def start_py_spy(
     if not py_spy:
         return []
     spies = []
-    for name in ("hub", "service"):
+    for name in ("hub", "service", "webhook intake"):
         for pid in pids.get(name, []):
             out = work / f"py-spy-{name}.txt"
             spies.append(
@@ -1062,13 +1077,19 @@ async def main_async(args: argparse.Namespace) -> int:
     }
     log(f"machine: {results['machine_at_start']['uptime']}")
     log(f"the service's database: {DATABASES[args.database]}")
+    results["webhook_intake"] = not args.no_intake
+    log("webhooks: " + ("the service itself" if args.no_intake else "the webhook intake process"))
     work = Path(tempfile.mkdtemp(prefix="lh-bench-edge-"))
     results["workdir"] = str(work)
     stack = None
     errors = {}
     try:
         stack = start_stack(
-            work, with_stock="catalog" in phases, log_level=args.log_level, database=args.database
+            work,
+            with_stock="catalog" in phases,
+            log_level=args.log_level,
+            database=args.database,
+            intake=not args.no_intake,
         )
         for phase in phases:
             results["uptime"][f"{phase} start"] = uptime()
@@ -1118,6 +1139,11 @@ def main() -> int:
         default="sqlite",
         help="the service's database: sqlite (default) or postgres (production's; a local "
         "PostgreSQL 15 cluster, started and stopped by the run)",
+    )
+    parser.add_argument(
+        "--no-intake",
+        action="store_true",
+        help="the service takes webhooks itself (no hub.webhook_port; the demo's way)",
     )
     parser.add_argument("--output", help="default: benchmarks/results/edge[-quick].json")
     args = parser.parse_args()

@@ -728,6 +728,8 @@ def _listening_addresses(
         yield bind.hostname or "", public_port, "where people connect", "hub.bind_url"
         yield "127.0.0.1", settings.hub.proxy_api_port, "the proxy's API", "hub.proxy_api_port"
     yield "127.0.0.1", settings.hub.service_port, "the LearnHub service", "hub.service_port"
+    if settings.hub.webhook_port is not None:
+        yield "127.0.0.1", settings.hub.webhook_port, "the webhook intake", "hub.webhook_port"
     if not hub_address:
         return
     # The Docker network's gateway with `hub_ip: auto`: it exists once `learnhub network

@@ -49,7 +49,7 @@ class EdgeSite:
     upstream: str
     cached_paths: tuple[str, ...]
     service_path: str
-    #: Where the LearnHub service listens (``host:port``), for the webhook's own location.
+    #: Where the webhook goes (``host:port``): the webhook intake, or the LearnHub service.
     service_upstream: str
     #: The Stripe webhook's path, passed straight to the service.
     webhook_path: str
@@ -107,7 +107,12 @@ def describe_site(settings: Settings) -> EdgeSite:
         # The anonymous catalog and course pages (hub.service.pages.PublicPages send ETags).
         cached_paths=(service, service + "courses", service + "courses/"),
         service_path=service,
-        service_upstream=service_url(settings).removeprefix("http://"),
+        # The webhook intake when there is one (hub/billing/intake.py), else the service.
+        service_upstream=(
+            f"127.0.0.1:{settings.hub.webhook_port}"
+            if settings.hub.webhook_port is not None and settings.payments.provider == "stripe"
+            else service_url(settings).removeprefix("http://")
+        ),
         webhook_path=service + "stripe/webhook",
     )
 

@@ -103,6 +103,18 @@ class HubSettings(_Model):
         le=65535,
         description="Port of the LearnHub service (catalog, checkout, webhook), behind the proxy.",
     )
+    webhook_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description=(
+            "Port, on loopback, of the webhook intake: a process of its own, started by the "
+            "LearnHub service, that verifies and records Stripe's deliveries while the service "
+            "processes them, so the two use two cores. The edge (`learnhub edge config`) passes "
+            "Stripe's webhook path to it. Empty: the service takes webhooks itself (the demo; "
+            "enough below about 150 events/s, see docs/benchmarks.md)."
+        ),
+    )
     subdomain_host: str = Field(
         "auto",
         description=(

@@ -140,6 +140,7 @@ class _Recorder(ThreadingHTTPServer):
     """A loopback HTTP/1.1 server that answers 200 and records what reached it."""
 
     def __init__(self, name: str) -> None:
+        self.name = name
         self.seen: list[tuple[str, str, bytes]] = []
         recorder = self
 
@@ -168,10 +169,15 @@ class _Recorder(ThreadingHTTPServer):
         return int(self.server_address[1])
 
 
-def test_the_stripe_webhook_alone_goes_straight_to_the_service(tmp_path: Path) -> None:
-    # Real nginx with the written site file; the proxy and the service are recorders on their
-    # own ports, so where each request went is what they saw.
+@pytest.mark.parametrize("intake", [False, True], ids=["service", "webhook-intake"])
+def test_the_stripe_webhook_alone_goes_straight_to_the_service(
+    tmp_path: Path, intake: bool
+) -> None:
+    # Real nginx with the written site file; the proxy and the service (or, with
+    # hub.webhook_port, the webhook intake) are recorders on their own ports, so where each
+    # request went is what they saw.
     proxy, service = _Recorder("proxy"), _Recorder("service")
+    receiver = _Recorder("intake") if intake else service
     https_port, http_port = free_port(), free_port()
     ca = make_ca(tmp_path, "learn.test")
     public = f"https://learn.test:{https_port}"
@@ -180,7 +186,8 @@ def test_the_stripe_webhook_alone_goes_straight_to_the_service(tmp_path: Path) -
         f"hub:\n  bind_url: http://127.0.0.1:{proxy.port}{BASE}\n"
         f"  public_url: {public}{BASE}\n  subdomain_host: {public}\n"
         f"  service_port: {service.port}\n"
-        f"edge:\n  certificate: {ca.chain_pem}\n  certificate_key: {ca.key_pem}\n"
+        + (f"  webhook_port: {receiver.port}\npayments:\n  provider: stripe\n" if intake else "")
+        + f"edge:\n  certificate: {ca.chain_pem}\n  certificate_key: {ca.key_pem}\n"
         f"  listen_address: 127.0.0.1\n  http_port: {http_port}\n  cache_dir: {tmp_path}/cache\n"
     )
     site = tmp_path / "learnhub.conf"
@@ -199,8 +206,8 @@ def test_the_stripe_webhook_alone_goes_straight_to_the_service(tmp_path: Path) -
             return answer.stdout
 
         webhook = f"{BASE}services/learnhub/stripe/webhook"
-        assert post(webhook) == "service"
-        assert post(webhook) == "service"  # again, on the kept-alive connection
+        assert post(webhook) == receiver.name
+        assert post(webhook) == receiver.name  # again, on the kept-alive connection
         # The rest of the service, and anything near the webhook's path, still go through the
         # Hub's proxy.
         for path in ("services/learnhub/stripe/webhook/x", "services/learnhub/checkout/x"):
@@ -210,8 +217,10 @@ def test_the_stripe_webhook_alone_goes_straight_to_the_service(tmp_path: Path) -
         nginx.wait(timeout=30)
         proxy.shutdown()
         service.shutdown()
+        receiver.shutdown()
     # The path as the sender wrote it (the base URL keeps its %20 and @), the body untouched.
-    assert service.seen == [("POST", webhook, b'{"id": "evt_1"}')] * 2
+    assert receiver.seen == [("POST", webhook, b'{"id": "evt_1"}')] * 2
+    assert service.seen == ([] if intake else receiver.seen)
     assert [path for _, path, _ in proxy.seen] == [
         f"{BASE}services/learnhub/stripe/webhook/x",
         f"{BASE}services/learnhub/checkout/x",

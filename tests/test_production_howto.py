@@ -160,6 +160,8 @@ class Substitutions:
         data["hub"].update(
             {"hub_port": free_port(), "proxy_api_port": free_port(), "service_port": free_port()}
         )
+        if "webhook_port" in data["hub"]:
+            data["hub"]["webhook_port"] = free_port()
         data["edge"].update(
             {
                 "listen_address": "127.0.0.1",
@@ -690,6 +692,14 @@ def test_both_databases_are_in_postgresql(platform: Platform) -> None:
     assert revision
 
 
+def running_command(cmdline: Path) -> str:
+    """A process's command line from ``/proc/<pid>/cmdline`` ("" when it has gone)."""
+    try:
+        return cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def test_a_signed_stripe_webhook_opens_the_course_on_the_members_subdomain(
     platform: Platform,
 ) -> None:
@@ -722,6 +732,11 @@ def test_a_signed_stripe_webhook_opens_the_course_on_the_members_subdomain(
         while MEMBER not in platform.admin("GET", f"/groups/course-{COURSE}").json()["users"]:
             assert time.monotonic() < deadline, "the paid course was not granted"
             time.sleep(0.3)
+        # The page's settings run the webhook intake: the edge sent the events to it.
+        written = yaml.safe_load(platform.sub.path("/etc/learnhub/learnhub.yaml").read_text())
+        intake = f"-m hub.billing.intake --host 127.0.0.1 --port {written['hub']['webhook_port']}"
+        commands = [running_command(p) for p in Path("/proc").glob("[0-9]*/cmdline")]
+        assert any(intake in command for command in commands), intake
 
         started = client.post(f"{platform.public}hub/api/users/{MEMBER}/servers/{COURSE}")
         assert started.status_code in (201, 202), started.text

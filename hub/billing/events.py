@@ -46,14 +46,82 @@ from hub.billing.fulfilment import (
 )
 from hub.entitlements import only_adds_access
 from hub.metrics import ServiceMetrics
+from hub.store import Database, utcnow
 from hub.store import repository as repo
-from hub.store import utcnow
 from hub.store.repository import EntitlementUpdate
 
 log = logging.getLogger("learnhub.billing.events")
 
 #: Stripe retries a webhook for three days; an event still failing after that is given up.
 GIVE_UP_SECONDS = 3 * 24 * 3600
+
+
+class Recorder:
+    """Group-committed acceptance: verified events recorded before Stripe gets its 2xx.
+
+    Deliveries that arrive while a transaction commits share the next one, and none is
+    answered before the transaction holding it has committed. Used by the service's
+    :class:`EventQueue` and by the webhook intake process (:mod:`hub.billing.intake`).
+    """
+
+    def __init__(
+        self, db: Database, on_queued: Callable[[dict[str, Any]], object] | None = None
+    ) -> None:
+        self.db = db
+        #: Called with each event recorded as ``queued``, before its delivery is answered.
+        self.on_queued = on_queued
+        self._incoming: list[tuple[dict[str, Any], asyncio.Future[str]]] = []
+        self._recorder: asyncio.Task[None] | None = None
+        # Acceptance commits on a thread of its own: on the default executor an acknowledgement
+        # waited behind a batch's database reads (one per event, up to max_batch at once), and
+        # webhooks were answered seconds late under load (benchmarks/edge.py).
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="webhook-accept")
+
+    def idle(self) -> bool:
+        """Nothing is waiting to be recorded or being recorded."""
+        recording = self._recorder is not None and not self._recorder.done()
+        return not (self._incoming or recording)
+
+    async def accept(self, event: dict[str, Any]) -> str:
+        """Record a verified event; return ``queued``, ``ignored`` or ``duplicate``.
+
+        Returns only once the event is committed, so an acknowledged event survives a crash.
+        Raises ``SQLAlchemyError`` when the database cannot record it (Stripe should retry).
+        """
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._incoming.append((event, future))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.ensure_future(self._record_incoming())
+        return await future
+
+    async def _record_incoming(self) -> None:
+        # One transaction for everything that arrived while the previous one was committing.
+        while self._incoming:
+            group, self._incoming = self._incoming, []
+            try:
+                statuses = await asyncio.get_running_loop().run_in_executor(
+                    self._thread, self._record, [e for e, _ in group]
+                )
+            except Exception as exc:  # handed to each waiting delivery, which answers 5xx
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (event, future), status in zip(group, statuses, strict=True):
+                if status == repo.QUEUED and self.on_queued is not None:
+                    self.on_queued(event)
+                if not future.done():
+                    future.set_result(status)
+
+    def _record(self, events: list[dict[str, Any]]) -> list[str]:
+        # Retried when another process recorded one of these ids first; the retry sees it.
+        return self.db.transact_retrying(
+            lambda session: repo.accept_events(session, events, HANDLED_EVENTS.__contains__)
+        )
+
+    def close(self) -> None:
+        """Let the recording thread go (after the last delivery)."""
+        self._thread.shutdown(wait=False)
 
 
 class EventQueue:
@@ -82,12 +150,7 @@ class EventQueue:
         self.retry_max = retry_max
         self.give_up_seconds = give_up_seconds
         self.clock = clock
-        self._incoming: list[tuple[dict[str, Any], asyncio.Future[str]]] = []
-        self._recorder: asyncio.Task[None] | None = None
-        # Acceptance commits on a thread of its own: on the default executor an acknowledgement
-        # waited behind a batch's database reads (one per event, up to max_batch at once), and
-        # webhooks were answered seconds late under load (benchmarks/edge.py).
-        self._accept_thread = ThreadPoolExecutor(1, thread_name_prefix="webhook-accept")
+        self.recorder = Recorder(billing.db, on_queued=self._enqueue)
         self._ready: deque[dict[str, Any]] = deque()
         #: Ids held in memory: ready, in the current batch, or waiting for a retry.
         self._held: set[str] = set()
@@ -117,37 +180,18 @@ class EventQueue:
         Raises ``SQLAlchemyError`` when the database cannot record it (Stripe should retry).
         """
         self._ensure_worker()
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._incoming.append((event, future))
-        if self._recorder is None or self._recorder.done():
-            self._recorder = asyncio.ensure_future(self._record_incoming())
-        return await future
+        try:
+            return await self.recorder.accept(event)
+        finally:
+            self._settled.set()
 
-    async def _record_incoming(self) -> None:
-        # One transaction for everything that arrived while the previous one was committing.
-        while self._incoming:
-            group, self._incoming = self._incoming, []
-            try:
-                statuses = await asyncio.get_running_loop().run_in_executor(
-                    self._accept_thread, self._record, [e for e, _ in group]
-                )
-            except Exception as exc:  # handed to each waiting delivery, which answers 5xx
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (event, future), status in zip(group, statuses, strict=True):
-                if status == repo.QUEUED:
-                    self._enqueue(event)
-                if not future.done():
-                    future.set_result(status)
-        self._settled.set()
+    def take(self, event: dict[str, Any]) -> bool:
+        """Process an event another process recorded as queued (the webhook intake).
 
-    def _record(self, events: list[dict[str, Any]]) -> list[str]:
-        # Retried when another process recorded one of these ids first; the retry sees it.
-        return self.billing.db.transact_retrying(
-            lambda session: repo.accept_events(session, events, HANDLED_EVENTS.__contains__)
-        )
+        False when it is already held (in memory, in a batch, or waiting for a retry).
+        """
+        self._ensure_worker()
+        return self._enqueue(event)
 
     # -- the worker ---------------------------------------------------------------------------
 
@@ -340,8 +384,8 @@ class EventQueue:
 
     def idle(self) -> bool:
         """Nothing is being recorded, processed or synced (retries may still be waiting)."""
-        recording = self._recorder is not None and not self._recorder.done()
-        return not (self._incoming or recording or self._ready or self._busy or self._tasks)
+        recording = not self.recorder.idle()
+        return not (recording or self._ready or self._busy or self._tasks)
 
     @property
     def waiting_for_retry(self) -> int:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import stripe
+from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 from tornado.http1connection import HTTP1Connection
 
 from hub.errors import LearnHubError
+from hub.metrics import rejected_outcome
 
 log = logging.getLogger("learnhub.billing")
 
@@ -129,3 +132,48 @@ def verify_event(
     ):
         raise WebhookRejected("malformed body: not a Stripe event (id, type, data.object)")
     return event
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What one webhook delivery came to: the answer for Stripe and the metrics' outcome."""
+
+    status: int
+    body: dict[str, Any]
+    #: ``queued``, ``ignored``, ``duplicate``, a rejection's outcome, or ``db_error``.
+    outcome: str
+    #: The verified event, when it was recorded as queued (to be processed).
+    event: dict[str, Any] | None = None
+
+
+async def receive(
+    payload: bytes,
+    signature_header: str | None,
+    secrets: Sequence[str],
+    accept: Callable[[dict[str, Any]], Awaitable[str]],
+) -> Delivery:
+    """Verify one delivery and record it with ``accept``; say what to answer.
+
+    Shared by the service's webhook handler and the webhook intake process
+    (:mod:`hub.billing.intake`), so both answer Stripe alike. A forged, stale or malformed
+    delivery is 400 with the reason; an event the database could not record is 500, so Stripe
+    delivers it again (nothing is acknowledged before its commit).
+    """
+    try:
+        event = verify_event(payload, signature_header, secrets)
+    except WebhookRejected as exc:
+        log.warning("webhook rejected", extra={"reason": exc.reason, "outcome": "rejected"})
+        return Delivery(400, {"error": exc.reason}, rejected_outcome(exc.reason))
+    try:
+        status = await accept(event)
+    except SQLAlchemyError:
+        log.exception("webhook not recorded", extra={"event": event["id"], "outcome": "db_error"})
+        return Delivery(500, {"error": "the event could not be recorded; deliver it again"},
+                        "db_error")  # fmt: skip
+    # Who and what course are known once the object is re-fetched (the payload is not
+    # trusted); the queue logs that line.
+    log.info(
+        "stripe event received",
+        extra={"event": event["id"], "type": event["type"], "outcome": status},
+    )
+    return Delivery(200, {"status": status}, status, event if status == "queued" else None)

@@ -25,6 +25,7 @@ from grader.exchange.storage import ExchangeLimits, ExchangeStorage
 from hub.access.hub_groups import HubClient, make_access_sync
 from hub.addresses import ALL_ADDRESSES, hub_ip
 from hub.billing.client import stripe_client
+from hub.billing.intake import WebhookIntake
 from hub.billing.reconcile import reconcile
 from hub.courses import Catalog
 from hub.errors import LearnHubError
@@ -130,6 +131,23 @@ async def main(argv: list[str] | None = None) -> None:
     billing, events = ctx.billing, ctx.events
     # Events acknowledged to Stripe before a restart but not processed yet.
     await events.start()
+    intake = None
+    if settings.hub.webhook_port is not None and settings.payments.provider == "stripe":
+        # Stripe's deliveries in a process of their own (hub/billing/intake.py); the edge
+        # sends the webhook's path there, and this process only works the queue.
+        intake = WebhookIntake(
+            events,
+            metrics,
+            host="127.0.0.1",
+            port=settings.hub.webhook_port,
+            path=prefix + "stripe/webhook",
+            env=env,
+        )
+        try:
+            await intake.start()
+        except LearnHubError as exc:
+            log.error("LearnHub service cannot start: %s", exc)
+            raise SystemExit(2) from None
 
     async def reconcile_once() -> None:
         try:
@@ -157,6 +175,8 @@ async def main(argv: list[str] | None = None) -> None:
     await stop.wait()
     await mail
     log.info("LearnHub service stopping")
+    if intake is not None:
+        await intake.aclose()
     await events.aclose()
     billing.close()
     await authorizer.aclose()

@@ -12,14 +12,11 @@ import logging
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from hub.access.status import EntitlementStatus
 from hub.billing.checkout import CheckoutRefused, create_checkout
 from hub.billing.fulfilment import FulfilmentError
-from hub.billing.webhook import WebhookRejected, bounded_body, verify_event
+from hub.billing.webhook import bounded_body, receive
 from hub.i18n import translator
-from hub.metrics import rejected_outcome
 from hub.service.base import BaseHandler, LearnerPage, route, spawn_url
 
 log = logging.getLogger("learnhub.service")
@@ -46,35 +43,14 @@ class WebhookHandler(BaseHandler):
 
     async def post(self) -> None:
         """Verify the raw body, record the event durably, answer Stripe."""
-        try:
-            event = verify_event(
-                self.request.body,
-                self.request.headers.get("Stripe-Signature"),
-                self.ctx.webhook_secrets,
-            )
-        except WebhookRejected as exc:
-            log.warning("webhook rejected", extra={"reason": exc.reason, "outcome": "rejected"})
-            self.outcome = rejected_outcome(exc.reason)
-            self.write_json(400, {"error": exc.reason})
-            return
-        try:
-            status = await self.ctx.events.accept(event)
-        except SQLAlchemyError:
-            # Not recorded, so not acknowledged: a 5xx makes Stripe deliver it again later.
-            log.exception(
-                "webhook not recorded", extra={"event": event["id"], "outcome": "db_error"}
-            )
-            self.outcome = "db_error"
-            self.write_json(500, {"error": "the event could not be recorded; deliver it again"})
-            return
-        # Who and what course are known once the object is re-fetched (the payload is not
-        # trusted); the queue logs that line.
-        log.info(
-            "stripe event received",
-            extra={"event": event["id"], "type": event["type"], "outcome": status},
+        delivery = await receive(
+            self.request.body,
+            self.request.headers.get("Stripe-Signature"),
+            self.ctx.webhook_secrets,
+            self.ctx.events.accept,
         )
-        self.outcome = status
-        self.write_json(200, {"status": status})
+        self.outcome = delivery.outcome
+        self.write_json(delivery.status, delivery.body)
 
 
 class CheckoutHandler(LearnerPage):
