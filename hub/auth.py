@@ -48,10 +48,11 @@ from hub.i18n import translator
 from hub.i18n.hub_pages import current_language
 from hub.logins import LoginThrottle
 from hub.mail.hub_handlers import HANDLERS as MAIL_HANDLERS
-from hub.mail.hub_handlers import queue_verification
+from hub.mail.hub_handlers import log_unavailable, queue_verification, show_message
 from hub.passwords import hash_password, password_matches
 from hub.service.ratelimit import RateLimiter
 from hub.settings import EmailSettings, LockoutSettings, parseaddr_address
+from hub.store.hub_side import UNAVAILABLE
 from hub.usernames import lookalike_of, normalize_username, username_refusal
 
 #: The lockout defaults live in the settings model; the traits below only mirror them.
@@ -91,6 +92,9 @@ class SignUpResult:
     alert: str
     message: str
     account: Any = None
+    #: The account exists but its confirmation mail could not be queued (LearnHub's database
+    #: was unavailable): the page says so and how to ask for another.
+    mail_unavailable: bool = False
 
 
 class LoginHandler(NativeLoginHandler):  # type: ignore[misc]
@@ -165,6 +169,7 @@ class SignUpHandler(NativeSignUpHandler):  # type: ignore[misc]
             has_2fa=bool(field("2fa")),
         )
         account = result.account
+        next_url = ""
         if result.alert == "alert-success" and account is not None and account.is_authorized:
             # The full login path (throttle, bcrypt, allowed users), as the login form takes.
             user = await self.login_user(
@@ -172,8 +177,13 @@ class SignUpHandler(NativeSignUpHandler):  # type: ignore[misc]
             )
             if user:
                 self._jupyterhub_user = user
-                self.redirect(self.get_next_url(user))
-                return
+                next_url = self.get_next_url(user)
+                if not result.mail_unavailable:
+                    self.redirect(next_url)
+                    return
+        if result.mail_unavailable:
+            await self._mail_unavailable(result, field("email").strip(), next_url)
+            return
         html = await self.render_template(
             "signup.html",
             ask_email=self.authenticator.ask_email_on_signup,
@@ -187,6 +197,29 @@ class SignUpHandler(NativeSignUpHandler):  # type: ignore[misc]
             tos=self.authenticator.tos,
         )
         self.finish(html)
+
+    async def _mail_unavailable(self, result: SignUpResult, address: str, next_url: str) -> None:
+        """503: the account exists (and is signed in when it may be), its confirmation mail
+        was not sent; where to ask for another, then on to where the member was going."""
+        _ = translator(current_language())
+        message = _(
+            "mail_unavailable_signup",
+            name=result.account.username,
+            address=address,
+            settings=_("nav_email"),
+        )
+        if result.alert != "alert-success":  # locked, or waiting for an administrator
+            message = f"{message} {result.message}"
+        await show_message(
+            self,
+            503,
+            "mail-unavailable",
+            _("mail_unavailable_title"),
+            message,
+            alert="warning",
+            link_url=next_url or self.settings["login_url"],
+            link_text=_("mail_unavailable_continue") if next_url else _("sign_in"),
+        )
 
 
 class ChangePasswordHandler(NativeChangePasswordHandler):  # type: ignore[misc]
@@ -538,19 +571,30 @@ class LearnHubNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
             return SignUpResult("alert-danger", _("signup_email_not_valid"))
         self.db.add(account)
         self.db.commit()
-        if self.email_enabled:
-            try:
-                await asyncio.to_thread(queue_verification, self, name, email, current_language())
-            except Exception:  # the account exists; the member can ask again from settings
-                self.log.exception("sign-up: user=%s verification mail not queued", name)
+        # The account is committed first: a mail that cannot be queued loses nothing but the
+        # mail, which the member asks for again from their mail settings.
+        no_mail = self.email_enabled and not await self._queue_verification(name, email, lang)
         if role is not None:
             self.log.warning("sign-up: user=%s outcome=locked reserved-for=%s", name, role)
             return SignUpResult(
                 "alert-warning",
                 _("signup_reserved", name=name, role=_(f"signup_role_{role}")),
                 account,
+                mail_unavailable=no_mail,
             )
         self.log.info("sign-up: user=%s outcome=created open=%s", name, self.open_signup)
         if self.open_signup:
-            return SignUpResult("alert-success", _("signup_done"), account)
-        return SignUpResult("alert-info", _("signup_sent_to_admin"), account)
+            return SignUpResult("alert-success", _("signup_done"), account, no_mail)
+        return SignUpResult("alert-info", _("signup_sent_to_admin"), account, no_mail)
+
+    async def _queue_verification(self, name: str, email: str, lang: str) -> bool:
+        """Queue the mail that confirms a new member's address; False when it was not."""
+        try:
+            await asyncio.to_thread(queue_verification, self, name, email, lang)
+        except UNAVAILABLE as exc:
+            log_unavailable(self.log, "signup", exc, user=name, outcome="created-mail-not-queued")
+            return False
+        except Exception:  # a bug: its traceback; the member is told all the same
+            self.log.exception("sign-up: user=%s verification mail not queued", name)
+            return False
+        return True

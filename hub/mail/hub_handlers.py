@@ -13,6 +13,11 @@ and enumeration"):
 - a reset link is signed, expires after ``email.reset_minutes`` and works once: it carries a
   keyed fingerprint of the password hash it replaces, which the first reset changes;
 - a verification link confirms one address for one account, for ``email.verify_hours``.
+
+When LearnHub's database cannot be used (the Hub's check refuses its file, or it is
+unreachable or locked: :data:`hub.store.hub_side.UNAVAILABLE`), these pages and sign-up answer
+503 with ``Retry-After`` and say so in the visitor's language, with one warning in the log; the
+reset form's answer still does not depend on the address.
 """
 
 from __future__ import annotations
@@ -30,12 +35,65 @@ from hub.mail.outbox import enqueue
 from hub.passwords import hash_password
 from hub.service.ratelimit import RateLimiter, retry_after
 from hub.settings import parseaddr_address
+from hub.store.hub_side import UNAVAILABLE, probe, unavailable_reason
 
 log = logging.getLogger("learnhub.mail")
+
+#: ``Retry-After`` of the pages that find LearnHub's database unavailable: the pages say "try
+#: again in a few minutes". A lock clears in seconds; a refused file waits for the operator.
+RETRY_AFTER_SECONDS = 120
 
 #: Background look-ups of the reset form, kept referenced until done (asyncio keeps only weak
 #: references to tasks).
 _pending: set[asyncio.Task[None]] = set()
+
+
+def log_unavailable(
+    logger: Any, page: str, exc: BaseException, *, user: str = "", client: str = "", outcome: str
+) -> None:
+    """The one warning of a request that found LearnHub's database unavailable.
+
+    Through the Hub's own logger, with ``key=value`` pairs in the line (the Hub's log drops a
+    record's ``extra``). Who (the account, or the client's address when there is none yet; never
+    a mail address, which would tell whose the address is), which page, what became of it,
+    and the database's reason: never a statement, a parameter or a token.
+    """
+    logger.warning(
+        "mail service unavailable: page=%s user=%s client=%s outcome=%s reason=%r",
+        page,
+        user or "-",
+        client or "-",
+        outcome,
+        unavailable_reason(exc),
+    )
+
+
+async def show_message(
+    handler: Any,
+    status: int,
+    outcome: str,
+    heading: str,
+    message: str,
+    *,
+    alert: str = "info",
+    link_url: str = "",
+    link_text: str = "",
+) -> None:
+    """A short result page (``mail-message.html``) in the visitor's language; a 503 asks the
+    visitor to come back after :data:`RETRY_AFTER_SECONDS`."""
+    handler.set_status(status)
+    if status == 503:
+        handler.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
+    html = await handler.render_template(
+        "mail-message.html",
+        outcome=outcome,
+        heading=heading,
+        message=message,
+        alert=alert,
+        link_url=link_url,
+        link_text=link_text,
+    )
+    handler.finish(html)
 
 
 class MailPage(BaseHandler):  # type: ignore[misc]
@@ -61,17 +119,16 @@ class MailPage(BaseHandler):  # type: ignore[misc]
         link_text: str = "",
     ) -> None:
         """A short result page in the visitor's language."""
-        self.set_status(status)
-        html = await self.render_template(
-            "mail-message.html",
-            outcome=outcome,
-            heading=heading,
-            message=message,
+        await show_message(
+            self,
+            status,
+            outcome,
+            heading,
+            message,
             alert=alert,
             link_url=link_url,
             link_text=link_text,
         )
-        self.finish(html)
 
     def require_enabled(self) -> None:
         """404 when mail is off: the pages do not exist then."""
@@ -106,7 +163,20 @@ class VerifyEmailHandler(MailPage):
             return
         username, address = str(payload.get("u", "")), str(payload.get("a", ""))
         db = self.auth.learnhub_db()
-        if not await asyncio.to_thread(members.mark_verified, db, username, address):
+        try:
+            verified = await asyncio.to_thread(members.mark_verified, db, username, address)
+        except UNAVAILABLE as exc:
+            # Nothing lost: the link stays good for email.verify_hours.
+            log_unavailable(self.log, "verify-email", exc, user=username, outcome="503")
+            await self.show(
+                503,
+                "mail-unavailable",
+                self._("mail_unavailable_title"),
+                self._("mail_unavailable_verify"),
+                alert="warning",
+            )
+            return
+        if not verified:
             await self.show(
                 400,
                 "changed",
@@ -169,6 +239,23 @@ class ForgotPasswordHandler(MailPage):
             )
             self.finish(html)
             return
+        # Whether the database can be used says nothing about the address: asked before the
+        # look-up, it gives every address the same 503 (and the same timing), rather than a
+        # promise of a link that cannot be queued.
+        problem = await asyncio.to_thread(probe, self.auth.learnhub_db())
+        if problem is not None:
+            log_unavailable(
+                self.log, "forgot-password", problem, client=self.request.remote_ip, outcome="503"
+            )
+            self.set_status(503)
+            self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
+            html = await self.render_template(
+                "forgot-password.html",
+                alert="warning",
+                message=self._("mail_unavailable_forgot"),
+            )
+            self.finish(html)
+            return
         # The answer does not wait for the look-up: its timing says nothing about the address.
         task = asyncio.ensure_future(self._send_link(address, current_language()))
         _pending.add(task)
@@ -181,9 +268,18 @@ class ForgotPasswordHandler(MailPage):
         self.finish(html)
 
     async def _send_link(self, address: str, lang: str) -> None:
+        # Logged, never shown: the visitor has had their answer, the same for every address.
         try:
             await asyncio.to_thread(self._queue_link, address, lang)
-        except Exception:  # logged, never shown: the visitor has had their answer
+        except UNAVAILABLE as exc:  # it went away (or stayed locked) after the probe
+            log_unavailable(
+                self.log,
+                "forgot-password",
+                exc,
+                client=self.request.remote_ip,
+                outcome="not-queued",
+            )
+        except Exception:
             log.exception("password reset mail not queued")
 
     def _queue_link(self, address: str, lang: str) -> None:

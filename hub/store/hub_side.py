@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 
 from hub.errors import LearnHubError
 from hub.settings import Settings
@@ -45,28 +46,37 @@ def service_db_owner(settings: Settings) -> int:
     return account.uid if account is not None else os.geteuid()
 
 
-def check_service_file(path: Path, owner: int) -> None:
-    """Raise :class:`ServiceDatabaseRefused` (and log it) unless ``path`` is a regular file
-    owned by ``owner``; a symbolic link is refused whatever it points to."""
+def _inspect(path: Path, owner: int) -> tuple[os.stat_result | None, str, str]:
+    """``(lstat, "", "")`` when ``path`` is a regular file owned by ``owner``, else
+    ``(None, reason, remedy)``; logs nothing."""
     try:
         info = path.lstat()
     except FileNotFoundError:
         reason = "does not exist"
         remedy = "start the Hub once (it creates the file for the service) or run learnhub upgrade"
+        return None, reason, remedy
+    if stat.S_ISLNK(info.st_mode):
+        reason = "is a symbolic link, not the service's database file"
+    elif not stat.S_ISREG(info.st_mode):
+        reason = "is not a regular file"
+    elif info.st_uid != owner:
+        reason = f"belongs to uid {info.st_uid}, not to the service's uid {owner}"
     else:
-        if stat.S_ISLNK(info.st_mode):
-            reason = "is a symbolic link, not the service's database file"
-        elif not stat.S_ISREG(info.st_mode):
-            reason = "is not a regular file"
-        elif info.st_uid != owner:
-            reason = f"belongs to uid {info.st_uid}, not to the service's uid {owner}"
-        else:
-            return
-        remedy = (
-            "only the service's account can have put it there; treat that account as "
-            "compromised, move the entry aside and restore the database from a backup "
-            "(docs/security.md, 'Still as root')"
-        )
+        return info, "", ""
+    remedy = (
+        "only the service's account can have put it there; treat that account as "
+        "compromised, move the entry aside and restore the database from a backup "
+        "(docs/security.md, 'Still as root')"
+    )
+    return None, reason, remedy
+
+
+def check_service_file(path: Path, owner: int) -> os.stat_result:
+    """``path``'s lstat if it is a regular file owned by ``owner``; else log and raise
+    :class:`ServiceDatabaseRefused` (a symbolic link is refused whatever it points to)."""
+    info, reason, remedy = _inspect(path, owner)
+    if info is not None:
+        return info
     log.error(
         "learnhub database refused",
         extra={"path": str(path), "reason": reason, "remedy": remedy, "outcome": "refused"},
@@ -74,16 +84,53 @@ def check_service_file(path: Path, owner: int) -> None:
     raise ServiceDatabaseRefused(path, reason, remedy)
 
 
+#: What a Hub-side use of LearnHub's database raises when the database cannot be used right
+#: now: the file was refused by :func:`check_service_file`, or the database could not be
+#: opened, is locked past the busy timeout, or (PostgreSQL) does not answer (sqlalchemy's
+#: ``OperationalError``). The Hub's mail pages answer these with a 503 (hub.mail.hub_handlers).
+UNAVAILABLE: tuple[type[Exception], ...] = (ServiceDatabaseRefused, OperationalError)
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """Why LearnHub's database is unavailable, for a log line; None when ``exc`` is not one of
+    :data:`UNAVAILABLE` (a bug, to be logged with its traceback).
+
+    Only the driver's own message: sqlalchemy's text of the error also carries the statement
+    and its parameters, which can hold a mail's signed token.
+    """
+    if isinstance(exc, ServiceDatabaseRefused):
+        return f"refused: {exc.reason}"
+    if isinstance(exc, OperationalError):
+        return f"unreachable: {exc.orig}"
+    return None
+
+
+def probe(db: Database) -> BaseException | None:
+    """Check out one connection of ``db`` (the Hub's kind checks the file first): the error of
+    :data:`UNAVAILABLE` that says it cannot be used now, or None. Blocking."""
+    try:
+        with db.engine.connect():
+            pass
+    except UNAVAILABLE as exc:
+        return exc
+    return None
+
+
 def hub_database(db_url: str, owner: int) -> Database:
     """LearnHub's database as the Hub opens it: for SQLite, read-write but never create.
 
     Each new connection first checks the file (:func:`check_service_file`), then opens it as
-    a ``mode=rw`` URI, applies no pragma that writes and never migrates. Other databases
-    (PostgreSQL) have no files: a plain :class:`Database`.
+    a ``mode=rw`` URI, applies no pragma that writes and never migrates; a pooled connection is
+    dropped when the file is no longer the one it opened, or no longer passes the check. Other
+    databases (PostgreSQL) have no files: a plain :class:`Database`. Either way an error's text
+    never shows a statement's parameters (they can hold a mail's signed token).
     """
     url = make_url(db_url)
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return Database(db_url)
+        # hub.store.database.create_engine's engine for these, plus hidden parameters.
+        return Database(
+            db_url, engine=sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        )
     path = Path(str(url.database)).absolute()
     # Why this is enough, checked by experiment (tests/email/test_mail_units.py): with
     # mode=rw SQLite opens without O_CREAT, so a link to a missing path fails ("unable to
@@ -97,11 +144,25 @@ def hub_database(db_url: str, owner: int) -> Database:
     uri = URL.create(
         "sqlite", database=f"file:{quote(str(path))}", query={"mode": "rw", "uri": "true"}
     )
-    engine = sa.create_engine(uri, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    engine = sa.create_engine(
+        uri, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, hide_parameters=True
+    )
 
     @sa.event.listens_for(engine, "do_connect")
-    def _refuse_a_planted_file(*_args: Any) -> None:
-        check_service_file(path, owner)
+    def _refuse_a_planted_file(_dialect: Any, record: Any, *_args: Any) -> None:
+        info = check_service_file(path, owner)
+        record.info["learnhub_file"] = (info.st_dev, info.st_ino)
+
+    @sa.event.listens_for(engine, "checkout")
+    def _still_the_checked_file(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # The pool hands out open connections without "do_connect": before this, a file
+        # refused (or replaced) after the Hub's first use went unnoticed for as long as the
+        # pool kept a connection, and the Hub wrote to whatever inode it had opened
+        # (tests/email/test_mail_units.py). An lstat per checkout; on a change the pool drops its
+        # connections and opens a new one, which the check above accepts or refuses.
+        info, _reason, _remedy = _inspect(path, owner)
+        if info is None or (info.st_dev, info.st_ino) != record.info.get("learnhub_file"):
+            raise sa.exc.InvalidatePoolError("LearnHub's database file changed since it was opened")
 
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -9,11 +9,13 @@ unticking a notice stops it; with the SMTP server down a mail is kept and sent o
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from zoneinfo import ZoneInfo
@@ -269,6 +271,109 @@ def test_reset_requests_are_rate_limited(hub: HubProcess) -> None:
     assert pages[-1].status_code == 429 and "Retry-After" in pages[-1].headers
     # Another client address is not held back by this one.
     assert ask_reset(hub, address("x0"), "127.0.0.23").status_code == 200
+
+
+# -- LearnHub's database unavailable ------------------------------------------------------------
+
+#: What every mail page says while LearnHub's database cannot be used, in each language.
+UNAVAILABLE = {"en": "The mail service is unavailable right now", "zh-CN": "邮件服务暂时不可用"}
+
+
+@contextmanager
+def service_database_refused(hub: HubProcess) -> Iterator[None]:
+    """LearnHub's SQLite file as the Hub's safety check refuses it (hub.store.hub_side): owned
+    by root, not by the service's user, as a file someone else put there would be. The service
+    keeps its access through its group meanwhile, so only the Hub notices."""
+    path = hub.learnhub_db_path
+    before = path.stat()
+    os.chown(path, 0, before.st_gid)
+    path.chmod(0o660)
+    try:
+        yield
+    finally:
+        os.chown(path, before.st_uid, before.st_gid)
+        path.chmod(before.st_mode & 0o7777)
+
+
+def unavailable_page(page: httpx.Response, lang: str) -> None:
+    """A 503 that says, in ``lang``, to try again later, with Retry-After; no traceback."""
+    assert page.status_code == 503, (page.status_code, page.text)
+    assert int(page.headers["Retry-After"]) > 0
+    assert f'<html lang="{lang}">' in page.text
+    assert UNAVAILABLE[lang] in page.text, page.text
+    assert "Traceback" not in page.text
+
+
+def test_mail_pages_answer_503_and_lose_nothing_while_the_database_is_refused(
+    hub: HubProcess, smtp: SmtpServer
+) -> None:
+    """With LearnHub's database refused by the Hub's check after the Hub has used it (earlier
+    tests did), every mail page says so (503, both languages, Retry-After) instead of
+    JupyterHub's 500; a sign-up still makes the account, signs it in and says how to get the
+    confirmation mail again, which then works; the reset form answers the same whatever the
+    address; the log has one warning per page, no traceback and no token."""
+    verify = tokens.sign(SECRET, "verify", {"u": "kai", "a": address("kai")})
+    kai, lan = Browser(hub), Browser(hub)
+    lan.client.cookies.set("learnhub-lang", "zh-CN")
+    log_start = len(hub.log_path.read_text(errors="replace"))
+    try:
+        with service_database_refused(hub):
+            signed_up = kai.signup("kai", PASSWORD)
+            unavailable_page(signed_up, "en")
+            assert 'data-outcome="mail-unavailable"' in signed_up.text
+            assert "kai@example.org" in signed_up.text and "“Mail settings”" in signed_up.text
+            unavailable_page(lan.signup("lan", PASSWORD), "zh-CN")
+            # The accounts exist, with their address, and are signed in.
+            assert kai.client.get("hub/home").url.path.endswith("/hub/home")
+            assert lan.client.get("hub/home").url.path.endswith("/hub/home")
+            with sqlite3.connect(hub.data_dir / "jupyterhub.sqlite") as db:
+                kept = db.execute(
+                    "SELECT username, email, password FROM users_info "
+                    "WHERE username IN ('kai', 'lan') ORDER BY username"
+                ).fetchall()
+            assert [row[:2] for row in kept] == [("kai", address("kai")), ("lan", address("lan"))]
+            # A reset link needs only the Hub's database: it still opens the form.
+            fingerprint = tokens.password_fingerprint(SECRET, kept[0][2])
+            reset = tokens.sign(SECRET, "reset", {"u": "kai", "p": fingerprint})
+            opened = httpx.get(f"{hub.url}hub/reset-password", params={"token": reset}, timeout=60)
+            assert opened.status_code == 200, opened.text
+            for lang in ("en", "zh-CN"):
+                confirmed = httpx.get(
+                    f"{hub.url}hub/verify-email",
+                    params={"token": verify},
+                    headers={"Accept-Language": lang},
+                    timeout=60,
+                )
+                unavailable_page(confirmed, lang)
+            # The reset form: the same answer for an address with an account and without.
+            known = ask_reset(hub, address("mia"), "127.0.0.31")
+            unknown = ask_reset(hub, address("nobody-at-all"), "127.0.0.32")
+            unavailable_page(known, "en")
+            assert (known.status_code, result_text(known)) == (503, result_text(unknown))
+            form = lan.client.get("hub/forgot-password")
+            asked = lan.client.post(
+                "hub/forgot-password", data={"_xsrf": xsrf_of(form), "email": address("lan")}
+            )
+            unavailable_page(asked, "zh-CN")
+            log = hub.log_path.read_text(errors="replace")[log_start:]
+        warnings = [line for line in log.splitlines() if "mail service unavailable" in line]
+        assert len(warnings) == 7, log
+        for page_name in ("signup", "verify-email", "forgot-password"):
+            assert any(f"page={page_name} " in line for line in warnings), warnings
+        assert all('reason="refused: belongs to uid 0,' in line for line in warnings), warnings
+        assert "Traceback" not in log and verify not in log and reset not in log, log
+        # Once the database is back, "Mail settings" sends the confirmation the page promised.
+        sign_in_to_service(kai, "kai", PASSWORD)
+        page = kai.client.get(SERVICE + "email")
+        sent = kai.client.post(
+            SERVICE + "email/address", data={"_xsrf": xsrf_of(page), "address": address("kai")}
+        )
+        assert 'id="learnhub-email-sent"' in sent.text, sent.text
+        mail = smtp.inbox.wait_for(address("kai"), subject("Confirm your email"))
+        assert 'data-outcome="verified"' in kai.client.get(links_in(mail)[0]).text
+    finally:
+        kai.close()
+        lan.close()
 
 
 # -- notices ----------------------------------------------------------------------------------

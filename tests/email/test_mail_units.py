@@ -27,7 +27,7 @@ from hub.mail.sender import MailSender
 from hub.privilege import prepare_data_dir
 from hub.settings import Settings, load_settings
 from hub.store import Database, OutboxMessage, upgrade, utcnow
-from hub.store.hub_side import hub_database
+from hub.store.hub_side import ServiceDatabaseRefused, hub_database, probe, unavailable_reason
 from hub.upgrade import call_as
 from tests.email.conftest import SmtpServer, html_of
 from tests.harness import ROOT
@@ -364,3 +364,41 @@ def test_the_hub_creates_nothing_through_a_link_the_service_plants(tmp_path: Pat
         assert all("symbolic link" in getattr(r, "reason", "") for r in refusals)
         assert all("restore the database" in getattr(r, "remedy", "") for r in refusals)
     logging.getLogger("learnhub.store").removeHandler(handler)
+
+
+def test_the_hubs_pooled_connections_are_checked_again(tmp_path: Path) -> None:
+    """The Hub's check runs for every use, not only for the first connection: a file refused
+    after the Hub has used the database is refused at once (the pool kept a connection, which
+    skipped the check), and a file replaced by another is the one then used (the pooled
+    connection would have written to the replaced file). The reason logged is the check's,
+    never a statement's parameters."""
+    path = tmp_path / "learnhub.sqlite"
+    upgrade(f"sqlite:///{path}")
+    hub_db = hub_database(f"sqlite:///{path}", os.geteuid())
+    try:
+        assert probe(hub_db) is None  # the pool now holds a checked connection
+        with hub_db.transaction() as session:
+            enqueue(session, kind="verify", recipient="a@x.org", username="a", params={})
+        me, stranger = os.geteuid(), os.geteuid() + 4242
+        os.chown(path, stranger, -1)
+        refused = probe(hub_db)
+        assert isinstance(refused, ServiceDatabaseRefused)
+        assert unavailable_reason(refused) == (
+            f"refused: belongs to uid {stranger}, not to the service's uid {me}"
+        )
+        with pytest.raises(ServiceDatabaseRefused), hub_db.transaction() as session:
+            session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage))
+        os.chown(path, me, -1)
+        assert probe(hub_db) is None
+        # Another database put in its place (a restore, say): the Hub reads the new one.
+        other = tmp_path / "other.sqlite"
+        upgrade(f"sqlite:///{other}")
+        other.replace(path)
+        with hub_db.transaction() as session:
+            assert session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage)) == 0
+        # Locked past the busy timeout, or gone: an OperationalError, reported by its reason.
+        assert unavailable_reason(ValueError("a bug")) is None
+        locked = sa.exc.OperationalError("INSERT ...", {"token": "t0ken"}, Exception("locked"))
+        assert unavailable_reason(locked) == "unreachable: locked"
+    finally:
+        hub_db.dispose()
