@@ -245,25 +245,35 @@ def _ensure_jump(rule: Sequence[str]) -> None:
         _iptables("-I", chain, "1", *spec)
 
 
-def _ensure_docker_network(client: Any, network: CourseNetwork) -> None:
-    """Create the network, or check that the existing one isolates as planned."""
+def _docker_network_problems(attrs: dict[str, Any], network: CourseNetwork) -> list[str]:
+    """What an existing single-host network lacks to isolate as ``network`` plans it."""
     wanted = network.create_options()
-    try:
-        existing = client.networks.get(network.name)
-    except NotFound:
-        client.networks.create(network.name, **wanted)
-        log.info("course network created", extra={"network": network.name, "outcome": "created"})
-        return
-    attrs = existing.attrs
     problems = _option_problems(attrs.get("Options"), wanted["options"])
     if bool(attrs.get("Internal")) != wanted["internal"]:
         problems.insert(0, f"internal should be {str(wanted['internal']).lower()}")
+    return problems
+
+
+def _not_isolating(network: CourseNetwork, problems: list[str]) -> NetworkError:
+    """The refusal of a single-host network that exists but does not isolate, with the remedy."""
+    return NetworkError(
+        f"Docker network {network.name!r} exists but does not isolate course containers "
+        f"({'; '.join(problems)}). Stop its containers, remove it with "
+        f"`docker network rm {network.name}`, and run `learnhub network apply` again."
+    )
+
+
+def _ensure_docker_network(client: Any, network: CourseNetwork) -> None:
+    """Create the network, or check that the existing one isolates as planned."""
+    try:
+        existing = client.networks.get(network.name)
+    except NotFound:
+        client.networks.create(network.name, **network.create_options())
+        log.info("course network created", extra={"network": network.name, "outcome": "created"})
+        return
+    problems = _docker_network_problems(existing.attrs, network)
     if problems:
-        raise NetworkError(
-            f"Docker network {network.name!r} exists but does not isolate course containers "
-            f"({'; '.join(problems)}). Stop its containers, remove it with "
-            f"`docker network rm {network.name}`, and run `learnhub network apply` again."
-        )
+        raise _not_isolating(network, problems)
 
 
 def apply_networks(settings: Settings, client: Any | None = None) -> list[CourseNetwork]:
@@ -474,6 +484,27 @@ def _create_network(client: Any, body: dict[str, Any]) -> None:
     api._result(api._post_json(api._url("/networks/create"), data=body), True)
 
 
+def _swarm_network_problem(attrs: dict[str, Any], network: CourseNetwork) -> str:
+    """Why an existing network is not LearnHub's Swarm network ``network`` ("" if it is): a
+    Swarm-scoped bridge whose node-local part is LearnHub's config-only network."""
+    config_from = (attrs.get("ConfigFrom") or {}).get("Network")
+    if attrs.get("Scope") == "swarm" and config_from == network.config_network:
+        return ""
+    return (
+        f"scope {attrs.get('Scope')!r}, config from {config_from!r}; wanted swarm, "
+        f"{network.config_network!r}"
+    )
+
+
+def _not_learnhubs_swarm_network(network: CourseNetwork, problem: str) -> NetworkError:
+    """The refusal of a network by the name of a Swarm network that is not LearnHub's."""
+    return NetworkError(
+        f"Docker network {network.name!r} exists but is not LearnHub's Swarm network "
+        f"({problem}). Remove its services, remove it with `docker network rm {network.name}`, "
+        "and run `learnhub network apply` again on a manager."
+    )
+
+
 def _ensure_swarm_network(client: Any, network: CourseNetwork) -> None:
     """Create the Swarm-scoped bridge network, or check that the existing one is LearnHub's."""
     try:
@@ -492,14 +523,9 @@ def _ensure_swarm_network(client: Any, network: CourseNetwork) -> None:
         )
         log.info("swarm course network created", extra={"network": network.name})
         return
-    config_from = (attrs.get("ConfigFrom") or {}).get("Network")
-    if attrs.get("Scope") != "swarm" or config_from != network.config_network:
-        raise NetworkError(
-            f"Docker network {network.name!r} exists but is not LearnHub's Swarm network (scope "
-            f"{attrs.get('Scope')!r}, config from {config_from!r}; wanted swarm, "
-            f"{network.config_network!r}). Remove its services, remove it with `docker network "
-            f"rm {network.name}`, and run `learnhub network apply` again on a manager."
-        )
+    problem = _swarm_network_problem(attrs, network)
+    if problem:
+        raise _not_learnhubs_swarm_network(network, problem)
 
 
 def apply_swarm_networks(settings: Settings, client: Any | None = None) -> list[CourseNetwork]:
