@@ -198,8 +198,9 @@ def assert_remove_refused_while_serving(hub: HubProcess, worker: Worker) -> None
 
 def until_done(run: Callable[[], subprocess.CompletedProcess[str]], what: str) -> str:
     """Run ``run`` until it succeeds; everything it printed. Swarm forgets a removed service's
-    tasks, and a node its local part of their network, a moment after the service goes; until
-    then Docker refuses the network's removal, and nothing is removed."""
+    tasks, and a node their containers and its local part of their network, a moment after the
+    service goes; until then removal is refused and no rule is removed (seen: the node's first
+    run, right after the refund)."""
     printed: list[str] = []
 
     def done() -> bool:
