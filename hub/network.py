@@ -224,7 +224,7 @@ def _iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess[str
     if check and result.returncode != 0:
         raise NetworkError(
             f"iptables {' '.join(args)} failed: {result.stderr.strip()}. "
-            "`learnhub network apply` must run as root."
+            "`learnhub network apply` and `remove` must run as root."
         )
     return result
 
@@ -679,6 +679,7 @@ def check_course_networks(settings: Settings, client: Any | None = None) -> list
     """
     swarm = settings.spawner.backend == "swarm"
     networks = plan_swarm_networks(settings) if swarm else plan_networks(settings)
+    missing = _missing_swarm if swarm else _missing
     if not networks:
         return networks
     own_client = client is None
@@ -689,7 +690,7 @@ def check_course_networks(settings: Settings, client: Any | None = None) -> list
             try:
                 attrs = client.networks.get(network.name).attrs
             except NotFound:
-                raise (_missing_swarm if swarm else _missing)(network.name) from None
+                raise missing(network.name) from None
             if swarm:
                 problem = _swarm_network_problem(attrs, network)
                 if problem:
@@ -818,6 +819,14 @@ def _removal_of(
             removal.kept.append(f"Docker network {name}: {not_ours}, left alone")
     for network_jumps, chains in firewall:
         removal.removed += _remove_firewall(network_jumps, chains)
+    log.info(
+        "course networks removed",
+        extra={
+            "removed": removal.removed,
+            "kept": removal.kept,
+            "outcome": "removed" if removal.removed else "nothing to remove",
+        },
+    )
     return removal
 
 
@@ -831,10 +840,10 @@ def remove_single_host(settings: Settings, client: Any | None = None) -> Removal
         client = DockerClient.from_env()
     in_use = {n.name: found for n in networks if (found := _attached_containers(client, n.name))}
     _refuse_in_use(in_use, "containers attached", "docker stop")
-    label = {False: "isolated", True: "internet"}
+    labels = {n.name: n.create_options()["labels"][NETWORK_LABEL] for n in networks}
     return _removal_of(
         client,
-        [(n.name, _labelled(client, n.name, label[n.internet])) for n in networks],
+        [(name, _labelled(client, name, label)) for name, label in labels.items()],
         [(jumps(n), [n.input_chain, n.egress_chain]) for n in networks],
         not_ours=f"not made by LearnHub (no {NETWORK_LABEL} label)",
     )
@@ -897,8 +906,11 @@ def remove_swarm_node(settings: Settings, client: Any | None = None) -> Removal:
 def remove(settings: Settings, *, swarm_node: bool = False) -> Removal:
     """What ``learnhub network remove [--swarm-node]`` does: undo ``learnhub network apply``
     with the same flag and settings (idempotent; never touches what LearnHub did not make)."""
-    if swarm_node:
-        return remove_swarm_node(settings)
-    if settings.spawner.backend == "swarm":
-        return remove_swarm_networks(settings)
-    return remove_single_host(settings)
+    try:
+        if swarm_node:
+            return remove_swarm_node(settings)
+        if settings.spawner.backend == "swarm":
+            return remove_swarm_networks(settings)
+        return remove_single_host(settings)
+    except DockerException as exc:
+        raise _unreachable(exc) from exc
