@@ -13,6 +13,7 @@ from pathlib import Path
 from hub.courses import Catalog
 from hub.errors import LearnHubError
 from hub.hubconfig import apply_all
+from hub.network import check_course_networks
 from hub.settings import settings_from_environment
 from hub.upgrade import refuse_unmigrated
 
@@ -25,6 +26,7 @@ try:
     settings = settings_from_environment(os.environ, here / "learnhub.yaml")
     catalog = Catalog.load(settings.courses_dir)
     apply_all(c, settings, catalog)
+    check_course_networks(settings)  # missing or not isolating: run `learnhub network apply`
     refuse_unmigrated(settings)  # either database behind the code: run `learnhub upgrade`
 except LearnHubError as exc:
     # One clear message naming file, key and problem (or the missing network); no traceback.

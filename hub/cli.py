@@ -699,6 +699,24 @@ def cmd_network_apply(args: argparse.Namespace, environ: Mapping[str, str]) -> i
     return 0
 
 
+def cmd_network_remove(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Undo `network apply` with the same flag: LearnHub's networks, chains and jumps only."""
+    from hub import network
+
+    settings = _settings(args, environ)
+    removal = network.remove(settings, swarm_node=args.swarm_node)
+    for line in removal.removed + removal.kept:
+        print(line)
+    if not removal.removed:
+        print(
+            "nothing to remove: no course network or firewall rule of LearnHub's for "
+            f"spawner.network {settings.spawner.network!r} here"
+        )
+    elif settings.spawner.backend == "swarm" and not args.swarm_node:
+        print("now run `learnhub network remove --swarm-node` as root on every course node")
+    return 0
+
+
 def _previous_proxy_running(settings: Settings) -> bool:
     """Whether the proxy named by the Hub's pid file (``data_dir/proxy.pid``) still runs."""
     try:
@@ -1013,6 +1031,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="on a Swarm course node: its local networks and firewall (run on every node)",
     )
     net_apply.set_defaults(func=cmd_network_apply)
+    net_remove = net_sub.add_parser(
+        "remove",
+        help="undo `network apply`: LearnHub's course networks (once no server is on them), "
+        "their firewall chains and the jumps into them; nothing else (as root)",
+    )
+    net_remove.add_argument(
+        "--swarm-node",
+        action="store_true",
+        help="on a Swarm course node: undo `network apply --swarm-node` there",
+    )
+    net_remove.set_defaults(func=cmd_network_remove)
 
     imgs = sub.add_parser("images", help="container images")
     imgs_sub = imgs.add_subparsers(dest="images_command", required=True)

@@ -45,7 +45,7 @@ import logging
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from docker.client import DockerClient
@@ -224,7 +224,7 @@ def _iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess[str
     if check and result.returncode != 0:
         raise NetworkError(
             f"iptables {' '.join(args)} failed: {result.stderr.strip()}. "
-            "`learnhub network apply` must run as root."
+            "`learnhub network apply` and `remove` must run as root."
         )
     return result
 
@@ -245,25 +245,35 @@ def _ensure_jump(rule: Sequence[str]) -> None:
         _iptables("-I", chain, "1", *spec)
 
 
-def _ensure_docker_network(client: Any, network: CourseNetwork) -> None:
-    """Create the network, or check that the existing one isolates as planned."""
+def _docker_network_problems(attrs: dict[str, Any], network: CourseNetwork) -> list[str]:
+    """What an existing single-host network lacks to isolate as ``network`` plans it."""
     wanted = network.create_options()
-    try:
-        existing = client.networks.get(network.name)
-    except NotFound:
-        client.networks.create(network.name, **wanted)
-        log.info("course network created", extra={"network": network.name, "outcome": "created"})
-        return
-    attrs = existing.attrs
     problems = _option_problems(attrs.get("Options"), wanted["options"])
     if bool(attrs.get("Internal")) != wanted["internal"]:
         problems.insert(0, f"internal should be {str(wanted['internal']).lower()}")
+    return problems
+
+
+def _not_isolating(network: CourseNetwork, problems: list[str]) -> NetworkError:
+    """The refusal of a single-host network that exists but does not isolate, with the remedy."""
+    return NetworkError(
+        f"Docker network {network.name!r} exists but does not isolate course containers "
+        f"({'; '.join(problems)}). Stop its containers, remove it with "
+        f"`docker network rm {network.name}`, and run `learnhub network apply` again."
+    )
+
+
+def _ensure_docker_network(client: Any, network: CourseNetwork) -> None:
+    """Create the network, or check that the existing one isolates as planned."""
+    try:
+        existing = client.networks.get(network.name)
+    except NotFound:
+        client.networks.create(network.name, **network.create_options())
+        log.info("course network created", extra={"network": network.name, "outcome": "created"})
+        return
+    problems = _docker_network_problems(existing.attrs, network)
     if problems:
-        raise NetworkError(
-            f"Docker network {network.name!r} exists but does not isolate course containers "
-            f"({'; '.join(problems)}). Stop its containers, remove it with "
-            f"`docker network rm {network.name}`, and run `learnhub network apply` again."
-        )
+        raise _not_isolating(network, problems)
 
 
 def apply_networks(settings: Settings, client: Any | None = None) -> list[CourseNetwork]:
@@ -294,7 +304,9 @@ def apply_networks(settings: Settings, client: Any | None = None) -> list[Course
 
 
 def remove_networks(base_names: Iterable[str], client: Any | None = None) -> None:
-    """Remove the course networks of each base name and their firewall chains.
+    """Remove the course networks of each base name and their firewall chains, whoever made
+    them (the test harness's cleanup of its own prefixed networks; operators use
+    :func:`remove`, which checks).
 
     Their containers must be gone first (Docker refuses to remove a network in use).
     """
@@ -305,17 +317,20 @@ def remove_networks(base_names: Iterable[str], client: Any | None = None) -> Non
             CourseNetwork(base, internet=False, host_ports=()),
             CourseNetwork(internet_network_name(base), internet=True, host_ports=()),
         ):
-            for chain, *spec in jumps(network):
-                while _iptables("-D", chain, *spec, check=False).returncode == 0:
-                    pass
-            for chain in (network.input_chain, network.egress_chain):
-                if _iptables("-n", "-L", chain, check=False).returncode == 0:
-                    _iptables("-F", chain)
-                    _iptables("-X", chain)
-            try:
-                client.networks.get(network.name).remove()
-            except NotFound:
-                pass
+            _remove_network(client, network.name)
+            _remove_firewall(jumps(network), [network.input_chain, network.egress_chain])
+
+
+def _missing(network: str) -> NetworkError:
+    """A single-host course network that is not there, with the command that makes it."""
+    return NetworkError(
+        f"Docker network {network!r} does not exist: run `learnhub network apply` (as root) "
+        "before starting the Hub."
+    )
+
+
+def _unreachable(exc: DockerException) -> NetworkError:
+    return NetworkError(f"Docker engine not reachable ({exc}); is dockerd running?")
 
 
 def gateway_address(network: str, client: Any | None = None) -> str:
@@ -329,12 +344,9 @@ def gateway_address(network: str, client: Any | None = None) -> str:
             client = DockerClient.from_env()
         attrs = client.networks.get(network).attrs
     except NotFound:
-        raise NetworkError(
-            f"Docker network {network!r} does not exist: run `learnhub network apply` (as root) "
-            "before starting the Hub."
-        ) from None
+        raise _missing(network) from None
     except DockerException as exc:
-        raise NetworkError(f"Docker engine not reachable ({exc}); is dockerd running?") from exc
+        raise _unreachable(exc) from exc
     if attrs.get("Scope") == "swarm":
         raise NetworkError(
             f"Docker network {network!r} is a Swarm network, whose gateway differs on every "
@@ -474,6 +486,27 @@ def _create_network(client: Any, body: dict[str, Any]) -> None:
     api._result(api._post_json(api._url("/networks/create"), data=body), True)
 
 
+def _swarm_network_problem(attrs: dict[str, Any], network: CourseNetwork) -> str:
+    """Why an existing network is not LearnHub's Swarm network ``network`` ("" if it is): a
+    Swarm-scoped bridge whose node-local part is LearnHub's config-only network."""
+    config_from = (attrs.get("ConfigFrom") or {}).get("Network")
+    if attrs.get("Scope") == "swarm" and config_from == network.config_network:
+        return ""
+    return (
+        f"scope {attrs.get('Scope')!r}, config from {config_from!r}; wanted swarm, "
+        f"{network.config_network!r}"
+    )
+
+
+def _not_learnhubs_swarm_network(network: CourseNetwork, problem: str) -> NetworkError:
+    """The refusal of a network by the name of a Swarm network that is not LearnHub's."""
+    return NetworkError(
+        f"Docker network {network.name!r} exists but is not LearnHub's Swarm network "
+        f"({problem}). Remove its services, remove it with `docker network rm {network.name}`, "
+        "and run `learnhub network apply` again on a manager."
+    )
+
+
 def _ensure_swarm_network(client: Any, network: CourseNetwork) -> None:
     """Create the Swarm-scoped bridge network, or check that the existing one is LearnHub's."""
     try:
@@ -492,14 +525,9 @@ def _ensure_swarm_network(client: Any, network: CourseNetwork) -> None:
         )
         log.info("swarm course network created", extra={"network": network.name})
         return
-    config_from = (attrs.get("ConfigFrom") or {}).get("Network")
-    if attrs.get("Scope") != "swarm" or config_from != network.config_network:
-        raise NetworkError(
-            f"Docker network {network.name!r} exists but is not LearnHub's Swarm network (scope "
-            f"{attrs.get('Scope')!r}, config from {config_from!r}; wanted swarm, "
-            f"{network.config_network!r}). Remove its services, remove it with `docker network "
-            f"rm {network.name}`, and run `learnhub network apply` again on a manager."
-        )
+    problem = _swarm_network_problem(attrs, network)
+    if problem:
+        raise _not_learnhubs_swarm_network(network, problem)
 
 
 def apply_swarm_networks(settings: Settings, client: Any | None = None) -> list[CourseNetwork]:
@@ -620,3 +648,269 @@ def describe(network: CourseNetwork, *, swarm_node: bool = False) -> str:
         f"{network.name} ({where}, bridge {network.bridge}): reaches {hub} ports {ports}, "
         f"{reach}; reached only from {hub}"
     )
+
+
+# --- At the Hub's start -------------------------------------------------------------------------
+
+#: Seconds the start check waits for the Docker engine: a hung engine stops the start with a
+#: message, not forever (docker-py's default is 60 s per call).
+DOCKER_TIMEOUT = 20
+
+
+def _missing_swarm(network: str) -> NetworkError:
+    """A Swarm course network that is not there, with the commands that make it."""
+    return NetworkError(
+        f"LearnHub's Swarm network {network!r} does not exist: run `learnhub network apply` "
+        "on a manager (as root), and `learnhub network apply --swarm-node` as root on every "
+        "course node, before starting the Hub."
+    )
+
+
+def check_course_networks(settings: Settings, client: Any | None = None) -> list[CourseNetwork]:
+    """Refuse to start the Hub without the course networks the settings need, or with networks
+    of those names that do not isolate (a :class:`NetworkError` naming the remedy).
+
+    Without it a missing network surfaced at the first spawn, as one learner's failed server,
+    and a network made by hand (``docker network create learnhub``) ran strangers' code
+    unisolated. It reads, never changes: the Hub runs unprivileged where it can, and the
+    operator's ``learnhub network apply`` owns the networks. ``jupyterhub_config.py`` calls it
+    while JupyterHub loads its config, before the Hub serves anything, so these blocking calls
+    (one per network) hold up nothing; it must not be called from the running Hub's handlers.
+    """
+    swarm = settings.spawner.backend == "swarm"
+    networks = plan_swarm_networks(settings) if swarm else plan_networks(settings)
+    missing = _missing_swarm if swarm else _missing
+    if not networks:
+        return networks
+    own_client = client is None
+    try:
+        if client is None:
+            client = DockerClient.from_env(timeout=DOCKER_TIMEOUT)
+        for network in networks:
+            try:
+                attrs = client.networks.get(network.name).attrs
+            except NotFound:
+                raise missing(network.name) from None
+            if swarm:
+                problem = _swarm_network_problem(attrs, network)
+                if problem:
+                    raise _not_learnhubs_swarm_network(network, problem)
+            else:
+                problems = _docker_network_problems(attrs, network)
+                if problems:
+                    raise _not_isolating(network, problems)
+    except DockerException as exc:
+        raise _unreachable(exc) from exc
+    finally:
+        if own_client and client is not None:
+            client.close()
+    return networks
+
+
+# --- Undo: `learnhub network remove` ------------------------------------------------------------
+
+
+@dataclass
+class Removal:
+    """What ``learnhub network remove`` did, one line per thing, for the operator."""
+
+    removed: list[str] = field(default_factory=list)
+    #: Things by LearnHub's names that LearnHub did not make, and so left alone.
+    kept: list[str] = field(default_factory=list)
+
+
+def _attached_containers(client: Any, name: str) -> list[str]:
+    """The containers this engine has on network ``name`` (none when it is not here)."""
+    try:
+        attrs = client.networks.get(name).attrs
+    except NotFound:
+        return []
+    return sorted(
+        str(endpoint.get("Name") or container_id[:12])
+        for container_id, endpoint in (attrs.get("Containers") or {}).items()
+    )
+
+
+def _services_on(client: Any, name: str) -> list[str]:
+    """The Swarm services whose tasks join network ``name`` (by name or id)."""
+    try:
+        network_id = client.networks.get(name).id
+    except NotFound:
+        return []
+    found = []
+    for service in client.services.list():
+        spec = service.attrs.get("Spec") or {}
+        attached = (spec.get("TaskTemplate") or {}).get("Networks") or spec.get("Networks") or []
+        if {entry.get("Target") for entry in attached} & {name, network_id}:
+            found.append(str(spec.get("Name") or service.id))
+    return sorted(found)
+
+
+def _refuse_in_use(in_use: dict[str, list[str]], what: str, stop: str) -> None:
+    """Stop a removal before it changes anything while ``what`` (containers or services) still
+    sit on a network: removing their firewall would leave strangers' code unguarded."""
+    if not in_use:
+        return
+    where = "; ".join(f"{name}: {', '.join(users)}" for name, users in in_use.items())
+    everyone = " ".join(user for users in in_use.values() for user in users)
+    raise NetworkError(
+        f"LearnHub's course networks still have {what} ({where}); nothing was removed, since "
+        f"their firewall would go with the networks. Stop them first (the Hub's admin page "
+        f"stops course servers, or `{stop} {everyone}`), then run `learnhub network remove` "
+        "again."
+    )
+
+
+def _remove_firewall(network_jumps: Iterable[list[str]], chains: Iterable[str]) -> list[str]:
+    """Delete exactly these jump rules, then these chains; say what went. Nothing else is
+    touched: a rule is deleted by its whole specification (``iptables -D``), and a chain that
+    is not there is skipped."""
+    done = []
+    for chain, *spec in network_jumps:
+        # The loop also clears a jump that an older apply added twice.
+        while _iptables("-D", chain, *spec, check=False).returncode == 0:
+            done.append(f"firewall rule removed: -A {chain} {' '.join(spec)}")
+    for chain in chains:
+        if _iptables("-n", "-L", chain, check=False).returncode == 0:
+            _iptables("-F", chain)
+            _iptables("-X", chain)
+            done.append(f"firewall chain removed: {chain}")
+    return done
+
+
+def _remove_network(client: Any, name: str) -> list[str]:
+    """Remove Docker network ``name`` if it is here; say so."""
+    try:
+        client.networks.get(name).remove()
+    except NotFound:
+        return []
+    except DockerException as exc:
+        raise NetworkError(
+            f"Docker did not remove network {name!r} ({exc}); its firewall rules were kept. "
+            "Stop what uses it and run `learnhub network remove` again."
+        ) from exc
+    return [f"Docker network removed: {name}"]
+
+
+def _labelled(client: Any, name: str, label: str) -> bool | None:
+    """Whether network ``name`` carries LearnHub's ``label`` (None when it is not here)."""
+    try:
+        attrs = client.networks.get(name).attrs
+    except NotFound:
+        return None
+    return bool((attrs.get("Labels") or {}).get(NETWORK_LABEL) == label)
+
+
+def _removal_of(
+    client: Any,
+    networks: Iterable[tuple[str, bool | None]],
+    firewall: Iterable[tuple[list[list[str]], list[str]]],
+    *,
+    not_ours: str,
+) -> Removal:
+    """Remove the networks that are LearnHub's (``True``), name the others (``False``) in
+    ``kept`` with the reason ``not_ours``, then remove the firewall: jumps, then chains.
+    Networks first: should Docker refuse one, the rules stay and nothing runs unguarded."""
+    removal = Removal()
+    for name, ours in networks:
+        if ours:
+            removal.removed += _remove_network(client, name)
+        elif ours is not None:
+            removal.kept.append(f"Docker network {name}: {not_ours}, left alone")
+    for network_jumps, chains in firewall:
+        removal.removed += _remove_firewall(network_jumps, chains)
+    log.info(
+        "course networks removed",
+        extra={
+            "removed": removal.removed,
+            "kept": removal.kept,
+            "outcome": "removed" if removal.removed else "nothing to remove",
+        },
+    )
+    return removal
+
+
+def remove_single_host(settings: Settings, client: Any | None = None) -> Removal:
+    """Undo :func:`apply_networks`: the course networks (if no container is on them) and
+    their chains and jumps; a network of the same name that LearnHub did not make stays."""
+    networks = plan_networks(settings)
+    if not networks:
+        return Removal()
+    if client is None:
+        client = DockerClient.from_env()
+    in_use = {n.name: found for n in networks if (found := _attached_containers(client, n.name))}
+    _refuse_in_use(in_use, "containers attached", "docker stop")
+    labels = {n.name: n.create_options()["labels"][NETWORK_LABEL] for n in networks}
+    return _removal_of(
+        client,
+        [(name, _labelled(client, name, label)) for name, label in labels.items()],
+        [(jumps(n), [n.input_chain, n.egress_chain]) for n in networks],
+        not_ours=f"not made by LearnHub (no {NETWORK_LABEL} label)",
+    )
+
+
+def remove_swarm_networks(settings: Settings, client: Any | None = None) -> Removal:
+    """On a Swarm manager, undo :func:`apply_swarm_networks`: the Swarm networks, if no
+    service joins them; a network of the same name that is not LearnHub's stays."""
+    networks = plan_swarm_networks(settings)
+    if not networks:
+        return Removal()
+    if client is None:
+        client = DockerClient.from_env()
+    try:
+        in_use = {n.name: found for n in networks if (found := _services_on(client, n.name))}
+    except DockerException as exc:
+        raise NetworkError(
+            f"the Swarm's services could not be listed ({exc}): run `learnhub network remove` "
+            "where the Docker engine is a Swarm manager (the Hub's host)."
+        ) from exc
+    _refuse_in_use(in_use, "services", "docker service rm")
+    here: list[tuple[str, bool | None]] = []
+    for network in networks:
+        try:
+            attrs = client.networks.get(network.name).attrs
+        except NotFound:
+            continue
+        here.append((network.name, not _swarm_network_problem(attrs, network)))
+    return _removal_of(client, here, [], not_ours="not LearnHub's Swarm network")
+
+
+def remove_swarm_node(settings: Settings, client: Any | None = None) -> Removal:
+    """On a course node, as root, undo :func:`apply_swarm_node`: its config-only networks (if
+    no course server runs on the node) and its chains and jumps."""
+    if settings.spawner.backend != "swarm":
+        raise NetworkError(
+            "`learnhub network remove --swarm-node` is for spawner.backend swarm; with "
+            f"{settings.spawner.backend!r} run `learnhub network remove`."
+        )
+    networks = plan_swarm_networks(settings)
+    if not networks:
+        return Removal()
+    if client is None:
+        client = DockerClient.from_env()
+    # A course server on this node sits on the Swarm network's local part, not on the
+    # config-only network (which never has containers).
+    in_use = {n.name: found for n in networks if (found := _attached_containers(client, n.name))}
+    _refuse_in_use(in_use, "course servers on this node", "docker stop")
+    return _removal_of(
+        client,
+        [(n.config_network, _labelled(client, n.config_network, "swarm-node")) for n in networks],
+        [
+            (swarm_jumps(n), [n.server_chain, n.egress_chain, n.input_chain, n.relay_chain])
+            for n in networks
+        ],
+        not_ours=f"not made by LearnHub (no {NETWORK_LABEL}=swarm-node label)",
+    )
+
+
+def remove(settings: Settings, *, swarm_node: bool = False) -> Removal:
+    """What ``learnhub network remove [--swarm-node]`` does: undo ``learnhub network apply``
+    with the same flag and settings (idempotent; never touches what LearnHub did not make)."""
+    try:
+        if swarm_node:
+            return remove_swarm_node(settings)
+        if settings.spawner.backend == "swarm":
+            return remove_swarm_networks(settings)
+        return remove_single_host(settings)
+    except DockerException as exc:
+        raise _unreachable(exc) from exc

@@ -25,6 +25,7 @@ from hub.network import (
     jumps,
     plan_networks,
     plan_swarm_networks,
+    remove_swarm_networks,
     swarm_egress_rules,
     swarm_input_rules,
     swarm_jumps,
@@ -210,3 +211,40 @@ def test_a_swarm_node_network_that_does_not_isolate_is_an_error_with_the_remedy(
     message = str(refused.value)
     assert "enable_icc should be false" in message
     assert "docker network rm lh-config" in message and "--swarm-node" in message
+
+
+def test_swarm_network_removal_refuses_while_services_use_it(tmp_path: Path) -> None:
+    """On a manager, `learnhub network remove` names the services still on a course network
+    and removes nothing (their servers would run on without a firewall's say)."""
+    text = "spawner:\n  backend: swarm\n  network: lh\nhub:\n  hub_ip: 10.0.0.10\n"
+    settings = load_settings(_write(tmp_path, text), {})
+
+    def ours(config: str) -> dict[str, object]:
+        return {"Scope": "swarm", "ConfigFrom": {"Network": config}}
+
+    removed: list[str] = []
+
+    class Network(SimpleNamespace):
+        def remove(self) -> None:
+            removed.append(self.name)
+
+    class Networks(_Networks):
+        def get(self, name: str) -> SimpleNamespace:
+            return Network(name=name, id=f"id-{name}", attrs=super().get(name).attrs)
+
+    def service(name: str, targets: list[str]) -> SimpleNamespace:
+        networks = [{"Target": target} for target in targets]
+        return SimpleNamespace(id=name, attrs={"Spec": {"Name": name, "TaskTemplate": {
+            "Networks": networks}}})  # fmt: skip
+
+    services = [service("jupyter-ada-py", ["id-lh"]), service("unrelated", ["id-other"])]
+    engine = SimpleNamespace(
+        networks=Networks({"lh": ours("lh-config"), "lh-internet": ours("lh-internet-config")}),
+        services=SimpleNamespace(list=lambda: services),
+    )
+    with pytest.raises(NetworkError) as refused:
+        remove_swarm_networks(settings, client=engine)
+    message = str(refused.value)
+    assert "lh: jupyter-ada-py" in message and "unrelated" not in message
+    assert "docker service rm jupyter-ada-py" in message and "nothing was removed" in message
+    assert removed == []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.cli import hub_environment
+from hub.cli import build_parser, cmd_network_apply, hub_environment
 from hub.settings import load_settings
 from tests.harness import ROOT
 
@@ -53,6 +53,33 @@ def test_hub_unit_verifies_and_restarts_on_failure(tmp_path: Path) -> None:
     text = unit.read_text()
     assert "Restart=on-failure" in text
     assert f"ExecStart={ROOT}/.venv/bin/learnhub serve" in text
+
+
+def test_swarm_node_unit_verifies_and_reapplies_the_firewall_after_docker(
+    tmp_path: Path,
+) -> None:
+    # iptables rules are gone after a reboot: the node's unit writes them again, once Docker
+    # (which makes DOCKER-USER and holds the config-only networks) is up.
+    units = installed(tmp_path)
+    unit = units / "learnhub-swarm-node.service"
+    result = verify(unit, units)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    text = unit.read_text()
+    for line in (
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        "After=docker.service",
+        "Requires=docker.service",
+        "WantedBy=docker.service",
+    ):
+        assert f"\n{line}\n" in text, line
+    assert "ExecStop" not in text.replace("No ExecStop=", "")  # never takes the rules away
+    (command,) = [line for line in text.splitlines() if line.startswith("ExecStart=")]
+    program, *args = command.removeprefix("ExecStart=").split()
+    assert program == f"{ROOT}/.venv/bin/learnhub"
+    # The very command the unit runs is one the CLI has (a renamed flag fails here).
+    parsed = build_parser().parse_args(args)
+    assert parsed.func is cmd_network_apply and parsed.swarm_node is True
 
 
 def test_verify_catches_a_broken_unit(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,11 +111,13 @@ def swarm_hub(
             "LEARNHUB_STRIPE_WEBHOOK_SECRETS": WEBHOOK_SECRET,
         },
     )
-    started = time.monotonic()
     try:
+        # The Hub refuses to start without its Swarm networks: the operator's first commands.
+        hub.prepare()
+        apply_swarm_networks(hub, swarm_worker)
+        started = time.monotonic()
         with running(hub):
             print(f"swarm hub started in {time.monotonic() - started:.1f} s")
-            apply_swarm_networks(hub, swarm_worker)
             try:
                 yield hub
             finally:
@@ -143,14 +145,88 @@ def swarm_hub(
         )
 
 
+def network_on_node(hub: HubProcess, worker: Worker, command: str) -> Any:
+    """`learnhub network <command> --swarm-node` as root on the course node."""
+    cli = [sys.executable, "-m", "hub.cli", "network", command, "--swarm-node"]
+    return worker.run_on_node(cli, hub.env(), hub.workdir)
+
+
 def apply_swarm_networks(hub: HubProcess, worker: Worker) -> None:
     """What the operator runs: `learnhub network apply` on the manager (the Swarm networks),
     and `learnhub network apply --swarm-node` on the course node (its networks and firewall)."""
     manager = run_learnhub(hub, "network", "apply")
     assert manager.returncode == 0, manager.stderr
-    cli = [sys.executable, "-m", "hub.cli", "network", "apply", "--swarm-node"]
-    node = worker.run_on_node(cli, hub.env(), hub.workdir)
+    node = network_on_node(hub, worker, "apply")
     assert node.returncode == 0, node.stderr
+
+
+def node_rules(worker: Worker) -> list[str]:
+    """The node's rules in the chains LearnHub jumps from that name a bridge of the test's
+    course networks (Docker's own rules for a bridge are in other chains)."""
+    bridges = {
+        CourseNetwork(name, internet=False, host_ports=()).bridge
+        for name in (SWARM_NETWORK, f"{SWARM_NETWORK}-internet")
+    }
+    return [
+        line
+        for chain in ("INPUT", "OUTPUT", "DOCKER-USER")
+        for line in docker("exec", worker.container, "iptables", "-S", chain).splitlines()
+        if bridges & set(line.split())
+    ]
+
+
+def assert_remove_refused_while_serving(hub: HubProcess, worker: Worker) -> None:
+    """`learnhub network remove` while the learner's server runs: the manager names its
+    service, the node its container, and neither removes anything."""
+    service = docker(
+        "service", "ls", "--format", "{{.Name}}", "--filter", f"label=learnhub.prefix={hub.prefix}",
+        "--filter", f"label=learnhub.user={LEARNER}",
+    )  # fmt: skip
+    rules = node_rules(worker)
+    manager = run_learnhub(hub, "network", "remove")
+    assert manager.returncode == 2, manager.stdout
+    assert f"{SWARM_NETWORK}: " in manager.stderr and service in manager.stderr, manager.stderr
+    assert "docker service rm " in manager.stderr and "nothing was removed" in manager.stderr
+    node = network_on_node(hub, worker, "remove")
+    assert node.returncode == 2, node.stdout
+    assert f"{SWARM_NETWORK}: " in node.stderr, node.stderr
+    assert f"{service}." in node.stderr  # the task's container
+    assert "nothing was removed" in node.stderr
+    assert node_rules(worker) == rules and len(rules) == 8, rules
+    assert SWARM_NETWORK in docker("network", "ls", "--format", "{{.Name}}").split()
+
+
+def until_done(run: Callable[[], subprocess.CompletedProcess[str]], what: str) -> str:
+    """Run ``run`` until it succeeds; everything it printed. Swarm forgets a removed service's
+    tasks, and a node their containers and its local part of their network, a moment after the
+    service goes; until then removal is refused and no rule is removed (seen: the node's first
+    run, right after the refund)."""
+    printed: list[str] = []
+
+    def done() -> bool:
+        result = run()
+        printed.append(result.stdout + result.stderr)
+        return result.returncode == 0
+
+    wait_until(done, what)
+    print(f"{what}: done on attempt {len(printed)}")
+    return "".join(printed)
+
+
+def assert_removed(hub: HubProcess, worker: Worker) -> None:
+    """With no server left, `learnhub network remove` on the manager and `--swarm-node` on
+    the node take away the networks, the chains and their jumps; once is enough."""
+    manager = until_done(lambda: run_learnhub(hub, "network", "remove"), "network remove")
+    for name in (SWARM_NETWORK, f"{SWARM_NETWORK}-internet"):
+        assert f"Docker network removed: {name}\n" in manager, manager
+    assert "--swarm-node` as root on every course node" in manager
+    node = until_done(lambda: network_on_node(hub, worker, "remove"), "remove --swarm-node")
+    assert f"Docker network removed: {SWARM_NETWORK}-config\n" in node, node
+    assert node_rules(worker) == []
+    configs = worker.docker("network", "ls", "--format", "{{.Name}}").split()
+    assert f"{SWARM_NETWORK}-config" not in configs, configs
+    again = network_on_node(hub, worker, "remove")
+    assert again.returncode == 0 and again.stdout.startswith("nothing to remove"), again
 
 
 def deliver(hub: HubProcess, events: list[dict[str, Any]]) -> None:
@@ -416,6 +492,7 @@ def test_buy_learn_grade_refund_on_a_swarm_worker(
         assert expected <= names, f"missing {expected - names}"
         checked = time.monotonic()
         assert_walled_off(hub, swarm_worker)
+        assert_remove_refused_while_serving(hub, swarm_worker)
         assert_unprepared_node_refuses(hub, swarm)
         took = time.monotonic() - checked
         print(f"network isolation checked (worker, unprepared manager) in {took:.1f} s")
@@ -454,3 +531,4 @@ def test_buy_learn_grade_refund_on_a_swarm_worker(
     # The home stays on the worker for a re-purchase.
     volumes = swarm_worker.docker("volume", "ls", "-q").split()
     assert [v for v in volumes if v.startswith(hub.prefix)]
+    assert_removed(hub, swarm_worker)
