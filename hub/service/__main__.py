@@ -148,6 +148,7 @@ async def main(argv: list[str] | None = None) -> None:
         except LearnHubError as exc:
             log.error("LearnHub service cannot start: %s", exc)
             raise SystemExit(2) from None
+        ctx.monitor.webhook_intake = intake
 
     async def reconcile_once() -> None:
         try:

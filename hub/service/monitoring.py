@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import sqlalchemy as sa
@@ -143,6 +143,19 @@ class DatabaseCollector(Collector):
         )
 
 
+class IntakeState(Protocol):
+    """What the health check reads of the webhook intake
+    (:class:`~hub.billing.intake.WebhookIntake`)."""
+
+    @property
+    def pid(self) -> int | None:
+        """The intake's process id while it listens, else None."""
+
+    @property
+    def starts(self) -> int:
+        """How many times it was started."""
+
+
 class Monitor:
     """The service's metrics, health and metrics-token check, made once per service."""
 
@@ -166,6 +179,8 @@ class Monitor:
         self._tokens: dict[str, tuple[float, bool | None]] = {}
         self._health: tuple[float, tuple[int, dict[str, Any]]] | None = None
         self._health_pending: asyncio.Future[tuple[int, dict[str, Any]]] | None = None
+        #: The webhook intake process, when ``hub.webhook_port`` runs one (its health counts).
+        self.webhook_intake: IntakeState | None = None
 
     async def aclose(self) -> None:
         """Close the Hub connection pool."""
@@ -243,6 +258,9 @@ class Monitor:
                 "alert_after_seconds": limit,
             }
         checks = {"database": database, "hub": hub, "event_queue": queue_check}
+        if self.webhook_intake is not None:
+            intake = self.webhook_intake
+            checks["webhook_intake"] = {"ok": intake.pid is not None, "starts": intake.starts}
         healthy = all(check["ok"] for check in checks.values())
         if not healthy:
             failing = ",".join(name for name, check in checks.items() if not check["ok"])

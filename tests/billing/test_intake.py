@@ -28,6 +28,8 @@ from hub.billing.events import Recorder
 from hub.billing.intake import WebhookIntake
 from hub.errors import LearnHubError
 from hub.metrics import ServiceMetrics
+from hub.service.monitoring import Monitor
+from hub.settings import Settings
 from hub.store import Database
 from tests.billing.conftest import PREFIX, WEBHOOK_SECRETS, FakeHub, Service
 from tests.billing.test_webhook import checkout, events
@@ -180,12 +182,21 @@ async def test_an_intake_that_dies_is_restarted_and_loses_nothing(
     recorder.close()
     first = intake.process.pid
     assert first is not None
+    monitor = Monitor(Settings(), db, ServiceMetrics(), hub_api_url=None)
+    monitor.health_cache_seconds = 0
+    monitor.webhook_intake = intake.process
+    assert (await monitor.health())[1]["checks"]["webhook_intake"] == {"ok": True, "starts": 1}
     os.kill(first, signal.SIGKILL)
+    # The service's health says so until the intake listens again.
+    await asyncio.wait_for(intake.process._process.wait(), 10)  # type: ignore[union-attr]
+    assert (await monitor.health())[1]["checks"]["webhook_intake"]["ok"] is False
     deadline = time.monotonic() + 20
     while intake.process.pid in (None, first):
         assert time.monotonic() < deadline, "the intake was not restarted"
         await asyncio.sleep(0.05)
     assert intake.process.starts == 2
+    assert (await monitor.health())[1]["checks"]["webhook_intake"] == {"ok": True, "starts": 2}
+    await monitor.aclose()
     await member_soon(fake_hub, "alice")
     # The new intake takes deliveries.
     session_id = await checkout(service, "bob")
