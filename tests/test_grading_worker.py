@@ -7,7 +7,13 @@ tests/grader/test_grading_jobs.py (the dashboard, real sandboxes).
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,12 +26,26 @@ from grader.worker import run_job
 from harness.hub import let_service_user_through
 from hub.courses import Catalog
 from hub.grading_jobs import JobStore, check_request, course_jobs, enqueue
+from hub.hubconfig import grading_worker_service
 from hub.settings import Settings, load_settings
 from hub.store import Database, GradingJob, upgrade
 from tests.harness import ROOT
 
 COURSE = "python-foundations"
 ASSIGNMENT = "ps1-data-model"
+#: Libraries the worker imported through `hub.cli` before it had its own entry point, and
+#: needs for no job (nbgrader and rich: only the jobs and the CLI's progress bars do).
+NOT_FOR_THE_WORKER = (
+    "alembic",
+    "docker",
+    "grader.course",
+    "hub.access",
+    "hub.cli",
+    "nbgrader",
+    "rich",
+    "stripe",
+    "tornado",
+)
 
 
 @pytest.fixture
@@ -40,6 +60,105 @@ def settings(tmp_path: Path) -> Settings:
     # As root the worker's database calls run as hub.service_user, through these folders.
     let_service_user_through(tmp_path)
     return load_settings(config, {}, process="worker")
+
+
+def start_as_the_hub_does(settings: Settings) -> subprocess.Popen[str]:
+    """The managed service `grading-worker`: the Hub's command line, folder and environment,
+    in a session of its own so that a signal can reach its whole process group (Ctrl-C in the
+    terminal of `learnhub demo`)."""
+    service = grading_worker_service(settings)
+    env = {"PATH": os.environ["PATH"], **service["environment"], "JUPYTERHUB_API_TOKEN": "t"}
+    return subprocess.Popen(
+        service["command"],
+        cwd=service["cwd"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # A test run may have inherited SIGINT ignored (a background shell job); the Hub's
+        # services and a terminal's processes have it at its default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} after {timeout} s")
+        time.sleep(0.01)
+
+
+def importing_pydantic(pid: int) -> bool:
+    """Whether the process has pydantic's compiled core mapped: it is past its signal handlers
+    and in the middle of the imports that take seconds under load."""
+    try:
+        return "_pydantic_core" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("when", ["once ready", "while it starts"])
+def test_the_hubs_worker_stops_quietly_on_ctrl_c(settings: Settings, when: str) -> None:
+    assert grading_worker_service(settings)["command"][1:] == ["-m", "hub.grading_worker"]
+    worker = start_as_the_hub_does(settings)
+    assert worker.stderr is not None
+    seen: list[str] = []
+    try:
+        if when == "once ready":
+            for line in worker.stderr:
+                seen.append(line)
+                if "grading worker ready" in line:
+                    break
+        else:
+            wait_until(lambda: importing_pydantic(worker.pid), "importing pydantic")
+        assert worker.poll() is None, "".join(seen)
+        # Ctrl-C: SIGINT to every process of the group (the worker's database child too).
+        os.killpg(worker.pid, signal.SIGINT)
+        seen.append(worker.stderr.read())
+        status = worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    log = "".join(seen)
+    assert status == 0, log
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
+    [stopped] = [line for line in log.splitlines() if "grading worker stopped" in line]
+    assert " INFO learnhub.grader.worker " in stopped and "outcome=stopped" in stopped, stopped
+    # No process of the group is left (the database child ends with its parent).
+    with pytest.raises(ProcessLookupError):
+        os.killpg(worker.pid, 0)
+
+
+def test_the_worker_imports_none_of_the_cli_s_libraries(settings: Settings) -> None:
+    # The whole idle path: settings, logging, the data folder, the database child, a poll.
+    code = (
+        "import sys\n"
+        "from hub.grading_worker import main\n"
+        f"status = main(['--config', {settings.source!r}, '--once'],"
+        " {'JUPYTERHUB_API_TOKEN': 't'})\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+        "sys.exit(status)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    ran, modules = out.stdout.splitlines()
+    assert ran == "ran 0 grading jobs", out.stdout
+    assert "grader.worker" in modules.split()  # it did run the worker
+    heavy = [
+        m
+        for m in modules.split()
+        if m.startswith(NOT_FOR_THE_WORKER)
+        and (m in NOT_FOR_THE_WORKER or m.rpartition(".")[0].startswith(NOT_FOR_THE_WORKER))
+    ]
+    assert heavy == [], heavy
 
 
 class StoppedCourse:
