@@ -310,11 +310,18 @@ def autograde_submissions(
             ): student
             for student in students
         }
-        for future in as_completed(futures):
-            result = future.result()
-            results[futures[future]] = result
-            if progress is not None:
-                progress(result)
+        try:
+            for future in as_completed(futures):
+                result = future.result()
+                results[futures[future]] = result
+                if progress is not None:
+                    progress(result)
+        except BaseException:
+            # Ctrl-C, or ``progress`` stopping the run (a grading worker told to stop): the
+            # submissions not yet started are dropped, those in their sandboxes finish and are
+            # removed. Leaving the pool would otherwise grade every queued one first.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return [results[student] for student in students]
 
 

@@ -474,6 +474,7 @@ class GradingCourse:
             self.publish()  # what preparing changed (sources, gradebook), for the formgrader
             return []
         graded = read_record(self.root, _graded_record(assignment))
+        finished: list[GradeResult] = []
 
         def remember(result: GradeResult) -> None:
             # Recorded as each submission is graded (autograde calls this from its own thread,
@@ -483,6 +484,7 @@ class GradingCourse:
             else:
                 graded[result.student] = plan.to_grade[result.student]
             write_record(self.root, _graded_record(assignment), graded)
+            finished.append(result)
             if progress is not None:
                 progress(result)
 
@@ -496,8 +498,14 @@ class GradingCourse:
                 parallel=parallel if parallel and parallel > 0 else self.parallel,
                 progress=remember,
             )
-        finally:
+        except BaseException:
+            # Stopped half-way (Ctrl-C, a grading worker told to stop): the grades recorded as
+            # done above reach the learners' home pages too, since a resumed run skips them.
             self.publish()
+            if finished:
+                self.record_grades(finished)
+            raise
+        self.publish()
         self.record_grades(results)
         return results
 

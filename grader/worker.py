@@ -16,6 +16,14 @@ forks a child that drops to that user and does every database call for it
 A job left ``running`` by a worker that died (its ``host:pid`` no longer runs here) is queued
 again and resumed: autograde grades only what its recorded digests say is new or changed
 (`grader/records.py`), so a resumed run continues where the dead one stopped.
+
+A worker told to stop (SIGINT or SIGTERM: the Hub stopping its services, Ctrl-C on `learnhub
+demo`) never dies half-way through a database call. Between jobs it ends at once. A job in
+hand that is quick (release, collect, feedback, export, extend, publish: seconds) is finished;
+an autograde stops at its next submission boundary (the sandboxes already started finish, no
+new one starts) and its row is released, queued again with its progress
+(:meth:`hub.grading_jobs.JobStore.release`), for the next worker to resume. Then it logs
+"grading worker stopped" and exits 0. Its entry point is :mod:`hub.grading_worker`.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from hub.errors import LearnHubError
 from hub.grading_jobs import JobRefused, JobStore, request_from_row
 from hub.privilege import ServiceAccount, drop_privileges, prepare_data_dir
 from hub.settings import Settings
+from hub.stop_signals import stop_on_signals
 from hub.store import Database
 
 log = logging.getLogger("learnhub.grader.worker")
@@ -73,8 +82,18 @@ class JobRows(Protocol):
         """Queue a dead worker's job again."""
         ...
 
+    def release(self, job_id: int, reason: str) -> str:
+        """Queue again a job this worker stopped."""
+        ...
 
-_CALLS = frozenset({"claim", "running", "progress", "finish", "requeue"})
+
+_CALLS = frozenset({"claim", "running", "progress", "finish", "requeue", "release"})
+
+
+class WorkerStopped(BaseException):
+    """Raised at a safe point of a job (between two submissions) once the worker was told to
+    stop. A BaseException, like KeyboardInterrupt: no ``except Exception`` on the way records
+    it as the job's failure."""
 
 
 class ServiceUserJobStore:
@@ -88,6 +107,11 @@ class ServiceUserJobStore:
         pid = os.fork()
         if pid == 0:  # the child: never returns into the caller's code
             parent.close()
+            # Ctrl-C in a terminal signals the whole process group. The child ends when the
+            # parent closes its end (also when the parent is killed), so it ignores the stop
+            # signals: the parent's last call (releasing its job) must still be answered.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             code = 1
             try:
                 drop_privileges(account)
@@ -140,6 +164,11 @@ class ServiceUserJobStore:
     def requeue(self, job_id: int, reason: str) -> str:
         """See :meth:`hub.grading_jobs.JobStore.requeue`."""
         value: str = self._call("requeue", job_id, reason)
+        return value
+
+    def release(self, job_id: int, reason: str) -> str:
+        """See :meth:`hub.grading_jobs.JobStore.release`."""
+        value: str = self._call("release", job_id, reason)
         return value
 
     def close(self) -> None:
@@ -241,8 +270,10 @@ def run_job(
     *,
     token: str,
     course_factory: Callable[..., Any] | None = None,
+    stopping: threading.Event | None = None,
 ) -> str:
-    """Check and run one claimed job; record its outcome. Returns ``done`` or ``failed``."""
+    """Check and run one claimed job; record its outcome. Returns ``done``, ``failed``, or
+    ``released`` when ``stopping`` was set during an autograde (the row is queued again)."""
     job_id = int(job["id"])
     fields = {"job": job_id, "course": job.get("course"), "kind": job.get("kind")}
     try:
@@ -254,6 +285,12 @@ def run_job(
         log.warning("job refused", extra={**fields, "reason": exc.key, "outcome": "failed"})
         rows.finish(job_id, "failed", error=f"refused by the worker: {exc}")
         return "failed"
+
+    def stop_here() -> None:
+        # Called only where nothing is half-written: before the first sandbox, and after a
+        # submission's grade and progress were recorded.
+        if stopping is not None and stopping.is_set():
+            raise WorkerStopped
 
     def grading_course() -> Any:
         # nbgrader is imported only for a job that passed the check and needs it.
@@ -314,8 +351,10 @@ def run_job(
             for name in plan.to_grade:
                 entries[name] = {"state": "queued"}
             progress.set(total=len(plan.to_grade), skipped=len(plan.skipped))
+            stop_here()
 
             def report(result: Any) -> None:
+                # In the worker's main thread, as each submission ends (grader/autograde.py).
                 progress.submission(
                     result.student,
                     state="graded" if result.outcome == "ok" else result.outcome,
@@ -324,6 +363,7 @@ def run_job(
                     reason=result.reason or "",
                     detail=(result.detail or "")[:500],
                 )
+                stop_here()
 
             results = course.autograde(assignment, plan, progress=report)
             errors = [r for r in results if r.outcome == "error"]
@@ -352,6 +392,10 @@ def run_job(
                     "hours": f"{float(args['hours']):g}",
                 }
             )
+    except WorkerStopped:
+        state = rows.release(job_id, "the grading worker was stopped")
+        log.info("job released", extra={**fields, "outcome": state})
+        return "released"
     except LearnHubError as exc:
         log.warning("job failed", extra={**fields, "error": str(exc), "outcome": "failed"})
         rows.finish(job_id, "failed", error=str(exc))
@@ -377,9 +421,17 @@ def serve(
     poll_seconds: float = 1.0,
     once: bool = False,
     rows: JobRows | None = None,
+    stopping: threading.Event | None = None,
 ) -> int:
-    """Recover dead workers' jobs, then claim and run jobs until SIGTERM (or, ``once``, until
-    none is queued). Returns the number of jobs run."""
+    """Recover dead workers' jobs, then claim and run jobs until ``stopping`` is set (or, with
+    ``once``, until none is queued). Returns the number of jobs run (released ones included).
+
+    Without ``stopping``, SIGINT and SIGTERM set one for the time of the call
+    (:func:`hub.stop_signals.stop_on_signals`).
+    """
+    restore: Callable[[], None] | None = None
+    if stopping is None:
+        stopping, restore = stop_on_signals()
     account = prepare_data_dir(settings)
     own_rows = rows is None
     if rows is None:
@@ -387,19 +439,9 @@ def serve(
             rows = JobStore(Database(settings.learnhub_db_url))
         else:
             rows = ServiceUserJobStore(account, settings.learnhub_db_url)
-    stopping = threading.Event()
-
-    def stop(_signum: int, _frame: Any) -> None:
-        # Between jobs the loop ends at once; a job under way is left running and found by
-        # the next worker (its process is gone), which resumes it.
-        stopping.set()
-        raise SystemExit(0)
-
-    # JupyterHub stops a managed service with SIGINT, then SIGTERM: both end the loop quietly
-    # (SIGINT would otherwise be a KeyboardInterrupt traceback in the log at every shutdown).
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     me = worker_id()
     count = 0
+    released: list[int] = []
     try:
         log.info("grading worker ready", extra={"worker": me, "poll_seconds": poll_seconds})
         while not stopping.is_set():
@@ -415,11 +457,21 @@ def serve(
                     break
                 stopping.wait(poll_seconds)
                 continue
-            run_job(settings, rows, job, token=token)
+            if run_job(settings, rows, job, token=token, stopping=stopping) == "released":
+                released.append(int(job["id"]))
             count += 1
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         if own_rows and isinstance(rows, ServiceUserJobStore):
             rows.close()
+        if restore is not None:
+            restore()
+    log.info(
+        "grading worker stopped",
+        extra={
+            "worker": me,
+            "jobs": count,
+            "released": ",".join(map(str, released)) or "none",
+            "outcome": "stopped" if stopping.is_set() else "done",
+        },
+    )
     return count

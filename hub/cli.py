@@ -42,10 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-import stripe
-
-from hub.access import hub_groups
-from hub.addresses import hub_api_url, hub_ip
+from hub.cli_token import cli_token_file, known_cli_token, require_cli_token
 from hub.courses import Catalog, load_courses
 from hub.errors import LearnHubError
 from hub.grading_jobs import EXPORT_FORMATS
@@ -70,20 +67,6 @@ def _settings(
     return settings_from_environment(environ, Path.cwd() / "learnhub.yaml", process=process)
 
 
-def cli_token_file(settings: Settings) -> Path:
-    """Where the demo keeps the CLI token it generated (mode 0600)."""
-    return settings.data_dir / "cli-token"
-
-
-def known_cli_token(settings: Settings) -> str | None:
-    """LEARNHUB_CLI_TOKEN, else the one the demo generated, else None."""
-    token = settings.secret("cli_token")
-    if token:
-        return token
-    path = cli_token_file(settings)
-    return path.read_text().strip() if path.exists() else None
-
-
 def ensure_cli_token(settings: Settings) -> str:
     """The CLI's token: from LEARNHUB_CLI_TOKEN, else generated once for the demo."""
     token = known_cli_token(settings)
@@ -101,15 +84,8 @@ def ensure_cli_token(settings: Settings) -> str:
 
 
 def _cli_token(settings: Settings) -> str:
-    """The Hub token of `learnhub-cli` (role of the same name: only the scopes the commands
-    use). The full-admin LEARNHUB_ADMIN_TOKEN is never taken instead: it may do far more."""
-    token = known_cli_token(settings)
-    if token:
-        return token
-    raise LearnHubError(
-        "no CLI token: set LEARNHUB_CLI_TOKEN to the one the hub was started with "
-        f"(the demo writes one to {cli_token_file(settings)})"
-    )
+    """The Hub token of `learnhub-cli` (:func:`hub.cli_token.require_cli_token`)."""
+    return require_cli_token(settings)
 
 
 def hub_environment(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
@@ -246,6 +222,8 @@ def _change_enrolment(settings: Settings, args: argparse.Namespace, action: str)
     when a line was left out (the good lines are applied all the same).
     """
     from hub import enrolment
+    from hub.access import hub_groups
+    from hub.addresses import hub_api_url
     from hub.i18n import translator
     from hub.store import Database
     from hub.store.revisions import ensure_store
@@ -409,6 +387,8 @@ def _add_materials_parsers(sub: argparse._SubParsersAction[argparse.ArgumentPars
 
 def cmd_stripe_sync(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Find or create Stripe prices for every course and plan; print the settings to use."""
+    import stripe
+
     from hub.billing.client import stripe_client
     from hub.billing.prices import sync_prices
 
@@ -428,7 +408,9 @@ def cmd_stripe_sync(args: argparse.Namespace, environ: Mapping[str, str]) -> int
 
 def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Catch up on missed Stripe events (with Stripe keys), then re-apply course membership."""
+    from hub.access import hub_groups
     from hub.access.hub_groups import make_access_sync
+    from hub.addresses import hub_api_url
     from hub.billing.fulfilment import Billing
     from hub.billing.reconcile import reconcile
     from hub.enrolment import HUB_TIMEOUT_SECONDS
@@ -478,23 +460,17 @@ def cmd_grader(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return _grader_remote(args, environ)
     if args.token_file:
         raise LearnHubError("--token-file goes with --hub-url URL (the hub to run the job on)")
-    import logging
-
+    if args.action == "worker":
+        # A managed service of the Hub, given no secret: only its own token (from JupyterHub).
+        return _grader_worker(_settings(args, environ, process="worker"), args, environ)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from grader.course import GradingCourse, GradingError
+    from hub.grading_worker import quiet_nbgrader_apps
 
-    # nbgrader's apps log each step at INFO on the `traitlets` logger; a failed step comes back
-    # as a GradingError with nbgrader's reason, so the terminal shows that one line only.
-    nbgrader_log = logging.getLogger("traitlets")
-    nbgrader_log.propagate = False
-    if not any(isinstance(h, logging.NullHandler) for h in nbgrader_log.handlers):
-        nbgrader_log.addHandler(logging.NullHandler())
+    quiet_nbgrader_apps()
 
-    if args.action == "worker":
-        # A managed service of the Hub, given no secret: only its own token (from JupyterHub).
-        return _grader_worker(_settings(args, environ, process="worker"), args, environ)
     settings = _settings(args, environ)
     if not args.course or not args.assignment:
         raise LearnHubError(f"learnhub grader {args.action} needs COURSE and ASSIGNMENT")
@@ -611,18 +587,13 @@ def _grader_remote(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _grader_worker(settings: Settings, args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    """Run the dashboard's grading jobs (grader/worker.py) until stopped."""
-    from grader.worker import serve
+    """Run the dashboard's grading jobs until stopped: what the Hub's service `grading-worker`
+    runs (:func:`hub.grading_worker.run_worker`, without this module's imports)."""
+    from hub.grading_worker import run_worker
 
     if args.course or args.assignment:
         raise LearnHubError("learnhub grader worker takes no COURSE or ASSIGNMENT")
-    configure_logging(settings.hub.log_level)
-    # As a managed service JupyterHub gives the worker its own token (role
-    # learnhub-grading-worker); an operator running it by hand uses the CLI's token.
-    token = environ.get("JUPYTERHUB_API_TOKEN") or _cli_token(settings)
-    count = serve(
-        settings, token=token, poll_seconds=settings.grading.worker.poll_seconds, once=args.once
-    )
+    count = run_worker(settings, environ, once=args.once)
     if args.once:
         print(f"ran {count} grading job{'' if count == 1 else 's'}")
     return 0
@@ -750,6 +721,8 @@ def _listening_addresses(
         yield "127.0.0.1", settings.hub.webhook_port, "the webhook intake", "hub.webhook_port"
     if not hub_address:
         return
+    from hub.addresses import hub_ip  # Docker's client: only for the commands that start a Hub
+
     # The Docker network's gateway with `hub_ip: auto`: it exists once `learnhub network
     # apply` has run.
     yield hub_ip(settings), settings.hub.hub_port, "the Hub's API", "hub.hub_port"

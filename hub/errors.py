@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
-from tornado.web import HTTPError
+
+if TYPE_CHECKING:
+    # Tornado is imported where an HTTP error is made: processes without a web server (the
+    # grading worker, most CLI commands) import this module too.
+    from tornado.web import HTTPError
 
 
 class LearnHubError(Exception):
@@ -54,6 +59,8 @@ def user_facing_http_error(
     :mod:`hub.i18n`) the Hub's error page (hub/templates/error.html) shows that message in the
     visitor's language instead; ``message`` stays the English text for API callers and logs.
     """
+    from tornado.web import HTTPError
+
     error = HTTPError(status, message)
     error.jupyterhub_message = message  # type: ignore[attr-defined]
     if key:

@@ -358,6 +358,23 @@ class JobStore:
                 .values(state=state, error=error, result=result, updated_at=now, finished_at=now)
             )
 
+    def release(self, job_id: int, reason: str) -> str:
+        """A running job its worker stopped on purpose (SIGINT/SIGTERM): queued again with its
+        progress, for the next worker to resume. Returns the new state.
+
+        Unlike :meth:`requeue` the attempt is given back: a stop is the operator's (the Hub
+        stopping its services), not the job's, so it never counts toward :data:`MAX_ATTEMPTS`.
+        """
+        now = utcnow()
+        with self.db.transaction() as session:
+            job = session.get(GradingJob, job_id)
+            if job is None or job.state != "running":
+                return job.state if job else "missing"
+            job.state, job.worker, job.updated_at = "queued", None, now
+            job.attempts = max(0, job.attempts - 1)
+            job.error = f"{reason}; queued again"
+            return job.state
+
     def requeue(self, job_id: int, reason: str) -> str:
         """A running job whose worker died: queued again (its progress kept), or
         ``interrupted`` after :data:`MAX_ATTEMPTS`. Returns the new state."""

@@ -312,7 +312,8 @@ def proxy_command(settings: Settings) -> list[str]:
 
 
 def grading_worker_service(settings: Settings) -> dict[str, Any]:
-    """`learnhub grader worker` as a managed service without URL (like the idle culler).
+    """`learnhub grader worker` as a managed service without URL (like the idle culler), by its
+    own entry point :mod:`hub.grading_worker`: the CLI's imports took 14 s under load.
 
     It runs as the Hub's user (root): grading needs the Docker engine for the sandboxes and the
     root-only grading folders. It takes no network input, only job rows, which it checks again
@@ -324,7 +325,7 @@ def grading_worker_service(settings: Settings) -> dict[str, Any]:
         environment["LEARNHUB_CONFIG"] = str(Path(settings.source).resolve())
     return {
         "name": "grading-worker",
-        "command": [sys.executable, "-m", "hub.cli", "grader", "worker"],
+        "command": [sys.executable, "-m", "hub.grading_worker"],
         "cwd": str(Path.cwd()),
         "environment": environment,
     }

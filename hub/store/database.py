@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -54,6 +52,11 @@ def create_engine(db_url: str) -> Engine:
 
 def upgrade(db_url: str, revision: str = "head") -> None:
     """Bring the database at ``db_url`` to ``revision`` (creating it when empty)."""
+    # Imported here: Alembic took a third of the grading worker's start (hub/grading_worker.py),
+    # which opens the database but never migrates it.
+    from alembic import command
+    from alembic.config import Config
+
     engine = create_engine(db_url)
     try:
         with engine.begin() as connection:
