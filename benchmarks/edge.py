@@ -97,7 +97,7 @@ from benchmarks.webhook import (  # noqa: E402
     watcher_token,
     webhook_request,
 )
-from harness.docker import docker_cleanup  # noqa: E402
+from harness.docker import TEST_PREFIX, docker_cleanup  # noqa: E402
 from harness.edge import DEBIAN_MAIN, EdgeCA, make_ca, run_nginx, wait_for_port  # noqa: E402
 from harness.hub import HubProcess, hub_settings, run_learnhub  # noqa: E402
 from harness.stripe_standin import API_KEY, StripeStandIn, open_course_checkout  # noqa: E402
@@ -386,6 +386,8 @@ def stop_stack(stack: Stack) -> None:
     if stack.postgres is not None:
         stop_postgres(stack.postgres)
     docker_cleanup(f"lhb{os.getpid()}")
+    # The course networks (and their firewall chains) the Hub made, named by the harness.
+    docker_cleanup(TEST_PREFIX)
 
 
 # --------------------------------------------------------------------------------------------
@@ -903,6 +905,13 @@ async def phase_webhook(stack: Stack, cfg: dict[str, Any], args: argparse.Namesp
         "due_to_member": summary(from_due),
         "buyers_not_members_by_deadline": len(missing),
         "all_members_s": (max(seen.values()) - start) if seen else None,
+        # Per buyer, in the order their last event was due: seconds from the start to its
+        # acceptance, and milliseconds from acceptance to membership (where the tail comes
+        # from: a stall shows as a run of late buyers).
+        "timeline": [
+            [round(answered[last_of[u]] - start, 3), round((seen[u] - answered[last_of[u]]) * 1000)]
+            for u in answered_buyers
+        ],
         "window_s": window,
         "cpu_ms_per_event": {k: round(v * 1000 / n, 3) for k, v in cpu.items()},
         "run_queue_ms_per_event": {k: round(v * 1000 / n, 3) for k, v in waited.items()},
