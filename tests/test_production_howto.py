@@ -766,6 +766,7 @@ def test_health_and_metrics_answer_through_the_edge(platform: Platform) -> None:
             "database",
             "hub",
             "event_queue",
+            "webhook_intake",  # the page sets hub.webhook_port
         }
         service = client.get(platform.public + "services/learnhub/metrics", headers=scraper)
         hub = client.get(platform.public + "hub/metrics", headers=scraper)

@@ -276,7 +276,15 @@ def test_jupyterlab_on_its_https_subdomain_over_websockets(
     sockets: list[str] = []
     page.on("websocket", lambda ws: sockets.append(ws.url))
     page.goto(f"{edge.public}hub/spawn/mary-kingsley/{COURSE}")
-    expect(page.locator(".jp-DirListing-content")).to_be_visible(timeout=180_000)
+    lab = page.locator(".jp-DirListing-content")
+    refused = page.get_by_text("500: Internal Server Error")
+    expect(lab.or_(refused)).to_be_visible(timeout=180_000)
+    if refused.is_visible() and "/oauth_callback?" in page.url:
+        # Chromium dropped the OAuth callback when the host's network changed (the other
+        # worker's Docker bridges; nginx logged 499) and sent it again: the server refuses a
+        # code used twice (a full run at 2867ac9). A person would reload; the test does, once.
+        page.goto(f"{edge.public}hub/spawn/mary-kingsley/{COURSE}")
+    expect(lab).to_be_visible(timeout=180_000)
     origin = f"https://mary-kingsley.{HOST}:{edge.https_port}/"
     assert page.url.startswith(origin), page.url
     # JupyterLab's live channels (events, kernels) go through nginx as wss:// websockets.
