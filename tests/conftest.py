@@ -51,8 +51,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 #: Test modules that share host-global state, by group: the modules of one group run one after
-#: another on one xdist worker (docs/how-to/writing-tests.md). None so far.
-SHARED_HOST_STATE: dict[str, tuple[str, ...]] = {}
+#: another on one xdist worker (docs/how-to/writing-tests.md).
+SHARED_HOST_STATE: dict[str, tuple[str, ...]] = {
+    # The swarm fixtures hold a machine-wide lock for the rest of their worker's session (the
+    # swarm, its worker node and registry are session-scoped): on the other worker, the second
+    # module waited 712 s for the first worker's whole session to end (full run at 545cb55).
+    "host-swarm": ("tests/swarm/test_swarm_platform.py", "tests/swarm/test_swarm_sandbox.py"),
+}
 
 
 def unit_of_work(nodeid: str) -> str:
