@@ -152,7 +152,17 @@ def member(edge_chromium: Browser, edge: Edge) -> Iterator[BrowserContext]:
     page.fill("#password_confirmation_input", PASSWORD)
     page.click("#signup_submit")
     # Sign-up signs the new member in (hub/auth.py) and lands on My courses.
-    expect(page.locator("#logout")).to_be_visible()
+    logout = page.locator("#logout")
+    expect(logout.or_(page.get_by_text("ERR_NETWORK_CHANGED"))).to_be_visible()
+    if not logout.is_visible():
+        # Chromium dropped the answer when the other worker's Docker bridges changed the
+        # host's network (a full run at b4a0df5: the Hub made the account, nginx logged 499,
+        # and the session cookie never arrived). The account exists: sign in, as a person would.
+        page.goto(f"{edge.public}hub/login")
+        page.fill("#username_input", "mary-kingsley")
+        page.fill("#password_input", PASSWORD)
+        page.click("#login_submit")
+    expect(logout).to_be_visible()
     page.goto(edge.service())
     # The service signs them in through the Hub's OAuth, with no second password.
     page.click("#login")
