@@ -62,6 +62,14 @@ def service_url(settings: Settings) -> str:
     return f"http://{host}:{settings.hub.service_port}"
 
 
+def webhook_intake_port(settings: Settings) -> int | None:
+    """The loopback port of the webhook intake (:mod:`hub.billing.intake`), or None when the
+    service takes Stripe's webhooks itself: ``hub.webhook_port``, with Stripe payments only."""
+    if settings.payments.provider != "stripe":
+        return None
+    return settings.hub.webhook_port
+
+
 def service_prefix(settings: Settings) -> str:
     """URL path of the LearnHub service, e.g. `/services/learnhub/`."""
     return urlparse(settings.hub.bind_url).path + "services/learnhub/"

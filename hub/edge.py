@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from hub.addresses import service_url
+from hub.addresses import service_url, webhook_intake_port
 from hub.errors import LearnHubError
 from hub.settings import Settings
 
@@ -109,8 +109,8 @@ def describe_site(settings: Settings) -> EdgeSite:
         service_path=service,
         # The webhook intake when there is one (hub/billing/intake.py), else the service.
         service_upstream=(
-            f"127.0.0.1:{settings.hub.webhook_port}"
-            if settings.hub.webhook_port is not None and settings.payments.provider == "stripe"
+            f"127.0.0.1:{intake}"
+            if (intake := webhook_intake_port(settings)) is not None
             else service_url(settings).removeprefix("http://")
         ),
         webhook_path=service + "stripe/webhook",

@@ -66,10 +66,11 @@ class GroupMembersHandler(APIHandler):  # type: ignore[misc]
     def post(self, group_name: str) -> None:
         """Add the named users; those already in the group are left as they are."""
         group, users = self._group_and_users(group_name)
-        added = [user.name for user in users if group not in user.groups]
+        added = []
         for user in users:
             if group not in user.groups:
                 user.groups.append(group)
+                added.append(user.name)
         self.db.commit()
         self.log.info("learnhub: %i users added to group %s", len(added), group_name)
         already = sorted({user.name for user in users} - set(added))
@@ -79,10 +80,11 @@ class GroupMembersHandler(APIHandler):  # type: ignore[misc]
     def delete(self, group_name: str) -> None:
         """Remove the named users; those not in the group are left as they are."""
         group, users = self._group_and_users(group_name)
-        removed = [user.name for user in users if group in user.groups]
+        removed = []
         for user in users:
             if group in user.groups:
                 user.groups.remove(group)
+                removed.append(user.name)
         self.db.commit()
         self.log.info("learnhub: %i users removed from group %s", len(removed), group_name)
         absent = sorted({user.name for user in users} - set(removed))

@@ -23,7 +23,7 @@ from grader.exchange.auth import HubAuthorizer
 from grader.exchange.server import exchange_routes
 from grader.exchange.storage import ExchangeLimits, ExchangeStorage
 from hub.access.hub_groups import HubClient, make_access_sync
-from hub.addresses import ALL_ADDRESSES, hub_ip
+from hub.addresses import ALL_ADDRESSES, hub_ip, webhook_intake_port
 from hub.billing.client import stripe_client
 from hub.billing.intake import WebhookIntake
 from hub.billing.reconcile import reconcile
@@ -132,14 +132,15 @@ async def main(argv: list[str] | None = None) -> None:
     # Events acknowledged to Stripe before a restart but not processed yet.
     await events.start()
     intake = None
-    if settings.hub.webhook_port is not None and settings.payments.provider == "stripe":
+    intake_port = webhook_intake_port(settings)
+    if intake_port is not None:
         # Stripe's deliveries in a process of their own (hub/billing/intake.py); the edge
         # sends the webhook's path there, and this process only works the queue.
         intake = WebhookIntake(
             events,
             metrics,
             host="127.0.0.1",
-            port=settings.hub.webhook_port,
+            port=intake_port,
             path=prefix + "stripe/webhook",
             env=env,
         )
