@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import stripe
 
 from hub.billing import stripe_wire
+from hub.billing.client import StripeAPI
 from hub.billing.simulator import DictStore, StripeSimulator
 from hub.store import Database
 from hub.store import repository as repo
@@ -114,9 +115,9 @@ class StripeStandIn:
         finally:
             db.dispose()
 
-    def client(self) -> stripe.StripeClient:
-        """A real StripeClient pointed at this stand-in."""
-        return stripe.StripeClient(API_KEY, base_addresses={"api": self.url}, max_network_retries=0)
+    def client(self) -> StripeAPI:
+        """A real StripeClient, as LearnHub makes them, pointed at this stand-in."""
+        return StripeAPI(API_KEY, self.url, max_network_retries=0)
 
 
 def open_course_checkout(

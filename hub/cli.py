@@ -436,7 +436,10 @@ def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                     from hub.billing.client import stripe_client
 
                     billing = Billing(settings, db, stripe_client(settings), sync)
-                    report = await reconcile(billing)
+                    try:
+                        report = await reconcile(billing)
+                    finally:
+                        await billing.aclose()
                     print(
                         f"events seen {report.events_seen}, applied {len(report.events_applied)}, "
                         f"failed {len(report.events_failed)}; subscriptions checked "

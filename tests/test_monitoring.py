@@ -34,6 +34,7 @@ from grader.autograde import GradeResult
 from grader.course import GradingCourse
 from hub.access.hub_groups import HubClient, make_access_sync
 from hub.autograde_runs import record_autograde_runs
+from hub.billing.client import StripeAPI
 from hub.courses import Catalog, Course, CourseEntry
 from hub.errors import HubAPIError
 from hub.hubconfig import apply_services
@@ -280,7 +281,7 @@ async def lone_service(tmp_path: Path) -> AsyncIterator[tuple[str, Database, Mon
         settings,
         Catalog([]),
         db,
-        stripe.StripeClient("sk_test_x"),
+        StripeAPI("sk_test_x"),
         no_sync,
         hub_client=hub_client,
     )

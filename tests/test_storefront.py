@@ -21,10 +21,10 @@ from xml.etree import ElementTree
 import httpx
 import nbformat
 import pytest
-import stripe
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from hub.billing.client import StripeAPI
 from hub.courses import Catalog, load_course
 from hub.errors import CourseError
 from hub.preview import PreviewLessons, clean_lesson_html
@@ -67,9 +67,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     async def no_sync() -> None:
         return None
 
-    ctx = build_context(
-        settings, Catalog.load(courses), db, stripe.StripeClient("sk_test_x"), no_sync
-    )
+    ctx = build_context(settings, Catalog.load(courses), db, StripeAPI("sk_test_x"), no_sync)
     sockets = bind_sockets(0, "127.0.0.1")
     server = HTTPServer(make_app(ctx))
     server.add_sockets(sockets)

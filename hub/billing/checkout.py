@@ -149,7 +149,7 @@ async def create_checkout(
         }
     )
     try:
-        session = await asyncio.to_thread(client.v1.checkout.sessions.create, params)  # type: ignore[arg-type]
+        session = await client.v1.checkout.sessions.create_async(params)  # type: ignore[arg-type]
     except stripe.StripeError as exc:
         raise FulfilmentError(f"Stripe create checkout session failed: {exc}") from exc
     session_id = str(session.id)

@@ -22,10 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
@@ -34,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.access.status import EntitlementReason, EntitlementStatus
+from hub.billing.client import StripeAPI
 from hub.errors import HubAPIError, LearnHubError
 from hub.settings import PlanSettings, Settings
 from hub.store import CheckoutSession, Database
@@ -90,10 +89,6 @@ DISPUTE_EVENTS = frozenset(
 )
 HANDLED_EVENTS = CHECKOUT_EVENTS | SUBSCRIPTION_EVENTS | INVOICE_EVENTS | CHARGE_EVENTS
 HANDLED_EVENTS |= DISPUTE_EVENTS
-
-#: Concurrent Stripe requests of one service (re-fetches of a batch of events run together).
-#: Stripe answers in ~0.1-0.2 s over the internet: 32 in flight re-fetch ~200 objects/s.
-STRIPE_THREADS = 32
 
 #: Dispute states in which the money is (or may be) gone: access is suspended meanwhile.
 OPEN_DISPUTE = frozenset({"needs_response", "under_review"})
@@ -262,23 +257,19 @@ class Billing:
         self,
         settings: Settings,
         db: Database,
-        client: stripe.StripeClient,
+        client: StripeAPI,
         sync_access: SyncAccess,
     ) -> None:
         self.settings = settings
         self.db = db
         self.client = client
         self.sync_access = sync_access
-        # Stripe calls block (the SDK's requests client) and take Stripe's round trip each, so
-        # a batch of events re-fetches on threads of its own: they neither queue behind nor
-        # hold up the database work on the default executor.
-        self._stripe_threads = ThreadPoolExecutor(STRIPE_THREADS, thread_name_prefix="stripe")
 
-    def close(self) -> None:
-        """Let the Stripe threads finish and end (the service is stopping)."""
-        self._stripe_threads.shutdown(wait=False, cancel_futures=True)
+    async def aclose(self) -> None:
+        """Close the connections to Stripe (the service is stopping)."""
+        await self.client.aclose()
 
-    # -- talking to Stripe (blocking calls go to a thread) ------------------------------------
+    # -- talking to Stripe ----------------------------------------------------------------------
 
     async def _get(
         self, what: str, path: str, object_id: str | None = None, **params: Any
@@ -288,14 +279,12 @@ class Billing:
         The stripe library's raw request (its authentication, retries and errors) without
         turning the answer into StripeObjects and back: that round trip was a third of each
         re-fetch's CPU in the service (py-spy, benchmarks/edge.py), and only plain values are
-        read from it.
+        read from it. Awaited on the event loop (aiohttp, :mod:`hub.billing.client`): a batch's
+        re-fetches run together, at most :data:`~hub.billing.client.POOL_SIZE` at once.
         """
         url = f"/v1/{path}" + (f"/{quote(object_id, safe='')}" if object_id is not None else "")
-        loop = asyncio.get_running_loop()
         try:
-            response = await loop.run_in_executor(
-                self._stripe_threads, partial(self.client.raw_request, "get", url, **params)
-            )
+            response = await self.client.raw_request_async("get", url, **params)
         except stripe.InvalidRequestError as exc:
             if exc.http_status == 404 and exc.code == "resource_missing":
                 raise StripeObjectMissing(

@@ -180,7 +180,7 @@ async def main(argv: list[str] | None = None) -> None:
     if intake is not None:
         await intake.aclose()
     await events.aclose()
-    billing.close()
+    await billing.aclose()
     await authorizer.aclose()
     await ctx.monitor.aclose()
     db.dispose()

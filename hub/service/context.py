@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
-import stripe
 
 from hub.access.hub_groups import HubClient
+from hub.billing.client import StripeAPI
 from hub.billing.events import EventQueue
 from hub.billing.fulfilment import Billing, SyncAccess
 from hub.billing.webhook import split_secrets
@@ -53,7 +53,7 @@ class ServiceContext:
     catalog: Catalog
     db: Database
     #: The Stripe API client (real Stripe, or the demo's own API under ``{prefix}demo-stripe/``).
-    stripe: stripe.StripeClient
+    stripe: StripeAPI
     #: Fulfilment: turns checkouts and Stripe events into entitlements, then syncs access.
     billing: Billing
     #: Verified webhook events, recorded, then processed in batches.
@@ -106,7 +106,7 @@ def build_context(
     settings: Settings,
     catalog: Catalog,
     db: Database,
-    stripe_client: stripe.StripeClient | None,
+    stripe_client: StripeAPI | None,
     sync_access: SyncAccess,
     *,
     prefix: str = "/services/learnhub/",
@@ -144,11 +144,8 @@ def build_context(
         if stripe_client is None:
             if service_url is None:
                 raise ValueError("the demo payment provider needs service_url to reach itself")
-            stripe_client = stripe.StripeClient(
-                api_key,
-                base_addresses={"api": service_url.rstrip("/") + prefix + "demo-stripe"},
-                max_network_retries=0,
-            )
+            base = service_url.rstrip("/") + prefix + "demo-stripe"
+            stripe_client = StripeAPI(api_key, base, max_network_retries=0)
             demo_api_key = api_key
     elif stripe_client is None:
         raise ValueError("payments.provider stripe needs a stripe_client")

@@ -402,4 +402,4 @@ async def service(
     server.stop()
     await server.close_all_connections()
     await events.aclose()
-    ctx.billing.close()
+    await ctx.billing.aclose()

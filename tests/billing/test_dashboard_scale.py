@@ -241,7 +241,7 @@ async def dashboard(
     server.stop()
     await server.close_all_connections()
     await client.aclose()
-    ctx.billing.close()
+    await ctx.billing.aclose()
 
 
 ADMIN = {"X-Test-User": "root", "X-Test-Admin": "1"}

@@ -62,6 +62,7 @@ async def test_demo_pay_and_refund(
         server.stop()
         await server.close_all_connections()
         await events.aclose()
+        await ctx.billing.aclose()
     with db.transaction() as session:
         [ent] = session.scalars(sa.select(Entitlement)).all()
         assert (ent.status, ent.status_reason) == ("revoked", "refunded")

@@ -227,6 +227,7 @@ async def test_course_and_checkout_pages_show_the_buyers_deadlines(
         server.stop()
         await server.close_all_connections()
         await ctx.events.aclose()
+        await ctx.billing.aclose()
 
 
 def test_extensions_survive_a_change_of_pacing_both_ways(tmp_path: Path) -> None:

@@ -276,7 +276,7 @@ async def service(
         yield Edge(url, ctx, http)
     server.stop()
     await server.close_all_connections()
-    ctx.billing.close()
+    await ctx.billing.aclose()
 
 
 async def ask(service: Edge, user: str, title: str, body: str) -> str:

@@ -116,7 +116,7 @@ async def edge(
     server.stop()
     await server.close_all_connections()
     await ctx.events.aclose()
-    ctx.billing.close()
+    await ctx.billing.aclose()
 
 
 # -- one public URL ------------------------------------------------------------------------------

@@ -512,7 +512,7 @@ async def test_acknowledged_events_survive_a_restart(
         await asyncio.wait_for(restarted.join(), 10)
     finally:
         await restarted.aclose()
-        ctx.billing.close()
+        await ctx.billing.aclose()
     assert {e.outcome for e in events(service).values()} == {"applied", "ignored"}
     assert fake_hub.group_members[GROUP] == {"alice", "bob"}
 
