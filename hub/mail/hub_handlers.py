@@ -53,10 +53,12 @@ def log_unavailable(
 ) -> None:
     """The one warning of a request that found LearnHub's database unavailable.
 
-    Through the Hub's own logger, with ``key=value`` pairs in the line (the Hub's log drops a
-    record's ``extra``). Who (the account, or the client's address when there is none yet; never
-    a mail address, which would tell whose the address is), which page, what became of it,
-    and the database's reason: never a statement, a parameter or a token.
+    Through the Hub's own logger, with ``key=value`` pairs in the message: the wording
+    docs/how-to/email.md gives operators, older than ``learnhub.*`` records carrying their
+    ``extra`` in the Hub's log (:func:`hub.logs.hub_logging_config`). Who (the account, or the
+    client's address when there is none yet; never a mail address, which would tell whose the
+    address is), which page, what became of it, and the database's reason: never a statement,
+    a parameter or a token.
     """
     logger.warning(
         "mail service unavailable: page=%s user=%s client=%s outcome=%s reason=%r",

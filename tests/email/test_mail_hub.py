@@ -273,6 +273,54 @@ def test_reset_requests_are_rate_limited(hub: HubProcess) -> None:
     assert ask_reset(hub, address("x0"), "127.0.0.23").status_code == 200
 
 
+# -- the Hub's log ----------------------------------------------------------------------------
+
+#: A LearnHub record as the Hub writes it: as the service does (hub.logs.KeyValueFormatter).
+LEARNHUB_LINE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR) learnhub\.\S+ .*"
+
+
+def log_line(hub: HubProcess, start: int, pattern: str, timeout: float = 30) -> str:
+    """The first whole line of the hub's log after ``start`` (characters) that matches
+    ``pattern``, waiting for it: the reset form's look-up runs after its answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = hub.log_path.read_text(errors="replace")[start:]
+        found = re.search(rf"^(?:{pattern})$", log, re.MULTILINE)
+        if found:
+            return found.group(0)
+        assert time.monotonic() < deadline, f"no line {pattern!r} in:\n{log[-4000:]}"
+        time.sleep(0.1)
+
+
+def test_learnhub_lines_in_the_hubs_log_carry_their_extras(
+    hub: HubProcess, smtp: SmtpServer, people: dict[str, EmailMessage]
+) -> None:
+    """In the Hub's process LearnHub's records are written as the service writes them: time,
+    level, logger, message, then the record's ``extra`` as ``key=value`` (JupyterHub's
+    formatter printed the message alone, and nothing below WARNING); JupyterHub's own lines
+    keep their format, and the reset link's token is in none of them."""
+    start = len(hub.log_path.read_text(errors="replace"))
+    assert ask_reset(hub, address("noah"), "127.0.0.41").status_code == 200
+    assert ask_reset(hub, address("nobody-else"), "127.0.0.41").status_code == 200
+    queued = log_line(hub, start, LEARNHUB_LINE.replace(".*", "password reset link queued .*"))
+    assert queued.split(" ", 1)[1] == (
+        "INFO learnhub.mail password reset link queued outcome=queued user=noah"
+    )
+    unknown = log_line(hub, start, LEARNHUB_LINE.replace(".*", "password reset asked .*"))
+    assert unknown.endswith(" for an unknown address outcome=none"), unknown
+    mail = smtp.inbox.wait_for(address("noah"), subject("Reset your LearnHub password"))
+    token = links_in(mail)[0].split("token=")[1]
+    log = hub.log_path.read_text(errors="replace")[start:]
+    assert token not in log
+    # JupyterHub's own access line for the same request, in JupyterHub's format.
+    assert re.search(
+        r"^\[I \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} JupyterHub log:\d+\] 200 POST "
+        r"\S*/hub/forgot-password \(@127\.0\.0\.41\) [0-9.]+ms$",
+        log,
+        re.MULTILINE,
+    ), log
+
+
 # -- LearnHub's database unavailable ------------------------------------------------------------
 
 #: What every mail page says while LearnHub's database cannot be used, in each language.
