@@ -424,6 +424,48 @@ def test_mail_pages_answer_503_and_lose_nothing_while_the_database_is_refused(
         lan.close()
 
 
+#: What the member home says while LearnHub's database cannot be used, in each language.
+RECORDS_UNAVAILABLE = {
+    "en": "Your course records cannot be shown right now",
+    "zh-CN": "暂时无法显示你的课程记录",
+}
+
+
+def test_member_home_keeps_the_courses_while_the_database_is_refused(
+    hub: HubProcess, people: dict[str, EmailMessage]
+) -> None:
+    """Course servers do not need LearnHub's database, so the member home (rendered by the Hub)
+    does not fail with it: with the file refused by the Hub's check while the Hub runs, it
+    answers 200 with the member's course and its Launch link, without the database's notes,
+    and says so in the member's language (neither JupyterHub's 500 nor a 503 that would hide
+    the courses); the log names the refusal with its details, and has no traceback."""
+    log_start = len(hub.log_path.read_text(errors="replace"))
+    for name, lang in (("noah", "en"), ("ola", "zh-CN")):
+        b = Browser(hub)
+        try:
+            b.client.cookies.set("learnhub-lang", lang)
+            assert b.login(name, PASSWORD).url.path.endswith("/hub/home")
+            with service_database_refused(hub):
+                page = b.client.get("hub/home")
+            assert page.status_code == 200, page.text
+            assert f'<html lang="{lang}">' in page.text
+            assert RECORDS_UNAVAILABLE[lang] in page.text, page.text
+            assert f'data-course="{COURSE}"' in page.text
+            assert f"spawn/{name}/{COURSE}" in page.text
+            assert "Traceback" not in page.text
+            # The control: with the file back, the notice is gone.
+            assert RECORDS_UNAVAILABLE[lang] not in b.client.get("hub/home").text
+        finally:
+            b.close()
+    log = hub.log_path.read_text(errors="replace")[log_start:]
+    refused = [line for line in log.splitlines() if " learnhub database refused " in line]
+    assert refused and all(
+        f"path={hub.learnhub_db_path} " in line and 'reason="belongs to uid 0,' in line
+        for line in refused
+    ), log
+    assert "Traceback" not in log, log
+
+
 # -- notices ----------------------------------------------------------------------------------
 
 
