@@ -23,6 +23,8 @@ from hub.i18n.hub_pages import current_cookie, current_language
 from hub.i18n.money import format_money
 from hub.settings import Settings
 
+log = logging.getLogger("learnhub.home")
+
 #: Why access ended, as the member home says it (entitlement ``status_reason`` -> message key).
 ENDED_REASONS = {
     "refunded": "ended_refunded",
@@ -88,7 +90,9 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
     Also says which courses' access ended (refund, dispute, cancellation) from LearnHub's
     database, and each course's assignments from `course.yaml`, one row each with its deadline
     and, for a learner, their progress. A database problem only hides the "access ended" notes
-    and the progress; it never breaks the page. Reasons are message keys; prices are in the
+    and the progress; it never breaks the page: a course's server does not need LearnHub's
+    database. When the database cannot be used (:data:`hub.store.hub_side.UNAVAILABLE`) the
+    page says so and the log has one warning. Reasons are message keys; prices are in the
     page language.
     """
     courses_dir = settings.courses_dir.resolve()
@@ -109,19 +113,25 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
             state["db"] = hub_database(settings.learnhub_db_url, service_db_owner(settings))
         return state["db"]
 
-    def records_refused() -> bool:
-        # Checked once per page, before any read: a refused file hides the database's notes
-        # and says so, instead of one logged traceback per read.
-        from hub.store.hub_side import ServiceDatabaseRefused
+    def first_read(name: str) -> tuple[dict[str, str], bool]:
+        # The page's first read, ``(ended courses, unavailable)``: a database that cannot be
+        # used hides all its notes and says so, with one log line, instead of one traceback
+        # per read (and, locked, one busy timeout per read, on the Hub's event loop).
+        from hub.store.hub_side import UNAVAILABLE, ServiceDatabaseRefused, unavailable_reason
 
         try:
-            with learnhub_db().engine.connect():  # a new connection checks the file first
-                pass
+            return ended_courses(learnhub_db(), name), False
         except ServiceDatabaseRefused:  # logged by the check, with the path and the remedy
-            return True
-        except Exception:  # down for another reason: each read below logs and carries on
-            return False
-        return False
+            return {}, True
+        except UNAVAILABLE as exc:
+            log.warning(
+                "learnhub records unavailable",
+                extra={"user": name, "reason": unavailable_reason(exc), "outcome": "notes-hidden"},
+            )
+            return {}, True
+        except Exception:  # a bug: logged with its traceback; the page renders without notes
+            log.exception("could not read entitlements")
+            return {}, False
 
     def time_zone(name: str) -> str:
         # The learnhub-tz cookie the time zone form sets, else the member's saved zone, else UTC.
@@ -133,7 +143,7 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
         try:
             return viewer_zone(None, saved_zone(learnhub_db(), name))
         except Exception:  # the home page renders (in UTC) even if the database is down
-            logging.getLogger("learnhub.home").exception("could not read the time zone")
+            log.exception("could not read the time zone")
             return viewer_zone(None)
 
     def current_catalog() -> Catalog:
@@ -176,18 +186,13 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
         }
         if user is None:
             return empty
-        refused = records_refused()
-        zone = viewer_zone(current_cookie(TZ_COOKIE)) if refused else time_zone(user.name)
+        ended, unavailable = first_read(user.name)
+        zone = viewer_zone(current_cookie(TZ_COOKIE)) if unavailable else time_zone(user.name)
         try:
             catalog = current_catalog()
         except CourseError:
             # The operator sees the details in `learnhub check`; members get a calm message.
             return {**empty, "error": "catalog_updating"}
-        try:
-            ended = {} if refused else ended_courses(learnhub_db(), user.name)
-        except Exception:  # the home page must render even if LearnHub's database is down
-            logging.getLogger("learnhub.home").exception("could not read entitlements")
-            ended = {}
         groups = {group.name for group in user.groups}
         mine: list[dict[str, Any]] = []
         others: list[dict[str, Any]] = []
@@ -223,7 +228,7 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
                 "announcement": None,
                 "certificate_url": "",
             }
-            if role and refused:
+            if role and unavailable:
                 mine.append(item)
             elif role:
                 try:
@@ -241,7 +246,7 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
                     latest = announcements(learnhub_db(), course.id, limit=1)
                     item["announcement"] = latest[0] if latest else None
                 except Exception:  # progress is a nicety; the page renders without it
-                    logging.getLogger("learnhub.home").exception("could not read progress")
+                    log.exception("could not read progress")
                 mine.append(item)
             elif course.id in ended:
                 ended_items.append(item)
@@ -251,7 +256,7 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
             "mine": mine,
             "others": others,
             "ended": ended_items,
-            "error": "records_unavailable" if refused else "",
+            "error": "records_unavailable" if unavailable else "",
             "catalog_url": catalog_url,
             # Dates in the member's language and zone: when(moment), day(moment), iso(moment).
             **formatter(lang, zone),

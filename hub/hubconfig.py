@@ -28,6 +28,7 @@ from hub.demo_accounts import DEMO_ADMIN, DEMO_USERS, demo_groups, demo_seed_use
 from hub.home import course_titles, front_door, home_courses
 from hub.hub_sqlite import tune_hub_sqlite
 from hub.i18n.hub_pages import hub_template_vars, language_transform
+from hub.logs import hub_logging_config
 from hub.metrics import (
     HUB_METRICS_SCOPE,
     METRICS_CUSTOM_SCOPES,
@@ -72,6 +73,8 @@ def apply_hub(c: Any, settings: Settings) -> None:
     c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
     # traitlets spells it WARN; Python's logging (our service) spells it WARNING.
     c.JupyterHub.log_level = "WARN" if hub.log_level == "WARNING" else hub.log_level
+    # LearnHub's own records in the Hub's log, with their key=value pairs (hub.logs).
+    c.JupyterHub.logging_config = hub_logging_config(hub.log_level)
     # Servers keep running across a hub restart; the new hub finds them again.
     c.JupyterHub.cleanup_servers = False
     c.JupyterHub.cleanup_proxy = False

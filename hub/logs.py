@@ -1,4 +1,5 @@
-"""Structured logs for LearnHub's own processes (the service, the CLI).
+"""Structured logs for LearnHub's own processes (the service, the CLI) and for LearnHub's
+loggers (``learnhub.*``) inside the Hub's process.
 
 Each record is one line: time, level, logger, message, then `key=value` pairs from the record's
 `extra` (who, which course, what outcome). Keys that name secrets are never printed, whatever a
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 #: Attributes every LogRecord has; anything else came from `extra=`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -34,12 +36,15 @@ class KeyValueFormatter(logging.Formatter):
         return f"{base} {' '.join(pairs)}" if pairs else base
 
 
+#: The line every LearnHub process writes (before the ``key=value`` pairs).
+LINE_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Send LearnHub's loggers to stderr as structured lines (idempotent)."""
     handler = logging.StreamHandler()
-    handler.setFormatter(
-        KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S")
-    )
+    handler.setFormatter(KeyValueFormatter(LINE_FORMAT, DATE_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -47,3 +52,32 @@ def configure_logging(level: str = "INFO") -> None:
     # LearnHub logs what they were for, with who and which course. Keep theirs to warnings.
     for noisy in ("stripe", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def hub_logging_config(level: str) -> dict[str, Any]:
+    """`JupyterHub.logging_config`: LearnHub's loggers in the Hub's process, as in the service.
+
+    JupyterHub configures only its own logger; a ``learnhub.*`` record reached Python's
+    last-resort handler, which prints WARNING and above as the bare message (its ``extra``
+    dropped) and nothing below. This gives ``learnhub`` its own stderr handler with
+    :class:`KeyValueFormatter` at the Hub's level; JupyterHub's lines keep their format.
+    traitlets merges it into the Hub's logging configuration each time it applies it.
+    """
+    return {
+        "formatters": {
+            "learnhub": {
+                "class": f"{__name__}.KeyValueFormatter",
+                "format": LINE_FORMAT,
+                "datefmt": DATE_FORMAT,
+            }
+        },
+        "handlers": {
+            "learnhub": {
+                "class": "logging.StreamHandler",
+                "formatter": "learnhub",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        # Not propagated: a root handler someone adds would print each record a second time.
+        "loggers": {"learnhub": {"level": level, "handlers": ["learnhub"], "propagate": False}},
+    }

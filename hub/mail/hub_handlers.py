@@ -53,10 +53,12 @@ def log_unavailable(
 ) -> None:
     """The one warning of a request that found LearnHub's database unavailable.
 
-    Through the Hub's own logger, with ``key=value`` pairs in the line (the Hub's log drops a
-    record's ``extra``). Who (the account, or the client's address when there is none yet; never
-    a mail address, which would tell whose the address is), which page, what became of it,
-    and the database's reason: never a statement, a parameter or a token.
+    Through the Hub's own logger, with ``key=value`` pairs in the message: the wording
+    docs/how-to/email.md gives operators, older than ``learnhub.*`` records carrying their
+    ``extra`` in the Hub's log (:func:`hub.logs.hub_logging_config`). Who (the account, or the
+    client's address when there is none yet; never a mail address, which would tell whose the
+    address is), which page, what became of it, and the database's reason: never a statement,
+    a parameter or a token.
     """
     logger.warning(
         "mail service unavailable: page=%s user=%s client=%s outcome=%s reason=%r",
@@ -268,9 +270,25 @@ class ForgotPasswordHandler(MailPage):
         self.finish(html)
 
     async def _send_link(self, address: str, lang: str) -> None:
-        # Logged, never shown: the visitor has had their answer, the same for every address.
+        # LearnHub's database in worker threads; the Hub's account on this, the event loop's,
+        # thread: JupyterHub's ORM session (self.auth.get_user) is not thread-safe.
+        # Failures are logged, never shown: the visitor has had their answer, the same for
+        # every address.
         try:
-            await asyncio.to_thread(self._queue_link, address, lang)
+            db = self.auth.learnhub_db()
+            username = await asyncio.to_thread(members.username_for, db, address)
+            account = self.auth.get_user(username) if username else None
+            if username is None or account is None:
+                log.info("password reset asked for an unknown address", extra={"outcome": "none"})
+                return
+            secret = self.auth.email_secret
+            token = tokens.sign(
+                secret,
+                "reset",
+                {"u": username, "p": tokens.password_fingerprint(secret, account.password)},
+            )
+            params = {"token": token, "minutes": self.auth.email_reset_minutes, "lang": lang}
+            await asyncio.to_thread(queue_reset_link, db, username, address, params)
         except UNAVAILABLE as exc:  # it went away (or stayed locked) after the probe
             log_unavailable(
                 self.log,
@@ -282,30 +300,16 @@ class ForgotPasswordHandler(MailPage):
         except Exception:
             log.exception("password reset mail not queued")
 
-    def _queue_link(self, address: str, lang: str) -> None:
-        db = self.auth.learnhub_db()
-        username = members.username_for(db, address)
-        account = self.auth.get_user(username) if username else None
-        if username is None or account is None:
-            log.info("password reset asked for an unknown address", extra={"outcome": "none"})
-            return
-        token = tokens.sign(
-            self.auth.email_secret,
-            "reset",
-            {
-                "u": username,
-                "p": tokens.password_fingerprint(self.auth.email_secret, account.password),
-            },
-        )
-        with db.transaction() as session:
-            enqueue(
-                session,
-                kind="reset",
-                recipient=address,
-                username=username,
-                params={"token": token, "minutes": self.auth.email_reset_minutes, "lang": lang},
-            )
-        log.info("password reset link queued", extra={"user": username, "outcome": "queued"})
+
+def queue_reset_link(db: Any, username: str, address: str, params: dict[str, Any]) -> None:
+    """Queue the reset mail for ``username`` at ``address`` in LearnHub's database.
+
+    Blocking, for a worker thread: it is handed LearnHub's database and plain values only,
+    never the handler, whose Hub session belongs to the event loop's thread.
+    """
+    with db.transaction() as session:
+        enqueue(session, kind="reset", recipient=address, username=username, params=params)
+    log.info("password reset link queued", extra={"user": username, "outcome": "queued"})
 
 
 class ResetPasswordHandler(MailPage):

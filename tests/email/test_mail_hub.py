@@ -273,6 +273,54 @@ def test_reset_requests_are_rate_limited(hub: HubProcess) -> None:
     assert ask_reset(hub, address("x0"), "127.0.0.23").status_code == 200
 
 
+# -- the Hub's log ----------------------------------------------------------------------------
+
+#: A LearnHub record as the Hub writes it: as the service does (hub.logs.KeyValueFormatter).
+LEARNHUB_LINE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR) learnhub\.\S+ .*"
+
+
+def log_line(hub: HubProcess, start: int, pattern: str, timeout: float = 30) -> str:
+    """The first whole line of the hub's log after ``start`` (characters) that matches
+    ``pattern``, waiting for it: the reset form's look-up runs after its answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = hub.log_path.read_text(errors="replace")[start:]
+        found = re.search(rf"^(?:{pattern})$", log, re.MULTILINE)
+        if found:
+            return found.group(0)
+        assert time.monotonic() < deadline, f"no line {pattern!r} in:\n{log[-4000:]}"
+        time.sleep(0.1)
+
+
+def test_learnhub_lines_in_the_hubs_log_carry_their_extras(
+    hub: HubProcess, smtp: SmtpServer, people: dict[str, EmailMessage]
+) -> None:
+    """In the Hub's process LearnHub's records are written as the service writes them: time,
+    level, logger, message, then the record's ``extra`` as ``key=value`` (JupyterHub's
+    formatter printed the message alone, and nothing below WARNING); JupyterHub's own lines
+    keep their format, and the reset link's token is in none of them."""
+    start = len(hub.log_path.read_text(errors="replace"))
+    assert ask_reset(hub, address("noah"), "127.0.0.41").status_code == 200
+    assert ask_reset(hub, address("nobody-else"), "127.0.0.41").status_code == 200
+    queued = log_line(hub, start, LEARNHUB_LINE.replace(".*", "password reset link queued .*"))
+    assert queued.split(" ", 1)[1] == (
+        "INFO learnhub.mail password reset link queued outcome=queued user=noah"
+    )
+    unknown = log_line(hub, start, LEARNHUB_LINE.replace(".*", "password reset asked .*"))
+    assert unknown.endswith(" for an unknown address outcome=none"), unknown
+    mail = smtp.inbox.wait_for(address("noah"), subject("Reset your LearnHub password"))
+    token = links_in(mail)[0].split("token=")[1]
+    log = hub.log_path.read_text(errors="replace")[start:]
+    assert token not in log
+    # JupyterHub's own access line for the same request, in JupyterHub's format.
+    assert re.search(
+        r"^\[I \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} JupyterHub log:\d+\] 200 POST "
+        r"\S*/hub/forgot-password \(@127\.0\.0\.41\) [0-9.]+ms$",
+        log,
+        re.MULTILINE,
+    ), log
+
+
 # -- LearnHub's database unavailable ------------------------------------------------------------
 
 #: What every mail page says while LearnHub's database cannot be used, in each language.
@@ -374,6 +422,48 @@ def test_mail_pages_answer_503_and_lose_nothing_while_the_database_is_refused(
     finally:
         kai.close()
         lan.close()
+
+
+#: What the member home says while LearnHub's database cannot be used, in each language.
+RECORDS_UNAVAILABLE = {
+    "en": "Your course records cannot be shown right now",
+    "zh-CN": "暂时无法显示你的课程记录",
+}
+
+
+def test_member_home_keeps_the_courses_while_the_database_is_refused(
+    hub: HubProcess, people: dict[str, EmailMessage]
+) -> None:
+    """Course servers do not need LearnHub's database, so the member home (rendered by the Hub)
+    does not fail with it: with the file refused by the Hub's check while the Hub runs, it
+    answers 200 with the member's course and its Launch link, without the database's notes,
+    and says so in the member's language (neither JupyterHub's 500 nor a 503 that would hide
+    the courses); the log names the refusal with its details, and has no traceback."""
+    log_start = len(hub.log_path.read_text(errors="replace"))
+    for name, lang in (("noah", "en"), ("ola", "zh-CN")):
+        b = Browser(hub)
+        try:
+            b.client.cookies.set("learnhub-lang", lang)
+            assert b.login(name, PASSWORD).url.path.endswith("/hub/home")
+            with service_database_refused(hub):
+                page = b.client.get("hub/home")
+            assert page.status_code == 200, page.text
+            assert f'<html lang="{lang}">' in page.text
+            assert RECORDS_UNAVAILABLE[lang] in page.text, page.text
+            assert f'data-course="{COURSE}"' in page.text
+            assert f"spawn/{name}/{COURSE}" in page.text
+            assert "Traceback" not in page.text
+            # The control: with the file back, the notice is gone.
+            assert RECORDS_UNAVAILABLE[lang] not in b.client.get("hub/home").text
+        finally:
+            b.close()
+    log = hub.log_path.read_text(errors="replace")[log_start:]
+    refused = [line for line in log.splitlines() if " learnhub database refused " in line]
+    assert refused and all(
+        f"path={hub.learnhub_db_path} " in line and 'reason="belongs to uid 0,' in line
+        for line in refused
+    ), log
+    assert "Traceback" not in log, log
 
 
 # -- notices ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from unittest.mock import Mock
 
 import pytest
 import sqlalchemy as sa
@@ -402,3 +403,55 @@ def test_the_hubs_pooled_connections_are_checked_again(tmp_path: Path) -> None:
         assert unavailable_reason(locked) == "unreachable: locked"
     finally:
         hub_db.dispose()
+
+
+async def test_the_reset_look_up_uses_the_hubs_session_only_on_the_event_loop(
+    tmp_path: Path, db: Database
+) -> None:
+    """ "Forgot password?" looks the account up after its answer: the Hub's ORM session
+    (JupyterHub's, which is not thread-safe and belongs to the event loop's thread) is used on
+    that thread only, while LearnHub's database work runs in a worker thread; the link is still
+    queued for a verified address and nothing for another. Every statement the Hub's session
+    runs is recorded with the thread that ran it."""
+    import threading
+
+    from jupyterhub import orm
+    from tornado.httputil import HTTPServerRequest
+    from tornado.web import Application
+    from traitlets.config import Config
+
+    from hub.auth import LearnHubNativeAuthenticator
+    from hub.mail.hub_handlers import ForgotPasswordHandler
+
+    members.record_address(db, "mia", "mia@example.org", "en")
+    assert members.mark_verified(db, "mia", "mia@example.org")
+    c = Config()
+    native = c.LearnHubNativeAuthenticator
+    native.email_enabled = True
+    native.learnhub_db_url = db.url
+    native.learnhub_db_owner = os.geteuid()
+    native.email_secret = "test-email-links"
+    hub_session = orm.new_session_factory("sqlite://")()  # the Hub's own database, in memory
+    auth = LearnHubNativeAuthenticator(config=c, db=hub_session)
+    assert auth.create_user("mia", "correct-horse-battery") is not None
+    threads: list[str] = []
+    sa.event.listen(
+        hub_session,
+        "do_orm_execute",
+        lambda _state: threads.append(threading.current_thread().name),
+    )
+    # The handler of one POST, as the Hub makes it (its settings carry the authenticator).
+    connection = Mock()
+    connection.context.remote_ip = "127.0.0.1"
+    request = HTTPServerRequest("POST", "/hub/forgot-password", connection=connection)
+    hub = SimpleNamespace(base_url="/hub/")
+    handler = ForgotPasswordHandler(
+        Application(authenticator=auth, hub=hub, db=hub_session), request
+    )
+    for address in ("mia@example.org", "nobody@example.org"):
+        await handler._send_link(address, "en")
+    assert threads and set(threads) == {threading.current_thread().name}, threads
+    with db.transaction() as session:
+        queued = session.execute(sa.select(OutboxMessage.kind, OutboxMessage.username)).all()
+    assert queued == [("reset", "mia")]
+    auth.learnhub_db().dispose()
