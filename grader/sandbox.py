@@ -44,6 +44,8 @@ from docker.models.containers import Container
 from docker.types import LogConfig
 from nbformat import NotebookNode
 
+from hub.docker_engine import docker_client as engine_client
+from hub.errors import DockerUnreachable
 from hub.settings import ResourceLimits, SandboxSettings, SpawnerSettings
 from learnhub_container import sandbox_runner
 from learnhub_container.sandbox_runner import RESULT_MARKER, mark_unfinished
@@ -464,7 +466,10 @@ def run_notebook_in_sandbox(
         raise SandboxError(f"run_notebook_in_sandbox runs Docker sandboxes, not {policy.backend!r}")
     context, fields = log_context(labels)
     own_client = client is None
-    docker_client = DockerClient.from_env() if client is None else client
+    try:
+        docker_client = engine_client() if client is None else client
+    except DockerUnreachable as exc:
+        raise SandboxError(str(exc)) from exc
     name = f"{policy.name_prefix}{uuid.uuid4().hex[:12]}"
     started = time.monotonic()
     container: Container | None = None
