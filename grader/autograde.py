@@ -37,6 +37,7 @@ from traitlets.config import Config
 
 from grader.preprocessors import ExecutionGate, RestoreLockedCells, SandboxedExecute
 from grader.sandbox import SandboxPolicy, SandboxResult
+from hub.docker_engine import require_engine
 
 log = logging.getLogger("learnhub.grader.autograde")
 
@@ -294,6 +295,10 @@ def autograde_submissions(
     base_config = config or course_config(course_dir)
     if students is None:
         students = find_submitted_students(course_dir, assignment, base_config)
+    if students and policy is not None and policy.backend in ("docker", "swarm"):
+        # Without an engine every submission would fail alone, each with nbgrader's
+        # traceback: one error instead, that says how to bring the engine back.
+        require_engine()
     workers = max(1, parallel if parallel is not None else default_parallel())
     gate = ExecutionGate()
     results: dict[str, GradeResult] = {}

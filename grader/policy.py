@@ -38,6 +38,9 @@ def sandbox_policy(settings: Settings, course: Course) -> SandboxPolicy:
         backend=backend if backend in ("swarm", "kubernetes") else "docker",
         swarm_constraints=tuple(settings.spawner.swarm.constraints) if swarm else (),
         kubernetes_namespace=settings.spawner.kubernetes_namespace,
+        # Named and labelled after the platform, like its course containers.
+        name_prefix=f"{settings.spawner.name_prefix}-sandbox-",
+        platform=settings.spawner.name_prefix,
     )
 
 

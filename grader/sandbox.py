@@ -44,6 +44,9 @@ from docker.models.containers import Container
 from docker.types import LogConfig
 from nbformat import NotebookNode
 
+from grader.owner import process_owner
+from hub.docker_engine import docker_client as engine_client
+from hub.errors import DockerUnreachable
 from hub.settings import ResourceLimits, SandboxSettings, SpawnerSettings
 from learnhub_container import sandbox_runner
 from learnhub_container.sandbox_runner import RESULT_MARKER, mark_unfinished
@@ -67,6 +70,13 @@ DEFAULT_ENV: Mapping[str, str] = {
     # Stock nbgrader sets this while autograding; notebooks may rely on it.
     "NBGRADER_EXECUTION": "autograde",
 }
+
+
+#: The labels every sandbox container carries (:func:`sandbox_labels`).
+ROLE_LABEL = "learnhub.role"
+SANDBOX_ROLE = "grader-sandbox"
+PLATFORM_LABEL = "learnhub.prefix"
+OWNER_LABEL = "learnhub.owner"
 
 
 class SandboxError(RuntimeError):
@@ -108,6 +118,10 @@ class SandboxPolicy:
     user: str = "1000:100"
     python: str = "/opt/learnhub/venv/bin/python"
     name_prefix: str = "learnhub-sandbox-"
+    #: The platform's ``spawner.name_prefix``, labelled on every sandbox (``learnhub.prefix``,
+    #: as on course containers): a worker removing a dead worker's sandboxes touches no other
+    #: platform's on the same engine.
+    platform: str = SpawnerSettings().name_prefix
     env: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ENV))
     #: Upper bound for the assignment files copied in next to the notebook.
     max_input_bytes: int = 50 * 1024 * 1024
@@ -263,13 +277,59 @@ def _create_container(
         cap_drop=["ALL"],
         security_opt=["no-new-privileges:true"],
         volumes={str(input_dir): {"bind": INPUT_MOUNT, "mode": "ro"}},
-        labels={"learnhub.role": "grader-sandbox", **labels},
+        labels={**labels, **sandbox_labels(policy.platform)},
         log_config=LogConfig(
             type=LogConfig.types.JSON, config={"max-size": policy.max_log_size, "max-file": "1"}
         ),
         detach=False,
     )
     return container
+
+
+def sandbox_labels(platform: str, owner: str | None = None) -> dict[str, str]:
+    """The labels that say a container is a sandbox of ``platform`` started by ``owner``
+    (``host:pid``, default this process), which removes it when the run ends."""
+    return {
+        ROLE_LABEL: SANDBOX_ROLE,
+        PLATFORM_LABEL: platform,
+        OWNER_LABEL: owner or process_owner(),
+    }
+
+
+def remove_abandoned_sandboxes(
+    platform: str, owner: str, client: DockerClient | None = None
+) -> list[str]:
+    """Remove, running or exited, the sandbox containers of ``platform`` that ``owner`` (a
+    dead process's ``host:pid``) started and can no longer remove; return their names.
+
+    Found by their labels only (:func:`sandbox_labels`), never by name. The caller knows the
+    owner is dead (:func:`grader.worker.recover`). :class:`~hub.errors.DockerUnreachable`
+    when the engine does not answer; its other errors are docker-py's.
+    """
+    own_client = client is None
+    docker_client = engine_client() if client is None else client
+    filters = [f"{key}={value}" for key, value in sandbox_labels(platform, owner).items()]
+    removed: list[str] = []
+    try:
+        # ignore_removed: one that ends (and goes) while listed is no error.
+        found = docker_client.containers.list(
+            all=True, filters={"label": filters}, ignore_removed=True
+        )
+        for container in found:
+            context = f"owner={owner} platform={platform}"
+            if not _remove(container, context):
+                continue
+            removed.append(container.name)
+            log.warning(
+                "sandbox of a dead process removed container=%s %s",
+                container.name,
+                context,
+                extra={"container": container.name, "owner": owner, "outcome": "removed"},
+            )
+    finally:
+        if own_client:
+            docker_client.close()
+    return removed
 
 
 def _send_notebook(
@@ -326,7 +386,9 @@ def parse_result(output: bytes) -> dict[str, Any] | None:
     return result if isinstance(result, dict) else None
 
 
-def _remove(container: Container, context: str) -> None:
+def _remove(container: Container, context: str) -> bool:
+    """Remove ``container`` (running or not); False when it is left behind (logged, with the
+    command that clears it)."""
     try:
         container.remove(force=True)
     except docker.errors.NotFound:
@@ -343,8 +405,9 @@ def _remove(container: Container, context: str) -> None:
                 container.name,
                 extra={"container": container.name, "outcome": "error"},
             )
-            return
+            return False
     log.debug("sandbox removed container=%s %s", container.name, context)
+    return True
 
 
 def _aborted(
@@ -464,7 +527,10 @@ def run_notebook_in_sandbox(
         raise SandboxError(f"run_notebook_in_sandbox runs Docker sandboxes, not {policy.backend!r}")
     context, fields = log_context(labels)
     own_client = client is None
-    docker_client = DockerClient.from_env() if client is None else client
+    try:
+        docker_client = engine_client() if client is None else client
+    except DockerUnreachable as exc:
+        raise SandboxError(str(exc)) from exc
     name = f"{policy.name_prefix}{uuid.uuid4().hex[:12]}"
     started = time.monotonic()
     container: Container | None = None

@@ -80,6 +80,8 @@ from grader.sandbox import (
     parse_result,
     runner_arguments,
 )
+from hub.docker_engine import docker_client
+from hub.errors import DockerUnreachable
 
 log = logging.getLogger("learnhub.grader.swarm_sandbox")
 
@@ -370,7 +372,10 @@ def run_notebook_in_swarm(
     payload = notebook_payload(nb)
     files = input_files(resources_dir, policy.max_input_bytes)
     own_client = client is None
-    swarm = DockerClient.from_env() if client is None else client
+    try:
+        swarm = docker_client() if client is None else client
+    except DockerUnreachable as exc:
+        raise SandboxError(str(exc)) from exc
     name = f"{policy.name_prefix}{uuid.uuid4().hex[:12]}"
     object_labels = {"learnhub.role": "grader-sandbox", "learnhub.sandbox": name}
     created = _Created()

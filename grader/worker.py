@@ -15,7 +15,11 @@ forks a child that drops to that user and does every database call for it
 
 A job left ``running`` by a worker that died (its ``host:pid`` no longer runs here) is queued
 again and resumed: autograde grades only what its recorded digests say is new or changed
-(`grader/records.py`), so a resumed run continues where the dead one stopped.
+(`grader/records.py`), so a resumed run continues where the dead one stopped. The sandbox
+containers the dead worker left (killed, it removed none) go first: they carry its
+``host:pid`` and the platform's ``spawner.name_prefix`` as labels
+(:func:`grader.sandbox.remove_abandoned_sandboxes`), so another platform's sandboxes, and a
+live process's, are never touched.
 
 A worker told to stop (SIGINT or SIGTERM: the Hub stopping its services, Ctrl-C on `learnhub
 demo`) never dies half-way through a database call. Between jobs it ends at once. A job in
@@ -42,6 +46,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.exc import OperationalError
 
+from grader.owner import process_owner
 from hub.courses import Catalog
 from hub.errors import LearnHubError
 from hub.grading_jobs import JobRefused, JobStore, request_from_row
@@ -195,8 +200,9 @@ def _serve(sock: socket.socket, store: JobStore) -> None:
 
 
 def worker_id() -> str:
-    """``host:pid`` of this worker, recorded on the jobs it claims."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid`` of this worker, recorded on the jobs it claims and on the sandboxes it
+    starts (:func:`grader.owner.process_owner`)."""
+    return process_owner()
 
 
 def worker_alive(worker: str, updated_at: str, *, now: float | None = None) -> bool:
@@ -221,12 +227,20 @@ def worker_alive(worker: str, updated_at: str, *, now: float | None = None) -> b
     return (now if now is not None else time.time()) - last < STALE_SECONDS
 
 
-def recover(rows: JobRows, me: str) -> list[int]:
-    """Queue again the running jobs of dead workers; return their ids."""
+def recover(
+    rows: JobRows, me: str, remove_sandboxes: Callable[[str], None] | None = None
+) -> list[int]:
+    """Queue again the running jobs of dead workers; return their ids.
+
+    ``remove_sandboxes(worker)`` first removes the sandboxes a dead worker left running (or
+    exited): the process that would have removed them is gone.
+    """
     recovered = []
     for job in rows.running():
         if job["worker"] == me or worker_alive(job["worker"], job["updated_at"]):
             continue
+        if remove_sandboxes is not None and job["worker"]:
+            remove_sandboxes(str(job["worker"]))
         state = rows.requeue(int(job["id"]), f"worker {job['worker'] or '?'} died")
         log.warning(
             "job of a dead worker recovered",
@@ -234,6 +248,34 @@ def recover(rows: JobRows, me: str) -> list[int]:
         )
         recovered.append(int(job["id"]))
     return recovered
+
+
+def sandbox_remover(settings: Settings) -> Callable[[str], None] | None:
+    """What :func:`recover` calls with a dead worker's id: remove the sandbox containers it
+    left on this host's engine, of this platform only (their labels say both). None where the
+    sandboxes are cluster objects (``spawner.backend`` swarm or kubernetes), not containers
+    here."""
+    if settings.spawner.backend in ("swarm", "kubernetes"):
+        return None
+    platform = settings.spawner.name_prefix
+
+    def remove(worker: str) -> None:
+        # Docker's client is imported only here: an idle worker needs none (and finding a dead
+        # worker's job is rare).
+        from docker.errors import DockerException
+
+        from grader.sandbox import remove_abandoned_sandboxes
+
+        try:
+            remove_abandoned_sandboxes(platform, worker)
+        except (LearnHubError, DockerException) as exc:
+            # The job is queued again all the same; grading it says what is wrong with Docker.
+            log.warning(
+                "sandboxes of a dead worker not removed",
+                extra={"worker": worker, "error": str(exc), "outcome": "error"},
+            )
+
+    return remove
 
 
 class Progress:
@@ -440,13 +482,14 @@ def serve(
         else:
             rows = ServiceUserJobStore(account, settings.learnhub_db_url)
     me = worker_id()
+    remove_sandboxes = sandbox_remover(settings)
     count = 0
     released: list[int] = []
     try:
         log.info("grading worker ready", extra={"worker": me, "poll_seconds": poll_seconds})
         while not stopping.is_set():
             try:
-                recover(rows, me)
+                recover(rows, me, remove_sandboxes)
                 job = rows.claim(me)
             except (RuntimeError, OperationalError) as exc:
                 # At the Hub's start the service may not have migrated the database yet.

@@ -290,6 +290,10 @@ class HubProcess(JupyterHubProcess):
         env["LEARNHUB_ADMIN_TOKEN"] = self.admin_token
         env["LEARNHUB_CLI_TOKEN"] = self.cli_token
         env["PATH"] = venv_path(env, str(ROOT / "tools" / "node_modules" / ".bin"))
+        # The venv's editable install maps `hub` and `grader` to the checkout that made it:
+        # the Hub, its services and the grading worker (JupyterHub keeps PYTHONPATH for them)
+        # run this checkout's code, a git worktree's too.
+        env["PYTHONPATH"] = str(ROOT)
         env.update(self.extra_env)
         return env
 

@@ -31,6 +31,11 @@ class CourseError(LearnHubError):
     """A `course.yaml` (or the catalog as a whole) is invalid; the message names file and key."""
 
 
+class DockerUnreachable(LearnHubError):
+    """The Docker engine did not answer; the message names its address and the remedy
+    (:func:`hub.docker_engine.unreachable`)."""
+
+
 class HubAPIError(LearnHubError):
     """The JupyterHub REST API refused or failed a request."""
 

@@ -30,6 +30,9 @@ from docker.api.client import APIClient
 from docker.errors import APIError, DockerException, ImageNotFound
 from docker.utils import kwargs_from_env
 
+from hub.docker_engine import unreachable
+from hub.errors import LearnHubError
+
 HASH_LABEL = "learnhub.context-hash"
 #: The package of code that runs inside the containers; every image build context carries it.
 CONTAINER_PACKAGE = "learnhub_container"
@@ -51,8 +54,9 @@ _IGNORED_NAMES = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".DS_
 Log = Callable[[str], None]
 
 
-class ImageBuildError(RuntimeError):
-    """An image could not be built (engine unreachable, bootstrap or build failure)."""
+class ImageBuildError(LearnHubError):
+    """An image could not be built (engine unreachable, bootstrap or build failure); the
+    command line prints it as one message."""
 
 
 @dataclass(frozen=True)
@@ -128,10 +132,7 @@ def _connect(timeout: int = BUILD_TIMEOUT_S) -> APIClient:
         # version="auto" pings the engine, so an unreachable engine fails here, early.
         return APIClient(version="auto", timeout=timeout, **kwargs_from_env())
     except DockerException as exc:
-        raise ImageBuildError(
-            f"Docker engine not reachable: {exc}; start it with `sudo systemctl start docker` "
-            "(or `sudo service docker start`), or point DOCKER_HOST at a running engine"
-        ) from exc
+        raise ImageBuildError(str(unreachable(exc))) from exc
 
 
 def _image_labels(client: APIClient, name: str) -> tuple[str, dict[str, str]] | None:

@@ -48,9 +48,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from docker.client import DockerClient
 from docker.errors import DockerException, NotFound
 
+from hub.docker_engine import docker_client, unreachable
 from hub.errors import LearnHubError
 from hub.settings import Settings
 
@@ -282,7 +282,7 @@ def apply_networks(settings: Settings, client: Any | None = None) -> list[Course
     if not networks:
         return networks
     if client is None:
-        client = DockerClient.from_env()
+        client = docker_client()
     for network in networks:
         _ensure_docker_network(client, network)
         _write_chain(network.input_chain, input_rules(network))
@@ -311,7 +311,7 @@ def remove_networks(base_names: Iterable[str], client: Any | None = None) -> Non
     Their containers must be gone first (Docker refuses to remove a network in use).
     """
     if client is None:
-        client = DockerClient.from_env()
+        client = docker_client()
     for base in base_names:
         for network in (
             CourseNetwork(base, internet=False, host_ports=()),
@@ -329,10 +329,6 @@ def _missing(network: str) -> NetworkError:
     )
 
 
-def _unreachable(exc: DockerException) -> NetworkError:
-    return NetworkError(f"Docker engine not reachable ({exc}); is dockerd running?")
-
-
 def gateway_address(network: str, client: Any | None = None) -> str:
     """The host's address on ``network``: where course containers reach the Hub and exchange.
 
@@ -341,12 +337,12 @@ def gateway_address(network: str, client: Any | None = None) -> str:
     """
     try:
         if client is None:
-            client = DockerClient.from_env()
+            client = docker_client()
         attrs = client.networks.get(network).attrs
     except NotFound:
         raise _missing(network) from None
     except DockerException as exc:
-        raise _unreachable(exc) from exc
+        raise unreachable(exc) from exc
     if attrs.get("Scope") == "swarm":
         raise NetworkError(
             f"Docker network {network!r} is a Swarm network, whose gateway differs on every "
@@ -536,7 +532,7 @@ def apply_swarm_networks(settings: Settings, client: Any | None = None) -> list[
     if not networks:
         return networks
     if client is None:
-        client = DockerClient.from_env()
+        client = docker_client()
     try:
         for network in networks:
             _ensure_swarm_network(client, network)
@@ -596,7 +592,7 @@ def apply_swarm_node(settings: Settings, client: Any | None = None) -> list[Cour
     if not networks:
         return networks
     if client is None:
-        client = DockerClient.from_env()
+        client = docker_client()
     for network in networks:
         try:
             _ensure_config_network(client, network)
@@ -685,7 +681,7 @@ def check_course_networks(settings: Settings, client: Any | None = None) -> list
     own_client = client is None
     try:
         if client is None:
-            client = DockerClient.from_env(timeout=DOCKER_TIMEOUT)
+            client = docker_client(timeout=DOCKER_TIMEOUT)
         for network in networks:
             try:
                 attrs = client.networks.get(network.name).attrs
@@ -700,7 +696,7 @@ def check_course_networks(settings: Settings, client: Any | None = None) -> list
                 if problems:
                     raise _not_isolating(network, problems)
     except DockerException as exc:
-        raise _unreachable(exc) from exc
+        raise unreachable(exc) from exc
     finally:
         if own_client and client is not None:
             client.close()
@@ -837,7 +833,7 @@ def remove_single_host(settings: Settings, client: Any | None = None) -> Removal
     if not networks:
         return Removal()
     if client is None:
-        client = DockerClient.from_env()
+        client = docker_client()
     in_use = {n.name: found for n in networks if (found := _attached_containers(client, n.name))}
     _refuse_in_use(in_use, "containers attached", "docker stop")
     labels = {n.name: n.create_options()["labels"][NETWORK_LABEL] for n in networks}
@@ -856,7 +852,7 @@ def remove_swarm_networks(settings: Settings, client: Any | None = None) -> Remo
     if not networks:
         return Removal()
     if client is None:
-        client = DockerClient.from_env()
+        client = docker_client()
     try:
         in_use = {n.name: found for n in networks if (found := _services_on(client, n.name))}
     except DockerException as exc:
@@ -887,7 +883,7 @@ def remove_swarm_node(settings: Settings, client: Any | None = None) -> Removal:
     if not networks:
         return Removal()
     if client is None:
-        client = DockerClient.from_env()
+        client = docker_client()
     # A course server on this node sits on the Swarm network's local part, not on the
     # config-only network (which never has containers).
     in_use = {n.name: found for n in networks if (found := _attached_containers(client, n.name))}
@@ -913,4 +909,4 @@ def remove(settings: Settings, *, swarm_node: bool = False) -> Removal:
             return remove_swarm_networks(settings)
         return remove_single_host(settings)
     except DockerException as exc:
-        raise _unreachable(exc) from exc
+        raise unreachable(exc) from exc

@@ -22,7 +22,8 @@ import docker
 from docker.client import DockerClient
 
 from hub.courses import CourseEntry, load_course
-from hub.errors import SettingsError
+from hub.docker_engine import docker_client
+from hub.errors import LearnHubError
 from hub.settings import settings_from_environment
 
 #: The Dockerfile of every course's Swarm image (the materials are sent next to it).
@@ -98,7 +99,7 @@ def _has_registry(name: str) -> bool:
 
 def build_all(courses_dir: Path, *, template: str, default_image: str, push: bool) -> list[str]:
     """Build (and push) the Swarm image of every course in `courses_dir`; return the names."""
-    client = DockerClient.from_env(version="auto")
+    client = docker_client(version="auto")
     names = []
     try:
         for folder in sorted(p for p in courses_dir.iterdir() if (p / "course.yaml").is_file()):
@@ -135,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             default_image=settings.spawner.image,
             push=not args.no_push,
         )
-    except (SettingsError, SwarmImageError, docker.errors.DockerException) as exc:
+    except (LearnHubError, SwarmImageError, docker.errors.DockerException) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for name in names:

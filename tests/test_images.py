@@ -247,7 +247,8 @@ def test_failed_build_raises_with_last_output(built: object, tmp_path: Path) -> 
 
 def test_unreachable_engine_is_reported_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    with pytest.raises(ImageBuildError, match=r"Docker engine not reachable: .* start it"):
+    unreachable = r"cannot reach the Docker engine at .*: start Docker"
+    with pytest.raises(ImageBuildError, match=unreachable):
         build_images(REPO_ROOT, log=lambda _: None)
 
 
