@@ -39,10 +39,13 @@ on Swarm").
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import ipaddress
 import logging
 import shutil
+import socket
+import struct
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -351,7 +354,28 @@ def gateway_address(network: str, client: Any | None = None) -> str:
     for config in (attrs.get("IPAM") or {}).get("Config") or []:
         if config.get("Gateway"):
             return str(config["Gateway"])
+    # Docker may leave the gateway out of a bridge's IPAM config (Debian's docker.io 20.10
+    # does for the default `bridge`): it is then the address of the bridge's interface.
+    if attrs.get("Driver") == "bridge":
+        options = attrs.get("Options") or {}
+        device = options.get("com.docker.network.bridge.name") or f"br-{attrs['Id'][:12]}"
+        found = interface_ipv4(device)
+        if found is not None:
+            return found
     raise NetworkError(f"Docker network {network!r} has no gateway address")
+
+
+def interface_ipv4(device: str) -> str | None:
+    """The IPv4 address of this host's interface ``device``, or None (no such interface, or
+    no IPv4 address on it)."""
+    siocgifaddr = 0x8915  # <linux/sockios.h>
+    request = struct.pack("256s", device.encode()[:15])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            answer = fcntl.ioctl(probe.fileno(), siocgifaddr, request)
+        except OSError:
+            return None
+    return socket.inet_ntoa(answer[20:24])
 
 
 # --- Docker Swarm -------------------------------------------------------------------------------

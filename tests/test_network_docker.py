@@ -21,7 +21,7 @@ import docker
 import pytest
 import yaml
 
-from hub.network import BLOCKED_DESTINATIONS, CourseNetwork
+from hub.network import BLOCKED_DESTINATIONS, CourseNetwork, gateway_address, interface_ipv4
 from tests.harness import ROOT, HubProcess, browser, wait_for_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]
@@ -169,3 +169,20 @@ def test_internet_network_refuses_private_and_metadata_ranges_by_its_rules(
         ["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True, check=True
     ).stdout
     assert f"-i {network.bridge} -j {network.egress_chain}" in forward
+
+
+def test_a_bridges_gateway_is_its_interfaces_address_when_ipam_omits_it(
+    engine: docker.DockerClient,
+) -> None:
+    # Debian's docker.io 20.10 leaves the gateway out of the default bridge's IPAM config; the
+    # Hub (hub_ip auto on `bridge`) and the stock benchmark hub then failed to start.
+    attrs = engine.networks.get("bridge").attrs
+    device = attrs["Options"]["com.docker.network.bridge.name"]
+    shown = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "dev", device],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert gateway_address("bridge", engine) == shown[3].split("/")[0]
+    assert interface_ipv4("no-such-device") is None
