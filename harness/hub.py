@@ -407,6 +407,20 @@ def run_learnhub(
     return result
 
 
+def start_hub_once(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run JupyterHub with the repository's ``jupyterhub_config.py`` in the foreground until it
+    exits: for a start that must be refused (its output and exit status are the result)."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(ROOT / "jupyterhub_config.py")],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def stop_server(hub: HubProcess, username: str, server: str, timeout: float = 60) -> None:
     """Stop the named server and wait until the hub no longer lists it (the API answers
     before a slow stop finishes)."""

@@ -29,6 +29,7 @@ from harness.hub import (
     hub_settings,
     run_learnhub,
     running,
+    start_hub_once,
     stop_server,
     wait_for_server,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "run_nginx",
     "running",
     "server_stopped",
+    "start_hub_once",
     "stop_server",
     "wait_for_port",
     "wait_for_server",

@@ -15,7 +15,6 @@ tests/swarm/test_swarm_platform.py.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from hub.network import (
     swarm_jumps,
 )
 from hub.settings import Settings, load_settings
-from tests.harness import ROOT, TEST_PREFIX
+from tests.harness import ROOT, TEST_PREFIX, start_hub_once
 
 pytestmark = pytest.mark.docker
 
@@ -285,15 +284,7 @@ def test_start_check_refuses_networks_that_are_missing_or_do_not_isolate(
 def test_the_hub_refuses_to_start_without_its_swarm_networks(tmp_path: Path) -> None:
     """The check is wired into the Hub's config: it exits with the remedy, no traceback."""
     config, _ = swarm(tmp_path, f"{TEST_PREFIX}-rmh")
-    hub = subprocess.run(
-        [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(ROOT / "jupyterhub_config.py")],
-        env={"PATH": "/usr/bin:/bin", "LEARNHUB_CONFIG": str(config)},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    hub = start_hub_once({"PATH": "/usr/bin:/bin", "LEARNHUB_CONFIG": str(config)}, tmp_path)
     assert hub.returncode != 0
     assert "learnhub: cannot start" in hub.stderr
     assert f"Swarm network '{TEST_PREFIX}-rmh' does not exist" in hub.stderr

@@ -28,7 +28,7 @@ from hub.store import upgrade
 from hub.store.revisions import StoreRevisionError, check_store, learnhub_head, migration_lock
 from hub.upgrade import hub_db_revision, upgrade_platform
 from tests.billing.conftest import postgres_server
-from tests.harness import ROOT
+from tests.harness import ROOT, start_hub_once
 
 __all__ = ["postgres_server"]  # the session's PostgreSQL cluster, shared with tests/billing
 
@@ -202,15 +202,7 @@ def test_old_databases_are_refused_then_upgraded_intact(platform: Platform) -> N
     assert "run `learnhub upgrade`" in service.stderr
     assert "Traceback" not in service.stderr
 
-    hub = subprocess.run(
-        [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(ROOT / "jupyterhub_config.py")],
-        env=platform.env(),
-        cwd=platform.workdir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    hub = start_hub_once(platform.env(), platform.workdir)
     assert hub.returncode != 0
     # JupyterHub's database is checked first: the Hub names LearnHub's command for it too.
     assert "JupyterHub's database" in hub.stderr
