@@ -41,12 +41,18 @@ def _axe_source() -> str:
 
 
 def axe_violations(page: Page) -> list[dict[str, Any]]:
-    """Run axe-core on ``page`` as it is now: its WCAG 2.x A/AA and best-practice rules.
+    """Run axe-core on ``page`` once it has loaded: its WCAG 2.x A/AA and best-practice rules.
+
+    A check may follow a click that navigated, and an element being visible does not mean the
+    page's stylesheets have arrived: axe once measured the unstyled navigation of a phone-width
+    page (links 15 px apart, "target-size") that its stylesheet folds away (a full run at
+    693f3d4). So the page's ``load`` event comes first.
 
     The source is evaluated through CDP (``Runtime.evaluate``), which a page's
     Content-Security-Policy does not govern: the service's pages allow no script at all, and
     the check must not need a weaker policy than the one people get.
     """
+    page.wait_for_load_state("load")
     if not page.evaluate("() => typeof window.axe === 'object'"):
         # Inside a function whose `define` is undefined, so a page's AMD loader (the Hub's
         # pages carry require.js) cannot take axe's UMD wrapper instead of `window.axe`. (Not
