@@ -273,6 +273,18 @@ def test_reset_requests_are_rate_limited(hub: HubProcess) -> None:
     assert ask_reset(hub, address("x0"), "127.0.0.23").status_code == 200
 
 
+def test_the_rate_limit_warning_names_the_client_not_an_address(hub: HubProcess) -> None:
+    """``address`` means a mail address in LearnHub's log; the warning's IP is the ``client``,
+    as in the mail pages' other lines."""
+    start = len(hub.log_path.read_text(errors="replace"))
+    pages = [ask_reset(hub, address(f"y{n}"), "127.0.0.24") for n in range(RESET_LIMIT + 1)]
+    assert pages[-1].status_code == 429
+    line = log_line(hub, start, LEARNHUB_LINE.replace(".*", "password reset rate limited .*"))
+    assert line.split(" ", 1)[1] == (
+        "WARNING learnhub.mail password reset rate limited client=127.0.0.24 outcome=429"
+    ), line
+
+
 # -- the Hub's log ----------------------------------------------------------------------------
 
 #: A LearnHub record as the Hub writes it: as the service does (hub.logs.KeyValueFormatter).
