@@ -286,6 +286,27 @@ def sandbox_remover(settings: Settings) -> Callable[[str], None] | None:
     return remove
 
 
+def remove_orphaned_sandboxes(settings: Settings) -> None:
+    """At a worker's start: remove this platform's sandboxes on this host's engine whose owner,
+    a process of this host, is gone (:func:`grader.sandbox.remove_orphaned_sandboxes`, which
+    logs each). A killed `learnhub grader autograde` leaves no job row that :func:`recover`
+    would find them by. Nothing where sandboxes are cluster objects (swarm, kubernetes)."""
+    if settings.spawner.backend in ("swarm", "kubernetes"):
+        return
+    from docker.errors import DockerException
+
+    from grader import sandbox
+
+    try:
+        sandbox.remove_orphaned_sandboxes(settings.spawner.name_prefix)
+    except (LearnHubError, DockerException) as exc:
+        # The worker serves all the same; its first autograde says what is wrong with Docker.
+        log.warning(
+            "orphaned sandboxes not removed",
+            extra={"error": str(exc), "outcome": "error"},
+        )
+
+
 class Progress:
     """A job's progress document, written to the database as it changes."""
 
@@ -491,6 +512,7 @@ def serve(
             rows = ServiceUserJobStore(account, settings.learnhub_db_url)
     me = worker_id()
     remove_sandboxes = sandbox_remover(settings)
+    remove_orphaned_sandboxes(settings)
     count = 0
     released: list[int] = []
     try:
