@@ -25,14 +25,16 @@ import asyncio
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import stat
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,7 +46,7 @@ from docker.models.containers import Container
 from docker.types import LogConfig
 from nbformat import NotebookNode
 
-from grader.owner import process_owner
+from grader.owner import owner_alive, process_owner
 from hub.docker_engine import docker_client as engine_client
 from hub.errors import DockerUnreachable
 from hub.settings import ResourceLimits, SandboxSettings, SpawnerSettings
@@ -306,9 +308,51 @@ def remove_abandoned_sandboxes(
     owner is dead (:func:`grader.worker.recover`). :class:`~hub.errors.DockerUnreachable`
     when the engine does not answer; its other errors are docker-py's.
     """
+    return _remove_sandboxes(platform, sandbox_labels(platform, owner), lambda _: True, client)
+
+
+def remove_orphaned_sandboxes(platform: str, client: DockerClient | None = None) -> list[str]:
+    """Remove, running or exited, the sandbox containers of ``platform`` whose owner, a process
+    of this host, no longer runs (:func:`grader.owner.owner_alive`); return their names.
+
+    A killed `learnhub grader autograde` leaves its sandboxes with no job row that would lead
+    a worker to them (:func:`remove_abandoned_sandboxes`); a grading worker calls this once at
+    its start. Another platform's sandboxes, another host's and a live process's stay.
+    Errors as :func:`remove_abandoned_sandboxes`.
+    """
+    labels = {ROLE_LABEL: SANDBOX_ROLE, PLATFORM_LABEL: platform}
+
+    def orphaned(container: Container) -> bool:
+        owner = container.labels.get(OWNER_LABEL, "")
+        return owner_alive(owner, _created(container)) is False
+
+    return _remove_sandboxes(platform, labels, orphaned, client)
+
+
+def _created(container: Container) -> float | None:
+    """When ``container`` was created (seconds since the epoch); None when Docker does not say."""
+    created = container.attrs.get("Created")
+    if isinstance(created, int | float):  # the list API's form
+        return float(created)
+    # The inspect API's form, RFC 3339 with nanoseconds, which datetime does not take.
+    found = re.fullmatch(r"(.+T[\d:]+)(\.\d+)?(Z|[+-][\d:]+)", str(created or ""))
+    if found is None:
+        return None
+    whole, fraction, zone = found.groups()
+    moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
+    return moment.timestamp() + float(fraction or 0)
+
+
+def _remove_sandboxes(
+    platform: str,
+    labels: Mapping[str, str],
+    dead: Callable[[Container], bool],
+    client: DockerClient | None,
+) -> list[str]:
+    """Remove the containers that carry ``labels`` and whose owner is ``dead``; their names."""
     own_client = client is None
     docker_client = engine_client() if client is None else client
-    filters = [f"{key}={value}" for key, value in sandbox_labels(platform, owner).items()]
+    filters = [f"{key}={value}" for key, value in labels.items()]
     removed: list[str] = []
     try:
         # ignore_removed: one that ends (and goes) while listed is no error.
@@ -316,6 +360,9 @@ def remove_abandoned_sandboxes(
             all=True, filters={"label": filters}, ignore_removed=True
         )
         for container in found:
+            if not dead(container):
+                continue
+            owner = container.labels.get(OWNER_LABEL, "")
             context = f"owner={owner} platform={platform}"
             if not _remove(container, context):
                 continue

@@ -13,9 +13,10 @@ LearnHub's database belongs to the service's user: root opens none of its files.
 forks a child that drops to that user and does every database call for it
 (:class:`ServiceUserJobStore`), over a socket pair, one JSON line per call.
 
-A job left ``running`` by a worker that died (its ``host:pid`` no longer runs here) is queued
-again and resumed: autograde grades only what its recorded digests say is new or changed
-(`grader/records.py`), so a resumed run continues where the dead one stopped. The sandbox
+A job left ``running`` by a worker that died (its ``host:pid`` no longer runs here, or runs a
+process that started after the claim: the pid was given again) is queued again and resumed:
+autograde grades only what its recorded digests say is new or changed (`grader/records.py`), so
+a resumed run continues where the dead one stopped. The sandbox
 containers the dead worker left (killed, it removed none) go first: they carry its
 ``host:pid`` and the platform's ``spawner.name_prefix`` as labels
 (:func:`grader.sandbox.remove_abandoned_sandboxes`), so another platform's sandboxes, and a
@@ -41,12 +42,11 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy.exc import OperationalError
 
-from grader.owner import process_owner
+from grader.owner import owner_alive, process_owner
 from hub.courses import Catalog
 from hub.errors import LearnHubError
 from hub.grading_jobs import JobRefused, JobStore, request_from_row
@@ -205,26 +205,32 @@ def worker_id() -> str:
     return process_owner()
 
 
-def worker_alive(worker: str, updated_at: str, *, now: float | None = None) -> bool:
-    """Whether the worker that claimed a job still runs.
+def worker_alive(
+    worker: str, updated_at: str, claimed_at: str = "", *, now: float | None = None
+) -> bool:
+    """Whether the worker that claimed a job (at ``claimed_at``, ISO) still runs.
 
-    On this host: its process exists and is a grading worker. Elsewhere: it reported within
-    :data:`STALE_SECONDS`.
+    On this host: its pid runs a process that started before the claim
+    (:func:`grader.owner.owner_alive`; any later process only got the pid again). Elsewhere:
+    it reported (``updated_at``) within :data:`STALE_SECONDS`.
     """
-    host, _, pid_text = worker.rpartition(":")
-    if host == socket.gethostname() and pid_text.isdigit():
-        try:
-            cmdline = Path(f"/proc/{int(pid_text)}/cmdline").read_bytes()
-        except OSError:
-            return False
-        return b"worker" in cmdline
+    local = owner_alive(worker, _epoch(claimed_at))
+    if local is not None:
+        return local
+    last = _epoch(updated_at)
+    if last is None:
+        return False
+    return (now if now is not None else time.time()) - last < STALE_SECONDS
+
+
+def _epoch(moment: str) -> float | None:
+    """An ISO time as seconds since the epoch; None when it is none."""
     from datetime import datetime
 
     try:
-        last = datetime.fromisoformat(updated_at).timestamp()
+        return datetime.fromisoformat(moment).timestamp()
     except ValueError:
-        return False
-    return (now if now is not None else time.time()) - last < STALE_SECONDS
+        return None
 
 
 def recover(
@@ -237,7 +243,9 @@ def recover(
     """
     recovered = []
     for job in rows.running():
-        if job["worker"] == me or worker_alive(job["worker"], job["updated_at"]):
+        if job["worker"] == me or worker_alive(
+            job["worker"], job["updated_at"], job.get("started_at", "")
+        ):
             continue
         if remove_sandboxes is not None and job["worker"]:
             remove_sandboxes(str(job["worker"]))
@@ -276,6 +284,27 @@ def sandbox_remover(settings: Settings) -> Callable[[str], None] | None:
             )
 
     return remove
+
+
+def remove_orphaned_sandboxes(settings: Settings) -> None:
+    """At a worker's start: remove this platform's sandboxes on this host's engine whose owner,
+    a process of this host, is gone (:func:`grader.sandbox.remove_orphaned_sandboxes`, which
+    logs each). A killed `learnhub grader autograde` leaves no job row that :func:`recover`
+    would find them by. Nothing where sandboxes are cluster objects (swarm, kubernetes)."""
+    if settings.spawner.backend in ("swarm", "kubernetes"):
+        return
+    from docker.errors import DockerException
+
+    from grader import sandbox
+
+    try:
+        sandbox.remove_orphaned_sandboxes(settings.spawner.name_prefix)
+    except (LearnHubError, DockerException) as exc:
+        # The worker serves all the same; its first autograde says what is wrong with Docker.
+        log.warning(
+            "orphaned sandboxes not removed",
+            extra={"error": str(exc), "outcome": "error"},
+        )
 
 
 class Progress:
@@ -483,6 +512,7 @@ def serve(
             rows = ServiceUserJobStore(account, settings.learnhub_db_url)
     me = worker_id()
     remove_sandboxes = sandbox_remover(settings)
+    remove_orphaned_sandboxes(settings)
     count = 0
     released: list[int] = []
     try:

@@ -327,11 +327,16 @@ class JobStore:
             return job_row(job)
 
     def running(self) -> list[dict[str, Any]]:
-        """Every running job: id, worker and when it last reported."""
+        """Every running job: id, worker, when it was claimed and when it last reported."""
         with self.db.transaction() as session:
             jobs = session.scalars(sa.select(GradingJob).where(GradingJob.state == "running"))
             return [
-                {"id": j.id, "worker": j.worker or "", "updated_at": _iso(j.updated_at)}
+                {
+                    "id": j.id,
+                    "worker": j.worker or "",
+                    "started_at": _iso(j.started_at),
+                    "updated_at": _iso(j.updated_at),
+                }
                 for j in jobs
             ]
 

@@ -3,14 +3,15 @@
 `/` sends visitors to the catalog and members to their home (:func:`front_door`, JupyterHub's
 `default_url`, also where a login without `next` lands). JupyterHub renders
 `hub/templates/home.html` with the `template_vars` made here; the hub config only hands
-:func:`home_courses` to `JupyterHub.template_vars`.
+:func:`home_courses` to `JupyterHub.template_vars`. JupyterHub evaluates those for every page it
+renders, so the home page's data is read only when `home.html` uses it (:class:`HomePage`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -84,8 +85,38 @@ def catalog_signature(courses_dir: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(found)
 
 
-def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
-    """A `template_vars` callable: the courses the current user may open, and the others.
+class HomePage(Mapping[str, Any]):
+    """What `home.html` shows of a member's courses, read when the template first uses it.
+
+    JupyterHub calls every `template_vars` callable for every page it renders for a signed-in
+    member (token, spawn, error and mail pages too) and merges the results into each page's
+    context. Reading LearnHub's database and every course folder there made each of those
+    pages pay for the home page (with the database refused, one error line each; locked, one
+    busy timeout each, on the Hub's event loop). Only the home page looks inside this object.
+    """
+
+    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
+        self._read = read
+        self._values: dict[str, Any] | None = None
+
+    def _page(self) -> dict[str, Any]:
+        if self._values is None:
+            self._values = self._read()
+        return self._values
+
+    def __getitem__(self, key: str) -> Any:
+        return self._page()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._page())
+
+    def __len__(self) -> int:
+        return len(self._page())
+
+
+def home_courses(settings: Settings) -> Callable[[Any], HomePage]:
+    """A `template_vars` callable: the courses the current user may open, and the others,
+    read only when the page uses them (:class:`HomePage`).
 
     Also says which courses' access ended (refund, dispute, cancellation) from LearnHub's
     database, and each course's assignments from `course.yaml`, one row each with its deadline
@@ -174,7 +205,10 @@ def home_courses(settings: Settings) -> Callable[[Any], dict[str, Any]]:
             if due is not None:
                 row["due"], row["iso"] = format_datetime(due, lang, zone), iso(due)
 
-    def for_user(user: Any) -> dict[str, Any]:
+    def for_user(user: Any) -> HomePage:
+        return HomePage(lambda: read_page(user))
+
+    def read_page(user: Any) -> dict[str, Any]:
         lang = current_language()
         empty = {
             "mine": [],

@@ -10,10 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from grader.worker import recover, run_job, worker_alive
@@ -150,6 +152,34 @@ def test_dead_workers_jobs_are_queued_again_then_given_up(catalog: Catalog, db: 
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_a_reused_pid_does_not_hide_a_dead_workers_job(catalog: Catalog, db: Database) -> None:
+    """The pid of a worker that died can be given to any later process, here one whose command
+    line says "worker" (as celery's or gunicorn's do). It started after the job was claimed, so
+    it is not the worker that claimed it: the job is queued again, not left running forever."""
+    enqueue(db, check_request(catalog, COURSE, "collect", ASSIGNMENT, {}), "demo-instructor")
+    store = JobStore(db)
+    unrelated = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "celery-worker"]
+    )
+    try:
+        worker = f"{socket.gethostname()}:{unrelated.pid}"
+        job = store.claim(worker)
+        assert job is not None
+        # The claim as the dead worker made it, an hour ago, when that pid was its own.
+        an_hour_ago = utcnow() - timedelta(hours=1)
+        with db.transaction() as session:
+            session.execute(
+                sa.update(GradingJob)
+                .where(GradingJob.id == job["id"])
+                .values(started_at=an_hour_ago, updated_at=an_hour_ago)
+            )
+        assert recover(store, "me") == [job["id"]]
+        assert course_jobs(db, COURSE)[0]["state"] == "queued"
+    finally:
+        unrelated.kill()
+        unrelated.wait()
 
 
 def test_the_worker_refuses_a_forged_row_and_runs_nothing(

@@ -230,7 +230,7 @@ class ForgotPasswordHandler(MailPage):
             seconds = retry_after(wait)
             log.warning(
                 "password reset rate limited",
-                extra={"address": self.request.remote_ip, "outcome": "429"},
+                extra={"client": self.request.remote_ip, "outcome": "429"},
             )
             self.set_status(429)
             self.set_header("Retry-After", str(seconds))

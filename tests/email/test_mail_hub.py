@@ -273,6 +273,18 @@ def test_reset_requests_are_rate_limited(hub: HubProcess) -> None:
     assert ask_reset(hub, address("x0"), "127.0.0.23").status_code == 200
 
 
+def test_the_rate_limit_warning_names_the_client_not_an_address(hub: HubProcess) -> None:
+    """``address`` means a mail address in LearnHub's log; the warning's IP is the ``client``,
+    as in the mail pages' other lines."""
+    start = len(hub.log_path.read_text(errors="replace"))
+    pages = [ask_reset(hub, address(f"y{n}"), "127.0.0.24") for n in range(RESET_LIMIT + 1)]
+    assert pages[-1].status_code == 429
+    line = log_line(hub, start, LEARNHUB_LINE.replace(".*", "password reset rate limited .*"))
+    assert line.split(" ", 1)[1] == (
+        "WARNING learnhub.mail password reset rate limited client=127.0.0.24 outcome=429"
+    ), line
+
+
 # -- the Hub's log ----------------------------------------------------------------------------
 
 #: A LearnHub record as the Hub writes it: as the service does (hub.logs.KeyValueFormatter).
@@ -464,6 +476,33 @@ def test_member_home_keeps_the_courses_while_the_database_is_refused(
         for line in refused
     ), log
     assert "Traceback" not in log, log
+
+
+def test_only_the_member_home_reads_learnhub_database(
+    hub: HubProcess, people: dict[str, EmailMessage]
+) -> None:
+    """JupyterHub evaluates every ``template_vars`` callable for every page it renders for a
+    signed-in member; the home page's courses (LearnHub's database, every course folder) must
+    be read only for the home page: with the file refused, the token page and an error page
+    log no refusal (and, locked, would not wait on it); the home page does (the control)."""
+    b = Browser(hub)
+    try:
+        assert b.login("noah", PASSWORD).url.path.endswith("/hub/home")
+        with service_database_refused(hub):
+            start = len(hub.log_path.read_text(errors="replace"))
+            assert b.client.get("hub/token").status_code == 200
+            assert b.client.get("hub/no-such-page").status_code == 404
+            # The Hub's access line for the last page comes after anything its render logged.
+            last = log_line(hub, start, r".* 404 GET \S*/hub/no-such-page .*")
+            log = hub.log_path.read_text(errors="replace")
+            others = log[start : log.index(last, start)]
+            start = log.index(last, start) + len(last)
+            assert b.client.get("hub/home").status_code == 200
+            home = log_line(hub, start, r".* learnhub database refused .*")
+    finally:
+        b.close()
+    assert " learnhub database refused " not in others, others
+    assert f"path={hub.learnhub_db_path} " in home, home
 
 
 # -- notices ----------------------------------------------------------------------------------
