@@ -2,14 +2,16 @@
 
 No browser is ever downloaded: Playwright's own driver talks to /usr/bin/chromium. Without that
 Chromium the tests fail, they never skip. Every step's screenshot lands in
-`test-artifacts/screenshots/<test>-<step>.png`.
+`test-artifacts/screenshots/<test>-<step>.png`. Chromium runs in a network namespace of its
+own, out of reach of the other worker's Docker bridges (harness/browser_network.py).
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from playwright.sync_api import (
 from playwright.sync_api import Error as PlaywrightError
 
 from harness.browser import DESKTOP
+from harness.browser_network import browser_network
 from tests.harness import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -94,17 +97,32 @@ def playwright_driver() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="module")
-def chromium(playwright_driver: Playwright) -> Iterator[Browser]:
-    """Debian's headless Chromium. Fails (never skips) when it is not installed."""
+@contextmanager
+def launch_chromium(driver: Playwright, args: Sequence[str] = ()) -> Iterator[Browser]:
+    """Debian's headless Chromium with :data:`CHROMIUM_ARGS` and ``args``, in a network
+    namespace of its own that reaches only this machine's loopback, through a proxy that takes
+    every host name for this machine (harness/browser_network.py). Fails (never skips) when
+    Chromium is not installed."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} not found: apt-get install chromium chromium-driver")
-    # launch() gives every run a fresh temporary profile (its own --user-data-dir).
-    browser = playwright_driver.chromium.launch(
-        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-    )
-    yield browser
-    browser.close()
+    with browser_network(CHROMIUM) as network:
+        # launch() gives every run a fresh temporary profile (its own --user-data-dir).
+        browser = driver.chromium.launch(
+            executable_path=str(network.executable),
+            headless=True,
+            args=[*CHROMIUM_ARGS, *network.args, *args],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def chromium(playwright_driver: Playwright) -> Iterator[Browser]:
+    """Debian's headless Chromium (:func:`launch_chromium`)."""
+    with launch_chromium(playwright_driver) as browser:
+        yield browser
 
 
 def new_context(

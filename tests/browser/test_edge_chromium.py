@@ -2,11 +2,12 @@
 
 A test CA signs a wildcard certificate for `learn.test` and `*.learn.test`; nginx (Debian's,
 as a subprocess on loopback ports with its own prefix) serves it; headless Chromium trusts that
-CA only (`--ignore-certificate-errors-spki-list` with the CA's key) and resolves the names to
-loopback. Through the edge a visitor is sent from http to https, signs in, buys a course (the
-Stripe success URL is on the configured https public URL), gets the
-anonymous catalog from the edge cache revalidated with its ETag while a signed-in member never
-does, and works in JupyterLab on their own https subdomain over websockets.
+CA only (`--ignore-certificate-errors-spki-list` with the CA's key) and reaches the names on
+loopback (its proxy takes every host name for this machine: tests/browser/conftest.py).
+Through the edge a visitor is sent from http to https, signs in, buys a course (the Stripe
+success URL is on the configured https public URL), gets the anonymous catalog from the edge
+cache revalidated with its ETag while a signed-in member never does, and works in JupyterLab
+on their own https subdomain over websockets.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect
 
 from hub.edge import CACHE_STATUS_HEADER
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.conftest import launch_chromium
 from tests.harness import (
     HOSTILE_BASE_URL,
     EdgeCA,
@@ -108,20 +109,12 @@ def edge(
 
 @pytest.fixture(scope="module")
 def edge_chromium(playwright_driver: Playwright, edge: Edge) -> Iterator[Browser]:
-    """Chromium that resolves learn.test and its subdomains to loopback and trusts certificates
-    issued by the test CA (and no other unknown issuer)."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: apt-get install chromium chromium-driver")
-    args = [
-        *CHROMIUM_ARGS,
-        f"--host-resolver-rules=MAP {HOST} 127.0.0.1, MAP *.{HOST} 127.0.0.1",
-        f"--ignore-certificate-errors-spki-list={edge.ca.spki_sha256}",
-    ]
-    browser = playwright_driver.chromium.launch(
-        executable_path=str(CHROMIUM), headless=True, args=args
-    )
-    yield browser
-    browser.close()
+    """Chromium that trusts certificates issued by the test CA (and no other unknown issuer).
+    learn.test and its subdomains need no resolver rules: the browser's proxy connects every
+    host name to loopback."""
+    args = [f"--ignore-certificate-errors-spki-list={edge.ca.spki_sha256}"]
+    with launch_chromium(playwright_driver, args) as browser:
+        yield browser
 
 
 def new_context(browser: Browser) -> BrowserContext:
