@@ -13,7 +13,6 @@ import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import (
@@ -24,7 +23,6 @@ from playwright.sync_api import (
     ViewportSize,
     sync_playwright,
 )
-from playwright.sync_api import Error as PlaywrightError
 
 from harness.browser import DESKTOP
 from harness.browser_network import browser_network
@@ -43,46 +41,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-#: How Playwright reports a navigation that Chromium aborted because the host's network changed:
-#: directly, or as the navigation replaced by Chromium's error page (a full run at db37115: the
-#: spawn page's GET dropped, nginx logged 499, Chromium sent it again, and Playwright reported
-#: the first one as interrupted by "chrome-error://chromewebdata/").
-NETWORK_CHANGED = (
-    "net::ERR_NETWORK_CHANGED",
-    'another navigation to "chrome-error://chromewebdata/"',
-)
-
-
-def _goto_again_when_the_hosts_network_changed() -> None:
-    """Repeat a navigation that Chromium aborted because the host's network changed.
-
-    Chromium watches the host's interfaces (netlink) and aborts the navigations in flight when
-    an address appears or goes; the other xdist worker's Docker tests make and remove bridges
-    and veths all the time (a full run at eb0fdd6 lost a spawn-page load that way). That is
-    this machine's test setup, not the page under test, so the same GET is sent again (twice at
-    most: a page that really fails, fails every time); every other error still fails the test
-    at once.
-    """
-    original = Page.goto
-    if getattr(original, "_learnhub_retrying", False):
-        return
-
-    def goto(self: Page, url: str, **kwargs: Any) -> Any:
-        for attempt in range(3):
-            try:
-                return original(self, url, **kwargs)
-            except PlaywrightError as exc:
-                if not any(sign in str(exc) for sign in NETWORK_CHANGED) or attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    goto._learnhub_retrying = True  # type: ignore[attr-defined]
-    Page.goto = goto  # type: ignore[method-assign]
-
-
-_goto_again_when_the_hosts_network_changed()
 
 
 @pytest.fixture(scope="module")
