@@ -192,6 +192,7 @@ class _Proxy:
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
         started = threading.Event()
+        failed: list[BaseException] = []
 
         def run() -> None:
             asyncio.set_event_loop(self._loop)
@@ -199,13 +200,22 @@ class _Proxy:
             async def start() -> None:
                 self._server = await asyncio.start_server(_socks5, sock=sock)
 
-            self._loop.run_until_complete(start())
-            started.set()
+            try:
+                self._loop.run_until_complete(start())
+            except BaseException as exc:
+                failed.append(exc)
+                return
+            finally:
+                started.set()
             self._loop.run_forever()
 
         self._thread = threading.Thread(target=run, name="browser-socks-proxy", daemon=True)
         self._thread.start()
-        started.wait(timeout=30)
+        started.wait()
+        if failed:
+            self._loop.close()
+            sock.close()
+            raise failed[0]
 
     def stop(self) -> None:
         async def shutdown() -> None:
