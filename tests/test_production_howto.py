@@ -779,30 +779,19 @@ def test_health_and_metrics_answer_through_the_edge(platform: Platform) -> None:
 def test_chromium_loads_the_catalog_over_https(platform: Platform) -> None:
     from playwright.sync_api import sync_playwright
 
-    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+    from tests.browser.conftest import launch_chromium
 
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: apt-get install chromium chromium-driver")
-    with sync_playwright() as driver:
-        browser = driver.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            # Chromium resolves *.localhost itself; it trusts the test CA and no other unknown.
-            args=[
-                *CHROMIUM_ARGS,
-                f"--ignore-certificate-errors-spki-list={platform.ca.spki_sha256}",
-            ],
-        )
-        try:
-            page = browser.new_page()
-            response = page.goto(f"http://{HOST}:{platform.sub.http_port}/services/learnhub/")
-            assert response is not None and response.status == 200
-            assert page.url == platform.public + "services/learnhub/"
-            details = response.security_details()
-            assert details is not None and details.get("subjectName") == HOST
-            assert page.locator(f'article[data-course="{COURSE}"]').count() == 1
-        finally:
-            browser.close()
+    # The browser's proxy takes *.localhost to loopback; it trusts the test CA and no other
+    # unknown issuer.
+    args = [f"--ignore-certificate-errors-spki-list={platform.ca.spki_sha256}"]
+    with sync_playwright() as driver, launch_chromium(driver, args) as browser:
+        page = browser.new_page()
+        response = page.goto(f"http://{HOST}:{platform.sub.http_port}/services/learnhub/")
+        assert response is not None and response.status == 200
+        assert page.url == platform.public + "services/learnhub/"
+        details = response.security_details()
+        assert details is not None and details.get("subjectName") == HOST
+        assert page.locator(f'article[data-course="{COURSE}"]').count() == 1
 
 
 def test_every_process_of_the_unit_stays_up(platform: Platform) -> None:

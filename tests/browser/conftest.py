@@ -2,16 +2,17 @@
 
 No browser is ever downloaded: Playwright's own driver talks to /usr/bin/chromium. Without that
 Chromium the tests fail, they never skip. Every step's screenshot lands in
-`test-artifacts/screenshots/<test>-<step>.png`.
+`test-artifacts/screenshots/<test>-<step>.png`. Chromium runs in a network namespace of its
+own, out of reach of the other worker's Docker bridges (harness/browser_network.py).
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import (
@@ -22,9 +23,9 @@ from playwright.sync_api import (
     ViewportSize,
     sync_playwright,
 )
-from playwright.sync_api import Error as PlaywrightError
 
 from harness.browser import DESKTOP
+from harness.browser_network import browser_network
 from tests.harness import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -42,46 +43,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-#: How Playwright reports a navigation that Chromium aborted because the host's network changed:
-#: directly, or as the navigation replaced by Chromium's error page (a full run at db37115: the
-#: spawn page's GET dropped, nginx logged 499, Chromium sent it again, and Playwright reported
-#: the first one as interrupted by "chrome-error://chromewebdata/").
-NETWORK_CHANGED = (
-    "net::ERR_NETWORK_CHANGED",
-    'another navigation to "chrome-error://chromewebdata/"',
-)
-
-
-def _goto_again_when_the_hosts_network_changed() -> None:
-    """Repeat a navigation that Chromium aborted because the host's network changed.
-
-    Chromium watches the host's interfaces (netlink) and aborts the navigations in flight when
-    an address appears or goes; the other xdist worker's Docker tests make and remove bridges
-    and veths all the time (a full run at eb0fdd6 lost a spawn-page load that way). That is
-    this machine's test setup, not the page under test, so the same GET is sent again (twice at
-    most: a page that really fails, fails every time); every other error still fails the test
-    at once.
-    """
-    original = Page.goto
-    if getattr(original, "_learnhub_retrying", False):
-        return
-
-    def goto(self: Page, url: str, **kwargs: Any) -> Any:
-        for attempt in range(3):
-            try:
-                return original(self, url, **kwargs)
-            except PlaywrightError as exc:
-                if not any(sign in str(exc) for sign in NETWORK_CHANGED) or attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    goto._learnhub_retrying = True  # type: ignore[attr-defined]
-    Page.goto = goto  # type: ignore[method-assign]
-
-
-_goto_again_when_the_hosts_network_changed()
-
-
 @pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Playwright]:
     """Playwright's driver process, for one test module.
@@ -94,17 +55,32 @@ def playwright_driver() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="module")
-def chromium(playwright_driver: Playwright) -> Iterator[Browser]:
-    """Debian's headless Chromium. Fails (never skips) when it is not installed."""
+@contextmanager
+def launch_chromium(driver: Playwright, args: Sequence[str] = ()) -> Iterator[Browser]:
+    """Debian's headless Chromium with :data:`CHROMIUM_ARGS` and ``args``, in a network
+    namespace of its own that reaches only this machine's loopback, through a proxy that takes
+    every host name for this machine (harness/browser_network.py). Fails (never skips) when
+    Chromium is not installed."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} not found: apt-get install chromium chromium-driver")
-    # launch() gives every run a fresh temporary profile (its own --user-data-dir).
-    browser = playwright_driver.chromium.launch(
-        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-    )
-    yield browser
-    browser.close()
+    with browser_network(CHROMIUM) as network:
+        # launch() gives every run a fresh temporary profile (its own --user-data-dir).
+        browser = driver.chromium.launch(
+            executable_path=str(network.executable),
+            headless=True,
+            args=[*CHROMIUM_ARGS, *network.args, *args],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def chromium(playwright_driver: Playwright) -> Iterator[Browser]:
+    """Debian's headless Chromium (:func:`launch_chromium`)."""
+    with launch_chromium(playwright_driver) as browser:
+        yield browser
 
 
 def new_context(
