@@ -287,8 +287,8 @@ def sandbox_remover(settings: Settings) -> Callable[[str], None] | None:
 
 
 def remove_orphaned_sandboxes(settings: Settings) -> None:
-    """At a worker's start: remove this platform's sandboxes on this host's engine whose owner,
-    a process of this host, is gone (:func:`grader.sandbox.remove_orphaned_sandboxes`, which
+    """Before a worker's first job: remove this platform's sandboxes on this host's engine whose
+    owner, a process of this host, is gone (:func:`grader.sandbox.remove_orphaned_sandboxes`, which
     logs each). A killed `learnhub grader autograde` leaves no job row that :func:`recover`
     would find them by. Nothing where sandboxes are cluster objects (swarm, kubernetes)."""
     if settings.spawner.backend in ("swarm", "kubernetes"):
@@ -512,7 +512,7 @@ def serve(
             rows = ServiceUserJobStore(account, settings.learnhub_db_url)
     me = worker_id()
     remove_sandboxes = sandbox_remover(settings)
-    remove_orphaned_sandboxes(settings)
+    swept = False
     count = 0
     released: list[int] = []
     try:
@@ -530,6 +530,11 @@ def serve(
                     break
                 stopping.wait(poll_seconds)
                 continue
+            if not swept:
+                # Before the first job, not at the start: an idle worker loads no Docker client
+                # (hub/grading_worker.py), and orphans matter once sandboxes are to run again.
+                remove_orphaned_sandboxes(settings)
+                swept = True
             if run_job(settings, rows, job, token=token, stopping=stopping) == "released":
                 released.append(int(job["id"]))
             count += 1

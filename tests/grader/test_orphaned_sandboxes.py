@@ -1,6 +1,6 @@
 """A killed `learnhub grader autograde` leaves its sandboxes behind and no job row that would
-lead a worker to them; a grading worker removes them once, at its start (real Docker, a real
-worker process). Found by their labels: another platform's sandboxes, another host's and a live
+lead a worker to them; a grading worker removes them once, before its first job (real Docker, a
+real worker process). Found by their labels: another platform's sandboxes, another host's and a live
 process's stay.
 """
 
@@ -17,7 +17,8 @@ from docker.models.containers import Container
 
 from grader.owner import process_owner
 from grader.sandbox import sandbox_labels
-from hub.store import upgrade
+from hub.grading_jobs import JobRequest, enqueue
+from hub.store import Database, upgrade
 from tests.harness import TEST_PREFIX
 
 pytestmark = pytest.mark.docker
@@ -39,7 +40,8 @@ def sandbox(engine: docker.DockerClient, suffix: str, platform: str, owner: str)
 
 
 def start_worker_once(tmp_path: Path, platform: str) -> subprocess.CompletedProcess[str]:
-    """Run a grading worker of ``platform`` until no job is queued (none is); its log."""
+    """Run a grading worker of ``platform`` until no job is queued; its log. One job is queued,
+    of a course the worker does not know: it claims it (and sweeps first), then refuses it."""
     config = tmp_path / "learnhub.yaml"
     config.write_text(
         f"courses_dir: {ROOT / 'courses'}\nhub:\n  data_dir: {tmp_path / 'var'}\n"
@@ -47,6 +49,11 @@ def start_worker_once(tmp_path: Path, platform: str) -> subprocess.CompletedProc
     )
     url = f"sqlite:///{tmp_path / 'learnhub.sqlite'}"
     upgrade(url)
+    db = Database(url)
+    try:
+        enqueue(db, JobRequest("no-such-course", "ps1", "autograde"), "test")
+    finally:
+        db.dispose()
     script = (
         "import logging\n"
         "logging.basicConfig(level=logging.INFO)\n"
@@ -63,7 +70,7 @@ def start_worker_once(tmp_path: Path, platform: str) -> subprocess.CompletedProc
     )
 
 
-def test_a_worker_removes_at_its_start_the_sandboxes_whose_owner_is_gone(
+def test_a_worker_removes_before_its_first_job_the_sandboxes_whose_owner_is_gone(
     tmp_path: Path, engine: docker.DockerClient, docker_prefix_cleanup: None
 ) -> None:
     platform = f"{TEST_PREFIX}-a"
