@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from harness.system import host_lock
 
@@ -74,3 +78,59 @@ def container_logs(prefix: str = TEST_PREFIX) -> str:
         )
         chunks.append(f"----- container {name} -----\n{logs.stdout}{logs.stderr}")
     return "\n".join(chunks)
+
+
+class HeldStart:
+    """A course server's start held in the middle: its container is paused the moment Docker
+    starts it, so the Hub shows the start's progress page until :meth:`release` unpauses it.
+
+    JupyterHub's spawn page waits one second for a start before it sends the browser to the
+    progress page; on a fast machine a course server answers within that second, and the
+    browser goes straight to JupyterLab (a full run at a5e7cb8 on this session's machine). Tests
+    of the progress page hold the start instead of hoping for a slow one. Docker's event stream
+    is open before the start is asked for, and a paused container answers nothing, so the Hub
+    keeps waiting (up to its ``http_timeout``) until the release.
+    """
+
+    def __init__(self, engine: Any, prefix: str, user: str, course: str) -> None:
+        labels = [f"learnhub.prefix={prefix}", f"learnhub.user={user}", f"learnhub.course={course}"]
+        self._engine = engine
+        self._events = engine.events(
+            decode=True, filters={"type": "container", "event": "start", "label": labels}
+        )
+        self._paused: list[str] = []
+        self._held = threading.Event()
+        self._thread = threading.Thread(target=self._pause_on_start, daemon=True)
+        self._thread.start()
+
+    def _pause_on_start(self) -> None:
+        try:
+            for event in self._events:
+                self._engine.containers.get(event["id"]).pause()
+                self._paused.append(event["id"])
+                self._held.set()
+                return
+        except Exception:  # the stream closed by release(); a pause failure shows as no hold
+            return
+
+    def wait_held(self, timeout: float = 120) -> None:
+        """Until the container has been started and paused; AssertionError after ``timeout``."""
+        assert self._held.wait(timeout), "the course container was not started"
+
+    def release(self) -> None:
+        """Let the start go on (idempotent)."""
+        self._events.close()
+        for container_id in self._paused:
+            with contextlib.suppress(Exception):  # already unpaused, or removed by the Hub
+                self._engine.containers.get(container_id).unpause()
+        self._paused.clear()
+
+
+@contextlib.contextmanager
+def held_start(engine: Any, prefix: str, user: str, course: str) -> Iterator[HeldStart]:
+    """:class:`HeldStart` for the block; released at its end whatever happens."""
+    hold = HeldStart(engine, prefix, user, course)
+    try:
+        yield hold
+    finally:
+        hold.release()

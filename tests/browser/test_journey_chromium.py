@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
+import docker
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, ViewportSize, expect
 
 from harness.browser import DESKTOP, PHONE, serious_violations
+from harness.docker import held_start
 from tests.browser.conftest import Shots, new_context
 from tests.browser.page_checks import PageChecker, course_texts
 from tests.harness import HubProcess, run_learnhub
@@ -139,14 +141,18 @@ def visit_and_buy(
     checker.check(page, "my-courses")
 
 
-def launch_course(page: Page, checker: PageChecker) -> None:
+def launch_course(
+    page: Page, checker: PageChecker, hub: HubProcess, engine: docker.DockerClient, user: str
+) -> None:
     """Press Launch on My courses and check the spawn page while the server starts.
 
     The page follows the start through JupyterHub's progress stream and reloads into the
     server once it says ready, which could happen before the checks finish. So the stream's
     real events (from the real spawn) reach the page with its "ready" flag taken out and a
     long reconnect delay: the page shows every message, stays, and the checks run; then the
-    page is reloaded, and the Hub sends the now-running server on.
+    page is reloaded, and the Hub sends the now-running server on. The start itself is held
+    until the progress page is up (:func:`harness.docker.held_start`): a server that answers
+    within the second JupyterHub's spawn page waits sends the browser straight to JupyterLab.
     """
     progress = re.compile(r"/hub/api/users/[^/]+/servers/[^/]+/progress")
 
@@ -156,7 +162,10 @@ def launch_course(page: Page, checker: PageChecker) -> None:
         route.fulfill(response=response, body=body)
 
     page.route(progress, hold_ready, times=1)
-    page.locator(f'tr.learnhub-course[data-course="{COURSE}"] .learnhub-launch').click()
+    with held_start(engine, hub.prefix, user, COURSE) as start:
+        page.locator(f'tr.learnhub-course[data-course="{COURSE}"] .learnhub-launch').click()
+        page.wait_for_url(re.compile(r"/hub/spawn-pending/"), wait_until="commit")
+        start.wait_held()
     # Every event of the real start, the last one saying the server is ready, with its link.
     expect(page.locator("#progress-message a")).to_be_visible(timeout=180_000)
     expect(page.locator("#progress-bar")).to_have_attribute("aria-valuenow", "100")
@@ -165,7 +174,9 @@ def launch_course(page: Page, checker: PageChecker) -> None:
     expect(page).to_have_url(re.compile(r"/user/[^/]+/algorithms-in-python/lab"), timeout=180_000)
 
 
-def test_member_journey(docker_hub: HubProcess, chromium: Browser, shots: Shots) -> None:
+def test_member_journey(
+    docker_hub: HubProcess, engine: docker.DockerClient, chromium: Browser, shots: Shots
+) -> None:
     """The member journey in English at desktop width, through JupyterLab and grading."""
     context = new_context(chromium)
     page = context.new_page()
@@ -182,7 +193,7 @@ def test_member_journey(docker_hub: HubProcess, chromium: Browser, shots: Shots)
 
     # 6. Launch: the hub starts the container and JupyterLab shows the course notebooks, on the
     # learner's own origin.
-    launch_course(page, checker)
+    launch_course(page, checker, docker_hub, engine, "katherine-johnson")
     listing = page.locator(".jp-DirListing-itemText", has_text=NOTEBOOK)
     expect(listing).to_be_visible(timeout=180_000)
     port = urlparse(docker_hub.url).port
@@ -295,7 +306,9 @@ QUESTION = (
 )
 
 
-def test_member_journey_in_chinese(docker_hub: HubProcess, chromium: Browser, shots: Shots) -> None:
+def test_member_journey_in_chinese(
+    docker_hub: HubProcess, engine: docker.DockerClient, chromium: Browser, shots: Shots
+) -> None:
     """The member journey in Simplified Chinese on a phone, from the site's root with no typed
     address, every page also checked at desktop width: every visible text translated, and no
     serious accessibility violation; JupyterLab opens with its Chinese language pack."""
@@ -305,7 +318,7 @@ def test_member_journey_in_chinese(docker_hub: HubProcess, chromium: Browser, sh
     try:
         visit_and_buy(page, docker_hub, checker, "tu-youyou", "artemisinin-1972-qinghao")
         shots.take(page, "my-courses")
-        launch_course(page, checker)
+        launch_course(page, checker, docker_hub, engine, "tu-youyou")
         # JupyterLab opens in Chinese: the server was started from a Chinese page, so its
         # language pack is chosen (hub/spawner.py lab_locale, learnhub-start). Its strings are
         # JupyterLab's own catalog, not ours, so the menus are checked, not every text.

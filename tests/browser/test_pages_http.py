@@ -11,9 +11,11 @@ import sqlite3
 import time
 from collections.abc import Iterator
 
+import docker
 import httpx
 import pytest
 
+from harness.docker import held_start
 from tests.harness import Browser, HubProcess, browser, wait_for_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]
@@ -187,7 +189,9 @@ def title_and_heading(page: httpx.Response) -> tuple[str, str]:
     return title.group(1).strip(), heading.group(1).strip()
 
 
-def test_the_start_page_names_the_course_by_its_title(docker_hub: HubProcess) -> None:
+def test_the_start_page_names_the_course_by_its_title(
+    docker_hub: HubProcess, engine: docker.DockerClient
+) -> None:
     """The page shown while a course server starts names the course by its title (course.yaml),
     not its id. (The server started here is the one the dashboards test meters; the failed
     start's page is checked in Chinese in test_front_door_and_the_hubs_pages_in_chinese.)"""
@@ -196,10 +200,17 @@ def test_the_start_page_names_the_course_by_its_title(docker_hub: HubProcess) ->
         assert learner.login("demo-learner", PASSWORD).status_code == 200
         servers = docker_hub.api("GET", "/users/demo-learner").json()["servers"]
         assert course not in servers, "this test runs before anything starts the server"
-        # The spawn page waits a second for the start, then shows the progress page.
-        starting = learner.client.get(f"hub/spawn/demo-learner/{course}")
-        assert starting.url.path.endswith(f"/hub/spawn-pending/demo-learner/{course}"), starting.url
-        assert title_and_heading(starting) == (f"Starting {title} · LearnHub", f"Starting {title}")
+        # The spawn page waits a second for the start, then shows the progress page: the start
+        # is held (its container paused) so that it takes longer than that on any machine.
+        with held_start(engine, docker_hub.prefix, "demo-learner", course) as start:
+            starting = learner.client.get(f"hub/spawn/demo-learner/{course}")
+            start.wait_held()
+            pending = f"/hub/spawn-pending/demo-learner/{course}"
+            assert starting.url.path.endswith(pending), starting.url
+            assert title_and_heading(starting) == (
+                f"Starting {title} · LearnHub",
+                f"Starting {title}",
+            )
         wait_for_server(docker_hub, "demo-learner", course)
 
 
