@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect
+from playwright.sync_api import Error as PlaywrightError
 
 from hub.edge import CACHE_STATUS_HEADER
 from tests.browser.conftest import launch_chromium
@@ -213,13 +214,23 @@ def test_anonymous_catalog_is_served_by_the_edge_and_revalidated_with_its_etag(
     # The page stays fresh at the edge for edge.cache_seconds (1 s), then the edge asks the
     # service again with the page's ETag and keeps its copy on a 304: HITs, then REVALIDATED
     # (which order depends on how old the copy is when this test starts).
+    # A probe that fails in the browser ("Failed to fetch", no request in nginx's log: once in
+    # a full run at e309868) is counted and polled again; more than two fail the test.
     deadline = time.monotonic() + 15
+    lost: list[str] = []
     while not {"HIT", "REVALIDATED"} <= set(seen) and time.monotonic() < deadline:
-        status, body = cache_status(page, edge.service())
+        try:
+            status, body = cache_status(page, edge.service())
+        except PlaywrightError as exc:
+            if "Failed to fetch" not in str(exc):
+                raise
+            lost.append(str(exc).splitlines()[0])
+            assert len(lost) <= 2, lost
+            continue
         seen.append(status)
         bodies.add(body)
         page.wait_for_timeout(100)
-    assert "HIT" in seen and "REVALIDATED" in seen, seen
+    assert "HIT" in seen and "REVALIDATED" in seen, (seen, lost)
     # UPDATING: another request was revalidating it at that moment (none should, here).
     assert set(seen) <= {"MISS", "HIT", "EXPIRED", "REVALIDATED", "UPDATING"}, seen
     assert len(bodies) == 1 and 'id="login"' in bodies.pop()
