@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from docker.client import DockerClient
-from docker.errors import DockerException
+from docker.errors import APIError, DockerException
 
-from hub.errors import DockerUnreachable
+from hub.errors import DockerUnreachable, LearnHubError
 
 #: Where docker-py (and the docker CLI) look without DOCKER_HOST.
 DEFAULT_ENGINE = "unix:///var/run/docker.sock"
@@ -58,6 +58,19 @@ def unreachable(exc: BaseException, environ: Mapping[str, str] | None = None) ->
     return DockerUnreachable(
         f"cannot reach the Docker engine at {engine_address(environ)} ({reason}): {remedy}"
     )
+
+
+def docker_failure(exc: DockerException, doing: str) -> LearnHubError:
+    """The error for docker-py's ``exc`` while ``doing`` something: :func:`unreachable` when the
+    engine did not answer, else what the engine answered (an API error is no missing engine:
+    "is dockerd running?" would send the operator the wrong way)."""
+    if isinstance(exc, APIError):
+        said = exc.explanation or str(exc)
+        status = exc.status_code
+        return LearnHubError(
+            f"Docker refused to {doing}" + (f" (HTTP {status})" if status else "") + f": {said}"
+        )
+    return unreachable(exc)
 
 
 def docker_client(**kwargs: Any) -> DockerClient:

@@ -53,7 +53,7 @@ from typing import Any
 
 from docker.errors import DockerException, NotFound
 
-from hub.docker_engine import docker_client, unreachable
+from hub.docker_engine import docker_client, docker_failure
 from hub.errors import LearnHubError
 from hub.settings import Settings
 
@@ -345,7 +345,7 @@ def gateway_address(network: str, client: Any | None = None) -> str:
     except NotFound:
         raise _missing(network) from None
     except DockerException as exc:
-        raise unreachable(exc) from exc
+        raise docker_failure(exc, f"describe network {network!r}") from exc
     if attrs.get("Scope") == "swarm":
         raise NetworkError(
             f"Docker network {network!r} is a Swarm network, whose gateway differs on every "
@@ -720,7 +720,7 @@ def check_course_networks(settings: Settings, client: Any | None = None) -> list
                 if problems:
                     raise _not_isolating(network, problems)
     except DockerException as exc:
-        raise unreachable(exc) from exc
+        raise docker_failure(exc, "describe the course networks") from exc
     finally:
         if own_client and client is not None:
             client.close()
@@ -933,4 +933,4 @@ def remove(settings: Settings, *, swarm_node: bool = False) -> Removal:
             return remove_swarm_networks(settings)
         return remove_single_host(settings)
     except DockerException as exc:
-        raise unreachable(exc) from exc
+        raise docker_failure(exc, "remove LearnHub's networks") from exc

@@ -21,6 +21,8 @@ import docker
 import pytest
 import yaml
 
+from hub.docker_engine import engine_address
+from hub.errors import LearnHubError
 from hub.network import BLOCKED_DESTINATIONS, CourseNetwork, gateway_address, interface_ipv4
 from tests.harness import ROOT, HubProcess, browser, wait_for_server
 
@@ -186,3 +188,17 @@ def test_a_bridges_gateway_is_its_interfaces_address_when_ipam_omits_it(
     ).stdout.split()
     assert gateway_address("bridge", engine) == shown[3].split("/")[0]
     assert interface_ipv4("no-such-device") is None
+
+
+def test_an_engine_that_refuses_a_request_is_not_called_unreachable() -> None:
+    # The engine is there and answered: "cannot reach it, start Docker" would send the operator
+    # the wrong way. A client speaking an API version newer than the engine's gets a real 400.
+    too_new = docker.DockerClient(base_url=engine_address(), version="1.99")
+    try:
+        with pytest.raises(LearnHubError) as refused:
+            gateway_address("bridge", too_new)
+    finally:
+        too_new.close()
+    message = str(refused.value)
+    assert message.startswith("Docker refused to describe network 'bridge' (HTTP 400): "), message
+    assert "too new" in message and "cannot reach" not in message, message
