@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
 
 import docker
 import pytest
@@ -24,16 +23,20 @@ from docker.models.containers import Container
 
 from grader.exchange.storage import ExchangeStorage
 from hub.store import Database, GradingJob
-from tests.grader.test_grading_jobs import (
+
+# Its hub-side fixtures too: the same LearnHub database, exchange and signed-in instructor.
+from tests.grader.test_grading_jobs import (  # noqa: F401 (db, storage, instructor: fixtures)
     COURSE,
     by_learner,
+    db,
+    instructor,
     newest,
     queue,
-    sign_in,
+    storage,
     submit,
     wait_for,
 )
-from tests.harness import TEST_PREFIX, Browser, HubProcess, browser
+from tests.harness import TEST_PREFIX, Browser, HubProcess
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("report_on_failure")]
 
@@ -43,42 +46,8 @@ SLOW_CELL = "import time\ntime.sleep(20)"
 SLOW_LEARNER = "learner-slow"
 
 
-@pytest.fixture(scope="module")
-def db(docker_hub: HubProcess) -> Iterator[Database]:
-    database = Database(f"sqlite:///{docker_hub.learnhub_db_path}")
-    try:
-        yield database
-    finally:
-        database.dispose()
-
-
-@pytest.fixture(scope="module")
-def storage(docker_hub: HubProcess, db: Database) -> Iterator[ExchangeStorage]:
-    store = ExchangeStorage(docker_hub.data_dir / "service" / "exchange", db)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-@pytest.fixture(scope="module")
-def instructor(docker_hub: HubProcess) -> Iterator[Browser]:
-    with browser(docker_hub) as b:
-        sign_in(b, "demo-instructor")
-        yield b
-
-
-@pytest.fixture
-def engine() -> Iterator[docker.DockerClient]:
-    client = docker.from_env()
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-def job_worker(db: Database, job_id: int) -> str | None:
-    with db.transaction() as session:
+def job_worker(database: Database, job_id: int) -> str | None:
+    with database.transaction() as session:
         row = session.scalars(sa.select(GradingJob).where(GradingJob.id == job_id)).one()
         return row.worker
 
@@ -113,9 +82,9 @@ def decoy(engine: docker.DockerClient, suffix: str, labels: dict[str, str]) -> C
 
 def test_the_sandboxes_of_a_killed_worker_are_removed_and_its_job_resumed(
     docker_hub: HubProcess,
-    instructor: Browser,
-    storage: ExchangeStorage,
-    db: Database,
+    instructor: Browser,  # noqa: F811
+    storage: ExchangeStorage,  # noqa: F811
+    db: Database,  # noqa: F811
     engine: docker.DockerClient,
 ) -> None:
     assert queue(instructor, "release").status_code == 303
