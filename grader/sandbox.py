@@ -316,8 +316,8 @@ def remove_orphaned_sandboxes(platform: str, client: DockerClient | None = None)
     of this host, no longer runs (:func:`grader.owner.owner_alive`); return their names.
 
     A killed `learnhub grader autograde` leaves its sandboxes with no job row that would lead
-    a worker to them (:func:`remove_abandoned_sandboxes`); a grading worker calls this once at
-    its start. Another platform's sandboxes, another host's and a live process's stay.
+    a worker to them (:func:`remove_abandoned_sandboxes`); a grading worker calls this once,
+    before its first job. Another platform's sandboxes, another host's and a live process's stay.
     Errors as :func:`remove_abandoned_sandboxes`.
     """
     labels = {ROLE_LABEL: SANDBOX_ROLE, PLATFORM_LABEL: platform}

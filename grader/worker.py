@@ -258,30 +258,40 @@ def recover(
     return recovered
 
 
+#: Where sandboxes are cluster objects, not containers on this host's engine.
+CLUSTER_BACKENDS = ("swarm", "kubernetes")
+
+
+def _without_failing(remove: Callable[[], object], message: str, **extra: str) -> None:
+    """``remove()`` of left-behind sandboxes; a Docker failure is one warning (``message``),
+    never the worker's end: grading the next job says what is wrong with Docker. Docker's
+    client is imported only here: an idle worker needs none."""
+    from docker.errors import DockerException
+
+    try:
+        remove()
+    except (LearnHubError, DockerException) as exc:
+        log.warning(message, extra={**extra, "error": str(exc), "outcome": "error"})
+
+
 def sandbox_remover(settings: Settings) -> Callable[[str], None] | None:
     """What :func:`recover` calls with a dead worker's id: remove the sandbox containers it
     left on this host's engine, of this platform only (their labels say both). None where the
     sandboxes are cluster objects (``spawner.backend`` swarm or kubernetes), not containers
     here."""
-    if settings.spawner.backend in ("swarm", "kubernetes"):
+    if settings.spawner.backend in CLUSTER_BACKENDS:
         return None
     platform = settings.spawner.name_prefix
 
     def remove(worker: str) -> None:
-        # Docker's client is imported only here: an idle worker needs none (and finding a dead
-        # worker's job is rare).
-        from docker.errors import DockerException
-
         from grader.sandbox import remove_abandoned_sandboxes
 
-        try:
-            remove_abandoned_sandboxes(platform, worker)
-        except (LearnHubError, DockerException) as exc:
-            # The job is queued again all the same; grading it says what is wrong with Docker.
-            log.warning(
-                "sandboxes of a dead worker not removed",
-                extra={"worker": worker, "error": str(exc), "outcome": "error"},
-            )
+        # The job is queued again all the same.
+        _without_failing(
+            lambda: remove_abandoned_sandboxes(platform, worker),
+            "sandboxes of a dead worker not removed",
+            worker=worker,
+        )
 
     return remove
 
@@ -291,20 +301,14 @@ def remove_orphaned_sandboxes(settings: Settings) -> None:
     owner, a process of this host, is gone (:func:`grader.sandbox.remove_orphaned_sandboxes`, which
     logs each). A killed `learnhub grader autograde` leaves no job row that :func:`recover`
     would find them by. Nothing where sandboxes are cluster objects (swarm, kubernetes)."""
-    if settings.spawner.backend in ("swarm", "kubernetes"):
+    if settings.spawner.backend in CLUSTER_BACKENDS:
         return
-    from docker.errors import DockerException
-
     from grader import sandbox
 
-    try:
-        sandbox.remove_orphaned_sandboxes(settings.spawner.name_prefix)
-    except (LearnHubError, DockerException) as exc:
-        # The worker serves all the same; its first autograde says what is wrong with Docker.
-        log.warning(
-            "orphaned sandboxes not removed",
-            extra={"error": str(exc), "outcome": "error"},
-        )
+    _without_failing(
+        lambda: sandbox.remove_orphaned_sandboxes(settings.spawner.name_prefix),
+        "orphaned sandboxes not removed",
+    )
 
 
 class Progress:
