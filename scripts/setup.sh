@@ -31,6 +31,9 @@ if (( WITH_TEST )); then
   [[ -x /usr/lib/postgresql/15/bin/initdb ]] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   have_cmd chromium || need+=(chromium)
   have_cmd chromedriver || need+=(chromium-driver)
+  # `ip netns`: every test Chromium runs in a network namespace of its own
+  # (harness/browser_network.py); not in a minimal Debian image.
+  have_cmd ip || need+=(iproute2)
   # The TLS edge (`learnhub edge config`) is tested with Debian's nginx, run by the test itself.
   [[ -x /usr/sbin/nginx ]] || need+=(nginx)
   # Chinese pages are tested in Chromium; without a CJK font their screenshots show boxes.
